@@ -1,0 +1,37 @@
+package schema
+
+import (
+	"entgo.io/ent"
+	"entgo.io/ent/dialect/entsql"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+)
+
+// Tenant is a customer of the gateway operator: the unit of isolation, policy
+// and billing.
+type Tenant struct{ ent.Schema }
+
+func (Tenant) Mixin() []ent.Mixin { return []ent.Mixin{idMixin{}, timeMixin{}} }
+
+func (Tenant) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("name").NotEmpty().MaxLen(200),
+		field.String("slug").NotEmpty().MaxLen(63).Unique(),
+		field.Enum("status").Values("active", "suspended", "restricted").Default("active"),
+		field.String("billing_email").Default("").MaxLen(320),
+		field.String("billing_reference").Default("").MaxLen(200),
+		field.String("plan").Default("").MaxLen(100),
+	}
+}
+
+func (Tenant) Edges() []ent.Edge {
+	cascade := entsql.Annotation{OnDelete: entsql.Cascade}
+	return []ent.Edge{
+		edge.To("accounts", Account.Type).Annotations(cascade),
+		edge.To("api_keys", APIKey.Type).Annotations(cascade),
+		edge.To("admin_tokens", AdminToken.Type).Annotations(cascade),
+		edge.To("providers", Provider.Type).Annotations(cascade),
+		edge.To("models", Model.Type).Annotations(cascade),
+		edge.To("policy", GatewayPolicy.Type).Unique().Annotations(cascade),
+	}
+}

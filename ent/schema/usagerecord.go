@@ -1,0 +1,47 @@
+package schema
+
+import (
+	"entgo.io/ent"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+)
+
+// UsageRecord is one request's billable usage. Records refer to tenants, keys
+// and models by id without foreign keys: they outlive deleted keys and erased
+// accounts, because billing must still add up. request_id is unique so that a
+// replayed batch never counts a request twice.
+type UsageRecord struct{ ent.Schema }
+
+func (UsageRecord) Mixin() []ent.Mixin { return []ent.Mixin{idMixin{}} }
+
+func (UsageRecord) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("request_id").NotEmpty().MaxLen(128).Unique().Immutable(),
+		field.UUID("tenant_id", uuidType).Immutable(),
+		field.UUID("api_key_id", uuidType).Optional().Nillable().Immutable(),
+		field.String("model").Default("").Immutable(),
+		field.String("provider").Default("").Immutable(),
+		field.String("upstream_model").Default("").Immutable(),
+		field.Int64("input_tokens").Default(0).NonNegative().Immutable(),
+		field.Int64("output_tokens").Default(0).NonNegative().Immutable(),
+		field.Int64("cached_input_tokens").Default(0).NonNegative().Immutable(),
+		field.Int64("reasoning_tokens").Default(0).NonNegative().Immutable(),
+		field.Bool("estimated").Default(false).Immutable(),
+		field.Int64("cost_micros").Default(0).NonNegative().Immutable(),
+		field.Int32("status_code").Default(0).Immutable(),
+		field.String("error_type").Default("").Immutable(),
+		field.Bool("streamed").Default(false).Immutable(),
+		field.Int64("latency_ms").Default(0).NonNegative().Immutable(),
+		field.Int64("ttft_ms").Default(0).NonNegative().Immutable(),
+		// created_at is when the request arrived at the gateway, not when the
+		// record reached the store.
+		field.Time("created_at").Immutable(),
+	}
+}
+
+func (UsageRecord) Indexes() []ent.Index {
+	return []ent.Index{
+		index.Fields("tenant_id", "created_at"),
+		index.Fields("api_key_id", "created_at"),
+	}
+}
