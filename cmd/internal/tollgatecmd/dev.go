@@ -1,0 +1,106 @@
+package tollgatecmd
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/tollgate-dev/tollgate/cmd/internal/datadir"
+	"github.com/tollgate-dev/tollgate/controlplane/keyring"
+	"github.com/tollgate-dev/tollgate/controlplane/secret"
+	"github.com/tollgate-dev/tollgate/controlplane/store"
+)
+
+// runDev runs everything one machine needs, with the embedded SQLite store.
+// Its secrets (master key, operator token) are generated into the data
+// directory on first start and reused after.
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fset := flag.NewFlagSet("tollgate dev", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	var sf serverFlags
+	sf.register(fset, "127.0.0.1:7070")
+	dir := fset.String("data-dir", datadir.Default(), "directory for the SQLite database, master key and operator token (env TOLLGATE_DATA_DIR)")
+	if err := parseFlags(fset, args); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return fmt.Errorf("creating the data directory: %w", err)
+	}
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		return fmt.Errorf("resolving the data directory: %w", err)
+	}
+	ring, err := keyring.LoadOrGenerate(filepath.Join(abs, "master.key"))
+	if err != nil {
+		return err
+	}
+	tokenPath := filepath.Join(abs, datadir.OperatorTokenFile)
+	token, err := loadOrCreateOperatorToken(tokenPath)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, "sqlite://"+filepath.Join(abs, "tollgate.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	log := newLogger(stderr, sf.logLevel)
+	return serve(ctx, serveConfig{
+		flags: sf, store: st, keyring: ring, operatorToken: token, log: log,
+		ready: func(addr net.Addr) { printBanner(stdout, abs, tokenPath, addr) },
+	})
+}
+
+// loadOrCreateOperatorToken reads the operator token from path, creating the
+// file (mode 0600) with a fresh token when it does not exist.
+func loadOrCreateOperatorToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		token := strings.TrimSpace(string(b))
+		if err := secret.Check(secret.OperatorToken, token); err != nil {
+			return "", fmt.Errorf("the operator token in %s: %w", path, err)
+		}
+		return token, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("reading the operator token: %w", err)
+	}
+	s, err := secret.New(secret.OperatorToken)
+	if err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("creating the operator token file: %w", err)
+	}
+	if _, err := f.WriteString(s.Plaintext + "\n"); err != nil {
+		f.Close()
+		return "", fmt.Errorf("writing the operator token file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("writing the operator token file: %w", err)
+	}
+	return s.Plaintext, nil
+}
+
+func printBanner(w io.Writer, dir, tokenPath string, addr net.Addr) {
+	fmt.Fprintf(w, `Tollgate dev is running (SQLite, everything on this machine).
+
+  admin API       %s
+  data directory  %s
+  operator token  %s (tollgatectl reads it from there)
+
+Try:
+  tollgatectl tenant create acme
+  tollgatectl key create --tenant acme --name ci
+
+Stop with Ctrl-C.
+`, addr, dir, tokenPath)
+}

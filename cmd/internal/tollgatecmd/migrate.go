@@ -1,0 +1,35 @@
+package tollgatecmd
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/controlplane/store"
+)
+
+func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tollgate migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dsn := fs.String("database", os.Getenv("TOLLGATE_DATABASE"), "database DSN: postgres://…, cockroachdb://… or sqlite:///path (env TOLLGATE_DATABASE)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *dsn == "" {
+		return fmt.Errorf("%w: --database (or TOLLGATE_DATABASE) is required", errUsage)
+	}
+	st, err := store.Open(ctx, *dsn)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	start := time.Now()
+	if err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "schema is up to date (%s, %s)\n", st.Dialect(), time.Since(start).Round(time.Millisecond))
+	return nil
+}

@@ -1,0 +1,176 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+
+	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
+	"github.com/tollgate-dev/tollgate/controlplane/keyring"
+	"github.com/tollgate-dev/tollgate/controlplane/secret"
+	"github.com/tollgate-dev/tollgate/controlplane/store"
+)
+
+// harness is a running admin API on 127.0.0.1 over a real gRPC connection.
+type harness struct {
+	t        *testing.T
+	store    *store.Store
+	keyring  *keyring.Keyring
+	conn     *grpc.ClientConn
+	operator string // operator token
+	logs     *syncBuffer
+	changes  int
+	mu       sync.Mutex
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newHarness(t *testing.T, st *store.Store) *harness {
+	t.Helper()
+	ring, err := keyring.New(keyring.Key{ID: "test-1", Secret: bytes.Repeat([]byte{7}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := secret.New(secret.OperatorToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, store: st, keyring: ring, operator: op.Plaintext, logs: &syncBuffer{}}
+	srv, err := New(Config{
+		Store: st, Keyring: ring, OperatorToken: op.Plaintext,
+		Logger:  slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Changed: func() { h.mu.Lock(); h.changes++; h.mu.Unlock() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer(grpc.ChainUnaryInterceptor(srv.UnaryInterceptor()), grpc.ChainStreamInterceptor(srv.StreamInterceptor()))
+	srv.Register(g)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(lis)
+	t.Cleanup(g.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	h.conn = conn
+	return h
+}
+
+// ctx returns a context that authenticates as token.
+func (h *harness) ctx(token string) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	h.t.Cleanup(cancel)
+	if token == "" {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+func (h *harness) op() context.Context { return h.ctx(h.operator) }
+
+func (h *harness) tenants() adminv1.TenantServiceClient   { return adminv1.NewTenantServiceClient(h.conn) }
+func (h *harness) accounts() adminv1.AccountServiceClient { return adminv1.NewAccountServiceClient(h.conn) }
+func (h *harness) keys() adminv1.KeyServiceClient         { return adminv1.NewKeyServiceClient(h.conn) }
+func (h *harness) tokens() adminv1.TokenServiceClient     { return adminv1.NewTokenServiceClient(h.conn) }
+func (h *harness) providers() adminv1.ProviderServiceClient {
+	return adminv1.NewProviderServiceClient(h.conn)
+}
+func (h *harness) models() adminv1.ModelServiceClient     { return adminv1.NewModelServiceClient(h.conn) }
+func (h *harness) policies() adminv1.PolicyServiceClient  { return adminv1.NewPolicyServiceClient(h.conn) }
+func (h *harness) audit() adminv1.AuditServiceClient      { return adminv1.NewAuditServiceClient(h.conn) }
+
+func (h *harness) createTenant(slug string) *adminv1.Tenant {
+	h.t.Helper()
+	resp, err := h.tenants().CreateTenant(h.op(), &adminv1.CreateTenantRequest{Tenant: &adminv1.Tenant{Slug: slug}})
+	if err != nil {
+		h.t.Fatalf("creating tenant %s: %v", slug, err)
+	}
+	return resp.GetTenant()
+}
+
+func (h *harness) createKey(ctx context.Context, tenant, name string) *adminv1.CreateKeyResponse {
+	h.t.Helper()
+	resp, err := h.keys().CreateKey(ctx, &adminv1.CreateKeyRequest{Tenant: tenant, Key: &adminv1.Key{Name: name}})
+	if err != nil {
+		h.t.Fatalf("creating key %s in %s: %v", name, tenant, err)
+	}
+	return resp
+}
+
+// tenantAdmin creates a tenant admin token for tenant and returns it.
+func (h *harness) tenantAdmin(tenant string) string {
+	h.t.Helper()
+	resp, err := h.tokens().CreateAdminToken(h.op(), &adminv1.CreateAdminTokenRequest{Tenant: tenant, AdminToken: &adminv1.AdminToken{Name: "admin"}})
+	if err != nil {
+		h.t.Fatalf("creating admin token for %s: %v", tenant, err)
+	}
+	return resp.GetSecret()
+}
+
+func (h *harness) createProvider(ctx context.Context, p *adminv1.Provider) *adminv1.Provider {
+	h.t.Helper()
+	resp, err := h.providers().CreateProvider(ctx, &adminv1.CreateProviderRequest{Provider: p})
+	if err != nil {
+		h.t.Fatalf("creating provider %s: %v", p.GetName(), err)
+	}
+	return resp.GetProvider()
+}
+
+func wantCode(t *testing.T, err error, want codes.Code) {
+	t.Helper()
+	if got := status.Code(err); got != want {
+		t.Fatalf("got %v (%v), want %v", got, err, want)
+	}
+}
+
+// violations returns the BadRequest field names of an InvalidArgument error.
+func violations(t *testing.T, err error) []string {
+	t.Helper()
+	wantCode(t, err, codes.InvalidArgument)
+	var fields []string
+	for _, d := range status.Convert(err).Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				if v.GetDescription() == "" {
+					t.Errorf("violation of %s has no description", v.GetField())
+				}
+				fields = append(fields, v.GetField())
+			}
+		}
+	}
+	if len(fields) == 0 {
+		t.Fatalf("InvalidArgument without field violations: %v", err)
+	}
+	return fields
+}
