@@ -3,7 +3,6 @@ package admin
 import (
 	"context"
 
-
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/invalid"
 	"github.com/tollgate-dev/tollgate/ent"
@@ -90,4 +89,3 @@ func (s *auditService) ListAuditEvents(ctx context.Context, req *adminv1.ListAud
 	}
 	return resp, nil
 }
-

@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
@@ -99,16 +99,22 @@ func (h *harness) ctx(token string) context.Context {
 
 func (h *harness) op() context.Context { return h.ctx(h.operator) }
 
-func (h *harness) tenants() adminv1.TenantServiceClient   { return adminv1.NewTenantServiceClient(h.conn) }
-func (h *harness) accounts() adminv1.AccountServiceClient { return adminv1.NewAccountServiceClient(h.conn) }
-func (h *harness) keys() adminv1.KeyServiceClient         { return adminv1.NewKeyServiceClient(h.conn) }
-func (h *harness) tokens() adminv1.TokenServiceClient     { return adminv1.NewTokenServiceClient(h.conn) }
+func (h *harness) tenants() adminv1.TenantServiceClient {
+	return adminv1.NewTenantServiceClient(h.conn)
+}
+func (h *harness) accounts() adminv1.AccountServiceClient {
+	return adminv1.NewAccountServiceClient(h.conn)
+}
+func (h *harness) keys() adminv1.KeyServiceClient     { return adminv1.NewKeyServiceClient(h.conn) }
+func (h *harness) tokens() adminv1.TokenServiceClient { return adminv1.NewTokenServiceClient(h.conn) }
 func (h *harness) providers() adminv1.ProviderServiceClient {
 	return adminv1.NewProviderServiceClient(h.conn)
 }
-func (h *harness) models() adminv1.ModelServiceClient     { return adminv1.NewModelServiceClient(h.conn) }
-func (h *harness) policies() adminv1.PolicyServiceClient  { return adminv1.NewPolicyServiceClient(h.conn) }
-func (h *harness) audit() adminv1.AuditServiceClient      { return adminv1.NewAuditServiceClient(h.conn) }
+func (h *harness) models() adminv1.ModelServiceClient { return adminv1.NewModelServiceClient(h.conn) }
+func (h *harness) policies() adminv1.PolicyServiceClient {
+	return adminv1.NewPolicyServiceClient(h.conn)
+}
+func (h *harness) audit() adminv1.AuditServiceClient { return adminv1.NewAuditServiceClient(h.conn) }
 
 func (h *harness) createTenant(slug string) *adminv1.Tenant {
 	h.t.Helper()

@@ -10,7 +10,6 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 )
 
-
 // resolveTenant finds a tenant by id or slug that p may see. A tenant admin
 // asking for another tenant gets the same NotFound as for a tenant that does
 // not exist, so that ids and slugs cannot be probed.

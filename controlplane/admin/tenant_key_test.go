@@ -268,4 +268,3 @@ func TestListPagination(t *testing.T) {
 		}
 	})
 }
-

@@ -203,4 +203,3 @@ func isLoopbackAddr(a net.Addr) bool {
 	ap, err := netip.ParseAddrPort(a.String())
 	return err == nil && ap.Addr().IsLoopback()
 }
-
