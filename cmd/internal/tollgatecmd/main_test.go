@@ -1,0 +1,180 @@
+package tollgatecmd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+
+	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
+	"github.com/tollgate-dev/tollgate/controlplane/secret"
+)
+
+// startDev runs `tollgate dev` in-process until the test ends and returns
+// the admin API address it printed.
+func startDev(t *testing.T, dir string) (addr string, stderr *bytes.Buffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	stderr = &bytes.Buffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, []string{"dev", "--data-dir", dir, "--admin-addr", "127.0.0.1:0"}, pw, stderr)
+		pw.Close()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("tollgate dev exited %d; stderr:\n%s", code, stderr)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("tollgate dev did not stop within 15s of its context ending")
+		}
+	})
+	found := make(chan string, 1)
+	go func() {
+		re := regexp.MustCompile(`admin API\s+(\S+)`)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	select {
+	case addr = <-found:
+		return addr, stderr
+	case code := <-done:
+		t.Fatalf("tollgate dev exited %d before serving; stderr:\n%s", code, stderr)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("tollgate dev printed no admin address in 30s; stderr:\n%s", stderr)
+	}
+	return "", nil
+}
+
+func TestDevGeneratesSecretsOnceAndServesTheAdminAPI(t *testing.T) {
+	dir := t.TempDir()
+	addr, logs := startDev(t, dir)
+	tokenBytes, err := os.ReadFile(filepath.Join(dir, "operator-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(tokenBytes))
+	if err := secret.Check(secret.OperatorToken, token); err != nil {
+		t.Fatalf("operator token file: %v", err)
+	}
+	for _, f := range []string{"operator-token", "master.key"} {
+		fi, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", f, fi.Mode().Perm())
+		}
+	}
+
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+token)
+	hc, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
+	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health: %v %v", hc, err)
+	}
+	if _, err := adminv1.NewTenantServiceClient(conn).CreateTenant(ctx, &adminv1.CreateTenantRequest{Tenant: &adminv1.Tenant{Slug: "acme"}}); err != nil {
+		t.Fatal(err)
+	}
+	key, err := adminv1.NewKeyServiceClient(conn).CreateKey(ctx, &adminv1.CreateKeyRequest{Tenant: "acme", Key: &adminv1.Key{Name: "ci"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), key.GetSecret()) || strings.Contains(logs.String(), token) {
+		t.Error("the log holds a secret")
+	}
+	if !strings.Contains(logs.String(), `"msg":"admin call"`) {
+		t.Errorf("admin calls are not logged as JSON:\n%s", logs)
+	}
+}
+
+func TestDevKeepsItsDataAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	read := func() (token, key []byte) {
+		token, _ = os.ReadFile(filepath.Join(dir, "operator-token"))
+		key, _ = os.ReadFile(filepath.Join(dir, "master.key"))
+		return token, key
+	}
+	t.Run("first start", func(t *testing.T) { startDev(t, dir) })
+	token1, key1 := read()
+	t.Run("second start", func(t *testing.T) { startDev(t, dir) })
+	token2, key2 := read()
+	if len(token1) == 0 || !bytes.Equal(token1, token2) || len(key1) == 0 || !bytes.Equal(key1, key2) {
+		t.Error("a restart replaced the operator token or the master key")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "tollgate.db")); err != nil {
+		t.Errorf("no SQLite database in the data directory: %v", err)
+	}
+}
+
+func TestMigrateIsRepeatable(t *testing.T) {
+	dsn := "sqlite://" + filepath.Join(t.TempDir(), "t.db")
+	for i := range 2 {
+		var out, errb bytes.Buffer
+		if code := Main(t.Context(), []string{"migrate", "--database", dsn}, &out, &errb); code != 0 {
+			t.Fatalf("migrate run %d exited %d: %s", i+1, code, errb.String())
+		}
+		if !strings.Contains(out.String(), "schema is up to date") {
+			t.Errorf("migrate printed %q", out.String())
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, v := range []string{"TOLLGATE_DATABASE", "TOLLGATE_MASTER_KEY", "TOLLGATE_MASTER_KEY_FILE"} {
+		t.Setenv(v, "") // restores the variable after the test
+		os.Unsetenv(v)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "Usage:"},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"migrate"}, 2, "--database"},
+		{[]string{"controlplane"}, 2, "--database"},
+		{[]string{"dev", "--no-such-flag"}, 2, "no-such-flag"},
+		{[]string{"controlplane", "--database", "sqlite:///tmp/x.db"}, 2, "master key"},
+		{[]string{"migrate", "--database", "mysql://x"}, 1, "sqlite"},
+	} {
+		var out, errb bytes.Buffer
+		code := Main(t.Context(), c.args, &out, &errb)
+		if code != c.code || !strings.Contains(errb.String(), c.want) {
+			t.Errorf("tollgate %v: exit %d, stderr %q; want exit %d mentioning %q", c.args, code, errb.String(), c.code, c.want)
+		}
+	}
+}
+
+func TestAdminAPIRefusesPlaintextBeyondLoopback(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	code := Main(t.Context(), []string{"dev", "--data-dir", dir, "--admin-addr", "0.0.0.0:0"}, &out, &errb)
+	if code != 2 || !strings.Contains(errb.String(), "without TLS") {
+		t.Errorf("exit %d, stderr %q; want a refusal to serve without TLS", code, errb.String())
+	}
+}
