@@ -1,0 +1,160 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	entdialect "entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+	"github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/tollgate-dev/tollgate/ent"
+)
+
+// Dialect names the database a Store talks to.
+type Dialect string
+
+const (
+	SQLite      Dialect = "sqlite"
+	Postgres    Dialect = "postgres"
+	CockroachDB Dialect = "cockroachdb"
+)
+
+// defaultMaxAttempts bounds the whole-transaction retry on PostgreSQL and
+// SQLite, and the savepoint retries on CockroachDB. Ten attempts with the
+// backoff below give a contended transaction about two seconds to get through
+// before the caller sees the error.
+const defaultMaxAttempts = 10
+
+// Store is the database behind the control plane: an ent client, the
+// dialect it speaks, and the transaction retry policy for that dialect.
+type Store struct {
+	db          *sql.DB
+	client      *ent.Client
+	dialect     Dialect
+	maxAttempts int
+
+	// retries counts transaction attempts after the first, for tests (see
+	// export_test.go); it is cheap enough to keep in production.
+	retries atomic.Uint64
+}
+
+// Open connects to the database dsn names and checks that it answers. See
+// docs/storage.md for the accepted DSN forms. The DSN's password never
+// appears in a returned error.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	s, err := open(ctx, dsn)
+	if err != nil {
+		return nil, redact(err, dsnSecrets(dsn))
+	}
+	return s, nil
+}
+
+func open(ctx context.Context, dsn string) (*Store, error) {
+	t, err := parseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	db, err := t.openDB()
+	if err != nil {
+		return nil, err
+	}
+	tunePool(db, t.dialect)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: connecting to %s: %w", t.dialect, err)
+	}
+	d := t.dialect
+	if d == Postgres {
+		if d, err = detectCockroachDB(ctx, db); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	return &Store{
+		db:          db,
+		client:      ent.NewClient(ent.Driver(entsql.OpenDB(entDialect(d), db))),
+		dialect:     d,
+		maxAttempts: defaultMaxAttempts,
+	}, nil
+}
+
+func (t target) openDB() (*sql.DB, error) {
+	if t.pgConfig != nil {
+		return stdlib.OpenDB(*t.pgConfig), nil
+	}
+	db, err := sql.Open("sqlite", t.sqliteSource)
+	if err != nil {
+		return nil, fmt.Errorf("store: opening sqlite: %w", err)
+	}
+	return db, nil
+}
+
+// tunePool sets connection pool limits that database/sql's defaults get
+// wrong for a server that bursts.
+func tunePool(db *sql.DB, d Dialect) {
+	// The default of two idle connections makes a burst of concurrent
+	// transactions open (and, on PostgreSQL, authenticate) fresh connections
+	// each time.
+	db.SetMaxIdleConns(16)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	if d != SQLite {
+		// Recycling connections lets a load balancer in front of a
+		// CockroachDB cluster spread them over nodes that joined later.
+		db.SetConnMaxLifetime(30 * time.Minute)
+	}
+}
+
+// detectCockroachDB tells CockroachDB from PostgreSQL behind a postgres://
+// DSN, so that a CockroachDB cluster gets the savepoint protocol whichever
+// scheme the operator wrote.
+func detectCockroachDB(ctx context.Context, db *sql.DB) (Dialect, error) {
+	var version string
+	if err := db.QueryRowContext(ctx, "SELECT version()").Scan(&version); err != nil {
+		return "", fmt.Errorf("store: reading server version: %w", err)
+	}
+	if strings.Contains(version, "CockroachDB") {
+		return CockroachDB, nil
+	}
+	return Postgres, nil
+}
+
+// entDialect maps a Dialect to ent's: CockroachDB speaks ent's postgres
+// dialect (Atlas detects CockroachDB by itself when it inspects the schema).
+func entDialect(d Dialect) string {
+	if d == SQLite {
+		return entdialect.SQLite
+	}
+	return entdialect.Postgres
+}
+
+// Client returns the ent client for reads outside a transaction. Writes go
+// through InTx.
+func (s *Store) Client() *ent.Client { return s.client }
+
+// Dialect reports which database the store is connected to.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// DB returns the underlying connection pool, for tests and health checks.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
+// Close closes every connection. Transactions still running fail.
+func (s *Store) Close() error {
+	if err := s.client.Close(); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
