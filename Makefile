@@ -8,7 +8,7 @@ BIN      := $(CURDIR)/bin
 TOOLS    := -modfile=tools/go.mod
 DATA_DIR ?=
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -s -w -X github.com/tollgate-dev/tollgate/cmd/internal/tollgatecmd.Version=$(VERSION)
+LDFLAGS  := -s -w -X github.com/tollgate-dev/tollgate/cmd/internal/tollgatecmd.Version=$(VERSION) -X github.com/tollgate-dev/tollgate/cmd/internal/ctl.Version=$(VERSION)
 # Test timeout for the whole run; store tests on PostgreSQL are the slowest.
 TEST_TIMEOUT ?= 20m
 
