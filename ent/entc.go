@@ -13,8 +13,8 @@ import (
 func main() {
 	err := entc.Generate("./schema", &gen.Config{
 		Features: []gen.Feature{
-			gen.FeatureUpsert,      // idempotent usage ingestion (ON CONFLICT DO NOTHING)
-			gen.FeatureExecQuery,   // raw statements inside a transaction (cockroach savepoints, tests)
+			gen.FeatureUpsert,    // idempotent usage ingestion (ON CONFLICT DO NOTHING)
+			gen.FeatureExecQuery, // raw statements inside a transaction (cockroach savepoints, tests)
 			gen.FeatureLock,
 		},
 	})

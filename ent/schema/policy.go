@@ -32,4 +32,3 @@ func (GatewayPolicy) Edges() []ent.Edge {
 			Annotations(entsql.Annotation{OnDelete: entsql.Cascade}),
 	}
 }
-
