@@ -16,6 +16,7 @@ import (
 
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/invalid"
+	"github.com/tollgate-dev/tollgate/controlplane/ir"
 	"github.com/tollgate-dev/tollgate/ent"
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
 	"github.com/tollgate-dev/tollgate/ent/provider"
@@ -60,10 +61,6 @@ func providerToProto(p *ent.Provider) *adminv1.Provider {
 	}
 	return out
 }
-
-// credentialAD binds a sealed credential to its provider row, so that a
-// ciphertext copied onto another provider does not decrypt.
-func credentialAD(id uuid.UUID) []byte { return []byte("provider-credential:" + id.String()) }
 
 // checkBaseURL accepts https anywhere, and plain http only where the traffic
 // cannot leave a trusted network: loopback for every kind (local test
@@ -247,7 +244,7 @@ func (s *providerService) CreateProvider(ctx context.Context, req *adminv1.Creat
 	id := uuid.New()
 	var sealed []byte
 	if in.GetCredential() != "" {
-		if sealed, err = s.keyring.Seal([]byte(in.GetCredential()), credentialAD(id)); err != nil {
+		if sealed, err = s.keyring.Seal([]byte(in.GetCredential()), ir.CredentialAD(id)); err != nil {
 			return nil, s.toStatus(ctx, "create provider", fmt.Errorf("sealing the credential: %w", err))
 		}
 	}
@@ -362,7 +359,7 @@ func (s *providerService) UpdateProvider(ctx context.Context, req *adminv1.Updat
 					u.ClearCredential().SetCredentialKeyID("")
 					continue
 				}
-				sealed, err := s.keyring.Seal([]byte(in.GetCredential()), credentialAD(pr.ID))
+				sealed, err := s.keyring.Seal([]byte(in.GetCredential()), ir.CredentialAD(pr.ID))
 				if err != nil {
 					return fmt.Errorf("sealing the credential: %w", err)
 				}

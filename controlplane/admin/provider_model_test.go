@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
+	"github.com/tollgate-dev/tollgate/controlplane/ir"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/controlplane/store/storetest"
 )
@@ -49,11 +50,11 @@ func TestProviderCredentialIsSealedAndNeverReturned(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		plain, err := h.keyring.Open(row.Credential, credentialAD(row.ID))
+		plain, err := h.keyring.Open(row.Credential, ir.CredentialAD(row.ID))
 		if err != nil || string(plain) != cred {
 			t.Fatalf("opening the stored credential: %q, %v", plain, err)
 		}
-		if _, err := h.keyring.Open(row.Credential, credentialAD(uuid.New())); err == nil {
+		if _, err := h.keyring.Open(row.Credential, ir.CredentialAD(uuid.New())); err == nil {
 			t.Error("the credential opened for another provider id")
 		}
 		if row.CredentialKeyID != "test-1" {
@@ -70,7 +71,7 @@ func TestProviderCredentialIsSealedAndNeverReturned(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if plain, err := h.keyring.Open(row2.Credential, credentialAD(row.ID)); err != nil || string(plain) != "sk-new" || bytes.Equal(row.Credential, row2.Credential) {
+		if plain, err := h.keyring.Open(row2.Credential, ir.CredentialAD(row.ID)); err != nil || string(plain) != "sk-new" || bytes.Equal(row.Credential, row2.Credential) {
 			t.Errorf("after rotation: %q, %v", plain, err)
 		}
 		if strings.Contains(h.logs.String(), "sk-new") {
