@@ -160,4 +160,3 @@ func upstreamProtocol(h2 bool, o Options) *httpv3.HttpProtocolOptions {
 	}
 	return opts
 }
-
