@@ -21,6 +21,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
 	"github.com/tollgate-dev/tollgate/ent/provider"
+	"github.com/tollgate-dev/tollgate/ent/revision"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
 )
@@ -92,6 +93,7 @@ func checkColumn(t, c string) error {
 			modeldeployment.Table: modeldeployment.ValidColumn,
 			modelprice.Table:      modelprice.ValidColumn,
 			provider.Table:        provider.ValidColumn,
+			revision.Table:        revision.ValidColumn,
 			tenant.Table:          tenant.ValidColumn,
 			usagerecord.Table:     usagerecord.ValidColumn,
 		})

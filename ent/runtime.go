@@ -15,6 +15,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
 	"github.com/tollgate-dev/tollgate/ent/provider"
+	"github.com/tollgate-dev/tollgate/ent/revision"
 	"github.com/tollgate-dev/tollgate/ent/schema"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
@@ -393,6 +394,30 @@ func init() {
 	providerDescID := providerMixinFields0[0].Descriptor()
 	// provider.DefaultID holds the default value on creation for the id field.
 	provider.DefaultID = providerDescID.Default.(func() uuid.UUID)
+	revisionFields := schema.Revision{}.Fields()
+	_ = revisionFields
+	// revisionDescValue is the schema descriptor for value field.
+	revisionDescValue := revisionFields[1].Descriptor()
+	// revision.DefaultValue holds the default value on creation for the value field.
+	revision.DefaultValue = revisionDescValue.Default.(int64)
+	// revisionDescID is the schema descriptor for id field.
+	revisionDescID := revisionFields[0].Descriptor()
+	// revision.IDValidator is a validator for the "id" field. It is called by the builders before save.
+	revision.IDValidator = func() func(string) error {
+		validators := revisionDescID.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(id string) error {
+			for _, fn := range fns {
+				if err := fn(id); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
 	tenantMixin := schema.Tenant{}.Mixin()
 	tenantMixinFields0 := tenantMixin[0].Fields()
 	_ = tenantMixinFields0

@@ -32,6 +32,8 @@ type Tx struct {
 	ModelPrice *ModelPriceClient
 	// Provider is the client for interacting with the Provider builders.
 	Provider *ProviderClient
+	// Revision is the client for interacting with the Revision builders.
+	Revision *RevisionClient
 	// Tenant is the client for interacting with the Tenant builders.
 	Tenant *TenantClient
 	// UsageRecord is the client for interacting with the UsageRecord builders.
@@ -176,6 +178,7 @@ func (tx *Tx) init() {
 	tx.ModelDeployment = NewModelDeploymentClient(tx.config)
 	tx.ModelPrice = NewModelPriceClient(tx.config)
 	tx.Provider = NewProviderClient(tx.config)
+	tx.Revision = NewRevisionClient(tx.config)
 	tx.Tenant = NewTenantClient(tx.config)
 	tx.UsageRecord = NewUsageRecordClient(tx.config)
 }

@@ -90,10 +90,17 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 	adminv1.RegisterAuditServiceServer(g, &auditService{Server: s})
 }
 
-// mutate runs fn in a transaction and, once it has committed, tells the
-// control plane that the store changed.
+// mutate runs fn in a transaction that also bumps the config revision (how
+// other control-plane replicas learn of the change) and, once it has
+// committed, tells this control plane that the store changed.
 func (s *Server) mutate(ctx context.Context, fn func(tx *ent.Tx) error) error {
-	if err := s.store.InTx(ctx, fn); err != nil {
+	err := s.store.InTx(ctx, func(tx *ent.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return store.BumpRevision(ctx, tx, store.ConfigRevision)
+	})
+	if err != nil {
 		return err
 	}
 	if s.changed != nil {

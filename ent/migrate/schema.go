@@ -315,6 +315,17 @@ var (
 			},
 		},
 	}
+	// RevisionsColumns holds the columns for the "revisions" table.
+	RevisionsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeString, Size: 63},
+		{Name: "value", Type: field.TypeInt64, Default: 0},
+	}
+	// RevisionsTable holds the schema information for the "revisions" table.
+	RevisionsTable = &schema.Table{
+		Name:       "revisions",
+		Columns:    RevisionsColumns,
+		PrimaryKey: []*schema.Column{RevisionsColumns[0]},
+	}
 	// TenantsColumns holds the columns for the "tenants" table.
 	TenantsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -384,6 +395,7 @@ var (
 		ModelDeploymentsTable,
 		ModelPricesTable,
 		ProvidersTable,
+		RevisionsTable,
 		TenantsTable,
 		UsageRecordsTable,
 	}

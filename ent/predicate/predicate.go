@@ -33,6 +33,9 @@ type ModelPrice func(*sql.Selector)
 // Provider is the predicate function for provider builders.
 type Provider func(*sql.Selector)
 
+// Revision is the predicate function for revision builders.
+type Revision func(*sql.Selector)
+
 // Tenant is the predicate function for tenant builders.
 type Tenant func(*sql.Selector)
 

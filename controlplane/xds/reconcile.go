@@ -1,0 +1,107 @@
+package xds
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tollgate-dev/tollgate/controlplane/ir"
+	"github.com/tollgate-dev/tollgate/controlplane/keyring"
+	"github.com/tollgate-dev/tollgate/controlplane/store"
+	"github.com/tollgate-dev/tollgate/controlplane/xdstranslate"
+)
+
+// Reconciler keeps what the publisher serves in step with the store:
+// store → ir → translators → publisher, whenever the store changes.
+type Reconciler struct {
+	Store     *store.Store
+	Keyring   *keyring.Keyring
+	Options   xdstranslate.Options
+	Publisher *Publisher
+	Log       *slog.Logger
+	// PollInterval is how often the config revision is read, which is how
+	// changes made through another replica are noticed. Default 1s.
+	PollInterval time.Duration
+	// ResyncInterval rebuilds everything even without a change, for what
+	// changes with time alone (expired keys leave the view). Default 5m.
+	ResyncInterval time.Duration
+
+	trigger chan struct{}
+}
+
+// Notify asks for a rebuild soon; cheap and safe to call from any
+// goroutine, and many calls in a burst cause one rebuild.
+func (r *Reconciler) Notify() {
+	select {
+	case r.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Init must be called before Run and Notify.
+func (r *Reconciler) Init() {
+	r.trigger = make(chan struct{}, 1)
+	if r.PollInterval == 0 {
+		r.PollInterval = time.Second
+	}
+	if r.ResyncInterval == 0 {
+		r.ResyncInterval = 5 * time.Minute
+	}
+}
+
+// Run publishes once, then again on every change, until ctx ends.
+func (r *Reconciler) Run(ctx context.Context) {
+	poll := time.NewTicker(r.PollInterval)
+	defer poll.Stop()
+	resync := time.NewTicker(r.ResyncInterval)
+	defer resync.Stop()
+	var seen int64 = -1
+	for {
+		rev, err := r.Store.Revision(ctx, store.ConfigRevision)
+		if err != nil {
+			r.Log.Warn("reading the config revision", "err", err)
+		} else if rev != seen {
+			if r.Reconcile(ctx) == nil {
+				seen = rev
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.trigger:
+			// The revision moved in this process; read it again above.
+		case <-poll.C:
+		case <-resync.C:
+			seen = -1
+		}
+	}
+}
+
+// Reconcile rebuilds and publishes once. A failure to read the store keeps
+// the last published configuration.
+func (r *Reconciler) Reconcile(ctx context.Context) error {
+	start := time.Now()
+	g, err := ir.Load(ctx, r.Store, time.Now())
+	if err != nil {
+		r.Log.Error("xds: loading the gateway; still serving the last configuration", "err", err)
+		return err
+	}
+	envoy, envoyErr := xdstranslate.TranslateEnvoy(g, r.Options)
+	cfg, cfgErr := xdstranslate.TranslateConfig(g, func(sealed []byte, id uuid.UUID) ([]byte, error) {
+		return r.Keyring.Open(sealed, ir.CredentialAD(id))
+	})
+	for _, err := range []error{envoyErr, cfgErr} {
+		if err != nil {
+			r.Log.Error("xds: part of the configuration is not served", "err", err)
+		}
+	}
+	if err := r.Publisher.Publish(ctx, envoy, cfg, joinErrs(envoyErr, cfgErr)); err != nil {
+		r.Log.Error("xds: publishing; still serving the last configuration", "err", err)
+		return err
+	}
+	r.Log.Info("xds: configuration published", "models", len(g.Models), "keys", len(g.Keys),
+		"tenants", len(g.Tenants), "duration_ms", time.Since(start).Milliseconds())
+	return nil
+}

@@ -1,0 +1,44 @@
+package xds
+
+import (
+	"context"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
+	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+)
+
+// Register serves p's caches on g: ADS (state of the world and delta) and,
+// for clients that do not aggregate, the separate LDS, RDS and CDS services.
+func Register(ctx context.Context, g *grpc.Server, p *Publisher) {
+	srv := serverv3.NewServer(ctx, p.Cache(), callbacks(p))
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, srv)
+	listenerservice.RegisterListenerDiscoveryServiceServer(g, srv)
+	routeservice.RegisterRouteDiscoveryServiceServer(g, srv)
+	clusterservice.RegisterClusterDiscoveryServiceServer(g, srv)
+}
+
+// callbacks give a node its snapshot on its first request: the snapshot
+// cache keeps one per node id, and a node it has never seen would
+// otherwise wait for the next publication.
+func callbacks(p *Publisher) serverv3.Callbacks {
+	seen := func(ctx context.Context, n *corev3.Node) {
+		if n.GetId() != "" {
+			p.nodeConnected(ctx, n.GetId())
+		}
+	}
+	return serverv3.CallbackFuncs{
+		StreamRequestFunc: func(_ int64, r *discoverygrpc.DiscoveryRequest) error {
+			seen(context.Background(), r.GetNode())
+			return nil
+		},
+		StreamDeltaRequestFunc: func(_ int64, r *discoverygrpc.DeltaDiscoveryRequest) error {
+			seen(context.Background(), r.GetNode())
+			return nil
+		},
+	}
+}
