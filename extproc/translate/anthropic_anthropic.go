@@ -1,0 +1,122 @@
+package translate
+
+import "encoding/json"
+
+// anthropicPassthrough serves Anthropic Messages clients from Anthropic: the
+// body keeps every byte but the top-level "model", and usage is read from
+// message_start and message_delta events on the way through.
+type anthropicPassthrough struct{}
+
+func (anthropicPassthrough) request(t Target, body []byte) (ProviderRequest, error) {
+	if err := checkObject(body); err != nil {
+		return ProviderRequest{}, err
+	}
+	spans, found, _, err := topLevel(body, "model", "stream")
+	if err != nil {
+		return ProviderRequest{}, scanError(err)
+	}
+	if err := checkModel(body, spans[0], found[0]); err != nil {
+		return ProviderRequest{}, err
+	}
+	resp := ResponseOptions{EstimatedInputTokens: estimateTokens(int64(len(body)))}
+	if found[1] {
+		switch v := body[spans[1].start:spans[1].end]; string(v) {
+		case "true":
+			resp.Stream = true
+		case "false", "null":
+		default:
+			return ProviderRequest{}, badRequest(CodeInvalidType, "stream", "Invalid type for 'stream': expected a boolean, got %s.", jsonKind(v))
+		}
+	}
+	return ProviderRequest{
+		Method:   "POST",
+		Path:     t.path("/v1/messages"),
+		Body:     applyEdits(body, []edit{{spans[0].start, spans[0].end, appendJSONString(nil, t.UpstreamModel)}}),
+		Headers:  []Header{{Name: "anthropic-version", Value: anthropicVersion(t), IfAbsent: true}},
+		Response: resp,
+	}, nil
+}
+
+func anthropicVersion(t Target) string {
+	if t.APIVersion != "" {
+		return t.APIVersion
+	}
+	return DefaultAnthropicVersion
+}
+
+func (anthropicPassthrough) response(Target, ResponseOptions) handler {
+	return &anthropicPassthroughHandler{}
+}
+
+type anthropicPassthroughHandler struct {
+	acc anthropicUsage
+}
+
+func (*anthropicPassthroughHandler) contentType(_ bool, upstream string) string { return upstream }
+func (*anthropicPassthroughHandler) forwardsBody() bool                         { return true }
+
+func (*anthropicPassthroughHandler) body(dst, b []byte, m *usageMeter) ([]byte, error) {
+	spans, found, _, err := topLevel(b, "usage")
+	if err == nil && found[0] {
+		var u anthropicUsage
+		if decodeUsage(b, spans[0], &u) {
+			m.report(u.usage(), true)
+		}
+	}
+	return dst, nil
+}
+
+func (h *anthropicPassthroughHandler) event(dst []byte, ev *SSEEvent, m *usageMeter) ([]byte, error) {
+	dst = append(dst, ev.Raw...)
+	if !ev.HasData {
+		return dst, nil
+	}
+	err := anthropicUsageEvent(ev, m, &h.acc)
+	if _, ok := err.(*StreamError); ok {
+		return dst, err
+	}
+	// An event Tollgate cannot read still reaches the client as sent; only
+	// the usage becomes an estimate.
+	return dst, nil
+}
+
+// anthropicUsageEvent reads usage (and errors) from an Anthropic stream
+// event. message_start reports input tokens and a first output count;
+// message_delta reports the final output count and may repeat or correct the
+// input counts (its fields replace message_start's). into accumulates them.
+func anthropicUsageEvent(ev *SSEEvent, m *usageMeter, into *anthropicUsage) error {
+	typ := anthropicEventType(ev)
+	switch typ {
+	case "content_block_delta":
+		m.outUnits++
+		return nil
+	case "message_start", "message_delta", "error":
+	default:
+		return nil
+	}
+	var e anthropicEvent
+	if err := json.Unmarshal(ev.Data, &e); err != nil {
+		return err
+	}
+	switch typ {
+	case "message_start":
+		if e.Message != nil {
+			into.merge(e.Message.Usage)
+			m.report(into.usage(), false)
+		}
+	case "message_delta":
+		into.merge(e.Usage)
+		m.report(into.usage(), true)
+	case "error":
+		se := &StreamError{Type: "api_error", Message: "The provider reported an error."}
+		if e.Error != nil {
+			se.Type, se.Message = e.Error.Type, e.Error.Message
+		}
+		return se
+	}
+	return nil
+}
+
+func (*anthropicPassthroughHandler) end(dst []byte, _ *usageMeter) ([]byte, error) {
+	return dst, nil
+}

@@ -1,0 +1,356 @@
+package translate
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/url"
+)
+
+// openAIPassthrough serves OpenAI clients (Chat Completions, Embeddings,
+// Responses) from OpenAI, Azure OpenAI and OpenAI-compatible providers. The
+// body is not re-encoded: only the top-level "model" (and, where asked,
+// "store" and "stream_options") is rewritten in place, so fields Tollgate does
+// not know reach the provider byte for byte.
+type openAIPassthrough struct{ api ClientAPI }
+
+func (p openAIPassthrough) request(t Target, body []byte) (ProviderRequest, error) {
+	if err := checkObject(body); err != nil {
+		return ProviderRequest{}, err
+	}
+	const (
+		iModel = iota
+		iStream
+		iStreamOptions
+		iStore
+	)
+	spans, found, end, err := topLevel(body, "model", "stream", "stream_options", "store")
+	if err != nil {
+		return ProviderRequest{}, scanError(err)
+	}
+	if err := checkModel(body, spans[iModel], found[iModel]); err != nil {
+		return ProviderRequest{}, err
+	}
+	var edits []edit
+	edits = append(edits, edit{spans[iModel].start, spans[iModel].end, appendJSONString(nil, t.UpstreamModel)})
+
+	resp := ResponseOptions{EstimatedInputTokens: estimateTokens(int64(len(body)))}
+	if p.api != OpenAIEmbeddings && found[iStream] {
+		v := body[spans[iStream].start:spans[iStream].end]
+		switch string(v) {
+		case "true":
+			resp.Stream = true
+		case "false", "null":
+		default:
+			return ProviderRequest{}, badRequest(CodeInvalidType, "stream", "Invalid type for 'stream': expected a boolean, got %s.", jsonKind(v))
+		}
+	}
+	if p.api == OpenAIChat && resp.Stream {
+		// Usage in a stream comes only in a final chunk that the client must
+		// ask for; Tollgate always asks, and removes the chunk again for a
+		// client that did not (see the response side).
+		if !found[iStreamOptions] || isNull(body[spans[iStreamOptions].start:spans[iStreamOptions].end]) {
+			v := []byte(`{"include_usage":true}`)
+			if found[iStreamOptions] {
+				edits = append(edits, edit{spans[iStreamOptions].start, spans[iStreamOptions].end, v})
+			} else {
+				edits = append(edits, insertMember(body, skipSpace(body, 0), end, "stream_options", v))
+			}
+		} else {
+			e, include, err := forceIncludeUsage(body, spans[iStreamOptions])
+			if err != nil {
+				return ProviderRequest{}, err
+			}
+			resp.IncludeUsage = include
+			if e != nil {
+				edits = append(edits, *e)
+			}
+		}
+	}
+	if t.ForceNoStore && p.api != OpenAIEmbeddings && (t.Kind == KindOpenAI || t.Kind == KindAzureOpenAI) {
+		if found[iStore] {
+			edits = append(edits, edit{spans[iStore].start, spans[iStore].end, []byte("false")})
+		} else {
+			edits = append(edits, insertMember(body, skipSpace(body, 0), end, "store", []byte("false")))
+		}
+	}
+	return ProviderRequest{
+		Method:   "POST",
+		Path:     openAIPath(t, p.api),
+		Body:     applyEdits(body, edits),
+		Response: resp,
+	}, nil
+}
+
+// openAIPath is the provider path of an OpenAI-family endpoint.
+func openAIPath(t Target, api ClientAPI) string {
+	suffix := "/chat/completions"
+	switch api {
+	case OpenAIEmbeddings:
+		suffix = "/embeddings"
+	case OpenAIResponses:
+		suffix = "/responses"
+	}
+	if t.Kind != KindAzureOpenAI {
+		return t.path("/v1" + suffix)
+	}
+	v := t.APIVersion
+	switch {
+	case v == "v1", v == "" && api == OpenAIResponses:
+		// Azure serves the Responses API (and, with "v1", everything) on
+		// its version-less OpenAI-style surface, the deployment in "model".
+		return t.path("/openai/v1" + suffix)
+	case v == "":
+		v = DefaultAzureAPIVersion
+	}
+	if api == OpenAIResponses {
+		return t.path("/openai/responses?api-version=" + url.QueryEscape(v))
+	}
+	return t.path("/openai/deployments/" + url.PathEscape(t.UpstreamModel) + suffix + "?api-version=" + url.QueryEscape(v))
+}
+
+// forceIncludeUsage returns the edit that sets include_usage to true inside
+// the stream_options object at s (nil if it is already true), and the
+// client's own value.
+func forceIncludeUsage(body []byte, s span) (*edit, bool, error) {
+	obj := body[:s.end]
+	if body[s.start] != '{' {
+		return nil, false, badRequest(CodeInvalidType, "stream_options", "Invalid type for 'stream_options': expected an object, got %s.", jsonKind(body[s.start:s.end]))
+	}
+	var iu span
+	var have bool
+	end, err := scanObject(obj, s.start, func(m member) error {
+		if m.is("include_usage") {
+			if have {
+				return &duplicateKeyError{name: "stream_options.include_usage"}
+			}
+			iu, have = span{m.start, m.end}, true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, scanError(err)
+	}
+	if !have {
+		e := insertMember(body, s.start, end, "include_usage", []byte("true"))
+		return &e, false, nil
+	}
+	switch v := string(body[iu.start:iu.end]); v {
+	case "true":
+		return nil, true, nil
+	case "false", "null":
+		return &edit{iu.start, iu.end, []byte("true")}, false, nil
+	default:
+		return nil, false, badRequest(CodeInvalidType, "stream_options.include_usage", "Invalid type for 'stream_options.include_usage': expected a boolean, got %s.", jsonKind([]byte(v)))
+	}
+}
+
+// checkObject reports a body that is not one valid JSON object.
+func checkObject(body []byte) error {
+	if json.Valid(body) {
+		b := bytes.TrimSpace(body)
+		if len(b) > 0 && b[0] == '{' {
+			return nil
+		}
+		return badRequest(CodeInvalidJSON, "", "The request body must be a JSON object, not %s.", jsonKind(b))
+	}
+	var v json.RawMessage
+	return jsonError(json.Unmarshal(body, &v))
+}
+
+func checkModel(body []byte, s span, found bool) error {
+	if !found || isNull(body[s.start:s.end]) {
+		return badRequest(CodeMissingParameter, "model", "You must provide a model parameter.")
+	}
+	if body[s.start] != '"' || s.end-s.start <= 2 {
+		if body[s.start] == '"' {
+			return badRequest(CodeMissingParameter, "model", "You must provide a model parameter: 'model' is empty.")
+		}
+		return badRequest(CodeInvalidType, "model", "Invalid type for 'model': expected a string, got %s.", jsonKind(body[s.start:s.end]))
+	}
+	return nil
+}
+
+func scanError(err error) error {
+	if d, ok := err.(*duplicateKeyError); ok {
+		return badRequest(CodeInvalidValue, d.name, "The request body has more than one %q member. Send each parameter once.", d.name)
+	}
+	return badRequest(CodeInvalidJSON, "", "The request body is not a valid JSON object.")
+}
+
+// jsonKind names the JSON type of a value, for error messages.
+func jsonKind(v []byte) string {
+	v = bytes.TrimSpace(v)
+	if len(v) == 0 {
+		return "nothing"
+	}
+	switch v[0] {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
+}
+
+func (p openAIPassthrough) response(t Target, o ResponseOptions) handler {
+	return &openAIPassthroughHandler{api: p.api, includeUsage: o.IncludeUsage}
+}
+
+type openAIPassthroughHandler struct {
+	api          ClientAPI
+	includeUsage bool
+}
+
+func (h *openAIPassthroughHandler) contentType(_ bool, upstream string) string { return upstream }
+func (h *openAIPassthroughHandler) forwardsBody() bool                         { return true }
+
+func (h *openAIPassthroughHandler) body(dst, b []byte, m *usageMeter) ([]byte, error) {
+	spans, found, _, err := topLevel(b, "usage", "choices")
+	if err != nil {
+		return dst, nil
+	}
+	if found[0] && !isNull(b[spans[0].start:spans[0].end]) {
+		if h.api == OpenAIResponses {
+			var u responsesUsage
+			if decodeUsage(b, spans[0], &u) {
+				m.report(u.usage(), true)
+			}
+			return dst, nil
+		}
+		var u openAIUsage
+		if decodeUsage(b, spans[0], &u) {
+			m.report(u.usage(), true)
+		}
+		return dst, nil
+	}
+	// No usage (some compatible servers omit it): estimate from the text.
+	if h.api == OpenAIChat && found[1] {
+		var choices []struct {
+			Message struct {
+				Content   string `json:"content"`
+				ToolCalls []struct {
+					Function struct {
+						Arguments string `json:"arguments"`
+					} `json:"function"`
+				} `json:"tool_calls"`
+			} `json:"message"`
+		}
+		if json.Unmarshal(b[spans[1].start:spans[1].end], &choices) == nil {
+			for _, c := range choices {
+				m.outBytes += int64(len(c.Message.Content))
+				for _, tc := range c.Message.ToolCalls {
+					m.outBytes += int64(len(tc.Function.Arguments))
+				}
+			}
+		}
+	}
+	return dst, nil
+}
+
+func (h *openAIPassthroughHandler) event(dst []byte, ev *SSEEvent, m *usageMeter) ([]byte, error) {
+	if !ev.HasData || len(ev.Data) == 0 || ev.Data[0] != '{' {
+		// Comments, keep-alives and "data: [DONE]".
+		return append(dst, ev.Raw...), nil
+	}
+	if h.api == OpenAIResponses {
+		return h.responsesEvent(dst, ev, m)
+	}
+	var usage, choices, errSpan, groq span
+	var haveUsage, haveChoices, haveError, haveGroq bool
+	_, err := scanObject(ev.Data, 0, func(mb member) error {
+		switch {
+		case mb.is("usage"):
+			usage, haveUsage = span{mb.start, mb.end}, true
+		case mb.is("choices"):
+			choices, haveChoices = span{mb.start, mb.end}, true
+		case mb.is("error"):
+			errSpan, haveError = span{mb.start, mb.end}, true
+		case mb.is("x_groq"):
+			groq, haveGroq = span{mb.start, mb.end}, true
+		}
+		return nil
+	})
+	if err != nil {
+		// Not ours to judge: the client gets what the provider sent.
+		return append(dst, ev.Raw...), nil
+	}
+	if haveError && !isNull(ev.Data[errSpan.start:errSpan.end]) {
+		pe := parseProviderError(ev.Data)
+		return append(dst, ev.Raw...), &StreamError{Type: pe.typ, Message: pe.message}
+	}
+	emptyChoices := !haveChoices || isEmptyArray(ev.Data[choices.start:choices.end])
+	if !emptyChoices {
+		m.outUnits++
+	}
+	if haveUsage && !isNull(ev.Data[usage.start:usage.end]) {
+		var u openAIUsage
+		if decodeUsage(ev.Data, usage, &u) {
+			m.report(u.usage(), true)
+		}
+		if emptyChoices && !h.includeUsage {
+			return dst, nil
+		}
+	} else if haveGroq && !m.final {
+		// Groq has reported usage in x_groq.usage on its last chunk.
+		var g struct {
+			Usage *openAIUsage `json:"usage"`
+		}
+		if json.Unmarshal(ev.Data[groq.start:groq.end], &g) == nil && g.Usage != nil {
+			m.report(g.Usage.usage(), true)
+		}
+	}
+	return append(dst, ev.Raw...), nil
+}
+
+// responsesEvent reads usage from the Responses API's terminal events
+// (response.completed, response.incomplete, response.failed), whose
+// "response" object carries it.
+func (h *openAIPassthroughHandler) responsesEvent(dst []byte, ev *SSEEvent, m *usageMeter) ([]byte, error) {
+	name := string(ev.Name)
+	if name == "" {
+		var t struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(ev.Data, &t) == nil {
+			name = t.Type
+		}
+	}
+	switch name {
+	case "response.output_text.delta", "response.function_call_arguments.delta", "response.reasoning_summary_text.delta":
+		m.outUnits++
+	case "response.completed", "response.incomplete", "response.failed":
+		var e struct {
+			Response struct {
+				Usage *responsesUsage `json:"usage"`
+			} `json:"response"`
+		}
+		if json.Unmarshal(ev.Data, &e) == nil && e.Response.Usage != nil {
+			m.report(e.Response.Usage.usage(), true)
+		}
+	case "error":
+		var e struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		}
+		_ = json.Unmarshal(ev.Data, &e)
+		return append(dst, ev.Raw...), &StreamError{Type: e.Code, Message: e.Message}
+	}
+	return append(dst, ev.Raw...), nil
+}
+
+func (h *openAIPassthroughHandler) end(dst []byte, _ *usageMeter) ([]byte, error) {
+	return dst, nil
+}
+
+func isEmptyArray(v []byte) bool {
+	if len(v) < 2 || v[0] != '[' {
+		return false
+	}
+	return len(bytes.TrimSpace(v[1:len(v)-1])) == 0
+}
