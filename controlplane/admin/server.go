@@ -36,6 +36,8 @@ type Config struct {
 	Changed func()
 	// Now is the clock; time.Now when nil. Tests set it.
 	Now func() time.Time
+	// ConfigStatus, if set, reports what xDS serves (StatusService).
+	ConfigStatus func() ConfigStatus
 }
 
 // Server holds the state shared by the admin services.
@@ -46,6 +48,7 @@ type Server struct {
 	log          *slog.Logger
 	changed      func()
 	now          func() time.Time
+	configStatus func() ConfigStatus
 }
 
 // New checks cfg and returns a Server.
@@ -66,6 +69,7 @@ func New(cfg Config) (*Server, error) {
 		log:          cfg.Logger,
 		changed:      cfg.Changed,
 		now:          cfg.Now,
+		configStatus: cfg.ConfigStatus,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -88,6 +92,7 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 	adminv1.RegisterModelServiceServer(g, &modelService{Server: s})
 	adminv1.RegisterPolicyServiceServer(g, &policyService{Server: s})
 	adminv1.RegisterAuditServiceServer(g, &auditService{Server: s})
+	adminv1.RegisterStatusServiceServer(g, &statusService{Server: s})
 }
 
 // mutate runs fn in a transaction that also bumps the config revision (how

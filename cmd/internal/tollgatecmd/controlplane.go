@@ -3,6 +3,7 @@ package tollgatecmd
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
@@ -10,12 +11,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/keepalive"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
@@ -23,20 +26,36 @@ import (
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
+	"github.com/tollgate-dev/tollgate/controlplane/xds"
+	"github.com/tollgate-dev/tollgate/controlplane/xdstranslate"
 )
 
-// serverFlags are the flags of every command that serves the admin API.
+// serverFlags are the flags of every command that serves the control plane.
 type serverFlags struct {
 	adminAddr     string
 	adminInsecure bool
 	tlsCert       string
 	tlsKey        string
+	xdsAddr       string
+	xdsInsecure   bool
+	xdsClientCA   string
 	noMigrate     bool
 	logLevel      slog.Level
+	dataPlane     xdstranslate.Options
 }
 
-func (f *serverFlags) register(fs *flag.FlagSet, defaultAddr string) {
-	fs.StringVar(&f.adminAddr, "admin-addr", defaultAddr, "address of the admin gRPC API")
+func (f *serverFlags) register(fs *flag.FlagSet, defaultAdmin, defaultXDS, defaultListen string) {
+	f.dataPlane = xdstranslate.DefaultOptions()
+	f.dataPlane.ListenAddress = defaultListen
+	fs.StringVar(&f.adminAddr, "admin-addr", defaultAdmin, "address of the admin gRPC API")
+	fs.StringVar(&f.xdsAddr, "xds-addr", defaultXDS, "address of the xDS server (Envoy and ext_proc connect here)")
+	fs.BoolVar(&f.xdsInsecure, "xds-insecure", false, "serve xDS without mutual TLS on a non-loopback address; it carries provider credentials, so only behind a network you trust")
+	fs.StringVar(&f.xdsClientCA, "xds-client-ca", "", "PEM CA that signs xDS client certificates; enables mutual TLS on the xDS port (with --tls-cert and --tls-key)")
+	fs.StringVar(&f.dataPlane.ListenAddress, "listen-address", defaultListen, "IP address Envoy accepts client traffic on")
+	fs.Func("listen-port", "port Envoy accepts client traffic on (default 10000)", func(v string) error { return parseUint32(v, &f.dataPlane.ListenPort) })
+	fs.DurationVar(&f.dataPlane.RouteTimeout, "route-timeout", f.dataPlane.RouteTimeout, "longest a request may take, streams and retries included")
+	fs.DurationVar(&f.dataPlane.MessageTimeout, "extproc-message-timeout", f.dataPlane.MessageTimeout, "how long Envoy waits for each ext_proc reply")
+	fs.StringVar(&f.dataPlane.TrustedCAFile, "upstream-ca-file", "", "PEM CA bundle Envoy trusts for providers instead of the system store")
 	fs.BoolVar(&f.adminInsecure, "admin-insecure", false, "serve the admin API without TLS on a non-loopback address (only behind a network you trust, e.g. a service mesh)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate for the admin API")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key for the admin API")
@@ -44,7 +63,7 @@ func (f *serverFlags) register(fs *flag.FlagSet, defaultAddr string) {
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 }
 
-func runControlPlane(ctx context.Context, args []string, stderr io.Writer) error {
+func runControlPlane(ctx context.Context, args []string, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("tollgate controlplane", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -53,7 +72,7 @@ func runControlPlane(ctx context.Context, args []string, stderr io.Writer) error
 		masterKeyFile string
 		tokenFile     string
 	)
-	sf.register(fs, ":7070")
+	sf.register(fs, ":7070", ":7071", "0.0.0.0")
 	fs.StringVar(&dsn, "database", os.Getenv("TOLLGATE_DATABASE"), "database DSN: postgres://…, cockroachdb://… or sqlite:///path (env TOLLGATE_DATABASE)")
 	fs.StringVar(&masterKeyFile, "master-key-file", os.Getenv("TOLLGATE_MASTER_KEY_FILE"), "file of master keys that encrypt provider credentials (or env TOLLGATE_MASTER_KEY with the keys themselves)")
 	fs.StringVar(&tokenFile, "operator-token-file", os.Getenv("TOLLGATE_OPERATOR_TOKEN_FILE"), "file holding the operator token (or env TOLLGATE_OPERATOR_TOKEN)")
@@ -76,7 +95,7 @@ func runControlPlane(ctx context.Context, args []string, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeStore(st, &err)
 	return serve(ctx, serveConfig{flags: sf, store: st, keyring: ring, operatorToken: token, log: log})
 }
 
@@ -119,8 +138,8 @@ type serveConfig struct {
 	keyring       *keyring.Keyring
 	operatorToken string
 	log           *slog.Logger
-	// ready, if set, receives the admin API's address once it accepts calls.
-	ready func(adminAddr net.Addr)
+	// ready, if set, receives the addresses once they accept calls.
+	ready func(adminAddr, xdsAddr net.Addr)
 }
 
 // serve runs the control plane until ctx is done.
@@ -132,9 +151,22 @@ func serve(ctx context.Context, cfg serveConfig) error {
 		}
 		cfg.log.Info("database schema is up to date", "dialect", cfg.store.Dialect(), "duration_ms", time.Since(start).Milliseconds())
 	}
-	adm, err := admin.New(admin.Config{Store: cfg.store, Keyring: cfg.keyring, OperatorToken: cfg.operatorToken, Logger: cfg.log})
+	publisher := xds.NewPublisher(cfg.log)
+	rec := &xds.Reconciler{Store: cfg.store, Keyring: cfg.keyring, Options: cfg.flags.dataPlane, Publisher: publisher, Log: cfg.log}
+	rec.Init()
+	adm, err := admin.New(admin.Config{
+		Store: cfg.store, Keyring: cfg.keyring, OperatorToken: cfg.operatorToken, Logger: cfg.log,
+		Changed: rec.Notify,
+		ConfigStatus: func() admin.ConfigStatus {
+			st := publisher.Status()
+			return admin.ConfigStatus{Version: st.Version, PublishTime: st.PublishTime, Errors: st.Errors, Nodes: st.Nodes, Resources: st.Resources}
+		},
+	})
 	if err != nil {
 		return err
+	}
+	if err := cfg.flags.dataPlane.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(adm.UnaryInterceptor()),
@@ -152,8 +184,13 @@ func serve(ctx context.Context, cfg serveConfig) error {
 		return fmt.Errorf("listening for the admin API: %w", err)
 	}
 	if creds == nil && !cfg.flags.adminInsecure && !isLoopbackAddr(lis.Addr()) {
-		lis.Close()
+		_ = lis.Close() // nothing was served on it; the refusal is the error
 		return fmt.Errorf("%w: refusing to serve the admin API without TLS on %s: tokens would cross the network in clear text; give --tls-cert and --tls-key, bind to 127.0.0.1, or pass --admin-insecure behind a network you trust", errUsage, lis.Addr())
+	}
+	xg, xlis, err := xdsServer(ctx, cfg, publisher)
+	if err != nil {
+		lis.Close()
+		return err
 	}
 	g := grpc.NewServer(opts...)
 	adm.Register(g)
@@ -162,18 +199,33 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	reflection.Register(g)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 
-	errc := make(chan error, 1)
-	go func() { errc <- g.Serve(lis) }()
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	go rec.Run(runCtx)
+	errc := make(chan error, 2)
+	go func() { errc <- fmt.Errorf("serving the admin API: %w", g.Serve(lis)) }()
+	go func() { errc <- fmt.Errorf("serving xDS: %w", xg.Serve(xlis)) }()
 	cfg.log.Info("admin API listening", "addr", lis.Addr().String(), "tls", creds != nil)
+	cfg.log.Info("xDS listening", "addr", xlis.Addr().String())
 	if cfg.ready != nil {
-		cfg.ready(lis.Addr())
+		cfg.ready(lis.Addr(), xlis.Addr())
 	}
+	var serveErr error
 	select {
-	case err := <-errc:
-		return fmt.Errorf("serving the admin API: %w", err)
+	case serveErr = <-errc:
 	case <-ctx.Done():
 	}
 	hs.Shutdown()
+	stopRun()
+	stopGracefully(g)
+	stopGracefully(xg)
+	cfg.log.Info("control plane stopped")
+	return serveErr
+}
+
+// stopGracefully lets calls in flight finish, for at most 10 seconds; xDS
+// streams never finish on their own, so they are cut after that.
+func stopGracefully(g *grpc.Server) {
 	stopped := make(chan struct{})
 	go func() { g.GracefulStop(); close(stopped) }()
 	select {
@@ -181,7 +233,68 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	case <-time.After(10 * time.Second):
 		g.Stop()
 	}
-	cfg.log.Info("control plane stopped")
+}
+
+// xdsServer listens for Envoy and ext_proc. The xDS stream carries provider
+// credentials in clear text, so beyond loopback it requires mutual TLS (or
+// an explicit --xds-insecure).
+func xdsServer(ctx context.Context, cfg serveConfig, p *xds.Publisher) (*grpc.Server, net.Listener, error) {
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(16 << 20),
+		// Envoy and ext_proc keep one stream open for their lifetime.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	}
+	mtls := cfg.flags.xdsClientCA != ""
+	if mtls {
+		creds, err := xdsTLS(cfg.flags)
+		if err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, grpc.Creds(creds))
+	}
+	lis, err := net.Listen("tcp", cfg.flags.xdsAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listening for xDS: %w", err)
+	}
+	if !mtls && !cfg.flags.xdsInsecure && !isLoopbackAddr(lis.Addr()) {
+		lis.Close()
+		return nil, nil, fmt.Errorf("%w: refusing to serve xDS without mutual TLS on %s: it carries provider credentials; give --xds-client-ca with --tls-cert and --tls-key, bind to 127.0.0.1, or pass --xds-insecure behind a network you trust", errUsage, lis.Addr())
+	}
+	g := grpc.NewServer(opts...)
+	xds.Register(ctx, g, p)
+	return g, lis, nil
+}
+
+func xdsTLS(f serverFlags) (credentials.TransportCredentials, error) {
+	if f.tlsCert == "" || f.tlsKey == "" {
+		return nil, fmt.Errorf("%w: --xds-client-ca needs --tls-cert and --tls-key for the server side", errUsage)
+	}
+	cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("loading the xDS TLS certificate: %w", err)
+	}
+	pem, err := os.ReadFile(f.xdsClientCA)
+	if err != nil {
+		return nil, fmt.Errorf("reading the xDS client CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%w: %s holds no PEM certificate", errUsage, f.xdsClientCA)
+	}
+	return credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    pool,
+		MinVersion:   tls.VersionTLS12,
+	}), nil
+}
+
+func parseUint32(v string, dst *uint32) error {
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return err
+	}
+	*dst = uint32(n)
 	return nil
 }
 

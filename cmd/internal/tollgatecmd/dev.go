@@ -21,11 +21,11 @@ import (
 // runDev runs everything one machine needs, with the embedded SQLite store.
 // Its secrets (master key, operator token) are generated into the data
 // directory on first start and reused after.
-func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fset := flag.NewFlagSet("tollgate dev", flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	var sf serverFlags
-	sf.register(fset, "127.0.0.1:7070")
+	sf.register(fset, "127.0.0.1:7070", "127.0.0.1:7071", "127.0.0.1")
 	dir := fset.String("data-dir", datadir.Default(), "directory for the SQLite database, master key and operator token (env TOLLGATE_DATA_DIR)")
 	if err := parseFlags(fset, args); err != nil {
 		return err
@@ -50,11 +50,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeStore(st, &err)
 	log := newLogger(stderr, sf.logLevel)
 	return serve(ctx, serveConfig{
 		flags: sf, store: st, keyring: ring, operatorToken: token, log: log,
-		ready: func(addr net.Addr) { printBanner(stdout, abs, tokenPath, addr) },
+		ready: func(admin, xds net.Addr) { printBanner(stdout, abs, tokenPath, admin, xds) },
 	})
 }
 
@@ -81,7 +81,7 @@ func loadOrCreateOperatorToken(path string) (string, error) {
 		return "", fmt.Errorf("creating the operator token file: %w", err)
 	}
 	if _, err := f.WriteString(s.Plaintext + "\n"); err != nil {
-		f.Close()
+		_ = f.Close() // the write error is the one to report
 		return "", fmt.Errorf("writing the operator token file: %w", err)
 	}
 	if err := f.Close(); err != nil {
@@ -90,10 +90,13 @@ func loadOrCreateOperatorToken(path string) (string, error) {
 	return s.Plaintext, nil
 }
 
-func printBanner(w io.Writer, dir, tokenPath string, addr net.Addr) {
-	fmt.Fprintf(w, `Tollgate dev is running (SQLite, everything on this machine).
+// printBanner tells the person who ran `tollgate dev` how to use it. A failed
+// write is ignored: the server is up either way.
+func printBanner(w io.Writer, dir, tokenPath string, admin, xds net.Addr) {
+	_, _ = fmt.Fprintf(w, `Tollgate dev is running (SQLite, everything on this machine).
 
   admin API       %s
+  xDS             %s (Envoy: envoy/bootstrap.yaml)
   data directory  %s
   operator token  %s (tollgatectl reads it from there)
 
@@ -102,5 +105,5 @@ Try:
   tollgatectl key create --tenant acme --name ci
 
 Stop with Ctrl-C.
-`, addr, dir, tokenPath)
+`, admin, xds, dir, tokenPath)
 }

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+
+	"github.com/tollgate-dev/tollgate/controlplane/store"
 )
 
 // Version is set at build time with -ldflags "-X ...tollgatecmd.Version=v1.2.3".
@@ -30,9 +32,13 @@ var errUsage = errors.New("usage")
 
 // Main runs tollgate with args (without the program name) and returns the
 // process exit code.
+//
+// Writes to stdout and stderr ignore their errors: the exit code reports
+// what the command did, and a terminal that is gone leaves nowhere to report
+// a failed write to.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		_, _ = fmt.Fprint(stderr, usage)
 		return 2
 	}
 	var err error
@@ -44,11 +50,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "migrate":
 		err = runMigrate(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "tollgate", Version)
+		_, _ = fmt.Fprintln(stdout, "tollgate", Version)
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		_, _ = fmt.Fprint(stdout, usage)
 	default:
-		fmt.Fprintf(stderr, "tollgate: unknown command %q\n\n%s", args[0], usage)
+		_, _ = fmt.Fprintf(stderr, "tollgate: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
 	switch {
@@ -57,10 +63,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, errUsage):
-		fmt.Fprintln(stderr, "tollgate:", err)
+		_, _ = fmt.Fprintln(stderr, "tollgate:", err)
 		return 2
 	default:
-		fmt.Fprintln(stderr, "tollgate:", err)
+		_, _ = fmt.Fprintln(stderr, "tollgate:", err)
 		return 1
 	}
 }
@@ -75,10 +81,18 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
 	return nil
+}
+
+// closeStore closes st as a command returns, adding a failure to close to
+// the command's error (*err) rather than dropping it.
+func closeStore(st *store.Store, err *error) {
+	if cerr := st.Close(); cerr != nil {
+		*err = errors.Join(*err, cerr)
+	}
 }

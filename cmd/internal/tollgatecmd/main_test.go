@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,19 +20,27 @@ import (
 
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
+	"github.com/tollgate-dev/tollgate/extproc/configclient"
 )
 
 // startDev runs `tollgate dev` in-process until the test ends and returns
 // the admin API address it printed.
-func startDev(t *testing.T, dir string) (addr string, stderr *bytes.Buffer) {
+func startDev(t *testing.T, dir string) (addr string, logs *bytes.Buffer) {
+	t.Helper()
+	addr, _, logs = startDevXDS(t, dir)
+	return addr, logs
+}
+
+// startDevXDS is startDev that also returns the xDS address.
+func startDevXDS(t *testing.T, dir string) (addr, xdsAddr string, logs *bytes.Buffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	stderr = &bytes.Buffer{}
+	stderr := &bytes.Buffer{}
 	done := make(chan int, 1)
 	go func() {
-		done <- Main(ctx, []string{"dev", "--data-dir", dir, "--admin-addr", "127.0.0.1:0"}, pw, stderr)
-		pw.Close()
+		done <- Main(ctx, []string{"dev", "--data-dir", dir, "--admin-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0"}, pw, stderr)
+		_ = pw.Close() // closing an io.PipeWriter always succeeds
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -44,26 +53,33 @@ func startDev(t *testing.T, dir string) (addr string, stderr *bytes.Buffer) {
 			t.Error("tollgate dev did not stop within 15s of its context ending")
 		}
 	})
-	found := make(chan string, 1)
+	found := make(chan [2]string, 1)
 	go func() {
-		re := regexp.MustCompile(`admin API\s+(\S+)`)
+		adminRE, xdsRE := regexp.MustCompile(`admin API\s+(\S+)`), regexp.MustCompile(`xDS\s+(\S+)`)
 		sc := bufio.NewScanner(pr)
+		var addrs [2]string
 		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
+			if m := adminRE.FindStringSubmatch(sc.Text()); m != nil {
+				addrs[0] = m[1]
+			}
+			if m := xdsRE.FindStringSubmatch(sc.Text()); m != nil {
+				addrs[1] = m[1]
+				found <- addrs
 			}
 		}
-		io.Copy(io.Discard, pr)
+		// Drain the rest so that Main never blocks writing stdout. The
+		// pipe's only error is the EOF that io.Copy does not return.
+		_, _ = io.Copy(io.Discard, pr)
 	}()
 	select {
-	case addr = <-found:
-		return addr, stderr
+	case addrs := <-found:
+		return addrs[0], addrs[1], stderr
 	case code := <-done:
 		t.Fatalf("tollgate dev exited %d before serving; stderr:\n%s", code, stderr)
 	case <-time.After(30 * time.Second):
 		t.Fatalf("tollgate dev printed no admin address in 30s; stderr:\n%s", stderr)
 	}
-	return "", nil
+	return "", "", nil
 }
 
 func TestDevGeneratesSecretsOnceAndServesTheAdminAPI(t *testing.T) {
@@ -91,7 +107,11 @@ func TestDevGeneratesSecretsOnceAndServesTheAdminAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() {
+		if err := conn.Close(); err != nil {
+			t.Errorf("closing the client connection: %v", err)
+		}
+	})
 	ctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+token)
 	hc, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
 	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
@@ -147,7 +167,9 @@ func TestMigrateIsRepeatable(t *testing.T) {
 func TestUsageErrors(t *testing.T) {
 	for _, v := range []string{"TOLLGATE_DATABASE", "TOLLGATE_MASTER_KEY", "TOLLGATE_MASTER_KEY_FILE"} {
 		t.Setenv(v, "") // restores the variable after the test
-		os.Unsetenv(v)
+		if err := os.Unsetenv(v); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, c := range []struct {
 		args []string
@@ -173,8 +195,35 @@ func TestUsageErrors(t *testing.T) {
 func TestAdminAPIRefusesPlaintextBeyondLoopback(t *testing.T) {
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
-	code := Main(t.Context(), []string{"dev", "--data-dir", dir, "--admin-addr", "0.0.0.0:0"}, &out, &errb)
+	code := Main(t.Context(), []string{"dev", "--data-dir", dir, "--admin-addr", "0.0.0.0:0", "--xds-addr", "127.0.0.1:0"}, &out, &errb)
 	if code != 2 || !strings.Contains(errb.String(), "without TLS") {
 		t.Errorf("exit %d, stderr %q; want a refusal to serve without TLS", code, errb.String())
+	}
+}
+
+func TestXDSRefusesPlaintextBeyondLoopback(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := Main(t.Context(), []string{"dev", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--xds-addr", "0.0.0.0:0"}, &out, &errb)
+	if code != 2 || !strings.Contains(errb.String(), "without mutual TLS") {
+		t.Errorf("exit %d, stderr %q; want a refusal to serve xDS without mutual TLS", code, errb.String())
+	}
+}
+
+// tollgate dev serves xDS: an ext_proc config client gets a full sync.
+func TestDevServesXDS(t *testing.T) {
+	_, xdsAddr, _ := startDevXDS(t, t.TempDir())
+	conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := configclient.New(conn, "extproc-test", slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go client.Run(ctx)
+	select {
+	case <-client.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no full config sync from tollgate dev's xDS server within 5s")
 	}
 }

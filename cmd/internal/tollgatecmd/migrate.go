@@ -11,7 +11,7 @@ import (
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 )
 
-func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("tollgate migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dsn := fs.String("database", os.Getenv("TOLLGATE_DATABASE"), "database DSN: postgres://…, cockroachdb://… or sqlite:///path (env TOLLGATE_DATABASE)")
@@ -25,11 +25,12 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeStore(st, &err)
 	start := time.Now()
 	if err := st.Migrate(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "schema is up to date (%s, %s)\n", st.Dialect(), time.Since(start).Round(time.Millisecond))
+	// The schema is migrated whether or not this line gets written.
+	_, _ = fmt.Fprintf(stdout, "schema is up to date (%s, %s)\n", st.Dialect(), time.Since(start).Round(time.Millisecond))
 	return nil
 }
