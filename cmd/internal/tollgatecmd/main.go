@@ -22,6 +22,7 @@ Usage:
   tollgate dev [flags]            run everything on this machine with SQLite (try it out, develop)
   tollgate controlplane [flags]   run the control plane: admin gRPC API
   tollgate migrate [flags]        create or upgrade the database schema, then exit
+  tollgate envoy-bootstrap [flags] print the bootstrap a real Envoy needs to join this control plane
   tollgate version                print the version
 
 Run "tollgate <command> -h" for a command's flags.
@@ -49,6 +50,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runControlPlane(ctx, args[1:], stderr)
 	case "migrate":
 		err = runMigrate(ctx, args[1:], stdout, stderr)
+	case "envoy-bootstrap":
+		err = runEnvoyBootstrap(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		_, _ = fmt.Fprintln(stdout, "tollgate", Version)
 	case "help", "-h", "--help":

@@ -227,3 +227,19 @@ func TestDevServesXDS(t *testing.T) {
 		t.Fatal("no full config sync from tollgate dev's xDS server within 5s")
 	}
 }
+
+func TestEnvoyBootstrapCommand(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := Main(t.Context(), []string{"envoy-bootstrap", "--node-id", "edge-7", "--extproc", "unix:/run/tollgate/extproc.sock"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for _, want := range []string{`id: "edge-7"`, `pipe: { path: "/run/tollgate/extproc.sock" }`, `port_value: 7071`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("bootstrap lacks %q:\n%s", want, out.String())
+		}
+	}
+	errb.Reset()
+	if code := Main(t.Context(), []string{"envoy-bootstrap", "--xds-addr", "nohost"}, &out, &errb); code != 2 {
+		t.Errorf("bad --xds-addr: exit %d, want 2 (%s)", code, errb.String())
+	}
+}
