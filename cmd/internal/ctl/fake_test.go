@@ -57,6 +57,9 @@ type (
 	fakeAudit struct {
 		adminv1.UnimplementedAuditServiceServer
 	}
+	fakeStatus struct {
+		adminv1.UnimplementedStatusServiceServer
+	}
 )
 
 // call is one request the fake server received.
@@ -97,6 +100,7 @@ func newFakeServer(t *testing.T, opts ...grpc.ServerOption) *fakeServer {
 	adminv1.RegisterModelServiceServer(s, fakeModels{})
 	adminv1.RegisterPolicyServiceServer(s, fakePolicies{})
 	adminv1.RegisterAuditServiceServer(s, fakeAudit{})
+	adminv1.RegisterStatusServiceServer(s, fakeStatus{})
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
 	return f

@@ -1,0 +1,73 @@
+package ctl
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
+)
+
+func (c *cli) statusCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show what the control plane serves to Envoy and ext_proc",
+		Long: `Show the configuration the control plane serves over xDS: its version and when
+it was published, how many listeners, routes, clusters, keys, tenants,
+providers and models it holds, which Envoy and ext_proc nodes have
+connected, and anything that could not be served (for example, a model whose
+provider URL is broken). Operator only.`,
+		Example: `  tollgatectl status
+  tollgatectl status -o json`,
+		Args: exactArgs(),
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			conn, err := c.connect()
+			if err != nil {
+				return err
+			}
+			resp, err := adminv1.NewStatusServiceClient(conn).GetConfigStatus(cmd.Context(), &adminv1.GetConfigStatusRequest{})
+			if err != nil {
+				return err
+			}
+			return c.print(resp, func(t *table) { statusTable(t, resp) })
+		}),
+	}
+}
+
+func statusTable(t *table, s *adminv1.GetConfigStatusResponse) {
+	t.row("SETTING", "VALUE")
+	version := s.GetVersion()
+	if version == "" {
+		version = "(nothing published yet)"
+	}
+	t.row("version", version)
+	t.row("published", timestamp(s.GetPublishTime()))
+	types := make([]string, 0, len(s.GetResources()))
+	for k := range s.GetResources() {
+		types = append(types, k)
+	}
+	sort.Strings(types)
+	for _, k := range types {
+		t.row(shortType(k), fmt.Sprint(s.GetResources()[k]))
+	}
+	nodes := "-"
+	if len(s.GetNodes()) > 0 {
+		nodes = strings.Join(s.GetNodes(), ",")
+	}
+	t.row("nodes", nodes)
+	if len(s.GetErrors()) == 0 {
+		t.row("errors", "-")
+	}
+	for _, e := range s.GetErrors() {
+		t.row("error", e)
+	}
+}
+
+// shortType turns type.googleapis.com/envoy.config.cluster.v3.Cluster into
+// "clusters" for the table.
+func shortType(typeURL string) string {
+	name := typeURL[strings.LastIndex(typeURL, ".")+1:]
+	return strings.ToLower(name) + "s"
+}

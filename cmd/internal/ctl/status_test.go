@@ -1,0 +1,36 @@
+package ctl
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
+)
+
+func TestStatusShowsWhatIsServedAndWhatIsNot(t *testing.T) {
+	f := newFakeServer(t)
+	f.replyWith("GetConfigStatus", &adminv1.GetConfigStatusResponse{
+		Version:     "abc.def.123",
+		PublishTime: timestamppb.New(time.Date(2026, 11, 27, 2, 0, 0, 0, time.UTC)),
+		Errors:      []string{`model broken (m1): provider p1: base URL "x" is not an absolute http(s) URL`},
+		Nodes:       []string{"envoy-0", "extproc-0"},
+		Resources: map[string]int64{
+			"type.googleapis.com/envoy.config.cluster.v3.Cluster": 3,
+			"type.googleapis.com/tollgate.config.v1.Key":          42,
+		},
+	})
+	res := f.run(t, "status")
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res)
+	}
+	for _, want := range []string{"abc.def.123", "2026-11-27T02:00:00Z", "clusters", "3", "keys", "42", "envoy-0,extproc-0", "model broken (m1)"} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("status output lacks %q:\n%s", want, res.stdout)
+		}
+	}
+	assertProto(t, f.only(t, "GetConfigStatus").req, proto.Message(&adminv1.GetConfigStatusRequest{}))
+}
