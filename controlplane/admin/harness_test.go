@@ -3,6 +3,7 @@ package admin
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"sync"
@@ -76,13 +77,24 @@ func newHarness(t *testing.T, st *store.Store) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go g.Serve(lis)
-	t.Cleanup(g.Stop)
+	served := make(chan error, 1)
+	go func() { served <- g.Serve(lis) }()
+	t.Cleanup(func() {
+		g.Stop()
+		// ErrServerStopped: the test ended before Serve began.
+		if err := <-served; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			t.Errorf("serving the admin API: %v", err)
+		}
+	})
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
+	t.Cleanup(func() {
+		if err := conn.Close(); err != nil {
+			t.Errorf("closing the client connection: %v", err)
+		}
+	})
 	h.conn = conn
 	return h
 }

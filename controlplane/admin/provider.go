@@ -78,7 +78,8 @@ func checkBaseURL(field, raw string, kind provider.Kind) error {
 		return invalid.Field(field, "must not have a query or fragment")
 	}
 	if strings.HasSuffix(u.Path, "/v1") || strings.Contains(u.Path, "/v1/") {
-		return invalid.Field(field, "must stop before the API version: use %s://%s%s", u.Scheme, u.Host, strings.TrimSuffix(u.Path[:strings.Index(u.Path, "/v1")], "/"))
+		base, _, _ := strings.Cut(u.Path, "/v1")
+		return invalid.Field(field, "must stop before the API version: use %s://%s%s", u.Scheme, u.Host, strings.TrimSuffix(base, "/"))
 	}
 	if u.Scheme == "https" {
 		return nil

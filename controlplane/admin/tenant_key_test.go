@@ -82,34 +82,46 @@ func assertNotInDatabase(t *testing.T, st *store.Store, needle string) {
 		t.Fatalf("found only tables %v; the scan would prove nothing", names)
 	}
 	for _, table := range names {
-		rows, err := st.DB().Query(fmt.Sprintf(`SELECT * FROM %q`, table))
-		if err != nil {
-			t.Fatalf("reading %s: %v", table, err)
+		assertNotInTable(t, st.DB(), table, needle)
+	}
+}
+
+func assertNotInTable(t *testing.T, db *sql.DB, table, needle string) {
+	t.Helper()
+	rows, err := db.Query(fmt.Sprintf(`SELECT * FROM %q`, table))
+	if err != nil {
+		t.Fatalf("reading %s: %v", table, err)
+	}
+	defer closeRows(t, rows)
+	cols, err := rows.Columns()
+	if err != nil {
+		t.Fatalf("reading %s: %v", table, err)
+	}
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
 		}
-		cols, _ := rows.Columns()
-		for rows.Next() {
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range vals {
+			var b []byte
+			switch v := v.(type) {
+			case string:
+				b = []byte(v)
+			case []byte:
+				b = v
 			}
-			if err := rows.Scan(ptrs...); err != nil {
-				t.Fatal(err)
-			}
-			for i, v := range vals {
-				var b []byte
-				switch v := v.(type) {
-				case string:
-					b = []byte(v)
-				case []byte:
-					b = v
-				}
-				if bytes.Contains(b, []byte(needle)) {
-					t.Errorf("table %s column %s holds the secret", table, cols[i])
-				}
+			if bytes.Contains(b, []byte(needle)) {
+				t.Errorf("table %s column %s holds the secret", table, cols[i])
 			}
 		}
-		rows.Close()
+	}
+	// A scan cut short by an error would prove nothing.
+	if err := rows.Err(); err != nil {
+		t.Fatalf("reading %s: %v", table, err)
 	}
 }
 
@@ -119,7 +131,7 @@ func queryStrings(t *testing.T, db *sql.DB, q string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
+	defer closeRows(t, rows)
 	var out []string
 	for rows.Next() {
 		var s string
@@ -128,7 +140,19 @@ func queryStrings(t *testing.T, db *sql.DB, q string) []string {
 		}
 		out = append(out, s)
 	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
 	return out
+}
+
+// closeRows closes rows as a test helper returns (t.Fatal included) and
+// reports a failure to close.
+func closeRows(t *testing.T, rows *sql.Rows) {
+	t.Helper()
+	if err := rows.Close(); err != nil {
+		t.Errorf("closing rows: %v", err)
+	}
 }
 
 func TestTenantLifecycleIsAudited(t *testing.T) {

@@ -31,12 +31,12 @@ func checkName(field, v string) error {
 	return nil
 }
 
-func checkText(field, v string, max int, required bool) error {
+func checkText(field, v string, maxLen int, required bool) error {
 	switch {
 	case required && strings.TrimSpace(v) == "":
 		return invalid.Field(field, "is required")
-	case len(v) > max:
-		return invalid.Field(field, "must be at most %d bytes, got %d", max, len(v))
+	case len(v) > maxLen:
+		return invalid.Field(field, "must be at most %d bytes, got %d", maxLen, len(v))
 	case strings.ContainsAny(v, "\x00\r\n"):
 		return invalid.Field(field, "must be one line of text")
 	}

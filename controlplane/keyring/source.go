@@ -88,7 +88,7 @@ func Load(path string) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only: closing cannot lose data
 	// Stat the open file, not the path, so the mode checked is the mode of
 	// the file read.
 	fi, err := f.Stat()
@@ -191,13 +191,15 @@ func createExclusive(path string, data []byte) (created bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("keyring: %w", err)
 	}
-	defer os.Remove(tmp.Name())
+	// Best effort: by now the key is at path or the call failed, and a
+	// temporary file left behind has mode 0600, like the key file.
+	defer func() { _ = os.Remove(tmp.Name()) }()
 	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the write error is the one to report
 		return false, fmt.Errorf("keyring: writing %s: %w", tmp.Name(), err)
 	}
 	if err := tmp.Sync(); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the sync error is the one to report
 		return false, fmt.Errorf("keyring: writing %s: %w", tmp.Name(), err)
 	}
 	if err := tmp.Close(); err != nil {
@@ -221,20 +223,28 @@ func createExclusive(path string, data []byte) (created bool, err error) {
 		return false, fmt.Errorf("keyring: %w", err)
 	}
 	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(path)
-		return false, fmt.Errorf("keyring: writing %s: %w", path, err)
+		_ = f.Close() // the write error is the one to report
+		return false, removePartial(path, err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(path)
-		return false, fmt.Errorf("keyring: writing %s: %w", path, err)
+		_ = f.Close() // the sync error is the one to report
+		return false, removePartial(path, err)
 	}
 	if err := f.Close(); err != nil {
-		os.Remove(path)
-		return false, fmt.Errorf("keyring: writing %s: %w", path, err)
+		return false, removePartial(path, err)
 	}
 	return true, nil
+}
+
+// removePartial removes the key file at path after writing it failed with
+// err. A half-written key file would stop every later start, so a failure to
+// remove it is reported too, for the operator to delete it by hand.
+func removePartial(path string, err error) error {
+	err = fmt.Errorf("keyring: writing %s: %w", path, err)
+	if rerr := os.Remove(path); rerr != nil {
+		return errors.Join(err, fmt.Errorf("keyring: removing the partly written %s: %w", path, rerr))
+	}
+	return err
 }
 
 // syncDir makes the new directory entry durable, so that a key that may

@@ -199,7 +199,9 @@ func TestLoadErrors(t *testing.T) {
 func TestFromEnv(t *testing.T) {
 	const name = "TOLLGATE_TEST_MASTER_KEY"
 	t.Run("unset", func(t *testing.T) {
-		os.Unsetenv(name)
+		if err := os.Unsetenv(name); err != nil {
+			t.Fatal(err)
+		}
 		kr, ok, err := FromEnv(name)
 		if kr != nil || ok || err != nil {
 			t.Fatalf("FromEnv = %v, %v, %v; want nil, false, nil", kr, ok, err)

@@ -50,7 +50,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 		slog.InfoContext(ctx, "store: lost a migration race to another migrator; planning again",
 			"attempt", attempt, "err", err)
 		if werr := wait(ctx, backoff(attempt)); werr != nil {
-			return fmt.Errorf("store: migrating schema: %w (last attempt: %v)", werr, err)
+			// As in inRetriedTx, the last error is kept for the message
+			// only: the caller gave up, so the error must not look retryable.
+			return fmt.Errorf("store: migrating schema: %w (last attempt: %v)", werr, err) //nolint:errorlint // err must not be wrapped; see above
 		}
 	}
 	if err != nil {

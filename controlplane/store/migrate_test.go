@@ -140,14 +140,19 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func runReplica(dsn, startAt string) int {
+func runReplica(dsn, startAt string) (code int) {
 	ctx := context.Background()
 	s, err := store.Open(ctx, dsn)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer s.Close()
+	defer func() {
+		if err := s.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}()
 	if ns, err := strconv.ParseInt(startAt, 10, 64); err == nil {
 		time.Sleep(time.Until(time.Unix(0, ns)))
 	}
@@ -169,7 +174,11 @@ func open(t *testing.T, dsn string) *store.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("closing the store: %v", err)
+		}
+	})
 	return s
 }
 

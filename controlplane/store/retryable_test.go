@@ -64,7 +64,11 @@ func provokeSQLiteErrors(t *testing.T) sqliteErrors {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Errorf("closing the database: %v", err)
+		}
+	})
 	mustExec(t, db, "CREATE TABLE t (id INTEGER PRIMARY KEY)")
 	a, b := conn(t, db), conn(t, db)
 
@@ -83,13 +87,24 @@ func provokeSQLiteErrors(t *testing.T) sqliteErrors {
 	mustExec(t, a, "ROLLBACK")
 
 	// locked: a table cannot be dropped while its own connection reads it.
-	rows, err := a.QueryContext(ctx, "SELECT id FROM t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows.Next()
-	_, e.locked = a.ExecContext(ctx, "DROP TABLE t")
-	rows.Close()
+	e.locked = func() error {
+		rows, err := a.QueryContext(ctx, "SELECT id FROM t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Deferred, so that the rows close even when t.Fatal exits: a's
+		// cleanup would wait forever on open rows.
+		defer func() {
+			if err := rows.Close(); err != nil {
+				t.Errorf("closing rows: %v", err)
+			}
+		}()
+		if !rows.Next() {
+			t.Fatalf("reading t: no row (err: %v)", rows.Err())
+		}
+		_, err = a.ExecContext(ctx, "DROP TABLE t")
+		return err
+	}()
 
 	_, e.constraint = a.ExecContext(ctx, "INSERT INTO t (id) VALUES (1)")
 
@@ -127,6 +142,10 @@ func conn(t *testing.T, db *sql.DB) *sql.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("closing a connection: %v", err)
+		}
+	})
 	return c
 }

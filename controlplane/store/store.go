@@ -66,13 +66,13 @@ func open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	tunePool(db, t.dialect)
 	if err := db.PingContext(ctx); err != nil {
-		db.Close()
+		_ = db.Close() // the ping error is the one to report
 		return nil, fmt.Errorf("store: connecting to %s: %w", t.dialect, err)
 	}
 	d := t.dialect
 	if d == Postgres {
 		if d, err = detectCockroachDB(ctx, db); err != nil {
-			db.Close()
+			_ = db.Close() // the detection error is the one to report
 			return nil, err
 		}
 	}

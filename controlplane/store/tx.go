@@ -44,7 +44,7 @@ func (s *Store) inRetriedTx(ctx context.Context, fn func(tx *ent.Tx) error) erro
 		if werr := wait(ctx, backoff(attempt)); werr != nil {
 			// The last error is kept for the message only: the caller
 			// gave up, so the error must not look retryable.
-			return fmt.Errorf("store: transaction abandoned after %d attempts: %w (last attempt: %v)", attempt, werr, err)
+			return fmt.Errorf("store: transaction abandoned after %d attempts: %w (last attempt: %v)", attempt, werr, err) //nolint:errorlint // err must not be wrapped; see above
 		}
 	}
 }

@@ -160,12 +160,12 @@ func TestInTxIsSerializableWhateverTheServerDefault(t *testing.T) {
 	if level != "read committed" {
 		t.Fatalf("outside InTx the isolation is %q; the test needs a READ COMMITTED default", level)
 	}
-	err := s.InTx(ctx, func(tx *ent.Tx) error {
+	err := s.InTx(ctx, func(tx *ent.Tx) (err error) {
 		rows, err := tx.QueryContext(ctx, "SHOW transaction_isolation")
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
+		defer func() { err = errors.Join(err, rows.Close()) }()
 		if !rows.Next() {
 			return rows.Err()
 		}
@@ -275,7 +275,7 @@ func TestInTxReturnsNonRetryableErrorUnchanged(t *testing.T) {
 			}
 			return errRefused
 		})
-		if err != errRefused {
+		if err != errRefused { //nolint:errorlint // fn's error itself, not one wrapping it
 			t.Errorf("InTx = %v, want fn's error itself", err)
 		}
 		if calls != 1 {
@@ -444,7 +444,7 @@ func TestSavepointProtocol(t *testing.T) {
 			}
 			return errRefused
 		})
-		if err != errRefused {
+		if err != errRefused { //nolint:errorlint // fn's error itself, not one wrapping it
 			t.Errorf("InTx = %v, want fn's error itself", err)
 		}
 		if n := countTenants(t, s); n != 1 {

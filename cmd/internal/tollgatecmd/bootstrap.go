@@ -75,4 +75,3 @@ func splitHostPort(addr string) (string, uint16, error) {
 	}
 	return h, uint16(n), nil
 }
-

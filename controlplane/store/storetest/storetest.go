@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -110,14 +111,18 @@ func databaseDSN(t *testing.T, admin, name string) string {
 // adminExec runs stmt on the server EnvPostgresDSN names, on a connection
 // of its own: CREATE and DROP DATABASE cannot run inside a transaction, nor
 // on a connection to the database being dropped.
-func adminExec(admin, stmt string) error {
+func adminExec(admin, stmt string) (err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	db, err := sql.Open("pgx", admin)
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", EnvPostgresDSN, err)
 	}
-	defer db.Close()
+	defer func() {
+		if cerr := db.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("closing %s: %w", EnvPostgresDSN, cerr))
+		}
+	}()
 	if _, err := db.ExecContext(ctx, stmt); err != nil {
 		return fmt.Errorf("%s: %w", stmt, err)
 	}
