@@ -38,13 +38,13 @@ func runEnvoyBootstrap(_ context.Context, args []string, stdout, stderr io.Write
 	}
 	h, port, err := splitHostPort(xdsAddr)
 	if err != nil {
-		return fmt.Errorf("%w: --xds-addr: %v", errUsage, err)
+		return fmt.Errorf("%w: --xds-addr: %w", errUsage, err)
 	}
 	p.XDSHost, p.XDSPort = h, port
 	if path, ok := strings.CutPrefix(extproc, "unix:"); ok {
 		p.ExtProcSocket = path
 	} else if p.ExtProcHost, p.ExtProcPort, err = splitHostPort(extproc); err != nil {
-		return fmt.Errorf("%w: --extproc: %v", errUsage, err)
+		return fmt.Errorf("%w: --extproc: %w", errUsage, err)
 	}
 	if admin == 0 || admin > 65535 {
 		return fmt.Errorf("%w: --admin-port %d is out of range", errUsage, admin)
@@ -58,7 +58,7 @@ func runEnvoyBootstrap(_ context.Context, args []string, stdout, stderr io.Write
 	}
 	out, err := envoy.Render(p)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	_, err = stdout.Write(out)
 	return err

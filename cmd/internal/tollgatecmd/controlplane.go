@@ -166,7 +166,7 @@ func serve(ctx context.Context, cfg serveConfig) error {
 		return err
 	}
 	if err := cfg.flags.dataPlane.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(adm.UnaryInterceptor()),
@@ -189,7 +189,7 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	}
 	xg, xlis, err := xdsServer(ctx, cfg, publisher)
 	if err != nil {
-		lis.Close()
+		_ = lis.Close() // nothing was served on it; the xDS error is the one to report
 		return err
 	}
 	g := grpc.NewServer(opts...)
@@ -257,7 +257,7 @@ func xdsServer(ctx context.Context, cfg serveConfig, p *xds.Publisher) (*grpc.Se
 		return nil, nil, fmt.Errorf("listening for xDS: %w", err)
 	}
 	if !mtls && !cfg.flags.xdsInsecure && !isLoopbackAddr(lis.Addr()) {
-		lis.Close()
+		_ = lis.Close() // nothing was served on it; the refusal is the error
 		return nil, nil, fmt.Errorf("%w: refusing to serve xDS without mutual TLS on %s: it carries provider credentials; give --xds-client-ca with --tls-cert and --tls-key, bind to 127.0.0.1, or pass --xds-insecure behind a network you trust", errUsage, lis.Addr())
 	}
 	g := grpc.NewServer(opts...)

@@ -216,7 +216,11 @@ func TestDevServesXDS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() {
+		if err := conn.Close(); err != nil {
+			t.Errorf("closing the client connection: %v", err)
+		}
+	})
 	client := configclient.New(conn, "extproc-test", slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
