@@ -273,6 +273,32 @@ func anthropicErrorType(status int) string {
 	return "invalid_request_error"
 }
 
+// anthropicErrorStatus is the HTTP status Anthropic uses for an error type,
+// for errors that arrive inside a stream, without a status of their own.
+func anthropicErrorStatus(typ string) int {
+	switch typ {
+	case "invalid_request_error":
+		return 400
+	case "authentication_error":
+		return 401
+	case "billing_error":
+		return 402
+	case "permission_error":
+		return 403
+	case "not_found_error":
+		return 404
+	case "request_too_large":
+		return 413
+	case "rate_limit_error":
+		return 429
+	case "timeout_error":
+		return 504
+	case "overloaded_error":
+		return 529
+	}
+	return 500
+}
+
 func openAIErrorBody(typ, message, param, code string) []byte {
 	b := make([]byte, 0, 64+len(message))
 	b = append(b, `{"error":{"message":`...)

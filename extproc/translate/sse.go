@@ -31,6 +31,9 @@ type SSEEvent struct {
 	// Raw is the block exactly as received, including its terminating blank
 	// line (absent only for a final block cut off by the end of the stream).
 	Raw []byte
+	// Truncated is set on a final block that the stream ended before its
+	// blank line: it may be cut in the middle of its data.
+	Truncated bool
 }
 
 // SSEParser splits a text/event-stream into events incrementally, as
@@ -136,7 +139,9 @@ func (p *SSEParser) Next(atEOF bool) (ev SSEEvent, ok bool, err error) {
 			if p.start == p.pos {
 				return SSEEvent{}, false, nil
 			}
-			return p.dispatch(), true, nil
+			ev := p.dispatch()
+			ev.Truncated = true
+			return ev, true, nil
 		}
 		lineStart := p.pos
 		p.pos = next

@@ -15,10 +15,11 @@ type parsedEvent struct {
 	Name, Data string
 	HasData    bool
 	Raw        string
+	Truncated  bool
 }
 
 func (e parsedEvent) String() string {
-	return fmt.Sprintf("{name=%q data=%q hasData=%v raw=%q}", e.Name, e.Data, e.HasData, e.Raw)
+	return fmt.Sprintf("{name=%q data=%q hasData=%v raw=%q truncated=%v}", e.Name, e.Data, e.HasData, e.Raw, e.Truncated)
 }
 
 // parseChunks feeds chunks to a fresh parser and collects every event.
@@ -37,7 +38,7 @@ func parseChunks(t testing.TB, chunks [][]byte) ([]parsedEvent, error) {
 			if !ok {
 				break
 			}
-			out = append(out, parsedEvent{string(ev.Name), string(ev.Data), ev.HasData, string(ev.Raw)})
+			out = append(out, parsedEvent{string(ev.Name), string(ev.Data), ev.HasData, string(ev.Raw), ev.Truncated})
 		}
 	}
 	return out, nil
@@ -50,43 +51,43 @@ func TestSSEParser(t *testing.T) {
 		want []parsedEvent
 	}{
 		{"one event, LF", "data: hello\n\n",
-			[]parsedEvent{{"", "hello", true, "data: hello\n\n"}}},
+			[]parsedEvent{{"", "hello", true, "data: hello\n\n", false}}},
 		{"named event", "event: message_start\ndata: {\"a\":1}\n\n",
-			[]parsedEvent{{"message_start", `{"a":1}`, true, "event: message_start\ndata: {\"a\":1}\n\n"}}},
+			[]parsedEvent{{"message_start", `{"a":1}`, true, "event: message_start\ndata: {\"a\":1}\n\n", false}}},
 		{"CRLF line ends", "event: x\r\ndata: 1\r\n\r\n",
-			[]parsedEvent{{"x", "1", true, "event: x\r\ndata: 1\r\n\r\n"}}},
+			[]parsedEvent{{"x", "1", true, "event: x\r\ndata: 1\r\n\r\n", false}}},
 		{"CR line ends", "event: x\rdata: 1\r\r",
-			[]parsedEvent{{"x", "1", true, "event: x\rdata: 1\r\r"}}},
+			[]parsedEvent{{"x", "1", true, "event: x\rdata: 1\r\r", false}}},
 		{"mixed line ends", "data: a\r\ndata: b\rdata: c\n\r\n",
-			[]parsedEvent{{"", "a\nb\nc", true, "data: a\r\ndata: b\rdata: c\n\r\n"}}},
+			[]parsedEvent{{"", "a\nb\nc", true, "data: a\r\ndata: b\rdata: c\n\r\n", false}}},
 		{"multi-line data joined with LF", "data: first\ndata: second\ndata:third\n\n",
-			[]parsedEvent{{"", "first\nsecond\nthird", true, "data: first\ndata: second\ndata:third\n\n"}}},
+			[]parsedEvent{{"", "first\nsecond\nthird", true, "data: first\ndata: second\ndata:third\n\n", false}}},
 		{"no space after colon; only one space is removed", "data:x\n\ndata:  y\n\n",
-			[]parsedEvent{{"", "x", true, "data:x\n\n"}, {"", " y", true, "data:  y\n\n"}}},
+			[]parsedEvent{{"", "x", true, "data:x\n\n", false}, {"", " y", true, "data:  y\n\n", false}}},
 		{"colon inside the value", "data: {\"k\":\"a:b\"}\n\n",
-			[]parsedEvent{{"", `{"k":"a:b"}`, true, "data: {\"k\":\"a:b\"}\n\n"}}},
+			[]parsedEvent{{"", `{"k":"a:b"}`, true, "data: {\"k\":\"a:b\"}\n\n", false}}},
 		{"comment lines are kept in Raw only", ": keep-alive\ndata: 1\n: more\n\n",
-			[]parsedEvent{{"", "1", true, ": keep-alive\ndata: 1\n: more\n\n"}}},
+			[]parsedEvent{{"", "1", true, ": keep-alive\ndata: 1\n: more\n\n", false}}},
 		{"comment-only block has no data", ": stream complete\n\n",
-			[]parsedEvent{{"", "", false, ": stream complete\n\n"}}},
+			[]parsedEvent{{"", "", false, ": stream complete\n\n", false}}},
 		{"stray blank lines are empty blocks", "\n\ndata: 1\n\n",
-			[]parsedEvent{{"", "", false, "\n"}, {"", "", false, "\n"}, {"", "1", true, "data: 1\n\n"}}},
+			[]parsedEvent{{"", "", false, "\n", false}, {"", "", false, "\n", false}, {"", "1", true, "data: 1\n\n", false}}},
 		{"empty data line counts as data", "data\n\ndata:\n\n",
-			[]parsedEvent{{"", "", true, "data\n\n"}, {"", "", true, "data:\n\n"}}},
+			[]parsedEvent{{"", "", true, "data\n\n", false}, {"", "", true, "data:\n\n", false}}},
 		{"id, retry and unknown fields are ignored", "id: 7\nretry: 10\nfoo: bar\ndata: 1\n\n",
-			[]parsedEvent{{"", "1", true, "id: 7\nretry: 10\nfoo: bar\ndata: 1\n\n"}}},
+			[]parsedEvent{{"", "1", true, "id: 7\nretry: 10\nfoo: bar\ndata: 1\n\n", false}}},
 		{"last event name wins", "event: a\nevent: b\ndata: 1\n\n",
-			[]parsedEvent{{"b", "1", true, "event: a\nevent: b\ndata: 1\n\n"}}},
+			[]parsedEvent{{"b", "1", true, "event: a\nevent: b\ndata: 1\n\n", false}}},
 		{"leading BOM is dropped from the first field", "\xEF\xBB\xBFdata: 1\n\n",
-			[]parsedEvent{{"", "1", true, "\xEF\xBB\xBFdata: 1\n\n"}}},
+			[]parsedEvent{{"", "1", true, "\xEF\xBB\xBFdata: 1\n\n", false}}},
 		{"final event without blank line is flushed at EOF", "data: 1\n\ndata: 2\n",
-			[]parsedEvent{{"", "1", true, "data: 1\n\n"}, {"", "2", true, "data: 2\n"}}},
+			[]parsedEvent{{"", "1", true, "data: 1\n\n", false}, {"", "2", true, "data: 2\n", true}}},
 		{"final line without line end is flushed at EOF", "data: [DONE]",
-			[]parsedEvent{{"", "[DONE]", true, "data: [DONE]"}}},
+			[]parsedEvent{{"", "[DONE]", true, "data: [DONE]", true}}},
 		{"final CR at EOF ends the line", "data: 1\r",
-			[]parsedEvent{{"", "1", true, "data: 1\r"}}},
+			[]parsedEvent{{"", "1", true, "data: 1\r", true}}},
 		{"Anthropic framing with trailing spaces in data", "event: ping\ndata: {\"type\": \"ping\"}   \n\n",
-			[]parsedEvent{{"ping", `{"type": "ping"}   `, true, "event: ping\ndata: {\"type\": \"ping\"}   \n\n"}}},
+			[]parsedEvent{{"ping", `{"type": "ping"}   `, true, "event: ping\ndata: {\"type\": \"ping\"}   \n\n", false}}},
 		{"empty stream", "", nil},
 	}
 	for _, tt := range tests {

@@ -2,14 +2,9 @@
 
 package translate
 
-type openAIToAnthropic struct{}
 type openAIToGemini struct{}
 type anthropicToOpenAI struct{}
 
-func (openAIToAnthropic) request(t Target, body []byte) (ProviderRequest, error) {
-	return ProviderRequest{}, nil
-}
-func (openAIToAnthropic) response(t Target, o ResponseOptions) handler { return rawHandler{} }
 func (openAIToGemini) request(t Target, body []byte) (ProviderRequest, error) {
 	return ProviderRequest{}, nil
 }
