@@ -2,13 +2,8 @@
 
 package translate
 
-type openAIToGemini struct{}
 type anthropicToOpenAI struct{}
 
-func (openAIToGemini) request(t Target, body []byte) (ProviderRequest, error) {
-	return ProviderRequest{}, nil
-}
-func (openAIToGemini) response(t Target, o ResponseOptions) handler { return rawHandler{} }
 func (anthropicToOpenAI) request(t Target, body []byte) (ProviderRequest, error) {
 	return ProviderRequest{}, nil
 }
