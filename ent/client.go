@@ -20,12 +20,12 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/admintoken"
 	"github.com/tollgate-dev/tollgate/ent/apikey"
 	"github.com/tollgate-dev/tollgate/ent/auditevent"
+	"github.com/tollgate-dev/tollgate/ent/configchange"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
 	"github.com/tollgate-dev/tollgate/ent/model"
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
 	"github.com/tollgate-dev/tollgate/ent/provider"
-	"github.com/tollgate-dev/tollgate/ent/revision"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
 
@@ -45,6 +45,8 @@ type Client struct {
 	AdminToken *AdminTokenClient
 	// AuditEvent is the client for interacting with the AuditEvent builders.
 	AuditEvent *AuditEventClient
+	// ConfigChange is the client for interacting with the ConfigChange builders.
+	ConfigChange *ConfigChangeClient
 	// GatewayPolicy is the client for interacting with the GatewayPolicy builders.
 	GatewayPolicy *GatewayPolicyClient
 	// Model is the client for interacting with the Model builders.
@@ -55,8 +57,6 @@ type Client struct {
 	ModelPrice *ModelPriceClient
 	// Provider is the client for interacting with the Provider builders.
 	Provider *ProviderClient
-	// Revision is the client for interacting with the Revision builders.
-	Revision *RevisionClient
 	// Tenant is the client for interacting with the Tenant builders.
 	Tenant *TenantClient
 	// UsageRecord is the client for interacting with the UsageRecord builders.
@@ -76,12 +76,12 @@ func (c *Client) init() {
 	c.Account = NewAccountClient(c.config)
 	c.AdminToken = NewAdminTokenClient(c.config)
 	c.AuditEvent = NewAuditEventClient(c.config)
+	c.ConfigChange = NewConfigChangeClient(c.config)
 	c.GatewayPolicy = NewGatewayPolicyClient(c.config)
 	c.Model = NewModelClient(c.config)
 	c.ModelDeployment = NewModelDeploymentClient(c.config)
 	c.ModelPrice = NewModelPriceClient(c.config)
 	c.Provider = NewProviderClient(c.config)
-	c.Revision = NewRevisionClient(c.config)
 	c.Tenant = NewTenantClient(c.config)
 	c.UsageRecord = NewUsageRecordClient(c.config)
 }
@@ -180,12 +180,12 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		Account:         NewAccountClient(cfg),
 		AdminToken:      NewAdminTokenClient(cfg),
 		AuditEvent:      NewAuditEventClient(cfg),
+		ConfigChange:    NewConfigChangeClient(cfg),
 		GatewayPolicy:   NewGatewayPolicyClient(cfg),
 		Model:           NewModelClient(cfg),
 		ModelDeployment: NewModelDeploymentClient(cfg),
 		ModelPrice:      NewModelPriceClient(cfg),
 		Provider:        NewProviderClient(cfg),
-		Revision:        NewRevisionClient(cfg),
 		Tenant:          NewTenantClient(cfg),
 		UsageRecord:     NewUsageRecordClient(cfg),
 	}, nil
@@ -211,12 +211,12 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		Account:         NewAccountClient(cfg),
 		AdminToken:      NewAdminTokenClient(cfg),
 		AuditEvent:      NewAuditEventClient(cfg),
+		ConfigChange:    NewConfigChangeClient(cfg),
 		GatewayPolicy:   NewGatewayPolicyClient(cfg),
 		Model:           NewModelClient(cfg),
 		ModelDeployment: NewModelDeploymentClient(cfg),
 		ModelPrice:      NewModelPriceClient(cfg),
 		Provider:        NewProviderClient(cfg),
-		Revision:        NewRevisionClient(cfg),
 		Tenant:          NewTenantClient(cfg),
 		UsageRecord:     NewUsageRecordClient(cfg),
 	}, nil
@@ -248,9 +248,9 @@ func (c *Client) Close() error {
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
-		c.APIKey, c.Account, c.AdminToken, c.AuditEvent, c.GatewayPolicy, c.Model,
-		c.ModelDeployment, c.ModelPrice, c.Provider, c.Revision, c.Tenant,
-		c.UsageRecord,
+		c.APIKey, c.Account, c.AdminToken, c.AuditEvent, c.ConfigChange,
+		c.GatewayPolicy, c.Model, c.ModelDeployment, c.ModelPrice, c.Provider,
+		c.Tenant, c.UsageRecord,
 	} {
 		n.Use(hooks...)
 	}
@@ -260,9 +260,9 @@ func (c *Client) Use(hooks ...Hook) {
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
-		c.APIKey, c.Account, c.AdminToken, c.AuditEvent, c.GatewayPolicy, c.Model,
-		c.ModelDeployment, c.ModelPrice, c.Provider, c.Revision, c.Tenant,
-		c.UsageRecord,
+		c.APIKey, c.Account, c.AdminToken, c.AuditEvent, c.ConfigChange,
+		c.GatewayPolicy, c.Model, c.ModelDeployment, c.ModelPrice, c.Provider,
+		c.Tenant, c.UsageRecord,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -279,6 +279,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.AdminToken.mutate(ctx, m)
 	case *AuditEventMutation:
 		return c.AuditEvent.mutate(ctx, m)
+	case *ConfigChangeMutation:
+		return c.ConfigChange.mutate(ctx, m)
 	case *GatewayPolicyMutation:
 		return c.GatewayPolicy.mutate(ctx, m)
 	case *ModelMutation:
@@ -289,8 +291,6 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.ModelPrice.mutate(ctx, m)
 	case *ProviderMutation:
 		return c.Provider.mutate(ctx, m)
-	case *RevisionMutation:
-		return c.Revision.mutate(ctx, m)
 	case *TenantMutation:
 		return c.Tenant.mutate(ctx, m)
 	case *UsageRecordMutation:
@@ -925,6 +925,139 @@ func (c *AuditEventClient) mutate(ctx context.Context, m *AuditEventMutation) (V
 		return (&AuditEventDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown AuditEvent mutation op: %q", m.Op())
+	}
+}
+
+// ConfigChangeClient is a client for the ConfigChange schema.
+type ConfigChangeClient struct {
+	config
+}
+
+// NewConfigChangeClient returns a client for the ConfigChange from the given config.
+func NewConfigChangeClient(c config) *ConfigChangeClient {
+	return &ConfigChangeClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `configchange.Hooks(f(g(h())))`.
+func (c *ConfigChangeClient) Use(hooks ...Hook) {
+	c.hooks.ConfigChange = append(c.hooks.ConfigChange, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `configchange.Intercept(f(g(h())))`.
+func (c *ConfigChangeClient) Intercept(interceptors ...Interceptor) {
+	c.inters.ConfigChange = append(c.inters.ConfigChange, interceptors...)
+}
+
+// Create returns a builder for creating a ConfigChange entity.
+func (c *ConfigChangeClient) Create() *ConfigChangeCreate {
+	mutation := newConfigChangeMutation(c.config, OpCreate)
+	return &ConfigChangeCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of ConfigChange entities.
+func (c *ConfigChangeClient) CreateBulk(builders ...*ConfigChangeCreate) *ConfigChangeCreateBulk {
+	return &ConfigChangeCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *ConfigChangeClient) MapCreateBulk(slice any, setFunc func(*ConfigChangeCreate, int)) *ConfigChangeCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &ConfigChangeCreateBulk{err: fmt.Errorf("calling to ConfigChangeClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*ConfigChangeCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &ConfigChangeCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for ConfigChange.
+func (c *ConfigChangeClient) Update() *ConfigChangeUpdate {
+	mutation := newConfigChangeMutation(c.config, OpUpdate)
+	return &ConfigChangeUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *ConfigChangeClient) UpdateOne(_m *ConfigChange) *ConfigChangeUpdateOne {
+	mutation := newConfigChangeMutation(c.config, OpUpdateOne, withConfigChange(_m))
+	return &ConfigChangeUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *ConfigChangeClient) UpdateOneID(id uuid.UUID) *ConfigChangeUpdateOne {
+	mutation := newConfigChangeMutation(c.config, OpUpdateOne, withConfigChangeID(id))
+	return &ConfigChangeUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for ConfigChange.
+func (c *ConfigChangeClient) Delete() *ConfigChangeDelete {
+	mutation := newConfigChangeMutation(c.config, OpDelete)
+	return &ConfigChangeDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *ConfigChangeClient) DeleteOne(_m *ConfigChange) *ConfigChangeDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *ConfigChangeClient) DeleteOneID(id uuid.UUID) *ConfigChangeDeleteOne {
+	builder := c.Delete().Where(configchange.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &ConfigChangeDeleteOne{builder}
+}
+
+// Query returns a query builder for ConfigChange.
+func (c *ConfigChangeClient) Query() *ConfigChangeQuery {
+	return &ConfigChangeQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeConfigChange},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a ConfigChange entity by its id.
+func (c *ConfigChangeClient) Get(ctx context.Context, id uuid.UUID) (*ConfigChange, error) {
+	return c.Query().Where(configchange.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *ConfigChangeClient) GetX(ctx context.Context, id uuid.UUID) *ConfigChange {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *ConfigChangeClient) Hooks() []Hook {
+	return c.hooks.ConfigChange
+}
+
+// Interceptors returns the client interceptors.
+func (c *ConfigChangeClient) Interceptors() []Interceptor {
+	return c.inters.ConfigChange
+}
+
+func (c *ConfigChangeClient) mutate(ctx context.Context, m *ConfigChangeMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&ConfigChangeCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&ConfigChangeUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&ConfigChangeUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&ConfigChangeDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown ConfigChange mutation op: %q", m.Op())
 	}
 }
 
@@ -1753,139 +1886,6 @@ func (c *ProviderClient) mutate(ctx context.Context, m *ProviderMutation) (Value
 	}
 }
 
-// RevisionClient is a client for the Revision schema.
-type RevisionClient struct {
-	config
-}
-
-// NewRevisionClient returns a client for the Revision from the given config.
-func NewRevisionClient(c config) *RevisionClient {
-	return &RevisionClient{config: c}
-}
-
-// Use adds a list of mutation hooks to the hooks stack.
-// A call to `Use(f, g, h)` equals to `revision.Hooks(f(g(h())))`.
-func (c *RevisionClient) Use(hooks ...Hook) {
-	c.hooks.Revision = append(c.hooks.Revision, hooks...)
-}
-
-// Intercept adds a list of query interceptors to the interceptors stack.
-// A call to `Intercept(f, g, h)` equals to `revision.Intercept(f(g(h())))`.
-func (c *RevisionClient) Intercept(interceptors ...Interceptor) {
-	c.inters.Revision = append(c.inters.Revision, interceptors...)
-}
-
-// Create returns a builder for creating a Revision entity.
-func (c *RevisionClient) Create() *RevisionCreate {
-	mutation := newRevisionMutation(c.config, OpCreate)
-	return &RevisionCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
-}
-
-// CreateBulk returns a builder for creating a bulk of Revision entities.
-func (c *RevisionClient) CreateBulk(builders ...*RevisionCreate) *RevisionCreateBulk {
-	return &RevisionCreateBulk{config: c.config, builders: builders}
-}
-
-// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
-// a builder and applies setFunc on it.
-func (c *RevisionClient) MapCreateBulk(slice any, setFunc func(*RevisionCreate, int)) *RevisionCreateBulk {
-	rv := reflect.ValueOf(slice)
-	if rv.Kind() != reflect.Slice {
-		return &RevisionCreateBulk{err: fmt.Errorf("calling to RevisionClient.MapCreateBulk with wrong type %T, need slice", slice)}
-	}
-	builders := make([]*RevisionCreate, rv.Len())
-	for i := 0; i < rv.Len(); i++ {
-		builders[i] = c.Create()
-		setFunc(builders[i], i)
-	}
-	return &RevisionCreateBulk{config: c.config, builders: builders}
-}
-
-// Update returns an update builder for Revision.
-func (c *RevisionClient) Update() *RevisionUpdate {
-	mutation := newRevisionMutation(c.config, OpUpdate)
-	return &RevisionUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
-}
-
-// UpdateOne returns an update builder for the given entity.
-func (c *RevisionClient) UpdateOne(_m *Revision) *RevisionUpdateOne {
-	mutation := newRevisionMutation(c.config, OpUpdateOne, withRevision(_m))
-	return &RevisionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
-}
-
-// UpdateOneID returns an update builder for the given id.
-func (c *RevisionClient) UpdateOneID(id string) *RevisionUpdateOne {
-	mutation := newRevisionMutation(c.config, OpUpdateOne, withRevisionID(id))
-	return &RevisionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
-}
-
-// Delete returns a delete builder for Revision.
-func (c *RevisionClient) Delete() *RevisionDelete {
-	mutation := newRevisionMutation(c.config, OpDelete)
-	return &RevisionDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
-}
-
-// DeleteOne returns a builder for deleting the given entity.
-func (c *RevisionClient) DeleteOne(_m *Revision) *RevisionDeleteOne {
-	return c.DeleteOneID(_m.ID)
-}
-
-// DeleteOneID returns a builder for deleting the given entity by its id.
-func (c *RevisionClient) DeleteOneID(id string) *RevisionDeleteOne {
-	builder := c.Delete().Where(revision.ID(id))
-	builder.mutation.id = &id
-	builder.mutation.op = OpDeleteOne
-	return &RevisionDeleteOne{builder}
-}
-
-// Query returns a query builder for Revision.
-func (c *RevisionClient) Query() *RevisionQuery {
-	return &RevisionQuery{
-		config: c.config,
-		ctx:    &QueryContext{Type: TypeRevision},
-		inters: c.Interceptors(),
-	}
-}
-
-// Get returns a Revision entity by its id.
-func (c *RevisionClient) Get(ctx context.Context, id string) (*Revision, error) {
-	return c.Query().Where(revision.ID(id)).Only(ctx)
-}
-
-// GetX is like Get, but panics if an error occurs.
-func (c *RevisionClient) GetX(ctx context.Context, id string) *Revision {
-	obj, err := c.Get(ctx, id)
-	if err != nil {
-		panic(err)
-	}
-	return obj
-}
-
-// Hooks returns the client hooks.
-func (c *RevisionClient) Hooks() []Hook {
-	return c.hooks.Revision
-}
-
-// Interceptors returns the client interceptors.
-func (c *RevisionClient) Interceptors() []Interceptor {
-	return c.inters.Revision
-}
-
-func (c *RevisionClient) mutate(ctx context.Context, m *RevisionMutation) (Value, error) {
-	switch m.Op() {
-	case OpCreate:
-		return (&RevisionCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
-	case OpUpdate:
-		return (&RevisionUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
-	case OpUpdateOne:
-		return (&RevisionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
-	case OpDelete, OpDeleteOne:
-		return (&RevisionDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
-	default:
-		return nil, fmt.Errorf("ent: unknown Revision mutation op: %q", m.Op())
-	}
-}
-
 // TenantClient is a client for the Tenant schema.
 type TenantClient struct {
 	config
@@ -2251,12 +2251,12 @@ func (c *UsageRecordClient) mutate(ctx context.Context, m *UsageRecordMutation) 
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		APIKey, Account, AdminToken, AuditEvent, GatewayPolicy, Model, ModelDeployment,
-		ModelPrice, Provider, Revision, Tenant, UsageRecord []ent.Hook
+		APIKey, Account, AdminToken, AuditEvent, ConfigChange, GatewayPolicy, Model,
+		ModelDeployment, ModelPrice, Provider, Tenant, UsageRecord []ent.Hook
 	}
 	inters struct {
-		APIKey, Account, AdminToken, AuditEvent, GatewayPolicy, Model, ModelDeployment,
-		ModelPrice, Provider, Revision, Tenant, UsageRecord []ent.Interceptor
+		APIKey, Account, AdminToken, AuditEvent, ConfigChange, GatewayPolicy, Model,
+		ModelDeployment, ModelPrice, Provider, Tenant, UsageRecord []ent.Interceptor
 	}
 )
 

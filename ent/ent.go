@@ -16,12 +16,12 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/admintoken"
 	"github.com/tollgate-dev/tollgate/ent/apikey"
 	"github.com/tollgate-dev/tollgate/ent/auditevent"
+	"github.com/tollgate-dev/tollgate/ent/configchange"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
 	"github.com/tollgate-dev/tollgate/ent/model"
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
 	"github.com/tollgate-dev/tollgate/ent/provider"
-	"github.com/tollgate-dev/tollgate/ent/revision"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
 )
@@ -88,12 +88,12 @@ func checkColumn(t, c string) error {
 			account.Table:         account.ValidColumn,
 			admintoken.Table:      admintoken.ValidColumn,
 			auditevent.Table:      auditevent.ValidColumn,
+			configchange.Table:    configchange.ValidColumn,
 			gatewaypolicy.Table:   gatewaypolicy.ValidColumn,
 			model.Table:           model.ValidColumn,
 			modeldeployment.Table: modeldeployment.ValidColumn,
 			modelprice.Table:      modelprice.ValidColumn,
 			provider.Table:        provider.ValidColumn,
-			revision.Table:        revision.ValidColumn,
 			tenant.Table:          tenant.ValidColumn,
 			usagerecord.Table:     usagerecord.ValidColumn,
 		})

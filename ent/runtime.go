@@ -10,12 +10,12 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/admintoken"
 	"github.com/tollgate-dev/tollgate/ent/apikey"
 	"github.com/tollgate-dev/tollgate/ent/auditevent"
+	"github.com/tollgate-dev/tollgate/ent/configchange"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
 	"github.com/tollgate-dev/tollgate/ent/model"
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
 	"github.com/tollgate-dev/tollgate/ent/provider"
-	"github.com/tollgate-dev/tollgate/ent/revision"
 	"github.com/tollgate-dev/tollgate/ent/schema"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
@@ -185,6 +185,19 @@ func init() {
 	auditeventDescID := auditeventMixinFields0[0].Descriptor()
 	// auditevent.DefaultID holds the default value on creation for the id field.
 	auditevent.DefaultID = auditeventDescID.Default.(func() uuid.UUID)
+	configchangeMixin := schema.ConfigChange{}.Mixin()
+	configchangeMixinFields0 := configchangeMixin[0].Fields()
+	_ = configchangeMixinFields0
+	configchangeFields := schema.ConfigChange{}.Fields()
+	_ = configchangeFields
+	// configchangeDescCreatedAt is the schema descriptor for created_at field.
+	configchangeDescCreatedAt := configchangeFields[0].Descriptor()
+	// configchange.DefaultCreatedAt holds the default value on creation for the created_at field.
+	configchange.DefaultCreatedAt = configchangeDescCreatedAt.Default.(func() time.Time)
+	// configchangeDescID is the schema descriptor for id field.
+	configchangeDescID := configchangeMixinFields0[0].Descriptor()
+	// configchange.DefaultID holds the default value on creation for the id field.
+	configchange.DefaultID = configchangeDescID.Default.(func() uuid.UUID)
 	gatewaypolicyMixin := schema.GatewayPolicy{}.Mixin()
 	gatewaypolicyMixinFields0 := gatewaypolicyMixin[0].Fields()
 	_ = gatewaypolicyMixinFields0
@@ -394,30 +407,6 @@ func init() {
 	providerDescID := providerMixinFields0[0].Descriptor()
 	// provider.DefaultID holds the default value on creation for the id field.
 	provider.DefaultID = providerDescID.Default.(func() uuid.UUID)
-	revisionFields := schema.Revision{}.Fields()
-	_ = revisionFields
-	// revisionDescValue is the schema descriptor for value field.
-	revisionDescValue := revisionFields[1].Descriptor()
-	// revision.DefaultValue holds the default value on creation for the value field.
-	revision.DefaultValue = revisionDescValue.Default.(int64)
-	// revisionDescID is the schema descriptor for id field.
-	revisionDescID := revisionFields[0].Descriptor()
-	// revision.IDValidator is a validator for the "id" field. It is called by the builders before save.
-	revision.IDValidator = func() func(string) error {
-		validators := revisionDescID.Validators
-		fns := [...]func(string) error{
-			validators[0].(func(string) error),
-			validators[1].(func(string) error),
-		}
-		return func(id string) error {
-			for _, fn := range fns {
-				if err := fn(id); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-	}()
 	tenantMixin := schema.Tenant{}.Mixin()
 	tenantMixinFields0 := tenantMixin[0].Fields()
 	_ = tenantMixinFields0

@@ -22,6 +22,8 @@ type Tx struct {
 	AdminToken *AdminTokenClient
 	// AuditEvent is the client for interacting with the AuditEvent builders.
 	AuditEvent *AuditEventClient
+	// ConfigChange is the client for interacting with the ConfigChange builders.
+	ConfigChange *ConfigChangeClient
 	// GatewayPolicy is the client for interacting with the GatewayPolicy builders.
 	GatewayPolicy *GatewayPolicyClient
 	// Model is the client for interacting with the Model builders.
@@ -32,8 +34,6 @@ type Tx struct {
 	ModelPrice *ModelPriceClient
 	// Provider is the client for interacting with the Provider builders.
 	Provider *ProviderClient
-	// Revision is the client for interacting with the Revision builders.
-	Revision *RevisionClient
 	// Tenant is the client for interacting with the Tenant builders.
 	Tenant *TenantClient
 	// UsageRecord is the client for interacting with the UsageRecord builders.
@@ -173,12 +173,12 @@ func (tx *Tx) init() {
 	tx.Account = NewAccountClient(tx.config)
 	tx.AdminToken = NewAdminTokenClient(tx.config)
 	tx.AuditEvent = NewAuditEventClient(tx.config)
+	tx.ConfigChange = NewConfigChangeClient(tx.config)
 	tx.GatewayPolicy = NewGatewayPolicyClient(tx.config)
 	tx.Model = NewModelClient(tx.config)
 	tx.ModelDeployment = NewModelDeploymentClient(tx.config)
 	tx.ModelPrice = NewModelPriceClient(tx.config)
 	tx.Provider = NewProviderClient(tx.config)
-	tx.Revision = NewRevisionClient(tx.config)
 	tx.Tenant = NewTenantClient(tx.config)
 	tx.UsageRecord = NewUsageRecordClient(tx.config)
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tollgate-dev/tollgate/controlplane/invalid"
+	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/ent"
 )
 
@@ -57,6 +58,10 @@ func (s *Server) toStatus(ctx context.Context, op string, err error) error {
 		return status.Error(codes.Canceled, "the call was canceled")
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "the call ran out of time")
+	case store.IsRetryable(err):
+		// The store retried and gave up: the call collided with concurrent
+		// changes too often. Nothing was written; the caller may retry.
+		return status.Error(codes.Aborted, "the change collided with concurrent changes too often and was not made; retry it")
 	case ent.IsNotFound(err):
 		return status.Error(codes.NotFound, "not found")
 	case ent.IsConstraintError(err):

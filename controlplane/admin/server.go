@@ -95,7 +95,7 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 	adminv1.RegisterStatusServiceServer(g, &statusService{Server: s})
 }
 
-// mutate runs fn in a transaction that also bumps the config revision (how
+// mutate runs fn in a transaction that also records a config change (how
 // other control-plane replicas learn of the change) and, once it has
 // committed, tells this control plane that the store changed.
 func (s *Server) mutate(ctx context.Context, fn func(tx *ent.Tx) error) error {
@@ -103,7 +103,7 @@ func (s *Server) mutate(ctx context.Context, fn func(tx *ent.Tx) error) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
-		return store.BumpRevision(ctx, tx, store.ConfigRevision)
+		return store.RecordConfigChange(ctx, tx)
 	})
 	if err != nil {
 		return err

@@ -3,39 +3,57 @@ package store
 import (
 	"context"
 	"fmt"
-
-	"entgo.io/ent/dialect/sql"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/ent"
-	"github.com/tollgate-dev/tollgate/ent/revision"
+	"github.com/tollgate-dev/tollgate/ent/configchange"
 )
 
-// ConfigRevision counts changes to what the control plane serves (tenants,
-// keys, providers, models, policies).
-const ConfigRevision = "config"
-
-// BumpRevision increments the named counter inside tx, creating it at 1.
-// Call it in the transaction that makes the change, so that the new value
-// becomes visible exactly when the change does.
-func BumpRevision(ctx context.Context, tx *ent.Tx, name string) error {
-	err := tx.Revision.Create().SetID(name).SetValue(1).
-		OnConflict(sql.ConflictColumns(revision.FieldID)).
-		AddValue(1).
-		Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("store: bumping revision %s: %w", name, err)
+// RecordConfigChange notes, inside tx, that what the control plane serves
+// (tenants, keys, providers, models, policies) changed. Call it in the
+// transaction that makes the change, so the note becomes visible exactly
+// when the change does. It inserts a row and so never conflicts with
+// another transaction doing the same.
+func RecordConfigChange(ctx context.Context, tx *ent.Tx) error {
+	if err := tx.ConfigChange.Create().Exec(ctx); err != nil {
+		return fmt.Errorf("store: recording a config change: %w", err)
 	}
 	return nil
 }
 
-// Revision reads the named counter; 0 if nothing was ever counted.
-func (s *Store) Revision(ctx context.Context, name string) (int64, error) {
-	r, err := s.client.Revision.Get(ctx, name)
-	if ent.IsNotFound(err) {
-		return 0, nil
+// ConfigVersion summarises the change log in a string that differs
+// whenever a change was recorded (or old entries were pruned): its size and
+// its newest entry's time. Comparing sizes as well as times makes it safe
+// against clocks that differ between replicas.
+func (s *Store) ConfigVersion(ctx context.Context) (string, error) {
+	var rows []struct {
+		Count int64     `json:"count"`
+		Max   time.Time `json:"max"`
 	}
+	err := s.client.ConfigChange.Query().
+		Aggregate(ent.Count(), ent.Max(configchange.FieldCreatedAt)).
+		Scan(ctx, &rows)
 	if err != nil {
-		return 0, fmt.Errorf("store: reading revision %s: %w", name, err)
+		// An empty log yields NULL for max, which some drivers will not scan
+		// into a time; fall back to the count alone.
+		n, cerr := s.client.ConfigChange.Query().Count(ctx)
+		if cerr != nil {
+			return "", fmt.Errorf("store: reading the config change log: %w", err)
+		}
+		return fmt.Sprintf("%d", n), nil
 	}
-	return r.Value, nil
+	if len(rows) == 0 {
+		return "0", nil
+	}
+	return fmt.Sprintf("%d/%d", rows[0].Count, rows[0].Max.UnixNano()), nil
+}
+
+// PruneConfigChanges deletes log entries older than before, which no
+// replica needs once it has seen a newer version.
+func (s *Store) PruneConfigChanges(ctx context.Context, before time.Time) (int, error) {
+	n, err := s.client.ConfigChange.Delete().Where(configchange.CreatedAtLT(before)).Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("store: pruning the config change log: %w", err)
+	}
+	return n, nil
 }

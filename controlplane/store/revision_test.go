@@ -1,54 +1,78 @@
 package store_test
 
 import (
+	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/controlplane/store/storetest"
 	"github.com/tollgate-dev/tollgate/ent"
 )
 
-// Concurrent bumps all count: the revision is how other replicas learn of a
-// change, so a lost increment could hide one.
-func TestRevisionCountsEveryBump(t *testing.T) {
+// Every recorded change moves the version, concurrent ones included, and a
+// rolled-back one does not: the version is how other replicas learn of a
+// change, so a missed move could hide one.
+func TestConfigVersionMovesWithEveryChange(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, s *store.Store) {
-		if v, err := s.Revision(t.Context(), store.ConfigRevision); err != nil || v != 0 {
-			t.Fatalf("fresh revision = %d, %v", v, err)
+		ctx := t.Context()
+		version := func() string {
+			t.Helper()
+			v, err := s.ConfigVersion(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
 		}
+		seen := map[string]bool{version(): true}
+		record := func() error {
+			return s.InTx(ctx, func(tx *ent.Tx) error { return store.RecordConfigChange(ctx, tx) })
+		}
+		for range 3 {
+			if err := record(); err != nil {
+				t.Fatal(err)
+			}
+			v := version()
+			if seen[v] {
+				t.Fatalf("version %q repeated after a change", v)
+			}
+			seen[v] = true
+		}
+
 		const n = 20
 		var wg sync.WaitGroup
 		errs := make(chan error, n)
 		for range n {
-			wg.Go(func() {
-				errs <- s.InTx(t.Context(), func(tx *ent.Tx) error { return store.BumpRevision(t.Context(), tx, store.ConfigRevision) })
-			})
+			wg.Go(func() { errs <- record() })
 		}
 		wg.Wait()
 		close(errs)
 		for err := range errs {
 			if err != nil {
-				t.Error(err)
+				t.Errorf("concurrent change: %v", err)
 			}
 		}
-		if v, err := s.Revision(t.Context(), store.ConfigRevision); err != nil || v != n {
-			t.Errorf("revision = %d, %v; want %d", v, err, n)
+		if got, err := s.Client().ConfigChange.Query().Count(ctx); err != nil || got != n+3 {
+			t.Errorf("log holds %d entries (%v), want %d", got, err, n+3)
 		}
-		// A rolled-back bump does not count.
-		_ = s.InTx(t.Context(), func(tx *ent.Tx) error {
-			if err := store.BumpRevision(t.Context(), tx, store.ConfigRevision); err != nil {
+
+		before := version()
+		_ = s.InTx(ctx, func(tx *ent.Tx) error {
+			if err := store.RecordConfigChange(ctx, tx); err != nil {
 				return err
 			}
-			return errRollback
+			return errors.New("roll back")
 		})
-		if v, _ := s.Revision(t.Context(), store.ConfigRevision); v != n {
-			t.Errorf("after a rolled-back bump revision = %d, want %d", v, n)
+		if version() != before {
+			t.Error("a rolled-back change moved the version")
+		}
+
+		if _, err := s.PruneConfigChanges(ctx, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if v := version(); v == before {
+			t.Error("pruning did not move the version")
 		}
 	})
 }
-
-var errRollback = rollbackError{}
-
-type rollbackError struct{}
-
-func (rollbackError) Error() string { return "roll back" }

@@ -26,10 +26,10 @@ const (
 )
 
 // defaultMaxAttempts bounds the whole-transaction retry on PostgreSQL and
-// SQLite, and the savepoint retries on CockroachDB. Ten attempts with the
-// backoff below give a contended transaction about two seconds to get through
+// SQLite, and the savepoint retries on CockroachDB. Twenty attempts with the
+// backoff below give a contended transaction about seven seconds to get through
 // before the caller sees the error.
-const defaultMaxAttempts = 10
+const defaultMaxAttempts = 20
 
 // Store is the database behind the control plane: an ent client, the
 // dialect it speaks, and the transaction retry policy for that dialect.

@@ -66,7 +66,7 @@ func startPlane(t *testing.T, st *store.Store) *plane {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go g.Serve(lis)
+	go func() { _ = g.Serve(lis) }() // returns when the test stops the server
 	t.Cleanup(g.Stop)
 	go rec.Run(ctx)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -74,7 +74,7 @@ func startPlane(t *testing.T, st *store.Store) *plane {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
+	t.Cleanup(func() { _ = conn.Close() })
 	return &plane{t: t, conn: conn, publisher: pub,
 		ctx: metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+op.Plaintext)}
 }

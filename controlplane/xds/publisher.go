@@ -284,7 +284,7 @@ func hashResources(rs []types.Resource) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprintf(h, "%d:", len(b))
+		_, _ = fmt.Fprintf(h, "%d:", len(b)) // a hash never fails to write
 		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16], nil

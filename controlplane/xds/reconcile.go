@@ -21,8 +21,9 @@ type Reconciler struct {
 	Options   xdstranslate.Options
 	Publisher *Publisher
 	Log       *slog.Logger
-	// PollInterval is how often the config revision is read, which is how
-	// changes made through another replica are noticed. Default 1s.
+	// PollInterval is how often the config version (the change log's size
+	// and newest time) is read, which is how changes made through another
+	// replica are noticed. Default 1s.
 	PollInterval time.Duration
 	// ResyncInterval rebuilds everything even without a change, for what
 	// changes with time alone (expired keys leave the view). Default 5m.
@@ -57,24 +58,29 @@ func (r *Reconciler) Run(ctx context.Context) {
 	defer poll.Stop()
 	resync := time.NewTicker(r.ResyncInterval)
 	defer resync.Stop()
-	var seen int64 = -1
+	seen := "never"
 	for {
-		rev, err := r.Store.Revision(ctx, store.ConfigRevision)
+		version, err := r.Store.ConfigVersion(ctx)
 		if err != nil {
-			r.Log.Warn("reading the config revision", "err", err)
-		} else if rev != seen {
+			r.Log.Warn("reading the config version", "err", err)
+		} else if version != seen {
 			if r.Reconcile(ctx) == nil {
-				seen = rev
+				seen = version
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.trigger:
-			// The revision moved in this process; read it again above.
+			// A change was made in this process; read the version above.
 		case <-poll.C:
 		case <-resync.C:
-			seen = -1
+			seen = "resync"
+			// Entries older than a day are of no use to any replica: each
+			// compares versions, not entries, and polls every second.
+			if _, err := r.Store.PruneConfigChanges(ctx, time.Now().Add(-24*time.Hour)); err != nil {
+				r.Log.Warn("pruning the config change log", "err", err)
+			}
 		}
 	}
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // Two control-plane replicas on one database: a change made through one
-// reaches what the other serves, through the config revision it polls.
+// reaches what the other serves, through the config change log it polls.
 func TestReplicasConverge(t *testing.T) {
 	for name, dsn := range map[string]func(*testing.T) string{"sqlite": storetest.SQLiteDSN, "postgres": storetest.PostgresDSN} {
 		t.Run(name, func(t *testing.T) {

@@ -66,7 +66,8 @@ func supportsHTTP2(kind string) bool {
 // with its priority rank and weight, so that weights split traffic within a
 // priority and a retry moves to the next priority (previous_priorities).
 // STRICT_DNS because a cluster holds several hosts (LOGICAL_DNS allows one)
-// and provider addresses change: Envoy re-resolves them and honours TTLs.
+// and provider addresses change: Envoy re-resolves them (every 5 s by
+// default).
 func modelCluster(name string, eps []endpoint, o Options) *clusterv3.Cluster {
 	allTLS, allH2 := true, true
 	var matches []*clusterv3.Cluster_TransportSocketMatch
@@ -113,7 +114,6 @@ func modelCluster(name string, eps []endpoint, o Options) *clusterv3.Cluster {
 		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS},
 		ConnectTimeout:                dur(o.ConnectTimeout),
 		DnsLookupFamily:               clusterv3.Cluster_V4_PREFERRED,
-		RespectDnsTtl:                 true,
 		LbPolicy:                      clusterv3.Cluster_ROUND_ROBIN,
 		CommonLbConfig:                &clusterv3.Cluster_CommonLbConfig{LocalityConfigSpecifier: &clusterv3.Cluster_CommonLbConfig_LocalityWeightedLbConfig_{LocalityWeightedLbConfig: &clusterv3.Cluster_CommonLbConfig_LocalityWeightedLbConfig{}}},
 		LoadAssignment:                &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: localities},

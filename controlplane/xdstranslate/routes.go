@@ -17,7 +17,9 @@ const notFoundBody = `{"error":{"message":"No model route matched this request. 
 
 // routeConfiguration has one route per model and a default route.
 func routeConfiguration(routes []*routev3.Route) *routev3.RouteConfiguration {
-	all := append(routes[:len(routes):len(routes)], defaultRoute())
+	all := make([]*routev3.Route, 0, len(routes)+1)
+	all = append(all, routes...)
+	all = append(all, defaultRoute())
 	return &routev3.RouteConfiguration{
 		Name: RouteConfigName,
 		VirtualHosts: []*routev3.VirtualHost{{

@@ -57,6 +57,18 @@ func (f AuditEventFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, 
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.AuditEventMutation", m)
 }
 
+// The ConfigChangeFunc type is an adapter to allow the use of ordinary
+// function as ConfigChange mutator.
+type ConfigChangeFunc func(context.Context, *ent.ConfigChangeMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f ConfigChangeFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.ConfigChangeMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.ConfigChangeMutation", m)
+}
+
 // The GatewayPolicyFunc type is an adapter to allow the use of ordinary
 // function as GatewayPolicy mutator.
 type GatewayPolicyFunc func(context.Context, *ent.GatewayPolicyMutation) (ent.Value, error)
@@ -115,18 +127,6 @@ func (f ProviderFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, er
 		return f(ctx, mv)
 	}
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.ProviderMutation", m)
-}
-
-// The RevisionFunc type is an adapter to allow the use of ordinary
-// function as Revision mutator.
-type RevisionFunc func(context.Context, *ent.RevisionMutation) (ent.Value, error)
-
-// Mutate calls f(ctx, m).
-func (f RevisionFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
-	if mv, ok := m.(*ent.RevisionMutation); ok {
-		return f(ctx, mv)
-	}
-	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.RevisionMutation", m)
 }
 
 // The TenantFunc type is an adapter to allow the use of ordinary

@@ -137,6 +137,24 @@ var (
 			},
 		},
 	}
+	// ConfigChangesColumns holds the columns for the "config_changes" table.
+	ConfigChangesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+	}
+	// ConfigChangesTable holds the schema information for the "config_changes" table.
+	ConfigChangesTable = &schema.Table{
+		Name:       "config_changes",
+		Columns:    ConfigChangesColumns,
+		PrimaryKey: []*schema.Column{ConfigChangesColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "configchange_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{ConfigChangesColumns[1]},
+			},
+		},
+	}
 	// GatewayPoliciesColumns holds the columns for the "gateway_policies" table.
 	GatewayPoliciesColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -315,17 +333,6 @@ var (
 			},
 		},
 	}
-	// RevisionsColumns holds the columns for the "revisions" table.
-	RevisionsColumns = []*schema.Column{
-		{Name: "id", Type: field.TypeString, Size: 63},
-		{Name: "value", Type: field.TypeInt64, Default: 0},
-	}
-	// RevisionsTable holds the schema information for the "revisions" table.
-	RevisionsTable = &schema.Table{
-		Name:       "revisions",
-		Columns:    RevisionsColumns,
-		PrimaryKey: []*schema.Column{RevisionsColumns[0]},
-	}
 	// TenantsColumns holds the columns for the "tenants" table.
 	TenantsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -390,12 +397,12 @@ var (
 		AccountsTable,
 		AdminTokensTable,
 		AuditEventsTable,
+		ConfigChangesTable,
 		GatewayPoliciesTable,
 		ModelsTable,
 		ModelDeploymentsTable,
 		ModelPricesTable,
 		ProvidersTable,
-		RevisionsTable,
 		TenantsTable,
 		UsageRecordsTable,
 	}

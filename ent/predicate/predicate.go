@@ -18,6 +18,9 @@ type AdminToken func(*sql.Selector)
 // AuditEvent is the predicate function for auditevent builders.
 type AuditEvent func(*sql.Selector)
 
+// ConfigChange is the predicate function for configchange builders.
+type ConfigChange func(*sql.Selector)
+
 // GatewayPolicy is the predicate function for gatewaypolicy builders.
 type GatewayPolicy func(*sql.Selector)
 
@@ -32,9 +35,6 @@ type ModelPrice func(*sql.Selector)
 
 // Provider is the predicate function for provider builders.
 type Provider func(*sql.Selector)
-
-// Revision is the predicate function for revision builders.
-type Revision func(*sql.Selector)
 
 // Tenant is the predicate function for tenant builders.
 type Tenant func(*sql.Selector)

@@ -8,30 +8,30 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
+	"github.com/tollgate-dev/tollgate/ent/configchange"
 	"github.com/tollgate-dev/tollgate/ent/predicate"
-	"github.com/tollgate-dev/tollgate/ent/revision"
 )
 
-// RevisionDelete is the builder for deleting a Revision entity.
-type RevisionDelete struct {
+// ConfigChangeDelete is the builder for deleting a ConfigChange entity.
+type ConfigChangeDelete struct {
 	config
 	hooks    []Hook
-	mutation *RevisionMutation
+	mutation *ConfigChangeMutation
 }
 
-// Where appends a list predicates to the RevisionDelete builder.
-func (_d *RevisionDelete) Where(ps ...predicate.Revision) *RevisionDelete {
+// Where appends a list predicates to the ConfigChangeDelete builder.
+func (_d *ConfigChangeDelete) Where(ps ...predicate.ConfigChange) *ConfigChangeDelete {
 	_d.mutation.Where(ps...)
 	return _d
 }
 
 // Exec executes the deletion query and returns how many vertices were deleted.
-func (_d *RevisionDelete) Exec(ctx context.Context) (int, error) {
+func (_d *ConfigChangeDelete) Exec(ctx context.Context) (int, error) {
 	return withHooks(ctx, _d.sqlExec, _d.mutation, _d.hooks)
 }
 
 // ExecX is like Exec, but panics if an error occurs.
-func (_d *RevisionDelete) ExecX(ctx context.Context) int {
+func (_d *ConfigChangeDelete) ExecX(ctx context.Context) int {
 	n, err := _d.Exec(ctx)
 	if err != nil {
 		panic(err)
@@ -39,8 +39,8 @@ func (_d *RevisionDelete) ExecX(ctx context.Context) int {
 	return n
 }
 
-func (_d *RevisionDelete) sqlExec(ctx context.Context) (int, error) {
-	_spec := sqlgraph.NewDeleteSpec(revision.Table, sqlgraph.NewFieldSpec(revision.FieldID, field.TypeString))
+func (_d *ConfigChangeDelete) sqlExec(ctx context.Context) (int, error) {
+	_spec := sqlgraph.NewDeleteSpec(configchange.Table, sqlgraph.NewFieldSpec(configchange.FieldID, field.TypeUUID))
 	if ps := _d.mutation.predicates; len(ps) > 0 {
 		_spec.Predicate = func(selector *sql.Selector) {
 			for i := range ps {
@@ -56,32 +56,32 @@ func (_d *RevisionDelete) sqlExec(ctx context.Context) (int, error) {
 	return affected, err
 }
 
-// RevisionDeleteOne is the builder for deleting a single Revision entity.
-type RevisionDeleteOne struct {
-	_d *RevisionDelete
+// ConfigChangeDeleteOne is the builder for deleting a single ConfigChange entity.
+type ConfigChangeDeleteOne struct {
+	_d *ConfigChangeDelete
 }
 
-// Where appends a list predicates to the RevisionDelete builder.
-func (_d *RevisionDeleteOne) Where(ps ...predicate.Revision) *RevisionDeleteOne {
+// Where appends a list predicates to the ConfigChangeDelete builder.
+func (_d *ConfigChangeDeleteOne) Where(ps ...predicate.ConfigChange) *ConfigChangeDeleteOne {
 	_d._d.mutation.Where(ps...)
 	return _d
 }
 
 // Exec executes the deletion query.
-func (_d *RevisionDeleteOne) Exec(ctx context.Context) error {
+func (_d *ConfigChangeDeleteOne) Exec(ctx context.Context) error {
 	n, err := _d._d.Exec(ctx)
 	switch {
 	case err != nil:
 		return err
 	case n == 0:
-		return &NotFoundError{revision.Label}
+		return &NotFoundError{configchange.Label}
 	default:
 		return nil
 	}
 }
 
 // ExecX is like Exec, but panics if an error occurs.
-func (_d *RevisionDeleteOne) ExecX(ctx context.Context) {
+func (_d *ConfigChangeDeleteOne) ExecX(ctx context.Context) {
 	if err := _d.Exec(ctx); err != nil {
 		panic(err)
 	}

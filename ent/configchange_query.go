@@ -12,69 +12,70 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
+	"github.com/google/uuid"
+	"github.com/tollgate-dev/tollgate/ent/configchange"
 	"github.com/tollgate-dev/tollgate/ent/predicate"
-	"github.com/tollgate-dev/tollgate/ent/revision"
 )
 
-// RevisionQuery is the builder for querying Revision entities.
-type RevisionQuery struct {
+// ConfigChangeQuery is the builder for querying ConfigChange entities.
+type ConfigChangeQuery struct {
 	config
 	ctx        *QueryContext
-	order      []revision.OrderOption
+	order      []configchange.OrderOption
 	inters     []Interceptor
-	predicates []predicate.Revision
+	predicates []predicate.ConfigChange
 	modifiers  []func(*sql.Selector)
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
 }
 
-// Where adds a new predicate for the RevisionQuery builder.
-func (_q *RevisionQuery) Where(ps ...predicate.Revision) *RevisionQuery {
+// Where adds a new predicate for the ConfigChangeQuery builder.
+func (_q *ConfigChangeQuery) Where(ps ...predicate.ConfigChange) *ConfigChangeQuery {
 	_q.predicates = append(_q.predicates, ps...)
 	return _q
 }
 
 // Limit the number of records to be returned by this query.
-func (_q *RevisionQuery) Limit(limit int) *RevisionQuery {
+func (_q *ConfigChangeQuery) Limit(limit int) *ConfigChangeQuery {
 	_q.ctx.Limit = &limit
 	return _q
 }
 
 // Offset to start from.
-func (_q *RevisionQuery) Offset(offset int) *RevisionQuery {
+func (_q *ConfigChangeQuery) Offset(offset int) *ConfigChangeQuery {
 	_q.ctx.Offset = &offset
 	return _q
 }
 
 // Unique configures the query builder to filter duplicate records on query.
 // By default, unique is set to true, and can be disabled using this method.
-func (_q *RevisionQuery) Unique(unique bool) *RevisionQuery {
+func (_q *ConfigChangeQuery) Unique(unique bool) *ConfigChangeQuery {
 	_q.ctx.Unique = &unique
 	return _q
 }
 
 // Order specifies how the records should be ordered.
-func (_q *RevisionQuery) Order(o ...revision.OrderOption) *RevisionQuery {
+func (_q *ConfigChangeQuery) Order(o ...configchange.OrderOption) *ConfigChangeQuery {
 	_q.order = append(_q.order, o...)
 	return _q
 }
 
-// First returns the first Revision entity from the query.
-// Returns a *NotFoundError when no Revision was found.
-func (_q *RevisionQuery) First(ctx context.Context) (*Revision, error) {
+// First returns the first ConfigChange entity from the query.
+// Returns a *NotFoundError when no ConfigChange was found.
+func (_q *ConfigChangeQuery) First(ctx context.Context) (*ConfigChange, error) {
 	nodes, err := _q.Limit(1).All(setContextOp(ctx, _q.ctx, ent.OpQueryFirst))
 	if err != nil {
 		return nil, err
 	}
 	if len(nodes) == 0 {
-		return nil, &NotFoundError{revision.Label}
+		return nil, &NotFoundError{configchange.Label}
 	}
 	return nodes[0], nil
 }
 
 // FirstX is like First, but panics if an error occurs.
-func (_q *RevisionQuery) FirstX(ctx context.Context) *Revision {
+func (_q *ConfigChangeQuery) FirstX(ctx context.Context) *ConfigChange {
 	node, err := _q.First(ctx)
 	if err != nil && !IsNotFound(err) {
 		panic(err)
@@ -82,22 +83,22 @@ func (_q *RevisionQuery) FirstX(ctx context.Context) *Revision {
 	return node
 }
 
-// FirstID returns the first Revision ID from the query.
-// Returns a *NotFoundError when no Revision ID was found.
-func (_q *RevisionQuery) FirstID(ctx context.Context) (id string, err error) {
-	var ids []string
+// FirstID returns the first ConfigChange ID from the query.
+// Returns a *NotFoundError when no ConfigChange ID was found.
+func (_q *ConfigChangeQuery) FirstID(ctx context.Context) (id uuid.UUID, err error) {
+	var ids []uuid.UUID
 	if ids, err = _q.Limit(1).IDs(setContextOp(ctx, _q.ctx, ent.OpQueryFirstID)); err != nil {
 		return
 	}
 	if len(ids) == 0 {
-		err = &NotFoundError{revision.Label}
+		err = &NotFoundError{configchange.Label}
 		return
 	}
 	return ids[0], nil
 }
 
 // FirstIDX is like FirstID, but panics if an error occurs.
-func (_q *RevisionQuery) FirstIDX(ctx context.Context) string {
+func (_q *ConfigChangeQuery) FirstIDX(ctx context.Context) uuid.UUID {
 	id, err := _q.FirstID(ctx)
 	if err != nil && !IsNotFound(err) {
 		panic(err)
@@ -105,10 +106,10 @@ func (_q *RevisionQuery) FirstIDX(ctx context.Context) string {
 	return id
 }
 
-// Only returns a single Revision entity found by the query, ensuring it only returns one.
-// Returns a *NotSingularError when more than one Revision entity is found.
-// Returns a *NotFoundError when no Revision entities are found.
-func (_q *RevisionQuery) Only(ctx context.Context) (*Revision, error) {
+// Only returns a single ConfigChange entity found by the query, ensuring it only returns one.
+// Returns a *NotSingularError when more than one ConfigChange entity is found.
+// Returns a *NotFoundError when no ConfigChange entities are found.
+func (_q *ConfigChangeQuery) Only(ctx context.Context) (*ConfigChange, error) {
 	nodes, err := _q.Limit(2).All(setContextOp(ctx, _q.ctx, ent.OpQueryOnly))
 	if err != nil {
 		return nil, err
@@ -117,14 +118,14 @@ func (_q *RevisionQuery) Only(ctx context.Context) (*Revision, error) {
 	case 1:
 		return nodes[0], nil
 	case 0:
-		return nil, &NotFoundError{revision.Label}
+		return nil, &NotFoundError{configchange.Label}
 	default:
-		return nil, &NotSingularError{revision.Label}
+		return nil, &NotSingularError{configchange.Label}
 	}
 }
 
 // OnlyX is like Only, but panics if an error occurs.
-func (_q *RevisionQuery) OnlyX(ctx context.Context) *Revision {
+func (_q *ConfigChangeQuery) OnlyX(ctx context.Context) *ConfigChange {
 	node, err := _q.Only(ctx)
 	if err != nil {
 		panic(err)
@@ -132,11 +133,11 @@ func (_q *RevisionQuery) OnlyX(ctx context.Context) *Revision {
 	return node
 }
 
-// OnlyID is like Only, but returns the only Revision ID in the query.
-// Returns a *NotSingularError when more than one Revision ID is found.
+// OnlyID is like Only, but returns the only ConfigChange ID in the query.
+// Returns a *NotSingularError when more than one ConfigChange ID is found.
 // Returns a *NotFoundError when no entities are found.
-func (_q *RevisionQuery) OnlyID(ctx context.Context) (id string, err error) {
-	var ids []string
+func (_q *ConfigChangeQuery) OnlyID(ctx context.Context) (id uuid.UUID, err error) {
+	var ids []uuid.UUID
 	if ids, err = _q.Limit(2).IDs(setContextOp(ctx, _q.ctx, ent.OpQueryOnlyID)); err != nil {
 		return
 	}
@@ -144,15 +145,15 @@ func (_q *RevisionQuery) OnlyID(ctx context.Context) (id string, err error) {
 	case 1:
 		id = ids[0]
 	case 0:
-		err = &NotFoundError{revision.Label}
+		err = &NotFoundError{configchange.Label}
 	default:
-		err = &NotSingularError{revision.Label}
+		err = &NotSingularError{configchange.Label}
 	}
 	return
 }
 
 // OnlyIDX is like OnlyID, but panics if an error occurs.
-func (_q *RevisionQuery) OnlyIDX(ctx context.Context) string {
+func (_q *ConfigChangeQuery) OnlyIDX(ctx context.Context) uuid.UUID {
 	id, err := _q.OnlyID(ctx)
 	if err != nil {
 		panic(err)
@@ -160,18 +161,18 @@ func (_q *RevisionQuery) OnlyIDX(ctx context.Context) string {
 	return id
 }
 
-// All executes the query and returns a list of Revisions.
-func (_q *RevisionQuery) All(ctx context.Context) ([]*Revision, error) {
+// All executes the query and returns a list of ConfigChanges.
+func (_q *ConfigChangeQuery) All(ctx context.Context) ([]*ConfigChange, error) {
 	ctx = setContextOp(ctx, _q.ctx, ent.OpQueryAll)
 	if err := _q.prepareQuery(ctx); err != nil {
 		return nil, err
 	}
-	qr := querierAll[[]*Revision, *RevisionQuery]()
-	return withInterceptors[[]*Revision](ctx, _q, qr, _q.inters)
+	qr := querierAll[[]*ConfigChange, *ConfigChangeQuery]()
+	return withInterceptors[[]*ConfigChange](ctx, _q, qr, _q.inters)
 }
 
 // AllX is like All, but panics if an error occurs.
-func (_q *RevisionQuery) AllX(ctx context.Context) []*Revision {
+func (_q *ConfigChangeQuery) AllX(ctx context.Context) []*ConfigChange {
 	nodes, err := _q.All(ctx)
 	if err != nil {
 		panic(err)
@@ -179,20 +180,20 @@ func (_q *RevisionQuery) AllX(ctx context.Context) []*Revision {
 	return nodes
 }
 
-// IDs executes the query and returns a list of Revision IDs.
-func (_q *RevisionQuery) IDs(ctx context.Context) (ids []string, err error) {
+// IDs executes the query and returns a list of ConfigChange IDs.
+func (_q *ConfigChangeQuery) IDs(ctx context.Context) (ids []uuid.UUID, err error) {
 	if _q.ctx.Unique == nil && _q.path != nil {
 		_q.Unique(true)
 	}
 	ctx = setContextOp(ctx, _q.ctx, ent.OpQueryIDs)
-	if err = _q.Select(revision.FieldID).Scan(ctx, &ids); err != nil {
+	if err = _q.Select(configchange.FieldID).Scan(ctx, &ids); err != nil {
 		return nil, err
 	}
 	return ids, nil
 }
 
 // IDsX is like IDs, but panics if an error occurs.
-func (_q *RevisionQuery) IDsX(ctx context.Context) []string {
+func (_q *ConfigChangeQuery) IDsX(ctx context.Context) []uuid.UUID {
 	ids, err := _q.IDs(ctx)
 	if err != nil {
 		panic(err)
@@ -201,16 +202,16 @@ func (_q *RevisionQuery) IDsX(ctx context.Context) []string {
 }
 
 // Count returns the count of the given query.
-func (_q *RevisionQuery) Count(ctx context.Context) (int, error) {
+func (_q *ConfigChangeQuery) Count(ctx context.Context) (int, error) {
 	ctx = setContextOp(ctx, _q.ctx, ent.OpQueryCount)
 	if err := _q.prepareQuery(ctx); err != nil {
 		return 0, err
 	}
-	return withInterceptors[int](ctx, _q, querierCount[*RevisionQuery](), _q.inters)
+	return withInterceptors[int](ctx, _q, querierCount[*ConfigChangeQuery](), _q.inters)
 }
 
 // CountX is like Count, but panics if an error occurs.
-func (_q *RevisionQuery) CountX(ctx context.Context) int {
+func (_q *ConfigChangeQuery) CountX(ctx context.Context) int {
 	count, err := _q.Count(ctx)
 	if err != nil {
 		panic(err)
@@ -219,7 +220,7 @@ func (_q *RevisionQuery) CountX(ctx context.Context) int {
 }
 
 // Exist returns true if the query has elements in the graph.
-func (_q *RevisionQuery) Exist(ctx context.Context) (bool, error) {
+func (_q *ConfigChangeQuery) Exist(ctx context.Context) (bool, error) {
 	ctx = setContextOp(ctx, _q.ctx, ent.OpQueryExist)
 	switch _, err := _q.FirstID(ctx); {
 	case IsNotFound(err):
@@ -232,7 +233,7 @@ func (_q *RevisionQuery) Exist(ctx context.Context) (bool, error) {
 }
 
 // ExistX is like Exist, but panics if an error occurs.
-func (_q *RevisionQuery) ExistX(ctx context.Context) bool {
+func (_q *ConfigChangeQuery) ExistX(ctx context.Context) bool {
 	exist, err := _q.Exist(ctx)
 	if err != nil {
 		panic(err)
@@ -240,18 +241,18 @@ func (_q *RevisionQuery) ExistX(ctx context.Context) bool {
 	return exist
 }
 
-// Clone returns a duplicate of the RevisionQuery builder, including all associated steps. It can be
+// Clone returns a duplicate of the ConfigChangeQuery builder, including all associated steps. It can be
 // used to prepare common query builders and use them differently after the clone is made.
-func (_q *RevisionQuery) Clone() *RevisionQuery {
+func (_q *ConfigChangeQuery) Clone() *ConfigChangeQuery {
 	if _q == nil {
 		return nil
 	}
-	return &RevisionQuery{
+	return &ConfigChangeQuery{
 		config:     _q.config,
 		ctx:        _q.ctx.Clone(),
-		order:      append([]revision.OrderOption{}, _q.order...),
+		order:      append([]configchange.OrderOption{}, _q.order...),
 		inters:     append([]Interceptor{}, _q.inters...),
-		predicates: append([]predicate.Revision{}, _q.predicates...),
+		predicates: append([]predicate.ConfigChange{}, _q.predicates...),
 		// clone intermediate query.
 		sql:  _q.sql.Clone(),
 		path: _q.path,
@@ -264,19 +265,19 @@ func (_q *RevisionQuery) Clone() *RevisionQuery {
 // Example:
 //
 //	var v []struct {
-//		Value int64 `json:"value,omitempty"`
+//		CreatedAt time.Time `json:"created_at,omitempty"`
 //		Count int `json:"count,omitempty"`
 //	}
 //
-//	client.Revision.Query().
-//		GroupBy(revision.FieldValue).
+//	client.ConfigChange.Query().
+//		GroupBy(configchange.FieldCreatedAt).
 //		Aggregate(ent.Count()).
 //		Scan(ctx, &v)
-func (_q *RevisionQuery) GroupBy(field string, fields ...string) *RevisionGroupBy {
+func (_q *ConfigChangeQuery) GroupBy(field string, fields ...string) *ConfigChangeGroupBy {
 	_q.ctx.Fields = append([]string{field}, fields...)
-	grbuild := &RevisionGroupBy{build: _q}
+	grbuild := &ConfigChangeGroupBy{build: _q}
 	grbuild.flds = &_q.ctx.Fields
-	grbuild.label = revision.Label
+	grbuild.label = configchange.Label
 	grbuild.scan = grbuild.Scan
 	return grbuild
 }
@@ -287,26 +288,26 @@ func (_q *RevisionQuery) GroupBy(field string, fields ...string) *RevisionGroupB
 // Example:
 //
 //	var v []struct {
-//		Value int64 `json:"value,omitempty"`
+//		CreatedAt time.Time `json:"created_at,omitempty"`
 //	}
 //
-//	client.Revision.Query().
-//		Select(revision.FieldValue).
+//	client.ConfigChange.Query().
+//		Select(configchange.FieldCreatedAt).
 //		Scan(ctx, &v)
-func (_q *RevisionQuery) Select(fields ...string) *RevisionSelect {
+func (_q *ConfigChangeQuery) Select(fields ...string) *ConfigChangeSelect {
 	_q.ctx.Fields = append(_q.ctx.Fields, fields...)
-	sbuild := &RevisionSelect{RevisionQuery: _q}
-	sbuild.label = revision.Label
+	sbuild := &ConfigChangeSelect{ConfigChangeQuery: _q}
+	sbuild.label = configchange.Label
 	sbuild.flds, sbuild.scan = &_q.ctx.Fields, sbuild.Scan
 	return sbuild
 }
 
-// Aggregate returns a RevisionSelect configured with the given aggregations.
-func (_q *RevisionQuery) Aggregate(fns ...AggregateFunc) *RevisionSelect {
+// Aggregate returns a ConfigChangeSelect configured with the given aggregations.
+func (_q *ConfigChangeQuery) Aggregate(fns ...AggregateFunc) *ConfigChangeSelect {
 	return _q.Select().Aggregate(fns...)
 }
 
-func (_q *RevisionQuery) prepareQuery(ctx context.Context) error {
+func (_q *ConfigChangeQuery) prepareQuery(ctx context.Context) error {
 	for _, inter := range _q.inters {
 		if inter == nil {
 			return fmt.Errorf("ent: uninitialized interceptor (forgotten import ent/runtime?)")
@@ -318,7 +319,7 @@ func (_q *RevisionQuery) prepareQuery(ctx context.Context) error {
 		}
 	}
 	for _, f := range _q.ctx.Fields {
-		if !revision.ValidColumn(f) {
+		if !configchange.ValidColumn(f) {
 			return &ValidationError{Name: f, err: fmt.Errorf("ent: invalid field %q for query", f)}
 		}
 	}
@@ -332,16 +333,16 @@ func (_q *RevisionQuery) prepareQuery(ctx context.Context) error {
 	return nil
 }
 
-func (_q *RevisionQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Revision, error) {
+func (_q *ConfigChangeQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*ConfigChange, error) {
 	var (
-		nodes = []*Revision{}
+		nodes = []*ConfigChange{}
 		_spec = _q.querySpec()
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
-		return (*Revision).scanValues(nil, columns)
+		return (*ConfigChange).scanValues(nil, columns)
 	}
 	_spec.Assign = func(columns []string, values []any) error {
-		node := &Revision{config: _q.config}
+		node := &ConfigChange{config: _q.config}
 		nodes = append(nodes, node)
 		return node.assignValues(columns, values)
 	}
@@ -360,7 +361,7 @@ func (_q *RevisionQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Rev
 	return nodes, nil
 }
 
-func (_q *RevisionQuery) sqlCount(ctx context.Context) (int, error) {
+func (_q *ConfigChangeQuery) sqlCount(ctx context.Context) (int, error) {
 	_spec := _q.querySpec()
 	if len(_q.modifiers) > 0 {
 		_spec.Modifiers = _q.modifiers
@@ -372,8 +373,8 @@ func (_q *RevisionQuery) sqlCount(ctx context.Context) (int, error) {
 	return sqlgraph.CountNodes(ctx, _q.driver, _spec)
 }
 
-func (_q *RevisionQuery) querySpec() *sqlgraph.QuerySpec {
-	_spec := sqlgraph.NewQuerySpec(revision.Table, revision.Columns, sqlgraph.NewFieldSpec(revision.FieldID, field.TypeString))
+func (_q *ConfigChangeQuery) querySpec() *sqlgraph.QuerySpec {
+	_spec := sqlgraph.NewQuerySpec(configchange.Table, configchange.Columns, sqlgraph.NewFieldSpec(configchange.FieldID, field.TypeUUID))
 	_spec.From = _q.sql
 	if unique := _q.ctx.Unique; unique != nil {
 		_spec.Unique = *unique
@@ -382,9 +383,9 @@ func (_q *RevisionQuery) querySpec() *sqlgraph.QuerySpec {
 	}
 	if fields := _q.ctx.Fields; len(fields) > 0 {
 		_spec.Node.Columns = make([]string, 0, len(fields))
-		_spec.Node.Columns = append(_spec.Node.Columns, revision.FieldID)
+		_spec.Node.Columns = append(_spec.Node.Columns, configchange.FieldID)
 		for i := range fields {
-			if fields[i] != revision.FieldID {
+			if fields[i] != configchange.FieldID {
 				_spec.Node.Columns = append(_spec.Node.Columns, fields[i])
 			}
 		}
@@ -412,12 +413,12 @@ func (_q *RevisionQuery) querySpec() *sqlgraph.QuerySpec {
 	return _spec
 }
 
-func (_q *RevisionQuery) sqlQuery(ctx context.Context) *sql.Selector {
+func (_q *ConfigChangeQuery) sqlQuery(ctx context.Context) *sql.Selector {
 	builder := sql.Dialect(_q.driver.Dialect())
-	t1 := builder.Table(revision.Table)
+	t1 := builder.Table(configchange.Table)
 	columns := _q.ctx.Fields
 	if len(columns) == 0 {
-		columns = revision.Columns
+		columns = configchange.Columns
 	}
 	selector := builder.Select(t1.Columns(columns...)...).From(t1)
 	if _q.sql != nil {
@@ -450,7 +451,7 @@ func (_q *RevisionQuery) sqlQuery(ctx context.Context) *sql.Selector {
 // ForUpdate locks the selected rows against concurrent updates, and prevent them from being
 // updated, deleted or "selected ... for update" by other sessions, until the transaction is
 // either committed or rolled-back.
-func (_q *RevisionQuery) ForUpdate(opts ...sql.LockOption) *RevisionQuery {
+func (_q *ConfigChangeQuery) ForUpdate(opts ...sql.LockOption) *ConfigChangeQuery {
 	if _q.driver.Dialect() == dialect.Postgres {
 		_q.Unique(false)
 	}
@@ -463,7 +464,7 @@ func (_q *RevisionQuery) ForUpdate(opts ...sql.LockOption) *RevisionQuery {
 // ForShare behaves similarly to ForUpdate, except that it acquires a shared mode lock
 // on any rows that are read. Other sessions can read the rows, but cannot modify them
 // until your transaction commits.
-func (_q *RevisionQuery) ForShare(opts ...sql.LockOption) *RevisionQuery {
+func (_q *ConfigChangeQuery) ForShare(opts ...sql.LockOption) *ConfigChangeQuery {
 	if _q.driver.Dialect() == dialect.Postgres {
 		_q.Unique(false)
 	}
@@ -473,28 +474,28 @@ func (_q *RevisionQuery) ForShare(opts ...sql.LockOption) *RevisionQuery {
 	return _q
 }
 
-// RevisionGroupBy is the group-by builder for Revision entities.
-type RevisionGroupBy struct {
+// ConfigChangeGroupBy is the group-by builder for ConfigChange entities.
+type ConfigChangeGroupBy struct {
 	selector
-	build *RevisionQuery
+	build *ConfigChangeQuery
 }
 
 // Aggregate adds the given aggregation functions to the group-by query.
-func (_g *RevisionGroupBy) Aggregate(fns ...AggregateFunc) *RevisionGroupBy {
+func (_g *ConfigChangeGroupBy) Aggregate(fns ...AggregateFunc) *ConfigChangeGroupBy {
 	_g.fns = append(_g.fns, fns...)
 	return _g
 }
 
 // Scan applies the selector query and scans the result into the given value.
-func (_g *RevisionGroupBy) Scan(ctx context.Context, v any) error {
+func (_g *ConfigChangeGroupBy) Scan(ctx context.Context, v any) error {
 	ctx = setContextOp(ctx, _g.build.ctx, ent.OpQueryGroupBy)
 	if err := _g.build.prepareQuery(ctx); err != nil {
 		return err
 	}
-	return scanWithInterceptors[*RevisionQuery, *RevisionGroupBy](ctx, _g.build, _g, _g.build.inters, v)
+	return scanWithInterceptors[*ConfigChangeQuery, *ConfigChangeGroupBy](ctx, _g.build, _g, _g.build.inters, v)
 }
 
-func (_g *RevisionGroupBy) sqlScan(ctx context.Context, root *RevisionQuery, v any) error {
+func (_g *ConfigChangeGroupBy) sqlScan(ctx context.Context, root *ConfigChangeQuery, v any) error {
 	selector := root.sqlQuery(ctx).Select()
 	aggregation := make([]string, 0, len(_g.fns))
 	for _, fn := range _g.fns {
@@ -521,28 +522,28 @@ func (_g *RevisionGroupBy) sqlScan(ctx context.Context, root *RevisionQuery, v a
 	return sql.ScanSlice(rows, v)
 }
 
-// RevisionSelect is the builder for selecting fields of Revision entities.
-type RevisionSelect struct {
-	*RevisionQuery
+// ConfigChangeSelect is the builder for selecting fields of ConfigChange entities.
+type ConfigChangeSelect struct {
+	*ConfigChangeQuery
 	selector
 }
 
 // Aggregate adds the given aggregation functions to the selector query.
-func (_s *RevisionSelect) Aggregate(fns ...AggregateFunc) *RevisionSelect {
+func (_s *ConfigChangeSelect) Aggregate(fns ...AggregateFunc) *ConfigChangeSelect {
 	_s.fns = append(_s.fns, fns...)
 	return _s
 }
 
 // Scan applies the selector query and scans the result into the given value.
-func (_s *RevisionSelect) Scan(ctx context.Context, v any) error {
+func (_s *ConfigChangeSelect) Scan(ctx context.Context, v any) error {
 	ctx = setContextOp(ctx, _s.ctx, ent.OpQuerySelect)
 	if err := _s.prepareQuery(ctx); err != nil {
 		return err
 	}
-	return scanWithInterceptors[*RevisionQuery, *RevisionSelect](ctx, _s.RevisionQuery, _s, _s.inters, v)
+	return scanWithInterceptors[*ConfigChangeQuery, *ConfigChangeSelect](ctx, _s.ConfigChangeQuery, _s, _s.inters, v)
 }
 
-func (_s *RevisionSelect) sqlScan(ctx context.Context, root *RevisionQuery, v any) error {
+func (_s *ConfigChangeSelect) sqlScan(ctx context.Context, root *ConfigChangeQuery, v any) error {
 	selector := root.sqlQuery(ctx)
 	aggregation := make([]string, 0, len(_s.fns))
 	for _, fn := range _s.fns {

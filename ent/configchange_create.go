@@ -6,55 +6,65 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
-	"github.com/tollgate-dev/tollgate/ent/revision"
+	"github.com/google/uuid"
+	"github.com/tollgate-dev/tollgate/ent/configchange"
 )
 
-// RevisionCreate is the builder for creating a Revision entity.
-type RevisionCreate struct {
+// ConfigChangeCreate is the builder for creating a ConfigChange entity.
+type ConfigChangeCreate struct {
 	config
-	mutation *RevisionMutation
+	mutation *ConfigChangeMutation
 	hooks    []Hook
 	conflict []sql.ConflictOption
 }
 
-// SetValue sets the "value" field.
-func (_c *RevisionCreate) SetValue(v int64) *RevisionCreate {
-	_c.mutation.SetValue(v)
+// SetCreatedAt sets the "created_at" field.
+func (_c *ConfigChangeCreate) SetCreatedAt(v time.Time) *ConfigChangeCreate {
+	_c.mutation.SetCreatedAt(v)
 	return _c
 }
 
-// SetNillableValue sets the "value" field if the given value is not nil.
-func (_c *RevisionCreate) SetNillableValue(v *int64) *RevisionCreate {
+// SetNillableCreatedAt sets the "created_at" field if the given value is not nil.
+func (_c *ConfigChangeCreate) SetNillableCreatedAt(v *time.Time) *ConfigChangeCreate {
 	if v != nil {
-		_c.SetValue(*v)
+		_c.SetCreatedAt(*v)
 	}
 	return _c
 }
 
 // SetID sets the "id" field.
-func (_c *RevisionCreate) SetID(v string) *RevisionCreate {
+func (_c *ConfigChangeCreate) SetID(v uuid.UUID) *ConfigChangeCreate {
 	_c.mutation.SetID(v)
 	return _c
 }
 
-// Mutation returns the RevisionMutation object of the builder.
-func (_c *RevisionCreate) Mutation() *RevisionMutation {
+// SetNillableID sets the "id" field if the given value is not nil.
+func (_c *ConfigChangeCreate) SetNillableID(v *uuid.UUID) *ConfigChangeCreate {
+	if v != nil {
+		_c.SetID(*v)
+	}
+	return _c
+}
+
+// Mutation returns the ConfigChangeMutation object of the builder.
+func (_c *ConfigChangeCreate) Mutation() *ConfigChangeMutation {
 	return _c.mutation
 }
 
-// Save creates the Revision in the database.
-func (_c *RevisionCreate) Save(ctx context.Context) (*Revision, error) {
+// Save creates the ConfigChange in the database.
+func (_c *ConfigChangeCreate) Save(ctx context.Context) (*ConfigChange, error) {
 	_c.defaults()
 	return withHooks(ctx, _c.sqlSave, _c.mutation, _c.hooks)
 }
 
 // SaveX calls Save and panics if Save returns an error.
-func (_c *RevisionCreate) SaveX(ctx context.Context) *Revision {
+func (_c *ConfigChangeCreate) SaveX(ctx context.Context) *ConfigChange {
 	v, err := _c.Save(ctx)
 	if err != nil {
 		panic(err)
@@ -63,40 +73,39 @@ func (_c *RevisionCreate) SaveX(ctx context.Context) *Revision {
 }
 
 // Exec executes the query.
-func (_c *RevisionCreate) Exec(ctx context.Context) error {
+func (_c *ConfigChangeCreate) Exec(ctx context.Context) error {
 	_, err := _c.Save(ctx)
 	return err
 }
 
 // ExecX is like Exec, but panics if an error occurs.
-func (_c *RevisionCreate) ExecX(ctx context.Context) {
+func (_c *ConfigChangeCreate) ExecX(ctx context.Context) {
 	if err := _c.Exec(ctx); err != nil {
 		panic(err)
 	}
 }
 
 // defaults sets the default values of the builder before save.
-func (_c *RevisionCreate) defaults() {
-	if _, ok := _c.mutation.Value(); !ok {
-		v := revision.DefaultValue
-		_c.mutation.SetValue(v)
+func (_c *ConfigChangeCreate) defaults() {
+	if _, ok := _c.mutation.CreatedAt(); !ok {
+		v := configchange.DefaultCreatedAt()
+		_c.mutation.SetCreatedAt(v)
+	}
+	if _, ok := _c.mutation.ID(); !ok {
+		v := configchange.DefaultID()
+		_c.mutation.SetID(v)
 	}
 }
 
 // check runs all checks and user-defined validators on the builder.
-func (_c *RevisionCreate) check() error {
-	if _, ok := _c.mutation.Value(); !ok {
-		return &ValidationError{Name: "value", err: errors.New(`ent: missing required field "Revision.value"`)}
-	}
-	if v, ok := _c.mutation.ID(); ok {
-		if err := revision.IDValidator(v); err != nil {
-			return &ValidationError{Name: "id", err: fmt.Errorf(`ent: validator failed for field "Revision.id": %w`, err)}
-		}
+func (_c *ConfigChangeCreate) check() error {
+	if _, ok := _c.mutation.CreatedAt(); !ok {
+		return &ValidationError{Name: "created_at", err: errors.New(`ent: missing required field "ConfigChange.created_at"`)}
 	}
 	return nil
 }
 
-func (_c *RevisionCreate) sqlSave(ctx context.Context) (*Revision, error) {
+func (_c *ConfigChangeCreate) sqlSave(ctx context.Context) (*ConfigChange, error) {
 	if err := _c.check(); err != nil {
 		return nil, err
 	}
@@ -108,10 +117,10 @@ func (_c *RevisionCreate) sqlSave(ctx context.Context) (*Revision, error) {
 		return nil, err
 	}
 	if _spec.ID.Value != nil {
-		if id, ok := _spec.ID.Value.(string); ok {
-			_node.ID = id
-		} else {
-			return nil, fmt.Errorf("unexpected Revision.ID type: %T", _spec.ID.Value)
+		if id, ok := _spec.ID.Value.(*uuid.UUID); ok {
+			_node.ID = *id
+		} else if err := _node.ID.Scan(_spec.ID.Value); err != nil {
+			return nil, err
 		}
 	}
 	_c.mutation.id = &_node.ID
@@ -119,19 +128,19 @@ func (_c *RevisionCreate) sqlSave(ctx context.Context) (*Revision, error) {
 	return _node, nil
 }
 
-func (_c *RevisionCreate) createSpec() (*Revision, *sqlgraph.CreateSpec) {
+func (_c *ConfigChangeCreate) createSpec() (*ConfigChange, *sqlgraph.CreateSpec) {
 	var (
-		_node = &Revision{config: _c.config}
-		_spec = sqlgraph.NewCreateSpec(revision.Table, sqlgraph.NewFieldSpec(revision.FieldID, field.TypeString))
+		_node = &ConfigChange{config: _c.config}
+		_spec = sqlgraph.NewCreateSpec(configchange.Table, sqlgraph.NewFieldSpec(configchange.FieldID, field.TypeUUID))
 	)
 	_spec.OnConflict = _c.conflict
 	if id, ok := _c.mutation.ID(); ok {
 		_node.ID = id
-		_spec.ID.Value = id
+		_spec.ID.Value = &id
 	}
-	if value, ok := _c.mutation.Value(); ok {
-		_spec.SetField(revision.FieldValue, field.TypeInt64, value)
-		_node.Value = value
+	if value, ok := _c.mutation.CreatedAt(); ok {
+		_spec.SetField(configchange.FieldCreatedAt, field.TypeTime, value)
+		_node.CreatedAt = value
 	}
 	return _node, _spec
 }
@@ -139,8 +148,8 @@ func (_c *RevisionCreate) createSpec() (*Revision, *sqlgraph.CreateSpec) {
 // OnConflict allows configuring the `ON CONFLICT` / `ON DUPLICATE KEY` clause
 // of the `INSERT` statement. For example:
 //
-//	client.Revision.Create().
-//		SetValue(v).
+//	client.ConfigChange.Create().
+//		SetCreatedAt(v).
 //		OnConflict(
 //			// Update the row with the new values
 //			// the was proposed for insertion.
@@ -148,13 +157,13 @@ func (_c *RevisionCreate) createSpec() (*Revision, *sqlgraph.CreateSpec) {
 //		).
 //		// Override some of the fields with custom
 //		// update values.
-//		Update(func(u *ent.RevisionUpsert) {
-//			SetValue(v+v).
+//		Update(func(u *ent.ConfigChangeUpsert) {
+//			SetCreatedAt(v+v).
 //		}).
 //		Exec(ctx)
-func (_c *RevisionCreate) OnConflict(opts ...sql.ConflictOption) *RevisionUpsertOne {
+func (_c *ConfigChangeCreate) OnConflict(opts ...sql.ConflictOption) *ConfigChangeUpsertOne {
 	_c.conflict = opts
-	return &RevisionUpsertOne{
+	return &ConfigChangeUpsertOne{
 		create: _c,
 	}
 }
@@ -162,63 +171,48 @@ func (_c *RevisionCreate) OnConflict(opts ...sql.ConflictOption) *RevisionUpsert
 // OnConflictColumns calls `OnConflict` and configures the columns
 // as conflict target. Using this option is equivalent to using:
 //
-//	client.Revision.Create().
+//	client.ConfigChange.Create().
 //		OnConflict(sql.ConflictColumns(columns...)).
 //		Exec(ctx)
-func (_c *RevisionCreate) OnConflictColumns(columns ...string) *RevisionUpsertOne {
+func (_c *ConfigChangeCreate) OnConflictColumns(columns ...string) *ConfigChangeUpsertOne {
 	_c.conflict = append(_c.conflict, sql.ConflictColumns(columns...))
-	return &RevisionUpsertOne{
+	return &ConfigChangeUpsertOne{
 		create: _c,
 	}
 }
 
 type (
-	// RevisionUpsertOne is the builder for "upsert"-ing
-	//  one Revision node.
-	RevisionUpsertOne struct {
-		create *RevisionCreate
+	// ConfigChangeUpsertOne is the builder for "upsert"-ing
+	//  one ConfigChange node.
+	ConfigChangeUpsertOne struct {
+		create *ConfigChangeCreate
 	}
 
-	// RevisionUpsert is the "OnConflict" setter.
-	RevisionUpsert struct {
+	// ConfigChangeUpsert is the "OnConflict" setter.
+	ConfigChangeUpsert struct {
 		*sql.UpdateSet
 	}
 )
 
-// SetValue sets the "value" field.
-func (u *RevisionUpsert) SetValue(v int64) *RevisionUpsert {
-	u.Set(revision.FieldValue, v)
-	return u
-}
-
-// UpdateValue sets the "value" field to the value that was provided on create.
-func (u *RevisionUpsert) UpdateValue() *RevisionUpsert {
-	u.SetExcluded(revision.FieldValue)
-	return u
-}
-
-// AddValue adds v to the "value" field.
-func (u *RevisionUpsert) AddValue(v int64) *RevisionUpsert {
-	u.Add(revision.FieldValue, v)
-	return u
-}
-
 // UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
 // Using this option is equivalent to using:
 //
-//	client.Revision.Create().
+//	client.ConfigChange.Create().
 //		OnConflict(
 //			sql.ResolveWithNewValues(),
 //			sql.ResolveWith(func(u *sql.UpdateSet) {
-//				u.SetIgnore(revision.FieldID)
+//				u.SetIgnore(configchange.FieldID)
 //			}),
 //		).
 //		Exec(ctx)
-func (u *RevisionUpsertOne) UpdateNewValues() *RevisionUpsertOne {
+func (u *ConfigChangeUpsertOne) UpdateNewValues() *ConfigChangeUpsertOne {
 	u.create.conflict = append(u.create.conflict, sql.ResolveWithNewValues())
 	u.create.conflict = append(u.create.conflict, sql.ResolveWith(func(s *sql.UpdateSet) {
 		if _, exists := u.create.mutation.ID(); exists {
-			s.SetIgnore(revision.FieldID)
+			s.SetIgnore(configchange.FieldID)
+		}
+		if _, exists := u.create.mutation.CreatedAt(); exists {
+			s.SetIgnore(configchange.FieldCreatedAt)
 		}
 	}))
 	return u
@@ -227,72 +221,51 @@ func (u *RevisionUpsertOne) UpdateNewValues() *RevisionUpsertOne {
 // Ignore sets each column to itself in case of conflict.
 // Using this option is equivalent to using:
 //
-//	client.Revision.Create().
+//	client.ConfigChange.Create().
 //	    OnConflict(sql.ResolveWithIgnore()).
 //	    Exec(ctx)
-func (u *RevisionUpsertOne) Ignore() *RevisionUpsertOne {
+func (u *ConfigChangeUpsertOne) Ignore() *ConfigChangeUpsertOne {
 	u.create.conflict = append(u.create.conflict, sql.ResolveWithIgnore())
 	return u
 }
 
 // DoNothing configures the conflict_action to `DO NOTHING`.
 // Supported only by SQLite and PostgreSQL.
-func (u *RevisionUpsertOne) DoNothing() *RevisionUpsertOne {
+func (u *ConfigChangeUpsertOne) DoNothing() *ConfigChangeUpsertOne {
 	u.create.conflict = append(u.create.conflict, sql.DoNothing())
 	return u
 }
 
-// Update allows overriding fields `UPDATE` values. See the RevisionCreate.OnConflict
+// Update allows overriding fields `UPDATE` values. See the ConfigChangeCreate.OnConflict
 // documentation for more info.
-func (u *RevisionUpsertOne) Update(set func(*RevisionUpsert)) *RevisionUpsertOne {
+func (u *ConfigChangeUpsertOne) Update(set func(*ConfigChangeUpsert)) *ConfigChangeUpsertOne {
 	u.create.conflict = append(u.create.conflict, sql.ResolveWith(func(update *sql.UpdateSet) {
-		set(&RevisionUpsert{UpdateSet: update})
+		set(&ConfigChangeUpsert{UpdateSet: update})
 	}))
 	return u
 }
 
-// SetValue sets the "value" field.
-func (u *RevisionUpsertOne) SetValue(v int64) *RevisionUpsertOne {
-	return u.Update(func(s *RevisionUpsert) {
-		s.SetValue(v)
-	})
-}
-
-// AddValue adds v to the "value" field.
-func (u *RevisionUpsertOne) AddValue(v int64) *RevisionUpsertOne {
-	return u.Update(func(s *RevisionUpsert) {
-		s.AddValue(v)
-	})
-}
-
-// UpdateValue sets the "value" field to the value that was provided on create.
-func (u *RevisionUpsertOne) UpdateValue() *RevisionUpsertOne {
-	return u.Update(func(s *RevisionUpsert) {
-		s.UpdateValue()
-	})
-}
-
 // Exec executes the query.
-func (u *RevisionUpsertOne) Exec(ctx context.Context) error {
+func (u *ConfigChangeUpsertOne) Exec(ctx context.Context) error {
 	if len(u.create.conflict) == 0 {
-		return errors.New("ent: missing options for RevisionCreate.OnConflict")
+		return errors.New("ent: missing options for ConfigChangeCreate.OnConflict")
 	}
 	return u.create.Exec(ctx)
 }
 
 // ExecX is like Exec, but panics if an error occurs.
-func (u *RevisionUpsertOne) ExecX(ctx context.Context) {
+func (u *ConfigChangeUpsertOne) ExecX(ctx context.Context) {
 	if err := u.create.Exec(ctx); err != nil {
 		panic(err)
 	}
 }
 
 // Exec executes the UPSERT query and returns the inserted/updated ID.
-func (u *RevisionUpsertOne) ID(ctx context.Context) (id string, err error) {
+func (u *ConfigChangeUpsertOne) ID(ctx context.Context) (id uuid.UUID, err error) {
 	if u.create.driver.Dialect() == dialect.MySQL {
 		// In case of "ON CONFLICT", there is no way to get back non-numeric ID
 		// fields from the database since MySQL does not support the RETURNING clause.
-		return id, errors.New("ent: RevisionUpsertOne.ID is not supported by MySQL driver. Use RevisionUpsertOne.Exec instead")
+		return id, errors.New("ent: ConfigChangeUpsertOne.ID is not supported by MySQL driver. Use ConfigChangeUpsertOne.Exec instead")
 	}
 	node, err := u.create.Save(ctx)
 	if err != nil {
@@ -302,7 +275,7 @@ func (u *RevisionUpsertOne) ID(ctx context.Context) (id string, err error) {
 }
 
 // IDX is like ID, but panics if an error occurs.
-func (u *RevisionUpsertOne) IDX(ctx context.Context) string {
+func (u *ConfigChangeUpsertOne) IDX(ctx context.Context) uuid.UUID {
 	id, err := u.ID(ctx)
 	if err != nil {
 		panic(err)
@@ -310,28 +283,28 @@ func (u *RevisionUpsertOne) IDX(ctx context.Context) string {
 	return id
 }
 
-// RevisionCreateBulk is the builder for creating many Revision entities in bulk.
-type RevisionCreateBulk struct {
+// ConfigChangeCreateBulk is the builder for creating many ConfigChange entities in bulk.
+type ConfigChangeCreateBulk struct {
 	config
 	err      error
-	builders []*RevisionCreate
+	builders []*ConfigChangeCreate
 	conflict []sql.ConflictOption
 }
 
-// Save creates the Revision entities in the database.
-func (_c *RevisionCreateBulk) Save(ctx context.Context) ([]*Revision, error) {
+// Save creates the ConfigChange entities in the database.
+func (_c *ConfigChangeCreateBulk) Save(ctx context.Context) ([]*ConfigChange, error) {
 	if _c.err != nil {
 		return nil, _c.err
 	}
 	specs := make([]*sqlgraph.CreateSpec, len(_c.builders))
-	nodes := make([]*Revision, len(_c.builders))
+	nodes := make([]*ConfigChange, len(_c.builders))
 	mutators := make([]Mutator, len(_c.builders))
 	for i := range _c.builders {
 		func(i int, root context.Context) {
 			builder := _c.builders[i]
 			builder.defaults()
 			var mut Mutator = MutateFunc(func(ctx context.Context, m Mutation) (Value, error) {
-				mutation, ok := m.(*RevisionMutation)
+				mutation, ok := m.(*ConfigChangeMutation)
 				if !ok {
 					return nil, fmt.Errorf("unexpected mutation type %T", m)
 				}
@@ -375,7 +348,7 @@ func (_c *RevisionCreateBulk) Save(ctx context.Context) ([]*Revision, error) {
 }
 
 // SaveX is like Save, but panics if an error occurs.
-func (_c *RevisionCreateBulk) SaveX(ctx context.Context) []*Revision {
+func (_c *ConfigChangeCreateBulk) SaveX(ctx context.Context) []*ConfigChange {
 	v, err := _c.Save(ctx)
 	if err != nil {
 		panic(err)
@@ -384,13 +357,13 @@ func (_c *RevisionCreateBulk) SaveX(ctx context.Context) []*Revision {
 }
 
 // Exec executes the query.
-func (_c *RevisionCreateBulk) Exec(ctx context.Context) error {
+func (_c *ConfigChangeCreateBulk) Exec(ctx context.Context) error {
 	_, err := _c.Save(ctx)
 	return err
 }
 
 // ExecX is like Exec, but panics if an error occurs.
-func (_c *RevisionCreateBulk) ExecX(ctx context.Context) {
+func (_c *ConfigChangeCreateBulk) ExecX(ctx context.Context) {
 	if err := _c.Exec(ctx); err != nil {
 		panic(err)
 	}
@@ -399,7 +372,7 @@ func (_c *RevisionCreateBulk) ExecX(ctx context.Context) {
 // OnConflict allows configuring the `ON CONFLICT` / `ON DUPLICATE KEY` clause
 // of the `INSERT` statement. For example:
 //
-//	client.Revision.CreateBulk(builders...).
+//	client.ConfigChange.CreateBulk(builders...).
 //		OnConflict(
 //			// Update the row with the new values
 //			// the was proposed for insertion.
@@ -407,13 +380,13 @@ func (_c *RevisionCreateBulk) ExecX(ctx context.Context) {
 //		).
 //		// Override some of the fields with custom
 //		// update values.
-//		Update(func(u *ent.RevisionUpsert) {
-//			SetValue(v+v).
+//		Update(func(u *ent.ConfigChangeUpsert) {
+//			SetCreatedAt(v+v).
 //		}).
 //		Exec(ctx)
-func (_c *RevisionCreateBulk) OnConflict(opts ...sql.ConflictOption) *RevisionUpsertBulk {
+func (_c *ConfigChangeCreateBulk) OnConflict(opts ...sql.ConflictOption) *ConfigChangeUpsertBulk {
 	_c.conflict = opts
-	return &RevisionUpsertBulk{
+	return &ConfigChangeUpsertBulk{
 		create: _c,
 	}
 }
@@ -421,39 +394,42 @@ func (_c *RevisionCreateBulk) OnConflict(opts ...sql.ConflictOption) *RevisionUp
 // OnConflictColumns calls `OnConflict` and configures the columns
 // as conflict target. Using this option is equivalent to using:
 //
-//	client.Revision.Create().
+//	client.ConfigChange.Create().
 //		OnConflict(sql.ConflictColumns(columns...)).
 //		Exec(ctx)
-func (_c *RevisionCreateBulk) OnConflictColumns(columns ...string) *RevisionUpsertBulk {
+func (_c *ConfigChangeCreateBulk) OnConflictColumns(columns ...string) *ConfigChangeUpsertBulk {
 	_c.conflict = append(_c.conflict, sql.ConflictColumns(columns...))
-	return &RevisionUpsertBulk{
+	return &ConfigChangeUpsertBulk{
 		create: _c,
 	}
 }
 
-// RevisionUpsertBulk is the builder for "upsert"-ing
-// a bulk of Revision nodes.
-type RevisionUpsertBulk struct {
-	create *RevisionCreateBulk
+// ConfigChangeUpsertBulk is the builder for "upsert"-ing
+// a bulk of ConfigChange nodes.
+type ConfigChangeUpsertBulk struct {
+	create *ConfigChangeCreateBulk
 }
 
 // UpdateNewValues updates the mutable fields using the new values that
 // were set on create. Using this option is equivalent to using:
 //
-//	client.Revision.Create().
+//	client.ConfigChange.Create().
 //		OnConflict(
 //			sql.ResolveWithNewValues(),
 //			sql.ResolveWith(func(u *sql.UpdateSet) {
-//				u.SetIgnore(revision.FieldID)
+//				u.SetIgnore(configchange.FieldID)
 //			}),
 //		).
 //		Exec(ctx)
-func (u *RevisionUpsertBulk) UpdateNewValues() *RevisionUpsertBulk {
+func (u *ConfigChangeUpsertBulk) UpdateNewValues() *ConfigChangeUpsertBulk {
 	u.create.conflict = append(u.create.conflict, sql.ResolveWithNewValues())
 	u.create.conflict = append(u.create.conflict, sql.ResolveWith(func(s *sql.UpdateSet) {
 		for _, b := range u.create.builders {
 			if _, exists := b.mutation.ID(); exists {
-				s.SetIgnore(revision.FieldID)
+				s.SetIgnore(configchange.FieldID)
+			}
+			if _, exists := b.mutation.CreatedAt(); exists {
+				s.SetIgnore(configchange.FieldCreatedAt)
 			}
 		}
 	}))
@@ -463,69 +439,48 @@ func (u *RevisionUpsertBulk) UpdateNewValues() *RevisionUpsertBulk {
 // Ignore sets each column to itself in case of conflict.
 // Using this option is equivalent to using:
 //
-//	client.Revision.Create().
+//	client.ConfigChange.Create().
 //		OnConflict(sql.ResolveWithIgnore()).
 //		Exec(ctx)
-func (u *RevisionUpsertBulk) Ignore() *RevisionUpsertBulk {
+func (u *ConfigChangeUpsertBulk) Ignore() *ConfigChangeUpsertBulk {
 	u.create.conflict = append(u.create.conflict, sql.ResolveWithIgnore())
 	return u
 }
 
 // DoNothing configures the conflict_action to `DO NOTHING`.
 // Supported only by SQLite and PostgreSQL.
-func (u *RevisionUpsertBulk) DoNothing() *RevisionUpsertBulk {
+func (u *ConfigChangeUpsertBulk) DoNothing() *ConfigChangeUpsertBulk {
 	u.create.conflict = append(u.create.conflict, sql.DoNothing())
 	return u
 }
 
-// Update allows overriding fields `UPDATE` values. See the RevisionCreateBulk.OnConflict
+// Update allows overriding fields `UPDATE` values. See the ConfigChangeCreateBulk.OnConflict
 // documentation for more info.
-func (u *RevisionUpsertBulk) Update(set func(*RevisionUpsert)) *RevisionUpsertBulk {
+func (u *ConfigChangeUpsertBulk) Update(set func(*ConfigChangeUpsert)) *ConfigChangeUpsertBulk {
 	u.create.conflict = append(u.create.conflict, sql.ResolveWith(func(update *sql.UpdateSet) {
-		set(&RevisionUpsert{UpdateSet: update})
+		set(&ConfigChangeUpsert{UpdateSet: update})
 	}))
 	return u
 }
 
-// SetValue sets the "value" field.
-func (u *RevisionUpsertBulk) SetValue(v int64) *RevisionUpsertBulk {
-	return u.Update(func(s *RevisionUpsert) {
-		s.SetValue(v)
-	})
-}
-
-// AddValue adds v to the "value" field.
-func (u *RevisionUpsertBulk) AddValue(v int64) *RevisionUpsertBulk {
-	return u.Update(func(s *RevisionUpsert) {
-		s.AddValue(v)
-	})
-}
-
-// UpdateValue sets the "value" field to the value that was provided on create.
-func (u *RevisionUpsertBulk) UpdateValue() *RevisionUpsertBulk {
-	return u.Update(func(s *RevisionUpsert) {
-		s.UpdateValue()
-	})
-}
-
 // Exec executes the query.
-func (u *RevisionUpsertBulk) Exec(ctx context.Context) error {
+func (u *ConfigChangeUpsertBulk) Exec(ctx context.Context) error {
 	if u.create.err != nil {
 		return u.create.err
 	}
 	for i, b := range u.create.builders {
 		if len(b.conflict) != 0 {
-			return fmt.Errorf("ent: OnConflict was set for builder %d. Set it on the RevisionCreateBulk instead", i)
+			return fmt.Errorf("ent: OnConflict was set for builder %d. Set it on the ConfigChangeCreateBulk instead", i)
 		}
 	}
 	if len(u.create.conflict) == 0 {
-		return errors.New("ent: missing options for RevisionCreateBulk.OnConflict")
+		return errors.New("ent: missing options for ConfigChangeCreateBulk.OnConflict")
 	}
 	return u.create.Exec(ctx)
 }
 
 // ExecX is like Exec, but panics if an error occurs.
-func (u *RevisionUpsertBulk) ExecX(ctx context.Context) {
+func (u *ConfigChangeUpsertBulk) ExecX(ctx context.Context) {
 	if err := u.create.Exec(ctx); err != nil {
 		panic(err)
 	}
