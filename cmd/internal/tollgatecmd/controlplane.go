@@ -26,6 +26,7 @@ import (
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
+	"github.com/tollgate-dev/tollgate/controlplane/usageingest"
 	"github.com/tollgate-dev/tollgate/controlplane/xds"
 	"github.com/tollgate-dev/tollgate/controlplane/xdstranslate"
 )
@@ -262,6 +263,9 @@ func xdsServer(ctx context.Context, cfg serveConfig, p *xds.Publisher) (*grpc.Se
 	}
 	g := grpc.NewServer(opts...)
 	xds.Register(ctx, g, p)
+	// ext_proc sends usage on the connection it holds for config: one
+	// channel to secure, and the same trust (see docs/usage.md).
+	usageingest.New(cfg.store, cfg.log).Register(g)
 	return g, lis, nil
 }
 
