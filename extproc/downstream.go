@@ -1,0 +1,226 @@
+package extproc
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	usagev1 "github.com/tollgate-dev/tollgate/api/tollgate/usage/v1"
+	"github.com/tollgate-dev/tollgate/controlplane/xdstranslate"
+	"github.com/tollgate-dev/tollgate/extproc/translate"
+)
+
+// downstream processes the listener filter's stream of one request:
+// authentication, policy and the choice of route. When the stream ends,
+// the request is over, and its usage record is written.
+type downstream struct {
+	s   *Server
+	st  stream
+	api translate.ClientAPI // the error shape for this client
+	req *request            // set once the key is known
+
+	// A request refused by ext_proc itself, for its usage record.
+	refusedStatus int
+	refusedType   string
+}
+
+func (d *downstream) run(hh *extprocv3.HttpHeaders) error {
+	defer d.finish()
+	resp := d.requestHeaders(hh)
+	for {
+		if err := d.st.Send(resp); err != nil {
+			return ended(err)
+		}
+		if resp.GetImmediateResponse() != nil {
+			return nil
+		}
+		msg, err := d.st.Recv()
+		if err != nil {
+			return ended(err)
+		}
+		switch m := msg.GetRequest().(type) {
+		case *extprocv3.ProcessingRequest_RequestBody:
+			resp = d.requestBody(m.RequestBody)
+		case *extprocv3.ProcessingRequest_ResponseHeaders:
+			resp = responseHeadersReply(continueWith(nil))
+		case *extprocv3.ProcessingRequest_ResponseBody:
+			resp = responseBodyReply(continueWith(nil))
+		case *extprocv3.ProcessingRequest_RequestTrailers:
+			resp = requestTrailersReply()
+		case *extprocv3.ProcessingRequest_ResponseTrailers:
+			resp = responseTrailersReply()
+		default:
+			resp = requestHeadersReply(continueWith(nil))
+		}
+	}
+}
+
+// refuse answers the client with e in its API's error shape.
+func (d *downstream) refuse(e *translate.Error) *extprocv3.ProcessingResponse {
+	d.refusedStatus, d.refusedType = e.Status, e.Code
+	return immediate(e.Status, "application/json", e.Body(d.api), "tollgate_"+e.Code)
+}
+
+func (d *downstream) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	h := hh.GetHeaders()
+	method, path := header(h, ":method"), header(h, ":path")
+	d.api = apiOf(path)
+	select {
+	case <-d.s.cfg.Ready():
+	default:
+		return d.refuse(&translate.Error{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "starting",
+			Message: "Tollgate is starting and has not loaded its configuration yet; retry in a moment."})
+	}
+	ep, routeErr := route(method, path)
+	if routeErr != nil {
+		return d.refuse(routeErr)
+	}
+	now := d.s.now()
+	key, tenant, authErr := authenticate(d.s.cfg, h, now)
+	if key != nil {
+		// From here on the request belongs to a tenant: even a refusal is
+		// recorded as its usage.
+		id := header(h, "x-request-id")
+		if id == "" {
+			id = uuid.NewString()
+		}
+		d.req = &request{id: id, api: ep.api, start: now, tenant: tenant, key: key,
+			noStore: !allowsProviderStorage(tenant)}
+	}
+	if authErr != nil {
+		return d.refuse(authErr)
+	}
+	if ep.listModels || ep.getModel != "" {
+		anthropic := header(h, "anthropic-version") != ""
+		names := usableModels(d.s.cfg, key, tenant)
+		d.req = nil // answered here: no tokens, no usage record
+		if ep.listModels {
+			return immediate(http.StatusOK, "application/json", listModels(names, anthropic), "tollgate_models")
+		}
+		code, body := getModel(names, ep.getModel, anthropic)
+		return immediate(code, "application/json", body, "tollgate_models")
+	}
+	if hh.GetEndOfStream() {
+		return d.refuse(&translate.Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: translate.CodeInvalidJSON,
+			Message: "The request has no body; send a JSON body."})
+	}
+	d.s.inflight.add(d.req)
+	// The client's key goes no further than here: whichever provider a try
+	// reaches gets its own credential from the upstream filter.
+	m := &mutation{}
+	m.removeHeader(translate.ClientCredentialHeaders()...)
+	return requestHeadersReply(continueWith(m))
+}
+
+// requestFields are the fields of every client API that ext_proc reads.
+type requestFields struct {
+	Model  string `json:"model"`
+	Stream bool   `json:"stream"`
+}
+
+func (d *downstream) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	r := d.req
+	var f requestFields
+	if err := json.Unmarshal(b.GetBody(), &f); err != nil {
+		return d.refuse(&translate.Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: translate.CodeInvalidJSON,
+			Message: "We could not parse the JSON body of your request: " + err.Error()})
+	}
+	if f.Model == "" {
+		return d.refuse(&translate.Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: translate.CodeMissingParameter, Param: "model",
+			Message: "You must provide a model parameter."})
+	}
+	m := d.s.cfg.Model(r.tenant.GetTenantId(), f.Model)
+	if m == nil {
+		return d.refuse(modelNotFound(f.Model))
+	}
+	if e := modelAllowed(r.key, r.tenant, f.Model); e != nil {
+		return d.refuse(e)
+	}
+	r.model, r.stream, r.body = m, f.Stream, b.GetBody()
+	// Translate for the first deployment now, so that a request that no
+	// provider could take is refused with a 400 before it leaves; each try
+	// translates again for its own deployment.
+	if e := d.checkTranslation(); e != nil {
+		return d.refuse(e)
+	}
+	mut := &mutation{}
+	mut.setHeader(xdstranslate.RouteHeader, m.GetRoute())
+	return requestBodyReply(&extprocv3.CommonResponse{HeaderMutation: mut.proto(), ClearRouteCache: true})
+}
+
+func (d *downstream) checkTranslation() *translate.Error {
+	r := d.req
+	deps := r.model.GetDeployments()
+	if len(deps) == 0 {
+		return modelNotFound(r.model.GetName())
+	}
+	p := d.s.cfg.Provider(deps[0].GetProviderId())
+	if p == nil {
+		return &translate.Error{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "provider_unavailable",
+			Message: "The model's provider is not configured; an operator must fix it."}
+	}
+	if _, err := translate.TranslateRequest(r.api, target(r, deps[0], p), r.body); err != nil {
+		var te *translate.Error
+		if errors.As(err, &te) {
+			return te
+		}
+		return &translate.Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: translate.CodeInvalidValue, Message: err.Error()}
+	}
+	return nil
+}
+
+// finish writes the request's usage record, once its tries have ended.
+func (d *downstream) finish() {
+	r := d.req
+	if r == nil {
+		return
+	}
+	d.s.inflight.remove(r.id)
+	r.waitTries(250 * time.Millisecond)
+	end := d.s.now()
+	rec := &usagev1.UsageRecord{
+		RequestId: r.id,
+		TenantId:  r.tenant.GetTenantId(),
+		KeyId:     r.key.GetKeyId(),
+		Streamed:  r.stream,
+		LatencyMs: end.Sub(r.start).Milliseconds(),
+		Time:      timestamppb.New(r.start),
+	}
+	if r.model != nil {
+		rec.Model = r.model.GetName()
+	}
+	t, tries := r.outcome()
+	switch {
+	case d.refusedStatus != 0:
+		rec.StatusCode, rec.ErrorType = int32(d.refusedStatus), d.refusedType
+	case tries == 0:
+		// Envoy answered without reaching a provider (no healthy
+		// deployment, a timeout before any try, the client left).
+		rec.StatusCode, rec.ErrorType = 0, "no_upstream"
+	default:
+		rec.Provider = t.provider.GetName()
+		rec.UpstreamModel = t.deployment.GetUpstreamModel()
+		rec.StatusCode = int32(t.status)
+		rec.ErrorType = t.errorType
+		if !t.complete && rec.ErrorType == "" {
+			// The response was cut (the provider or the client went away):
+			// usage is the estimate of what was produced so far.
+			rec.ErrorType = "incomplete_response"
+		}
+		rec.InputTokens = t.usage.InputTokens
+		rec.OutputTokens = t.usage.OutputTokens
+		rec.CachedInputTokens = t.usage.CachedInputTokens
+		rec.ReasoningTokens = t.usage.ReasoningTokens
+		rec.Estimated = t.usage.Estimated
+		rec.CostMicros = cost(priceAt(r.model.GetPrices(), r.start), t.usage)
+		if !t.firstByte.IsZero() {
+			rec.TtftMs = t.firstByte.Sub(r.start).Milliseconds()
+		}
+	}
+	d.s.usage.Record(rec)
+}
