@@ -168,6 +168,9 @@ func summarizeMessagesStream(t testing.TB, stream string) messagesSummary {
 	next := 0
 	kind := ""
 	for i, ev := range evs {
+		if !ev.HasData {
+			continue
+		}
 		var e struct {
 			Type    string `json:"type"`
 			Index   int    `json:"index"`
@@ -182,7 +185,7 @@ func summarizeMessagesStream(t testing.TB, stream string) messagesSummary {
 				PartialJSON string `json:"partial_json"`
 				StopReason  string `json:"stop_reason"`
 			} `json:"delta"`
-			Usage map[string]int64 `json:"usage"`
+			Usage map[string]any `json:"usage"`
 			Error *struct {
 				Message string `json:"message"`
 			} `json:"error"`
@@ -220,6 +223,7 @@ func summarizeMessagesStream(t testing.TB, stream string) messagesSummary {
 				s.Text += e.Delta.Text
 			case e.Delta.Type == "input_json_delta" && kind == "tool_use":
 				s.Tools[len(s.Tools)-1].Args += e.Delta.PartialJSON
+			case (e.Delta.Type == "thinking_delta" || e.Delta.Type == "signature_delta") && kind == "thinking":
 			default:
 				t.Fatalf("%s delta in a %s block", e.Delta.Type, kind)
 			}
@@ -232,7 +236,14 @@ func summarizeMessagesStream(t testing.TB, stream string) messagesSummary {
 			if open >= 0 {
 				t.Fatalf("message_delta with block %d open", open)
 			}
-			s.StopReason, s.Usage = e.Delta.StopReason, e.Usage
+			s.StopReason = e.Delta.StopReason
+			s.Usage = map[string]int64{}
+			for k, v := range e.Usage {
+				if f, ok := v.(float64); ok {
+					s.Usage[k] = int64(f)
+				}
+			}
+		case "ping":
 		case "message_stop":
 			s.Stopped = true
 		case "error":
