@@ -63,7 +63,7 @@ func (f *fakeUsage) records() []*usagev1.UsageRecord {
 // fixture is a gateway with one tenant, its key, and a model "smart" served
 // by Anthropic first and OpenAI second.
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	cfg    *fakeConfig
 	usage  *fakeUsage
 	server *Server
@@ -77,7 +77,7 @@ const (
 	openaiD    = "00000000-0000-4000-8000-0000000000e2"
 )
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	sec, err := secret.New(secret.APIKey)
 	if err != nil {
@@ -142,7 +142,7 @@ func (s *fakeStream) Send(r *extprocv3.ProcessingResponse) error {
 }
 
 // exchange sends m and returns the reply.
-func (s *fakeStream) exchange(t *testing.T, m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+func (s *fakeStream) exchange(t testing.TB, m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 	t.Helper()
 	select {
 	case s.in <- m:
@@ -152,7 +152,7 @@ func (s *fakeStream) exchange(t *testing.T, m *extprocv3.ProcessingRequest) *ext
 	return s.reply(t)
 }
 
-func (s *fakeStream) reply(t *testing.T) *extprocv3.ProcessingResponse {
+func (s *fakeStream) reply(t testing.TB) *extprocv3.ProcessingResponse {
 	t.Helper()
 	select {
 	case r := <-s.out:
@@ -164,7 +164,7 @@ func (s *fakeStream) reply(t *testing.T) *extprocv3.ProcessingResponse {
 }
 
 // close ends the stream as Envoy does when the request is over.
-func (s *fakeStream) close(t *testing.T) {
+func (s *fakeStream) close(t testing.TB) {
 	t.Helper()
 	close(s.in)
 	select {

@@ -1,0 +1,61 @@
+package extproc
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// benchRequest drives one request through both streams as Envoy would:
+// downstream headers and body, one try with its response, the end.
+func benchRequest(b *testing.B, f *fixture, id, body string, respCT string, chunks []string) {
+	ds := f.open()
+	ds.exchange(b, reqHeaders(false, ":method", "POST", ":path", "/v1/chat/completions", "x-request-id", id, "authorization", "Bearer "+f.key))
+	ds.exchange(b, reqBody(body))
+	us := f.open()
+	us.exchange(b, upstreamHeaders(openaiD, ":path", "/v1/chat/completions", "x-request-id", id))
+	us.exchange(b, respHeaders(false, ":status", "200", "content-type", respCT))
+	for i, c := range chunks {
+		us.exchange(b, respBody(c, i == len(chunks)-1))
+	}
+	us.close(b)
+	ds.close(b)
+}
+
+func benchFixture(b *testing.B) *fixture {
+	f := newFixture(b)
+	// Route every try to the OpenAI deployment: passthrough, the common case.
+	f.cfg.models[0].Deployments = f.cfg.models[0].Deployments[1:]
+	return f
+}
+
+// BenchmarkNonStreamingRequest is the whole exchange of one non-streaming
+// chat completion (both streams, every message), in process.
+func BenchmarkNonStreamingRequest(b *testing.B) {
+	f := benchFixture(b)
+	answer := `{"id":"c1","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"Paris."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":2,"total_tokens":14}}`
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		benchRequest(b, f, fmt.Sprint("r", i), chatBody, "application/json", []string{answer})
+	}
+}
+
+// BenchmarkStreamingRequest200Chunks is a streamed completion of 200 SSE
+// chunks, one event each.
+func BenchmarkStreamingRequest200Chunks(b *testing.B) {
+	f := benchFixture(b)
+	body := strings.Replace(chatBody, `"model":"smart"`, `"model":"smart","stream":true`, 1)
+	chunks := make([]string, 0, 202)
+	for range 200 {
+		chunks = append(chunks, `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"word "},"finish_reason":null}]}`+"\n\n")
+	}
+	chunks = append(chunks, `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":200,"total_tokens":212}}`+"\n\n", "data: [DONE]\n\n")
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		benchRequest(b, f, fmt.Sprint("r", i), body, "text/event-stream", chunks)
+	}
+}
