@@ -55,8 +55,9 @@
 //     DefaultReasoningTokens (16) when the request asks for reasoning
 //     (OpenAI reasoning_effort other than "none", Responses reasoning.effort,
 //     Anthropic thinking.type "enabled", Gemini thinkingConfig with a
-//     thinkingBudget other than 0), else 0. Anthropic and Gemini (with
-//     includeThoughts) also send that many words of thinking text.
+//     thinkingBudget other than 0), else 0. When the request asks for
+//     reasoning, Anthropic also sends that many words of thinking, and
+//     Gemini too if includeThoughts is set.
 //   - OutputTokens = Tokens(reply) + ReasoningTokens; a tool call counts
 //     ToolCallTokens (10) + ReasoningTokens.
 //   - Embeddings: InputTokens = the words of every input string (or the
@@ -513,7 +514,10 @@ func (c *call) reply(conv conversation) answer {
 	case conv.reasoning:
 		u.ReasoningTokens = DefaultReasoningTokens
 	}
-	a := answer{thinking: strings.TrimSpace(strings.Repeat("think ", u.ReasoningTokens))}
+	var a answer
+	if conv.reasoning {
+		a.thinking = strings.TrimSpace(strings.Repeat("think ", u.ReasoningTokens))
+	}
 
 	if t := pickTool(conv); t != nil && c.b.Text == "" {
 		a.call = &toolCall{name: t.name, args: fakeArguments(t.schema)}
