@@ -161,6 +161,40 @@ func skipValue(b []byte, i int) (int, error) {
 	}
 }
 
+// scanArray calls fn with the span of each element of the array starting at
+// b[off] (after optional white space).
+func scanArray(b []byte, off int, fn func(s span) error) error {
+	i := skipSpace(b, off)
+	if i >= len(b) || b[i] != '[' {
+		return errMalformedJSON
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return nil
+	}
+	for {
+		e, err := skipValue(b, i)
+		if err != nil {
+			return err
+		}
+		if err := fn(span{i, e}); err != nil {
+			return err
+		}
+		i = skipSpace(b, e)
+		if i >= len(b) {
+			return errMalformedJSON
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case ']':
+			return nil
+		default:
+			return errMalformedJSON
+		}
+	}
+}
+
 // topLevel finds the values of the named top-level members of the object b.
 // A name given twice in the document is an error: a client could otherwise
 // show the policy check one "model" and the provider another.

@@ -22,8 +22,9 @@ func (p openAIPassthrough) request(t Target, body []byte) (ProviderRequest, erro
 		iStream
 		iStreamOptions
 		iStore
+		iMessages
 	)
-	spans, found, end, err := topLevel(body, "model", "stream", "stream_options", "store")
+	spans, found, end, err := topLevel(body, "model", "stream", "stream_options", "store", "messages")
 	if err != nil {
 		return ProviderRequest{}, scanError(err)
 	}
@@ -66,6 +67,9 @@ func (p openAIPassthrough) request(t Target, body []byte) (ProviderRequest, erro
 			}
 		}
 	}
+	if p.api == OpenAIChat && found[iMessages] && !acceptsDeveloperRole(t) && bytes.Contains(body[spans[iMessages].start:spans[iMessages].end], []byte(`"developer"`)) {
+		edits = append(edits, developerToSystem(body, spans[iMessages])...)
+	}
 	if t.ForceNoStore && p.api != OpenAIEmbeddings && (t.Kind == KindOpenAI || t.Kind == KindAzureOpenAI) {
 		if found[iStore] {
 			edits = append(edits, edit{spans[iStore].start, spans[iStore].end, []byte("false")})
@@ -79,6 +83,40 @@ func (p openAIPassthrough) request(t Target, body []byte) (ProviderRequest, erro
 		Body:     applyEdits(body, edits),
 		Response: resp,
 	}, nil
+}
+
+// acceptsDeveloperRole reports whether the provider knows OpenAI's
+// "developer" role. OpenAI does; Azure does from api-version
+// 2024-12-01-preview (and on its v1 API); compatible servers (vLLM, Groq,
+// Ollama...) mostly do not, and a system message means the same to them.
+func acceptsDeveloperRole(t Target) bool {
+	switch t.Kind {
+	case KindOpenAI:
+		return true
+	case KindAzureOpenAI:
+		v := t.APIVersion
+		return v == "v1" || v >= "2024-12-01"
+	}
+	return false
+}
+
+// developerToSystem returns the edits that turn every "developer" role in
+// the messages array at s into "system", leaving all else as it is.
+func developerToSystem(body []byte, s span) []edit {
+	var edits []edit
+	_ = scanArray(body[:s.end], s.start, func(el span) error {
+		if body[el.start] != '{' {
+			return nil
+		}
+		_, _ = scanObject(body[:el.end], el.start, func(m member) error {
+			if m.is("role") && string(body[m.start:m.end]) == `"developer"` {
+				edits = append(edits, edit{m.start, m.end, []byte(`"system"`)})
+			}
+			return nil
+		})
+		return nil
+	})
+	return edits
 }
 
 // openAIPath is the provider path of an OpenAI-family endpoint.

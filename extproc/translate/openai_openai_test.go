@@ -123,6 +123,27 @@ func TestOpenAIPassthroughRequest(t *testing.T) {
 			path: "/openai/v1/chat/completions",
 		},
 		{
+			name: "developer role becomes system for compatible servers, byte-exact elsewhere",
+			api:  OpenAIChat, target: Target{Kind: KindOpenAICompatible, UpstreamModel: "qwen3"},
+			in:   `{"model":"m","messages":[{"role":"developer","content":"Be brief; role \"developer\""},{"content":"hi", "role" : "user"},{ "role":"developer","content":[{"type":"text","text":"x"}]}]}`,
+			want: `{"model":"qwen3","messages":[{"role":"system","content":"Be brief; role \"developer\""},{"content":"hi", "role" : "user"},{ "role":"system","content":[{"type":"text","text":"x"}]}]}`,
+			path: "/v1/chat/completions",
+		},
+		{
+			name: "developer role becomes system for Azure API versions before 2024-12-01-preview",
+			api:  OpenAIChat, target: Target{Kind: KindAzureOpenAI, UpstreamModel: "d"},
+			in:   `{"model":"m","messages":[{"role":"developer","content":"x"}]}`,
+			want: `{"model":"d","messages":[{"role":"system","content":"x"}]}`,
+			path: "/openai/deployments/d/chat/completions?api-version=2024-10-21",
+		},
+		{
+			name: "developer role kept for OpenAI and newer Azure versions",
+			api:  OpenAIChat, target: Target{Kind: KindAzureOpenAI, UpstreamModel: "d", APIVersion: "2025-04-01-preview"},
+			in:   `{"model":"m","messages":[{"role":"developer","content":"x"}]}`,
+			want: `{"model":"d","messages":[{"role":"developer","content":"x"}]}`,
+			path: "/openai/deployments/d/chat/completions?api-version=2025-04-01-preview",
+		},
+		{
 			name: "embeddings: model only, never store or stream options",
 			api:  OpenAIEmbeddings, target: Target{Kind: KindOpenAI, UpstreamModel: "text-embedding-3-small", ForceNoStore: true},
 			in:   `{"model":"emb","input":["a","b"],"stream":true}`,

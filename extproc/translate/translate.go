@@ -24,6 +24,7 @@
 package translate
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 )
@@ -231,6 +232,31 @@ func TranslateRequest(api ClientAPI, t Target, body []byte) (ProviderRequest, er
 			Message: "The model's deployment has no upstream model name; an operator must fix it."}
 	}
 	return p.request(t, body)
+}
+
+// RequestModel returns the top-level "model" of a client's request body
+// without decoding the rest, for the policy check that picks a deployment
+// before translation. A body with two "model" members is refused: the
+// policy check and the provider must not see different models.
+func RequestModel(body []byte) (string, error) {
+	spans, found, _, err := topLevel(body, "model")
+	if err != nil {
+		if _, dup := err.(*duplicateKeyError); dup {
+			return "", scanError(err)
+		}
+		if err := checkObject(body); err != nil {
+			return "", err
+		}
+		return "", badRequest(CodeInvalidJSON, "", "The request body is not a valid JSON object.")
+	}
+	if err := checkModel(body, spans[0], found[0]); err != nil {
+		return "", err
+	}
+	var model string
+	if err := json.Unmarshal(body[spans[0].start:spans[0].end], &model); err != nil {
+		return "", badRequest(CodeInvalidType, "model", "Invalid 'model': expected a JSON string.")
+	}
+	return model, nil
 }
 
 // CredentialHeaders returns the headers that carry the provider credential:

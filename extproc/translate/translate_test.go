@@ -199,3 +199,30 @@ func TestAppendJSONString(t *testing.T) {
 		}
 	}
 }
+
+func TestRequestModel(t *testing.T) {
+	tests := []struct {
+		in, want, code string
+	}{
+		{`{"messages":[{"model":"not this"}],"model":"gpt-4.1"}`, "gpt-4.1", ""},
+		{`{"m\u006fdel":"esc\u00e9"}`, "escé", ""},
+		{`{"model":"a","model":"b"}`, "", CodeInvalidValue},
+		{`{"messages":[]}`, "", CodeMissingParameter},
+		{`{"model":7}`, "", CodeInvalidType},
+		{`{"model":"a",}`, "", CodeInvalidJSON},
+		{`[]`, "", CodeInvalidJSON},
+		{``, "", CodeInvalidJSON},
+	}
+	for _, tt := range tests {
+		got, err := RequestModel([]byte(tt.in))
+		if tt.code == "" {
+			if err != nil || got != tt.want {
+				t.Errorf("%s: %q %v, want %q", tt.in, got, err, tt.want)
+			}
+			continue
+		}
+		if e, ok := err.(*Error); !ok || e.Code != tt.code {
+			t.Errorf("%s: err = %v, want code %s", tt.in, err, tt.code)
+		}
+	}
+}
