@@ -82,7 +82,11 @@ func (openAIToAnthropic) request(t Target, body []byte) (ProviderRequest, error)
 			if err != nil {
 				return ProviderRequest{}, err
 			}
-			blocks = []anthropicBlock{{Type: "tool_result", ToolUseID: m.ToolCallID, Content: &content}}
+			tr := anthropicBlock{Type: "tool_result", ToolUseID: m.ToolCallID}
+			if len(content) > 0 {
+				tr.Content = &content
+			}
+			blocks = []anthropicBlock{tr}
 		}
 		if len(blocks) == 0 {
 			// Anthropic refuses empty turns; an empty message adds nothing.
@@ -279,8 +283,11 @@ func anthropicImageSource(param, u string) (*anthropicSource, error) {
 }
 
 func anthropicToolResultContent(param string, c *chatContent) (anthropicContent, error) {
+	// Anthropic refuses empty text blocks; an empty result has no content.
 	if !c.IsArr {
-		// A tool result may be empty text, unlike a text block.
+		if c.Text == "" {
+			return nil, nil
+		}
 		return anthropicContent{{Type: "text", Text: c.Text}}, nil
 	}
 	var out anthropicContent
@@ -297,9 +304,6 @@ func anthropicToolResultContent(param string, c *chatContent) (anthropicContent,
 			}
 			out = append(out, anthropicBlock{Type: "image", Source: src})
 		}
-	}
-	if len(out) == 0 {
-		out = anthropicContent{{Type: "text", Text: ""}}
 	}
 	return out, nil
 }

@@ -82,6 +82,14 @@ func TestOpenAIToAnthropicRequest(t *testing.T) {
 					{"type":"text","text":"While you wait: hello."}]}]}`,
 		},
 		{
+			name: "an empty tool result has no content block",
+			in: `{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},
+				{"role":"tool","tool_call_id":"c","content":""}]}`,
+			want: `{"model":"claude-sonnet-4-5","max_tokens":4096,"messages":[
+				{"role":"assistant","content":[{"type":"tool_use","id":"c","name":"f","input":{}}]},
+				{"role":"user","content":[{"type":"tool_result","tool_use_id":"c"}]}]}`,
+		},
+		{
 			name: "tool_choice required, named function, none; parallel_tool_calls false",
 			in: `{"model":"m","messages":[{"role":"user","content":"x"}],
 				"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],
