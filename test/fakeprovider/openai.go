@@ -219,7 +219,15 @@ func openAIChat(c *call, deployment string) {
 		return ch
 	}
 	delta := func(d obj, finish any) obj {
-		return chunk([]any{obj{"index": 0, "delta": d, "finish_reason": finish}})
+		choice := obj{"index": 0, "delta": d, "finish_reason": finish}
+		if azure {
+			// Azure's filter verdict comes with each piece of content.
+			choice["content_filter_results"] = obj{}
+			if c, _ := d["content"].(string); c != "" {
+				choice["content_filter_results"] = azureFilters()
+			}
+		}
+		return chunk([]any{choice})
 	}
 
 	st := c.startStream("text/event-stream; charset=utf-8", "\n")
