@@ -48,8 +48,8 @@ func (openAIToAnthropic) request(t Target, body []byte) (ProviderRequest, error)
 	}
 
 	var system anthropicContent
-	for i := range r.messages {
-		m := &r.messages[i]
+	for i := range r.Messages {
+		m := &r.Messages[i]
 		param := "messages[" + strconv.Itoa(i) + "]"
 		var role string
 		var blocks []anthropicBlock

@@ -15,7 +15,7 @@ import (
 
 type chatRequest struct {
 	Model               string             `json:"model"`
-	Messages            []json.RawMessage  `json:"messages"`
+	Messages            []chatMessage      `json:"messages"`
 	MaxTokens           *int64             `json:"max_tokens"`
 	MaxCompletionTokens *int64             `json:"max_completion_tokens"`
 	Temperature         *float64           `json:"temperature"`
@@ -41,7 +41,6 @@ type chatRequest struct {
 	FunctionCall        json.RawMessage    `json:"function_call"`
 
 	// Filled by parseChat.
-	messages  []chatMessage
 	textBytes int64 // prompt text size, for the usage estimate
 }
 
@@ -77,13 +76,17 @@ func (c *chatContent) UnmarshalJSON(b []byte) error {
 		return json.Unmarshal(b, &c.Text)
 	case len(b) > 0 && b[0] == '[':
 		c.Set, c.IsArr = true, true
+		if err := json.Unmarshal(b, &c.Parts); err == nil {
+			return nil
+		}
+		// Decode part by part only to say which part is wrong.
 		var raws []json.RawMessage
 		if err := json.Unmarshal(b, &raws); err != nil {
 			return err
 		}
-		c.Parts = make([]chatPart, len(raws))
 		for i, r := range raws {
-			if err := json.Unmarshal(r, &c.Parts[i]); err != nil {
+			var p chatPart
+			if err := json.Unmarshal(r, &p); err != nil {
 				return &fieldError{field: "content[" + strconv.Itoa(i) + "]", err: err}
 			}
 		}
@@ -258,15 +261,22 @@ func decodeError(param string, err error) *Error {
 // naming the parameter. Unknown members are ignored (see docs/translation.md
 // for the ones each provider drops).
 func parseChat(body []byte) (*chatRequest, error) {
-	if err := checkObject(body); err != nil {
-		return nil, err
-	}
 	if _, _, _, err := topLevel(body, "model", "messages", "stream"); err != nil {
+		if _, dup := err.(*duplicateKeyError); dup {
+			return nil, scanError(err)
+		}
+		if err := checkObject(body); err != nil {
+			return nil, err
+		}
 		return nil, scanError(err)
 	}
 	var r chatRequest
+	// One decoding pass over the body (encoding/json validates every input
+	// it is given, so nested Unmarshal calls would scan the messages again);
+	// only a failure is decoded again, message by message, to name the
+	// message at fault.
 	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, decodeError("", err)
+		return nil, locateChatError(body, err)
 	}
 	if r.Model == "" {
 		return nil, badRequest(CodeMissingParameter, "model", "You must provide a model parameter.")
@@ -277,14 +287,9 @@ func parseChat(body []byte) (*chatRequest, error) {
 	if len(r.Functions) > 0 && string(r.Functions) != "null" || len(r.FunctionCall) > 0 && string(r.FunctionCall) != "null" {
 		return nil, badRequest(CodeUnsupportedParameter, "functions", "'functions' and 'function_call' are deprecated and not translated for this model; send 'tools' and 'tool_choice' instead.")
 	}
-	r.messages = make([]chatMessage, len(r.Messages))
-	for i, raw := range r.Messages {
-		param := "messages[" + strconv.Itoa(i) + "]"
-		m := &r.messages[i]
-		if err := json.Unmarshal(raw, m); err != nil {
-			return nil, decodeError(param, err)
-		}
-		if err := checkChatMessage(param, m); err != nil {
+	for i := range r.Messages {
+		m := &r.Messages[i]
+		if err := checkChatMessage("messages["+strconv.Itoa(i)+"]", m); err != nil {
 			return nil, err
 		}
 		r.textBytes += int64(len(m.Content.Text)) + int64(len(m.Role))
@@ -335,6 +340,22 @@ func parseChat(body []byte) (*chatRequest, error) {
 		}
 	}
 	return &r, nil
+}
+
+// locateChatError names the message a decoding error is in.
+func locateChatError(body []byte, err error) error {
+	var shape struct {
+		Messages []json.RawMessage `json:"messages"`
+	}
+	if json.Unmarshal(body, &shape) == nil {
+		for i, raw := range shape.Messages {
+			var m chatMessage
+			if e := json.Unmarshal(raw, &m); e != nil {
+				return decodeError("messages["+strconv.Itoa(i)+"]", e)
+			}
+		}
+	}
+	return decodeError("", err)
 }
 
 // checkChatMessage checks one message's role and the content its role allows.

@@ -125,8 +125,8 @@ func (openAIToGemini) request(t Target, body []byte) (ProviderRequest, error) {
 	var gr geminiRequest
 	var system []geminiPart
 	toolNames := map[string]string{} // tool call id -> function name
-	for i := range r.messages {
-		m := &r.messages[i]
+	for i := range r.Messages {
+		m := &r.Messages[i]
 		param := "messages[" + strconv.Itoa(i) + "]"
 		var c geminiContent
 		switch m.Role {
