@@ -19,8 +19,9 @@
 //     answers 404 "Resource not found"). Credential: api-key header.
 //     Options.Models are the deployment names; replies name the deployment
 //     as their model.
-//   - NewAnthropic: POST /v1/messages, /v1/messages/count_tokens.
-//     Credential: x-api-key; the anthropic-version header is required.
+//   - NewAnthropic: POST /v1/messages, /v1/messages/count_tokens; GET
+//     /v1/models. Credential: x-api-key; the anthropic-version header is
+//     required, and so are model, messages and max_tokens.
 //   - NewGemini: POST /v1beta/models/{model}:generateContent,
 //     :streamGenerateContent (alt=sse for SSE, else a streamed JSON array),
 //     :countTokens; GET /v1beta/models (v1 works too). Credential:
@@ -42,9 +43,9 @@
 //     instructions included (tool results too); tool definitions, images and
 //     tool-call arguments do not count. InputTokens = max(1, Tokens(prompt)).
 //   - The reply is "fake-<name> reply: " followed by the first 16 words of
-//     the last user message, where <name> is Options.Name (default: the
-//     provider kind, e.g. "fake-openai reply: hello there"); x-fake-text
-//     replaces it. A max-tokens limit in the request (max_tokens,
+//     the last user message, where <name> is Options.Name (default
+//     "openai", "azure", "anthropic" or "gemini"; e.g. "fake-openai reply:
+//     hello there"); x-fake-text replaces it. A max-tokens limit in the request (max_tokens,
 //     max_completion_tokens, max_output_tokens, maxOutputTokens) cuts the
 //     reply to that many words and the finish reason becomes the provider's
 //     "length" reason.
