@@ -40,8 +40,9 @@
 // words in s. For every request:
 //
 //   - Prompt text is the text of every message, system prompt and
-//     instructions included (tool results too); tool definitions, images and
-//     tool-call arguments do not count. InputTokens = max(1, Tokens(prompt)).
+//     instructions included, and of tool results (Gemini: the
+//     functionResponse's JSON); tool definitions, images and tool-call
+//     arguments do not count. InputTokens = max(1, Tokens(prompt)).
 //   - The reply is "fake-<name> reply: " followed by the first 16 words of
 //     the last user message, where <name> is Options.Name (default
 //     "openai", "azure", "anthropic" or "gemini"; e.g. "fake-openai reply:
