@@ -524,8 +524,9 @@ func (h *anthropicToOpenAIChat) event(dst []byte, ev *SSEEvent, m *usageMeter) (
 				dst = h.w.text(dst, 0, "content", e.Delta.Text)
 			}
 		case "input_json_delta":
+			// Input of a server tool (web search) has no OpenAI form.
 			if e.Index < 0 || e.Index >= len(h.blocks) || h.blocks[e.Index].kind != "tool_use" {
-				return dst, errBadBlock(e.Index)
+				return dst, nil
 			}
 			if e.Delta.PartialJSON != "" {
 				m.outBytes += int64(len(e.Delta.PartialJSON))

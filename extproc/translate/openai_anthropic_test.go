@@ -423,6 +423,8 @@ func TestOpenAIToAnthropicStream(t *testing.T) {
 			tools: []toolSummary{{ID: "toolu_01TgStreamWeather", Name: "get_weather", Args: `{"city": "Paris"}`}, {ID: "toolu_01TgStreamClock", Name: "get_time", Args: "{}"}}},
 		{fixture: "anthropic/stream_thinking.sse", usage: Usage{InputTokens: 52, OutputTokens: 97},
 			content: "Yes.", reasoning: "Short question, short answer.", finish: "stop"},
+		{fixture: "anthropic/stream_server_tool.sse", usage: Usage{InputTokens: 900, OutputTokens: 40},
+			content: "It is a gateway.", finish: "stop"},
 		{fixture: "anthropic/stream_delta_usage.sse", usage: Usage{InputTokens: 19500, OutputTokens: 31, CachedInputTokens: 18000},
 			content: "ok", finish: "stop"},
 		{fixture: "anthropic/stream_error.sse", usage: Usage{InputTokens: 40, OutputTokens: 2, Estimated: true},
