@@ -23,6 +23,7 @@ Usage:
   tollgate controlplane [flags]   run the control plane: admin gRPC API
   tollgate migrate [flags]        create or upgrade the database schema, then exit
   tollgate envoy-bootstrap [flags] print the bootstrap a real Envoy needs to join this control plane
+  tollgate bench extproc [flags]  load-test ext_proc against a no-op ext_proc, over loopback
   tollgate version                print the version
 
 Run "tollgate <command> -h" for a command's flags.
@@ -52,6 +53,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runMigrate(ctx, args[1:], stdout, stderr)
 	case "envoy-bootstrap":
 		err = runEnvoyBootstrap(ctx, args[1:], stdout, stderr)
+	case "bench":
+		err = runBench(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		_, _ = fmt.Fprintln(stdout, "tollgate", Version)
 	case "help", "-h", "--help":
