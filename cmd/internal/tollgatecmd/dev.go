@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/cmd/internal/datadir"
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
@@ -27,6 +28,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 	var sf serverFlags
 	sf.register(fset, "127.0.0.1:7070", "127.0.0.1:7071", "127.0.0.1")
 	dir := fset.String("data-dir", datadir.Default(), "directory for the SQLite database, master key and operator token (env TOLLGATE_DATA_DIR)")
+	extprocListen := fset.String("extproc-listen", "127.0.0.1:7072", "where Envoy reaches ext_proc: host:port, or unix:/path/to.sock")
 	if err := parseFlags(fset, args); err != nil {
 		return err
 	}
@@ -52,10 +54,37 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 	}
 	defer closeStore(st, &err)
 	log := newLogger(stderr, sf.logLevel)
-	return serve(ctx, serveConfig{
+
+	// The control plane first; once xDS listens, ext_proc connects to it.
+	// Either one failing stops both.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	extprocErr := make(chan error, 1)
+	started := false
+	serveErr := serve(ctx, serveConfig{
 		flags: sf, store: st, keyring: ring, operatorToken: token, log: log,
-		ready: func(admin, xds net.Addr) { printBanner(stdout, abs, tokenPath, admin, xds) },
+		ready: func(admin, xds net.Addr) {
+			started = true
+			ef := extprocFlags{listen: *extprocListen, xdsAddr: xds.String(), nodeID: "extproc-dev", spillDir: filepath.Join(abs, "spill")}
+			go func() {
+				err := serveExtProc(ctx, ef, log.With("process", "extproc"), func(ep net.Addr) {
+					printBanner(stdout, abs, tokenPath, admin, xds, ep)
+				})
+				extprocErr <- err
+				stop()
+			}()
+		},
 	})
+	stop()
+	if !started {
+		return serveErr
+	}
+	select {
+	case err := <-extprocErr:
+		return errors.Join(serveErr, err)
+	case <-time.After(45 * time.Second):
+		return errors.Join(serveErr, errors.New("ext_proc did not stop within 45s"))
+	}
 }
 
 // loadOrCreateOperatorToken reads the operator token from path, creating the
@@ -92,11 +121,12 @@ func loadOrCreateOperatorToken(path string) (string, error) {
 
 // printBanner tells the person who ran `tollgate dev` how to use it. A failed
 // write is ignored: the server is up either way.
-func printBanner(w io.Writer, dir, tokenPath string, admin, xds net.Addr) {
+func printBanner(w io.Writer, dir, tokenPath string, admin, xds, extproc net.Addr) {
 	_, _ = fmt.Fprintf(w, `Tollgate dev is running (SQLite, everything on this machine).
 
   admin API       %s
-  xDS             %s (Envoy: envoy/bootstrap.yaml)
+  xDS             %s (Envoy: tollgate envoy-bootstrap)
+  ext_proc        %s
   data directory  %s
   operator token  %s (tollgatectl reads it from there)
 
@@ -105,5 +135,5 @@ Try:
   tollgatectl key create --tenant acme --name ci
 
 Stop with Ctrl-C.
-`, admin, xds, dir, tokenPath)
+`, admin, xds, extproc, dir, tokenPath)
 }

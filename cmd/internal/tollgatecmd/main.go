@@ -20,7 +20,8 @@ const usage = `tollgate runs the Tollgate AI gateway.
 
 Usage:
   tollgate dev [flags]            run everything on this machine with SQLite (try it out, develop)
-  tollgate controlplane [flags]   run the control plane: admin gRPC API
+  tollgate controlplane [flags]   run the control plane: admin gRPC API and xDS
+  tollgate extproc [flags]        run the ext_proc server beside Envoy
   tollgate migrate [flags]        create or upgrade the database schema, then exit
   tollgate envoy-bootstrap [flags] print the bootstrap a real Envoy needs to join this control plane
   tollgate bench extproc [flags]  load-test ext_proc against a no-op ext_proc, over loopback
@@ -49,6 +50,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runDev(ctx, args[1:], stdout, stderr)
 	case "controlplane":
 		err = runControlPlane(ctx, args[1:], stderr)
+	case "extproc":
+		err = runExtProc(ctx, args[1:], stderr)
 	case "migrate":
 		err = runMigrate(ctx, args[1:], stdout, stderr)
 	case "envoy-bootstrap":

@@ -34,12 +34,19 @@ func startDev(t *testing.T, dir string) (addr string, logs *bytes.Buffer) {
 // startDevXDS is startDev that also returns the xDS address.
 func startDevXDS(t *testing.T, dir string) (addr, xdsAddr string, logs *bytes.Buffer) {
 	t.Helper()
+	a, x, _, l := startDevAll(t, dir)
+	return a, x, l
+}
+
+// startDevAll is startDev that returns every address the banner prints.
+func startDevAll(t *testing.T, dir string) (addr, xdsAddr, extprocAddr string, logs *bytes.Buffer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	stderr := &bytes.Buffer{}
 	done := make(chan int, 1)
 	go func() {
-		done <- Main(ctx, []string{"dev", "--data-dir", dir, "--admin-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0"}, pw, stderr)
+		done <- Main(ctx, []string{"dev", "--data-dir", dir, "--admin-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--extproc-listen", "127.0.0.1:0"}, pw, stderr)
 		_ = pw.Close() // closing an io.PipeWriter always succeeds
 	}()
 	t.Cleanup(func() {
@@ -53,17 +60,20 @@ func startDevXDS(t *testing.T, dir string) (addr, xdsAddr string, logs *bytes.Bu
 			t.Error("tollgate dev did not stop within 15s of its context ending")
 		}
 	})
-	found := make(chan [2]string, 1)
+	found := make(chan [3]string, 1)
 	go func() {
-		adminRE, xdsRE := regexp.MustCompile(`admin API\s+(\S+)`), regexp.MustCompile(`xDS\s+(\S+)`)
+		adminRE, xdsRE, epRE := regexp.MustCompile(`admin API\s+(\S+)`), regexp.MustCompile(`xDS\s+(\S+)`), regexp.MustCompile(`ext_proc\s+(\S+)`)
 		sc := bufio.NewScanner(pr)
-		var addrs [2]string
+		var addrs [3]string
 		for sc.Scan() {
 			if m := adminRE.FindStringSubmatch(sc.Text()); m != nil {
 				addrs[0] = m[1]
 			}
 			if m := xdsRE.FindStringSubmatch(sc.Text()); m != nil {
 				addrs[1] = m[1]
+			}
+			if m := epRE.FindStringSubmatch(sc.Text()); m != nil {
+				addrs[2] = m[1]
 				found <- addrs
 			}
 		}
@@ -73,13 +83,13 @@ func startDevXDS(t *testing.T, dir string) (addr, xdsAddr string, logs *bytes.Bu
 	}()
 	select {
 	case addrs := <-found:
-		return addrs[0], addrs[1], stderr
+		return addrs[0], addrs[1], addrs[2], stderr
 	case code := <-done:
 		t.Fatalf("tollgate dev exited %d before serving; stderr:\n%s", code, stderr)
 	case <-time.After(30 * time.Second):
 		t.Fatalf("tollgate dev printed no admin address in 30s; stderr:\n%s", stderr)
 	}
-	return "", "", nil
+	return "", "", "", nil
 }
 
 func TestDevGeneratesSecretsOnceAndServesTheAdminAPI(t *testing.T) {
@@ -195,7 +205,7 @@ func TestUsageErrors(t *testing.T) {
 func TestAdminAPIRefusesPlaintextBeyondLoopback(t *testing.T) {
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
-	code := Main(t.Context(), []string{"dev", "--data-dir", dir, "--admin-addr", "0.0.0.0:0", "--xds-addr", "127.0.0.1:0"}, &out, &errb)
+	code := Main(t.Context(), []string{"dev", "--data-dir", dir, "--admin-addr", "0.0.0.0:0", "--xds-addr", "127.0.0.1:0", "--extproc-listen", "127.0.0.1:0"}, &out, &errb)
 	if code != 2 || !strings.Contains(errb.String(), "without TLS") {
 		t.Errorf("exit %d, stderr %q; want a refusal to serve without TLS", code, errb.String())
 	}

@@ -1,0 +1,188 @@
+package tollgatecmd
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/tollgate-dev/tollgate/extproc"
+	"github.com/tollgate-dev/tollgate/extproc/configclient"
+	usagequeue "github.com/tollgate-dev/tollgate/extproc/usage"
+)
+
+// extprocFlags configure an ext_proc server.
+type extprocFlags struct {
+	listen   string // host:port or unix:/path
+	xdsAddr  string
+	nodeID   string
+	spillDir string
+	tlsCert  string
+	tlsKey   string
+	tlsCA    string
+	logLevel slog.Level
+}
+
+func (f *extprocFlags) register(fs *flag.FlagSet, defaultListen, defaultXDS, defaultSpill string) {
+	host, _ := os.Hostname()
+	fs.StringVar(&f.listen, "listen", defaultListen, "where Envoy reaches ext_proc: host:port, or unix:/path/to.sock")
+	fs.StringVar(&f.xdsAddr, "xds-addr", defaultXDS, "the control plane's xDS address (config in, usage out)")
+	fs.StringVar(&f.nodeID, "node-id", "extproc-"+host, "this ext_proc's node id at the control plane")
+	fs.StringVar(&f.spillDir, "spill-dir", defaultSpill, "directory for usage records that could not be delivered yet")
+	fs.StringVar(&f.tlsCert, "xds-tls-cert", "", "client certificate for mutual TLS to the control plane")
+	fs.StringVar(&f.tlsKey, "xds-tls-key", "", "client key for mutual TLS to the control plane")
+	fs.StringVar(&f.tlsCA, "xds-tls-ca", "", "CA of the control plane's certificate")
+	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+}
+
+func runExtProc(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tollgate extproc", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f extprocFlags
+	f.register(fs, "127.0.0.1:7072", "127.0.0.1:7071", "/var/lib/tollgate/spill")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	return serveExtProc(ctx, f, newLogger(stderr, f.logLevel), nil)
+}
+
+// serveExtProc runs an ext_proc server until ctx ends: its config client and
+// usage recorder talk to the control plane; Envoy talks to it.
+func serveExtProc(ctx context.Context, f extprocFlags, log *slog.Logger, ready func(net.Addr)) error {
+	creds, err := xdsClientCreds(f)
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(f.xdsAddr, grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(configclient.MaxMessageBytes)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}))
+	if err != nil {
+		return fmt.Errorf("connecting to the control plane: %w", err)
+	}
+	defer func() { _ = conn.Close() }() // nothing is left to flush on a closed connection
+
+	cfg := configclient.New(conn, f.nodeID, log)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go cfg.Run(runCtx)
+
+	rec, err := newUsageRecorder(conn, f, log)
+	if err != nil {
+		return err
+	}
+	srv := extproc.New(extproc.Options{Config: cfg, Usage: rec, Logger: log})
+
+	lis, err := listenExtProc(f.listen)
+	if err != nil {
+		return err
+	}
+	// Envoy keeps one HTTP/2 connection and a stream per request.
+	g := grpc.NewServer(grpc.MaxConcurrentStreams(1<<20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
+	extprocv3.RegisterExternalProcessorServer(g, srv)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(g, hs)
+	// Not serving until the first full config sync: Envoy's requests would
+	// all be refused as "starting".
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	go func() {
+		select {
+		case <-cfg.Ready():
+			hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			log.Info("ext_proc has its configuration", "counts", fmt.Sprint(cfg.Counts()))
+		case <-runCtx.Done():
+		}
+	}()
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(lis) }()
+	log.Info("ext_proc listening", "addr", lis.Addr().String(), "xds", f.xdsAddr)
+	if ready != nil {
+		ready(lis.Addr())
+	}
+	var serveErr error
+	select {
+	case err := <-errc:
+		serveErr = fmt.Errorf("serving ext_proc: %w", err)
+	case <-ctx.Done():
+	}
+	hs.Shutdown()
+	stopGracefully(g)
+	// Every request has ended: flush their usage before leaving.
+	flushCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := rec.Close(flushCtx); err != nil {
+		serveErr = errors.Join(serveErr, fmt.Errorf("flushing usage records: %w", err))
+	}
+	stop()
+	return serveErr
+}
+
+func listenExtProc(addr string) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		// A socket left by a previous run would make Listen fail.
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("removing the old ext_proc socket: %w", err)
+		}
+		lis, err := net.Listen("unix", path)
+		if err != nil {
+			return nil, fmt.Errorf("listening for Envoy: %w", err)
+		}
+		return lis, nil
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening for Envoy: %w", err)
+	}
+	return lis, nil
+}
+
+func xdsClientCreds(f extprocFlags) (credentials.TransportCredentials, error) {
+	if f.tlsCert == "" && f.tlsKey == "" && f.tlsCA == "" {
+		return insecure.NewCredentials(), nil
+	}
+	if f.tlsCert == "" || f.tlsKey == "" || f.tlsCA == "" {
+		return nil, fmt.Errorf("%w: mutual TLS to the control plane needs --xds-tls-cert, --xds-tls-key and --xds-tls-ca", errUsage)
+	}
+	cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("loading the xDS client certificate: %w", err)
+	}
+	pem, err := os.ReadFile(f.tlsCA)
+	if err != nil {
+		return nil, fmt.Errorf("reading the xDS CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%w: %s holds no PEM certificate", errUsage, f.tlsCA)
+	}
+	return credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}), nil
+}
+
+// newUsageRecorder starts delivering usage records to the control plane
+// over conn, spilling to f.spillDir while it cannot.
+func newUsageRecorder(conn grpc.ClientConnInterface, f extprocFlags, log *slog.Logger) (*usagequeue.Recorder, error) {
+	if err := os.MkdirAll(f.spillDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating the usage spill directory: %w", err)
+	}
+	rec, err := usagequeue.New(usagequeue.Config{Conn: conn, SpillDir: f.spillDir, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("starting the usage recorder: %w", err)
+	}
+	return rec, nil
+}
