@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,9 +20,10 @@ import (
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 )
 
-// runDev runs everything one machine needs, with the embedded SQLite store.
-// Its secrets (master key, operator token) are generated into the data
-// directory on first start and reused after.
+// runDev runs everything one machine needs, with the embedded SQLite store:
+// the control plane, ext_proc, and a data plane (real Envoy when one is
+// found, else the test data plane). Its secrets (master key, operator
+// token) are generated into the data directory on first start and reused.
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fset := flag.NewFlagSet("tollgate dev", flag.ContinueOnError)
 	fset.SetOutput(stderr)
@@ -29,8 +31,19 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 	sf.register(fset, "127.0.0.1:7070", "127.0.0.1:7071", "127.0.0.1")
 	dir := fset.String("data-dir", datadir.Default(), "directory for the SQLite database, master key and operator token (env TOLLGATE_DATA_DIR)")
 	extprocListen := fset.String("extproc-listen", "127.0.0.1:7072", "where Envoy reaches ext_proc: host:port, or unix:/path/to.sock")
+	dataPlane := fset.String("dataplane", dataPlaneAuto, "auto (Envoy from ENVOY_BIN or PATH, else the test data plane), envoy, test, or none")
+	envoyAdmin := fset.Uint("envoy-admin-port", 9901, "the data plane's admin port on 127.0.0.1")
+	fakes := fset.Bool("fake-providers", false, "start fake OpenAI, Anthropic and Gemini servers and route models to them, to try Tollgate offline")
 	if err := parseFlags(fset, args); err != nil {
 		return err
+	}
+	switch *dataPlane {
+	case dataPlaneAuto, dataPlaneEnvoy, dataPlaneTest, dataPlaneNone:
+	default:
+		return fmt.Errorf("%w: --dataplane must be auto, envoy, test or none, not %q", errUsage, *dataPlane)
+	}
+	if *envoyAdmin == 0 || *envoyAdmin > 65535 {
+		return fmt.Errorf("%w: --envoy-admin-port %d is out of range", errUsage, *envoyAdmin)
 	}
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return fmt.Errorf("creating the data directory: %w", err)
@@ -54,37 +67,99 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 	}
 	defer closeStore(st, &err)
 	log := newLogger(stderr, sf.logLevel)
+	return (&devRun{
+		flags: sf, dir: abs, tokenPath: tokenPath, token: token, extprocListen: *extprocListen,
+		dataPlane: *dataPlane, envoyAdmin: uint16(*envoyAdmin), fakes: *fakes,
+		store: st, keyring: ring, log: log, stdout: stdout, stderr: stderr,
+	}).run(ctx)
+}
 
-	// The control plane first; once xDS listens, ext_proc connects to it.
-	// Either one failing stops both.
-	ctx, stop := context.WithCancel(ctx)
+// devRun starts dev's processes in order — control plane, ext_proc, fake
+// providers, data plane — and stops them in reverse; any of them failing
+// stops all.
+type devRun struct {
+	flags         serverFlags
+	dir           string
+	tokenPath     string
+	token         string
+	extprocListen string
+	dataPlane     string
+	envoyAdmin    uint16
+	fakes         bool
+	store         *store.Store
+	keyring       *keyring.Keyring
+	log           *slog.Logger
+	stdout        io.Writer
+	stderr        io.Writer
+}
+
+func (d *devRun) run(parent context.Context) error {
+	ctx, stop := context.WithCancel(parent)
 	defer stop()
-	extprocErr := make(chan error, 1)
-	started := false
-	serveErr := serve(ctx, serveConfig{
-		flags: sf, store: st, keyring: ring, operatorToken: token, log: log,
-		ready: func(admin, xds net.Addr) {
-			started = true
-			ef := extprocFlags{listen: *extprocListen, xdsAddr: xds.String(), nodeID: "extproc-dev", spillDir: filepath.Join(abs, "spill")}
-			go func() {
-				err := serveExtProc(ctx, ef, log.With("process", "extproc"), func(ep net.Addr) {
-					printBanner(stdout, abs, tokenPath, admin, xds, ep)
-				})
-				extprocErr <- err
-				stop()
-			}()
-		},
-	})
-	stop()
-	if !started {
-		return serveErr
-	}
+	type addrs struct{ admin, xds net.Addr }
+	cpReady := make(chan addrs, 1)
+	cpDone := make(chan error, 1)
+	go func() {
+		cpDone <- serve(ctx, serveConfig{
+			flags: d.flags, store: d.store, keyring: d.keyring, operatorToken: d.token, log: d.log,
+			ready: func(admin, xds net.Addr) { cpReady <- addrs{admin, xds} },
+		})
+		stop()
+	}()
+	var cp addrs
 	select {
-	case err := <-extprocErr:
-		return errors.Join(serveErr, err)
-	case <-time.After(45 * time.Second):
-		return errors.Join(serveErr, errors.New("ext_proc did not stop within 45s"))
+	case cp = <-cpReady:
+	case err := <-cpDone:
+		return err
 	}
+
+	epReady := make(chan net.Addr, 1)
+	epDone := make(chan error, 1)
+	go func() {
+		ef := extprocFlags{listen: d.extprocListen, xdsAddr: cp.xds.String(), nodeID: "extproc-dev", spillDir: filepath.Join(d.dir, "spill")}
+		epDone <- serveExtProc(ctx, ef, d.log.With("process", "extproc"), func(a net.Addr) { epReady <- a })
+		stop()
+	}()
+	var ep net.Addr
+	var startErr error
+	select {
+	case ep = <-epReady:
+	case startErr = <-epDone:
+	}
+
+	var stopFakes func() error
+	if startErr == nil && d.fakes {
+		stopFakes, startErr = startFakes(ctx, cp.admin.String(), d.token)
+	}
+	var dp *runningDataPlane
+	if startErr == nil {
+		listen := &net.TCPAddr{IP: net.ParseIP(d.flags.dataPlane.ListenAddress), Port: int(d.flags.dataPlane.ListenPort)}
+		dp, startErr = startDataPlane(ctx, d.dataPlane, d.dir, d.envoyAdmin, listen, cp.xds, ep, d.log, d.stderr)
+	}
+	if startErr == nil {
+		printBanner(d.stdout, d, cp.admin, cp.xds, ep, dp)
+		<-ctx.Done()
+	}
+
+	// Stop in reverse order: traffic first, then the servers it needs.
+	stop()
+	errs := []error{startErr}
+	if dp != nil {
+		errs = append(errs, dp.stop())
+	}
+	if stopFakes != nil {
+		errs = append(errs, stopFakes())
+	}
+	if ep != nil || startErr != nil {
+		select {
+		case err := <-epDone:
+			errs = append(errs, err)
+		case <-time.After(45 * time.Second):
+			errs = append(errs, errors.New("ext_proc did not stop within 45s"))
+		}
+	}
+	errs = append(errs, <-cpDone)
+	return errors.Join(errs...)
 }
 
 // loadOrCreateOperatorToken reads the operator token from path, creating the
@@ -121,19 +196,40 @@ func loadOrCreateOperatorToken(path string) (string, error) {
 
 // printBanner tells the person who ran `tollgate dev` how to use it. A failed
 // write is ignored: the server is up either way.
-func printBanner(w io.Writer, dir, tokenPath string, admin, xds, extproc net.Addr) {
+func printBanner(w io.Writer, d *devRun, admin, xds, extproc net.Addr, dp *runningDataPlane) {
+	traffic := "none started (--dataplane none): run Envoy with `tollgate envoy-bootstrap`"
+	warning := ""
+	if dp != nil {
+		traffic = "http://" + dp.addr
+		if dp.kind == dataPlaneTest {
+			warning = `
+  WARNING: no Envoy binary was found, so traffic goes through Tollgate's TEST
+  data plane: a harness for trying Tollgate out, NOT for production. Set
+  ENVOY_BIN (or put envoy on PATH) to use real Envoy.
+`
+		}
+	}
+	fakes := ""
+	if d.fakes {
+		fakes = "  fake providers  on: gpt-4o-mini, gpt-4o, text-embedding-3-small, claude-sonnet-4-5, gemini-2.5-flash\n"
+	}
 	_, _ = fmt.Fprintf(w, `Tollgate dev is running (SQLite, everything on this machine).
-
+%s
+  traffic         %s  (OpenAI and Anthropic APIs, e.g. POST /v1/chat/completions)
   admin API       %s
-  xDS             %s (Envoy: tollgate envoy-bootstrap)
+  xDS             %s
   ext_proc        %s
   data directory  %s
   operator token  %s (tollgatectl reads it from there)
-
+%s
 Try:
   tollgatectl tenant create acme
-  tollgatectl key create --tenant acme --name ci
+  tollgatectl key create --tenant acme --name ci      # prints the key once
+  tollgatectl model list                              # the models you can call
+  curl %s/v1/chat/completions -H "Authorization: Bearer $KEY" \
+       -H 'content-type: application/json' \
+       -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'
 
 Stop with Ctrl-C.
-`, admin, xds, extproc, dir, tokenPath)
+`, warning, traffic, admin, xds, extproc, d.dir, d.tokenPath, fakes, traffic)
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,28 +26,44 @@ import (
 
 // startDev runs `tollgate dev` in-process until the test ends and returns
 // the admin API address it printed.
-func startDev(t *testing.T, dir string) (addr string, logs *bytes.Buffer) {
+func startDev(t *testing.T, dir string) (addr string, logs *syncBuffer) {
 	t.Helper()
-	addr, _, logs = startDevXDS(t, dir)
-	return addr, logs
+	d := startDevWith(t, dir)
+	return d.admin, d.logs
 }
 
 // startDevXDS is startDev that also returns the xDS address.
-func startDevXDS(t *testing.T, dir string) (addr, xdsAddr string, logs *bytes.Buffer) {
+func startDevXDS(t *testing.T, dir string) (addr, xdsAddr string, logs *syncBuffer) {
 	t.Helper()
-	a, x, _, l := startDevAll(t, dir)
-	return a, x, l
+	d := startDevWith(t, dir)
+	return d.admin, d.xds, d.logs
 }
 
 // startDevAll is startDev that returns every address the banner prints.
-func startDevAll(t *testing.T, dir string) (addr, xdsAddr, extprocAddr string, logs *bytes.Buffer) {
+func startDevAll(t *testing.T, dir string) (addr, xdsAddr, extprocAddr string, logs *syncBuffer) {
+	t.Helper()
+	d := startDevWith(t, dir)
+	return d.admin, d.xds, d.extproc, d.logs
+}
+
+// devAddrs is what a `tollgate dev` banner says.
+type devAddrs struct {
+	admin, xds, extproc, traffic string
+	banner                       string
+	logs                         *syncBuffer
+}
+
+// startDevWith runs `tollgate dev` with free ports and no data plane unless
+// args say otherwise, until the test ends.
+func startDevWith(t *testing.T, dir string, args ...string) devAddrs {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	stderr := &bytes.Buffer{}
+	stderr := &syncBuffer{}
+	all := append([]string{"dev", "--data-dir", dir, "--admin-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--extproc-listen", "127.0.0.1:0", "--dataplane", "none"}, args...)
 	done := make(chan int, 1)
 	go func() {
-		done <- Main(ctx, []string{"dev", "--data-dir", dir, "--admin-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--extproc-listen", "127.0.0.1:0"}, pw, stderr)
+		done <- Main(ctx, all, pw, stderr)
 		_ = pw.Close() // closing an io.PipeWriter always succeeds
 	}()
 	t.Cleanup(func() {
@@ -56,40 +73,72 @@ func startDevAll(t *testing.T, dir string) (addr, xdsAddr, extprocAddr string, l
 			if code != 0 {
 				t.Errorf("tollgate dev exited %d; stderr:\n%s", code, stderr)
 			}
-		case <-time.After(15 * time.Second):
-			t.Error("tollgate dev did not stop within 15s of its context ending")
+		case <-time.After(60 * time.Second):
+			t.Error("tollgate dev did not stop within 60s of its context ending")
 		}
 	})
-	found := make(chan [3]string, 1)
+	found := make(chan devAddrs, 1)
 	go func() {
-		adminRE, xdsRE, epRE := regexp.MustCompile(`admin API\s+(\S+)`), regexp.MustCompile(`xDS\s+(\S+)`), regexp.MustCompile(`ext_proc\s+(\S+)`)
+		re := map[string]*regexp.Regexp{
+			"admin": regexp.MustCompile(`^\s+admin API\s+(\S+)`), "xds": regexp.MustCompile(`^\s+xDS\s+(\S+)`),
+			"extproc": regexp.MustCompile(`^\s+ext_proc\s+(\S+)`), "traffic": regexp.MustCompile(`^\s+traffic\s+http://(\S+)`),
+		}
 		sc := bufio.NewScanner(pr)
-		var addrs [3]string
+		var d devAddrs
+		var banner strings.Builder
 		for sc.Scan() {
-			if m := adminRE.FindStringSubmatch(sc.Text()); m != nil {
-				addrs[0] = m[1]
+			line := sc.Text()
+			banner.WriteString(line + "\n")
+			for k, r := range re {
+				if m := r.FindStringSubmatch(line); m != nil {
+					switch k {
+					case "admin":
+						d.admin = m[1]
+					case "xds":
+						d.xds = m[1]
+					case "extproc":
+						d.extproc = m[1]
+					case "traffic":
+						d.traffic = m[1]
+					}
+				}
 			}
-			if m := xdsRE.FindStringSubmatch(sc.Text()); m != nil {
-				addrs[1] = m[1]
-			}
-			if m := epRE.FindStringSubmatch(sc.Text()); m != nil {
-				addrs[2] = m[1]
-				found <- addrs
+			if strings.HasPrefix(line, "Stop with Ctrl-C") {
+				d.banner = banner.String()
+				found <- d
 			}
 		}
-		// Drain the rest so that Main never blocks writing stdout. The
-		// pipe's only error is the EOF that io.Copy does not return.
+		// Drain the rest so that Main never blocks writing stdout.
 		_, _ = io.Copy(io.Discard, pr)
 	}()
 	select {
-	case addrs := <-found:
-		return addrs[0], addrs[1], addrs[2], stderr
+	case d := <-found:
+		d.logs = stderr
+		return d
 	case code := <-done:
 		t.Fatalf("tollgate dev exited %d before serving; stderr:\n%s", code, stderr)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("tollgate dev printed no admin address in 30s; stderr:\n%s", stderr)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("tollgate dev printed no banner in 60s; stderr:\n%s", stderr)
 	}
-	return "", "", "", nil
+	return devAddrs{}
+}
+
+// syncBuffer is a bytes.Buffer safe for the writes of several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.Buffer.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.Buffer.String()
 }
 
 func TestDevGeneratesSecretsOnceAndServesTheAdminAPI(t *testing.T) {
@@ -205,7 +254,7 @@ func TestUsageErrors(t *testing.T) {
 func TestAdminAPIRefusesPlaintextBeyondLoopback(t *testing.T) {
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
-	code := Main(t.Context(), []string{"dev", "--data-dir", dir, "--admin-addr", "0.0.0.0:0", "--xds-addr", "127.0.0.1:0", "--extproc-listen", "127.0.0.1:0"}, &out, &errb)
+	code := Main(t.Context(), []string{"dev", "--data-dir", dir, "--admin-addr", "0.0.0.0:0", "--xds-addr", "127.0.0.1:0", "--extproc-listen", "127.0.0.1:0", "--dataplane", "none"}, &out, &errb)
 	if code != 2 || !strings.Contains(errb.String(), "without TLS") {
 		t.Errorf("exit %d, stderr %q; want a refusal to serve without TLS", code, errb.String())
 	}
