@@ -114,7 +114,11 @@ func startEnvoy(ctx context.Context, bin, dir string, boot []byte, listenAddr ne
 	}
 	stop := func() error {
 		cancel()
-		<-done
+		// Envoy ends by the signal that cancel sends; that exit status is
+		// the expected one, not an error.
+		if err := <-done; err != nil && ctx.Err() == nil {
+			return fmt.Errorf("envoy: %w", err)
+		}
 		return nil
 	}
 	return &runningDataPlane{kind: dataPlaneEnvoy, addr: listenAddr.String(), stop: stop}, nil
