@@ -236,7 +236,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}()
 	for _, name := range o.Servers {
-		srv := grpc.NewServer()
+		var opts []grpc.ServerOption
+		if o.ProfileDir != "" {
+			opts = append(opts, grpc.StreamInterceptor(labelServer))
+		}
+		srv := grpc.NewServer(opts...)
 		var usage *UsageCounter
 		if name == ServerTollgate {
 			usage = &UsageCounter{}
@@ -427,6 +431,17 @@ func (r *runner) profile(server, scenario string, round int) (stop func(), err e
 	}, nil
 }
 
+// In a profile, samples of the servers' handlers carry role=server and
+// those of the load generator's requests role=loadgen (pprof -tagfocus);
+// gRPC's transport goroutines, both sides', and the GC carry none.
+const profileRole = "role"
+
+func labelServer(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	var err error
+	pprof.Do(ss.Context(), pprof.Labels(profileRole, "server"), func(context.Context) { err = handler(srv, ss) })
+	return err
+}
+
 type loadResult struct {
 	latencies []time.Duration
 	errors    int64
@@ -450,6 +465,9 @@ func (r *runner) load(ctx context.Context, t *target, ex *exchange, n int, d tim
 	for w := range r.o.Concurrency {
 		c := t.clients[w%len(t.clients)]
 		wg.Go(func() {
+			if r.o.ProfileDir != "" {
+				pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels(profileRole, "loadgen")))
+			}
 			lat := make([]time.Duration, 0, 1024)
 			var failed error
 			for ctx.Err() == nil {
