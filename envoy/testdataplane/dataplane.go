@@ -246,7 +246,17 @@ func (d *DataPlane) startAdmin() error {
 }
 
 // reject records and logs a refused resource.
+// The same refusal of the same resource is recorded and logged once.
 func (d *DataPlane) rejectLocked(typeURL, name string, err error) {
+	for i := len(d.rejections) - 1; i >= 0; i-- {
+		r := d.rejections[i]
+		if r.TypeURL == typeURL && r.Name == name {
+			if r.Err.Error() == err.Error() {
+				return
+			}
+			break
+		}
+	}
 	d.rejections = append(d.rejections, Rejection{TypeURL: typeURL, Name: name, Err: err, Time: time.Now()})
 	d.log.Error("resource refused (NACK)", "type", typeURL, "name", name, "err", err)
 }

@@ -113,7 +113,9 @@ func (s *stream) finalizeResponseHeaders(rt *route, h *headerMap) {
 type tryKind int
 
 const (
-	tryResponse tryKind = iota
+	// tryAborted: the try ended for a reason that ends the stream (err).
+	tryAborted tryKind = iota
+	tryResponse
 	tryConnectFailure
 	tryReset
 	tryOverflow

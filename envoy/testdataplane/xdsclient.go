@@ -97,6 +97,7 @@ func (c *adsClient) session(ctx context.Context) error {
 		return nil
 	}
 	nonces := map[string]string{}
+	repeats := map[string]nackRepeat{}
 	if err := send(&discoverygrpc.DiscoveryRequest{TypeUrl: typeCluster, VersionInfo: c.accepted[typeCluster]}); err != nil {
 		return err
 	}
@@ -128,9 +129,27 @@ func (c *adsClient) session(ctx context.Context) error {
 		if len(errs) == 0 {
 			c.accepted[t] = resp.GetVersionInfo()
 			req.VersionInfo = resp.GetVersionInfo()
+			delete(repeats, t)
 		} else {
 			req.VersionInfo = c.accepted[t]
 			req.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: joinErrors(errs)}
+			// go-control-plane's snapshot cache answers a NACK (which
+			// carries the previous version) with the same response at
+			// once, and Envoy NACKs it again: a hot loop. The harness NACKs
+			// the same thing again only after a growing pause.
+			key := resp.GetVersionInfo() + "\x00" + req.GetErrorDetail().GetMessage()
+			r := repeats[t]
+			if r.key == key {
+				r.wait = min(max(2*r.wait, 100*time.Millisecond), 5*time.Second)
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(r.wait):
+				}
+			} else {
+				r = nackRepeat{key: key}
+			}
+			repeats[t] = r
 		}
 		if err := send(req); err != nil {
 			return err
@@ -151,6 +170,12 @@ func (c *adsClient) session(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// nackRepeat tracks a NACK that keeps coming back.
+type nackRepeat struct {
+	key  string
+	wait time.Duration
 }
 
 func joinErrors(errs []error) string {
