@@ -1,6 +1,9 @@
 package translate
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"errors"
+)
 
 // anthropicPassthrough serves Anthropic Messages clients from Anthropic: the
 // body keeps every byte but the top-level "model", and usage is read from
@@ -71,9 +74,13 @@ func (h *anthropicPassthroughHandler) event(dst []byte, ev *SSEEvent, m *usageMe
 	if !ev.HasData {
 		return dst, nil
 	}
-	err := anthropicUsageEvent(ev, m, &h.acc)
-	if _, ok := err.(*StreamError); ok {
-		return dst, err
+	if err := anthropicUsageEvent(ev, m, &h.acc); err != nil {
+		// se is declared here, not above, so that events without an error
+		// do not pay for its escape to the heap.
+		var se *StreamError
+		if errors.As(err, &se) {
+			return dst, err
+		}
 	}
 	// An event Tollgate cannot read still reaches the client as sent; only
 	// the usage becomes an estimate.

@@ -37,7 +37,10 @@ func TestAnthropicPassthroughRequestErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			assertRequestError(t, AnthropicMessages, target, tt.in, tt.code, tt.param)
 			_, err := TranslateRequest(AnthropicMessages, target, []byte(tt.in))
-			e := err.(*Error)
+			e, ok := errorAs[*Error](err)
+			if !ok {
+				t.Fatalf("err = %v (%T), want *Error", err, err)
+			}
 			var body struct {
 				Type  string `json:"type"`
 				Error struct {
@@ -94,7 +97,7 @@ func TestAnthropicPassthroughResponse(t *testing.T) {
 				t.Errorf("err = %v", r.err)
 			}
 			if tt.errType != "" {
-				if se, ok := r.err.(*StreamError); !ok || se.Type != tt.errType {
+				if se, ok := errorAs[*StreamError](r.err); !ok || se.Type != tt.errType {
 					t.Errorf("err = %v, want StreamError %q", r.err, tt.errType)
 				}
 			}
@@ -124,5 +127,20 @@ func TestAnthropicPassthroughErrors(t *testing.T) {
 				t.Fatalf("got %s (%v)\nwant %s", r.out, r.err, want)
 			}
 		})
+	}
+}
+
+// As for OpenAI passthrough: an event Tollgate cannot read reaches the client
+// as sent, without an error, and later events are still read.
+func TestAnthropicPassthroughUnreadableEvent(t *testing.T) {
+	in := fixture(t, "anthropic/stream_text.sse")
+	body := append([]byte("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\n\n"), in...)
+	ex := exchange{api: AnthropicMessages, target: Target{Kind: KindAnthropic, UpstreamModel: "c"}, opts: ResponseOptions{Stream: true}, contentType: "text/event-stream"}
+	r := runSplits(t, ex, body)
+	if r.err != nil || r.out != string(body) {
+		t.Fatalf("err = %v, output changed:\n got %q\nwant %q", r.err, r.out, body)
+	}
+	if want := (Usage{InputTokens: 37, OutputTokens: 14, CachedInputTokens: 8, CacheWriteInputTokens: 4}); r.usage != want {
+		t.Fatalf("usage = %+v, want %+v", r.usage, want)
 	}
 }

@@ -222,9 +222,9 @@ func parseProviderError(body []byte) providerError {
 // character boundary.
 func shortText(b []byte) string {
 	b = bytes.TrimSpace(b)
-	const max = 512
-	if len(b) > max {
-		b = b[:max]
+	const maxLen = 512
+	if len(b) > maxLen {
+		b = b[:maxLen]
 		for len(b) > 0 && !utf8.Valid(b) {
 			b = b[:len(b)-1]
 		}

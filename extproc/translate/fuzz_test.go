@@ -29,7 +29,7 @@ func FuzzTranslateRequest(f *testing.F) {
 		for _, p := range pairs {
 			preq, err := TranslateRequest(p.api, p.target, body)
 			if err != nil {
-				e, ok := err.(*Error)
+				e, ok := errorAs[*Error](err)
 				if !ok {
 					t.Fatalf("%s/%s: error %T %v, want *Error", p.api, p.target.Kind, err, err)
 				}

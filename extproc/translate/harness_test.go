@@ -275,3 +275,10 @@ func errorIs[T error](err error) bool {
 	var target T
 	return errors.As(err, &target)
 }
+
+// errorAs returns the first error of type T in err's chain.
+func errorAs[T error](err error) (T, bool) {
+	var target T
+	ok := errors.As(err, &target)
+	return target, ok
+}

@@ -246,16 +246,16 @@ func applyEdits(b []byte, edits []edit) []byte {
 // insertMember returns the edit that adds "name":value as the last member of
 // the object that ends (closing brace) at b[end-1].
 func insertMember(b []byte, objStart, end int, name string, value []byte) edit {
-	close := end - 1
+	brace := end - 1
 	var t []byte
 	// An empty object needs no comma before the new member.
-	if len(bytes.TrimSpace(b[objStart+1:close])) > 0 {
+	if len(bytes.TrimSpace(b[objStart+1:brace])) > 0 {
 		t = append(t, ',')
 	}
 	t = appendJSONString(t, name)
 	t = append(t, ':')
 	t = append(t, value...)
-	return edit{start: close, end: close, text: t}
+	return edit{start: brace, end: brace, text: t}
 }
 
 // isNull reports whether the value b (already trimmed) is JSON null or absent.

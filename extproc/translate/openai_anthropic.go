@@ -41,8 +41,8 @@ func (openAIToAnthropic) request(t Target, body []byte) (ProviderRequest, error)
 		return ProviderRequest{}, err
 	}
 	ar := anthropicRequest{Model: t.UpstreamModel, Stream: r.stream()}
-	if max, ok := r.maxOutputTokens(); ok {
-		ar.MaxTokens = max
+	if n, ok := r.maxOutputTokens(); ok {
+		ar.MaxTokens = n
 	} else {
 		ar.MaxTokens = t.maxTokens()
 	}

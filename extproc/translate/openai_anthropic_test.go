@@ -2,6 +2,8 @@ package translate
 
 import (
 	"encoding/json"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -201,7 +203,7 @@ func TestOpenAIToAnthropicRequest(t *testing.T) {
 			if !jsonEqual(t, preq.Body, []byte(tt.want)) {
 				t.Fatalf("body:\n got %s\nwant %s", preq.Body, compactJSON(t, tt.want))
 			}
-			if preq.Method != "POST" || preq.Path != "/v1/messages" {
+			if preq.Method != http.MethodPost || preq.Path != "/v1/messages" {
 				t.Fatalf("%s %s, want POST /v1/messages", preq.Method, preq.Path)
 			}
 			if len(preq.Headers) != 1 || preq.Headers[0] != (Header{Name: "anthropic-version", Value: "2023-06-01"}) {
@@ -293,15 +295,15 @@ var requestErrorCases = []struct {
 }
 
 func TestOpenAIToAnthropicRequestErrors(t *testing.T) {
-	cases := append(requestErrorCases[:len(requestErrorCases):len(requestErrorCases)],
-		struct{ name, in, code, param string }{"n above 1", `{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}`, CodeUnsupportedParameter, "n"},
-		struct{ name, in, code, param string }{"logprobs", `{"model":"m","messages":[{"role":"user","content":"x"}],"logprobs":true}`, CodeUnsupportedParameter, "logprobs"},
-		struct{ name, in, code, param string }{"audio input", `{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"UklGRg==","format":"wav"}}]}]}`, CodeUnsupportedContent, "messages[0].content[0].type"},
-		struct{ name, in, code, param string }{"TIFF image", `{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/tiff;base64,AAAA"}}]}]}`, CodeUnsupportedContent, "messages[0].content[0].image_url.url"},
-		struct{ name, in, code, param string }{"text file", `{"model":"m","messages":[{"role":"user","content":[{"type":"file","file":{"file_data":"data:text/plain;base64,aGk="}}]}]}`, CodeUnsupportedContent, "messages[0].content[0].file.file_data"},
-		struct{ name, in, code, param string }{"only empty content", `{"model":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":""}]}`, CodeMissingParameter, "messages"},
-		struct{ name, in, code, param string }{"thinking budget cannot fit", `{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"low","max_tokens":500}`, CodeInvalidValue, "max_completion_tokens"},
-	)
+	cases := slices.Concat(requestErrorCases, []struct{ name, in, code, param string }{
+		{"n above 1", `{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}`, CodeUnsupportedParameter, "n"},
+		{"logprobs", `{"model":"m","messages":[{"role":"user","content":"x"}],"logprobs":true}`, CodeUnsupportedParameter, "logprobs"},
+		{"audio input", `{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"UklGRg==","format":"wav"}}]}]}`, CodeUnsupportedContent, "messages[0].content[0].type"},
+		{"TIFF image", `{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/tiff;base64,AAAA"}}]}]}`, CodeUnsupportedContent, "messages[0].content[0].image_url.url"},
+		{"text file", `{"model":"m","messages":[{"role":"user","content":[{"type":"file","file":{"file_data":"data:text/plain;base64,aGk="}}]}]}`, CodeUnsupportedContent, "messages[0].content[0].file.file_data"},
+		{"only empty content", `{"model":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":""}]}`, CodeMissingParameter, "messages"},
+		{"thinking budget cannot fit", `{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"low","max_tokens":500}`, CodeInvalidValue, "max_completion_tokens"},
+	})
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			assertRequestError(t, OpenAIChat, anthropicTarget, tt.in, tt.code, tt.param)
@@ -314,7 +316,7 @@ func TestOpenAIToAnthropicRequestErrors(t *testing.T) {
 func assertRequestError(t *testing.T, api ClientAPI, target Target, in, code, param string) {
 	t.Helper()
 	_, err := TranslateRequest(api, target, []byte(in))
-	e, ok := err.(*Error)
+	e, ok := errorAs[*Error](err)
 	if !ok {
 		t.Fatalf("err = %v (%T), want *Error", err, err)
 	}
@@ -448,7 +450,7 @@ func TestOpenAIToAnthropicStream(t *testing.T) {
 					t.Fatal(r.err)
 				}
 				if tt.errType != "" {
-					se, ok := r.err.(*StreamError)
+					se, ok := errorAs[*StreamError](r.err)
 					if !ok || se.Type != tt.errType {
 						t.Fatalf("err = %v, want a StreamError %q", r.err, tt.errType)
 					}

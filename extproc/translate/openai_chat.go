@@ -262,7 +262,8 @@ func decodeError(param string, err error) *Error {
 // for the ones each provider drops).
 func parseChat(body []byte) (*chatRequest, error) {
 	if _, _, _, err := topLevel(body, "model", "messages", "stream"); err != nil {
-		if _, dup := err.(*duplicateKeyError); dup {
+		var dup *duplicateKeyError
+		if errors.As(err, &dup) {
 			return nil, scanError(err)
 		}
 		if err := checkObject(body); err != nil {

@@ -231,8 +231,8 @@ func (openAIToGemini) request(t Target, body []byte) (ProviderRequest, error) {
 		PresencePenalty:  r.PresencePenalty,
 		FrequencyPenalty: r.FrequencyPenalty,
 	}
-	if max, ok := r.maxOutputTokens(); ok {
-		gc.MaxOutputTokens = &max
+	if n, ok := r.maxOutputTokens(); ok {
+		gc.MaxOutputTokens = &n
 	}
 	if rf := r.ResponseFormat; rf != nil {
 		switch rf.Type {

@@ -2,6 +2,8 @@ package translate
 
 import (
 	"encoding/json"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -141,7 +143,7 @@ func TestOpenAIToGeminiRequest(t *testing.T) {
 			if want == "" {
 				want = "/v1beta/models/gemini-2.5-flash:generateContent"
 			}
-			if preq.Path != want || preq.Method != "POST" || len(preq.Headers) != 0 {
+			if preq.Path != want || preq.Method != http.MethodPost || len(preq.Headers) != 0 {
 				t.Fatalf("%s %s %v, want POST %s and no extra headers", preq.Method, preq.Path, preq.Headers, want)
 			}
 		})
@@ -149,12 +151,12 @@ func TestOpenAIToGeminiRequest(t *testing.T) {
 }
 
 func TestOpenAIToGeminiRequestErrors(t *testing.T) {
-	cases := append(requestErrorCases[:len(requestErrorCases):len(requestErrorCases)],
-		struct{ name, in, code, param string }{"logprobs", `{"model":"m","messages":[{"role":"user","content":"x"}],"logprobs":true}`, CodeUnsupportedParameter, "logprobs"},
-		struct{ name, in, code, param string }{"tool result for an unknown call", `{"model":"m","messages":[{"role":"user","content":"x"},{"role":"tool","tool_call_id":"nope","content":"1"}]}`, CodeInvalidValue, "messages[1].tool_call_id"},
-		struct{ name, in, code, param string }{"image in a tool result", `{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"a","content":[{"type":"image_url","image_url":{"url":"https://x/y.png"}}]}]}`, CodeUnsupportedContent, "messages[1].content"},
-		struct{ name, in, code, param string }{"file_data not a data URL", `{"model":"m","messages":[{"role":"user","content":[{"type":"file","file":{"file_data":"JVBERi0x"}}]}]}`, CodeInvalidValue, "messages[0].content[0].file.file_data"},
-	)
+	cases := slices.Concat(requestErrorCases, []struct{ name, in, code, param string }{
+		{"logprobs", `{"model":"m","messages":[{"role":"user","content":"x"}],"logprobs":true}`, CodeUnsupportedParameter, "logprobs"},
+		{"tool result for an unknown call", `{"model":"m","messages":[{"role":"user","content":"x"},{"role":"tool","tool_call_id":"nope","content":"1"}]}`, CodeInvalidValue, "messages[1].tool_call_id"},
+		{"image in a tool result", `{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"a","content":[{"type":"image_url","image_url":{"url":"https://x/y.png"}}]}]}`, CodeUnsupportedContent, "messages[1].content"},
+		{"file_data not a data URL", `{"model":"m","messages":[{"role":"user","content":[{"type":"file","file":{"file_data":"JVBERi0x"}}]}]}`, CodeInvalidValue, "messages[0].content[0].file.file_data"},
+	})
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			assertRequestError(t, OpenAIChat, geminiTarget, tt.in, tt.code, tt.param)
@@ -276,7 +278,7 @@ func TestOpenAIToGeminiStream(t *testing.T) {
 					t.Fatal(r.err)
 				}
 				if tt.errType != "" {
-					if se, ok := r.err.(*StreamError); !ok || se.Type != tt.errType {
+					if se, ok := errorAs[*StreamError](r.err); !ok || se.Type != tt.errType {
 						t.Fatalf("err = %v, want StreamError %q", r.err, tt.errType)
 					}
 				}

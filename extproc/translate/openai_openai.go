@@ -3,6 +3,7 @@ package translate
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/url"
 )
 
@@ -209,7 +210,8 @@ func checkModel(body []byte, s span, found bool) error {
 }
 
 func scanError(err error) error {
-	if d, ok := err.(*duplicateKeyError); ok {
+	var d *duplicateKeyError
+	if errors.As(err, &d) {
 		return badRequest(CodeInvalidValue, d.name, "The request body has more than one %q member. Send each parameter once.", d.name)
 	}
 	return badRequest(CodeInvalidJSON, "", "The request body is not a valid JSON object.")
@@ -251,7 +253,9 @@ func (h *openAIPassthroughHandler) forwardsBody() bool                         {
 func (h *openAIPassthroughHandler) body(dst, b []byte, m *usageMeter) ([]byte, error) {
 	spans, found, _, err := topLevel(b, "usage", "choices")
 	if err != nil {
-		return dst, nil
+		// The driver ignores this error: the body already went to the client
+		// as it came, and its usage stays an estimate.
+		return dst, err
 	}
 	if found[0] && !isNull(b[spans[0].start:spans[0].end]) {
 		if h.api == OpenAIResponses {
@@ -315,8 +319,11 @@ func (h *openAIPassthroughHandler) event(dst []byte, ev *SSEEvent, m *usageMeter
 		return nil
 	})
 	if err != nil {
-		// Not ours to judge: the client gets what the provider sent.
-		return append(dst, ev.Raw...), nil
+		// Not ours to judge: the client gets what the provider sent, and
+		// the stream goes on (an error would end it); only the usage this
+		// event may have carried becomes an estimate. Anthropic passthrough
+		// does the same.
+		return append(dst, ev.Raw...), nil //nolint:nilerr // an unreadable event is forwarded, not an error (TestOpenAIPassthroughUnreadable)
 	}
 	if haveError && !isNull(ev.Data[errSpan.start:errSpan.end]) {
 		pe := parseProviderError(ev.Data)

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -188,7 +189,7 @@ func TestOpenAIPassthroughRequest(t *testing.T) {
 			if string(preq.Body) != tt.want {
 				t.Fatalf("body:\n got %s\nwant %s", preq.Body, tt.want)
 			}
-			if preq.Path != tt.path || preq.Method != "POST" || len(preq.Headers) != 0 {
+			if preq.Path != tt.path || preq.Method != http.MethodPost || len(preq.Headers) != 0 {
 				t.Errorf("%s %s %v, want POST %s", preq.Method, preq.Path, preq.Headers, tt.path)
 			}
 			if preq.Response.Stream != tt.stream || preq.Response.IncludeUsage != tt.includeUsage {
@@ -303,7 +304,7 @@ func TestOpenAIPassthroughResponse(t *testing.T) {
 				t.Errorf("err = %v", r.err)
 			}
 			if tt.errType != "" {
-				if se, ok := r.err.(*StreamError); !ok || se.Type != tt.errType {
+				if se, ok := errorAs[*StreamError](r.err); !ok || se.Type != tt.errType {
 					t.Errorf("err = %v, want StreamError %q", r.err, tt.errType)
 				}
 			}
@@ -350,6 +351,62 @@ func TestOpenAIPassthroughErrors(t *testing.T) {
 			r := runSplits(t, ex, in)
 			if r.out != want || r.err != nil || r.clientCT != "application/json" {
 				t.Fatalf("got %s (%v, %q)\nwant %s", r.out, r.err, r.clientCT, want)
+			}
+		})
+	}
+}
+
+// Passthrough does not judge what the provider sends: a 200 body or a stream
+// event Tollgate cannot read reaches the client byte for byte, without an
+// error (which would end the client's stream), and only the usage it might
+// have carried becomes an estimate. Events after an unreadable one are still
+// read.
+func TestOpenAIPassthroughUnreadable(t *testing.T) {
+	const (
+		good     = `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}],"usage":null}` + "\n\n"
+		cut      = `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"th` + "\n\n"
+		broken   = `data: {"id":"c" "choices":[]}` + "\n\n"
+		usage    = `data: {"id":"c","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":19,"completion_tokens":7,"total_tokens":26}}` + "\n\n"
+		done     = "data: [DONE]\n\n"
+		estimate = 100
+	)
+	tests := []struct {
+		name   string
+		api    ClientAPI
+		stream bool
+		body   string
+		usage  Usage
+	}{
+		{name: "chat body that is not JSON", api: OpenAIChat, body: "<html>oops</html>",
+			usage: Usage{InputTokens: estimate, Estimated: true}},
+		{name: "chat body cut short", api: OpenAIChat, body: `{"id":"c","choices":[{"message":{"content":"Hi"}}],"usage":{"prompt_tokens":19`,
+			usage: Usage{InputTokens: estimate, Estimated: true}},
+		{name: "embeddings body that is not JSON", api: OpenAIEmbeddings, body: "oops",
+			usage: Usage{InputTokens: estimate, Estimated: true}},
+		{name: "responses body that is not JSON", api: OpenAIResponses, body: "oops",
+			usage: Usage{InputTokens: estimate, Estimated: true}},
+		{name: "unreadable events mid-stream, usage after them", api: OpenAIChat, stream: true, body: good + cut + broken + good + usage + done,
+			usage: Usage{InputTokens: 19, OutputTokens: 7}},
+		{name: "unreadable last event, no usage", api: OpenAIChat, stream: true, body: good + good + cut,
+			usage: Usage{InputTokens: estimate, OutputTokens: 2, Estimated: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ct := "application/json"
+			if tt.stream {
+				ct = "text/event-stream"
+			}
+			ex := exchange{api: tt.api, target: Target{Kind: KindOpenAICompatible, UpstreamModel: "g"},
+				opts: ResponseOptions{Stream: tt.stream, IncludeUsage: true, EstimatedInputTokens: estimate}, contentType: ct}
+			r := runSplits(t, ex, []byte(tt.body))
+			if r.err != nil {
+				t.Errorf("err = %v, want none", r.err)
+			}
+			if r.out != tt.body {
+				t.Errorf("output:\n got %q\nwant %q", r.out, tt.body)
+			}
+			if r.usage != tt.usage {
+				t.Errorf("usage = %+v, want %+v", r.usage, tt.usage)
 			}
 		})
 	}

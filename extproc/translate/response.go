@@ -50,7 +50,8 @@ type handler interface {
 	// response, given the provider's.
 	contentType(stream bool, upstream string) string
 	// forwardsBody reports whether non-stream bodies go to the client
-	// unchanged as they arrive (body is then called only to read usage).
+	// unchanged as they arrive (body is then called only to read usage, and
+	// its output and error are ignored).
 	forwardsBody() bool
 	// body translates a whole non-stream body.
 	body(dst, b []byte, m *usageMeter) ([]byte, error)
@@ -129,7 +130,10 @@ func (d *driver) Chunk(b []byte, endOfStream bool) ([]byte, error) {
 		if d.h.forwardsBody() {
 			if endOfStream {
 				d.done = true
-				d.h.body(nil, d.buf, &d.m) // usage only; the body went out as it came
+				// Usage only. The body went out as it came, so a body the
+				// handler cannot read is not an error for the client: its
+				// usage just stays an estimate.
+				_, _ = d.h.body(nil, d.buf, &d.m)
 			}
 			return b, nil
 		}

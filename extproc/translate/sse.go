@@ -112,14 +112,15 @@ func (p *SSEParser) Next(atEOF bool) (ev SSEEvent, ok bool, err error) {
 		switch {
 		case cr >= 0:
 			lineEnd = p.pos + cr
-			if cr+1 < len(rest) {
+			switch {
+			case cr+1 < len(rest):
 				next = lineEnd + 1
 				if rest[cr+1] == '\n' {
 					next++
 				}
-			} else if atEOF {
+			case atEOF:
 				next = lineEnd + 1
-			} else {
+			default:
 				// A CR at the end of the input may be the first half of a
 				// CRLF: wait, so that Raw spans do not depend on how the
 				// stream was split.

@@ -25,6 +25,7 @@ package translate
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 )
@@ -241,7 +242,8 @@ func TranslateRequest(api ClientAPI, t Target, body []byte) (ProviderRequest, er
 func RequestModel(body []byte) (string, error) {
 	spans, found, _, err := topLevel(body, "model")
 	if err != nil {
-		if _, dup := err.(*duplicateKeyError); dup {
+		var dup *duplicateKeyError
+		if errors.As(err, &dup) {
 			return "", scanError(err)
 		}
 		if err := checkObject(body); err != nil {

@@ -25,7 +25,7 @@ func TestUnsupportedPairs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.api.String()+"/"+string(tt.kind), func(t *testing.T) {
 			_, err := TranslateRequest(tt.api, Target{Kind: tt.kind, UpstreamModel: "u"}, body)
-			e, ok := err.(*Error)
+			e, ok := errorAs[*Error](err)
 			if !ok || e.Status != tt.status || e.Code != tt.code {
 				t.Fatalf("err = %#v", err)
 			}
@@ -41,7 +41,7 @@ func TestUnsupportedPairs(t *testing.T) {
 
 func TestTargetWithoutUpstreamModel(t *testing.T) {
 	_, err := TranslateRequest(OpenAIChat, Target{Kind: KindOpenAI}, []byte(`{"model":"m","messages":[]}`))
-	if e, ok := err.(*Error); !ok || e.Status != 500 {
+	if e, ok := errorAs[*Error](err); !ok || e.Status != 500 {
 		t.Fatalf("err = %v: a deployment without an upstream model is the operator's fault, not the client's", err)
 	}
 }
@@ -221,7 +221,7 @@ func TestRequestModel(t *testing.T) {
 			}
 			continue
 		}
-		if e, ok := err.(*Error); !ok || e.Code != tt.code {
+		if e, ok := errorAs[*Error](err); !ok || e.Code != tt.code {
 			t.Errorf("%s: err = %v, want code %s", tt.in, err, tt.code)
 		}
 	}
