@@ -22,6 +22,8 @@ func (r *Recorder) run() {
 	defer close(r.quit)
 	tick := time.NewTicker(r.cfg.FlushInterval)
 	defer tick.Stop()
+	ackTick := time.NewTicker(max(r.cfg.AckTimeout/4, time.Millisecond))
+	defer ackTick.Stop()
 	r.connect()
 	for {
 		select {
@@ -29,6 +31,7 @@ func (r *Recorder) run() {
 			r.collect(false)
 		case <-tick.C:
 			r.collect(true)
+		case <-ackTick.C:
 			r.checkAcks()
 		case ev := <-r.events:
 			r.handle(ev)
@@ -49,14 +52,22 @@ func (r *Recorder) run() {
 // ones do, and the rest waits for the next tick.
 func (r *Recorder) collect(flush bool) {
 	r.mu.Lock()
-	overflow, overflowN := r.overflow, r.overflowN
-	r.overflow, r.overflowN = nil, 0
+	overflow := r.overflow
+	r.overflow, r.overflowN, r.overflowBytes = nil, 0, 0
 	n := len(r.pending)
 	var toSend, toSpill []*usagev1.UsageRecord
 	if r.stream == nil {
-		if flush || n >= r.cfg.BatchSize {
-			toSpill = r.pending
-			r.pending = nil
+		// Spill once the control plane is known to be away, not while the
+		// first stream is being opened (unless the queue is filling up).
+		away := !r.downSince.IsZero() || r.final || n >= r.highWater ||
+			(r.connecting && time.Since(r.connectStart) > max(r.cfg.FlushInterval, time.Second)) // an attempt that hangs
+		k := n
+		if !flush {
+			k -= k % r.cfg.BatchSize
+		}
+		if away && k > 0 {
+			toSpill = r.pending[:k]
+			r.pending = slices.Clone(r.pending[k:])
 		}
 	} else {
 		k := min(n, max(r.cfg.MaxInFlight-len(r.inflight), 0)*r.cfg.BatchSize)
@@ -73,9 +84,8 @@ func (r *Recorder) collect(flush bool) {
 	}
 	r.mu.Unlock()
 
-	if overflowN > 0 {
-		// overflow is already an encoded IngestRequest holding only records.
-		r.spillPayload(overflow, overflowN)
+	for _, b := range overflow {
+		r.spillPayload(b.b, b.n)
 	}
 	for b := range slices.Chunk(toSend, r.cfg.BatchSize) {
 		r.send(&batch{records: b})
@@ -156,6 +166,7 @@ func (r *Recorder) connect() {
 		return
 	}
 	r.connecting = true
+	r.connectStart = time.Now()
 	r.gen++
 	gen := r.gen
 	go func() {
@@ -229,7 +240,7 @@ func (r *Recorder) acknowledged(ack *usagev1.IngestResponse) {
 	}
 	delete(r.inflight, ack.GetBatchId())
 	r.inFlight.Store(int64(len(r.inflight)))
-	r.retry = r.cfg.RetryMin
+	r.retry, r.ackTimeout = r.cfg.RetryMin, r.cfg.AckTimeout
 	r.acked.Add(int64(ack.GetAccepted()))
 	for _, rej := range ack.GetRejected() {
 		r.rejected.Add(1)
@@ -237,7 +248,7 @@ func (r *Recorder) acknowledged(ack *usagev1.IngestResponse) {
 		if i := int(rej.GetIndex()); i >= 0 && i < len(b.records) {
 			// The whole record, so that it can be corrected and entered by
 			// hand: it holds no secret and no content.
-			attrs = append(attrs, "record", protojson.Format(b.records[i]))
+			attrs = append(attrs, "record", protojson.MarshalOptions{}.Format(b.records[i]))
 		}
 		r.log.Error("usage record rejected by the control plane; not stored", attrs...)
 	}
@@ -297,6 +308,8 @@ func (r *Recorder) down(err error) {
 		r.retryTimer.Reset(wait)
 	}
 	r.retryC = r.retryTimer.C
+	// Full batches waiting for this stream go to the spill now.
+	r.collect(false)
 }
 
 // checkAcks breaks a stream on which the oldest batch has waited longer
@@ -307,8 +320,13 @@ func (r *Recorder) checkAcks() {
 		return
 	}
 	for _, b := range r.inflight {
-		if time.Since(b.sentAt) > r.cfg.AckTimeout {
-			r.down(fmt.Errorf("no acknowledgement within %s", r.cfg.AckTimeout))
+		if time.Since(b.sentAt) > r.ackTimeout {
+			err := fmt.Errorf("no acknowledgement within %s", r.ackTimeout)
+			// A control plane that is merely slow (a struggling database)
+			// gets longer next time, so that the same batches are not
+			// abandoned and resent forever.
+			r.ackTimeout = min(2*r.ackTimeout, 10*r.cfg.AckTimeout)
+			r.down(err)
 			return
 		}
 	}
@@ -352,7 +370,7 @@ func (r *Recorder) recvLoop(st *streamState, stream usagev1.UsageIngestService_I
 // while ctx allows, then spill whatever is left and release everything.
 func (r *Recorder) shutdown(ctx context.Context) {
 	droppedBefore := r.dropped.Load()
-	tick := time.NewTicker(r.cfg.FlushInterval)
+	tick := time.NewTicker(max(min(r.cfg.FlushInterval, r.cfg.AckTimeout/4), time.Millisecond))
 	defer tick.Stop()
 wait:
 	for {
@@ -363,10 +381,12 @@ wait:
 			memory = memory || b.frame == nil
 		}
 		switch {
-		case !memory && len(r.inflight) == 0 && (!r.spill.pending() || r.stream == nil):
-			break wait // all delivered, or spilled for the next start
-		case r.stream == nil && !r.connecting:
-			break wait // collect spilled the queue; no stream to wait for
+		case r.stream == nil && r.connecting:
+			// Wait for the attempt under way: it may deliver everything.
+		case r.stream == nil:
+			break wait // down: what is in memory goes to the spill below
+		case !memory && len(r.inflight) == 0 && !r.spill.pending():
+			break wait // all delivered
 		}
 		select {
 		case ev := <-r.events:
@@ -390,6 +410,7 @@ wait:
 	}
 	clear(r.inflight)
 	r.inFlight.Store(0)
+	r.final = true
 	r.collect(true) // no stream: everything queued goes to the spill
 	r.cancel()
 	if r.retryTimer != nil {

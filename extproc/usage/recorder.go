@@ -132,13 +132,14 @@ type Recorder struct {
 	highWater int
 
 	// Record's side, guarded by mu.
-	mu          sync.Mutex
-	pending     []*usagev1.UsageRecord
-	overflow    []byte // IngestRequest.records fields, encoded
-	overflowN   int
-	closed      bool
-	lastDropLog time.Time
-	dropsToLog  int64
+	mu            sync.Mutex
+	pending       []*usagev1.UsageRecord
+	overflow      []encodedBatch
+	overflowN     int // records in overflow
+	overflowBytes int
+	closed        bool
+	lastDropLog   time.Time
+	dropsToLog    int64
 
 	wake    chan struct{}
 	events  chan event
@@ -168,6 +169,19 @@ type Recorder struct {
 	retryC     <-chan time.Time
 	downSince  time.Time
 	lastDown   time.Time
+	final      bool // Close is spilling what is left
+	// connectStart is when the current connection attempt began.
+	connectStart time.Time
+	// ackTimeout starts at AckTimeout and grows while the control plane
+	// keeps missing it.
+	ackTimeout time.Duration
+}
+
+// encodedBatch is an encoded IngestRequest holding only records (field 2),
+// built record by record, and the number of records in it.
+type encodedBatch struct {
+	b []byte
+	n int
 }
 
 // batch is records on their way: in memory only (frame nil), or spilled.
@@ -208,16 +222,17 @@ func New(cfg Config) (*Recorder, error) {
 		return nil, err
 	}
 	r := &Recorder{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		client:    usagev1.NewUsageIngestServiceClient(cfg.Conn),
-		highWater: max(cfg.QueueSize/2, cfg.BatchSize),
-		wake:      make(chan struct{}, 1),
-		events:    make(chan event),
-		closing:   make(chan context.Context),
-		quit:      make(chan struct{}),
-		inflight:  map[uint64]*batch{},
-		retry:     cfg.RetryMin,
+		cfg:        cfg,
+		log:        cfg.Logger,
+		client:     usagev1.NewUsageIngestServiceClient(cfg.Conn),
+		highWater:  max(cfg.QueueSize/2, cfg.BatchSize),
+		wake:       make(chan struct{}, 1),
+		events:     make(chan event),
+		closing:    make(chan context.Context),
+		quit:       make(chan struct{}),
+		inflight:   map[uint64]*batch{},
+		retry:      cfg.RetryMin,
+		ackTimeout: cfg.AckTimeout,
 	}
 	sp, err := openSpill(cfg.SpillDir, cfg.SegmentBytes, cfg.MaxSpillBytes, r.log, &r.spillBytes)
 	if err != nil {
@@ -262,12 +277,21 @@ func (r *Recorder) Record(rec *usagev1.UsageRecord) {
 	switch {
 	case err != nil:
 		r.dropLocked(1, "encoding failed: "+err.Error())
-	case len(r.overflow)+len(b)+protowire.SizeTag(2)+protowire.SizeVarint(uint64(len(b))) > r.cfg.OverflowBytes:
+	case r.overflowBytes+len(b) > r.cfg.OverflowBytes:
 		r.dropLocked(1, "the queue and the overflow buffer are full (the spill cannot keep up)")
 	default:
-		r.overflow = protowire.AppendTag(r.overflow, 2, protowire.BytesType)
-		r.overflow = protowire.AppendBytes(r.overflow, b)
+		// Batches of BatchSize here too: a huge batch could take the
+		// control plane longer to store than AckTimeout, every time.
+		if len(r.overflow) == 0 || r.overflow[len(r.overflow)-1].n >= r.cfg.BatchSize {
+			r.overflow = append(r.overflow, encodedBatch{})
+		}
+		last := &r.overflow[len(r.overflow)-1]
+		n := len(last.b)
+		last.b = protowire.AppendTag(last.b, 2, protowire.BytesType)
+		last.b = protowire.AppendBytes(last.b, b)
+		last.n++
 		r.overflowN++
+		r.overflowBytes += len(last.b) - n
 	}
 	r.mu.Unlock()
 	r.signal()

@@ -315,7 +315,8 @@ func (s *spill) create() error {
 	if err != nil {
 		return fmt.Errorf("usage spill: creating a segment: %w", err)
 	}
-	if _, err := f.Write(fileMagic); err == nil {
+	_, err = f.Write(fileMagic)
+	if err == nil {
 		err = f.Sync()
 	}
 	if err == nil {
