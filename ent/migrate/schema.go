@@ -389,6 +389,11 @@ var (
 				Unique:  false,
 				Columns: []*schema.Column{UsageRecordsColumns[3], UsageRecordsColumns[18]},
 			},
+			{
+				Name:    "usagerecord_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{UsageRecordsColumns[18]},
+			},
 		},
 	}
 	// Tables holds all the tables in the schema.

@@ -43,5 +43,8 @@ func (UsageRecord) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("tenant_id", "created_at"),
 		index.Fields("api_key_id", "created_at"),
+		// The operator's reads across tenants (newest first, or a time
+		// range summed) would otherwise scan the whole table.
+		index.Fields("created_at"),
 	}
 }
