@@ -93,6 +93,7 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 	adminv1.RegisterPolicyServiceServer(g, &policyService{Server: s})
 	adminv1.RegisterAuditServiceServer(g, &auditService{Server: s})
 	adminv1.RegisterStatusServiceServer(g, &statusService{Server: s})
+	adminv1.RegisterUsageServiceServer(g, &usageService{Server: s})
 }
 
 // mutate runs fn in a transaction that also records a config change (how
