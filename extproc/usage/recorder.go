@@ -275,6 +275,9 @@ func (r *Recorder) Record(rec *usagev1.UsageRecord) {
 	b, err := proto.Marshal(rec)
 	r.mu.Lock()
 	switch {
+	case r.closed:
+		// Close took the overflow while this record was being encoded.
+		r.dropLocked(1, "the recorder is closed")
 	case err != nil:
 		r.dropLocked(1, "encoding failed: "+err.Error())
 	case r.overflowBytes+len(b) > r.cfg.OverflowBytes:
