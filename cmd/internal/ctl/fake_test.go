@@ -60,6 +60,9 @@ type (
 	fakeStatus struct {
 		adminv1.UnimplementedStatusServiceServer
 	}
+	fakeUsage struct {
+		adminv1.UnimplementedUsageServiceServer
+	}
 )
 
 // call is one request the fake server received.
@@ -101,6 +104,7 @@ func newFakeServer(t *testing.T, opts ...grpc.ServerOption) *fakeServer {
 	adminv1.RegisterPolicyServiceServer(s, fakePolicies{})
 	adminv1.RegisterAuditServiceServer(s, fakeAudit{})
 	adminv1.RegisterStatusServiceServer(s, fakeStatus{})
+	adminv1.RegisterUsageServiceServer(s, fakeUsage{})
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
 	return f

@@ -97,6 +97,7 @@ func (c *cli) rootCmd() *cobra.Command {
 		c.modelCmd(),
 		c.policyCmd(),
 		c.auditCmd(),
+		c.usageCmd(),
 		c.statusCmd(),
 		c.versionCmd(),
 	)
