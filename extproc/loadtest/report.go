@@ -220,7 +220,11 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, ", %s", m.CPUModel)
 	}
 	fmt.Fprintf(&b, ", %s %s; load average %.2f at the start, %.2f at the end\n", m.GoVersion, m.OS, m.LoadStart, m.LoadEnd)
-	fmt.Fprintf(&b, "load: concurrency %d, %d connections per server over %s loopback, %d keys, ", s.Concurrency, s.Conns, s.Network, s.Keys)
+	over := "TCP on 127.0.0.1"
+	if s.Network == "unix" {
+		over = "a Unix socket"
+	}
+	fmt.Fprintf(&b, "load: concurrency %d, %d connections per server over %s, %d keys, ", s.Concurrency, s.Conns, over, s.Keys)
 	if s.Requests > 0 {
 		fmt.Fprintf(&b, "%d requests", s.Requests)
 	} else {
