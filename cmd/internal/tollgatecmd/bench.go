@@ -36,8 +36,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		scenarios string
 	)
 	fs.IntVar(&o.Concurrency, "concurrency", 64, "requests in flight at once")
-	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "how long each phase (server × scenario) runs")
-	fs.IntVar(&o.Requests, "requests", 0, "requests per phase, instead of --duration")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "how long each server runs each scenario, over all rounds")
+	fs.IntVar(&o.Requests, "requests", 0, "requests per server and scenario, instead of --duration")
+	fs.IntVar(&o.Rounds, "rounds", 5, "the servers take turns this many times per scenario")
 	fs.IntVar(&o.Chunks, "chunks", 200, "content chunks (SSE events) of a streamed answer")
 	fs.IntVar(&o.LongChunks, "long-chunks", 2000, "content chunks of the long stream, to check that memory does not grow with length")
 	fs.IntVar(&o.Keys, "keys", 100, "client keys in the gateway, used in turn")
@@ -45,13 +46,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&unix, "unix", false, "serve over Unix sockets instead of TCP on 127.0.0.1")
 	fs.StringVar(&servers, "servers", "tollgate,noop", "servers to load, comma-separated: tollgate, noop")
 	fs.StringVar(&scenarios, "scenarios", "non-streaming,streaming,long-streaming", "scenarios, comma-separated")
-	fs.StringVar(&o.ProfileDir, "cpuprofile-dir", "", "write a CPU profile of each phase into this directory")
+	fs.StringVar(&o.ProfileDir, "cpuprofile-dir", "", "write a CPU profile of each round into this directory (samples labelled role=server or role=loadgen)")
 	fs.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	if o.Concurrency < 1 || o.Chunks < 1 || o.LongChunks < 1 || o.Keys < 1 || o.Conns < 1 || o.Requests < 0 || o.Duration <= 0 {
-		return fmt.Errorf("%w: --concurrency, --chunks, --long-chunks, --keys, --conns and --duration must be positive", errUsage)
+	if o.Concurrency < 1 || o.Chunks < 1 || o.LongChunks < 1 || o.Keys < 1 || o.Conns < 1 || o.Rounds < 1 || o.Requests < 0 || o.Duration <= 0 {
+		return fmt.Errorf("%w: --concurrency, --chunks, --long-chunks, --keys, --conns, --rounds and --duration must be positive", errUsage)
 	}
 	o.Servers, o.Scenarios = strings.Split(servers, ","), strings.Split(scenarios, ",")
 	if unix {
