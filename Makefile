@@ -12,7 +12,7 @@ LDFLAGS  := -s -w -X github.com/tollgate-dev/tollgate/cmd/internal/tollgatecmd.V
 # Test timeout for the whole run; store tests on PostgreSQL are the slowest.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: help build test check run lint generate tools fmt vet
+.PHONY: help build test e2e e2e-envoy check run lint generate tools fmt vet
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -23,8 +23,15 @@ build: ## build bin/tollgate and bin/tollgatectl
 test: ## run every test (PostgreSQL too when TOLLGATE_TEST_POSTGRES_DSN is set; .ci/run sets it)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-run: build ## run Tollgate on this machine (SQLite; admin API on 127.0.0.1:7070)
-	$(BIN)/tollgate dev $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+e2e: ## run the end-to-end suite (SDKs → test data plane → ext_proc → fake providers); make test includes it
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./test/e2e/...
+
+e2e-envoy: ## run the end-to-end suite against real Envoy (needs ENVOY_BIN or envoy on PATH)
+	@if [ -z "$${ENVOY_BIN:-}" ] && ! command -v envoy >/dev/null; then echo "e2e-envoy needs ENVOY_BIN=/path/to/envoy or envoy on PATH"; exit 2; fi
+	TOLLGATE_E2E_ENVOY=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./test/e2e/...
+
+run: build ## run Tollgate on this machine (SQLite; traffic on 127.0.0.1:10000, admin API on 127.0.0.1:7070)
+	$(BIN)/tollgate dev $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(RUN_FLAGS)
 
 tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## build the pinned code generators into bin/
 
