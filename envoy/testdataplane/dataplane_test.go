@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,14 +211,20 @@ func TestStreamedSSEArrivesIncrementally(t *testing.T) {
 	e := newEnv(t)
 	release := make(chan struct{})
 	finished := make(chan struct{})
-	ua := newUpstream(t, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+	ua := newUpstream(t, func(w http.ResponseWriter, r *http.Request, _ []byte) {
 		defer close(finished)
 		w.Header().Set("content-type", "text/event-stream")
 		_, _ = io.WriteString(w, "data: first\n\n")
 		w.(http.Flusher).Flush()
-		<-release
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
 		_, _ = io.WriteString(w, "data: second\n\n")
 	})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // runs before the upstream's Close, which waits for the handler
 	tg := &testGateway{}
 	p := tg.provider(ir.KindOpenAICompatible, ua.URL)
 	routeA, _ := tg.model("a", deployment{provider: p, weight: 1})
@@ -269,7 +276,7 @@ func TestStreamedSSEArrivesIncrementally(t *testing.T) {
 		t.Fatal("upstream finished before the first event was read")
 	default:
 	}
-	close(release)
+	releaseOnce()
 	rest, _ := io.ReadAll(rd)
 	if string(rest) != "data: translated-second\n\n" {
 		t.Errorf("rest %q", rest)

@@ -1,0 +1,93 @@
+package testdataplane
+
+import (
+	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tollgate-dev/tollgate/envoy"
+)
+
+func TestBootstrapIsRead(t *testing.T) {
+	ca := newTestCA(t)
+	dir := t.TempDir()
+	cert := ca.issue(t, "tollgate-xds.tollgate.svc")
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(p string, b []byte) {
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}))
+	write(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+
+	for name, tc := range map[string]struct {
+		p       envoy.Params
+		extProc string
+		xdsTLS  bool
+	}{
+		"loopback ext_proc": {
+			p:       envoy.Params{NodeID: "envoy-0", AdminPort: 9901, XDSHost: "127.0.0.1", XDSPort: 7071, ExtProcHost: "127.0.0.1", ExtProcPort: 7072},
+			extProc: "127.0.0.1:7072",
+		},
+		"socket and mTLS": {
+			p: envoy.Params{NodeID: "pod-a", AdminPort: 9901, XDSHost: "tollgate-xds.tollgate.svc", XDSPort: 7071, ExtProcSocket: "/run/tollgate/extproc.sock",
+				XDSTLS: &envoy.TLSFiles{CertFile: certFile, KeyFile: keyFile, CAFile: ca.file(t), ServerName: "tollgate-xds.tollgate.svc"}},
+			extProc: "/run/tollgate/extproc.sock",
+			xdsTLS:  true,
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			raw, err := envoy.Render(tc.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := parseBootstrap(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.nodeID != tc.p.NodeID || b.xdsCluster != "tollgate_xds" || !b.setNodeOnFirstMessageOnly || b.adminAddress != "127.0.0.1:9901" {
+				t.Errorf("bootstrap read as %+v", b)
+			}
+			ep := b.static["tollgate_extproc"]
+			if ep == nil || ep.protocol != protoHTTP2 {
+				t.Fatalf("ext_proc cluster %+v: want explicit HTTP/2", ep)
+			}
+			h := newCluster(ep).hosts[0]
+			if h.address() != tc.extProc {
+				t.Errorf("ext_proc address %q, want %q", h.address(), tc.extProc)
+			}
+			xds := newCluster(b.static["tollgate_xds"]).hosts[0]
+			if (xds.cfg.tls != nil) != tc.xdsTLS {
+				t.Errorf("xDS TLS %v, want %v", xds.cfg.tls != nil, tc.xdsTLS)
+			}
+			if tc.xdsTLS && (xds.cfg.tls.sni != "tollgate-xds.tollgate.svc" || len(xds.cfg.tls.certs) != 1 || xds.cfg.tls.roots == nil) {
+				t.Errorf("xDS TLS %+v", xds.cfg.tls)
+			}
+		})
+	}
+}
+
+func TestBootstrapRefusesWhatIsNotModelled(t *testing.T) {
+	raw, err := envoy.Render(envoy.Params{NodeID: "envoy-0", AdminPort: 9901, XDSHost: "127.0.0.1", XDSPort: 7071, ExtProcHost: "127.0.0.1", ExtProcPort: 7072})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withFlush := string(raw) + "stats_flush_interval: 10s\n"
+	_, err = parseBootstrap([]byte(withFlush))
+	if err == nil || !strings.Contains(err.Error(), "stats_flush_interval") {
+		t.Errorf("err = %v, want a refusal naming stats_flush_interval", err)
+	}
+	_, err = parseBootstrap([]byte(string(raw) + "no_such_field: 1\n"))
+	if err == nil || !strings.Contains(err.Error(), "no_such_field") {
+		t.Errorf("err = %v, want a strict decoding error", err)
+	}
+}
