@@ -558,3 +558,46 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		t.Errorf("a second recorder on one spill directory: %v", err)
 	}
 }
+
+// BenchmarkRecord measures the hot path: Record from many goroutines while
+// the recorder batches and spills (no control plane, so the spill takes
+// everything). A tight loop records far faster than a disk can absorb, so
+// drops are reported as a metric rather than failed on.
+func BenchmarkRecord(b *testing.B) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	_ = lis.Close()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	r, err := New(Config{Conn: conn, SpillDir: b.TempDir(), Logger: slog.New(slog.DiscardHandler), MaxSpillBytes: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	recs := make([]*usagev1.UsageRecord, 4096)
+	for i := range recs {
+		recs[i] = rec(i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			r.Record(recs[i%len(recs)])
+			i++
+		}
+	})
+	b.StopTimer()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := r.Close(ctx); err != nil {
+		b.Log(err)
+	}
+	s := r.Stats()
+	b.ReportMetric(float64(s.Dropped)/float64(s.Recorded), "dropped/op")
+}
