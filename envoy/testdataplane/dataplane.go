@@ -62,7 +62,8 @@ type DataPlane struct {
 	clusters   map[string]*cluster // static and dynamic
 	routes     map[string]*routeTable
 	listeners  map[string]*runningListener
-	grpcConns  map[string]*grpc.ClientConn
+	connMu     sync.Mutex
+	grpcConns  map[string]*grpc.ClientConn // by static cluster, under connMu
 	rejections []Rejection
 	ready      chan struct{}
 	readyOnce  sync.Once
@@ -197,16 +198,33 @@ func (d *DataPlane) Rejections() []Rejection {
 func (d *DataPlane) Close() error {
 	d.cancel()
 	d.mu.Lock()
-	var errs []error
-	for _, l := range d.listeners {
-		errs = append(errs, l.close())
-	}
+	listeners := d.listeners
 	d.listeners = map[string]*runningListener{}
+	d.mu.Unlock()
+	// Listeners drain outside the lock: requests in flight may need it.
+	var (
+		errs []error
+		wg   sync.WaitGroup
+		emu  sync.Mutex
+	)
+	for _, l := range listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.close(); err != nil {
+				emu.Lock()
+				errs = append(errs, err)
+				emu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	d.connMu.Lock()
 	for _, c := range d.grpcConns {
 		errs = append(errs, c.Close())
 	}
 	d.grpcConns = map[string]*grpc.ClientConn{}
-	d.mu.Unlock()
+	d.connMu.Unlock()
 	if d.admin != nil {
 		errs = append(errs, d.admin.Close())
 	}
@@ -383,9 +401,7 @@ func (d *DataPlane) applyListeners(resources []*anypb.Any) ([]error, []string) {
 	}
 	for name, l := range d.listeners {
 		if !inResponse[name] {
-			if err := l.close(); err != nil {
-				d.log.Warn("closing a removed listener", "listener", name, "err", err)
-			}
+			d.drain(l)
 			delete(d.listeners, name)
 		}
 	}
@@ -477,6 +493,16 @@ func (d *DataPlane) checkReadyLocked() {
 	})
 }
 
+// drain closes a removed or moved listener in the background, letting its
+// requests in flight finish as Envoy's listener drain does.
+func (d *DataPlane) drain(l *runningListener) {
+	go func() {
+		if err := l.close(); err != nil {
+			d.log.Warn("closing a listener", "listener", l.config().name, "err", err)
+		}
+	}()
+}
+
 // upsertListenerLocked starts a new listener, or updates a running one in
 // place when its address is unchanged (new requests get the new config).
 func (d *DataPlane) upsertListenerLocked(lc *listenerConfig) error {
@@ -485,9 +511,7 @@ func (d *DataPlane) upsertListenerLocked(lc *listenerConfig) error {
 			old.cfg.Store(lc)
 			return nil
 		}
-		if err := old.close(); err != nil {
-			d.log.Warn("closing a moved listener", "listener", lc.name, "err", err)
-		}
+		d.drain(old)
 		delete(d.listeners, lc.name)
 	}
 	rl := newRunningListener(d, lc)

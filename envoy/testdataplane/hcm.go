@@ -94,15 +94,26 @@ func (l *runningListener) start() error {
 	return nil
 }
 
+// drainTime bounds how long a closing listener lets requests in flight
+// finish (Envoy drains for drain_time_s; a harness need not wait long).
+const drainTime = 2 * time.Second
+
+// close stops accepting, lets requests in flight finish (and log) for up
+// to drainTime, then closes what is left.
 func (l *runningListener) close() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.srv == nil {
+	srv := l.srv
+	l.ln, l.srv = nil, nil
+	l.mu.Unlock()
+	if srv == nil {
 		return nil
 	}
-	err := l.srv.Close()
-	l.ln, l.srv = nil, nil
-	return err
+	ctx, cancel := context.WithTimeout(context.Background(), drainTime)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		return srv.Close()
+	}
+	return nil
 }
 
 func (l *runningListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {

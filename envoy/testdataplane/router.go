@@ -388,10 +388,14 @@ func (s *stream) try(ctx context.Context, rt *route, cl *cluster, h *host, data 
 		cl.activeRequests.Add(-1)
 	})
 
+	// Envoy rewrites :authority when the connection pool is ready, which
+	// happens before the upstream filters see the headers when a pooled
+	// connection is free and after when one must be opened; the harness
+	// always does it first. :scheme stays the downstream one (Envoy keeps a
+	// valid scheme unless the HCM asks it to match the upstream).
 	if rt.autoHostRewrite && h.cfg.hostname != "" {
 		s.req.set(":authority", h.cfg.hostname)
 	}
-	s.req.set(":scheme", h.scheme())
 	var body bodySource = emptyBody{}
 	if hasBody {
 		body = &bytesBody{data: slices.Clone(data)}

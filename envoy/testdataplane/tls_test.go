@@ -8,6 +8,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
+	"log"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -80,6 +82,7 @@ func tlsUpstream(t *testing.T, cert tls.Certificate) *upstreamServer {
 	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(u.serve))
 	u.EnableHTTP2 = true
 	u.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	u.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
 	u.StartTLS()
 	t.Cleanup(u.Close)
 	return u

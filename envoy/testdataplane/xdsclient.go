@@ -2,6 +2,7 @@ package testdataplane
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -192,12 +193,15 @@ func shortType(t string) string { return t[strings.LastIndexByte(t, '.')+1:] }
 // xDS server or the ext_proc sidecar), over HTTP/2, through the cluster's
 // endpoints, TLS and keepalive settings.
 func (d *DataPlane) grpcConn(clusterName string) (*grpc.ClientConn, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.connMu.Lock()
+	defer d.connMu.Unlock()
 	if c := d.grpcConns[clusterName]; c != nil {
 		return c, nil
 	}
-	cl := d.clusters[clusterName]
+	if d.ctx.Err() != nil {
+		return nil, errors.New("the test data plane is closed")
+	}
+	cl := d.snap.Load().clusters[clusterName]
 	if cl == nil {
 		return nil, fmt.Errorf("no cluster %q", clusterName)
 	}
