@@ -47,9 +47,9 @@ func (d *downstream) run(hh *extprocv3.HttpHeaders) error {
 		case *extprocv3.ProcessingRequest_RequestBody:
 			resp = d.requestBody(m.RequestBody)
 		case *extprocv3.ProcessingRequest_ResponseHeaders:
-			resp = responseHeadersReply(continueWith(nil))
+			resp = continueResponseHeaders
 		case *extprocv3.ProcessingRequest_ResponseBody:
-			resp = responseBodyReply(continueWith(nil))
+			resp = continueResponseBody
 		case *extprocv3.ProcessingRequest_RequestTrailers:
 			resp = requestTrailersReply()
 		case *extprocv3.ProcessingRequest_ResponseTrailers:
@@ -109,7 +109,6 @@ func (d *downstream) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.Proces
 		return d.refuse(&translate.Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: translate.CodeInvalidJSON,
 			Message: "The request has no body; send a JSON body."})
 	}
-	d.s.inflight.add(d.req)
 	// The client's key goes no further than here: whichever provider a try
 	// reaches gets its own credential from the upstream filter.
 	m := &mutation{}
@@ -148,6 +147,9 @@ func (d *downstream) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 	if e := d.checkTranslation(); e != nil {
 		return d.refuse(e)
 	}
+	// Published only now, complete: the upstream streams read it from here,
+	// and the table's lock orders these writes before their reads.
+	d.s.inflight.add(r)
 	mut := &mutation{}
 	mut.setHeader(xdstranslate.RouteHeader, m.GetRoute())
 	return requestBodyReply(&extprocv3.CommonResponse{HeaderMutation: mut.proto(), ClearRouteCache: true})
@@ -164,13 +166,15 @@ func (d *downstream) checkTranslation() *translate.Error {
 		return &translate.Error{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "provider_unavailable",
 			Message: "The model's provider is not configured; an operator must fix it."}
 	}
-	if _, err := translate.TranslateRequest(r.api, target(r, deps[0], p), r.body); err != nil {
+	preq, err := translate.TranslateRequest(r.api, target(r, deps[0], p), r.body)
+	if err != nil {
 		var te *translate.Error
 		if errors.As(err, &te) {
 			return te
 		}
 		return &translate.Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: translate.CodeInvalidValue, Message: err.Error()}
 	}
+	r.first, r.firstDeployment = preq, deps[0].GetDeploymentId()
 	return nil
 }
 

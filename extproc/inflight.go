@@ -22,6 +22,10 @@ type request struct {
 	body    []byte // as the client sent it; each try translates it for its provider
 	stream  bool
 	noStore bool
+	// first is the request as translated for the first deployment when it
+	// was checked; its first try (nearly always that deployment) reuses it.
+	first           translate.ProviderRequest
+	firstDeployment string
 
 	mu    sync.Mutex
 	tries int

@@ -56,6 +56,14 @@ func continueWith(m *mutation) *extprocv3.CommonResponse {
 	return &extprocv3.CommonResponse{HeaderMutation: m.proto()}
 }
 
+// Replies that change nothing are the same every time: built once and
+// shared (a message is only read once built, so sharing is safe).
+var (
+	continueResponseBody    = responseBodyReply(&extprocv3.CommonResponse{})
+	continueResponseHeaders = responseHeadersReply(&extprocv3.CommonResponse{})
+	continueRequestBody     = requestBodyReply(&extprocv3.CommonResponse{})
+)
+
 // replaceBody is a body reply that replaces this chunk (STREAMED) or the
 // whole body (BUFFERED) with b; an empty b clears it.
 func replaceBody(b []byte) *extprocv3.CommonResponse {

@@ -46,7 +46,7 @@ func (u *upstream) run(hh *extprocv3.HttpHeaders, deploymentID string) error {
 		case *extprocv3.ProcessingRequest_RequestBody:
 			// The body was replaced in the headers reply; Envoy sends none
 			// after CONTINUE_AND_REPLACE, but answer one if it does.
-			resp = requestBodyReply(continueWith(nil))
+			resp = continueRequestBody
 		case *extprocv3.ProcessingRequest_RequestTrailers:
 			resp = requestTrailersReply()
 		case *extprocv3.ProcessingRequest_ResponseTrailers:
@@ -86,7 +86,10 @@ func (u *upstream) requestHeaders(hh *extprocv3.HttpHeaders, deploymentID string
 		return u.fail(http.StatusServiceUnavailable, "provider_unavailable", "The deployment's provider is not configured.")
 	}
 	t := target(r, d, p)
-	preq, err := translate.TranslateRequest(r.api, t, r.body)
+	preq, err := r.first, error(nil)
+	if deploymentID != r.firstDeployment {
+		preq, err = translate.TranslateRequest(r.api, t, r.body)
+	}
 	if err != nil {
 		var te *translate.Error
 		if errors.As(err, &te) {
@@ -152,7 +155,7 @@ func (u *upstream) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 	u.finishBody(err, b.GetEndOfStream())
 	if err == nil && bytes.Equal(out, chunk) {
 		// Passthrough: leave the chunk as it is rather than send it back.
-		return responseBodyReply(continueWith(nil))
+		return continueResponseBody
 	}
 	return responseBodyReply(replaceBody(out))
 }
