@@ -27,6 +27,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&config, "config-path", "", "same as -c")
 	fs.StringVar(&level, "l", "info", "log level")
 	fs.StringVar(&level, "log-level", "info", "same as -l")
+	// Envoy flags that launchers pass and that mean nothing here.
+	fs.Bool("disable-hot-restart", false, "accepted for Envoy compatibility; ignored")
+	fs.Int("base-id", 0, "accepted for Envoy compatibility; ignored")
+	fs.Int("concurrency", 0, "accepted for Envoy compatibility; ignored")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
