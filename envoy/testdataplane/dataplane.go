@@ -515,6 +515,9 @@ func (d *DataPlane) upsertListenerLocked(lc *listenerConfig) error {
 		delete(d.listeners, lc.name)
 	}
 	rl := newRunningListener(d, lc)
+	if err := rl.bind(); err != nil {
+		return err
+	}
 	d.listeners[lc.name] = rl
 	if d.routes[lc.hcm.rdsName] != nil {
 		return rl.start()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -515,14 +516,21 @@ func shortTempDir() (string, error) { return os.MkdirTemp("", "tgdp") }
 
 func removeAll(dir string) error { return os.RemoveAll(dir) }
 
+// freePort finds a port that is free now, below Linux's ephemeral range
+// (32768 and up) so that outgoing connections cannot take it before the
+// data plane binds it.
 func freePort(t *testing.T) uint32 {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for i := 0; i < 100; i++ {
+		p := 20000 + mrand.IntN(12000)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err == nil {
+			ln.Close()
+			return uint32(p)
+		}
 	}
-	defer ln.Close()
-	return uint32(ln.Addr().(*net.TCPAddr).Port)
+	t.Fatal("no free port")
+	return 0
 }
 
 // testGateway builds gateways for tests.
