@@ -10,7 +10,8 @@ import (
 // downstream headers and body, one try with its response, the end.
 func benchRequest(b *testing.B, f *fixture, id, body string, respCT string, chunks []string) {
 	ds := f.open()
-	ds.exchange(b, reqHeaders(false, ":method", "POST", ":path", "/v1/chat/completions", "x-request-id", id, "authorization", "Bearer "+f.key))
+	set, _, _ := mutations(ds.exchange(b, reqHeaders(false, ":method", "POST", ":path", "/v1/chat/completions", "x-request-id", id, "authorization", "Bearer "+f.key)))
+	id = set["x-request-id"] // the try sees the id ext_proc gave the request
 	ds.exchange(b, reqBody(body))
 	us := f.open()
 	us.exchange(b, upstreamHeaders(openaiD, ":path", "/v1/chat/completions", "x-request-id", id))

@@ -84,12 +84,13 @@ func (d *downstream) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.Proces
 	key, tenant, authErr := authenticate(d.s.cfg, h, now)
 	if key != nil {
 		// From here on the request belongs to a tenant: even a refusal is
-		// recorded as its usage.
-		id := header(h, "x-request-id")
-		if id == "" {
-			id = uuid.NewString()
-		}
-		d.req = &request{id: id, api: ep.api, start: now, tenant: tenant, key: key,
+		// recorded as its usage. Its id is ours, not the client's: the
+		// usage record is deduplicated by it, and Envoy keeps a client's
+		// x-request-id when it counts the client as internal, so a client
+		// could otherwise choose ids (and be billed once for many
+		// requests). The new id replaces x-request-id below, so the access
+		// log, the tries' streams and the record all carry the same one.
+		d.req = &request{id: uuid.NewString(), api: ep.api, start: now, tenant: tenant, key: key,
 			noStore: !allowsProviderStorage(tenant)}
 	}
 	if authErr != nil {
@@ -113,6 +114,7 @@ func (d *downstream) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.Proces
 	// reaches gets its own credential from the upstream filter.
 	m := &mutation{}
 	m.removeHeader(translate.ClientCredentialHeaders()...)
+	m.setHeader("x-request-id", d.req.id)
 	return requestHeadersReply(continueWith(m))
 }
 

@@ -9,8 +9,8 @@ import (
 )
 
 // request is what the downstream stream learned about a request, shared
-// with the upstream streams of its tries. Envoy's x-request-id, which both
-// see, is the key: the two streams of one request reach this process
+// with the upstream streams of its tries. The x-request-id that the
+// downstream stream sets, which the tries' streams see, is the key: the two streams of one request reach this process
 // because ext_proc runs beside Envoy.
 type request struct {
 	id      string

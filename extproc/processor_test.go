@@ -8,6 +8,7 @@ import (
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	configv1 "github.com/tollgate-dev/tollgate/api/tollgate/config/v1"
@@ -21,27 +22,32 @@ const chatBody = `{"model":"smart","messages":[{"role":"developer","content":"Be
 const anthropicAnswer = `{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Paris."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":20,"cache_creation_input_tokens":0,"cache_read_input_tokens":10,"output_tokens":3}}`
 
 // admit runs the downstream stream of a chat completion through to the
-// route choice and returns the stream (still open) and the body reply.
-func (f *fixture) admit(t *testing.T, body string, extra ...string) (*fakeStream, *extprocv3.ProcessingResponse) {
+// route choice and returns the stream (still open), the body reply and the
+// request id ext_proc gave the request.
+func (f *fixture) admit(t *testing.T, body string, extra ...string) (*fakeStream, *extprocv3.ProcessingResponse, string) {
 	t.Helper()
 	ds := f.open()
-	hs := append([]string{":method", "POST", ":path", "/v1/chat/completions", "x-request-id", "req-1", "authorization", "Bearer " + f.key}, extra...)
+	hs := append([]string{":method", "POST", ":path", "/v1/chat/completions", "x-request-id", "client-chosen", "authorization", "Bearer " + f.key}, extra...)
 	r := ds.exchange(t, reqHeaders(false, hs...))
 	if r.GetImmediateResponse() != nil {
 		t.Fatalf("refused at headers: %s", r.GetImmediateResponse().GetBody())
 	}
-	_, removed, _ := mutations(r)
+	set, removed, _ := mutations(r)
+	id := set["x-request-id"]
+	if _, err := uuid.Parse(id); err != nil {
+		t.Fatalf("ext_proc set x-request-id %q, want a UUID of its own", id)
+	}
 	for _, h := range []string{"authorization", "x-api-key"} {
 		if !slices.Contains(removed, h) {
 			t.Errorf("the client's %s header is not removed: %v", h, removed)
 		}
 	}
-	return ds, ds.exchange(t, reqBody(body))
+	return ds, ds.exchange(t, reqBody(body)), id
 }
 
 func TestChatCompletionThroughAnthropicIsTranslatedCountedAndCosted(t *testing.T) {
 	f := newFixture(t)
-	ds, r := f.admit(t, chatBody)
+	ds, r, id := f.admit(t, chatBody)
 	set, _, common := mutations(r)
 	if set[xdstranslate.RouteHeader] != "model-m1" || !common.GetClearRouteCache() {
 		t.Fatalf("route header %q, clear_route_cache %v", set[xdstranslate.RouteHeader], common.GetClearRouteCache())
@@ -50,7 +56,7 @@ func TestChatCompletionThroughAnthropicIsTranslatedCountedAndCosted(t *testing.T
 	// The try: Envoy picked the Anthropic deployment.
 	f.clock = f.clock.Add(100 * time.Millisecond)
 	us := f.open()
-	r = us.exchange(t, upstreamHeaders(anthropicD, ":method", "POST", ":path", "/v1/chat/completions", "x-request-id", "req-1", "accept-encoding", "gzip"))
+	r = us.exchange(t, upstreamHeaders(anthropicD, ":method", "POST", ":path", "/v1/chat/completions", "x-request-id", id, "accept-encoding", "gzip"))
 	set, removed, common := mutations(r)
 	if common.GetStatus() != extprocv3.CommonResponse_CONTINUE_AND_REPLACE {
 		t.Fatalf("status %v, want CONTINUE_AND_REPLACE", common.GetStatus())
@@ -114,7 +120,7 @@ func TestChatCompletionThroughAnthropicIsTranslatedCountedAndCosted(t *testing.T
 	rec := recs[0]
 	// 30 input (20 + 10 cache reads), 10 of them cached, 3 output:
 	// 20 × $3 + 10 × $0.30 + 3 × $15 per million = 60 + 3 + 45 = 108 µ$.
-	if rec.GetRequestId() != "req-1" || rec.GetTenantId() != tenantID || rec.GetModel() != "smart" || rec.GetProvider() != "anthropic" ||
+	if rec.GetRequestId() != id || rec.GetTenantId() != tenantID || rec.GetModel() != "smart" || rec.GetProvider() != "anthropic" ||
 		rec.GetUpstreamModel() != "claude-sonnet-4-5" || rec.GetInputTokens() != 30 || rec.GetCachedInputTokens() != 10 ||
 		rec.GetOutputTokens() != 3 || rec.GetCostMicros() != 108 || rec.GetEstimated() || rec.GetStatusCode() != 200 || rec.GetErrorType() != "" {
 		t.Errorf("usage record = %v", rec)
@@ -131,15 +137,15 @@ func TestChatCompletionThroughAnthropicIsTranslatedCountedAndCosted(t *testing.T
 // request's usage is the second try's.
 func TestFallbackRecordsTheTryThatAnswered(t *testing.T) {
 	f := newFixture(t)
-	ds, _ := f.admit(t, chatBody)
+	ds, _, id := f.admit(t, chatBody)
 
 	first := f.open()
-	first.exchange(t, upstreamHeaders(anthropicD, ":path", "/v1/chat/completions", "x-request-id", "req-1"))
+	first.exchange(t, upstreamHeaders(anthropicD, ":path", "/v1/chat/completions", "x-request-id", id))
 	first.exchange(t, respHeaders(false, ":status", "429", "content-type", "application/json", "retry-after", "1"))
 	first.close(t) // Envoy resets the try and retries
 
 	second := f.open()
-	r := second.exchange(t, upstreamHeaders(openaiD, ":path", "/v1/chat/completions", "x-request-id", "req-1"))
+	r := second.exchange(t, upstreamHeaders(openaiD, ":path", "/v1/chat/completions", "x-request-id", id))
 	set, _, common := mutations(r)
 	if set[":path"] != "/v1/chat/completions" || set["authorization"] != "Bearer sk-openai-provider" {
 		t.Errorf("second try headers = %v", set)
@@ -162,9 +168,9 @@ func TestFallbackRecordsTheTryThatAnswered(t *testing.T) {
 // A stream cut before its end still gives a usage record, estimated.
 func TestCutStreamIsRecordedAsEstimated(t *testing.T) {
 	f := newFixture(t)
-	ds, _ := f.admit(t, strings.Replace(chatBody, `"model":"smart"`, `"model":"smart","stream":true`, 1))
+	ds, _, id := f.admit(t, strings.Replace(chatBody, `"model":"smart"`, `"model":"smart","stream":true`, 1))
 	us := f.open()
-	us.exchange(t, upstreamHeaders(anthropicD, ":path", "/v1/chat/completions", "x-request-id", "req-1"))
+	us.exchange(t, upstreamHeaders(anthropicD, ":path", "/v1/chat/completions", "x-request-id", id))
 	us.exchange(t, respHeaders(false, ":status", "200", "content-type", "text/event-stream"))
 	r := us.exchange(t, respBody("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5\",\"content\":[],\"usage\":{\"input_tokens\":40,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Paris is the capital of France, a country in\"}}\n\n", false))
 	_, _, common := mutations(r)

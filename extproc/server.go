@@ -9,7 +9,8 @@
 // stream, from the filter in the model's cluster, once per try. Server
 // tells them apart by the attributes Envoy sends on the first message and
 // hands each to its processor. The two streams of a request share state
-// through the in-flight table, keyed by Envoy's x-request-id.
+// through the in-flight table, keyed by the x-request-id that the
+// downstream stream sets.
 //
 // Configuration comes from the control plane (configclient) and is held in
 // memory: no request makes a remote call. Usage records go to a UsageSink

@@ -156,8 +156,16 @@ func (ex *exchange) do(ctx context.Context, c extprocv3.ExternalProcessorClient,
 	if err != nil {
 		return fmt.Errorf("open the downstream stream: %w", err)
 	}
-	if err := roundTrip(ds, requestHeaders(downstreamHeaders, downstreamAttributes, idh, ex.contentLength, hv("authorization", "Bearer "+key)), "downstream request headers"); err != nil {
+	r, err := roundTripReply(ds, requestHeaders(downstreamHeaders, downstreamAttributes, idh, ex.contentLength, hv("authorization", "Bearer "+key)), "downstream request headers")
+	if err != nil {
 		return err
+	}
+	// Envoy sends the try the headers as the downstream filter left them:
+	// Tollgate's ext_proc gives each request its own x-request-id.
+	for _, h := range r.GetRequestHeaders().GetResponse().GetHeaderMutation().GetSetHeaders() {
+		if h.GetHeader().GetKey() == "x-request-id" {
+			idh = hv("x-request-id", string(h.GetHeader().GetRawValue()))
+		}
 	}
 	if err := roundTrip(ds, ex.body, "downstream request body"); err != nil {
 		return err
@@ -190,23 +198,29 @@ func (ex *exchange) do(ctx context.Context, c extprocv3.ExternalProcessorClient,
 }
 
 func roundTrip(st extprocv3.ExternalProcessor_ProcessClient, m *extprocv3.ProcessingRequest, what string) error {
+	_, err := roundTripReply(st, m, what)
+	return err
+}
+
+// roundTripReply sends m and returns the reply, checking that it answers m.
+func roundTripReply(st extprocv3.ExternalProcessor_ProcessClient, m *extprocv3.ProcessingRequest, what string) (*extprocv3.ProcessingResponse, error) {
 	if err := st.Send(m); err != nil {
 		if errors.Is(err, io.EOF) {
 			// The server ended the stream; Recv has its reason.
 			_, err = st.Recv()
 		}
-		return fmt.Errorf("%s: send: %w", what, err)
+		return nil, fmt.Errorf("%s: send: %w", what, err)
 	}
 	r, err := st.Recv()
 	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if ir := r.GetImmediateResponse(); ir != nil {
 		body := string(ir.GetBody())
 		if len(body) > 300 {
 			body = body[:300] + "…"
 		}
-		return fmt.Errorf("%s: %w with %d: %s", what, errRefused, ir.GetStatus().GetCode(), strings.TrimSpace(body))
+		return nil, fmt.Errorf("%s: %w with %d: %s", what, errRefused, ir.GetStatus().GetCode(), strings.TrimSpace(body))
 	}
 	ok := false
 	switch m.GetRequest().(type) {
@@ -220,9 +234,9 @@ func roundTrip(st extprocv3.ExternalProcessor_ProcessClient, m *extprocv3.Proces
 		ok = r.GetResponseBody() != nil
 	}
 	if !ok {
-		return fmt.Errorf("%s: the reply is a %T", what, r.GetResponse())
+		return nil, fmt.Errorf("%s: the reply is a %T", what, r.GetResponse())
 	}
-	return nil
+	return r, nil
 }
 
 // closeStream half-closes st and waits for the server to end it.

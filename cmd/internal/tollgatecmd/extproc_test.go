@@ -110,6 +110,12 @@ func TestDevExtProcRecordsUsageInTheStore(t *testing.T) {
 		r := send(down, &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
 			Headers: hdrs(":method", "POST", ":path", "/v1/chat/completions", "x-request-id", requestID, "authorization", "Bearer "+key.GetSecret()),
 		}}})
+		// ext_proc names the request itself; the try carries that name.
+		for _, h := range r.GetRequestHeaders().GetResponse().GetHeaderMutation().GetSetHeaders() {
+			if h.GetHeader().GetKey() == "x-request-id" {
+				requestID = string(h.GetHeader().GetRawValue())
+			}
+		}
 		if r.GetImmediateResponse() == nil {
 			r = send(down, &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{
 				Body: []byte(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`), EndOfStream: true,
