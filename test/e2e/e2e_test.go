@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -91,6 +92,8 @@ func TestEndToEnd(t *testing.T) {
 		t.Run("bad, revoked and expired keys", func(t *testing.T) { g.badKeys(t) })
 		t.Run("429 falls back to the next deployment", func(t *testing.T) { g.fallback(t) })
 		t.Run("a stream cut mid-way", func(t *testing.T) { g.cutStream(t) })
+		t.Run("a provider's 429 reaches the client with retry-after", func(t *testing.T) { g.rateLimited(t) })
+		t.Run("bad requests are refused before any provider", func(t *testing.T) { g.badRequests(t) })
 	})
 }
 
@@ -358,5 +361,59 @@ func (g *gateway) cutStream(t *testing.T) {
 	rec := g.newUsage(t, before, nil, "")
 	if !rec.Estimated || rec.ErrorType == "" || rec.InputTokens == 0 {
 		t.Errorf("cut stream record %+v: want estimated usage and an error type", rec)
+	}
+}
+
+func (g *gateway) rateLimited(t *testing.T) {
+	oa := g.fakes[fakeprovider.OpenAI]
+	// The route retries a 429 once on the only deployment; both tries fail.
+	oa.Enqueue(fakeprovider.Behavior{Status: http.StatusTooManyRequests, RetryAfter: "7"}, fakeprovider.Behavior{Status: http.StatusTooManyRequests, RetryAfter: "7"})
+	before := g.usageCount(t)
+	client := g.openai(g.key)
+	_, err := client.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{
+		Model: "gpt-4o-mini", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")},
+	})
+	var oe *openai.Error
+	if !errors.As(err, &oe) || oe.StatusCode != http.StatusTooManyRequests || oe.Type == "" {
+		t.Fatalf("got %v, want a 429 in OpenAI's error shape", err)
+	}
+	if got := oe.Response.Header.Get("retry-after"); got != "7" {
+		t.Errorf("retry-after = %q, want the provider's 7", got)
+	}
+	rec := g.newUsage(t, before, nil, "")
+	if rec.StatusCode != http.StatusTooManyRequests || rec.ErrorType == "" || rec.CostMicros != 0 {
+		t.Errorf("usage record of a refused request: %+v", rec)
+	}
+}
+
+func (g *gateway) badRequests(t *testing.T) {
+	oa := g.fakes[fakeprovider.OpenAI]
+	seen := len(oa.Requests())
+	for _, c := range []struct {
+		name, body string
+		status     int
+	}{
+		{"not JSON", `{"model":`, http.StatusBadRequest},
+		{"no model", `{"messages":[{"role":"user","content":"hi"}]}`, http.StatusBadRequest},
+		{"unknown model", `{"model":"gpt-9","messages":[{"role":"user","content":"hi"}]}`, http.StatusNotFound},
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, g.traffic+"/v1/chat/completions", strings.NewReader(c.body))
+		req.Header.Set("Authorization", "Bearer "+g.key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			Error struct{ Message, Type string }
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != c.status || err != nil || body.Error.Message == "" || body.Error.Type == "" {
+			t.Errorf("%s: %d %+v (%v), want %d in OpenAI's error shape", c.name, resp.StatusCode, body, err, c.status)
+		}
+	}
+	if n := len(oa.Requests()) - seen; n != 0 {
+		t.Errorf("%d bad requests reached the provider", n)
 	}
 }
