@@ -277,3 +277,69 @@ func TestContentLengthKeptAfterOverrideToStreamed(t *testing.T) {
 }
 
 func stringsReader(s string) io.Reader { return strings.NewReader(s) }
+
+// The route's idle_timeout (the HCM's stream_idle_timeout before routing)
+// ends a stream that sees no activity: 408 before the response.
+func TestIdleTimeoutBeforeResponseIs408(t *testing.T) {
+	e := newEnv(t)
+	e.opts.StreamIdleTimeout = 300 * time.Millisecond
+	slow := newUpstream(t, func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		select {
+		case <-time.After(3 * time.Second):
+		case <-r.Context().Done():
+		}
+	})
+	tg := &testGateway{}
+	p := tg.provider(ir.KindOpenAICompatible, slow.URL)
+	route, _ := tg.model("m", deployment{provider: p, weight: 1})
+	e.proc.script(routeByModel(map[string]string{"m": route}), nil)
+	e.start(&tg.g)
+	code, _, body := e.post("/v1/chat/completions", `{"model":"m"}`)
+	if code != 408 || body != "stream timeout" {
+		t.Fatalf("got %d %q, want 408 stream timeout", code, body)
+	}
+	if line := e.lastAccess(1); line["flags"] != "SI" || line["details"] != "stream_idle_timeout" {
+		t.Errorf("flags %v details %v", line["flags"], line["details"])
+	}
+}
+
+// An ImmediateResponse after the response headers went to the client can
+// only reset the stream.
+func TestImmediateResponseAfterResponseStartedResets(t *testing.T) {
+	e := newEnv(t)
+	up := newUpstream(t, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+		w.Header().Set("content-type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: 1\n\n")
+		w.(http.Flusher).Flush()
+		time.Sleep(50 * time.Millisecond)
+		_, _ = io.WriteString(w, "data: 2\n\n")
+	})
+	tg := &testGateway{}
+	p := tg.provider(ir.KindOpenAICompatible, up.URL)
+	route, _ := tg.model("m", deployment{provider: p, weight: 1})
+	e.proc.script(func(ps *procStream, req *extprocsvc.ProcessingRequest) (*extprocsvc.ProcessingResponse, error) {
+		switch {
+		case req.GetRequestBody() != nil:
+			return routeByModel(map[string]string{"m": route})(ps, req)
+		case req.GetResponseHeaders() != nil:
+			r := continueReply(req)
+			r.ModeOverride = &extprocv3.ProcessingMode{ResponseBodyMode: extprocv3.ProcessingMode_STREAMED}
+			return r, nil
+		case req.GetResponseBody() != nil && strings.Contains(string(req.GetResponseBody().GetBody()), "2"):
+			return &extprocsvc.ProcessingResponse{Response: &extprocsvc.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocsvc.ImmediateResponse{
+				Status: &typev3.HttpStatus{Code: typev3.StatusCode_Forbidden}, Body: []byte("too late"),
+			}}}, nil
+		}
+		return nil, nil
+	}, nil)
+	e.start(&tg.g)
+	resp, err := http.Post(e.url("/v1/chat/completions"), "application/json", stringsReader(`{"model":"m"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || err == nil || string(body) != "data: 1\n\n" {
+		t.Errorf("status %d, body %q, read error %v: want the first event, then a reset", resp.StatusCode, body, err)
+	}
+}

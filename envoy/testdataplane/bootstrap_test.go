@@ -1,11 +1,6 @@
 package testdataplane
 
 import (
-	"crypto/ecdsa"
-	"crypto/x509"
-	"encoding/pem"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,18 +11,7 @@ func TestBootstrapIsRead(t *testing.T) {
 	ca := newTestCA(t)
 	dir := t.TempDir()
 	cert := ca.issue(t, "tollgate-xds.tollgate.svc")
-	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(p string, b []byte) {
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}))
-	write(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	certFile, keyFile := writeKeyPair(t, dir, "tls", cert)
 
 	for name, tc := range map[string]struct {
 		p       envoy.Params

@@ -48,7 +48,9 @@ type xdsServer struct {
 	version int
 }
 
-func startXDS(t *testing.T) *xdsServer {
+func startXDS(t *testing.T) *xdsServer { return startXDSWith(t) }
+
+func startXDSWith(t *testing.T, opts ...grpc.ServerOption) *xdsServer {
 	t.Helper()
 	x := &xdsServer{cache: cache.NewSnapshotCache(true, cache.IDHash{}, nil)}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -60,7 +62,7 @@ func startXDS(t *testing.T) *xdsServer {
 			return nil
 		},
 	})
-	g := grpc.NewServer()
+	g := grpc.NewServer(opts...)
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, srv)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,6 +1,7 @@
 package testdataplane
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,6 +11,7 @@ import (
 	"encoding/pem"
 	"io"
 	"log"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -19,7 +21,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
 	"github.com/tollgate-dev/tollgate/controlplane/ir"
+	"github.com/tollgate-dev/tollgate/envoy"
 )
 
 // testCA is a throwaway certificate authority.
@@ -58,7 +64,7 @@ func (ca *testCA) issue(t *testing.T, dnsNames ...string) tls.Certificate {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: dnsNames[0]},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: dnsNames, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames: dnsNames, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		KeyUsage: x509.KeyUsageDigitalSignature,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
@@ -152,4 +158,64 @@ func TestTLSUpstreamUntrustedCA(t *testing.T) {
 	if len(up.requests()) != 0 {
 		t.Error("a request reached an upstream with an untrusted certificate")
 	}
+}
+
+// The bootstrap's mutual TLS to the control plane: the harness presents its
+// client certificate and checks the server's name against the CA.
+func TestXDSOverMutualTLS(t *testing.T) {
+	ca := newTestCA(t)
+	dir := t.TempDir()
+	serverCert := ca.issue(t, "localhost")
+	clientCert := ca.issue(t, "envoy-client")
+	certFile, keyFile := writeKeyPair(t, dir, "client", clientCert)
+
+	e := newEnv(t)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	x := startXDSWith(t, grpc.Creds(credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{serverCert},
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+	})))
+	tg, ua, _, routeA, _ := twoModels(t)
+	e.proc.script(routeByModel(map[string]string{"a": routeA}), nil)
+	x.publish(t, e.translate(&tg.g))
+	boot, err := envoy.Render(envoy.Params{
+		NodeID: testNodeID, AdminPort: uint16(freePort(t)),
+		XDSHost: "localhost", XDSPort: uint16(x.addr.Port), ExtProcSocket: e.proc.socket,
+		XDSTLS: &envoy.TLSFiles{CertFile: certFile, KeyFile: keyFile, CAFile: ca.file(t), ServerName: "localhost"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, err := New(context.Background(), Config{Bootstrap: boot, Logger: slog.New(slog.NewTextHandler(e.logs, nil)), AccessLog: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dp.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := dp.WaitReady(ctx); err != nil {
+		t.Fatalf("%v\n%s", err, e.logs.String())
+	}
+	e.dp = dp
+	if code, _, _ := e.post("/v1/chat/completions", `{"model":"a"}`); code != 200 || len(ua.requests()) != 1 {
+		t.Errorf("status %d", code)
+	}
+}
+
+func writeKeyPair(t *testing.T, dir, name string, c tls.Certificate) (certFile, keyFile string) {
+	t.Helper()
+	der, err := x509.MarshalECPrivateKey(c.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }
