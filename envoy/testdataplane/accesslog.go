@@ -65,12 +65,8 @@ func buildAccessLogFormat(s *streamv3.StdoutAccessLog) (*accessLogFormat, error)
 			return nil, err
 		}
 		return &accessLogFormat{json: m}, nil
-	case lf.GetTextFormatSource() != nil || lf.GetTextFormat() != "":
-		text := lf.GetTextFormat()
-		if src := lf.GetTextFormatSource(); src != nil {
-			text = src.GetInlineString()
-		}
-		t, err := parseTemplate(text)
+	case lf.GetTextFormatSource() != nil:
+		t, err := parseTemplate(lf.GetTextFormatSource().GetInlineString())
 		if err != nil {
 			return nil, err
 		}

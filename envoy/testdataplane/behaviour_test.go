@@ -259,7 +259,7 @@ func TestContentLengthKeptAfterOverrideToStreamed(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer resp.Body.Close()
+			defer func() { _ = resp.Body.Close() }()
 			body, _ := io.ReadAll(resp.Body)
 			if remove {
 				if resp.ContentLength != -1 || string(body) != "hello, translated" {
@@ -337,9 +337,9 @@ func TestImmediateResponseAfterResponseStartedResets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || err == nil || string(body) != "data: 1\n\n" {
+	if resp.StatusCode != http.StatusOK || err == nil || string(body) != "data: 1\n\n" {
 		t.Errorf("status %d, body %q, read error %v: want the first event, then a reset", resp.StatusCode, body, err)
 	}
 }

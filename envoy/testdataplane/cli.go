@@ -18,8 +18,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tollgate-testdataplane", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: tollgate-testdataplane -c BOOTSTRAP.yaml [-l debug|info|warn|error]")
-		fmt.Fprintln(stderr, "A test harness that stands in for Envoy in Tollgate's tests and `tollgate dev`. Not a data plane: never put it in front of real traffic.")
+		_, _ = fmt.Fprintln(stderr, "usage: tollgate-testdataplane -c BOOTSTRAP.yaml [-l debug|info|warn|error]")
+		_, _ = fmt.Fprintln(stderr, "A test harness that stands in for Envoy in Tollgate's tests and `tollgate dev`. Not a data plane: never put it in front of real traffic.")
 		fs.PrintDefaults()
 	}
 	var config, level string
@@ -43,18 +43,18 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
-		fmt.Fprintf(stderr, "tollgate-testdataplane: log level %q: %v\n", level, err)
+		_, _ = fmt.Fprintf(stderr, "tollgate-testdataplane: log level %q: %v\n", level, err)
 		return 2
 	}
 	boot, err := os.ReadFile(config)
 	if err != nil {
-		fmt.Fprintf(stderr, "tollgate-testdataplane: %v\n", err)
+		_, _ = fmt.Fprintf(stderr, "tollgate-testdataplane: %v\n", err)
 		return 1
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
 	log.Warn("this is Tollgate's test data plane, a test harness standing in for Envoy; it is not for production traffic")
 	if err := Run(ctx, Config{Bootstrap: boot, Logger: log, AccessLog: stdout}); err != nil {
-		fmt.Fprintf(stderr, "tollgate-testdataplane: %v\n", err)
+		_, _ = fmt.Fprintf(stderr, "tollgate-testdataplane: %v\n", err)
 		return 1
 	}
 	return 0

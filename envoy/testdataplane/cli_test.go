@@ -70,8 +70,8 @@ func TestMainServesUntilStopped(t *testing.T) {
 		resp, err := http.Get(ready)
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 && string(b) == "LIVE\n" {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && string(b) == "LIVE\n" {
 				break
 			}
 		}
@@ -84,8 +84,8 @@ func TestMainServesUntilStopped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 || len(ua.requests()) != 1 {
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(ua.requests()) != 1 {
 		t.Fatalf("status %d, upstream requests %d", resp.StatusCode, len(ua.requests()))
 	}
 	cancel()

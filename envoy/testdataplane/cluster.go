@@ -512,7 +512,7 @@ func resolve(ctx context.Context, name string, family clusterv3.Cluster_DnsLooku
 			out = v6
 		}
 	case clusterv3.Cluster_ALL:
-		out = append(v4, v6...)
+		out = append(append([]netip.Addr(nil), v4...), v6...)
 	default: // AUTO prefers IPv6
 		out = v6
 		if len(out) == 0 {
@@ -641,8 +641,11 @@ func (c *cluster) unejectLocked(now time.Time) {
 		if !h.ejected {
 			continue
 		}
-		ticks := (h.ejectUntil.Sub(c.created) + od.interval - 1) / od.interval
-		back := c.created.Add(ticks * od.interval)
+		since := h.ejectUntil.Sub(c.created)
+		if rem := since % od.interval; rem != 0 {
+			since += od.interval - rem
+		}
+		back := c.created.Add(since)
 		if !now.Before(back) {
 			h.ejected = false
 		}

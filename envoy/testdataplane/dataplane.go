@@ -116,7 +116,7 @@ func New(ctx context.Context, cfg Config) (*DataPlane, error) {
 	}
 	ads, err := newADSClient(d)
 	if err != nil {
-		d.Close()
+		_ = d.Close()
 		return nil, err
 	}
 	d.ads = ads

@@ -249,7 +249,7 @@ func TestStreamedSSEArrivesIncrementally(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	rd := bufio.NewReader(resp.Body)
 	first := make(chan string, 1)
 	go func() {
@@ -448,7 +448,7 @@ func TestUnmodelledFieldIsNACKedAndNotServed(t *testing.T) {
 	// Model b's cluster asks for something the harness does not model.
 	for _, c := range res.Clusters {
 		if c.GetName() == routeB {
-			c.DnsRefreshRate = durationpb.New(2 * time.Second)
+			c.CleanupInterval = durationpb.New(2 * time.Second)
 		}
 	}
 	e.startWith(res)
@@ -465,15 +465,15 @@ func TestUnmodelledFieldIsNACKedAndNotServed(t *testing.T) {
 	}
 	var nack bool
 	for _, r := range e.xds.requests() {
-		if r.GetTypeUrl() == typeCluster && strings.Contains(r.GetErrorDetail().GetMessage(), "dns_refresh_rate") {
+		if r.GetTypeUrl() == typeCluster && strings.Contains(r.GetErrorDetail().GetMessage(), "cleanup_interval") {
 			nack = r.GetVersionInfo() != "1"
 		}
 	}
 	if !nack {
-		t.Error("no CDS NACK naming dns_refresh_rate (with the previous version) reached the control plane")
+		t.Error("no CDS NACK naming cleanup_interval (with the previous version) reached the control plane")
 	}
 	rej := e.dp.Rejections()
-	if len(rej) != 1 || rej[0].Name != routeB || !strings.Contains(rej[0].Err.Error(), "dns_refresh_rate") {
+	if len(rej) != 1 || rej[0].Name != routeB || !strings.Contains(rej[0].Err.Error(), "cleanup_interval") {
 		t.Errorf("rejections = %v", rej)
 	}
 	if !strings.Contains(e.logs.String(), "level=ERROR") {

@@ -72,7 +72,6 @@ type extProcStream struct {
 	release      func()
 	reqAttrsSent bool
 	protoCfgSent bool
-	routeCleared bool
 	headersHeld  bool
 }
 
@@ -659,7 +658,7 @@ func (e *extProcStream) applyHeaderMutation(hm *extprocsvc.HeaderMutation, h *he
 			return errors.New("invalid character in set_headers mutation")
 		}
 		name := strings.ToLower(hv.GetKey())
-		appendMode := sh.GetAppend().GetValue()
+		appendMode := sh.GetAppend().GetValue() //nolint:staticcheck // ext_proc reads only the deprecated append flag (envoy#37139)
 		switch {
 		case replacing && name == ":method":
 			// CONTINUE_AND_REPLACE may change the method.

@@ -473,7 +473,7 @@ func (e *env) post(path, body string, hdr ...string) (int, http.Header, string) 
 	if err != nil {
 		e.t.Fatalf("POST %s: %v", path, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header, string(b)
 }
@@ -527,7 +527,7 @@ func freePort(t *testing.T) uint32 {
 		p := 20000 + mrand.IntN(12000)
 		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
 		if err == nil {
-			ln.Close()
+			_ = ln.Close()
 			return uint32(p)
 		}
 	}

@@ -88,10 +88,6 @@ func (h *headerMap) del(key string) {
 	h.entries = slices.DeleteFunc(h.entries, func(e headerEntry) bool { return e.key == key })
 }
 
-func (h *headerMap) clone() *headerMap {
-	return &headerMap{entries: slices.Clone(h.entries)}
-}
-
 // toProto is the HeaderMap an ext_proc server receives. Values travel in
 // raw_value, as Envoy sends them since the send_header_raw_value runtime
 // default flipped (ENVOY-EXTPROC-NOTES §4).

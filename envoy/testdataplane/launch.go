@@ -117,14 +117,14 @@ func waitLive(ctx context.Context, url string, timeout time.Duration, exited <-c
 	for {
 		if resp, err := client.Get(url); err == nil {
 			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK && string(b) == "LIVE\n" {
 				return nil
 			}
 		}
 		select {
 		case err := <-exited:
-			return fmt.Errorf("exited before it was ready: %v", err)
+			return fmt.Errorf("exited before it was ready: %w", err)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
@@ -140,14 +140,33 @@ func (i *Instance) Close() error {
 	if i.harness != nil {
 		return i.harness.Close()
 	}
-	defer os.RemoveAll(i.dir)
+	defer func() { _ = os.RemoveAll(i.dir) }()
 	_ = i.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-i.exited:
+	case err := <-i.exited:
+		// Envoy exits 0 on SIGTERM; anything else is worth reporting.
+		if err != nil {
+			return fmt.Errorf("%s exited: %w", i.cmd.Path, err)
+		}
 		return nil
 	case <-time.After(10 * time.Second):
 		_ = i.cmd.Process.Kill()
-		<-i.exited
-		return errors.New("envoy did not stop on SIGTERM and was killed")
+		err := <-i.exited
+		return fmt.Errorf("%s did not stop on SIGTERM and was killed: %w", i.cmd.Path, err)
 	}
+}
+
+// FindEnvoy returns the Envoy binary to run: ENVOY_BIN when set, else
+// `envoy` on PATH. Suites run real Envoy when they are asked to (make
+// e2e-envoy sets TOLLGATE_E2E_ENVOY=1) and pass the result as
+// LaunchConfig.EnvoyBin; `tollgate dev` prefers it when it exists.
+func FindEnvoy() (string, error) {
+	if bin := os.Getenv(EnvoyBinEnv); bin != "" {
+		return bin, nil
+	}
+	bin, err := exec.LookPath("envoy")
+	if err != nil {
+		return "", fmt.Errorf("no Envoy binary: set %s or put envoy on PATH: %w", EnvoyBinEnv, err)
+	}
+	return bin, nil
 }

@@ -56,8 +56,8 @@ func TestLaunch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp.Body.Close()
-			if resp.StatusCode != 200 || len(ua.requests()) != 1 {
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || len(ua.requests()) != 1 {
 				t.Errorf("status %d, upstream requests %d", resp.StatusCode, len(ua.requests()))
 			}
 			if err := in.Close(); err != nil {

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -178,16 +177,4 @@ func boolOr(v *wrapperspb.BoolValue, def bool) bool {
 		return def
 	}
 	return v.GetValue()
-}
-
-// socketAddr formats a core Address for dialing or listening.
-func socketAddr(a *corev3.Address) (network, addr string, err error) {
-	switch {
-	case a.GetSocketAddress() != nil:
-		sa := a.GetSocketAddress()
-		return "tcp", net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10)), nil
-	case a.GetPipe() != nil:
-		return "unix", a.GetPipe().GetPath(), nil
-	}
-	return "", "", errors.New("address is neither socket_address nor pipe")
 }

@@ -101,10 +101,10 @@ func TestUnmodelledFieldsAreNamed(t *testing.T) {
 		"cluster field": {
 			msg: func(t *testing.T) proto.Message {
 				c := goldenCluster(t)
-				c.DnsRefreshRate = durationpb.New(1e9)
+				c.CleanupInterval = durationpb.New(1e9)
 				return c
 			},
-			want: "envoy.config.cluster.v3.Cluster.dns_refresh_rate",
+			want: "envoy.config.cluster.v3.Cluster.cleanup_interval",
 		},
 		"cluster enum value": {
 			msg: func(t *testing.T) proto.Message {

@@ -20,7 +20,6 @@ var (
 	errRouteTimeout  = errors.New("route timeout")
 	errPerTryTimeout = errors.New("per-try timeout")
 	errPerTryIdle    = errors.New("per-try idle timeout")
-	errUpstreamReset = errors.New("upstream reset")
 )
 
 // route is the router filter: it matches (again, if a filter cleared the
@@ -429,7 +428,7 @@ func (s *stream) try(ctx context.Context, rt *route, cl *cluster, h *host, data 
 		pendingDone()
 		timers.start()
 	}}
-	resp, err := h.roundTripper().RoundTrip(req.WithContext(httptrace.WithClientTrace(tctx, trace)))
+	resp, err := h.roundTripper().RoundTrip(req.WithContext(httptrace.WithClientTrace(tctx, trace))) //nolint:bodyclose // closed by res.cleanup
 	pendingDone()
 	if err != nil {
 		return s.tryFailed(ctx, tctx, res, timers, err)

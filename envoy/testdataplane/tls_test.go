@@ -192,7 +192,7 @@ func TestXDSOverMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer dp.Close()
+	defer func() { _ = dp.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := dp.WaitReady(ctx); err != nil {
