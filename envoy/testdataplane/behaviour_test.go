@@ -343,3 +343,36 @@ func TestImmediateResponseAfterResponseStartedResets(t *testing.T) {
 		t.Errorf("status %d, body %q, read error %v: want the first event, then a reset", resp.StatusCode, body, err)
 	}
 }
+
+// What one request's processor changes about the processing mode
+// (CONTINUE_AND_REPLACE ends body processing) must not leak into the next
+// request.
+func TestModeChangesStayWithinOneRequest(t *testing.T) {
+	e := newEnv(t)
+	tg, ua, _, routeA, _ := twoModels(t)
+	route := routeByModel(map[string]string{"a": routeA})
+	e.proc.script(func(ps *procStream, req *extprocsvc.ProcessingRequest) (*extprocsvc.ProcessingResponse, error) {
+		if h := req.GetRequestHeaders(); h != nil {
+			if v, _ := headerValue(h.GetHeaders(), "x-test-replace"); v != "" {
+				return reply(req, &extprocsvc.CommonResponse{
+					Status:          extprocsvc.CommonResponse_CONTINUE_AND_REPLACE,
+					HeaderMutation:  setHeaders(xdstranslate.RouteHeader, routeA),
+					ClearRouteCache: true,
+					BodyMutation:    &extprocsvc.BodyMutation{Mutation: &extprocsvc.BodyMutation_Body{Body: []byte("replaced")}},
+				}), nil
+			}
+		}
+		return route(ps, req)
+	}, nil)
+	e.start(&tg.g)
+	if code, _, _ := e.post("/v1/chat/completions", `{"model":"a"}`, "x-test-replace", "1"); code != 200 {
+		t.Fatalf("replacing request: %d", code)
+	}
+	if code, _, _ := e.post("/v1/chat/completions", `{"model":"a"}`); code != 200 {
+		t.Fatalf("next request: %d; its body must still go to the processor", code)
+	}
+	got := ua.requests()
+	if len(got) != 2 || string(got[0].body) != "replaced" || string(got[1].body) != `{"model":"a"}` {
+		t.Errorf("upstream bodies %q, %q", got[0].body, got[1].body)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	extprocsvc "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -81,7 +82,8 @@ type recvResult struct {
 }
 
 func newExtProcStream(s *stream, cfg *extProcConfig, h *host) *extProcStream {
-	return &extProcStream{cfg: cfg, s: s, host: h, mode: cfg.mode}
+	// The mode is per request: overrides and CONTINUE_AND_REPLACE change it.
+	return &extProcStream{cfg: cfg, s: s, host: h, mode: proto.Clone(cfg.mode).(*extprocv3.ProcessingMode)}
 }
 
 // close ends the gRPC stream the way Envoy does when the filter is
