@@ -21,7 +21,7 @@ func (anthropicPassthrough) request(t Target, body []byte) (ProviderRequest, err
 	if err := checkModel(body, spans[0], found[0]); err != nil {
 		return ProviderRequest{}, err
 	}
-	resp := ResponseOptions{EstimatedInputTokens: estimateTokens(int64(len(body)))}
+	var resp ResponseOptions
 	if found[1] {
 		switch v := body[spans[1].start:spans[1].end]; string(v) {
 		case "true":
@@ -59,12 +59,20 @@ func (*anthropicPassthroughHandler) contentType(_ bool, upstream string) string 
 func (*anthropicPassthroughHandler) forwardsBody() bool                         { return true }
 
 func (*anthropicPassthroughHandler) body(dst, b []byte, m *usageMeter) ([]byte, error) {
-	spans, found, _, err := topLevel(b, "usage")
-	if err == nil && found[0] {
+	spans, found, _, err := topLevel(b, "usage", "content")
+	if err != nil {
+		return dst, nil //nolint:nilerr // the body went out as it came; its usage stays an estimate
+	}
+	if found[0] {
 		var u anthropicUsage
 		if decodeUsage(b, spans[0], &u) {
 			m.report(u.usage(), true)
 		}
+	}
+	if found[1] {
+		// Counted only when no usage was reported (Anthropic-compatible
+		// servers that send none).
+		m.addAnthropicContent(b, spans[1])
 	}
 	return dst, nil
 }
@@ -95,7 +103,9 @@ func anthropicUsageEvent(ev *SSEEvent, m *usageMeter, into *anthropicUsage) erro
 	typ := anthropicEventType(ev)
 	switch typ {
 	case "content_block_delta":
-		m.outUnits++
+		if !m.final {
+			m.addAnthropicDelta(ev.Data)
+		}
 		return nil
 	case "message_start", "message_delta", "error":
 	default:

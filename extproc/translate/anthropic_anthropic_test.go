@@ -75,8 +75,8 @@ func TestAnthropicPassthroughResponse(t *testing.T) {
 		{fixture: "anthropic/stream_tool.sse", stream: true, usage: Usage{InputTokens: 380, OutputTokens: 58}},
 		{fixture: "anthropic/stream_thinking.sse", stream: true, usage: Usage{InputTokens: 52, OutputTokens: 97}},
 		{fixture: "anthropic/stream_delta_usage.sse", stream: true, usage: Usage{InputTokens: 19500, OutputTokens: 31, CachedInputTokens: 18000}},
-		{fixture: "anthropic/stream_error.sse", stream: true, usage: Usage{InputTokens: 40, OutputTokens: 1, Estimated: true}, errType: "overloaded_error"},
-		{fixture: "anthropic/stream_cut.sse", stream: true, usage: Usage{InputTokens: 40, OutputTokens: 2, Estimated: true}},
+		{fixture: "anthropic/stream_error.sse", stream: true, usage: Usage{InputTokens: 40, OutputTokens: tokens("Partial"), Estimated: true}, errType: "overloaded_error"},
+		{fixture: "anthropic/stream_cut.sse", stream: true, usage: Usage{InputTokens: 40, OutputTokens: tokens("This answer was cut off in the middle of a long sentence about"), Estimated: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.fixture, func(t *testing.T) {

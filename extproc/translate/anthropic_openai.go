@@ -100,7 +100,6 @@ func (anthropicToOpenAI) request(t Target, body []byte) (ProviderRequest, error)
 	}
 
 	out := openAIChatOut{Model: t.UpstreamModel, Stream: in.Stream, Stop: in.StopSequences, Temperature: in.Temperature, TopP: in.TopP}
-	var textBytes int64
 	if in.System != nil {
 		var sb strings.Builder
 		for i, b := range *in.System {
@@ -114,7 +113,6 @@ func (anthropicToOpenAI) request(t Target, body []byte) (ProviderRequest, error)
 		}
 		if sb.Len() > 0 {
 			out.Messages = append(out.Messages, openAIMessageOut{Role: "system", Content: sb.String()})
-			textBytes += int64(sb.Len())
 		}
 	}
 	for i, raw := range raws {
@@ -123,12 +121,11 @@ func (anthropicToOpenAI) request(t Target, body []byte) (ProviderRequest, error)
 		if err := json.Unmarshal(raw, &m); err != nil {
 			return ProviderRequest{}, decodeError(param, err)
 		}
-		msgs, n, err := openAIMessages(param, &m)
+		msgs, err := openAIMessages(param, &m)
 		if err != nil {
 			return ProviderRequest{}, err
 		}
 		out.Messages = append(out.Messages, msgs...)
-		textBytes += n
 	}
 
 	if t.Kind == KindOpenAICompatible {
@@ -149,7 +146,6 @@ func (anthropicToOpenAI) request(t Target, body []byte) (ProviderRequest, error)
 			return ProviderRequest{}, badRequest(CodeMissingParameter, "tools."+strconv.Itoa(i)+".name", "Each tool needs a 'name'.")
 		}
 		out.Tools = append(out.Tools, openAIToolOut{Type: "function", Function: openAIFunctionOut{Name: tool.Name, Description: tool.Description, Parameters: tool.InputSchema}})
-		textBytes += int64(len(tool.Name) + len(tool.Description) + len(tool.InputSchema))
 	}
 	if tc := bytes.TrimSpace(in.ToolChoice); len(tc) > 0 && string(tc) != "null" {
 		var choice anthropicToolChoice
@@ -189,13 +185,10 @@ func (anthropicToOpenAI) request(t Target, body []byte) (ProviderRequest, error)
 		return ProviderRequest{}, err
 	}
 	return ProviderRequest{
-		Method: "POST",
-		Path:   openAIPath(t, OpenAIChat),
-		Body:   b,
-		Response: ResponseOptions{
-			Stream:               out.Stream,
-			EstimatedInputTokens: estimateTokens(textBytes),
-		},
+		Method:   "POST",
+		Path:     openAIPath(t, OpenAIChat),
+		Body:     b,
+		Response: ResponseOptions{Stream: out.Stream},
 	}, nil
 }
 
@@ -206,14 +199,13 @@ func boolPtr(b bool) *bool { return &b }
 // tool calls) followed by a user message with the rest; images inside tool
 // results move to that user message, since OpenAI tool messages hold text
 // only.
-func openAIMessages(param string, m *anthropicMessage) ([]openAIMessageOut, int64, error) {
-	var n int64
+func openAIMessages(param string, m *anthropicMessage) ([]openAIMessageOut, error) {
 	switch m.Role {
 	case "user", "assistant":
 	case "":
-		return nil, 0, badRequest(CodeMissingParameter, param+".role", "Each message needs a 'role'.")
+		return nil, badRequest(CodeMissingParameter, param+".role", "Each message needs a 'role'.")
 	default:
-		return nil, 0, badRequest(CodeInvalidValue, param+".role", "Unknown role %q; use user or assistant (the system prompt goes in 'system').", m.Role)
+		return nil, badRequest(CodeInvalidValue, param+".role", "Unknown role %q; use user or assistant (the system prompt goes in 'system').", m.Role)
 	}
 	var out []openAIMessageOut
 	var parts []openAIPartOut
@@ -224,34 +216,31 @@ func openAIMessages(param string, m *anthropicMessage) ([]openAIMessageOut, int6
 		case "text":
 			if b.Text != "" {
 				parts = append(parts, openAIPartOut{Type: "text", Text: b.Text})
-				n += int64(len(b.Text))
 			}
 		case "image", "document":
 			if m.Role != "user" {
-				return nil, 0, badRequest(CodeUnsupportedContent, bp+".type", "An assistant turn cannot hold %s blocks.", b.Type)
+				return nil, badRequest(CodeUnsupportedContent, bp+".type", "An assistant turn cannot hold %s blocks.", b.Type)
 			}
 			p, err := openAIPartFromSource(bp, &b)
 			if err != nil {
-				return nil, 0, err
+				return nil, err
 			}
 			parts = append(parts, p)
-			n += 1000
 		case "tool_use":
 			if m.Role != "assistant" {
-				return nil, 0, badRequest(CodeUnsupportedContent, bp+".type", "tool_use blocks belong in assistant turns.")
+				return nil, badRequest(CodeUnsupportedContent, bp+".type", "tool_use blocks belong in assistant turns.")
 			}
 			if b.ID == "" || b.Name == "" {
-				return nil, 0, badRequest(CodeMissingParameter, bp+".id", "A tool_use block needs 'id' and 'name'.")
+				return nil, badRequest(CodeMissingParameter, bp+".id", "A tool_use block needs 'id' and 'name'.")
 			}
 			args := compactArgs(b.Input)
 			calls = append(calls, chatOutToolCall{ID: b.ID, Type: "function", Function: chatOutFunction{Name: b.Name, Arguments: args}})
-			n += int64(len(b.Name) + len(args))
 		case "tool_result":
 			if m.Role != "user" {
-				return nil, 0, badRequest(CodeUnsupportedContent, bp+".type", "tool_result blocks belong in user turns.")
+				return nil, badRequest(CodeUnsupportedContent, bp+".type", "tool_result blocks belong in user turns.")
 			}
 			if b.ToolUseID == "" {
-				return nil, 0, badRequest(CodeMissingParameter, bp+".tool_use_id", "A tool_result block needs 'tool_use_id'.")
+				return nil, badRequest(CodeMissingParameter, bp+".tool_use_id", "A tool_result block needs 'tool_use_id'.")
 			}
 			var text strings.Builder
 			if b.IsError {
@@ -265,20 +254,19 @@ func openAIMessages(param string, m *anthropicMessage) ([]openAIMessageOut, int6
 					case "image", "document":
 						p, err := openAIPartFromSource(bp+".content."+strconv.Itoa(k), &c)
 						if err != nil {
-							return nil, 0, err
+							return nil, err
 						}
 						parts = append(parts, p)
 					default:
-						return nil, 0, badRequest(CodeUnsupportedContent, bp+".content."+strconv.Itoa(k)+".type", "A tool result may hold text, image and document blocks, not %q.", c.Type)
+						return nil, badRequest(CodeUnsupportedContent, bp+".content."+strconv.Itoa(k)+".type", "A tool result may hold text, image and document blocks, not %q.", c.Type)
 					}
 				}
 			}
 			out = append(out, openAIMessageOut{Role: "tool", ToolCallID: b.ToolUseID, Content: text.String()})
-			n += int64(text.Len())
 		case "thinking", "redacted_thinking":
 			// Signed reasoning of Claude's: no other provider can use it.
 		default:
-			return nil, 0, badRequest(CodeUnsupportedContent, bp+".type", "Content block type %q is not supported for this model (served by an OpenAI-style provider); use text, image, document, tool_use or tool_result.", b.Type)
+			return nil, badRequest(CodeUnsupportedContent, bp+".type", "Content block type %q is not supported for this model (served by an OpenAI-style provider); use text, image, document, tool_use or tool_result.", b.Type)
 		}
 	}
 	msg := openAIMessageOut{Role: m.Role, ToolCalls: calls}
@@ -298,7 +286,7 @@ func openAIMessages(param string, m *anthropicMessage) ([]openAIMessageOut, int6
 	if msg.Content != nil || len(msg.ToolCalls) > 0 {
 		out = append(out, msg)
 	}
-	return out, n, nil
+	return out, nil
 }
 
 func openAIPartFromSource(param string, b *anthropicBlock) (openAIPartOut, error) {
@@ -424,12 +412,14 @@ func (h *openAIChatToAnthropic) body(dst, b []byte, m *usageMeter) ([]byte, erro
 		finish = c.FinishReason
 		if c.Message.Content != nil && *c.Message.Content != "" {
 			blocks = append(blocks, anthropicBlock{Type: "text", Text: *c.Message.Content})
-			m.outBytes += int64(len(*c.Message.Content))
+			m.addOutput(*c.Message.Content)
 		}
 		if c.Message.Refusal != nil && *c.Message.Refusal != "" {
 			blocks = append(blocks, anthropicBlock{Type: "text", Text: *c.Message.Refusal})
+			m.addOutput(*c.Message.Refusal)
 		}
 		for _, tc := range c.Message.ToolCalls {
+			m.addOutput(tc.Function.Arguments)
 			blocks = append(blocks, anthropicBlock{Type: "tool_use", ID: tc.ID, Name: tc.Function.Name, Input: toolInput(tc.Function.Arguments)})
 		}
 	}
@@ -520,7 +510,7 @@ func (h *openAIChatToAnthropic) event(dst []byte, ev *SSEEvent, m *usageMeter) (
 				dst = h.closeBlock(dst)
 				dst = h.openBlock(dst, "text", `{"type":"text","text":""}`)
 			}
-			m.outBytes += int64(len(text))
+			m.addOutput(text)
 			dst = h.delta(dst, `{"type":"text_delta","text":`, text)
 		}
 		for _, tc := range d.ToolCalls {
@@ -544,7 +534,7 @@ func (h *openAIChatToAnthropic) event(dst []byte, ev *SSEEvent, m *usageMeter) (
 				h.tool, h.nextTool = tc.Index, tc.Index+1
 			}
 			if tc.Function.Arguments != "" {
-				m.outBytes += int64(len(tc.Function.Arguments))
+				m.addOutput(tc.Function.Arguments)
 				dst = h.delta(dst, `{"type":"input_json_delta","partial_json":`, tc.Function.Arguments)
 			}
 		}

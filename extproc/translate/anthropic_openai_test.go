@@ -296,9 +296,9 @@ func TestAnthropicToOpenAIStream(t *testing.T) {
 			tools: []toolSummary{{ID: "call_TgA", Name: "get_weather", Args: `{"city":"Oslo"}`}, {ID: "call_TgB", Name: "get_time", Args: `{}`}}},
 		{fixture: "openai/stream_compat.sse", usage: Usage{InputTokens: 5, OutputTokens: 2}, text: "Hi", stop: "end_turn"},
 		{fixture: "openai/stream_groq.sse", usage: Usage{InputTokens: 12, OutputTokens: 3}, text: "Yo", stop: "end_turn"},
-		{fixture: "openai/stream_error.sse", usage: Usage{InputTokens: 100, OutputTokens: 1, Estimated: true}, text: "Par",
+		{fixture: "openai/stream_error.sse", usage: Usage{InputTokens: 100, OutputTokens: tokens("Par"), Estimated: true}, text: "Par",
 			errMsg: "The server had an error while processing your request."},
-		{fixture: "openai/stream_cut.sse", usage: Usage{InputTokens: 100, OutputTokens: 2, Estimated: true}, text: "One two"},
+		{fixture: "openai/stream_cut.sse", usage: Usage{InputTokens: 100, OutputTokens: tokens("One two"), Estimated: true}, text: "One two"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.fixture, func(t *testing.T) {

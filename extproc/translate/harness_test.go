@@ -12,6 +12,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/tollgate-dev/tollgate/extproc/tokencount"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
@@ -49,6 +51,10 @@ func golden(t testing.TB, name string, got []byte) {
 		t.Fatalf("output differs from %s (run go test -update after checking the change):\n got: %s\nwant: %s", path, got, want)
 	}
 }
+
+// tokens is the tokenizer's count of text: the output estimate of a response
+// cut (or unreported) after streaming text, when text fits one batch.
+func tokens(text string) int64 { return tokencount.Count(text) }
 
 // exchange is one provider response to replay through a translator.
 type exchange struct {

@@ -189,9 +189,8 @@ func (openAIToAnthropic) request(t Target, body []byte) (ProviderRequest, error)
 		Body:    out,
 		Headers: []Header{{Name: "anthropic-version", Value: anthropicVersion(t)}},
 		Response: ResponseOptions{
-			Stream:               ar.Stream,
-			IncludeUsage:         r.includeUsage(),
-			EstimatedInputTokens: estimateTokens(r.textBytes),
+			Stream:       ar.Stream,
+			IncludeUsage: r.includeUsage(),
 		},
 	}, nil
 }
@@ -492,7 +491,7 @@ func (h *anthropicToOpenAIChat) event(dst []byte, ev *SSEEvent, m *usageMeter) (
 		switch cb.Type {
 		case "text":
 			if cb.Text != "" {
-				m.outBytes += int64(len(cb.Text))
+				m.addOutput(cb.Text)
 				dst = h.w.text(dst, 0, "content", cb.Text)
 			}
 		case "tool_use":
@@ -520,7 +519,7 @@ func (h *anthropicToOpenAIChat) event(dst []byte, ev *SSEEvent, m *usageMeter) (
 		switch e.Delta.Type {
 		case "text_delta":
 			if e.Delta.Text != "" {
-				m.outBytes += int64(len(e.Delta.Text))
+				m.addOutput(e.Delta.Text)
 				dst = h.w.text(dst, 0, "content", e.Delta.Text)
 			}
 		case "input_json_delta":
@@ -529,13 +528,13 @@ func (h *anthropicToOpenAIChat) event(dst []byte, ev *SSEEvent, m *usageMeter) (
 				return dst, nil
 			}
 			if e.Delta.PartialJSON != "" {
-				m.outBytes += int64(len(e.Delta.PartialJSON))
+				m.addOutput(e.Delta.PartialJSON)
 				h.blocks[e.Index].argBytes += len(e.Delta.PartialJSON)
 				dst = h.w.toolArgs(dst, 0, h.blocks[e.Index].tool, e.Delta.PartialJSON)
 			}
 		case "thinking_delta":
 			if e.Delta.Thinking != "" {
-				m.outBytes += int64(len(e.Delta.Thinking))
+				m.addOutput(e.Delta.Thinking)
 				dst = h.w.text(dst, 0, "reasoning_content", e.Delta.Thinking)
 			}
 		}

@@ -238,8 +238,13 @@ func TestOpenAIToAnthropicRequestOptions(t *testing.T) {
 	if !strings.Contains(string(preq.Body), `"max_tokens":1000`) {
 		t.Errorf("body %s: want the target's default max_tokens", preq.Body)
 	}
-	if !preq.Response.Stream || !preq.Response.IncludeUsage || preq.Response.EstimatedInputTokens == 0 {
+	if !preq.Response.Stream || !preq.Response.IncludeUsage {
 		t.Errorf("response options = %+v", preq.Response)
+	}
+	// No answer yet: the usage is the estimate of the request's input, one
+	// user message of two tokens with its overheads (3 + "user" + 3).
+	if u := NewResponseTranslator(OpenAIChat, anthropicTarget, preq.Response).Usage(); u != (Usage{InputTokens: 3 + 1 + 2 + 3, Estimated: true}) {
+		t.Errorf("usage before any answer = %+v, want the request's estimate", u)
 	}
 }
 
@@ -429,9 +434,9 @@ func TestOpenAIToAnthropicStream(t *testing.T) {
 			content: "It is a gateway.", finish: "stop"},
 		{fixture: "anthropic/stream_delta_usage.sse", usage: Usage{InputTokens: 19500, OutputTokens: 31, CachedInputTokens: 18000},
 			content: "ok", finish: "stop"},
-		{fixture: "anthropic/stream_error.sse", usage: Usage{InputTokens: 40, OutputTokens: 2, Estimated: true},
+		{fixture: "anthropic/stream_error.sse", usage: Usage{InputTokens: 40, OutputTokens: tokens("Partial"), Estimated: true},
 			errType: "overloaded_error", content: "Partial"},
-		{fixture: "anthropic/stream_cut.sse", usage: Usage{InputTokens: 40, OutputTokens: 16, Estimated: true},
+		{fixture: "anthropic/stream_cut.sse", usage: Usage{InputTokens: 40, OutputTokens: tokens("This answer was cut off in the middle of a long sentence about"), Estimated: true},
 			content: "This answer was cut off in the middle of a long sentence about"},
 	}
 	for _, tt := range tests {

@@ -39,9 +39,6 @@ type chatRequest struct {
 	Audio               json.RawMessage    `json:"audio"`
 	Functions           json.RawMessage    `json:"functions"`
 	FunctionCall        json.RawMessage    `json:"function_call"`
-
-	// Filled by parseChat.
-	textBytes int64 // prompt text size, for the usage estimate
 }
 
 type chatStreamOptions struct {
@@ -293,16 +290,6 @@ func parseChat(body []byte) (*chatRequest, error) {
 		if err := checkChatMessage("messages["+strconv.Itoa(i)+"]", m); err != nil {
 			return nil, err
 		}
-		r.textBytes += int64(len(m.Content.Text)) + int64(len(m.Role))
-		for _, p := range m.Content.Parts {
-			r.textBytes += int64(len(p.Text))
-			if p.Type != "text" {
-				r.textBytes += 1000 // an image or a file: a few hundred tokens at least
-			}
-		}
-		for _, tc := range m.ToolCalls {
-			r.textBytes += int64(len(tc.Function.Name) + len(tc.Function.Arguments))
-		}
 	}
 	for i, t := range r.Tools {
 		param := "tools[" + strconv.Itoa(i) + "]"
@@ -315,7 +302,6 @@ func parseChat(body []byte) (*chatRequest, error) {
 		if p := bytes.TrimSpace(t.Function.Parameters); len(p) > 0 && p[0] != '{' && string(p) != "null" {
 			return nil, badRequest(CodeInvalidType, param+".function.parameters", "Invalid type for '%s.function.parameters': expected a JSON Schema object, got %s.", param, jsonKind(p))
 		}
-		r.textBytes += int64(len(t.Function.Name) + len(t.Function.Description) + len(t.Function.Parameters))
 	}
 	switch {
 	case r.N != nil && *r.N < 1:

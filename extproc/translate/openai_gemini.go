@@ -272,9 +272,8 @@ func (openAIToGemini) request(t Target, body []byte) (ProviderRequest, error) {
 		Path:   t.path("/v1beta/models/" + url.PathEscape(model) + method),
 		Body:   out,
 		Response: ResponseOptions{
-			Stream:               r.stream(),
-			IncludeUsage:         r.includeUsage(),
-			EstimatedInputTokens: estimateTokens(r.textBytes),
+			Stream:       r.stream(),
+			IncludeUsage: r.includeUsage(),
 		},
 	}, nil
 }
@@ -572,15 +571,15 @@ func (h *geminiToOpenAIChat) event(dst []byte, ev *SSEEvent, m *usageMeter) ([]b
 				switch {
 				case p.FunctionCall != nil:
 					args := compactArgs(p.FunctionCall.Args)
-					m.outBytes += int64(len(args))
+					m.addOutput(args)
 					dst = h.w.toolStart(dst, idx, cs.tools, h.toolCallID(p.FunctionCall, h.id, idx, cs.tools), p.FunctionCall.Name, args, signatureExtra(p.ThoughtSignature))
 					cs.tools++
 				case p.Text == "":
 				case p.Thought:
-					m.outBytes += int64(len(p.Text))
+					m.addOutput(p.Text)
 					dst = h.w.text(dst, idx, "reasoning_content", p.Text)
 				default:
-					m.outBytes += int64(len(p.Text))
+					m.addOutput(p.Text)
 					dst = h.w.text(dst, idx, "content", p.Text)
 				}
 			}

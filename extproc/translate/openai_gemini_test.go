@@ -262,7 +262,7 @@ func TestOpenAIToGeminiStream(t *testing.T) {
 			content: map[int]string{0: ""}, refusal: "The provider blocked this prompt (PROHIBITED_CONTENT).", finish: map[int]string{0: "content_filter"}},
 		{fixture: "gemini/stream_two_candidates.sse", usage: Usage{InputTokens: 6, OutputTokens: 4},
 			content: map[int]string{0: "Heads.", 1: "Tails"}, finish: map[int]string{0: "stop", 1: "length"}},
-		{fixture: "gemini/stream_error.sse", usage: Usage{InputTokens: 9, OutputTokens: 1, Estimated: true}, errType: "UNAVAILABLE",
+		{fixture: "gemini/stream_error.sse", usage: Usage{InputTokens: 9, OutputTokens: tokens("Par"), Estimated: true}, errType: "UNAVAILABLE",
 			content: map[int]string{0: "Par"}, finish: map[int]string{}},
 	}
 	for _, tt := range tests {

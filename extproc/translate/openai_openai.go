@@ -35,7 +35,7 @@ func (p openAIPassthrough) request(t Target, body []byte) (ProviderRequest, erro
 	var edits []edit
 	edits = append(edits, edit{spans[iModel].start, spans[iModel].end, appendJSONString(nil, t.UpstreamModel)})
 
-	resp := ResponseOptions{EstimatedInputTokens: estimateTokens(int64(len(body)))}
+	var resp ResponseOptions
 	if p.api != OpenAIEmbeddings && found[iStream] {
 		v := body[spans[iStream].start:spans[iStream].end]
 		switch string(v) {
@@ -251,7 +251,7 @@ func (h *openAIPassthroughHandler) contentType(_ bool, upstream string) string {
 func (h *openAIPassthroughHandler) forwardsBody() bool                         { return true }
 
 func (h *openAIPassthroughHandler) body(dst, b []byte, m *usageMeter) ([]byte, error) {
-	spans, found, _, err := topLevel(b, "usage", "choices")
+	spans, found, _, err := topLevel(b, "usage", "choices", "output")
 	if err != nil {
 		// The driver ignores this error: the body already went to the client
 		// as it came, and its usage stays an estimate.
@@ -272,25 +272,11 @@ func (h *openAIPassthroughHandler) body(dst, b []byte, m *usageMeter) ([]byte, e
 		return dst, nil
 	}
 	// No usage (some compatible servers omit it): estimate from the text.
-	if h.api == OpenAIChat && found[1] {
-		var choices []struct {
-			Message struct {
-				Content   string `json:"content"`
-				ToolCalls []struct {
-					Function struct {
-						Arguments string `json:"arguments"`
-					} `json:"function"`
-				} `json:"tool_calls"`
-			} `json:"message"`
-		}
-		if json.Unmarshal(b[spans[1].start:spans[1].end], &choices) == nil {
-			for _, c := range choices {
-				m.outBytes += int64(len(c.Message.Content))
-				for _, tc := range c.Message.ToolCalls {
-					m.outBytes += int64(len(tc.Function.Arguments))
-				}
-			}
-		}
+	switch {
+	case h.api == OpenAIChat && found[1]:
+		m.addChatChoices(b, spans[1])
+	case h.api == OpenAIResponses && found[2]:
+		m.addResponsesOutput(b, spans[2])
 	}
 	return dst, nil
 }
@@ -331,7 +317,7 @@ func (h *openAIPassthroughHandler) event(dst []byte, ev *SSEEvent, m *usageMeter
 	}
 	emptyChoices := !haveChoices || isEmptyArray(ev.Data[choices.start:choices.end])
 	if !emptyChoices {
-		m.outUnits++
+		m.addChatChoices(ev.Data, choices)
 	}
 	if haveUsage && !isNull(ev.Data[usage.start:usage.end]) {
 		var u openAIUsage
@@ -367,8 +353,9 @@ func (h *openAIPassthroughHandler) responsesEvent(dst []byte, ev *SSEEvent, m *u
 		}
 	}
 	switch name {
-	case "response.output_text.delta", "response.function_call_arguments.delta", "response.reasoning_summary_text.delta":
-		m.outUnits++
+	case "response.output_text.delta", "response.refusal.delta", "response.function_call_arguments.delta",
+		"response.reasoning_summary_text.delta", "response.reasoning_text.delta":
+		m.addOutputMember(ev.Data, span{0, len(ev.Data)}, "delta")
 	case "response.completed", "response.incomplete", "response.failed":
 		var e struct {
 			Response struct {

@@ -3,6 +3,8 @@ package translate
 import (
 	"errors"
 	"strings"
+
+	"github.com/tollgate-dev/tollgate/extproc/tokencount"
 )
 
 // ResponseTranslator converts one provider response for the client and
@@ -23,7 +25,9 @@ type ResponseTranslator interface {
 	// After an error, Chunk returns nothing more.
 	Chunk(b []byte, endOfStream bool) ([]byte, error)
 	// Usage returns the usage reported so far; it is Estimated until the
-	// provider's final report has been read.
+	// provider's final report has been read. Until then each call counts
+	// tokens: the request's on the first call, and the text generated since
+	// the previous one, at about 150 ns a byte (docs/translation.md).
 	Usage() Usage
 }
 
@@ -32,7 +36,11 @@ type ResponseTranslator interface {
 // the caller's RequestID and Created added.
 func NewResponseTranslator(api ClientAPI, t Target, o ResponseOptions) ResponseTranslator {
 	d := &driver{api: api, kind: t.Kind, opts: o}
-	d.m.estIn = o.EstimatedInputTokens
+	d.m.enc = tokencount.ForModel(t.UpstreamModel)
+	d.m.request = o.request
+	if o.EstimatedInputTokens > 0 {
+		d.m.estIn, d.m.inKnown = o.EstimatedInputTokens, true
+	}
 	if p, err := pairFor(api, t.Kind); err == nil {
 		d.h = p.response(t, o)
 	} else {
@@ -193,8 +201,7 @@ func (rawHandler) forwardsBody() bool                         { return true }
 func (rawHandler) body(dst, _ []byte, _ *usageMeter) ([]byte, error) {
 	return dst, nil
 }
-func (rawHandler) event(dst []byte, ev *SSEEvent, m *usageMeter) ([]byte, error) {
-	m.outUnits++
+func (rawHandler) event(dst []byte, ev *SSEEvent, _ *usageMeter) ([]byte, error) {
 	return append(dst, ev.Raw...), nil
 }
 func (rawHandler) end(dst []byte, _ *usageMeter) ([]byte, error) { return dst, nil }

@@ -158,16 +158,19 @@ type ProviderRequest struct {
 }
 
 // ResponseOptions tell a response translator what the client asked for.
-// TranslateRequest fills Stream, IncludeUsage and EstimatedInputTokens; the
-// caller adds RequestID and Created.
+// TranslateRequest fills Stream and IncludeUsage, and keeps the client's
+// body for the input estimate; the caller adds RequestID and Created.
 type ResponseOptions struct {
 	Stream bool // the client asked for a stream
 	// IncludeUsage is the client's stream_options.include_usage: whether an
 	// OpenAI stream ends with a usage chunk. Tollgate always asks OpenAI
 	// providers for it and removes it again when the client did not.
 	IncludeUsage bool
-	// EstimatedInputTokens is a rough count from the request's size, used
-	// only when the provider reports no usage.
+	// EstimatedInputTokens, when above 0, is the input count used when the
+	// provider reports no usage. TranslateRequest leaves it 0: the response
+	// translator then counts the request's text with a tokenizer, and only
+	// if the estimate is needed (see usageMeter), since counting a large
+	// prompt takes milliseconds.
 	EstimatedInputTokens int64
 	// RequestID makes ids in translated responses when the provider gives
 	// none (Gemini function calls, chat completion ids).
@@ -176,6 +179,9 @@ type ResponseOptions struct {
 	// responses whose provider gives none; the caller passes the request's
 	// arrival time. 0 is written as 0.
 	Created int64
+
+	// request is the client's request, for the input estimate.
+	request requestText
 }
 
 // pair is the translation between one client API and one provider family.
@@ -223,6 +229,10 @@ func pairFor(api ClientAPI, kind ProviderKind) (pair, error) {
 // TranslateRequest converts a client's request body for the target's
 // provider. An error is an *Error: answer the client with its Status and
 // Body(api).
+//
+// The returned Response options keep body, to count its tokens if the
+// provider reports no usage: body must not change while the response is
+// translated.
 func TranslateRequest(api ClientAPI, t Target, body []byte) (ProviderRequest, error) {
 	p, err := pairFor(api, t.Kind)
 	if err != nil {
@@ -232,7 +242,12 @@ func TranslateRequest(api ClientAPI, t Target, body []byte) (ProviderRequest, er
 		return ProviderRequest{}, &Error{Status: 500, Type: "server_error", Code: CodeMissingParameter,
 			Message: "The model's deployment has no upstream model name; an operator must fix it."}
 	}
-	return p.request(t, body)
+	preq, err := p.request(t, body)
+	if err != nil {
+		return ProviderRequest{}, err
+	}
+	preq.Response.request = requestText{api: api, body: body}
+	return preq, nil
 }
 
 // RequestModel returns the top-level "model" of a client's request body

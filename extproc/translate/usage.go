@@ -1,6 +1,10 @@
 package translate
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/tollgate-dev/tollgate/extproc/tokencount"
+)
 
 // Usage is the token count of one request, in one convention for every
 // provider (OpenAI's): the parts are included in the totals.
@@ -37,8 +41,9 @@ type Usage struct {
 	ReasoningTokens       int64
 	// Estimated is set when the provider did not report usage, or the
 	// response ended (or was cut) before the final report; the counts are
-	// then the larger of what was reported and a rough estimate from text
-	// length (about four bytes a token).
+	// then the larger of what was reported and an estimate made with a
+	// tokenizer (extproc/tokencount): the input from the request's text, the
+	// output from the text generated so far.
 	Estimated bool
 }
 
@@ -157,23 +162,44 @@ func (u *geminiUsage) usage() Usage {
 	}
 }
 
-// estimateTokens is the rough count used when a provider reports nothing:
-// about four bytes of text a token, rounded up.
-func estimateTokens(bytes int64) int64 { return (bytes + 3) / 4 }
-
-// usageMeter accumulates what a response translator learns about usage.
+// usageMeter accumulates what a response translator learns about usage,
+// and estimates what the provider did not report.
+//
+// Counting tokens costs about 150 ns a byte (extproc/tokencount), so the
+// meter counts only what it must, and late:
+//   - the input is counted from the request (countInput) the first time an
+//     estimate is read, and only then;
+//   - generated text is held back in batches of up to 4 KiB
+//     (outputCounter), tokenized when a batch is full or the estimate is
+//     read, and dropped untokenized once the provider's final report
+//     arrives; after that report nothing more is held.
+//
+// A response whose usage the provider reports before anyone reads the meter
+// is never tokenized. The estimate of generated text is the sum of the
+// counts of its batches: exactly the tokenizer's count of the text when it
+// fits one batch.
 type usageMeter struct {
 	reported Usage
-	final    bool  // the provider's final report was seen
-	estIn    int64 // estimated input tokens, from the request
-	outBytes int64 // generated text seen, for the output estimate
-	outUnits int64 // generated chunks seen, when text length is unknown
+	final    bool // the provider's final report was seen
+	enc      tokencount.Encoding
+	request  requestText // counted into estIn when first needed
+	estIn    int64       // estimated input tokens; valid once inKnown
+	inKnown  bool
+	out      outputCounter // generated text, for the output estimate
 }
 
 func (m *usageMeter) report(u Usage, final bool) {
 	m.reported = u
 	if final {
 		m.final = true
+		m.out.drop()
+	}
+}
+
+// addOutput adds generated text to the output estimate.
+func (m *usageMeter) addOutput(s string) {
+	if !m.final && s != "" {
+		m.out.add(m.enc, s)
 	}
 }
 
@@ -181,10 +207,13 @@ func (m *usageMeter) usage() Usage {
 	if m.final {
 		return m.reported
 	}
+	if !m.inKnown {
+		m.estIn, m.inKnown = countInput(m.enc, m.request), true
+	}
 	u := m.reported
 	u.Estimated = true
 	u.InputTokens = max(u.InputTokens, m.estIn)
-	u.OutputTokens = max(u.OutputTokens, estimateTokens(m.outBytes), m.outUnits)
+	u.OutputTokens = max(u.OutputTokens, m.out.count(m.enc))
 	return u
 }
 
