@@ -128,7 +128,11 @@ func (e *extProcStream) open() error {
 	go func(st extprocsvc.ExternalProcessor_ProcessClient, ch chan<- recvResult) {
 		for {
 			r, err := st.Recv()
-			ch <- recvResult{r, err}
+			select {
+			case ch <- recvResult{r, err}:
+			case <-ctx.Done():
+				return // nobody waits any more (timeout, or the request ended)
+			}
 			if err != nil {
 				return
 			}
