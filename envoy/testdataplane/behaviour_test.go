@@ -376,3 +376,64 @@ func TestModeChangesStayWithinOneRequest(t *testing.T) {
 		t.Errorf("upstream bodies %q, %q", got[0].body, got[1].body)
 	}
 }
+
+// failure_mode_allow lets a request continue unprocessed when the
+// processor times out.
+func TestFailureModeAllowContinuesUnprocessed(t *testing.T) {
+	e := newEnv(t)
+	e.opts.MessageTimeout = 100 * time.Millisecond
+	tg, _, _, _, _ := twoModels(t)
+	e.proc.script(func(ps *procStream, _ *extprocsvc.ProcessingRequest) (*extprocsvc.ProcessingResponse, error) {
+		<-ps.ctx.Done()
+		return nil, nil
+	}, nil)
+	res := e.translate(&tg.g)
+	setDownstreamExtProc(t, res.Listeners[0], func(c *extprocv3.ExternalProcessor) { c.FailureModeAllow = true })
+	e.startWith(res)
+	// Unprocessed, no model route is selected: the default route answers.
+	if code, _, _ := e.post("/v1/chat/completions", `{"model":"a"}`); code != 404 {
+		t.Errorf("status %d, want the default route's 404 (not 504)", code)
+	}
+}
+
+// BUFFERED_PARTIAL sends the body up to the buffer limit while the headers
+// are held (so the reply can still route), then lets the rest through; the
+// content-length goes at header time.
+func TestBufferedPartialBody(t *testing.T) {
+	e := newEnv(t)
+	tg, ua, _, routeA, _ := twoModels(t)
+	var firstLen int
+	var firstEOS bool
+	e.proc.script(func(_ *procStream, req *extprocsvc.ProcessingRequest) (*extprocsvc.ProcessingResponse, error) {
+		b := req.GetRequestBody()
+		if b == nil {
+			return nil, nil
+		}
+		firstLen, firstEOS = len(b.GetBody()), b.GetEndOfStream()
+		return reply(req, &extprocsvc.CommonResponse{HeaderMutation: setHeaders(xdstranslate.RouteHeader, routeA), ClearRouteCache: true}), nil
+	}, nil)
+	res := e.translate(&tg.g)
+	setDownstreamExtProc(t, res.Listeners[0], func(c *extprocv3.ExternalProcessor) {
+		c.ProcessingMode.RequestBodyMode = extprocv3.ProcessingMode_BUFFERED_PARTIAL
+	})
+	e.startWith(res)
+	limit := int(e.opts.MaxRequestBytes)
+	big := strings.Repeat("x", limit+limit/2)
+	req, _ := http.NewRequest(http.MethodPost, e.url("/v1/chat/completions"), stringsReader(big))
+	req.ContentLength = int64(len(big))
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if firstLen < limit || firstLen >= len(big) || firstEOS {
+		t.Errorf("partial message: %d bytes, end_of_stream %v; want at least the %d-byte limit and more to come", firstLen, firstEOS, limit)
+	}
+	got := ua.requests()
+	if len(got) != 1 || string(got[0].body) != big || got[0].contentLength != -1 {
+		t.Errorf("upstream got %d bytes, content-length %d; want the whole body, chunked", len(got[0].body), got[0].contentLength)
+	}
+}

@@ -268,9 +268,18 @@ func (s *stream) serve() error {
 	return s.route(body, hasBody)
 }
 
+// requestBodyErr and responseBodyErr turn a buffer overflow into Envoy's
+// local reply for its direction.
 func requestBodyErr(err error) error {
 	if errors.Is(err, errBodyTooLarge) {
 		return &localReply{status: 413, body: "Payload Too Large", details: "request_payload_too_large"}
+	}
+	return err
+}
+
+func responseBodyErr(err error) error {
+	if errors.Is(err, errBodyTooLarge) {
+		return &localReply{status: 500, body: "Internal Server Error", details: "response_payload_too_large"}
 	}
 	return err
 }

@@ -1,7 +1,6 @@
 package testdataplane
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -45,13 +44,24 @@ func (s *stream) route(body bodySource, hasBody bool) error {
 		// The route's idle_timeout replaces the HCM's stream_idle_timeout.
 		s.idle.setTimeout(rt.idleTimeout)
 	}
-	// The router keeps the whole body so that retries can replay it, as the
-	// downstream filters left it.
+	// The router keeps the body so that retries can replay it, as the
+	// downstream filters left it. Above the buffer limit it stops keeping
+	// it: the rest streams to the one try, which cannot be retried
+	// (ENVOY-EXTPROC-NOTES §9).
 	var data []byte
-	if hasBody {
-		var err error
-		if data, err = readAll(s.ctx, body, s.lc.bufferLimit); err != nil {
+	var tail bodySource
+	for hasBody {
+		chunk, eos, err := body.next(s.ctx)
+		if err != nil {
 			return requestBodyErr(err)
+		}
+		data = append(data, chunk...)
+		if eos {
+			break
+		}
+		if len(data) > s.lc.bufferLimit {
+			tail = body
+			break
 		}
 	}
 	// The route timeout starts once the router has the whole request and
@@ -63,7 +73,7 @@ func (s *stream) route(body bodySource, hasBody bool) error {
 		defer cancel()
 	}
 	s.finalizeRequestHeaders(rt)
-	res, err := s.forward(ctx, rt, cl, data, hasBody)
+	res, err := s.forward(ctx, rt, cl, requestBody{data: data, tail: tail, present: hasBody})
 	if err != nil {
 		return err
 	}
@@ -159,10 +169,10 @@ func (r *tryResult) outcome() (outcome, bool) {
 // forward runs tries until one gives a response that is not retried, or
 // the retry policy gives up. Each retry waits Envoy's jittered back-off
 // and, with previous_priorities, leaves out the priorities already tried.
-func (s *stream) forward(ctx context.Context, rt *route, cl *cluster, data []byte, hasBody bool) (*tryResult, error) {
+func (s *stream) forward(ctx context.Context, rt *route, cl *cluster, body requestBody) (*tryResult, error) {
 	p := rt.retry
 	retriesLeft := 0
-	if p != nil {
+	if p != nil && body.tail == nil {
 		retriesLeft = p.numRetries
 	}
 	bo := newBackOff(p)
@@ -178,7 +188,7 @@ func (s *stream) forward(ctx context.Context, rt *route, cl *cluster, data []byt
 		if retried {
 			cl.activeRetries.Add(1)
 		}
-		res := s.try(ctx, rt, cl, h, data, hasBody)
+		res := s.try(ctx, rt, cl, h, body)
 		if retried {
 			cl.activeRetries.Add(-1)
 		}
@@ -361,7 +371,7 @@ func (t *tryTimers) stop() {
 // try's upstream filters see (and change) downstreamHeaders(): a change an
 // upstream filter made on one try is still there on the next. The body is
 // a fresh copy of the router's buffer each time.
-func (s *stream) try(ctx context.Context, rt *route, cl *cluster, h *host, data []byte, hasBody bool) *tryResult {
+func (s *stream) try(ctx context.Context, rt *route, cl *cluster, h *host, rb requestBody) *tryResult {
 	res := &tryResult{host: h, addr: h.address(), started: time.Now(), cleanup: func() {}}
 	if cl.activeRequests.Load() >= int64(cl.cfg.maxRequests) || cl.pending.Load() >= int64(cl.cfg.maxPending) {
 		res.kind = tryOverflow
@@ -375,15 +385,19 @@ func (s *stream) try(ctx context.Context, rt *route, cl *cluster, h *host, data 
 	}
 	var filters []*extProcStream
 	var respBody io.Closer
+	var reqBody *sourceReader
 	res.cleanup = sync.OnceFunc(func() {
 		timers.stop()
+		tcancel(nil)
+		if reqBody != nil {
+			_ = reqBody.Close() // waits for the transport's read in progress
+		}
 		if respBody != nil {
 			_ = respBody.Close()
 		}
 		for _, f := range filters {
 			f.close()
 		}
-		tcancel(nil)
 		cl.activeRequests.Add(-1)
 	})
 
@@ -396,27 +410,22 @@ func (s *stream) try(ctx context.Context, rt *route, cl *cluster, h *host, data 
 		s.req.set(":authority", h.cfg.hostname)
 	}
 	var body bodySource = emptyBody{}
-	if hasBody {
-		body = &bytesBody{data: slices.Clone(data)}
+	if rb.present {
+		body = &bytesBody{data: slices.Clone(rb.data), more: rb.tail != nil, then: rb.tail}
 	}
-	tryHasBody := hasBody
+	tryHasBody := rb.present
 	for _, fc := range cl.cfg.upstreamExtProc {
 		f := newExtProcStream(s, fc, h)
 		filters = append(filters, f)
 		var err error
 		body, tryHasBody, err = f.process(tctx, dirRequest, s.req, body, tryHasBody, s.lc.bufferLimit)
 		if err != nil {
-			return s.tryFailed(ctx, tctx, res, timers, err)
+			return s.tryFailed(ctx, tctx, res, timers, requestBodyErr(err))
 		}
 	}
-	var reqBody []byte
-	if tryHasBody {
-		var err error
-		if reqBody, err = readAll(tctx, body, s.lc.bufferLimit); err != nil {
-			return s.tryFailed(ctx, tctx, res, timers, err)
-		}
-	}
-
+	// Go's transport reads the body from its own goroutine, as the codec
+	// would pull it through the filters.
+	reqBody = &sourceReader{ctx: tctx, src: body, done: make(chan struct{})}
 	req, err := s.upstreamRequest(tctx, h, reqBody, tryHasBody)
 	if err != nil {
 		return s.tryFailed(ctx, tctx, res, timers, err)
@@ -431,9 +440,19 @@ func (s *stream) try(ctx context.Context, rt *route, cl *cluster, h *host, data 
 	resp, err := h.roundTripper().RoundTrip(req.WithContext(httptrace.WithClientTrace(tctx, trace))) //nolint:bodyclose // closed by res.cleanup
 	pendingDone()
 	if err != nil {
+		if bodyErr := reqBody.failure(); bodyErr != nil {
+			err = bodyErr
+		}
 		return s.tryFailed(ctx, tctx, res, timers, err)
 	}
 	respBody = resp.Body
+	// The request's filters must be done with their streams before the
+	// response goes through them (one goroutine per ext_proc stream).
+	select {
+	case <-reqBody.done:
+	case <-tctx.Done():
+		return s.tryFailed(ctx, tctx, res, timers, context.Cause(tctx))
+	}
 	res.headersAt = time.Now()
 	timers.activity()
 	s.idle.reset()
@@ -444,7 +463,7 @@ func (s *stream) try(ctx context.Context, rt *route, cl *cluster, h *host, data 
 	for _, k := range hopByHop {
 		rh.del(k)
 	}
-	var rb bodySource = newReaderBody(resp.Body, func(int) {
+	var respSrc bodySource = newReaderBody(resp.Body, func(int) {
 		timers.activity()
 		s.idle.reset()
 	}, func(error) error {
@@ -452,12 +471,12 @@ func (s *stream) try(ctx context.Context, rt *route, cl *cluster, h *host, data 
 	})
 	respHasBody := resp.Body != http.NoBody && resp.ContentLength != 0 && s.r.Method != http.MethodHead
 	for i := len(filters) - 1; i >= 0; i-- {
-		rb, respHasBody, err = filters[i].process(tctx, dirResponse, rh, rb, respHasBody, s.lc.bufferLimit)
+		respSrc, respHasBody, err = filters[i].process(tctx, dirResponse, rh, respSrc, respHasBody, s.lc.bufferLimit)
 		if err != nil {
-			return s.tryFailed(ctx, tctx, res, timers, err)
+			return s.tryFailed(ctx, tctx, res, timers, responseBodyErr(err))
 		}
 	}
-	res.kind, res.headers, res.body, res.hasBody = tryResponse, rh, rb, respHasBody
+	res.kind, res.headers, res.body, res.hasBody = tryResponse, rh, respSrc, respHasBody
 	return res
 }
 
@@ -502,8 +521,10 @@ func (s *stream) tryFailed(ctx, tctx context.Context, res *tryResult, timers *tr
 		res.kind = tryPerTryIdleTimeout
 	case ctx.Err() != nil:
 		res.err = context.Cause(ctx)
-	case errors.Is(err, errBodyTooLarge):
-		res.err = &localReply{status: 500, body: "Internal Server Error", details: "response_payload_too_large"}
+	case errors.As(err, new(*localReply)), errors.As(err, new(*streamReset)):
+		// A filter's reply or reset (a downstream filter streaming the
+		// request body, a buffer overflow) ends the stream; no retry.
+		res.err = err
 	default:
 		var ce *connectError
 		if errors.As(err, &ce) {
@@ -517,7 +538,7 @@ func (s *stream) tryFailed(ctx, tctx context.Context, res *tryResult, timers *tr
 
 // upstreamRequest is the codec's request: the stream's headers, minus
 // pseudo and hop-by-hop ones, to this host.
-func (s *stream) upstreamRequest(ctx context.Context, h *host, body []byte, hasBody bool) (*http.Request, error) {
+func (s *stream) upstreamRequest(ctx context.Context, h *host, body io.ReadCloser, hasBody bool) (*http.Request, error) {
 	host := h.address()
 	if h.cfg.network == "unix" {
 		host = "unix"
@@ -534,18 +555,19 @@ func (s *stream) upstreamRequest(ctx context.Context, h *host, body []byte, hasB
 	if _, ok := req.Header["User-Agent"]; !ok {
 		req.Header["User-Agent"] = []string{""} // Go would add its own
 	}
-	switch {
-	case !hasBody || (len(body) == 0 && !s.req.has("content-length")):
+	if !hasBody {
 		req.ContentLength = 0
 		req.Body = http.NoBody
-	default:
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-		req.ContentLength = int64(len(body))
-		if !s.req.has("content-length") {
-			// Without a content-length Envoy's HTTP/1.1 codec sends the
-			// body chunked.
-			req.ContentLength = -1
+		_ = body.Close()
+		return req, nil
+	}
+	req.Body = body
+	// Without a content-length Envoy's HTTP/1.1 codec sends the body
+	// chunked; with one, the codec sends it as it is.
+	req.ContentLength = -1
+	if cl, ok := s.req.get("content-length"); ok {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+			req.ContentLength = n
 		}
 	}
 	return req, nil
@@ -566,9 +588,7 @@ func (s *stream) respond(ctx context.Context, rt *route, res *tryResult) error {
 		var err error
 		body, hasBody, err = s.filters[i].process(ctx, dirResponse, h, body, hasBody, s.lc.bufferLimit)
 		if err != nil {
-			if errors.Is(err, errBodyTooLarge) {
-				return &localReply{status: 500, body: "Internal Server Error", details: "response_payload_too_large"}
-			}
+			err = responseBodyErr(err)
 			if ctx.Err() != nil {
 				return s.routeFailure(context.Cause(ctx))
 			}
@@ -617,4 +637,70 @@ func (b *backOff) next() time.Duration {
 		return 0
 	}
 	return min(time.Duration(randIntn(int(limit))), b.max)
+}
+
+// requestBody is what the router holds of the request body: all of it, or
+// the part up to the buffer limit and the rest still to come (tail).
+type requestBody struct {
+	data    []byte
+	tail    bodySource
+	present bool
+}
+
+// sourceReader feeds a try's body to Go's transport, which reads it from its
+// own goroutine. Close waits for a read in progress, so the filters' streams
+// are never used by two goroutines at once.
+type sourceReader struct {
+	ctx context.Context
+	src bodySource
+
+	mu       sync.Mutex
+	buf      []byte
+	eos      bool
+	closed   bool
+	err      error
+	done     chan struct{}
+	doneOnce sync.Once
+}
+
+func (r *sourceReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for len(r.buf) == 0 {
+		switch {
+		case r.closed:
+			return 0, errors.New("request body closed")
+		case r.err != nil:
+			return 0, r.err
+		case r.eos:
+			r.finish()
+			return 0, io.EOF
+		}
+		data, eos, err := r.src.next(r.ctx)
+		r.buf, r.eos, r.err = data, eos, err
+		if err != nil {
+			r.finish()
+		}
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func (r *sourceReader) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.finish()
+	return nil
+}
+
+func (r *sourceReader) finish() { r.doneOnce.Do(func() { close(r.done) }) }
+
+// failure is the body's own error (a filter's local reply, say), which
+// explains a failed round trip better than the transport's error does.
+func (r *sourceReader) failure() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
 }
