@@ -2,8 +2,11 @@ package translate
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/tollgate-dev/tollgate/extproc/tokencount"
 )
 
 // benchChatRequest is a realistic agent turn: a system prompt, a few
@@ -77,6 +80,9 @@ func BenchmarkResponse(b *testing.B) {
 		{"anthropic_to_openai/stream", AnthropicMessages, openAITarget, "openai/stream_tool.sse", true},
 		{"responses_passthrough/stream", OpenAIResponses, Target{Kind: KindOpenAI}, "openai/responses_stream.sse", true},
 	}
+	if err := tokencount.Warm(); err != nil {
+		b.Fatal(err)
+	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			body := fixture(b, c.fixture)
@@ -144,6 +150,9 @@ func BenchmarkUsagePerChunk(b *testing.B) {
 		{"gemini_to_openai_chunk", OpenAIChat, geminiTarget,
 			`data: {"candidates":[{"content":{"parts":[{"text":" world"}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":9,"totalTokenCount":9},"modelVersion":"gemini-2.5-flash","responseId":"r"}` + "\r\n\r\n"},
 	}
+	if err := tokencount.Warm(); err != nil { // not the first count's load
+		b.Fatal(err)
+	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			rt := NewResponseTranslator(c.api, c.target, ResponseOptions{Stream: true})
@@ -155,6 +164,48 @@ func BenchmarkUsagePerChunk(b *testing.B) {
 				if _, err := rt.Chunk(chunk, false); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+		// As ext_proc drives it: the usage read after every chunk, which
+		// counts the chunk's text while the provider has not reported.
+		b.Run(c.name+"/usage_read_per_chunk", func(b *testing.B) {
+			rt := NewResponseTranslator(c.api, c.target, ResponseOptions{Stream: true, EstimatedInputTokens: 1})
+			rt.Headers(200, "text/event-stream")
+			chunk := []byte(c.chunk)
+			b.SetBytes(int64(len(chunk)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := rt.Chunk(chunk, false); err != nil {
+					b.Fatal(err)
+				}
+				_ = rt.Usage()
+			}
+		})
+	}
+}
+
+// BenchmarkInputEstimate is the cost of counting a request's input tokens,
+// paid the first time the usage of a response without a final report is
+// read.
+func BenchmarkInputEstimate(b *testing.B) {
+	large, _ := json.Marshal(map[string]any{"model": "m", "messages": []map[string]string{
+		{"role": "user", "content": strings.Repeat("The quick brown fox jumps over the lazy dog. ", 24000)}}})
+	for _, c := range []struct {
+		name string
+		api  ClientAPI
+		body []byte
+	}{
+		{"chat_agent_turn_6KB", OpenAIChat, benchChatRequest},
+		{"anthropic_turn", AnthropicMessages, benchAnthropicRequest},
+		{"chat_1MB_prompt", OpenAIChat, large},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			r := requestText{api: c.api, body: c.body}
+			countInput(tokencount.O200kBase, r)
+			b.SetBytes(int64(len(c.body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				countInput(tokencount.O200kBase, r)
 			}
 		})
 	}
