@@ -35,9 +35,12 @@ const (
 var errProcessingDone = errors.New("ext_proc processing complete")
 
 // errUpstreamStall is what an upstream ext_proc filter's failure or
-// ImmediateResponse comes to in Envoy: an upstream filter cannot send a
-// local reply (ext_proc.cc sendImmediateResponse returns early when
-// isUpstream), so the filter stays paused and the try waits for a timeout.
+// ImmediateResponse comes to in Envoy releases where an upstream filter
+// cannot send a local reply (ext_proc.cc sendImmediateResponse returns early
+// when isUpstream): the filter stays paused and the try waits for a
+// timeout. Later Envoy main (envoyproxy/envoy#41231) sends a local reply
+// from the upstream filter chain instead. The harness models the older
+// behaviour, so that Tollgate's ext_proc cannot come to rely on the newer.
 var errUpstreamStall = errors.New("upstream ext_proc filter stalled the try (Envoy ignores ImmediateResponse and errors from an upstream ext_proc filter)")
 
 // direction is the side of the exchange a message belongs to.
@@ -281,11 +284,9 @@ func (e *extProcStream) grpcFailure(err error) error {
 		e.close()
 		return errProcessingDone
 	}
-	details := fmt.Sprintf("ext_proc_error_gRPC_error_%d", st.Code())
-	if msg := st.Message(); msg != "" {
-		details += "{" + strings.Join(strings.Fields(msg), "_") + "}"
-	}
-	return e.failure(e.cfg.statusOnError, details)
+	// ext_proc.cc onGrpcError: "%s_gRPC_error_%i{%s}".
+	details := fmt.Sprintf("ext_proc_error_gRPC_error_%d{%s}", st.Code(), st.Message())
+	return e.failure(e.cfg.statusOnError, replaceAllEmptySpace(details))
 }
 
 func (e *extProcStream) timedOut() error {
@@ -324,7 +325,7 @@ func (e *extProcStream) immediateResponse(ir *extprocsvc.ImmediateResponse) erro
 	lr := &localReply{
 		status:  code,
 		body:    string(ir.GetBody()),
-		details: strings.Join(strings.Fields(ir.GetDetails()), "_"),
+		details: replaceAllEmptySpace(ir.GetDetails()),
 	}
 	if hm := ir.GetHeaders(); hm != nil {
 		lr.mutate = func(h *headerMap) {
@@ -334,6 +335,18 @@ func (e *extProcStream) immediateResponse(ir *extprocsvc.ImmediateResponse) erro
 		}
 	}
 	return lr
+}
+
+// replaceAllEmptySpace is Envoy's StringUtil::replaceAllEmptySpace, which
+// response code details go through: every whitespace byte becomes '_'.
+func replaceAllEmptySpace(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case ' ', '\t', '\n', '\v', '\f', '\r':
+			return '_'
+		}
+		return r
+	}, s)
 }
 
 // attributes evaluates request_attributes. Envoy prints non-scalar CEL
@@ -471,7 +484,7 @@ func (e *extProcStream) process(ctx context.Context, dir direction, h *headerMap
 		sendHeaders, bodyMode = e.modeFor(dir) // after mode_override
 		if hm := common.GetHeaderMutation(); hm != nil {
 			if err := e.applyHeaderMutation(hm, h, common.GetStatus() == extprocsvc.CommonResponse_CONTINUE_AND_REPLACE, shouldRemoveContentLength(bodyMode, sendHeaders)); err != nil {
-				return nil, false, e.failure(500, strings.Join(strings.Fields(err.Error()), "_"))
+				return nil, false, e.failure(500, replaceAllEmptySpace(err.Error()))
 			}
 		}
 		e.clearRouteCache(dir, common)
@@ -515,7 +528,7 @@ func (e *extProcStream) process(ctx context.Context, dir direction, h *headerMap
 		if hm := common.GetHeaderMutation(); hm != nil && e.headersHeld {
 			sh, bm := e.modeFor(dir)
 			if err := e.applyHeaderMutation(hm, h, false, shouldRemoveContentLength(bm, sh)); err != nil {
-				return nil, false, e.failure(500, strings.Join(strings.Fields(err.Error()), "_"))
+				return nil, false, e.failure(500, replaceAllEmptySpace(err.Error()))
 			}
 		}
 		if bm := common.GetBodyMutation(); bm != nil {
@@ -565,7 +578,7 @@ func (e *extProcStream) partial(ctx context.Context, dir direction, h *headerMap
 	common := bodyReply(dir, resp)
 	if hm := common.GetHeaderMutation(); hm != nil {
 		if err := e.applyHeaderMutation(hm, h, false, true); err != nil {
-			return nil, false, e.failure(500, strings.Join(strings.Fields(err.Error()), "_"))
+			return nil, false, e.failure(500, replaceAllEmptySpace(err.Error()))
 		}
 	}
 	if bm := common.GetBodyMutation(); bm != nil {
