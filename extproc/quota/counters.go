@@ -118,17 +118,24 @@ type calendarCounter struct {
 	held   int64
 }
 
+// window is the window at falls in, as this counter sees it: windows only
+// move forward. Callers read the clock before they take the lock, so a
+// request stamped 23:59:59.999 can arrive after one stamped 00:00; it
+// counts in the new day rather than rolling the counter back (which would
+// drop the new day's reservations).
+func (c *calendarCounter) window(at Instant) int64 { return max(at.window(c.period), c.win) }
+
 // roll starts a new window when at is past the one counted. Reservations
 // taken in the old window settle into it, which has closed: the spend of a
 // request belongs to the day (month) it started in, as its usage record.
 func (c *calendarCounter) roll(at Instant) {
-	if w := at.window(c.period); w != c.win {
+	if w := c.window(at); w != c.win {
 		c.win, c.spent, c.held = w, 0, 0
 	}
 }
 
 func (c *calendarCounter) Look(at Instant, n, limit int64) Reading {
-	w := at.window(c.period)
+	w := c.window(at)
 	rd := Reading{Window: w, Reset: windowEnd(c.period, w)}
 	if w == c.win {
 		rd.Used, rd.Held = satAdd(c.spent, c.held), c.held

@@ -230,3 +230,21 @@ func TestGauge(t *testing.T) {
 		t.Errorf("gauge at %d after more releases than takes; want 0", g.n)
 	}
 }
+
+// Callers read the clock before they take the lock: a request stamped
+// before midnight can arrive after one stamped after it. It must count in
+// the new day, not roll the counter back and drop the new day's holds.
+func TestCalendarCounterNeverRollsBack(t *testing.T) {
+	c := &calendarCounter{period: Day}
+	early := InstantOf(utc("2028-02-28T23:59:59.999999Z"))
+	late := InstantOf(utc("2028-02-29T00:00:00Z"))
+	m := c.Take(late, 70, 100)
+	if rd := c.Look(early, 40, 100); rd.Fits || rd.Used != 70 {
+		t.Fatalf("late arrival stamped before midnight: %+v; want it to see the new day's 70", rd)
+	}
+	c.Take(early, 30, 100)
+	c.Settle(late, m, 70, 70, 100)
+	if rd := c.Look(late, 0, 100); rd.Used != 100 || rd.Held != 30 {
+		t.Errorf("new day %+v; want 70 spent + 30 held", rd)
+	}
+}

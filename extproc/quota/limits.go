@@ -222,3 +222,6 @@ func (c Cost) of(m Meter) int64 {
 	}
 	return c.Micros
 }
+
+// spendMeter is the meter that counts a budget of period p.
+func (p Period) spendMeter() Meter { return DaySpend + Meter(p) }
