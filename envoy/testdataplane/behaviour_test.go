@@ -437,3 +437,60 @@ func TestBufferedPartialBody(t *testing.T) {
 		t.Errorf("upstream got %d bytes, content-length %d; want the whole body, chunked", len(got[0].body), got[0].contentLength)
 	}
 }
+
+// Envoy closes an ext_proc stream after the last reply it expects (1.37+):
+// the downstream filter of Tollgate's configuration sends no response body,
+// so its stream ends with the response headers reply, while the response
+// body is still streaming.
+func TestExtProcStreamClosesAfterTheLastExpectedReply(t *testing.T) {
+	e := newEnv(t)
+	release := make(chan struct{})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		w.Header().Set("content-type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: 1\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(releaseOnce)
+	tg := &testGateway{}
+	p := tg.provider(ir.KindOpenAICompatible, up.URL)
+	route, _ := tg.model("m", deployment{provider: p, weight: 1})
+	e.proc.script(routeByModel(map[string]string{"m": route}), nil)
+	e.start(&tg.g)
+	resp, err := http.Post(e.url("/v1/chat/completions"), "application/json", stringsReader(`{"model":"m"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	buf := make([]byte, len("data: 1\n\n"))
+	if _, err := io.ReadFull(resp.Body, buf); err != nil {
+		t.Fatal(err)
+	}
+	ended := func(role procRole) bool {
+		e.proc.mu.Lock()
+		defer e.proc.mu.Unlock()
+		for _, s := range e.proc.streams {
+			if _, done := e.proc.ended[s.id]; done && s.role == role {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for !ended(roleDownstream) {
+		if time.Now().After(deadline) {
+			t.Fatal("the downstream ext_proc stream is still open while the response body streams")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The upstream filter processes response headers too but no body: its
+	// stream has ended as well.
+	if !ended(roleUpstream) {
+		t.Error("the upstream ext_proc stream is still open")
+	}
+	releaseOnce()
+}

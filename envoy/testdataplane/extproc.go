@@ -493,6 +493,7 @@ func (e *extProcStream) process(ctx context.Context, dir direction, h *headerMap
 			// direction goes to the processor (processor_state.cc).
 			e.setBodyMode(dir, extprocv3.ProcessingMode_NONE)
 			e.headersHeld = false
+			e.lastReplyOf(dir)
 			if bm := common.GetBodyMutation(); bm != nil {
 				h.del("content-length")
 				var data []byte
@@ -500,6 +501,9 @@ func (e *extProcStream) process(ctx context.Context, dir direction, h *headerMap
 				return &replacedBody{data: data, orig: body, origHasBody: hasBody}, true, nil
 			}
 			return body, hasBody, nil
+		}
+		if !hasBody || bodyMode == extprocv3.ProcessingMode_NONE {
+			e.lastReplyOf(dir)
 		}
 	} else if shouldRemoveContentLength(bodyMode, false) {
 		h.del("content-length")
@@ -588,6 +592,24 @@ func (e *extProcStream) partial(ctx context.Context, dir direction, h *headerMap
 	e.headersHeld = false
 	e.complete = true // the rest passes through; nothing more is sent
 	return &bytesBody{data: buf, more: !eos, then: body}, true, nil
+}
+
+// lastReplyOf closes the stream after the last reply Envoy expects on it
+// (ext_proc.cc closeGrpcStreamIfLastRespReceived, on by default since
+// 1.37): the request side's last reply when the response is not processed
+// at all, the response side's last reply otherwise. BUFFERED bodies are
+// left out, as Envoy leaves them out; their stream closes at the end.
+func (e *extProcStream) lastReplyOf(dir direction) {
+	if e.complete {
+		return
+	}
+	if dir == dirRequest && (e.mode.GetResponseHeaderMode() != extprocv3.ProcessingMode_SKIP ||
+		e.mode.GetResponseBodyMode() != extprocv3.ProcessingMode_NONE ||
+		e.mode.GetResponseTrailerMode() == extprocv3.ProcessingMode_SEND) {
+		return
+	}
+	e.complete = true
+	e.close()
 }
 
 func (e *extProcStream) setBodyMode(dir direction, m extprocv3.ProcessingMode_BodySendMode) {
@@ -751,6 +773,9 @@ func (b *streamedBody) next(ctx context.Context) ([]byte, bool, error) {
 			return nil, false, b.e.spurious("streamed_response outside FULL_DUPLEX_STREAMED")
 		}
 		data = applyBodyMutation(bm, data)
+	}
+	if eos {
+		b.e.lastReplyOf(b.dir)
 	}
 	return data, eos, nil
 }
