@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -32,13 +33,20 @@ type runningDataPlane struct {
 	stop func() error
 }
 
-// findEnvoy returns the Envoy binary named by ENVOY_BIN, else envoy on PATH.
-func findEnvoy() (string, bool) {
+// findEnvoy returns the command that runs Envoy: ENVOY_BIN, else envoy on
+// PATH, else func-e on PATH (which downloads Envoy the first time, when the
+// internet is reachable, and runs it with the arguments that follow).
+func findEnvoy() ([]string, bool) {
 	if bin := os.Getenv("ENVOY_BIN"); bin != "" {
-		return bin, true
+		return []string{bin}, true
 	}
-	bin, err := exec.LookPath("envoy")
-	return bin, err == nil
+	if bin, err := exec.LookPath("envoy"); err == nil {
+		return []string{bin}, true
+	}
+	if bin, err := exec.LookPath("func-e"); err == nil {
+		return []string{bin, "run"}, true
+	}
+	return nil, false
 }
 
 // startDataPlane starts Envoy (or the test data plane) pointed at this
@@ -62,7 +70,7 @@ func startDataPlane(ctx context.Context, mode, dir string, adminPort uint16, lis
 	bin, found := findEnvoy()
 	switch {
 	case mode == dataPlaneEnvoy && !found:
-		return nil, fmt.Errorf("%w: --dataplane envoy, but no Envoy binary: set ENVOY_BIN or put envoy on PATH", errUsage)
+		return nil, fmt.Errorf("%w: --dataplane envoy, but no Envoy binary: set ENVOY_BIN, or put envoy (or func-e) on PATH", errUsage)
 	case mode == dataPlaneEnvoy || (mode == dataPlaneAuto && found):
 		return startEnvoy(ctx, bin, dir, boot, listenAddr, logOut)
 	}
@@ -79,17 +87,18 @@ func startDataPlane(ctx context.Context, mode, dir string, adminPort uint16, lis
 }
 
 // startEnvoy runs a real Envoy with the bootstrap written into dir.
-func startEnvoy(ctx context.Context, bin, dir string, boot []byte, listenAddr net.Addr, logOut io.Writer) (*runningDataPlane, error) {
+func startEnvoy(ctx context.Context, envoyCmd []string, dir string, boot []byte, listenAddr net.Addr, logOut io.Writer) (*runningDataPlane, error) {
 	path := filepath.Join(dir, "envoy-bootstrap.yaml")
 	if err := os.WriteFile(path, boot, 0o600); err != nil {
 		return nil, fmt.Errorf("writing Envoy's bootstrap: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	cmd := exec.CommandContext(ctx, bin, "-c", path, "--log-level", "warn", "--base-id", strconv.Itoa(os.Getpid()%60000))
+	args := slices.Concat(envoyCmd[1:], []string{"-c", path, "--log-level", "warn", "--base-id", strconv.Itoa(os.Getpid() % 60000)})
+	cmd := exec.CommandContext(ctx, envoyCmd[0], args...)
 	cmd.Stdout, cmd.Stderr = logOut, logOut
 	if err := cmd.Start(); err != nil {
 		cancel()
-		return nil, fmt.Errorf("starting Envoy (%s): %w", bin, err)
+		return nil, fmt.Errorf("starting Envoy (%s): %w", envoyCmd[0], err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
