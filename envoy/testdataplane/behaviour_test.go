@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -493,4 +494,39 @@ func TestExtProcStreamClosesAfterTheLastExpectedReply(t *testing.T) {
 		t.Error("the upstream ext_proc stream is still open")
 	}
 	releaseOnce()
+}
+
+// After the control plane restarts, the data plane resubscribes to
+// everything at once and keeps following its changes, including a change
+// to the routes alone (the cluster version it sends is then current, so no
+// CDS response comes to wait for).
+func TestFollowsTheControlPlaneAcrossReconnects(t *testing.T) {
+	e := newEnv(t)
+	tg, _, _, routeA, _ := twoModels(t)
+	e.proc.script(routeByModel(map[string]string{"a": routeA}), nil)
+	e.start(&tg.g)
+	if code, hdr, _ := e.post("/v1/chat/completions", `{"model":"nope"}`); code != 404 || hdr.Get("x-after-restart") != "" {
+		t.Fatalf("status %d", code)
+	}
+	e.xds.restart(t)
+	res := e.translate(&tg.g)
+	for _, vh := range res.Routes[0].VirtualHosts {
+		for _, r := range vh.Routes {
+			if r.GetDirectResponse() != nil {
+				r.ResponseHeadersToAdd = append(r.ResponseHeadersToAdd, &corev3.HeaderValueOption{
+					Header: &corev3.HeaderValue{Key: "x-after-restart", Value: "1"}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD})
+			}
+		}
+	}
+	e.xds.publish(t, res)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, hdr, _ := e.post("/v1/chat/completions", `{"model":"nope"}`); hdr.Get("x-after-restart") == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the route change published after the restart never reached the data plane")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -3,6 +3,8 @@ package testdataplane
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,18 +43,30 @@ const testNodeID = "envoy-test-0"
 // xdsServer is a go-control-plane ADS server on loopback that records what
 // the data plane sends it (ACKs and NACKs).
 type xdsServer struct {
-	cache   cache.SnapshotCache
-	addr    *net.TCPAddr
-	mu      sync.Mutex
-	reqs    []*discoverygrpc.DiscoveryRequest
-	version int
+	cache cache.SnapshotCache
+	addr  *net.TCPAddr
+	opts  []grpc.ServerOption
+	stop  func()
+	mu    sync.Mutex
+	reqs  []*discoverygrpc.DiscoveryRequest
 }
 
 func startXDS(t *testing.T) *xdsServer { return startXDSWith(t) }
 
 func startXDSWith(t *testing.T, opts ...grpc.ServerOption) *xdsServer {
 	t.Helper()
-	x := &xdsServer{cache: cache.NewSnapshotCache(true, cache.IDHash{}, nil)}
+	x := &xdsServer{cache: cache.NewSnapshotCache(true, cache.IDHash{}, nil), opts: opts}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.addr = ln.Addr().(*net.TCPAddr)
+	x.serve(t, ln)
+	return x
+}
+
+// serve runs a fresh ADS server over the cache on ln.
+func (x *xdsServer) serve(t *testing.T, ln net.Listener) {
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := serverv3.NewServer(ctx, x.cache, serverv3.CallbackFuncs{
 		StreamRequestFunc: func(_ int64, r *discoverygrpc.DiscoveryRequest) error {
@@ -62,43 +76,66 @@ func startXDSWith(t *testing.T, opts ...grpc.ServerOption) *xdsServer {
 			return nil
 		},
 	})
-	g := grpc.NewServer(opts...)
+	g := grpc.NewServer(x.opts...)
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, srv)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	x.addr = ln.Addr().(*net.TCPAddr)
 	go func() { _ = g.Serve(ln) }()
+	x.mu.Lock()
+	x.stop = func() { g.Stop(); cancel() }
+	x.mu.Unlock()
 	t.Cleanup(func() { g.Stop(); cancel() })
-	return x
 }
 
-// publish serves a translation as a new snapshot version and returns it.
-func (x *xdsServer) publish(t *testing.T, e *xdstranslate.Envoy) string {
+// restart stops the server (ending every stream) and serves again on the
+// same address.
+func (x *xdsServer) restart(t *testing.T) {
 	t.Helper()
 	x.mu.Lock()
-	x.version++
-	v := strconv.Itoa(x.version)
+	stop := x.stop
 	x.mu.Unlock()
-	res := map[resource.Type][]types.Resource{}
-	for _, l := range e.Listeners {
-		res[resource.ListenerType] = append(res[resource.ListenerType], l)
-	}
-	for _, r := range e.Routes {
-		res[resource.RouteType] = append(res[resource.RouteType], r)
-	}
-	for _, c := range e.Clusters {
-		res[resource.ClusterType] = append(res[resource.ClusterType], c)
-	}
-	snap, err := cache.NewSnapshot(v, res)
+	stop()
+	ln, err := net.Listen("tcp", x.addr.String())
 	if err != nil {
 		t.Fatal(err)
+	}
+	x.serve(t, ln)
+}
+
+// publish serves a translation. Like the control plane's publisher, every
+// type gets its own version, a hash of its resources, so a type that did
+// not change keeps its version. It returns the CDS version.
+func (x *xdsServer) publish(t *testing.T, e *xdstranslate.Envoy) string {
+	t.Helper()
+	byType := map[resource.Type][]types.Resource{resource.ListenerType: {}, resource.RouteType: {}, resource.ClusterType: {}}
+	for _, l := range e.Listeners {
+		byType[resource.ListenerType] = append(byType[resource.ListenerType], l)
+	}
+	for _, r := range e.Routes {
+		byType[resource.RouteType] = append(byType[resource.RouteType], r)
+	}
+	for _, c := range e.Clusters {
+		byType[resource.ClusterType] = append(byType[resource.ClusterType], c)
+	}
+	snap := &cache.Snapshot{}
+	for typ, rs := range byType {
+		h := sha256.New()
+		for _, r := range rs {
+			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.Write(b)
+		}
+		one, err := cache.NewSnapshot(hex.EncodeToString(h.Sum(nil))[:16], map[resource.Type][]types.Resource{typ: rs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx := cache.GetResponseType(typ)
+		snap.Resources[idx] = one.Resources[idx]
 	}
 	if err := x.cache.SetSnapshot(context.Background(), testNodeID, snap); err != nil {
 		t.Fatal(err)
 	}
-	return v
+	return snap.GetVersion(resource.ClusterType)
 }
 
 func (x *xdsServer) requests() []*discoverygrpc.DiscoveryRequest {

@@ -39,6 +39,10 @@ type adsClient struct {
 	// Kept across reconnects, so a new stream resumes from what was
 	// accepted (Envoy sends its current versions on reconnect).
 	accepted map[string]string
+	// ldsSubscribed and rdsNames are the subscriptions made so far; a new
+	// stream repeats them at once, as Envoy does.
+	ldsSubscribed bool
+	rdsNames      []string
 }
 
 func newADSClient(d *DataPlane) (*adsClient, error) {
@@ -102,8 +106,21 @@ func (c *adsClient) session(ctx context.Context) error {
 	if err := send(&discoverygrpc.DiscoveryRequest{TypeUrl: typeCluster, VersionInfo: c.accepted[typeCluster]}); err != nil {
 		return err
 	}
-	ldsRequested := false
-	var rdsNames []string
+	// On a new stream after the first, every subscription is sent again
+	// with the versions accepted so far; the server answers only what
+	// changed.
+	ldsRequested := c.ldsSubscribed
+	if ldsRequested {
+		if err := send(&discoverygrpc.DiscoveryRequest{TypeUrl: typeListener, VersionInfo: c.accepted[typeListener]}); err != nil {
+			return err
+		}
+	}
+	rdsNames := c.rdsNames
+	if len(rdsNames) > 0 {
+		if err := send(&discoverygrpc.DiscoveryRequest{TypeUrl: typeRoute, VersionInfo: c.accepted[typeRoute], ResourceNames: rdsNames}); err != nil {
+			return err
+		}
+	}
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
@@ -111,6 +128,7 @@ func (c *adsClient) session(ctx context.Context) error {
 		}
 		t := resp.GetTypeUrl()
 		nonces[t] = resp.GetNonce()
+		c.dp.log.Debug("xDS response", "type", shortType(t), "version", resp.GetVersionInfo(), "resources", len(resp.GetResources()))
 		var errs []error
 		var names []string
 		switch t {
@@ -152,17 +170,18 @@ func (c *adsClient) session(ctx context.Context) error {
 			}
 			repeats[t] = r
 		}
+		c.dp.log.Debug("xDS reply", "type", shortType(t), "version", req.GetVersionInfo(), "nack", req.GetErrorDetail() != nil)
 		if err := send(req); err != nil {
 			return err
 		}
 		if t == typeCluster && !ldsRequested {
-			ldsRequested = true
+			ldsRequested, c.ldsSubscribed = true, true
 			if err := send(&discoverygrpc.DiscoveryRequest{TypeUrl: typeListener, VersionInfo: c.accepted[typeListener]}); err != nil {
 				return err
 			}
 		}
 		if t == typeListener && !slices.Equal(names, rdsNames) {
-			rdsNames = names
+			rdsNames, c.rdsNames = names, names
 			if err := send(&discoverygrpc.DiscoveryRequest{
 				TypeUrl: typeRoute, VersionInfo: c.accepted[typeRoute],
 				ResponseNonce: nonces[typeRoute], ResourceNames: rdsNames,
