@@ -142,10 +142,10 @@ func (p *Publisher) Publish(ctx context.Context, envoy *xdstranslate.Envoy, cfg 
 		}
 	}
 	if cfg != nil {
-		p.publishConfig(KeyType, cfg.Keys)
-		p.publishConfig(TenantType, cfg.Tenants)
-		p.publishConfig(ProviderType, cfg.Providers)
-		p.publishConfig(ModelType, cfg.Models)
+		publishConfig(p, KeyType, cfg.Keys)
+		publishConfig(p, TenantType, cfg.Tenants)
+		publishConfig(p, ProviderType, cfg.Providers)
+		publishConfig(p, ModelType, cfg.Models)
 	}
 	p.status.Resources = p.countResources()
 	err := errors.Join(errs...)
@@ -185,20 +185,6 @@ func publishConfig[M proto.Message](p *Publisher, typeURL string, next map[strin
 	}
 	p.served[typeURL] = served
 	p.log.Debug("ext_proc config published", "type", typeURL, "updated", len(updated), "deleted", len(deleted))
-}
-
-// Generic methods are not allowed, so this forwards to the function.
-func (p *Publisher) publishConfig(typeURL string, next any) {
-	switch next := next.(type) {
-	case map[string]*configv1.Key:
-		publishConfig(p, typeURL, next)
-	case map[string]*configv1.Tenant:
-		publishConfig(p, typeURL, next)
-	case map[string]*configv1.Provider:
-		publishConfig(p, typeURL, next)
-	case map[string]*configv1.Model:
-		publishConfig(p, typeURL, next)
-	}
 }
 
 func (p *Publisher) countResources() map[string]int {
