@@ -180,14 +180,27 @@ func (d *downstream) checkTranslation() *translate.Error {
 	return nil
 }
 
-// finish writes the request's usage record, once its tries have ended.
+// maxResponseTime bounds how long a usage record waits for a try's stream
+// to end after the downstream stream did; Envoy's route timeout (10 minutes
+// by default) ends every try well before.
+const maxResponseTime = 15 * time.Minute
+
+// finish runs when the downstream stream ends: the request is no longer
+// looked up by new tries, and its usage record is written once its open
+// tries have ended too.
 func (d *downstream) finish() {
 	r := d.req
 	if r == nil {
 		return
 	}
 	d.s.inflight.remove(r.id)
-	r.waitTries(250 * time.Millisecond)
+	r.record = func() { d.s.usage.Record(d.usageRecord()) }
+	r.downstreamEnded(maxResponseTime)
+}
+
+// usageRecord is the request's usage, from the outcome of its last try.
+func (d *downstream) usageRecord() *usagev1.UsageRecord {
+	r := d.req
 	end := d.s.now()
 	rec := &usagev1.UsageRecord{
 		RequestId: r.id,
@@ -228,5 +241,5 @@ func (d *downstream) finish() {
 			rec.TtftMs = t.firstByte.Sub(r.start).Milliseconds()
 		}
 	}
-	d.s.usage.Record(rec)
+	return rec
 }

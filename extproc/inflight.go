@@ -27,11 +27,15 @@ type request struct {
 	first           translate.ProviderRequest
 	firstDeployment string
 
-	mu    sync.Mutex
-	tries int
-	last  *try // the latest try; its outcome is the request's
-	open  int  // tries whose stream has not ended
-	idle  chan struct{}
+	mu             sync.Mutex
+	tries          int
+	last           *try // the latest try; its outcome is the request's
+	open           int  // tries whose stream has not ended
+	downstreamDone bool
+	// record writes the usage record; it runs once, when the downstream
+	// stream and every try have ended.
+	record   func()
+	recorded sync.Once
 }
 
 // try is one attempt at one deployment.
@@ -85,39 +89,39 @@ func (r *request) startTry(t *try) {
 	defer r.mu.Unlock()
 	r.tries++
 	r.last = t
-	if r.open == 0 {
-		r.idle = make(chan struct{})
-	}
 	r.open++
 }
 
+// endTry notes that a try's stream ended; the request's usage is written
+// once the downstream stream has ended too.
 func (r *request) endTry() {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.open--
-	if r.open == 0 {
-		close(r.idle)
+	ready := r.open == 0 && r.downstreamDone
+	r.mu.Unlock()
+	if ready {
+		r.recordOnce()
 	}
 }
 
-// waitTries waits for open tries to finish, at most d: Envoy ends the
-// downstream stream after the response, but the try's stream may be a
-// moment behind on another connection.
-func (r *request) waitTries(d time.Duration) {
+// downstreamEnded notes that the downstream stream ended. Envoy ends it
+// when the request is over, or (since 1.37) right after the response
+// headers while the body still streams through the try: the usage is then
+// written when the try ends. A try that never ends (it cannot: Envoy resets
+// streams after its timeouts) is cut off after maxWait.
+func (r *request) downstreamEnded(maxWait time.Duration) {
 	r.mu.Lock()
-	if r.open == 0 {
-		r.mu.Unlock()
+	r.downstreamDone = true
+	ready := r.open == 0
+	r.mu.Unlock()
+	if ready {
+		r.recordOnce()
 		return
 	}
-	idle := r.idle
-	r.mu.Unlock()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-idle:
-	case <-t.C:
-	}
+	time.AfterFunc(maxWait, r.recordOnce)
 }
+
+func (r *request) recordOnce() { r.recorded.Do(r.record) }
 
 // outcome returns the latest try, copied under the lock.
 func (r *request) outcome() (try, int) {

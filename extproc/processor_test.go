@@ -319,3 +319,40 @@ func TestUpstreamWithoutItsRequestFailsClearly(t *testing.T) {
 		t.Errorf("%d %v", status, body)
 	}
 }
+
+// Envoy (since 1.37) ends the downstream stream right after the response
+// headers, while the body still streams through the try: the usage record
+// waits for the try and carries its full usage.
+func TestDownstreamEndingBeforeTheStreamStillRecordsItsUsage(t *testing.T) {
+	f := newFixture(t)
+	ds, _, id := f.admit(t, strings.Replace(chatBody, `"model":"smart"`, `"model":"smart","stream":true`, 1))
+	us := f.open()
+	us.exchange(t, upstreamHeaders(anthropicD, ":path", "/v1/chat/completions", "x-request-id", id))
+	us.exchange(t, respHeaders(false, ":status", "200", "content-type", "text/event-stream"))
+	ds.exchange(t, respHeaders(false, ":status", "200", "content-type", "text/event-stream"))
+	ds.close(t) // the body has not streamed yet
+	if n := len(f.usage.records()); n != 0 {
+		t.Fatalf("%d records written before the stream ended", n)
+	}
+	events := []string{
+		`{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"usage":{"input_tokens":40,"output_tokens":1}}}`,
+		`{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}`,
+		`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Paris."}}`,
+		`{"type":"content_block_stop","index":0}`,
+		`{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":7}}`,
+		`{"type":"message_stop"}`,
+	}
+	for i, e := range events {
+		var name struct{ Type string }
+		_ = json.Unmarshal([]byte(e), &name)
+		us.exchange(t, respBody("event: "+name.Type+"\ndata: "+e+"\n\n", i == len(events)-1))
+	}
+	us.close(t)
+	recs := f.usage.records()
+	if len(recs) != 1 {
+		t.Fatalf("%d usage records, want 1", len(recs))
+	}
+	if r := recs[0]; r.GetInputTokens() != 40 || r.GetOutputTokens() != 7 || r.GetEstimated() || r.GetErrorType() != "" {
+		t.Errorf("usage record = %v; want the stream's final usage", r)
+	}
+}
