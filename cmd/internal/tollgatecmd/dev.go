@@ -224,7 +224,7 @@ func printBanner(w io.Writer, d *devRun, admin, xds, extproc net.Addr, dp *runni
 %s
 Try:
   tollgatectl tenant create acme
-  tollgatectl key create --tenant acme --name ci      # prints the key once
+  export TOLLGATE_KEY=$(tollgatectl key create --tenant acme --name ci | head -n 1)
   tollgatectl model list                              # the models you can call
   curl %s/v1/chat/completions -H "Authorization: Bearer $KEY" \
        -H 'content-type: application/json' \
