@@ -6,6 +6,16 @@ import (
 	"time"
 )
 
+// take reserves units that must fit.
+func take(t *testing.T, c Counter, at Instant, n, limit int64) Mark {
+	t.Helper()
+	m, ok := c.Reserve(at, n, limit)
+	if !ok {
+		t.Fatalf("%d units under a limit of %d refused: %+v", n, limit, c.Look(at, n, limit))
+	}
+	return m
+}
+
 func utc(s string) time.Time {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
@@ -38,11 +48,11 @@ func TestInstantCalendarWindows(t *testing.T) {
 			}
 		}
 		check("day start", windowStart(Day, at.Day), c.dayStart)
-		check("day end", windowEnd(Day, at.Day), c.dayEnd)
+		check("day end", timeOf(windowEnd(Day, at.Day)), c.dayEnd)
 		check("month start", windowStart(Month, at.Month), c.monthStart)
-		check("month end", windowEnd(Month, at.Month), c.monthEnd)
+		check("month end", timeOf(windowEnd(Month, at.Month)), c.monthEnd)
 	}
-	if !windowEnd(Total, 0).IsZero() {
+	if windowEnd(Total, 0) != 0 {
 		t.Error("a total window must never end")
 	}
 }
@@ -52,22 +62,22 @@ func TestInstantCalendarWindows(t *testing.T) {
 func TestRollingCounterIsATokenBucket(t *testing.T) {
 	t0 := utc("2028-02-28T12:00:00Z")
 	at := func(d time.Duration) Instant { return InstantOf(t0.Add(d)) }
-	r := &rollingCounter{window: microsPerMinute}
+	r := &rollingCounter{}
 
 	rd := r.Look(at(0), 1, 60)
-	if !rd.Fits || rd.Remaining != 60 || rd.Used != 0 || !rd.Reset.Equal(t0) {
+	if !rd.Fits || rd.Remaining != 60 || rd.Used != 0 || rd.Reset != t0.UnixMicro() {
 		t.Fatalf("empty bucket: %+v", rd)
 	}
-	r.Take(at(0), 1, 60)
+	take(t, r, at(0), 1, 60)
 	rd = r.Look(at(0), 0, 60)
-	if rd.Remaining != 59 || rd.Used != 1 || rd.Reset.Sub(t0) != time.Second {
-		t.Fatalf("after one request: remaining %d, used %d, reset in %s; want 59, 1, 1s", rd.Remaining, rd.Used, rd.Reset.Sub(t0))
+	if rd.Remaining != 59 || rd.Used != 1 || timeOf(rd.Reset).Sub(t0) != time.Second {
+		t.Fatalf("after one request: remaining %d, used %d, reset in %s; want 59, 1, 1s", rd.Remaining, rd.Used, timeOf(rd.Reset).Sub(t0))
 	}
 	for range 59 {
-		r.Take(at(0), 1, 60)
+		take(t, r, at(0), 1, 60)
 	}
 	rd = r.Look(at(0), 1, 60)
-	if rd.Fits || rd.Remaining != 0 || rd.Wait != time.Second || rd.Reset.Sub(t0) != time.Minute {
+	if rd.Fits || rd.Remaining != 0 || rd.Wait != time.Second || timeOf(rd.Reset).Sub(t0) != time.Minute {
 		t.Fatalf("full bucket: %+v; want refused, 0 left, wait 1s, reset in 1m", rd)
 	}
 	if r.Look(at(999*time.Millisecond), 1, 60).Fits {
@@ -78,7 +88,7 @@ func TestRollingCounterIsATokenBucket(t *testing.T) {
 		t.Errorf("after 1s: %+v; want one request to fit", rd)
 	}
 	rd = r.Look(at(30*time.Second), 0, 60)
-	if rd.Remaining != 30 || rd.Used != 30 || rd.Reset.Sub(t0) != time.Minute {
+	if rd.Remaining != 30 || rd.Used != 30 || timeOf(rd.Reset).Sub(t0) != time.Minute {
 		t.Errorf("after 30s: %+v; want 30 used, 30 left, full at 1m", rd)
 	}
 	rd = r.Look(at(time.Hour), 0, 60)
@@ -90,8 +100,8 @@ func TestRollingCounterIsATokenBucket(t *testing.T) {
 func TestRollingCounterTokens(t *testing.T) {
 	t0 := utc("2028-02-28T12:00:00Z")
 	at := InstantOf(t0)
-	r := &rollingCounter{window: microsPerMinute}
-	m := r.Take(at, 600, 1000)
+	r := &rollingCounter{}
+	m := take(t, r, at, 600, 1000)
 	rd := r.Look(at, 600, 1000)
 	// 200 tokens must drain at 1000 per minute: 12s.
 	if rd.Fits || rd.Wait != 12*time.Second || rd.Remaining != 400 {
@@ -109,20 +119,20 @@ func TestRollingCounterTokens(t *testing.T) {
 // A refund must not erase usage that came after the reservation drained.
 func TestRollingRefundStopsAtWhatHasNotDrained(t *testing.T) {
 	t0 := utc("2028-02-28T12:00:00Z")
-	r := &rollingCounter{window: microsPerMinute}
-	a := r.Take(InstantOf(t0), 600, 1000) // drained by t0+36s
+	r := &rollingCounter{}
+	a := take(t, r, InstantOf(t0), 600, 1000) // drained by t0+36s
 	later := InstantOf(t0.Add(36 * time.Second))
-	r.Take(later, 900, 1000)
+	take(t, r, later, 900, 1000)
 	r.Settle(later, a, 600, 100, 1000)
 	if rd := r.Look(later, 0, 1000); rd.Used != 900 {
 		t.Fatalf("used %d after a late refund; want the later request's 900 intact", rd.Used)
 	}
 	// Half drained: at t0+18s 300 of the 600 are still in the bucket, so
 	// at most 300 come back.
-	r = &rollingCounter{window: microsPerMinute}
-	a = r.Take(InstantOf(t0), 600, 1000)
+	r = &rollingCounter{}
+	a = take(t, r, InstantOf(t0), 600, 1000)
 	mid := InstantOf(t0.Add(18 * time.Second))
-	r.Take(mid, 500, 1000)
+	take(t, r, mid, 500, 1000)
 	r.Settle(mid, a, 600, 0, 1000)
 	if rd := r.Look(mid, 0, 1000); rd.Used != 500 {
 		t.Errorf("used %d; want 500 (the 300 undrained tokens refunded, the later 500 kept)", rd.Used)
@@ -131,8 +141,8 @@ func TestRollingRefundStopsAtWhatHasNotDrained(t *testing.T) {
 
 func TestRollingSettleAboveReservationCharges(t *testing.T) {
 	at := InstantOf(utc("2028-02-28T12:00:00Z"))
-	r := &rollingCounter{window: microsPerMinute}
-	m := r.Take(at, 100, 1000)
+	r := &rollingCounter{}
+	m := take(t, r, at, 100, 1000)
 	r.Settle(at, m, 100, 1500, 1000)
 	rd := r.Look(at, 0, 1000)
 	if rd.Used != 1500 || rd.Remaining != 0 || rd.Fits {
@@ -142,13 +152,13 @@ func TestRollingSettleAboveReservationCharges(t *testing.T) {
 
 func TestRollingHugeLimitsDoNotOverflow(t *testing.T) {
 	at := InstantOf(utc("2028-02-28T12:00:00Z"))
-	r := &rollingCounter{window: microsPerMinute}
+	r := &rollingCounter{}
 	for _, n := range []int64{1, maxRate, math.MaxInt64} {
 		if rd := r.Look(at, min(n, maxRate), math.MaxInt64); !rd.Fits {
 			t.Errorf("%d under an enormous limit: %+v", n, rd)
 		}
 	}
-	m := r.Take(at, maxRate, math.MaxInt64)
+	m := take(t, r, at, maxRate, math.MaxInt64)
 	r.Settle(at, m, maxRate, math.MaxInt64, math.MaxInt64)
 	if rd := r.Look(at, 1, math.MaxInt64); rd.Fits || rd.Used <= 0 {
 		t.Errorf("a saturated bucket must refuse, not wrap: %+v", rd)
@@ -157,8 +167,8 @@ func TestRollingHugeLimitsDoNotOverflow(t *testing.T) {
 
 func TestRollingClockSteppingBackDrainsNothing(t *testing.T) {
 	t0 := utc("2028-02-28T12:00:00Z")
-	r := &rollingCounter{window: microsPerMinute}
-	r.Take(InstantOf(t0), 60, 60)
+	r := &rollingCounter{}
+	take(t, r, InstantOf(t0), 60, 60)
 	if rd := r.Look(InstantOf(t0.Add(-time.Second)), 1, 60); rd.Fits {
 		t.Errorf("a read from before the last take must not find room: %+v", rd)
 	}
@@ -168,15 +178,15 @@ func TestCalendarCounterRollsAtMidnight(t *testing.T) {
 	c := &calendarCounter{period: Day}
 	before := InstantOf(utc("2028-02-28T23:59:59.999Z"))
 	after := InstantOf(utc("2028-02-29T00:00:00Z"))
-	m := c.Take(before, 100, 100)
+	m := take(t, c, before, 100, 100)
 	rd := c.Look(before, 1, 100)
-	if rd.Fits || rd.Used != 100 || rd.Held != 100 || rd.Wait != time.Millisecond || !rd.Reset.Equal(utc("2028-02-29T00:00:00Z")) {
+	if rd.Fits || rd.Used != 100 || rd.Held != 100 || rd.Wait != time.Millisecond || rd.Reset != utc("2028-02-29T00:00:00Z").UnixMicro() {
 		t.Fatalf("at 23:59:59.999: %+v; want refused, retry in 1ms, reset at midnight", rd)
 	}
 	if rd := c.Look(after, 100, 100); !rd.Fits || rd.Used != 0 {
 		t.Fatalf("at midnight: %+v; want a fresh day", rd)
 	}
-	c.Take(after, 40, 100)
+	take(t, c, after, 40, 100)
 	// Yesterday's reservation settles into yesterday, not into today.
 	c.Settle(after, m, 100, 90, 100)
 	if rd := c.Look(after, 0, 100); rd.Used != 40 || rd.Held != 40 {
@@ -187,11 +197,11 @@ func TestCalendarCounterRollsAtMidnight(t *testing.T) {
 func TestCalendarCounterTotalNeverResets(t *testing.T) {
 	c := &calendarCounter{period: Total}
 	at := InstantOf(utc("2028-02-28T12:00:00Z"))
-	m := c.Take(at, 100, 100)
+	m := take(t, c, at, 100, 100)
 	c.Settle(at, m, 100, 100, 100)
 	far := InstantOf(utc("2040-01-01T00:00:00Z"))
 	rd := c.Look(far, 1, 100)
-	if rd.Fits || rd.Used != 100 || !rd.Reset.IsZero() || rd.Wait != 0 {
+	if rd.Fits || rd.Used != 100 || rd.Reset != 0 || rd.Wait != 0 {
 		t.Errorf("total budget years later: %+v; want still spent, no reset, no retry", rd)
 	}
 }
@@ -202,7 +212,7 @@ func TestCalendarCounterReachedLimitRefusesFreeRequests(t *testing.T) {
 	if !c.Look(at, 0, 100).Fits {
 		t.Fatal("a free request must pass an unspent budget")
 	}
-	c.Take(at, 100, 100)
+	take(t, c, at, 100, 100)
 	if c.Look(at, 0, 100).Fits {
 		t.Error("a free request must not pass a budget that is reached")
 	}
@@ -214,10 +224,10 @@ func TestCalendarCounterReachedLimitRefusesFreeRequests(t *testing.T) {
 func TestGauge(t *testing.T) {
 	g := &gauge{}
 	at := Instant{}
-	g.Take(at, 1, 2)
-	g.Take(at, 1, 2)
+	take(t, g, at, 1, 2)
+	take(t, g, at, 1, 2)
 	rd := g.Look(at, 1, 2)
-	if rd.Fits || rd.Wait != concurrencyWait || rd.Used != 2 || !rd.Reset.IsZero() {
+	if rd.Fits || rd.Wait != concurrencyWait || rd.Used != 2 || rd.Reset != 0 {
 		t.Fatalf("two of two in flight: %+v", rd)
 	}
 	g.Settle(at, 0, 1, 0, 2)
@@ -238,13 +248,54 @@ func TestCalendarCounterNeverRollsBack(t *testing.T) {
 	c := &calendarCounter{period: Day}
 	early := InstantOf(utc("2028-02-28T23:59:59.999999Z"))
 	late := InstantOf(utc("2028-02-29T00:00:00Z"))
-	m := c.Take(late, 70, 100)
+	m := take(t, c, late, 70, 100)
 	if rd := c.Look(early, 40, 100); rd.Fits || rd.Used != 70 {
 		t.Fatalf("late arrival stamped before midnight: %+v; want it to see the new day's 70", rd)
 	}
-	c.Take(early, 30, 100)
+	take(t, c, early, 30, 100)
 	c.Settle(late, m, 70, 70, 100)
 	if rd := c.Look(late, 0, 100); rd.Used != 100 || rd.Held != 30 {
 		t.Errorf("new day %+v; want 70 spent + 30 held", rd)
+	}
+}
+
+func TestReserveRefusesWithoutCounting(t *testing.T) {
+	at := InstantOf(utc("2028-02-28T12:00:00Z"))
+	for name, c := range map[string]Counter{
+		"rolling":  &rollingCounter{},
+		"calendar": &calendarCounter{period: Day},
+		"gauge":    &gauge{},
+	} {
+		take(t, c, at, 7, 10)
+		before := c.Look(at, 0, 10)
+		if _, ok := c.Reserve(at, 4, 10); ok {
+			t.Errorf("%s: 4 more on 7 of 10 reserved", name)
+		}
+		if after := c.Look(at, 0, 10); after != before {
+			t.Errorf("%s: a refused Reserve changed the counter: %+v → %+v", name, before, after)
+		}
+		// Settling at 0 at the same instant undoes a reservation exactly.
+		m := take(t, c, at, 3, 10)
+		c.Settle(at, m, 3, 0, 10)
+		if after := c.Look(at, 0, 10); after != before {
+			t.Errorf("%s: undo left %+v, want %+v", name, after, before)
+		}
+	}
+}
+
+// A refund moves the reservations behind it forward in the bucket. A
+// later reservation's refund must count from where it really is, or it
+// gives back units that have drained already and erases a newer request.
+func TestRollingRefundAfterAnEarlierRefund(t *testing.T) {
+	t0 := utc("2028-02-28T12:00:00Z")
+	r := &rollingCounter{}
+	a := take(t, r, InstantOf(t0), 600, 1000)
+	b := take(t, r, InstantOf(t0), 400, 1000)
+	r.Settle(InstantOf(t0), a, 600, 0, 1000) // B now drains by t0+24s
+	later := InstantOf(t0.Add(30 * time.Second))
+	take(t, r, later, 300, 1000)
+	r.Settle(later, b, 400, 0, 1000)
+	if rd := r.Look(later, 0, 1000); rd.Used != 300 {
+		t.Errorf("used %d; want the newer request's 300 intact (B had drained)", rd.Used)
 	}
 }

@@ -11,9 +11,10 @@
 // key; both must admit, so the stricter wins) and reserves, all at once or
 // not at all: one request, the request's worst-case tokens (prompt +
 // max output), one concurrency slot and its worst-case cost on every
-// budget. The subjects' locks are held from the first check to the last
-// reservation, so no other request sees a partial reservation, and a
-// refusal leaves every counter as it was. Concurrent requests cannot all
+// budget. Each counter reserves if the units fit; if one refuses, those
+// already reserved are given back before any lock is released. The
+// subjects' locks are held throughout, so no other request sees a partial
+// reservation, and a refusal leaves every counter as it was. Concurrent requests cannot all
 // pass the check before any spend is recorded: the spend is recorded (as
 // held) by the check that passes.
 //
@@ -59,8 +60,9 @@
 // subject may send `limit` at once and then one more every minute/limit,
 // so a 60 s span can hold up to 2·limit−1 requests, while the sustained
 // rate is exactly `limit` per minute. Settling below a reservation refunds
-// only the part of the reservation the bucket has not drained yet: a
-// larger refund would erase later requests' usage.
+// only the part of the reservation the bucket has not drained yet (each
+// reservation is marked with its place in the bucket's queue): a larger
+// refund would erase later requests' usage.
 //
 // Rates are counted only while a limit is set (a bucket has no drain rate
 // without one); concurrency and spend are always counted, so that a limit
@@ -72,10 +74,11 @@
 //
 // The engine decides; a Ledger counts. Each subject has one Counter per
 // Meter, taken from the ledger once and used under the subject's lock:
-// Look (does n fit under this limit), Take (count n, return a Mark) and
-// Settle (replace taken units with actual ones). LocalLedger counts in
-// memory, exactly, for one replica. The next step replaces it with a
-// lease ledger without touching admission.
+// Reserve (count n if they fit under this limit, return a Mark), Settle
+// (replace reserved units with actual ones) and Look (read, for refusals,
+// headers, soft limits and State). LocalLedger counts in memory, exactly,
+// for one replica. The next step replaces it with a lease ledger without
+// touching admission.
 //
 // # Across replicas: leases (design for the next step)
 //

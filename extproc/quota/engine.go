@@ -105,6 +105,10 @@ func (e *Engine) account(id SubjectID) *account {
 	return a
 }
 
+// testHookBeforeLock runs between finding a request's accounts and
+// locking them, where Sweep or Forget may drop one; tests set it.
+var testHookBeforeLock func()
+
 // lockSet holds the accounts of one request, locked, in lock order.
 type lockSet struct {
 	accts [MaxSubjects]*account
@@ -132,6 +136,9 @@ func (e *Engine) lockSubjects(subjects []Subject, ls *lockSet) error {
 			if ls.accts[i] == ls.accts[i-1] {
 				return ErrSubjects
 			}
+		}
+		if testHookBeforeLock != nil {
+			testHookBeforeLock()
 		}
 		gone := false
 		for i := range n {
@@ -171,10 +178,70 @@ func (e *Engine) Admit(now time.Time, subjects []Subject, c Cost) (*Reservation,
 	c = c.clamp()
 	at := InstantOf(now)
 
+	for i := range ls.n {
+		ls.accts[i].limits = subjects[ls.pos[i]].Limits
+	}
+	h := holding{accts: ls.accts, n: uint8(ls.n)}
+	for i := range ls.n {
+		a := ls.accts[i]
+		for m := range numMeters {
+			lim := a.limits.limit(m)
+			if m.rolling() && !lim.set {
+				continue
+			}
+			mk, ok := a.ctr[m].Reserve(at, c.of(m), lim.orMax())
+			if !ok {
+				// Undone before any lock is released: no other request
+				// ever sees these units.
+				h.undo(at, i, c)
+				return nil, e.refuse(at, c, &ls, refusal{a: a, m: m, limit: lim.n})
+			}
+			h.marks[i][m] = mk
+			h.took[i] |= 1 << m
+		}
+	}
+	r := &Reservation{e: e, holding: h, cost: c, admitted: at.Micros}
+	for i := range ls.n {
+		ls.accts[i].inflight++
+		ls.accts[i].lastUsed = max(ls.accts[i].lastUsed, at.Micros)
+	}
+	ls.accts[0].link(r)
+	r.headers = rateHeaders(at, ls.accts[:ls.n])
+	return r, nil
+}
+
+// holding is what a request has reserved, and where.
+type holding struct {
+	accts [MaxSubjects]*account // in lock order
+	n     uint8
+	took  [MaxSubjects]uint8 // per account, a bit per meter that Reserve counted
+	marks [MaxSubjects][numMeters]Mark
+}
+
+// undo gives back what a refused request reserved on its first accounts,
+// up to and including account last, at the instant it reserved them.
+func (h *holding) undo(at Instant, last int, c Cost) {
+	for i := range last + 1 {
+		a := h.accts[i]
+		for m := range numMeters {
+			if h.took[i]&(1<<m) != 0 {
+				a.ctr[m].Settle(at, h.marks[i][m], c.of(m), 0, a.limits.limit(m).orMax())
+			}
+		}
+	}
+}
+
+// refuse reads every limit of a refused request to name the one that
+// refuses longest. Refusals are the rare path; admission itself reads
+// nothing it does not need.
+//
+// first is the limit whose Reserve refused. A ledger that changes on its own
+// (a lease arriving) may read as fitting a moment later; the request is
+// refused all the same, by that limit, with a short retry-after.
+func (e *Engine) refuse(at Instant, c Cost, ls *lockSet, first refusal) *Denial {
 	var worst refusal
 	for i := range ls.n {
 		a := ls.accts[i]
-		a.limits = subjects[ls.pos[i]].Limits
 		for m := range numMeters {
 			lim := a.limits.limit(m)
 			if m.rolling() && !lim.set {
@@ -185,29 +252,17 @@ func (e *Engine) Admit(now time.Time, subjects []Subject, c Cost) (*Reservation,
 			}
 		}
 	}
-	if worst.a != nil {
-		return nil, worst.denial(at, c, &ls)
+	if worst.a == nil {
+		worst = first
+		worst.rd = first.a.ctr[first.m].Look(at, c.of(first.m), first.a.limits.limit(first.m).orMax())
+		worst.rd.Wait = max(worst.rd.Wait, retryRace)
 	}
-
-	r := &Reservation{e: e, n: uint8(ls.n), cost: c, admitted: at.Micros}
-	for i := range ls.n {
-		a := ls.accts[i]
-		r.accts[i] = a
-		for m := range numMeters {
-			lim := a.limits.limit(m)
-			if m.rolling() && !lim.set {
-				continue
-			}
-			r.marks[i][m] = a.ctr[m].Take(at, c.of(m), lim.orMax())
-			r.took[i] |= 1 << m
-		}
-		a.inflight++
-		a.lastUsed = max(a.lastUsed, at.Micros)
-	}
-	ls.accts[0].link(r)
-	r.headers = rateHeaders(at, ls.accts[:ls.n])
-	return r, nil
+	return worst.denial(at, c, ls)
 }
+
+// retryRace is the retry-after of a refusal that a ledger no longer
+// confirms: try again soon.
+const retryRace = 100 * time.Millisecond
 
 // refusal is one limit that does not admit a request.
 type refusal struct {
@@ -238,7 +293,7 @@ func (w *refusal) denial(at Instant, c Cost, ls *lockSet) *Denial {
 		Used:        w.rd.Used,
 		Requested:   c.of(w.m),
 		Remaining:   w.rd.Remaining,
-		Reset:       w.rd.Reset,
+		Reset:       timeOf(w.rd.Reset),
 		RetryAfter:  w.rd.Wait,
 		Unavailable: w.rd.Unavailable,
 		Headers:     rateHeaders(at, ls.accts[:ls.n]),
@@ -417,7 +472,7 @@ func (e *Engine) State(s Subject) State {
 		default:
 			rd = LocalLedger{}.Counter(id, m).Look(at, 0, lim.orMax())
 		}
-		ms.Used, ms.Held, ms.Reset = rd.Used, rd.Held, rd.Reset
+		ms.Used, ms.Held, ms.Reset = rd.Used, rd.Held, timeOf(rd.Reset)
 		if lim.set {
 			ms.Remaining = rd.Remaining
 		}

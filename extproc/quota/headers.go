@@ -77,7 +77,7 @@ func rateHeaders(at Instant, accts []*account) RateHeaders {
 				continue
 			}
 			rd := a.ctr[m].Look(at, 0, lim.n)
-			s := RateStatus{Set: true, Limit: lim.n, Remaining: rd.Remaining, Reset: max(rd.Reset.Sub(at.Time()), 0)}
+			s := RateStatus{Set: true, Limit: lim.n, Remaining: rd.Remaining, Reset: micros(max(rd.Reset-at.Micros, 0))}
 			cur := &h.Requests
 			if m == TokensPerMinute {
 				cur = &h.Tokens

@@ -30,17 +30,21 @@ type Ledger interface {
 // A limit that has been reached refuses every request, even one that asks
 // for 0 units (a free model once the budget is spent).
 type Counter interface {
-	// Look reads the counter and says whether n more units fit. It
-	// changes nothing.
-	Look(at Instant, n, limit int64) Reading
-	// Take counts n units and returns a mark that Settle gets back: the
-	// calendar window the units went to, or where they sit in a rolling
-	// window.
-	Take(at Instant, n, limit int64) Mark
-	// Settle replaces taken units, counted by the Take that returned m,
+	// Reserve counts n units if they fit under limit, and returns a mark
+	// that Settle gets back (the calendar window the units went to, or
+	// where they sit in a rolling window); if they do not fit it counts
+	// nothing and returns false. This is the hot path: one call per meter
+	// per request, and no Reading to fill.
+	Reserve(at Instant, n, limit int64) (Mark, bool)
+	// Settle replaces taken units, counted by the Reserve that returned m,
 	// with actual units: the difference is released, or charged when
-	// actual is more.
+	// actual is more. Settling with actual 0 at the instant of the Reserve
+	// undoes it exactly.
 	Settle(at Instant, m Mark, taken, actual, limit int64)
+	// Look reads the counter and says whether n more units would fit. It
+	// changes nothing. The engine reads for refusals, rate limit headers,
+	// soft limits and State.
+	Look(at Instant, n, limit int64) Reading
 }
 
 // Mark is a counter's note on units it took, for their settlement.
@@ -52,10 +56,11 @@ type Reading struct {
 	Held      int64 // reserved by requests not yet settled (calendar windows; a rolling window does not tell them apart)
 	Remaining int64 // units that fit now
 	Fits      bool  // the units asked about fit
-	// Reset is when the counter is back to zero: the end of a calendar
-	// window, the time a rolling window has drained. Zero for a total
-	// (never) or a concurrency gauge (unknown).
-	Reset time.Time
+	// Reset is when the counter is back to zero, in Unix µs: the end of a
+	// calendar window, the time a rolling window has drained. 0 for a total
+	// (never) or a concurrency gauge (unknown). A number rather than a
+	// time.Time: readings are returned by value many times per request.
+	Reset int64
 	// Wait, when the units do not fit, is how long until they do; 0 when
 	// waiting cannot help (a total budget, a request larger than the limit).
 	Wait time.Duration
@@ -90,8 +95,16 @@ func InstantOf(t time.Time) Instant {
 	return Instant{Micros: us, Day: floorDiv(us, microsPerDay), Month: int64(y)*12 + int64(mo) - 1}
 }
 
-// Time returns the instant as a time in UTC.
-func (at Instant) Time() time.Time { return time.UnixMicro(at.Micros).UTC() }
+// Time returns the instant as a time in UTC, to the microsecond.
+func (at Instant) Time() time.Time { return timeOf(at.Micros) }
+
+// timeOf turns Unix µs into a time in UTC; 0 is the zero time ("never").
+func timeOf(us int64) time.Time {
+	if us == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us).UTC()
+}
 
 // windowStart and windowEnd bound a calendar window of period p; the total
 // window has neither (zero time).
@@ -105,11 +118,15 @@ func windowStart(p Period, w int64) time.Time {
 	return time.Time{}
 }
 
-func windowEnd(p Period, w int64) time.Time {
-	if p == Total {
-		return time.Time{}
+// windowEnd is in Unix µs, 0 for a total.
+func windowEnd(p Period, w int64) int64 {
+	switch p {
+	case Day:
+		return (w + 1) * microsPerDay
+	case Month:
+		return windowStart(p, w+1).UnixMicro()
 	}
-	return windowStart(p, w+1)
+	return 0
 }
 
 func (at Instant) window(p Period) int64 {
@@ -138,7 +155,7 @@ type LocalLedger struct{}
 func (LocalLedger) Counter(_ SubjectID, m Meter) Counter {
 	switch {
 	case m.rolling():
-		return &rollingCounter{window: microsPerMinute}
+		return &rollingCounter{}
 	case m == ConcurrentRequests:
 		return &gauge{}
 	}

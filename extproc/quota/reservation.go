@@ -8,11 +8,8 @@ import (
 // it exactly once when the request is over; later calls do nothing. Until
 // then it holds a concurrency slot, its tokens and its worst-case cost.
 type Reservation struct {
-	e        *Engine
-	accts    [MaxSubjects]*account // in lock order
-	n        uint8
-	took     [MaxSubjects]uint8 // per account, a bit per meter that Take counted
-	marks    [MaxSubjects][numMeters]Mark
+	e *Engine
+	holding
 	cost     Cost
 	admitted int64 // µs
 	headers  RateHeaders
@@ -54,7 +51,7 @@ func (r *Reservation) settle(actual Cost, expired bool) []Event {
 		r.accts[i].mu.Lock()
 	}
 	var events []Event
-	for i := range r.n {
+	for i := range int(r.n) {
 		a := r.accts[i]
 		for m := range numMeters {
 			if r.took[i]&(1<<m) == 0 || m == RequestsPerMinute {
@@ -69,8 +66,8 @@ func (r *Reservation) settle(actual Cost, expired bool) []Event {
 				used = 0
 			}
 			a.ctr[m].Settle(at, r.marks[i][m], taken, used, lim.orMax())
-			if _, ok := m.Period(); ok {
-				events = a.checkSoft(at, m, events)
+			if _, ok := m.Period(); ok && used > 0 {
+				events = a.checkSoft(at, m, events) // only spend can reach a soft limit
 			}
 		}
 		a.inflight--
