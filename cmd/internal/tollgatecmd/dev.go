@@ -226,7 +226,7 @@ Try:
   tollgatectl tenant create acme
   export TOLLGATE_KEY=$(tollgatectl key create --tenant acme --name ci | head -n 1)
   tollgatectl model list                              # the models you can call
-  curl %s/v1/chat/completions -H "Authorization: Bearer $KEY" \
+  curl %s/v1/chat/completions -H "Authorization: Bearer $TOLLGATE_KEY" \
        -H 'content-type: application/json' \
        -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'
 
