@@ -6,12 +6,15 @@ import (
 	"net/http"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	configv1 "github.com/tollgate-dev/tollgate/api/tollgate/config/v1"
 	usagev1 "github.com/tollgate-dev/tollgate/api/tollgate/usage/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/xdstranslate"
+	"github.com/tollgate-dev/tollgate/extproc/quota"
 	"github.com/tollgate-dev/tollgate/extproc/translate"
 )
 
@@ -47,7 +50,7 @@ func (d *downstream) run(hh *extprocv3.HttpHeaders) error {
 		case *extprocv3.ProcessingRequest_RequestBody:
 			resp = d.requestBody(m.RequestBody)
 		case *extprocv3.ProcessingRequest_ResponseHeaders:
-			resp = continueResponseHeaders
+			resp = d.responseHeaders()
 		case *extprocv3.ProcessingRequest_ResponseBody:
 			resp = continueResponseBody
 		case *extprocv3.ProcessingRequest_RequestTrailers:
@@ -122,6 +125,27 @@ func (d *downstream) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.Proces
 type requestFields struct {
 	Model  string `json:"model"`
 	Stream bool   `json:"stream"`
+	// The output limit, by API: Chat Completions (both spellings),
+	// Responses, Anthropic Messages.
+	MaxTokens           *int64 `json:"max_tokens"`
+	MaxCompletionTokens *int64 `json:"max_completion_tokens"`
+	MaxOutputTokens     *int64 `json:"max_output_tokens"`
+}
+
+// maxOutput is the most output the request allows, for its worst-case
+// cost: the client's own limit, else what is left of the model's context
+// window, else the default the translators send to providers that need
+// one.
+func (f *requestFields) maxOutput(m *configv1.Model, input int64) int64 {
+	for _, v := range []*int64{f.MaxCompletionTokens, f.MaxTokens, f.MaxOutputTokens} {
+		if v != nil && *v > 0 {
+			return *v
+		}
+	}
+	if cw := m.GetContextWindow(); cw > input {
+		return cw - input
+	}
+	return translate.DefaultMaxTokens
 }
 
 func (d *downstream) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
@@ -149,12 +173,49 @@ func (d *downstream) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 	if e := d.checkTranslation(); e != nil {
 		return d.refuse(e)
 	}
+	if resp := d.admit(&f); resp != nil {
+		return resp
+	}
 	// Published only now, complete: the upstream streams read it from here,
 	// and the table's lock orders these writes before their reads.
 	d.s.inflight.add(r)
 	mut := &mutation{}
 	mut.setHeader(xdstranslate.RouteHeader, m.GetRoute())
 	return requestBodyReply(&extprocv3.CommonResponse{HeaderMutation: mut.proto(), ClearRouteCache: true})
+}
+
+// admit reserves the request's worst case against its tenant's and key's
+// limits; a request that does not fit is answered 429 before it leaves.
+func (d *downstream) admit(f *requestFields) *extprocv3.ProcessingResponse {
+	q := d.s.quota
+	if q == nil {
+		return nil
+	}
+	r := d.req
+	input := r.first.Response.EstimatedInputTokens
+	output := f.maxOutput(r.model, input)
+	worst := cost(priceAt(r.model.GetPrices(), r.start), translate.Usage{InputTokens: input, OutputTokens: output})
+	subjects := []quota.Subject{
+		{Kind: quota.Tenant, ID: r.tenant.GetTenantId(), Limits: quota.FromPolicy(r.tenant.GetPolicy())},
+		{Kind: quota.Key, ID: r.key.GetKeyId(), Limits: quota.FromPolicy(r.key.GetPolicy())},
+	}
+	res, err := q.Admit(r.start, subjects, quota.Cost{Tokens: input + output, Micros: worst})
+	if err == nil {
+		r.reservation = res
+		return nil
+	}
+	var denial *quota.Denial
+	if !errors.As(err, &denial) {
+		return d.refuse(&translate.Error{Status: http.StatusInternalServerError, Type: "server_error", Code: "quota_error", Message: err.Error()})
+	}
+	typ, code := denial.OpenAIError()
+	e := &translate.Error{Status: http.StatusTooManyRequests, Type: typ, Code: code, Message: denial.Error()}
+	resp := d.refuse(e)
+	for _, h := range denial.AppendHeaders(nil) {
+		resp.GetImmediateResponse().Headers.SetHeaders = append(resp.GetImmediateResponse().Headers.SetHeaders,
+			&corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: h.Name, RawValue: []byte(h.Value)}})
+	}
+	return resp
 }
 
 func (d *downstream) checkTranslation() *translate.Error {
@@ -194,8 +255,41 @@ func (d *downstream) finish() {
 		return
 	}
 	d.s.inflight.remove(r.id)
-	r.record = func() { d.s.usage.Record(d.usageRecord()) }
+	r.record = func() {
+		rec := d.usageRecord()
+		d.settle(rec)
+		d.s.usage.Record(rec)
+	}
 	r.downstreamEnded(maxResponseTime)
+}
+
+// responseHeaders adds OpenAI's rate-limit headers to every admitted
+// request's response, so SDKs can pace themselves.
+func (d *downstream) responseHeaders() *extprocv3.ProcessingResponse {
+	if d.req == nil || d.req.reservation == nil {
+		return continueResponseHeaders
+	}
+	m := &mutation{}
+	for _, h := range d.req.reservation.Headers().Append(nil) {
+		m.setHeader(h.Name, h.Value)
+	}
+	return responseHeadersReply(continueWith(m))
+}
+
+// settle replaces the request's reservation with what it used: its tokens
+// and cost as recorded. A request that reached no provider used nothing.
+func (d *downstream) settle(rec *usagev1.UsageRecord) {
+	res := d.req.reservation
+	if res == nil {
+		return
+	}
+	var events []quota.Event
+	if rec.GetProvider() == "" {
+		events = res.Release()
+	} else {
+		events = res.Settle(quota.Cost{Tokens: rec.GetInputTokens() + rec.GetOutputTokens(), Micros: rec.GetCostMicros()})
+	}
+	d.s.logQuotaEvents(events)
 }
 
 // usageRecord is the request's usage, from the outcome of its last try.

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	configv1 "github.com/tollgate-dev/tollgate/api/tollgate/config/v1"
+	"github.com/tollgate-dev/tollgate/extproc/quota"
 	"github.com/tollgate-dev/tollgate/extproc/translate"
 )
 
@@ -26,6 +27,9 @@ type request struct {
 	// was checked; its first try (nearly always that deployment) reuses it.
 	first           translate.ProviderRequest
 	firstDeployment string
+	// reservation holds the request's worst case against its tenant's and
+	// key's limits until the request settles at its actual usage.
+	reservation *quota.Reservation
 
 	mu             sync.Mutex
 	tries          int

@@ -31,6 +31,7 @@ import (
 	configv1 "github.com/tollgate-dev/tollgate/api/tollgate/config/v1"
 	usagev1 "github.com/tollgate-dev/tollgate/api/tollgate/usage/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/xdstranslate"
+	"github.com/tollgate-dev/tollgate/extproc/quota"
 )
 
 // Config is the configuration ext_proc reads per request;
@@ -54,6 +55,7 @@ type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
 	cfg      Config
 	usage    UsageSink
+	quota    *quota.Engine
 	log      *slog.Logger
 	inflight *inflight
 	now      func() time.Time
@@ -63,6 +65,9 @@ type Server struct {
 type Options struct {
 	Config Config
 	Usage  UsageSink
+	// Quota enforces the tenants' and keys' limits and budgets; nil
+	// enforces none.
+	Quota  *quota.Engine
 	Logger *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
@@ -70,7 +75,7 @@ type Options struct {
 
 // New returns a Server.
 func New(o Options) *Server {
-	s := &Server{cfg: o.Config, usage: o.Usage, log: o.Logger, inflight: newInflight(), now: o.Now}
+	s := &Server{cfg: o.Config, usage: o.Usage, quota: o.Quota, log: o.Logger, inflight: newInflight(), now: o.Now}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -78,6 +83,33 @@ func New(o Options) *Server {
 		s.now = time.Now
 	}
 	return s
+}
+
+// Maintain settles reservations whose requests never ended and forgets
+// idle counters, every interval, until ctx ends.
+func (s *Server) Maintain(ctx context.Context, interval time.Duration) {
+	if s.quota == nil {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.logQuotaEvents(s.quota.Sweep())
+		}
+	}
+}
+
+// logQuotaEvents reports soft-limit crossings and expired reservations.
+// Issue 9 turns soft-limit crossings into notifications and audit events.
+func (s *Server) logQuotaEvents(events []quota.Event) {
+	for _, e := range events {
+		s.log.Warn("quota event", "kind", e.Kind.String(), "subject", e.Subject.String(), "meter", e.Meter.String(),
+			"limit_micros", e.Limit, "used_micros", e.Used, "window", e.Window)
+	}
 }
 
 // InFlight reports how many requests are being processed.

@@ -39,6 +39,7 @@ import (
 	"github.com/tollgate-dev/tollgate/envoy/testdataplane"
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/extproc/configclient"
+	"github.com/tollgate-dev/tollgate/extproc/quota"
 	"github.com/tollgate-dev/tollgate/extproc/usage"
 	"github.com/tollgate-dev/tollgate/test/fakeprovider"
 )
@@ -166,7 +167,7 @@ func startGateway(t *testing.T, st *store.Store) *gateway {
 		}
 	})
 	epSrv := grpc.NewServer()
-	extprocv3.RegisterExternalProcessorServer(epSrv, extproc.New(extproc.Options{Config: cfg, Usage: recorder, Logger: log}))
+	extprocv3.RegisterExternalProcessorServer(epSrv, extproc.New(extproc.Options{Config: cfg, Usage: recorder, Quota: quota.New(quota.Options{}), Logger: log}))
 	epLis := listen(t)
 	serveGRPC(t, epSrv, epLis)
 

@@ -24,6 +24,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/extproc/configclient"
+	"github.com/tollgate-dev/tollgate/extproc/quota"
 	usagequeue "github.com/tollgate-dev/tollgate/extproc/usage"
 )
 
@@ -86,7 +87,12 @@ func serveExtProc(ctx context.Context, f extprocFlags, log *slog.Logger, ready f
 	if err != nil {
 		return err
 	}
-	srv := extproc.New(extproc.Options{Config: cfg, Usage: rec, Logger: log})
+	// Limits and budgets are enforced per ext_proc process for now; the
+	// control plane becomes the quota authority across replicas next
+	// (docs/policy.md).
+	q := quota.New(quota.Options{})
+	srv := extproc.New(extproc.Options{Config: cfg, Usage: rec, Quota: q, Logger: log})
+	go srv.Maintain(runCtx, 30*time.Second)
 
 	lis, err := listenExtProc(f.listen)
 	if err != nil {
