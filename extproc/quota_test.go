@@ -3,8 +3,8 @@ package extproc
 import (
 	"strings"
 	"sync"
-	"time"
 	"testing"
+	"time"
 
 	configv1 "github.com/tollgate-dev/tollgate/api/tollgate/config/v1"
 	"github.com/tollgate-dev/tollgate/extproc/quota"
@@ -53,7 +53,9 @@ func TestRateLimitRefusesWith429AndHeaders(t *testing.T) {
 	if hdrs["retry-after"] == "" || hdrs["x-ratelimit-remaining-requests"] != "0" {
 		t.Errorf("429 headers %v", hdrs)
 	}
-	<-ds2.done
+	if err := <-ds2.done; err != nil {
+		t.Fatal(err)
+	}
 	recs := f.usage.records()
 	if len(recs) != 2 || recs[1].GetStatusCode() != 429 {
 		t.Errorf("records %v", recs)
@@ -89,7 +91,9 @@ func TestBudgetHoldsUnderConcurrency(t *testing.T) {
 			r := ds.exchange(t, reqBody(body))
 			if ir := r.GetImmediateResponse(); ir != nil {
 				results <- int(ir.GetStatus().GetCode())
-				<-ds.done
+				if err := <-ds.done; err != nil {
+					t.Error(err)
+				}
 				return
 			}
 			results <- 200
