@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,6 +95,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Run("a stream cut mid-way", func(t *testing.T) { g.cutStream(t) })
 		t.Run("a provider's 429 reaches the client with retry-after", func(t *testing.T) { g.rateLimited(t) })
 		t.Run("bad requests are refused before any provider", func(t *testing.T) { g.badRequests(t) })
+		t.Run("a budget holds under 200 concurrent requests", func(t *testing.T) { g.budgetUnderConcurrency(t) })
 	})
 }
 
@@ -415,5 +417,78 @@ func (g *gateway) badRequests(t *testing.T) {
 	}
 	if n := len(oa.Requests()) - seen; n != 0 {
 		t.Errorf("%d bad requests reached the provider", n)
+	}
+}
+
+// 200 concurrent requests against a key's daily budget that admits exactly
+// ten requests' worth (each held at the provider for a second, so every
+// admitted one still holds its reservation while the others arrive): ten
+// succeed, the rest get 429s the SDK parses, and no refused request reaches
+// a provider.
+func (g *gateway) budgetUnderConcurrency(t *testing.T) {
+	key, keyID := g.newKey("budgeted", nil)
+	// Worst case per request: 1,000,000 output tokens at $2/Mtok = 2,000,000
+	// µ$ plus its few input tokens at $1/Mtok; ten fit, an eleventh cannot.
+	hard := int64(10*2_000_000 + 1_000)
+	if _, err := adminv1.NewPolicyServiceClient(g.admin).UpdatePolicy(g.op, &adminv1.UpdatePolicyRequest{
+		Policy: &adminv1.Policy{
+			Target:  &adminv1.PolicyTarget{Target: &adminv1.PolicyTarget_KeyId{KeyId: keyID}},
+			Budgets: []*adminv1.Budget{{Period: adminv1.BudgetPeriod_BUDGET_PERIOD_DAY, HardLimitMicros: &hard}},
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	g.eventually(2*time.Second, "the key works", func() error {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, g.traffic+"/v1/models", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
+	time.Sleep(500 * time.Millisecond) // the policy arrives with the key's next config update
+	oa := g.fakes[fakeprovider.OpenAI]
+	seen := len(oa.Requests())
+	client := openai.NewClient(option.WithBaseURL(g.traffic+"/v1/"), option.WithAPIKey(key), option.WithMaxRetries(0),
+		option.WithHeader("x-fake-latency", "1s"))
+	const n = 200
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			_, err := client.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{
+				Model: "gpt-4o-mini", MaxTokens: openai.Int(1_000_000),
+				Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")},
+			})
+			if err == nil {
+				codes <- http.StatusOK
+				return
+			}
+			codes <- statusOf(err)
+		})
+	}
+	wg.Wait()
+	close(codes)
+	ok, limited := 0, 0
+	for c := range codes {
+		switch c {
+		case http.StatusOK:
+			ok++
+		case http.StatusTooManyRequests:
+			limited++
+		default:
+			t.Errorf("status %d", c)
+		}
+	}
+	if ok != 10 || limited != n-10 {
+		t.Errorf("%d succeeded and %d were refused; want exactly 10 to succeed", ok, limited)
+	}
+	if got := len(oa.Requests()) - seen; got != ok {
+		t.Errorf("%d requests reached the provider, want the %d admitted", got, ok)
 	}
 }
