@@ -24,8 +24,9 @@ import (
 type downstream struct {
 	s   *Server
 	st  stream
-	api translate.ClientAPI // the error shape for this client
-	req *request            // set once the key is known
+	api    translate.ClientAPI // the error shape for this client
+	req    *request            // set once the key is known
+	client string              // the client's address as Envoy reports it (ip:port)
 
 	// A request refused by ext_proc itself, for its usage record.
 	refusedStatus int
@@ -99,6 +100,9 @@ func (d *downstream) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.Proces
 	if authErr != nil {
 		return d.refuse(authErr)
 	}
+	if e := addressAllowed(d.client, tenant, key); e != nil {
+		return d.refuse(e)
+	}
 	if ep.listModels || ep.getModel != "" {
 		anthropic := header(h, "anthropic-version") != ""
 		names := usableModels(d.s.cfg, key, tenant)
@@ -164,6 +168,12 @@ func (d *downstream) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 		return d.refuse(modelNotFound(f.Model))
 	}
 	if e := modelAllowed(r.key, r.tenant, f.Model); e != nil {
+		return d.refuse(e)
+	}
+	if e := outputAllowed(&f, r.tenant, r.key); e != nil {
+		return d.refuse(e)
+	}
+	if e := providersAllowed(d.s.cfg, m, r.tenant, r.key); e != nil {
 		return d.refuse(e)
 	}
 	r.model, r.stream, r.body = m, f.Stream, b.GetBody()

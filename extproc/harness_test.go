@@ -247,3 +247,14 @@ func mutations(r *extprocv3.ProcessingResponse) (set map[string]string, removed 
 	}
 	return set, common.GetHeaderMutation().GetRemoveHeaders(), common
 }
+
+// attrs builds the attributes Envoy sends with a stream's first message.
+func attrs(kv ...string) map[string]*structpb.Struct {
+	fields := map[string]*structpb.Value{}
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i+1] != "" {
+			fields[kv[i]] = structpb.NewStringValue(kv[i+1])
+		}
+	}
+	return map[string]*structpb.Struct{"envoy.filters.http.ext_proc": {Fields: fields}}
+}

@@ -140,7 +140,8 @@ func (s *Server) process(st stream) error {
 	if deployment, ok := attribute(first, xdstranslate.DeploymentAttribute); ok {
 		return (&upstream{s: s, st: st}).run(hh, deployment)
 	}
-	return (&downstream{s: s, st: st}).run(hh)
+	client, _ := attribute(first, "source.address")
+	return (&downstream{s: s, st: st, client: client}).run(hh)
 }
 
 // ended turns the end of a stream into a return value: Envoy closes a

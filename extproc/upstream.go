@@ -85,6 +85,13 @@ func (u *upstream) requestHeaders(hh *extprocv3.HttpHeaders, deploymentID string
 	if p == nil {
 		return u.fail(http.StatusServiceUnavailable, "provider_unavailable", "The deployment's provider is not configured.")
 	}
+	if !providerAllowed(p, r.tenant, r.key) {
+		// A fallback to a provider the policy excludes ends the request
+		// here rather than send it there.
+		e := &translate.Error{Status: http.StatusForbidden, Type: "permission_error", Code: "provider_not_allowed",
+			Message: "The request would fall back to the provider \"" + p.GetName() + "\", which your organization's policy does not allow."}
+		return immediate(e.Status, "application/json", e.Body(r.api), "tollgate_provider_not_allowed")
+	}
 	t := target(r, d, p)
 	preq, err := r.first, error(nil)
 	if deploymentID != r.firstDeployment {
