@@ -22,8 +22,8 @@ import (
 // authentication, policy and the choice of route. When the stream ends,
 // the request is over, and its usage record is written.
 type downstream struct {
-	s   *Server
-	st  stream
+	s      *Server
+	st     stream
 	api    translate.ClientAPI // the error shape for this client
 	req    *request            // set once the key is known
 	client string              // the client's address as Envoy reports it (ip:port)
