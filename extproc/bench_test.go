@@ -4,13 +4,17 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	configv1 "github.com/tollgate-dev/tollgate/api/tollgate/config/v1"
 )
 
 // benchRequest drives one request through both streams as Envoy would:
 // downstream headers and body, one try with its response, the end.
 func benchRequest(b *testing.B, f *fixture, id, body string, respCT string, chunks []string) {
 	ds := f.open()
-	set, _, _ := mutations(ds.exchange(b, reqHeaders(false, ":method", "POST", ":path", "/v1/chat/completions", "x-request-id", id, "authorization", "Bearer "+f.key)))
+	first := reqHeaders(false, ":method", "POST", ":path", "/v1/chat/completions", "x-request-id", id, "authorization", "Bearer "+f.key)
+	first.Attributes = attrs("source.address", "10.0.0.7:53124")
+	set, _, _ := mutations(ds.exchange(b, first))
 	id = set["x-request-id"] // the try sees the id ext_proc gave the request
 	ds.exchange(b, reqBody(body))
 	us := f.open()
@@ -58,5 +62,34 @@ func BenchmarkStreamingRequest200Chunks(b *testing.B) {
 	for b.Loop() {
 		i++
 		benchRequest(b, f, fmt.Sprint("r", i), body, "text/event-stream", chunks)
+	}
+}
+
+// BenchmarkNonStreamingRequestWithPolicies is BenchmarkNonStreamingRequest
+// with every limit set on the tenant and the key (rates, concurrency, three
+// budgets, allow lists): compare the two in one run for the cost of policy.
+func BenchmarkNonStreamingRequestWithPolicies(b *testing.B) {
+	f := benchFixture(b)
+	withQuota(f)
+	big := int64(1 << 50)
+	policy := &configv1.Policy{
+		RequestsPerMinute: &big, TokensPerMinute: &big, ConcurrentRequests: &big, MaxOutputTokens: &big,
+		AllowedModels: []string{"smart"}, AllowedProviders: []string{"openai"}, AllowedCidrs: []string{"0.0.0.0/0"},
+		Budgets: []*configv1.Budget{
+			{Period: configv1.BudgetPeriod_BUDGET_PERIOD_DAY, HardLimitMicros: &big, SoftLimitMicros: &big},
+			{Period: configv1.BudgetPeriod_BUDGET_PERIOD_MONTH, HardLimitMicros: &big},
+			{Period: configv1.BudgetPeriod_BUDGET_PERIOD_TOTAL, HardLimitMicros: &big},
+		},
+	}
+	f.cfg.tenants[tenantID].Policy = policy
+	for _, k := range f.cfg.keys {
+		k.Policy = policy
+	}
+	answer := `{"id":"c1","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"Paris."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":2,"total_tokens":14}}`
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		benchRequest(b, f, fmt.Sprint("r", i), chatBody, "application/json", []string{answer})
 	}
 }

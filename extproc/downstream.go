@@ -204,6 +204,9 @@ func (d *downstream) admit(f *requestFields) *extprocv3.ProcessingResponse {
 	r := d.req
 	input := r.first.Response.EstimatedInputTokens
 	output := f.maxOutput(r.model, input)
+	if limit, ok := maxOutputTokens(r.tenant, r.key); ok {
+		output = min(output, limit)
+	}
 	worst := cost(priceAt(r.model.GetPrices(), r.start), translate.Usage{InputTokens: input, OutputTokens: output})
 	subjects := []quota.Subject{
 		{Kind: quota.Tenant, ID: r.tenant.GetTenantId(), Limits: quota.FromPolicy(r.tenant.GetPolicy())},
