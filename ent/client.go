@@ -26,6 +26,8 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
 	"github.com/tollgate-dev/tollgate/ent/provider"
+	"github.com/tollgate-dev/tollgate/ent/quotacounter"
+	"github.com/tollgate-dev/tollgate/ent/quotalease"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
 
@@ -57,6 +59,10 @@ type Client struct {
 	ModelPrice *ModelPriceClient
 	// Provider is the client for interacting with the Provider builders.
 	Provider *ProviderClient
+	// QuotaCounter is the client for interacting with the QuotaCounter builders.
+	QuotaCounter *QuotaCounterClient
+	// QuotaLease is the client for interacting with the QuotaLease builders.
+	QuotaLease *QuotaLeaseClient
 	// Tenant is the client for interacting with the Tenant builders.
 	Tenant *TenantClient
 	// UsageRecord is the client for interacting with the UsageRecord builders.
@@ -82,6 +88,8 @@ func (c *Client) init() {
 	c.ModelDeployment = NewModelDeploymentClient(c.config)
 	c.ModelPrice = NewModelPriceClient(c.config)
 	c.Provider = NewProviderClient(c.config)
+	c.QuotaCounter = NewQuotaCounterClient(c.config)
+	c.QuotaLease = NewQuotaLeaseClient(c.config)
 	c.Tenant = NewTenantClient(c.config)
 	c.UsageRecord = NewUsageRecordClient(c.config)
 }
@@ -186,6 +194,8 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		ModelDeployment: NewModelDeploymentClient(cfg),
 		ModelPrice:      NewModelPriceClient(cfg),
 		Provider:        NewProviderClient(cfg),
+		QuotaCounter:    NewQuotaCounterClient(cfg),
+		QuotaLease:      NewQuotaLeaseClient(cfg),
 		Tenant:          NewTenantClient(cfg),
 		UsageRecord:     NewUsageRecordClient(cfg),
 	}, nil
@@ -217,6 +227,8 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		ModelDeployment: NewModelDeploymentClient(cfg),
 		ModelPrice:      NewModelPriceClient(cfg),
 		Provider:        NewProviderClient(cfg),
+		QuotaCounter:    NewQuotaCounterClient(cfg),
+		QuotaLease:      NewQuotaLeaseClient(cfg),
 		Tenant:          NewTenantClient(cfg),
 		UsageRecord:     NewUsageRecordClient(cfg),
 	}, nil
@@ -250,7 +262,7 @@ func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
 		c.APIKey, c.Account, c.AdminToken, c.AuditEvent, c.ConfigChange,
 		c.GatewayPolicy, c.Model, c.ModelDeployment, c.ModelPrice, c.Provider,
-		c.Tenant, c.UsageRecord,
+		c.QuotaCounter, c.QuotaLease, c.Tenant, c.UsageRecord,
 	} {
 		n.Use(hooks...)
 	}
@@ -262,7 +274,7 @@ func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
 		c.APIKey, c.Account, c.AdminToken, c.AuditEvent, c.ConfigChange,
 		c.GatewayPolicy, c.Model, c.ModelDeployment, c.ModelPrice, c.Provider,
-		c.Tenant, c.UsageRecord,
+		c.QuotaCounter, c.QuotaLease, c.Tenant, c.UsageRecord,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -291,6 +303,10 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.ModelPrice.mutate(ctx, m)
 	case *ProviderMutation:
 		return c.Provider.mutate(ctx, m)
+	case *QuotaCounterMutation:
+		return c.QuotaCounter.mutate(ctx, m)
+	case *QuotaLeaseMutation:
+		return c.QuotaLease.mutate(ctx, m)
 	case *TenantMutation:
 		return c.Tenant.mutate(ctx, m)
 	case *UsageRecordMutation:
@@ -1886,6 +1902,272 @@ func (c *ProviderClient) mutate(ctx context.Context, m *ProviderMutation) (Value
 	}
 }
 
+// QuotaCounterClient is a client for the QuotaCounter schema.
+type QuotaCounterClient struct {
+	config
+}
+
+// NewQuotaCounterClient returns a client for the QuotaCounter from the given config.
+func NewQuotaCounterClient(c config) *QuotaCounterClient {
+	return &QuotaCounterClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `quotacounter.Hooks(f(g(h())))`.
+func (c *QuotaCounterClient) Use(hooks ...Hook) {
+	c.hooks.QuotaCounter = append(c.hooks.QuotaCounter, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `quotacounter.Intercept(f(g(h())))`.
+func (c *QuotaCounterClient) Intercept(interceptors ...Interceptor) {
+	c.inters.QuotaCounter = append(c.inters.QuotaCounter, interceptors...)
+}
+
+// Create returns a builder for creating a QuotaCounter entity.
+func (c *QuotaCounterClient) Create() *QuotaCounterCreate {
+	mutation := newQuotaCounterMutation(c.config, OpCreate)
+	return &QuotaCounterCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of QuotaCounter entities.
+func (c *QuotaCounterClient) CreateBulk(builders ...*QuotaCounterCreate) *QuotaCounterCreateBulk {
+	return &QuotaCounterCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *QuotaCounterClient) MapCreateBulk(slice any, setFunc func(*QuotaCounterCreate, int)) *QuotaCounterCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &QuotaCounterCreateBulk{err: fmt.Errorf("calling to QuotaCounterClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*QuotaCounterCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &QuotaCounterCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for QuotaCounter.
+func (c *QuotaCounterClient) Update() *QuotaCounterUpdate {
+	mutation := newQuotaCounterMutation(c.config, OpUpdate)
+	return &QuotaCounterUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *QuotaCounterClient) UpdateOne(_m *QuotaCounter) *QuotaCounterUpdateOne {
+	mutation := newQuotaCounterMutation(c.config, OpUpdateOne, withQuotaCounter(_m))
+	return &QuotaCounterUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *QuotaCounterClient) UpdateOneID(id uuid.UUID) *QuotaCounterUpdateOne {
+	mutation := newQuotaCounterMutation(c.config, OpUpdateOne, withQuotaCounterID(id))
+	return &QuotaCounterUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for QuotaCounter.
+func (c *QuotaCounterClient) Delete() *QuotaCounterDelete {
+	mutation := newQuotaCounterMutation(c.config, OpDelete)
+	return &QuotaCounterDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *QuotaCounterClient) DeleteOne(_m *QuotaCounter) *QuotaCounterDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *QuotaCounterClient) DeleteOneID(id uuid.UUID) *QuotaCounterDeleteOne {
+	builder := c.Delete().Where(quotacounter.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &QuotaCounterDeleteOne{builder}
+}
+
+// Query returns a query builder for QuotaCounter.
+func (c *QuotaCounterClient) Query() *QuotaCounterQuery {
+	return &QuotaCounterQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeQuotaCounter},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a QuotaCounter entity by its id.
+func (c *QuotaCounterClient) Get(ctx context.Context, id uuid.UUID) (*QuotaCounter, error) {
+	return c.Query().Where(quotacounter.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *QuotaCounterClient) GetX(ctx context.Context, id uuid.UUID) *QuotaCounter {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *QuotaCounterClient) Hooks() []Hook {
+	return c.hooks.QuotaCounter
+}
+
+// Interceptors returns the client interceptors.
+func (c *QuotaCounterClient) Interceptors() []Interceptor {
+	return c.inters.QuotaCounter
+}
+
+func (c *QuotaCounterClient) mutate(ctx context.Context, m *QuotaCounterMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&QuotaCounterCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&QuotaCounterUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&QuotaCounterUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&QuotaCounterDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown QuotaCounter mutation op: %q", m.Op())
+	}
+}
+
+// QuotaLeaseClient is a client for the QuotaLease schema.
+type QuotaLeaseClient struct {
+	config
+}
+
+// NewQuotaLeaseClient returns a client for the QuotaLease from the given config.
+func NewQuotaLeaseClient(c config) *QuotaLeaseClient {
+	return &QuotaLeaseClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `quotalease.Hooks(f(g(h())))`.
+func (c *QuotaLeaseClient) Use(hooks ...Hook) {
+	c.hooks.QuotaLease = append(c.hooks.QuotaLease, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `quotalease.Intercept(f(g(h())))`.
+func (c *QuotaLeaseClient) Intercept(interceptors ...Interceptor) {
+	c.inters.QuotaLease = append(c.inters.QuotaLease, interceptors...)
+}
+
+// Create returns a builder for creating a QuotaLease entity.
+func (c *QuotaLeaseClient) Create() *QuotaLeaseCreate {
+	mutation := newQuotaLeaseMutation(c.config, OpCreate)
+	return &QuotaLeaseCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of QuotaLease entities.
+func (c *QuotaLeaseClient) CreateBulk(builders ...*QuotaLeaseCreate) *QuotaLeaseCreateBulk {
+	return &QuotaLeaseCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *QuotaLeaseClient) MapCreateBulk(slice any, setFunc func(*QuotaLeaseCreate, int)) *QuotaLeaseCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &QuotaLeaseCreateBulk{err: fmt.Errorf("calling to QuotaLeaseClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*QuotaLeaseCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &QuotaLeaseCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for QuotaLease.
+func (c *QuotaLeaseClient) Update() *QuotaLeaseUpdate {
+	mutation := newQuotaLeaseMutation(c.config, OpUpdate)
+	return &QuotaLeaseUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *QuotaLeaseClient) UpdateOne(_m *QuotaLease) *QuotaLeaseUpdateOne {
+	mutation := newQuotaLeaseMutation(c.config, OpUpdateOne, withQuotaLease(_m))
+	return &QuotaLeaseUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *QuotaLeaseClient) UpdateOneID(id uuid.UUID) *QuotaLeaseUpdateOne {
+	mutation := newQuotaLeaseMutation(c.config, OpUpdateOne, withQuotaLeaseID(id))
+	return &QuotaLeaseUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for QuotaLease.
+func (c *QuotaLeaseClient) Delete() *QuotaLeaseDelete {
+	mutation := newQuotaLeaseMutation(c.config, OpDelete)
+	return &QuotaLeaseDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *QuotaLeaseClient) DeleteOne(_m *QuotaLease) *QuotaLeaseDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *QuotaLeaseClient) DeleteOneID(id uuid.UUID) *QuotaLeaseDeleteOne {
+	builder := c.Delete().Where(quotalease.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &QuotaLeaseDeleteOne{builder}
+}
+
+// Query returns a query builder for QuotaLease.
+func (c *QuotaLeaseClient) Query() *QuotaLeaseQuery {
+	return &QuotaLeaseQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeQuotaLease},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a QuotaLease entity by its id.
+func (c *QuotaLeaseClient) Get(ctx context.Context, id uuid.UUID) (*QuotaLease, error) {
+	return c.Query().Where(quotalease.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *QuotaLeaseClient) GetX(ctx context.Context, id uuid.UUID) *QuotaLease {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *QuotaLeaseClient) Hooks() []Hook {
+	return c.hooks.QuotaLease
+}
+
+// Interceptors returns the client interceptors.
+func (c *QuotaLeaseClient) Interceptors() []Interceptor {
+	return c.inters.QuotaLease
+}
+
+func (c *QuotaLeaseClient) mutate(ctx context.Context, m *QuotaLeaseMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&QuotaLeaseCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&QuotaLeaseUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&QuotaLeaseUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&QuotaLeaseDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown QuotaLease mutation op: %q", m.Op())
+	}
+}
+
 // TenantClient is a client for the Tenant schema.
 type TenantClient struct {
 	config
@@ -2252,11 +2534,13 @@ func (c *UsageRecordClient) mutate(ctx context.Context, m *UsageRecordMutation) 
 type (
 	hooks struct {
 		APIKey, Account, AdminToken, AuditEvent, ConfigChange, GatewayPolicy, Model,
-		ModelDeployment, ModelPrice, Provider, Tenant, UsageRecord []ent.Hook
+		ModelDeployment, ModelPrice, Provider, QuotaCounter, QuotaLease, Tenant,
+		UsageRecord []ent.Hook
 	}
 	inters struct {
 		APIKey, Account, AdminToken, AuditEvent, ConfigChange, GatewayPolicy, Model,
-		ModelDeployment, ModelPrice, Provider, Tenant, UsageRecord []ent.Interceptor
+		ModelDeployment, ModelPrice, Provider, QuotaCounter, QuotaLease, Tenant,
+		UsageRecord []ent.Interceptor
 	}
 )
 

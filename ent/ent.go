@@ -22,6 +22,8 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
 	"github.com/tollgate-dev/tollgate/ent/provider"
+	"github.com/tollgate-dev/tollgate/ent/quotacounter"
+	"github.com/tollgate-dev/tollgate/ent/quotalease"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
 )
@@ -94,6 +96,8 @@ func checkColumn(t, c string) error {
 			modeldeployment.Table: modeldeployment.ValidColumn,
 			modelprice.Table:      modelprice.ValidColumn,
 			provider.Table:        provider.ValidColumn,
+			quotacounter.Table:    quotacounter.ValidColumn,
+			quotalease.Table:      quotalease.ValidColumn,
 			tenant.Table:          tenant.ValidColumn,
 			usagerecord.Table:     usagerecord.ValidColumn,
 		})

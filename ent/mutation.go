@@ -24,6 +24,8 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
 	"github.com/tollgate-dev/tollgate/ent/predicate"
 	"github.com/tollgate-dev/tollgate/ent/provider"
+	"github.com/tollgate-dev/tollgate/ent/quotacounter"
+	"github.com/tollgate-dev/tollgate/ent/quotalease"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
 )
@@ -47,6 +49,8 @@ const (
 	TypeModelDeployment = "ModelDeployment"
 	TypeModelPrice      = "ModelPrice"
 	TypeProvider        = "Provider"
+	TypeQuotaCounter    = "QuotaCounter"
+	TypeQuotaLease      = "QuotaLease"
 	TypeTenant          = "Tenant"
 	TypeUsageRecord     = "UsageRecord"
 )
@@ -7831,6 +7835,1738 @@ func (m *ProviderMutation) ResetEdge(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown Provider edge %s", name)
+}
+
+// QuotaCounterMutation represents an operation that mutates the QuotaCounter nodes in the graph.
+type QuotaCounterMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *uuid.UUID
+	created_at    *time.Time
+	updated_at    *time.Time
+	subject_kind  *string
+	subject_id    *string
+	meter         *string
+	window_start  *time.Time
+	settled       *int64
+	addsettled    *int64
+	held          *int64
+	addheld       *int64
+	clearedFields map[string]struct{}
+	done          bool
+	oldValue      func(context.Context) (*QuotaCounter, error)
+	predicates    []predicate.QuotaCounter
+}
+
+var _ ent.Mutation = (*QuotaCounterMutation)(nil)
+
+// quotacounterOption allows management of the mutation configuration using functional options.
+type quotacounterOption func(*QuotaCounterMutation)
+
+// newQuotaCounterMutation creates new mutation for the QuotaCounter entity.
+func newQuotaCounterMutation(c config, op Op, opts ...quotacounterOption) *QuotaCounterMutation {
+	m := &QuotaCounterMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeQuotaCounter,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withQuotaCounterID sets the ID field of the mutation.
+func withQuotaCounterID(id uuid.UUID) quotacounterOption {
+	return func(m *QuotaCounterMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *QuotaCounter
+		)
+		m.oldValue = func(ctx context.Context) (*QuotaCounter, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().QuotaCounter.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withQuotaCounter sets the old QuotaCounter of the mutation.
+func withQuotaCounter(node *QuotaCounter) quotacounterOption {
+	return func(m *QuotaCounterMutation) {
+		m.oldValue = func(context.Context) (*QuotaCounter, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m QuotaCounterMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m QuotaCounterMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of QuotaCounter entities.
+func (m *QuotaCounterMutation) SetID(id uuid.UUID) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *QuotaCounterMutation) ID() (id uuid.UUID, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *QuotaCounterMutation) IDs(ctx context.Context) ([]uuid.UUID, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []uuid.UUID{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().QuotaCounter.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *QuotaCounterMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *QuotaCounterMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the QuotaCounter entity.
+// If the QuotaCounter object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QuotaCounterMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *QuotaCounterMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *QuotaCounterMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *QuotaCounterMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the QuotaCounter entity.
+// If the QuotaCounter object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QuotaCounterMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *QuotaCounterMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetSubjectKind sets the "subject_kind" field.
+func (m *QuotaCounterMutation) SetSubjectKind(s string) {
+	m.subject_kind = &s
+}
+
+// SubjectKind returns the value of the "subject_kind" field in the mutation.
+func (m *QuotaCounterMutation) SubjectKind() (r string, exists bool) {
+	v := m.subject_kind
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSubjectKind returns the old "subject_kind" field's value of the QuotaCounter entity.
+// If the QuotaCounter object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QuotaCounterMutation) OldSubjectKind(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSubjectKind is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSubjectKind requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSubjectKind: %w", err)
+	}
+	return oldValue.SubjectKind, nil
+}
+
+// ResetSubjectKind resets all changes to the "subject_kind" field.
+func (m *QuotaCounterMutation) ResetSubjectKind() {
+	m.subject_kind = nil
+}
+
+// SetSubjectID sets the "subject_id" field.
+func (m *QuotaCounterMutation) SetSubjectID(s string) {
+	m.subject_id = &s
+}
+
+// SubjectID returns the value of the "subject_id" field in the mutation.
+func (m *QuotaCounterMutation) SubjectID() (r string, exists bool) {
+	v := m.subject_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSubjectID returns the old "subject_id" field's value of the QuotaCounter entity.
+// If the QuotaCounter object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QuotaCounterMutation) OldSubjectID(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSubjectID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSubjectID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSubjectID: %w", err)
+	}
+	return oldValue.SubjectID, nil
+}
+
+// ResetSubjectID resets all changes to the "subject_id" field.
+func (m *QuotaCounterMutation) ResetSubjectID() {
+	m.subject_id = nil
+}
+
+// SetMeter sets the "meter" field.
+func (m *QuotaCounterMutation) SetMeter(s string) {
+	m.meter = &s
+}
+
+// Meter returns the value of the "meter" field in the mutation.
+func (m *QuotaCounterMutation) Meter() (r string, exists bool) {
+	v := m.meter
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMeter returns the old "meter" field's value of the QuotaCounter entity.
+// If the QuotaCounter object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QuotaCounterMutation) OldMeter(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMeter is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMeter requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMeter: %w", err)
+	}
+	return oldValue.Meter, nil
+}
+
+// ResetMeter resets all changes to the "meter" field.
+func (m *QuotaCounterMutation) ResetMeter() {
+	m.meter = nil
+}
+
+// SetWindowStart sets the "window_start" field.
+func (m *QuotaCounterMutation) SetWindowStart(t time.Time) {
+	m.window_start = &t
+}
+
+// WindowStart returns the value of the "window_start" field in the mutation.
+func (m *QuotaCounterMutation) WindowStart() (r time.Time, exists bool) {
+	v := m.window_start
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldWindowStart returns the old "window_start" field's value of the QuotaCounter entity.
+// If the QuotaCounter object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QuotaCounterMutation) OldWindowStart(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldWindowStart is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldWindowStart requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldWindowStart: %w", err)
+	}
+	return oldValue.WindowStart, nil
+}
+
+// ResetWindowStart resets all changes to the "window_start" field.
+func (m *QuotaCounterMutation) ResetWindowStart() {
+	m.window_start = nil
+}
+
+// SetSettled sets the "settled" field.
+func (m *QuotaCounterMutation) SetSettled(i int64) {
+	m.settled = &i
+	m.addsettled = nil
+}
+
+// Settled returns the value of the "settled" field in the mutation.
+func (m *QuotaCounterMutation) Settled() (r int64, exists bool) {
+	v := m.settled
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSettled returns the old "settled" field's value of the QuotaCounter entity.
+// If the QuotaCounter object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QuotaCounterMutation) OldSettled(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSettled is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSettled requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSettled: %w", err)
+	}
+	return oldValue.Settled, nil
+}
+
+// AddSettled adds i to the "settled" field.
+func (m *QuotaCounterMutation) AddSettled(i int64) {
+	if m.addsettled != nil {
+		*m.addsettled += i
+	} else {
+		m.addsettled = &i
+	}
+}
+
+// AddedSettled returns the value that was added to the "settled" field in this mutation.
+func (m *QuotaCounterMutation) AddedSettled() (r int64, exists bool) {
+	v := m.addsettled
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetSettled resets all changes to the "settled" field.
+func (m *QuotaCounterMutation) ResetSettled() {
+	m.settled = nil
+	m.addsettled = nil
+}
+
+// SetHeld sets the "held" field.
+func (m *QuotaCounterMutation) SetHeld(i int64) {
+	m.held = &i
+	m.addheld = nil
+}
+
+// Held returns the value of the "held" field in the mutation.
+func (m *QuotaCounterMutation) Held() (r int64, exists bool) {
+	v := m.held
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldHeld returns the old "held" field's value of the QuotaCounter entity.
+// If the QuotaCounter object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QuotaCounterMutation) OldHeld(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldHeld is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldHeld requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldHeld: %w", err)
+	}
+	return oldValue.Held, nil
+}
+
+// AddHeld adds i to the "held" field.
+func (m *QuotaCounterMutation) AddHeld(i int64) {
+	if m.addheld != nil {
+		*m.addheld += i
+	} else {
+		m.addheld = &i
+	}
+}
+
+// AddedHeld returns the value that was added to the "held" field in this mutation.
+func (m *QuotaCounterMutation) AddedHeld() (r int64, exists bool) {
+	v := m.addheld
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetHeld resets all changes to the "held" field.
+func (m *QuotaCounterMutation) ResetHeld() {
+	m.held = nil
+	m.addheld = nil
+}
+
+// Where appends a list predicates to the QuotaCounterMutation builder.
+func (m *QuotaCounterMutation) Where(ps ...predicate.QuotaCounter) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the QuotaCounterMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *QuotaCounterMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.QuotaCounter, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *QuotaCounterMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *QuotaCounterMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (QuotaCounter).
+func (m *QuotaCounterMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *QuotaCounterMutation) Fields() []string {
+	fields := make([]string, 0, 8)
+	if m.created_at != nil {
+		fields = append(fields, quotacounter.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, quotacounter.FieldUpdatedAt)
+	}
+	if m.subject_kind != nil {
+		fields = append(fields, quotacounter.FieldSubjectKind)
+	}
+	if m.subject_id != nil {
+		fields = append(fields, quotacounter.FieldSubjectID)
+	}
+	if m.meter != nil {
+		fields = append(fields, quotacounter.FieldMeter)
+	}
+	if m.window_start != nil {
+		fields = append(fields, quotacounter.FieldWindowStart)
+	}
+	if m.settled != nil {
+		fields = append(fields, quotacounter.FieldSettled)
+	}
+	if m.held != nil {
+		fields = append(fields, quotacounter.FieldHeld)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *QuotaCounterMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case quotacounter.FieldCreatedAt:
+		return m.CreatedAt()
+	case quotacounter.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case quotacounter.FieldSubjectKind:
+		return m.SubjectKind()
+	case quotacounter.FieldSubjectID:
+		return m.SubjectID()
+	case quotacounter.FieldMeter:
+		return m.Meter()
+	case quotacounter.FieldWindowStart:
+		return m.WindowStart()
+	case quotacounter.FieldSettled:
+		return m.Settled()
+	case quotacounter.FieldHeld:
+		return m.Held()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *QuotaCounterMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case quotacounter.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case quotacounter.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case quotacounter.FieldSubjectKind:
+		return m.OldSubjectKind(ctx)
+	case quotacounter.FieldSubjectID:
+		return m.OldSubjectID(ctx)
+	case quotacounter.FieldMeter:
+		return m.OldMeter(ctx)
+	case quotacounter.FieldWindowStart:
+		return m.OldWindowStart(ctx)
+	case quotacounter.FieldSettled:
+		return m.OldSettled(ctx)
+	case quotacounter.FieldHeld:
+		return m.OldHeld(ctx)
+	}
+	return nil, fmt.Errorf("unknown QuotaCounter field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *QuotaCounterMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case quotacounter.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case quotacounter.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case quotacounter.FieldSubjectKind:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSubjectKind(v)
+		return nil
+	case quotacounter.FieldSubjectID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSubjectID(v)
+		return nil
+	case quotacounter.FieldMeter:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMeter(v)
+		return nil
+	case quotacounter.FieldWindowStart:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetWindowStart(v)
+		return nil
+	case quotacounter.FieldSettled:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSettled(v)
+		return nil
+	case quotacounter.FieldHeld:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetHeld(v)
+		return nil
+	}
+	return fmt.Errorf("unknown QuotaCounter field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *QuotaCounterMutation) AddedFields() []string {
+	var fields []string
+	if m.addsettled != nil {
+		fields = append(fields, quotacounter.FieldSettled)
+	}
+	if m.addheld != nil {
+		fields = append(fields, quotacounter.FieldHeld)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *QuotaCounterMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case quotacounter.FieldSettled:
+		return m.AddedSettled()
+	case quotacounter.FieldHeld:
+		return m.AddedHeld()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *QuotaCounterMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case quotacounter.FieldSettled:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddSettled(v)
+		return nil
+	case quotacounter.FieldHeld:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddHeld(v)
+		return nil
+	}
+	return fmt.Errorf("unknown QuotaCounter numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *QuotaCounterMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *QuotaCounterMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *QuotaCounterMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown QuotaCounter nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *QuotaCounterMutation) ResetField(name string) error {
+	switch name {
+	case quotacounter.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case quotacounter.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case quotacounter.FieldSubjectKind:
+		m.ResetSubjectKind()
+		return nil
+	case quotacounter.FieldSubjectID:
+		m.ResetSubjectID()
+		return nil
+	case quotacounter.FieldMeter:
+		m.ResetMeter()
+		return nil
+	case quotacounter.FieldWindowStart:
+		m.ResetWindowStart()
+		return nil
+	case quotacounter.FieldSettled:
+		m.ResetSettled()
+		return nil
+	case quotacounter.FieldHeld:
+		m.ResetHeld()
+		return nil
+	}
+	return fmt.Errorf("unknown QuotaCounter field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *QuotaCounterMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *QuotaCounterMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *QuotaCounterMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *QuotaCounterMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *QuotaCounterMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *QuotaCounterMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *QuotaCounterMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown QuotaCounter unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *QuotaCounterMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown QuotaCounter edge %s", name)
+}
+
+// QuotaLeaseMutation represents an operation that mutates the QuotaLease nodes in the graph.
+type QuotaLeaseMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *uuid.UUID
+	created_at    *time.Time
+	updated_at    *time.Time
+	counter_id    *uuid.UUID
+	replica       *string
+	seq           *int64
+	addseq        *int64
+	settled       *int64
+	addsettled    *int64
+	in_flight     *int64
+	addin_flight  *int64
+	holding       *int64
+	addholding    *int64
+	expires_at    *time.Time
+	ended         *bool
+	clearedFields map[string]struct{}
+	done          bool
+	oldValue      func(context.Context) (*QuotaLease, error)
+	predicates    []predicate.QuotaLease
+}
+
+var _ ent.Mutation = (*QuotaLeaseMutation)(nil)
+
+// quotaleaseOption allows management of the mutation configuration using functional options.
+type quotaleaseOption func(*QuotaLeaseMutation)
+
+// newQuotaLeaseMutation creates new mutation for the QuotaLease entity.
+func newQuotaLeaseMutation(c config, op Op, opts ...quotaleaseOption) *QuotaLeaseMutation {
+	m := &QuotaLeaseMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeQuotaLease,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withQuotaLeaseID sets the ID field of the mutation.
+func withQuotaLeaseID(id uuid.UUID) quotaleaseOption {
+	return func(m *QuotaLeaseMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *QuotaLease
+		)
+		m.oldValue = func(ctx context.Context) (*QuotaLease, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().QuotaLease.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withQuotaLease sets the old QuotaLease of the mutation.
+func withQuotaLease(node *QuotaLease) quotaleaseOption {
+	return func(m *QuotaLeaseMutation) {
+		m.oldValue = func(context.Context) (*QuotaLease, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m QuotaLeaseMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m QuotaLeaseMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of QuotaLease entities.
+func (m *QuotaLeaseMutation) SetID(id uuid.UUID) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *QuotaLeaseMutation) ID() (id uuid.UUID, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *QuotaLeaseMutation) IDs(ctx context.Context) ([]uuid.UUID, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []uuid.UUID{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().QuotaLease.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *QuotaLeaseMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *QuotaLeaseMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the QuotaLease entity.
+// If the QuotaLease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QuotaLeaseMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *QuotaLeaseMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *QuotaLeaseMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *QuotaLeaseMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the QuotaLease entity.
+// If the QuotaLease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QuotaLeaseMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *QuotaLeaseMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetCounterID sets the "counter_id" field.
+func (m *QuotaLeaseMutation) SetCounterID(u uuid.UUID) {
+	m.counter_id = &u
+}
+
+// CounterID returns the value of the "counter_id" field in the mutation.
+func (m *QuotaLeaseMutation) CounterID() (r uuid.UUID, exists bool) {
+	v := m.counter_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCounterID returns the old "counter_id" field's value of the QuotaLease entity.
+// If the QuotaLease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QuotaLeaseMutation) OldCounterID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCounterID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCounterID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCounterID: %w", err)
+	}
+	return oldValue.CounterID, nil
+}
+
+// ResetCounterID resets all changes to the "counter_id" field.
+func (m *QuotaLeaseMutation) ResetCounterID() {
+	m.counter_id = nil
+}
+
+// SetReplica sets the "replica" field.
+func (m *QuotaLeaseMutation) SetReplica(s string) {
+	m.replica = &s
+}
+
+// Replica returns the value of the "replica" field in the mutation.
+func (m *QuotaLeaseMutation) Replica() (r string, exists bool) {
+	v := m.replica
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldReplica returns the old "replica" field's value of the QuotaLease entity.
+// If the QuotaLease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QuotaLeaseMutation) OldReplica(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldReplica is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldReplica requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldReplica: %w", err)
+	}
+	return oldValue.Replica, nil
+}
+
+// ResetReplica resets all changes to the "replica" field.
+func (m *QuotaLeaseMutation) ResetReplica() {
+	m.replica = nil
+}
+
+// SetSeq sets the "seq" field.
+func (m *QuotaLeaseMutation) SetSeq(i int64) {
+	m.seq = &i
+	m.addseq = nil
+}
+
+// Seq returns the value of the "seq" field in the mutation.
+func (m *QuotaLeaseMutation) Seq() (r int64, exists bool) {
+	v := m.seq
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSeq returns the old "seq" field's value of the QuotaLease entity.
+// If the QuotaLease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QuotaLeaseMutation) OldSeq(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSeq is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSeq requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSeq: %w", err)
+	}
+	return oldValue.Seq, nil
+}
+
+// AddSeq adds i to the "seq" field.
+func (m *QuotaLeaseMutation) AddSeq(i int64) {
+	if m.addseq != nil {
+		*m.addseq += i
+	} else {
+		m.addseq = &i
+	}
+}
+
+// AddedSeq returns the value that was added to the "seq" field in this mutation.
+func (m *QuotaLeaseMutation) AddedSeq() (r int64, exists bool) {
+	v := m.addseq
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetSeq resets all changes to the "seq" field.
+func (m *QuotaLeaseMutation) ResetSeq() {
+	m.seq = nil
+	m.addseq = nil
+}
+
+// SetSettled sets the "settled" field.
+func (m *QuotaLeaseMutation) SetSettled(i int64) {
+	m.settled = &i
+	m.addsettled = nil
+}
+
+// Settled returns the value of the "settled" field in the mutation.
+func (m *QuotaLeaseMutation) Settled() (r int64, exists bool) {
+	v := m.settled
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSettled returns the old "settled" field's value of the QuotaLease entity.
+// If the QuotaLease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QuotaLeaseMutation) OldSettled(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSettled is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSettled requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSettled: %w", err)
+	}
+	return oldValue.Settled, nil
+}
+
+// AddSettled adds i to the "settled" field.
+func (m *QuotaLeaseMutation) AddSettled(i int64) {
+	if m.addsettled != nil {
+		*m.addsettled += i
+	} else {
+		m.addsettled = &i
+	}
+}
+
+// AddedSettled returns the value that was added to the "settled" field in this mutation.
+func (m *QuotaLeaseMutation) AddedSettled() (r int64, exists bool) {
+	v := m.addsettled
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetSettled resets all changes to the "settled" field.
+func (m *QuotaLeaseMutation) ResetSettled() {
+	m.settled = nil
+	m.addsettled = nil
+}
+
+// SetInFlight sets the "in_flight" field.
+func (m *QuotaLeaseMutation) SetInFlight(i int64) {
+	m.in_flight = &i
+	m.addin_flight = nil
+}
+
+// InFlight returns the value of the "in_flight" field in the mutation.
+func (m *QuotaLeaseMutation) InFlight() (r int64, exists bool) {
+	v := m.in_flight
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldInFlight returns the old "in_flight" field's value of the QuotaLease entity.
+// If the QuotaLease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QuotaLeaseMutation) OldInFlight(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldInFlight is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldInFlight requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldInFlight: %w", err)
+	}
+	return oldValue.InFlight, nil
+}
+
+// AddInFlight adds i to the "in_flight" field.
+func (m *QuotaLeaseMutation) AddInFlight(i int64) {
+	if m.addin_flight != nil {
+		*m.addin_flight += i
+	} else {
+		m.addin_flight = &i
+	}
+}
+
+// AddedInFlight returns the value that was added to the "in_flight" field in this mutation.
+func (m *QuotaLeaseMutation) AddedInFlight() (r int64, exists bool) {
+	v := m.addin_flight
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetInFlight resets all changes to the "in_flight" field.
+func (m *QuotaLeaseMutation) ResetInFlight() {
+	m.in_flight = nil
+	m.addin_flight = nil
+}
+
+// SetHolding sets the "holding" field.
+func (m *QuotaLeaseMutation) SetHolding(i int64) {
+	m.holding = &i
+	m.addholding = nil
+}
+
+// Holding returns the value of the "holding" field in the mutation.
+func (m *QuotaLeaseMutation) Holding() (r int64, exists bool) {
+	v := m.holding
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldHolding returns the old "holding" field's value of the QuotaLease entity.
+// If the QuotaLease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QuotaLeaseMutation) OldHolding(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldHolding is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldHolding requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldHolding: %w", err)
+	}
+	return oldValue.Holding, nil
+}
+
+// AddHolding adds i to the "holding" field.
+func (m *QuotaLeaseMutation) AddHolding(i int64) {
+	if m.addholding != nil {
+		*m.addholding += i
+	} else {
+		m.addholding = &i
+	}
+}
+
+// AddedHolding returns the value that was added to the "holding" field in this mutation.
+func (m *QuotaLeaseMutation) AddedHolding() (r int64, exists bool) {
+	v := m.addholding
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetHolding resets all changes to the "holding" field.
+func (m *QuotaLeaseMutation) ResetHolding() {
+	m.holding = nil
+	m.addholding = nil
+}
+
+// SetExpiresAt sets the "expires_at" field.
+func (m *QuotaLeaseMutation) SetExpiresAt(t time.Time) {
+	m.expires_at = &t
+}
+
+// ExpiresAt returns the value of the "expires_at" field in the mutation.
+func (m *QuotaLeaseMutation) ExpiresAt() (r time.Time, exists bool) {
+	v := m.expires_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExpiresAt returns the old "expires_at" field's value of the QuotaLease entity.
+// If the QuotaLease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QuotaLeaseMutation) OldExpiresAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExpiresAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExpiresAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExpiresAt: %w", err)
+	}
+	return oldValue.ExpiresAt, nil
+}
+
+// ResetExpiresAt resets all changes to the "expires_at" field.
+func (m *QuotaLeaseMutation) ResetExpiresAt() {
+	m.expires_at = nil
+}
+
+// SetEnded sets the "ended" field.
+func (m *QuotaLeaseMutation) SetEnded(b bool) {
+	m.ended = &b
+}
+
+// Ended returns the value of the "ended" field in the mutation.
+func (m *QuotaLeaseMutation) Ended() (r bool, exists bool) {
+	v := m.ended
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEnded returns the old "ended" field's value of the QuotaLease entity.
+// If the QuotaLease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QuotaLeaseMutation) OldEnded(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEnded is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEnded requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEnded: %w", err)
+	}
+	return oldValue.Ended, nil
+}
+
+// ResetEnded resets all changes to the "ended" field.
+func (m *QuotaLeaseMutation) ResetEnded() {
+	m.ended = nil
+}
+
+// Where appends a list predicates to the QuotaLeaseMutation builder.
+func (m *QuotaLeaseMutation) Where(ps ...predicate.QuotaLease) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the QuotaLeaseMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *QuotaLeaseMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.QuotaLease, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *QuotaLeaseMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *QuotaLeaseMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (QuotaLease).
+func (m *QuotaLeaseMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *QuotaLeaseMutation) Fields() []string {
+	fields := make([]string, 0, 10)
+	if m.created_at != nil {
+		fields = append(fields, quotalease.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, quotalease.FieldUpdatedAt)
+	}
+	if m.counter_id != nil {
+		fields = append(fields, quotalease.FieldCounterID)
+	}
+	if m.replica != nil {
+		fields = append(fields, quotalease.FieldReplica)
+	}
+	if m.seq != nil {
+		fields = append(fields, quotalease.FieldSeq)
+	}
+	if m.settled != nil {
+		fields = append(fields, quotalease.FieldSettled)
+	}
+	if m.in_flight != nil {
+		fields = append(fields, quotalease.FieldInFlight)
+	}
+	if m.holding != nil {
+		fields = append(fields, quotalease.FieldHolding)
+	}
+	if m.expires_at != nil {
+		fields = append(fields, quotalease.FieldExpiresAt)
+	}
+	if m.ended != nil {
+		fields = append(fields, quotalease.FieldEnded)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *QuotaLeaseMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case quotalease.FieldCreatedAt:
+		return m.CreatedAt()
+	case quotalease.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case quotalease.FieldCounterID:
+		return m.CounterID()
+	case quotalease.FieldReplica:
+		return m.Replica()
+	case quotalease.FieldSeq:
+		return m.Seq()
+	case quotalease.FieldSettled:
+		return m.Settled()
+	case quotalease.FieldInFlight:
+		return m.InFlight()
+	case quotalease.FieldHolding:
+		return m.Holding()
+	case quotalease.FieldExpiresAt:
+		return m.ExpiresAt()
+	case quotalease.FieldEnded:
+		return m.Ended()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *QuotaLeaseMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case quotalease.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case quotalease.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case quotalease.FieldCounterID:
+		return m.OldCounterID(ctx)
+	case quotalease.FieldReplica:
+		return m.OldReplica(ctx)
+	case quotalease.FieldSeq:
+		return m.OldSeq(ctx)
+	case quotalease.FieldSettled:
+		return m.OldSettled(ctx)
+	case quotalease.FieldInFlight:
+		return m.OldInFlight(ctx)
+	case quotalease.FieldHolding:
+		return m.OldHolding(ctx)
+	case quotalease.FieldExpiresAt:
+		return m.OldExpiresAt(ctx)
+	case quotalease.FieldEnded:
+		return m.OldEnded(ctx)
+	}
+	return nil, fmt.Errorf("unknown QuotaLease field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *QuotaLeaseMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case quotalease.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case quotalease.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case quotalease.FieldCounterID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCounterID(v)
+		return nil
+	case quotalease.FieldReplica:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetReplica(v)
+		return nil
+	case quotalease.FieldSeq:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSeq(v)
+		return nil
+	case quotalease.FieldSettled:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSettled(v)
+		return nil
+	case quotalease.FieldInFlight:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetInFlight(v)
+		return nil
+	case quotalease.FieldHolding:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetHolding(v)
+		return nil
+	case quotalease.FieldExpiresAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExpiresAt(v)
+		return nil
+	case quotalease.FieldEnded:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEnded(v)
+		return nil
+	}
+	return fmt.Errorf("unknown QuotaLease field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *QuotaLeaseMutation) AddedFields() []string {
+	var fields []string
+	if m.addseq != nil {
+		fields = append(fields, quotalease.FieldSeq)
+	}
+	if m.addsettled != nil {
+		fields = append(fields, quotalease.FieldSettled)
+	}
+	if m.addin_flight != nil {
+		fields = append(fields, quotalease.FieldInFlight)
+	}
+	if m.addholding != nil {
+		fields = append(fields, quotalease.FieldHolding)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *QuotaLeaseMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case quotalease.FieldSeq:
+		return m.AddedSeq()
+	case quotalease.FieldSettled:
+		return m.AddedSettled()
+	case quotalease.FieldInFlight:
+		return m.AddedInFlight()
+	case quotalease.FieldHolding:
+		return m.AddedHolding()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *QuotaLeaseMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case quotalease.FieldSeq:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddSeq(v)
+		return nil
+	case quotalease.FieldSettled:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddSettled(v)
+		return nil
+	case quotalease.FieldInFlight:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddInFlight(v)
+		return nil
+	case quotalease.FieldHolding:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddHolding(v)
+		return nil
+	}
+	return fmt.Errorf("unknown QuotaLease numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *QuotaLeaseMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *QuotaLeaseMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *QuotaLeaseMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown QuotaLease nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *QuotaLeaseMutation) ResetField(name string) error {
+	switch name {
+	case quotalease.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case quotalease.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case quotalease.FieldCounterID:
+		m.ResetCounterID()
+		return nil
+	case quotalease.FieldReplica:
+		m.ResetReplica()
+		return nil
+	case quotalease.FieldSeq:
+		m.ResetSeq()
+		return nil
+	case quotalease.FieldSettled:
+		m.ResetSettled()
+		return nil
+	case quotalease.FieldInFlight:
+		m.ResetInFlight()
+		return nil
+	case quotalease.FieldHolding:
+		m.ResetHolding()
+		return nil
+	case quotalease.FieldExpiresAt:
+		m.ResetExpiresAt()
+		return nil
+	case quotalease.FieldEnded:
+		m.ResetEnded()
+		return nil
+	}
+	return fmt.Errorf("unknown QuotaLease field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *QuotaLeaseMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *QuotaLeaseMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *QuotaLeaseMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *QuotaLeaseMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *QuotaLeaseMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *QuotaLeaseMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *QuotaLeaseMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown QuotaLease unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *QuotaLeaseMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown QuotaLease edge %s", name)
 }
 
 // TenantMutation represents an operation that mutates the Tenant nodes in the graph.

@@ -16,6 +16,8 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
 	"github.com/tollgate-dev/tollgate/ent/provider"
+	"github.com/tollgate-dev/tollgate/ent/quotacounter"
+	"github.com/tollgate-dev/tollgate/ent/quotalease"
 	"github.com/tollgate-dev/tollgate/ent/schema"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
@@ -407,6 +409,130 @@ func init() {
 	providerDescID := providerMixinFields0[0].Descriptor()
 	// provider.DefaultID holds the default value on creation for the id field.
 	provider.DefaultID = providerDescID.Default.(func() uuid.UUID)
+	quotacounterMixin := schema.QuotaCounter{}.Mixin()
+	quotacounterMixinFields0 := quotacounterMixin[0].Fields()
+	_ = quotacounterMixinFields0
+	quotacounterMixinFields1 := quotacounterMixin[1].Fields()
+	_ = quotacounterMixinFields1
+	quotacounterFields := schema.QuotaCounter{}.Fields()
+	_ = quotacounterFields
+	// quotacounterDescCreatedAt is the schema descriptor for created_at field.
+	quotacounterDescCreatedAt := quotacounterMixinFields1[0].Descriptor()
+	// quotacounter.DefaultCreatedAt holds the default value on creation for the created_at field.
+	quotacounter.DefaultCreatedAt = quotacounterDescCreatedAt.Default.(func() time.Time)
+	// quotacounterDescUpdatedAt is the schema descriptor for updated_at field.
+	quotacounterDescUpdatedAt := quotacounterMixinFields1[1].Descriptor()
+	// quotacounter.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	quotacounter.DefaultUpdatedAt = quotacounterDescUpdatedAt.Default.(func() time.Time)
+	// quotacounter.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	quotacounter.UpdateDefaultUpdatedAt = quotacounterDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// quotacounterDescSubjectKind is the schema descriptor for subject_kind field.
+	quotacounterDescSubjectKind := quotacounterFields[0].Descriptor()
+	// quotacounter.SubjectKindValidator is a validator for the "subject_kind" field. It is called by the builders before save.
+	quotacounter.SubjectKindValidator = func() func(string) error {
+		validators := quotacounterDescSubjectKind.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(subject_kind string) error {
+			for _, fn := range fns {
+				if err := fn(subject_kind); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// quotacounterDescSubjectID is the schema descriptor for subject_id field.
+	quotacounterDescSubjectID := quotacounterFields[1].Descriptor()
+	// quotacounter.SubjectIDValidator is a validator for the "subject_id" field. It is called by the builders before save.
+	quotacounter.SubjectIDValidator = func() func(string) error {
+		validators := quotacounterDescSubjectID.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(subject_id string) error {
+			for _, fn := range fns {
+				if err := fn(subject_id); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// quotacounterDescMeter is the schema descriptor for meter field.
+	quotacounterDescMeter := quotacounterFields[2].Descriptor()
+	// quotacounter.MeterValidator is a validator for the "meter" field. It is called by the builders before save.
+	quotacounter.MeterValidator = func() func(string) error {
+		validators := quotacounterDescMeter.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(meter string) error {
+			for _, fn := range fns {
+				if err := fn(meter); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// quotacounterDescSettled is the schema descriptor for settled field.
+	quotacounterDescSettled := quotacounterFields[4].Descriptor()
+	// quotacounter.DefaultSettled holds the default value on creation for the settled field.
+	quotacounter.DefaultSettled = quotacounterDescSettled.Default.(int64)
+	// quotacounterDescHeld is the schema descriptor for held field.
+	quotacounterDescHeld := quotacounterFields[5].Descriptor()
+	// quotacounter.DefaultHeld holds the default value on creation for the held field.
+	quotacounter.DefaultHeld = quotacounterDescHeld.Default.(int64)
+	// quotacounterDescID is the schema descriptor for id field.
+	quotacounterDescID := quotacounterMixinFields0[0].Descriptor()
+	// quotacounter.DefaultID holds the default value on creation for the id field.
+	quotacounter.DefaultID = quotacounterDescID.Default.(func() uuid.UUID)
+	quotaleaseMixin := schema.QuotaLease{}.Mixin()
+	quotaleaseMixinFields0 := quotaleaseMixin[0].Fields()
+	_ = quotaleaseMixinFields0
+	quotaleaseFields := schema.QuotaLease{}.Fields()
+	_ = quotaleaseFields
+	// quotaleaseDescCreatedAt is the schema descriptor for created_at field.
+	quotaleaseDescCreatedAt := quotaleaseMixinFields0[0].Descriptor()
+	// quotalease.DefaultCreatedAt holds the default value on creation for the created_at field.
+	quotalease.DefaultCreatedAt = quotaleaseDescCreatedAt.Default.(func() time.Time)
+	// quotaleaseDescUpdatedAt is the schema descriptor for updated_at field.
+	quotaleaseDescUpdatedAt := quotaleaseMixinFields0[1].Descriptor()
+	// quotalease.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	quotalease.DefaultUpdatedAt = quotaleaseDescUpdatedAt.Default.(func() time.Time)
+	// quotalease.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	quotalease.UpdateDefaultUpdatedAt = quotaleaseDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// quotaleaseDescReplica is the schema descriptor for replica field.
+	quotaleaseDescReplica := quotaleaseFields[2].Descriptor()
+	// quotalease.DefaultReplica holds the default value on creation for the replica field.
+	quotalease.DefaultReplica = quotaleaseDescReplica.Default.(string)
+	// quotalease.ReplicaValidator is a validator for the "replica" field. It is called by the builders before save.
+	quotalease.ReplicaValidator = quotaleaseDescReplica.Validators[0].(func(string) error)
+	// quotaleaseDescSeq is the schema descriptor for seq field.
+	quotaleaseDescSeq := quotaleaseFields[3].Descriptor()
+	// quotalease.DefaultSeq holds the default value on creation for the seq field.
+	quotalease.DefaultSeq = quotaleaseDescSeq.Default.(int64)
+	// quotaleaseDescSettled is the schema descriptor for settled field.
+	quotaleaseDescSettled := quotaleaseFields[4].Descriptor()
+	// quotalease.DefaultSettled holds the default value on creation for the settled field.
+	quotalease.DefaultSettled = quotaleaseDescSettled.Default.(int64)
+	// quotaleaseDescInFlight is the schema descriptor for in_flight field.
+	quotaleaseDescInFlight := quotaleaseFields[5].Descriptor()
+	// quotalease.DefaultInFlight holds the default value on creation for the in_flight field.
+	quotalease.DefaultInFlight = quotaleaseDescInFlight.Default.(int64)
+	// quotaleaseDescHolding is the schema descriptor for holding field.
+	quotaleaseDescHolding := quotaleaseFields[6].Descriptor()
+	// quotalease.DefaultHolding holds the default value on creation for the holding field.
+	quotalease.DefaultHolding = quotaleaseDescHolding.Default.(int64)
+	// quotaleaseDescEnded is the schema descriptor for ended field.
+	quotaleaseDescEnded := quotaleaseFields[8].Descriptor()
+	// quotalease.DefaultEnded holds the default value on creation for the ended field.
+	quotalease.DefaultEnded = quotaleaseDescEnded.Default.(bool)
 	tenantMixin := schema.Tenant{}.Mixin()
 	tenantMixinFields0 := tenantMixin[0].Fields()
 	_ = tenantMixinFields0

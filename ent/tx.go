@@ -34,6 +34,10 @@ type Tx struct {
 	ModelPrice *ModelPriceClient
 	// Provider is the client for interacting with the Provider builders.
 	Provider *ProviderClient
+	// QuotaCounter is the client for interacting with the QuotaCounter builders.
+	QuotaCounter *QuotaCounterClient
+	// QuotaLease is the client for interacting with the QuotaLease builders.
+	QuotaLease *QuotaLeaseClient
 	// Tenant is the client for interacting with the Tenant builders.
 	Tenant *TenantClient
 	// UsageRecord is the client for interacting with the UsageRecord builders.
@@ -179,6 +183,8 @@ func (tx *Tx) init() {
 	tx.ModelDeployment = NewModelDeploymentClient(tx.config)
 	tx.ModelPrice = NewModelPriceClient(tx.config)
 	tx.Provider = NewProviderClient(tx.config)
+	tx.QuotaCounter = NewQuotaCounterClient(tx.config)
+	tx.QuotaLease = NewQuotaLeaseClient(tx.config)
 	tx.Tenant = NewTenantClient(tx.config)
 	tx.UsageRecord = NewUsageRecordClient(tx.config)
 }

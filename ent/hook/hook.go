@@ -129,6 +129,30 @@ func (f ProviderFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, er
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.ProviderMutation", m)
 }
 
+// The QuotaCounterFunc type is an adapter to allow the use of ordinary
+// function as QuotaCounter mutator.
+type QuotaCounterFunc func(context.Context, *ent.QuotaCounterMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f QuotaCounterFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.QuotaCounterMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.QuotaCounterMutation", m)
+}
+
+// The QuotaLeaseFunc type is an adapter to allow the use of ordinary
+// function as QuotaLease mutator.
+type QuotaLeaseFunc func(context.Context, *ent.QuotaLeaseMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f QuotaLeaseFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.QuotaLeaseMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.QuotaLeaseMutation", m)
+}
+
 // The TenantFunc type is an adapter to allow the use of ordinary
 // function as Tenant mutator.
 type TenantFunc func(context.Context, *ent.TenantMutation) (ent.Value, error)

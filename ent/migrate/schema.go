@@ -333,6 +333,68 @@ var (
 			},
 		},
 	}
+	// QuotaCountersColumns holds the columns for the "quota_counters" table.
+	QuotaCountersColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "subject_kind", Type: field.TypeString, Size: 16},
+		{Name: "subject_id", Type: field.TypeString, Size: 128},
+		{Name: "meter", Type: field.TypeString, Size: 32},
+		{Name: "window_start", Type: field.TypeTime},
+		{Name: "settled", Type: field.TypeInt64, Default: 0},
+		{Name: "held", Type: field.TypeInt64, Default: 0},
+	}
+	// QuotaCountersTable holds the schema information for the "quota_counters" table.
+	QuotaCountersTable = &schema.Table{
+		Name:       "quota_counters",
+		Columns:    QuotaCountersColumns,
+		PrimaryKey: []*schema.Column{QuotaCountersColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "quotacounter_subject_kind_subject_id_meter_window_start",
+				Unique:  true,
+				Columns: []*schema.Column{QuotaCountersColumns[3], QuotaCountersColumns[4], QuotaCountersColumns[5], QuotaCountersColumns[6]},
+			},
+			{
+				Name:    "quotacounter_window_start",
+				Unique:  false,
+				Columns: []*schema.Column{QuotaCountersColumns[6]},
+			},
+		},
+	}
+	// QuotaLeasesColumns holds the columns for the "quota_leases" table.
+	QuotaLeasesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "counter_id", Type: field.TypeUUID},
+		{Name: "replica", Type: field.TypeString, Size: 256, Default: ""},
+		{Name: "seq", Type: field.TypeInt64, Default: 0},
+		{Name: "settled", Type: field.TypeInt64, Default: 0},
+		{Name: "in_flight", Type: field.TypeInt64, Default: 0},
+		{Name: "holding", Type: field.TypeInt64, Default: 0},
+		{Name: "expires_at", Type: field.TypeTime},
+		{Name: "ended", Type: field.TypeBool, Default: false},
+	}
+	// QuotaLeasesTable holds the schema information for the "quota_leases" table.
+	QuotaLeasesTable = &schema.Table{
+		Name:       "quota_leases",
+		Columns:    QuotaLeasesColumns,
+		PrimaryKey: []*schema.Column{QuotaLeasesColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "quotalease_counter_id_ended",
+				Unique:  false,
+				Columns: []*schema.Column{QuotaLeasesColumns[3], QuotaLeasesColumns[10]},
+			},
+			{
+				Name:    "quotalease_ended_expires_at",
+				Unique:  false,
+				Columns: []*schema.Column{QuotaLeasesColumns[10], QuotaLeasesColumns[9]},
+			},
+		},
+	}
 	// TenantsColumns holds the columns for the "tenants" table.
 	TenantsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -408,6 +470,8 @@ var (
 		ModelDeploymentsTable,
 		ModelPricesTable,
 		ProvidersTable,
+		QuotaCountersTable,
+		QuotaLeasesTable,
 		TenantsTable,
 		UsageRecordsTable,
 	}

@@ -36,6 +36,12 @@ type ModelPrice func(*sql.Selector)
 // Provider is the predicate function for provider builders.
 type Provider func(*sql.Selector)
 
+// QuotaCounter is the predicate function for quotacounter builders.
+type QuotaCounter func(*sql.Selector)
+
+// QuotaLease is the predicate function for quotalease builders.
+type QuotaLease func(*sql.Selector)
+
 // Tenant is the predicate function for tenant builders.
 type Tenant func(*sql.Selector)
 

@@ -24,6 +24,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/controlplane/admin"
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
+	"github.com/tollgate-dev/tollgate/controlplane/quotaauthority"
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/controlplane/usageingest"
@@ -266,6 +267,7 @@ func xdsServer(ctx context.Context, cfg serveConfig, p *xds.Publisher) (*grpc.Se
 	// ext_proc sends usage on the connection it holds for config: one
 	// channel to secure, and the same trust (see docs/usage.md).
 	usageingest.New(cfg.store, cfg.log).Register(g)
+	quotaauthority.New(cfg.store, quotaauthority.Options{Logger: cfg.log}).Register(g)
 	return g, lis, nil
 }
 
