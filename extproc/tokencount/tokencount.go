@@ -30,9 +30,12 @@
 // An encoding is loaded on first use, once per process: about 0.2 s and
 // 22 MB of heap for O200kBase (Warm loads it ahead, at start-up). The four
 // embedded encoding files add about 7 MB to the binary. Counting costs about
-// 150 ns per byte of English text (tiktoken-go matches its pre-tokenizing
-// pattern with a backtracking regular expression engine); callers on a hot
-// path count only what they must (see extproc/translate's usageMeter).
+// 150 ns per byte of English text, and about 0.8 µs for a one-token text
+// (tiktoken-go matches its pre-tokenizing pattern with a backtracking regular
+// expression engine); counts of texts of up to 24 bytes are cached, which
+// brings a streamed delta that was seen before down to about 10 ns. Callers
+// on a hot path count only what they must (see extproc/translate's
+// usageMeter).
 //
 // Every function is safe for concurrent use.
 package tokencount
@@ -41,6 +44,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	tiktoken "github.com/pkoukk/tiktoken-go"
@@ -105,13 +109,50 @@ const maxSegment = 1 << 10
 // character) is cut at a character boundary instead; each of those cuts can
 // change the count by a token or so.
 //
-// If the encoding cannot be loaded (it is embedded, so only a broken build
-// could cause that), Count falls back to one token per four bytes; Warm
-// reports the error.
+// Counts of texts of up to 24 bytes are cached. If the encoding cannot be
+// loaded (it is embedded, so only a broken build could cause that), Count
+// falls back to one token per four bytes; Warm reports the error.
 func (e Encoding) Count(text string) int64 {
 	if text == "" {
 		return 0
 	}
+	enc := e
+	if enc < 0 || int(enc) >= len(encodings) {
+		enc = O200kBase
+	}
+	if len(text) > maxCachedText {
+		return enc.count(text)
+	}
+	c := &caches[enc]
+	if n, ok := c.m.Load(text); ok {
+		return n.(int64)
+	}
+	n := enc.count(text)
+	if c.size.Add(1) > maxCached {
+		// Full: start again, so that the cache follows what is streamed now.
+		c.m.Clear()
+		c.size.Store(0)
+	}
+	c.m.Store(strings.Clone(text), n)
+	return n
+}
+
+// Short texts, streamed deltas mostly, are counted once: the tokenizer takes
+// about a microsecond even for one token, a cache hit about 10 ns, and a
+// stream's deltas repeat (" the", ",", "\n"). The cache is emptied when it
+// reaches maxCached entries (a few MB).
+const (
+	maxCachedText = 24
+	maxCached     = 1 << 15
+)
+
+var caches [len(encodingNames)]struct {
+	m    sync.Map // text → int64
+	size atomic.Int64
+}
+
+// count is Count without the cache.
+func (e Encoding) count(text string) int64 {
 	tk, err := e.load()
 	if err != nil {
 		return int64(len(text)+3) / 4

@@ -2,6 +2,7 @@ package tokencount
 
 import (
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -113,6 +114,23 @@ func TestForModel(t *testing.T) {
 	}
 }
 
+// The cache of short texts gives the tokenizer's counts, also once it has
+// been emptied for being full.
+func TestCountCache(t *testing.T) {
+	for i := range maxCached + 10 {
+		text := " w" + strconv.Itoa(i)
+		if got, want := Count(text), O200kBase.count(text); got != want {
+			t.Fatalf("Count(%q) = %d, uncached %d", text, got, want)
+		}
+		if got, want := Count(text), O200kBase.count(text); got != want {
+			t.Fatalf("cached Count(%q) = %d, uncached %d", text, got, want)
+		}
+	}
+	if n := caches[O200kBase].size.Load(); n > maxCached {
+		t.Errorf("cache of %d entries", n)
+	}
+}
+
 func TestCountConcurrently(t *testing.T) {
 	const text = "Concurrent counts must agree with each other and with the sequential count."
 	want := Count(text)
@@ -143,19 +161,27 @@ func FuzzCount(f *testing.F) {
 }
 
 // BenchmarkCount is the cost of one count, by text size: a one-token
-// delta, an Anthropic-sized delta, and a 4 KiB batch.
+// delta (cached, and as the tokenizer counts it), an Anthropic-sized delta,
+// and a 4 KiB batch.
 func BenchmarkCount(b *testing.B) {
-	for _, c := range []struct{ name, text string }{
-		{"delta_6B", " world"},
-		{"delta_44B", "Paris is the capital of France, a country in"},
-		{"batch_4KiB", strings.Repeat("The quick brown fox jumps over the lazy dog. ", 91)},
+	if err := Warm(); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, text string
+		count      func(string) int64
+	}{
+		{"delta_6B_cached", " world", Count},
+		{"delta_6B", " world", O200kBase.count},
+		{"delta_44B", "Paris is the capital of France, a country in", Count},
+		{"batch_4KiB", strings.Repeat("The quick brown fox jumps over the lazy dog. ", 91), Count},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			Count(c.text)
+			c.count(c.text)
 			b.SetBytes(int64(len(c.text)))
 			b.ReportAllocs()
 			for b.Loop() {
-				Count(c.text)
+				c.count(c.text)
 			}
 		})
 	}
