@@ -83,7 +83,8 @@ type Ledger struct {
 	now      func() time.Time
 	log      *slog.Logger
 	inbox    chan *slot
-	up       atomic.Bool // a stream to the authority is open
+	up       atomic.Bool  // a stream to the authority is open
+	streams  atomic.Int64 // streams opened so far
 	mu       sync.Mutex
 	slots    map[string]*slot // by lease id
 	counters map[quota.SubjectID][]*counter
@@ -415,6 +416,10 @@ func (l *Ledger) enqueue(s *slot) {
 // Up reports whether a stream to the authority is open.
 func (l *Ledger) Up() bool { return l.up.Load() }
 
+// Streams reports how many streams to the authority have been opened: more
+// than one means it reconnected.
+func (l *Ledger) Streams() int64 { return l.streams.Load() }
+
 // Run keeps a stream to the authority open until ctx ends, sending reports
 // and applying answers.
 func (l *Ledger) Run(ctx context.Context) {
@@ -443,6 +448,7 @@ func (l *Ledger) serve(ctx context.Context) error {
 		return err
 	}
 	l.up.Store(true)
+	l.streams.Add(1)
 	// Whatever was in flight on the old stream is reported again.
 	for _, s := range l.allSlots() {
 		s.c.mu.Lock()

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/admin"
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
+	"github.com/tollgate-dev/tollgate/controlplane/quotaauthority"
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/controlplane/usageingest"
@@ -57,6 +59,11 @@ type gateway struct {
 	key         string
 	keyID       string
 	logs        *lockedBuffer
+	// xdsAddr is the control plane's xDS port (config, usage, quota), and
+	// restartControlPlane stops what serves it and starts it again on the
+	// same address and store.
+	xdsAddr             string
+	restartControlPlane func()
 }
 
 type lockedBuffer struct {
@@ -142,9 +149,26 @@ func startGateway(t *testing.T, st *store.Store) *gateway {
 	xdsSrv := grpc.NewServer()
 	xds.Register(ctx, xdsSrv, pub)
 	usageingest.New(st, log).Register(xdsSrv)
+	quotaauthority.New(st, quotaauthority.Options{Logger: log}).Register(xdsSrv)
 	xdsLis := listen(t)
 	serveGRPC(t, xdsSrv, xdsLis)
 	go rec.Run(ctx)
+	g.xdsAddr = xdsLis.Addr().String()
+	var xdsMu sync.Mutex
+	g.restartControlPlane = func() {
+		xdsMu.Lock()
+		defer xdsMu.Unlock()
+		xdsSrv.Stop()
+		lis, err := net.Listen("tcp", g.xdsAddr)
+		if err != nil {
+			t.Fatalf("listening again on %s: %v", g.xdsAddr, err)
+		}
+		xdsSrv = grpc.NewServer()
+		xds.Register(ctx, xdsSrv, pub)
+		usageingest.New(st, log).Register(xdsSrv)
+		quotaauthority.New(st, quotaauthority.Options{Logger: log}).Register(xdsSrv)
+		serveGRPC(t, xdsSrv, lis)
+	}
 
 	// ext_proc beside the data plane, as `tollgate extproc` runs it.
 	xconn, err := grpc.NewClient(xdsLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -22,9 +23,11 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
+	quotav1 "github.com/tollgate-dev/tollgate/api/tollgate/quota/v1"
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/extproc/configclient"
 	"github.com/tollgate-dev/tollgate/extproc/quota"
+	"github.com/tollgate-dev/tollgate/extproc/quotalease"
 	usagequeue "github.com/tollgate-dev/tollgate/extproc/usage"
 )
 
@@ -38,6 +41,10 @@ type extprocFlags struct {
 	tlsKey   string
 	tlsCA    string
 	logLevel slog.Level
+
+	quotaLedger   string // "lease" or "local"
+	rateFail      string // "open" or "closed"
+	leaseRequests int64
 }
 
 func (f *extprocFlags) register(fs *flag.FlagSet, defaultListen, defaultXDS, defaultSpill string) {
@@ -50,6 +57,9 @@ func (f *extprocFlags) register(fs *flag.FlagSet, defaultListen, defaultXDS, def
 	fs.StringVar(&f.tlsKey, "xds-tls-key", "", "client key for mutual TLS to the control plane")
 	fs.StringVar(&f.tlsCA, "xds-tls-ca", "", "CA of the control plane's certificate")
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	fs.StringVar(&f.quotaLedger, "quota-ledger", "lease", "where limits and budgets are counted: lease (the control plane is the quota authority, shared by every replica) or local (this process only)")
+	fs.StringVar(&f.rateFail, "rate-limits-fail", "open", "rate limits while the quota authority is unreachable: open (this replica's share, limit/N, counted locally) or closed (refused); budgets always fail closed")
+	fs.Int64Var(&f.leaseRequests, "quota-lease-requests", 8, "a quota lease's size, in requests of the size that asks for it (docs/policy.md: the accuracy bound)")
 }
 
 func runExtProc(ctx context.Context, args []string, stderr io.Writer) error {
@@ -87,10 +97,17 @@ func serveExtProc(ctx context.Context, f extprocFlags, log *slog.Logger, ready f
 	if err != nil {
 		return err
 	}
-	// Limits and budgets are enforced per ext_proc process for now; the
-	// control plane becomes the quota authority across replicas next
-	// (docs/policy.md).
-	q := quota.New(quota.Options{})
+	ledger, err := newQuotaLedger(conn, f, log)
+	if err != nil {
+		return err
+	}
+	var q *quota.Engine
+	if ledger == nil {
+		q = quota.New(quota.Options{})
+	} else {
+		go ledger.Run(runCtx)
+		q = quota.New(quota.Options{Ledger: ledger})
+	}
 	srv := extproc.New(extproc.Options{Config: cfg, Usage: rec, Quota: q, Logger: log})
 	go srv.Maintain(runCtx, 30*time.Second)
 
@@ -135,8 +152,41 @@ func serveExtProc(ctx context.Context, f extprocFlags, log *slog.Logger, ready f
 	if err := rec.Close(flushCtx); err != nil {
 		serveErr = errors.Join(serveErr, fmt.Errorf("flushing usage records: %w", err))
 	}
+	if ledger != nil {
+		// Unused quota goes back to the authority for the other replicas.
+		leaseCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := ledger.Close(leaseCtx); err != nil {
+			log.Warn("quota leases not all returned; the authority reclaims them when they expire", "err", err)
+		}
+		cancel()
+	}
 	stop()
 	return serveErr
+}
+
+// newQuotaLedger returns the lease ledger on conn, or nil for the local one.
+func newQuotaLedger(conn grpc.ClientConnInterface, f extprocFlags, log *slog.Logger) (*quotalease.Ledger, error) {
+	switch f.quotaLedger {
+	case "local":
+		log.Warn("limits and budgets are counted per ext_proc process (--quota-ledger=local): N replicas admit up to N times each limit")
+		return nil, nil
+	case "lease", "":
+	default:
+		return nil, fmt.Errorf("%w: --quota-ledger must be lease or local, not %q", errUsage, f.quotaLedger)
+	}
+	if f.rateFail != "" && f.rateFail != "open" && f.rateFail != "closed" {
+		return nil, fmt.Errorf("%w: --rate-limits-fail must be open or closed, not %q", errUsage, f.rateFail)
+	}
+	if f.leaseRequests < 0 {
+		return nil, fmt.Errorf("%w: --quota-lease-requests must be at least 1", errUsage)
+	}
+	return quotalease.New(quotalease.Options{
+		Client:        quotav1.NewQuotaServiceClient(conn),
+		Replica:       f.nodeID + "/" + uuid.NewString()[:8],
+		LeaseRequests: f.leaseRequests,
+		RateFailOpen:  f.rateFail != "closed",
+		Logger:        log,
+	}), nil
 }
 
 func listenExtProc(addr string) (net.Listener, error) {
