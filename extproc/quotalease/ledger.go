@@ -66,6 +66,10 @@ type Options struct {
 	// RenewEvery is how often the background loop looks at the slots;
 	// 250 ms when zero.
 	RenewEvery time.Duration
+	// IdleAfter is how long a slot may go unused before its free units go
+	// back to the authority (the lease stays, empty, until it expires);
+	// 10 s when zero.
+	IdleAfter time.Duration
 	// RateFailOpen admits requests on the local rolling window at limit/N
 	// while the authority is unreachable, rather than refusing them. Budgets
 	// always fail closed.
@@ -101,6 +105,9 @@ func New(o Options) *Ledger {
 	}
 	if o.RenewEvery <= 0 {
 		o.RenewEvery = 250 * time.Millisecond
+	}
+	if o.IdleAfter <= 0 {
+		o.IdleAfter = 10 * time.Second
 	}
 	l := &Ledger{o: o, now: o.Now, log: o.Logger, inbox: make(chan *slot, 1024),
 		slots: map[string]*slot{}, counters: map[quota.SubjectID][]*counter{}}
@@ -207,6 +214,7 @@ type slot struct {
 	leases    int32
 	noRoom    time.Time // the authority had less than noRoomNeed left until then
 	noRoomN   int64
+	lastUsed  time.Time
 	pending   bool
 	release   bool // the window is over, or the subject forgotten: give it back
 	ended     bool
@@ -295,7 +303,7 @@ func (c *counter) Reserve(at quota.Instant, n, limit int64) (quota.Mark, bool) {
 	if !ok {
 		return 0, false
 	}
-	s.need = max(n, 1)
+	s.need, s.lastUsed = max(n, 1), now
 	if s.free(now) < n && !c.acquire(s, n, now) {
 		c.inner.Settle(at, mk, n, 0, innerLimit) // undone exactly
 		return 0, false
@@ -316,21 +324,30 @@ func (c *counter) acquire(s *slot, n int64, now time.Time) bool {
 	if now.Before(s.noRoom) && n >= s.noRoomN {
 		return false // asked a moment ago: the authority had less left
 	}
-	ch := s.answered
-	c.l.enqueue(s)
-	c.mu.Unlock()
-	t := time.NewTimer(c.l.o.AcquireTimeout)
-	select {
-	case <-ch:
-	case <-t.C:
+	deadline := time.Now().Add(c.l.o.AcquireTimeout)
+	for {
+		id, ch := s.id, s.answered
+		c.l.enqueue(s)
+		c.mu.Unlock()
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-ch:
+		case <-t.C:
+		}
+		t.Stop()
+		c.mu.Lock()
+		now = c.l.now()
+		if s.free(now) >= n {
+			return true
+		}
+		// A lease that had expired at the authority was replaced: ask again
+		// on the new one.
+		if s.id != id && !s.ended && time.Now().Before(deadline) {
+			continue
+		}
+		break
 	}
-	t.Stop()
-	c.mu.Lock()
-	now = c.l.now()
-	if s.free(now) >= n {
-		return true
-	}
-	if c.l.up.Load() && s.answeredN > 0 {
+	if c.l.up.Load() && s.answeredN > 0 && !s.deadline.IsZero() {
 		s.noRoom, s.noRoomN = now.Add(time.Second), n
 	}
 	return false
@@ -519,6 +536,8 @@ func (l *Ledger) due() []*slot {
 			switch {
 			case s.release:
 				out = append(out, s)
+			case s.answeredN > 0 && s.holding > s.inFlight && now.Sub(s.lastUsed) > l.o.IdleAfter:
+				out = append(out, s) // idle: give the free units back
 			case s.answeredN > 0 && s.holding > s.inFlight && now.After(s.acked.Add(ttl/3)):
 				out = append(out, s)
 			case s.lastGrant > 0 && s.free(now) < s.lastGrant/2:
@@ -555,10 +574,10 @@ func (l *Ledger) send(stream quotav1.QuotaService_LeaseClient, s *slot, force bo
 			return nil
 		}
 		req.Release = true
-	} else {
+	} else if l.now().Sub(s.lastUsed) <= l.o.IdleAfter {
 		req.Need = max(s.need, 1)
 		req.Want = max(satMul(s.need, l.o.LeaseRequests), req.Need)
-	}
+	} // else idle: want nothing free; the lease keeps only what is in flight
 	s.pending = true
 	if s.sent == nil {
 		s.sent = map[uint64]time.Time{}

@@ -287,3 +287,21 @@ func TestRatesFailOpenOrClosedByConfiguration(t *testing.T) {
 		}
 	}
 }
+
+func TestIdleLeasesGiveTheirUnitsBack(t *testing.T) {
+	f, c := startAuthority(t, 1_000_000)
+	_, e := startLedger(t, c, quotalease.Options{IdleAfter: 50 * time.Millisecond})
+	r, err := e.Admit(time.Now(), budget(1_000_000), quota.Cost{Micros: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Settle(quota.Cost{Micros: 1000})
+	if _, held := f.totals(); held == 0 {
+		t.Fatal("no lease held after a request")
+	}
+	waitFor(t, func() bool { settled, held := f.totals(); return held == 0 && settled == 1000 })
+	// The next request gets a lease again.
+	if _, err := e.Admit(time.Now(), budget(1_000_000), quota.Cost{Micros: 1000}); err != nil {
+		t.Fatal(err)
+	}
+}
