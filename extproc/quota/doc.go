@@ -77,46 +77,27 @@
 // Reserve (count n if they fit under this limit, return a Mark), Settle
 // (replace reserved units with actual ones) and Look (read, for refusals,
 // headers, soft limits and State). LocalLedger counts in memory, exactly,
-// for one replica. The next step replaces it with a lease ledger without
-// touching admission.
+// for one replica; extproc/quotalease spends leases from the control plane
+// across replicas, without touching admission.
 //
-// # Across replicas: leases (design for the next step)
+// # Across replicas: leases
 //
-// The control plane is the quota authority. For each counter it keeps the
-// authoritative count (through ent, so that it survives a restart) and
-// grants each ext_proc replica a lease: units it may take locally, until
-// an expiry. A replica takes from its lease with no remote call and renews
-// in the background before the lease runs low (at half, say), reporting
-// its settled usage, which the authority charges in place of the lease.
+// The control plane is the quota authority (controlplane/quotaauthority,
+// tollgate.quota.v1): it keeps the authoritative count of each leased
+// counter through ent, so that it survives a restart, and grants each
+// ext_proc replica leases of units, which extproc/quotalease spends behind
+// this package's Ledger interface: admission does not change. A replica
+// takes from its lease with no remote call and renews in the background
+// before the lease runs low, reporting its settled usage.
 //
 // Accuracy, with N replicas, a hard limit H and leases of at most ℓ units:
-//
-//   - Strict leases (granted only while counted + leased + ℓ ≤ H): the
-//     units admitted never exceed H, 0 over, as on one replica. The price
-//     is headroom that cannot be used: near the limit a replica may refuse
-//     while up to (N−1)·ℓ units sit unused in other replicas' leases.
-//     Leases shrink as the limit nears (ℓ ≤ (H − counted)/(2N), say), which
-//     bounds that loss by half the remaining headroom, at the cost of more
-//     renewals right at the limit.
-//   - The only way over H is a settlement above its reservation (a provider
-//     that ignores max_tokens, an undercounted prompt, a price that rose in
-//     flight): overshoot ≤ Σ (actual − reserved)⁺ over requests in flight,
-//     which is 0 when the reservation is a true worst case. Spend is still
-//     charged, and the next request is refused.
-//   - Optimistic leases (granted without checking H) would let N replicas
-//     go N·ℓ over; Tollgate does not use them for budgets.
-//
-// A replica that stops holding a lease leaves it charged in full until the
-// lease expires and its usage records (spilled to disk and replayed, see
-// extproc/usage) arrive: counts err on the side of spent, never on free.
-//
-// With the control plane unreachable a replica spends what its leases hold
-// and then fails closed for budgets by default (a refusal that says the
-// quota authority is unreachable: Reading.Unavailable); rate limits fail
-// open or closed by configuration, open meaning a local bucket of limit/N
-// (N as last seen), which keeps the global rate near the limit if N is
-// right.
-//
-// Only the local ledger is implemented now; docs/policy.md marks what
-// comes with the lease protocol.
+// leases are strict (granted only while settled + held + new ≤ H), so the
+// units admitted never exceed H, 0 over, as on one replica; the only way
+// over is a settlement above its reservation. The price is headroom: near
+// the limit a replica may refuse while up to (N−1)·ℓ units sit in other
+// replicas' leases (grants shrink to a share of what is left). With the
+// control plane unreachable a replica spends what its leases hold, then
+// budgets fail closed (Reading.Unavailable) and rates fail open (a local
+// bucket of limit/N) or closed by configuration. docs/policy.md has the
+// protocol and the whole bound.
 package quota

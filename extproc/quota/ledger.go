@@ -6,7 +6,7 @@ import (
 
 // Ledger stores counters. The engine decides; a ledger only counts. The
 // local ledger (LocalLedger) counts in this process's memory; the lease
-// ledger of the next step will spend quota leased from the control plane
+// ledger (extproc/quotalease) spends quota leased from the control plane
 // behind the same interface, so admission does not change with it.
 type Ledger interface {
 	// Counter returns the counter of one meter of one subject. The engine
