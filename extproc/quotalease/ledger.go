@@ -637,12 +637,15 @@ func (l *Ledger) apply(resp *quotav1.LeaseResponse) {
 		l.mu.Lock()
 		delete(l.slots, s.id)
 		s.id, s.seq, s.reported, s.holding, s.sAcked, s.deadline, s.pending = uuid.NewString(), 0, 0, 0, 0, time.Time{}, false
-		if s.release {
-			s.ended = true
+		if s.release && s.inFlight == 0 && s.settled <= s.offset {
+			s.ended = true // nothing left to charge
 		} else {
 			l.slots[s.id] = s
 		}
 		l.mu.Unlock()
+		if !s.ended {
+			l.enqueue(s)
+		}
 	case quotav1.LeaseStatus_LEASE_STATUS_RELEASED:
 		s.ended = true
 		l.mu.Lock()

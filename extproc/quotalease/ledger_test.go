@@ -40,7 +40,7 @@ type fakeLease struct {
 	ctr                        *fakeCounter
 	seq                        uint64
 	settled, inFlight, holding int64
-	ended                      bool
+	ended, expired             bool
 }
 
 func (f *fakeAuthority) Lease(stream quotav1.QuotaService_LeaseServer) error {
@@ -108,10 +108,29 @@ func (f *fakeAuthority) report(req *quotav1.LeaseRequest) *quotav1.LeaseResponse
 	}
 	resp.Holding, resp.Settled, resp.CounterSettled, resp.CounterHeld = l.holding, l.settled, c.settled, c.held
 	resp.Status = quotav1.LeaseStatus_LEASE_STATUS_OK
-	if l.ended {
+	switch {
+	case l.expired:
+		resp.Status = quotav1.LeaseStatus_LEASE_STATUS_EXPIRED
+	case l.ended:
 		resp.Status = quotav1.LeaseStatus_LEASE_STATUS_RELEASED
 	}
 	return resp
+}
+
+// expireAll reclaims every live lease as the authority does at expiry: in
+// flight charged, free units back.
+func (f *fakeAuthority) expireAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, l := range f.leases {
+		if l.ended {
+			continue
+		}
+		l.ctr.settled += l.inFlight
+		l.ctr.held -= l.holding
+		l.settled += l.inFlight
+		l.inFlight, l.holding, l.ended, l.expired = 0, 0, true, true
+	}
 }
 
 // cut ends every open stream and refuses new ones while down.
@@ -303,5 +322,34 @@ func TestIdleLeasesGiveTheirUnitsBack(t *testing.T) {
 	// The next request gets a lease again.
 	if _, err := e.Admit(time.Now(), budget(1_000_000), quota.Cost{Micros: 1000}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestAnExpiredLeaseIsReplacedAndItsUnreportedSpendCarriedOver(t *testing.T) {
+	f, c := startAuthority(t, 1_000_000)
+	l, e := startLedger(t, c, quotalease.Options{LeaseRequests: 10})
+	spend := func(k int) {
+		for range k {
+			r, err := e.Admit(time.Now(), budget(1_000_000), quota.Cost{Micros: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Settle(quota.Cost{Micros: 700})
+		}
+	}
+	spend(7) // past half the lease: a renewal reports the spend
+	waitFor(t, func() bool { settled, _ := f.totals(); return settled > 0 })
+	spend(2)
+	// The authority reclaims the lease (the replica was cut off past its
+	// TTL) before hearing of the last spend.
+	f.expireAll()
+	spend(30) // runs dry, renews, finds the lease expired, opens another
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if settled, held := f.totals(); settled != 39*700 || held != 0 {
+		t.Fatalf("authority: settled %d, held %d; want %d and 0", settled, held, 39*700)
 	}
 }
