@@ -194,3 +194,49 @@ func TestInvalidReports(t *testing.T) {
 		}
 	}
 }
+
+func TestLimitsComeFromTheSubjectsPolicy(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		now := time.Date(2028, 2, 29, 13, 7, 0, 0, time.UTC)
+		a := quotaauthority.New(s, quotaauthority.Options{Now: newClock(now.Add(20 * time.Second)).now})
+		tenantID := tenantWithBudget(t, s, 10_000)
+		keyID := uuid.New()
+		if err := s.Client().APIKey.Create().SetID(keyID).SetTenantID(tenantID).SetName("k").SetPrefix("tg_k").SetHash([]byte("h")).Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rpm := int64(5)
+		if err := s.Client().GatewayPolicy.Create().SetAPIKeyID(keyID).SetSpec(policy.Spec{RequestsPerMinute: &rpm}).Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		minute := &quotav1.CounterKey{SubjectKind: quotav1.SubjectKind_SUBJECT_KIND_KEY, SubjectId: keyID.String(),
+			Meter: quotav1.Meter_METER_REQUESTS_PER_MINUTE, WindowStart: timestamppb.New(now)}
+		// Half of what is left (other replicas may come), at least what is needed.
+		r := report(t, a, &quotav1.LeaseRequest{LeaseId: uuid.NewString(), Seq: 1, Counter: minute, Want: 100, Need: 1})
+		if r.GetHolding() != 2 || r.GetLimit() != 5 {
+			t.Fatalf("a key's requests per minute: %v", r)
+		}
+		r = report(t, a, &quotav1.LeaseRequest{LeaseId: uuid.NewString(), Seq: 1, Counter: minute, Want: 100, Need: 3})
+		if r.GetHolding() != 3 || r.GetCounterHeld() != 5 {
+			t.Fatalf("a key's requests per minute: %v", r)
+		}
+		// The key has no budget: nothing limits its spend.
+		day := &quotav1.CounterKey{SubjectKind: quotav1.SubjectKind_SUBJECT_KIND_KEY, SubjectId: keyID.String(),
+			Meter: quotav1.Meter_METER_DAY_BUDGET, WindowStart: timestamppb.New(now.Truncate(24 * time.Hour))}
+		r = report(t, a, &quotav1.LeaseRequest{LeaseId: uuid.NewString(), Seq: 1, Counter: day, Want: 1 << 40, Need: 1})
+		if r.GetHolding() != 1<<40 || r.Limit != nil {
+			t.Fatalf("an unlimited budget: %v", r)
+		}
+		// Releasing answers RELEASED and gives everything back; a lease
+		// cannot move to another counter.
+		lease := uuid.NewString()
+		report(t, a, &quotav1.LeaseRequest{LeaseId: lease, Seq: 1, Counter: key(tenantID), Want: 3000, Need: 1})
+		if r := report(t, a, &quotav1.LeaseRequest{LeaseId: lease, Seq: 2, Counter: minute, Want: 1, Need: 1}); r.GetStatus() != quotav1.LeaseStatus_LEASE_STATUS_INVALID {
+			t.Fatalf("a lease reported on another counter: %v", r)
+		}
+		r = report(t, a, &quotav1.LeaseRequest{LeaseId: lease, Seq: 2, Counter: key(tenantID), Settled: 1000, InFlight: 500, Release: true})
+		if r.GetStatus() != quotav1.LeaseStatus_LEASE_STATUS_RELEASED || r.GetCounterHeld() != 0 || r.GetCounterSettled() != 1500 {
+			t.Fatalf("a release: %v", r)
+		}
+	})
+}
