@@ -577,6 +577,11 @@ func (l *Ledger) send(stream quotav1.QuotaService_LeaseClient, s *slot, force bo
 	} else if l.now().Sub(s.lastUsed) <= l.o.IdleAfter {
 		req.Need = max(s.need, 1)
 		req.Want = max(satMul(s.need, l.o.LeaseRequests), req.Need)
+		if c.rate && s.limited {
+			// A request per minute is a small unit: lease a tenth of the
+			// rate at a time (the authority shares it out near the limit).
+			req.Want = max(req.Want, s.limit/10)
+		}
 	} // else idle: want nothing free; the lease keeps only what is in flight
 	s.pending = true
 	if s.sent == nil {

@@ -353,3 +353,24 @@ func TestAnExpiredLeaseIsReplacedAndItsUnreportedSpendCarriedOver(t *testing.T) 
 		t.Fatalf("authority: settled %d, held %d; want %d and 0", settled, held, 39*700)
 	}
 }
+
+func TestReplicasShareARateWithinAMinute(t *testing.T) {
+	_, c := startAuthority(t, 10)
+	_, a := startLedger(t, c, quotalease.Options{})
+	_, b := startLedger(t, c, quotalease.Options{})
+	at := time.Now().Truncate(time.Minute).Add(30 * time.Second)
+	admitted := 0
+	for i := range 40 {
+		e := a
+		if i%2 == 1 {
+			e = b
+		}
+		if _, err := e.Admit(at, rpm(10), quota.Cost{}); err == nil {
+			admitted++
+		}
+	}
+	// Each replica's own window would admit 10: together they admit 10.
+	if admitted > 10 || admitted < 5 {
+		t.Fatalf("two replicas admitted %d requests in one minute at 10 per minute", admitted)
+	}
+}
