@@ -142,7 +142,7 @@ func (l *Ledger) Counter(s quota.SubjectID, m quota.Meter) quota.Counter {
 		kind = quotav1.SubjectKind_SUBJECT_KIND_KEY
 	}
 	c := &counter{l: l, inner: inner, meter: m, pm: pm, kind: kind, subject: s.ID,
-		rate: m == quota.RequestsPerMinute || m == quota.TokensPerMinute, marks: map[quota.Mark]held{}}
+		rate: m == quota.RequestsPerMinute || m == quota.TokensPerMinute}
 	l.mu.Lock()
 	l.counters[s] = append(l.counters[s], c)
 	l.mu.Unlock()
@@ -175,8 +175,8 @@ type counter struct {
 	mu        sync.Mutex
 	cur       *slot // the latest window's
 	old       []*slot
-	marks     map[quota.Mark]held
-	nextMark  quota.Mark
+	marks     []held // a rate reservation's mark is its index here
+	freeMarks []quota.Mark
 	forgotten bool
 }
 
@@ -202,25 +202,28 @@ type slot struct {
 	offset   int64
 	reported int64 // the highest settled reported (the authority's never decreases)
 
-	holding   int64 // as of the last answer
-	sAcked    int64 // the settled that answer reflects
-	deadline  time.Time
-	acked     time.Time
-	lastGrant int64
-	need      int64 // the last request's size, for the next lease's
-	limit     int64
-	limited   bool
-	ctrUsed   int64 // settled + others' holdings, at the last answer
-	leases    int32
-	noRoom    time.Time // the authority had less than noRoomNeed left until then
-	noRoomN   int64
-	lastUsed  time.Time
-	pending   bool
-	release   bool // the window is over, or the subject forgotten: give it back
-	ended     bool
-	answered  chan struct{}
-	answeredN uint64
-	sent      map[uint64]time.Time // send times of reports not yet answered, by seq
+	holding    int64 // as of the last answer
+	sAcked     int64 // the settled that answer reflects
+	deadline   time.Time
+	acked      time.Time
+	lastGrant  int64
+	need       int64 // the last request's size, for the next lease's
+	limit      int64
+	limited    bool
+	ctrUsed    int64 // settled + others' holdings, at the last answer
+	leases     int32
+	noRoom     time.Time // the authority had less than noRoomNeed left until then
+	noRoomN    int64
+	lastUsed   time.Time
+	urgent     bool   // a request waits for this slot's next answer
+	appliedSeq uint64 // the seq of the last answer applied
+	taken      int64  // units taken since the last report: the rate the next lease should cover
+	pending    bool
+	release    bool // the window is over, or the subject forgotten: give it back
+	ended      bool
+	answered   chan struct{}
+	answeredN  uint64
+	sent       map[uint64]time.Time // send times of reports not yet answered, by seq
 }
 
 // free is what the slot may still take.
@@ -264,24 +267,44 @@ func (c *counter) slotFor(at quota.Instant) *slot {
 	return c.cur
 }
 
+// leasedBit marks a budget reservation that took units from a slot; the
+// rest of the mark is the inner counter's (the window, far below 2^62).
+const leasedBit quota.Mark = 1 << 62
+
+// slotOf finds the slot of a window: the current one, or one being
+// released (nil once released: its units were already charged).
+func (c *counter) slotOf(w int64) *slot {
+	if c.cur != nil && c.cur.window == w {
+		return c.cur
+	}
+	for _, s := range c.old {
+		if s.window == w {
+			return s
+		}
+	}
+	return nil
+}
+
+// mark files a rate reservation; the engine settles each exactly once, so
+// its index is free again after that.
 func (c *counter) mark(h held) quota.Mark {
-	c.nextMark++
-	c.marks[c.nextMark] = h
-	return c.nextMark
+	if n := len(c.freeMarks); n > 0 {
+		m := c.freeMarks[n-1]
+		c.freeMarks = c.freeMarks[:n-1]
+		c.marks[m] = h
+		return m
+	}
+	c.marks = append(c.marks, h)
+	return quota.Mark(len(c.marks) - 1)
 }
 
 // Reserve takes n units from the window's lease, asking the authority for
 // one when the slot cannot cover them.
 func (c *counter) Reserve(at quota.Instant, n, limit int64) (quota.Mark, bool) {
-	if limit == math.MaxInt64 {
-		// No limit: counted locally only.
-		mk, ok := c.inner.Reserve(at, n, limit)
-		if !ok {
-			return 0, false
-		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.mark(held{inner: mk}), true
+	if limit == math.MaxInt64 && !c.rate {
+		// No budget: counted locally only. The inner mark (a window) is
+		// the mark, without leasedBit.
+		return c.inner.Reserve(at, n, limit)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -290,7 +313,7 @@ func (c *counter) Reserve(at quota.Instant, n, limit int64) (quota.Mark, bool) {
 	if !c.rate {
 		innerLimit = math.MaxInt64 // the lease is the budget's limit
 	}
-	now := c.l.now()
+	now := at.Time() // the caller read the clock; reading it again costs more than the rest
 	if c.rate && c.l.o.RateFailOpen && !c.l.up.Load() && s.free(now) < n {
 		// Cut off, failing open: this replica's share of the rate.
 		mk, ok := c.inner.Reserve(at, n, max(limit/int64(max(s.leases, 1)), 1))
@@ -309,8 +332,14 @@ func (c *counter) Reserve(at quota.Instant, n, limit int64) (quota.Mark, bool) {
 		return 0, false
 	}
 	s.inFlight += n
+	s.taken = satAdd(s.taken, n)
 	if s.free(now) < s.lastGrant/2 {
 		c.l.enqueue(s)
+	}
+	if !c.rate {
+		// A budget's inner mark is its window, which also names the slot:
+		// no table needed on the hot path.
+		return mk | leasedBit, true
 	}
 	return c.mark(held{inner: mk, s: s}), true
 }
@@ -325,14 +354,18 @@ func (c *counter) acquire(s *slot, n int64, now time.Time) bool {
 		return false // asked a moment ago: the authority had less left
 	}
 	deadline := time.Now().Add(c.l.o.AcquireTimeout)
+	id, wantSeq := s.id, s.seq+1 // the answer to a report sent from now on
+	s.urgent = true
+	c.l.enqueue(s)
 	for {
-		id, ch := s.id, s.answered
-		c.l.enqueue(s)
+		ch := s.answered
 		c.mu.Unlock()
 		t := time.NewTimer(time.Until(deadline))
+		timedOut := false
 		select {
 		case <-ch:
 		case <-t.C:
+			timedOut = true
 		}
 		t.Stop()
 		c.mu.Lock()
@@ -340,12 +373,20 @@ func (c *counter) acquire(s *slot, n int64, now time.Time) bool {
 		if s.free(now) >= n {
 			return true
 		}
-		// A lease that had expired at the authority was replaced: ask again
-		// on the new one.
-		if s.id != id && !s.ended && time.Now().Before(deadline) {
+		if timedOut || s.ended || !time.Now().Before(deadline) {
+			return false // no answer in time: the authority is slow or gone
+		}
+		if s.id != id {
+			// A lease that had expired at the authority was replaced: ask
+			// again on the new one.
+			id, wantSeq, s.urgent = s.id, s.seq+1, true
+			c.l.enqueue(s)
 			continue
 		}
-		break
+		if s.appliedSeq >= wantSeq {
+			break // answered: too little is left
+		}
+		// An answer to an earlier report: wait for ours.
 	}
 	if c.l.up.Load() && s.answeredN > 0 && !s.deadline.IsZero() {
 		s.noRoom, s.noRoomN = now.Add(time.Second), n
@@ -358,11 +399,19 @@ func (c *counter) acquire(s *slot, n int64, now time.Time) bool {
 func (c *counter) Settle(at quota.Instant, m quota.Mark, taken, actual, limit int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	h, ok := c.marks[m]
-	if !ok {
-		return
+	var h held
+	if c.rate {
+		if m < 0 || int(m) >= len(c.marks) {
+			return
+		}
+		h, c.marks[m] = c.marks[m], held{}
+		c.freeMarks = append(c.freeMarks, m)
+	} else {
+		h.inner = m &^ leasedBit
+		if m&leasedBit != 0 {
+			h.s = c.slotOf(int64(h.inner))
+		}
 	}
-	delete(c.marks, m)
 	innerLimit := limit
 	if !c.rate {
 		innerLimit = math.MaxInt64
@@ -400,7 +449,7 @@ func (c *counter) Look(at quota.Instant, n, limit int64) quota.Reading {
 		rd.Remaining = max(min(rd.Remaining, limit-rd.Used), 0)
 		return rd
 	}
-	now := c.l.now()
+	now := at.Time()
 	if s.answeredN > 0 {
 		used := satAdd(s.ctrUsed, s.settled-s.offset-s.sAcked+s.inFlight)
 		if !c.rate {
@@ -495,12 +544,12 @@ func (l *Ledger) serve(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case s := <-l.inbox:
-			if err := l.send(stream, s, true); err != nil {
+			if err := l.send(stream, s); err != nil {
 				return err
 			}
 		case <-tick.C:
 			for _, s := range l.due() {
-				if err := l.send(stream, s, false); err != nil {
+				if err := l.send(stream, s); err != nil {
 					return err
 				}
 			}
@@ -531,9 +580,11 @@ func (l *Ledger) due() []*slot {
 		if c.forgotten && !s.release {
 			s.release = true
 		}
-		if !s.ended && !s.pending {
+		if !s.ended && (!s.pending || s.urgent) {
 			ttl := s.deadline.Sub(s.acked)
 			switch {
+			case s.urgent: // its request to the inbox may have been dropped
+				out = append(out, s)
 			case s.release:
 				out = append(out, s)
 			case s.answeredN > 0 && s.holding > s.inFlight && now.Sub(s.lastUsed) > l.o.IdleAfter:
@@ -549,15 +600,16 @@ func (l *Ledger) due() []*slot {
 	return out
 }
 
-// send reports on s. force sends even while a report is pending (a request
-// is waiting).
-func (l *Ledger) send(stream quotav1.QuotaService_LeaseClient, s *slot, force bool) error {
+// send reports on s, unless a report is pending and no request waits for
+// a new one.
+func (l *Ledger) send(stream quotav1.QuotaService_LeaseClient, s *slot) error {
 	c := s.c
 	c.mu.Lock()
-	if s.ended || (s.pending && !force) {
+	if s.ended || (s.pending && !s.urgent) {
 		c.mu.Unlock()
 		return nil
 	}
+	s.urgent = false
 	s.seq++
 	settled := max(s.settled-s.offset, s.reported, 0)
 	s.reported = settled
@@ -577,13 +629,17 @@ func (l *Ledger) send(stream quotav1.QuotaService_LeaseClient, s *slot, force bo
 	} else if l.now().Sub(s.lastUsed) <= l.o.IdleAfter {
 		req.Need = max(s.need, 1)
 		req.Want = max(satMul(s.need, l.o.LeaseRequests), req.Need)
+		// A busy slot leases twice what it took since its last report,
+		// so renewals stay ahead of it however fast it spends; the
+		// authority shrinks grants near the limit, which keeps the bound.
+		req.Want = max(req.Want, satMul(s.taken, 2))
 		if c.rate && s.limited {
 			// A request per minute is a small unit: lease a tenth of the
-			// rate at a time (the authority shares it out near the limit).
+			// rate at a time.
 			req.Want = max(req.Want, s.limit/10)
 		}
 	} // else idle: want nothing free; the lease keeps only what is in flight
-	s.pending = true
+	s.pending, s.taken = true, 0
 	if s.sent == nil {
 		s.sent = map[uint64]time.Time{}
 	}
@@ -625,7 +681,7 @@ func (l *Ledger) apply(resp *quotav1.LeaseResponse) {
 			sentAt = l.now() // the send time is unknown; this is late, never early
 		}
 		ttl := time.Duration(resp.GetTtlMs()) * time.Millisecond
-		s.holding, s.sAcked = resp.GetHolding(), resp.GetSettled()
+		s.holding, s.sAcked, s.appliedSeq = resp.GetHolding(), resp.GetSettled(), max(s.appliedSeq, resp.GetSeq())
 		// The authority's clock started after this report was sent: ending
 		// the lease here a tenth early keeps this replica inside it.
 		s.acked, s.deadline = sentAt, sentAt.Add(ttl-ttl/10)
@@ -641,7 +697,7 @@ func (l *Ledger) apply(resp *quotav1.LeaseResponse) {
 		s.offset = satAdd(s.offset, resp.GetSettled())
 		l.mu.Lock()
 		delete(l.slots, s.id)
-		s.id, s.seq, s.reported, s.holding, s.sAcked, s.deadline, s.pending = uuid.NewString(), 0, 0, 0, 0, time.Time{}, false
+		s.id, s.seq, s.reported, s.holding, s.sAcked, s.deadline, s.pending, s.appliedSeq = uuid.NewString(), 0, 0, 0, 0, time.Time{}, false, 0
 		if s.release && s.inFlight == 0 && s.settled <= s.offset {
 			s.ended = true // nothing left to charge
 		} else {
