@@ -26,7 +26,7 @@ var contentRetentions = map[string]adminv1.ContentRetention{
 
 func (c *cli) policyCmd() *cobra.Command {
 	return resource("policy", "policies", "Manage the limits and data rules of a tenant or key",
-		c.policyGet(), c.policySet(), c.policyDelete(), c.policyList())
+		c.policyGet(), c.policySet(), c.policyDelete(), c.policyList(), c.policyStatus())
 }
 
 func (c *cli) policies() (adminv1.PolicyServiceClient, error) {

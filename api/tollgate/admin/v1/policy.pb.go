@@ -872,6 +872,203 @@ func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
 	return file_tollgate_admin_v1_policy_proto_rawDescGZIP(), []int{10}
 }
 
+type GetLimitStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Target        *PolicyTarget          `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLimitStatusRequest) Reset() {
+	*x = GetLimitStatusRequest{}
+	mi := &file_tollgate_admin_v1_policy_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLimitStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLimitStatusRequest) ProtoMessage() {}
+
+func (x *GetLimitStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_admin_v1_policy_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLimitStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetLimitStatusRequest) Descriptor() ([]byte, []int) {
+	return file_tollgate_admin_v1_policy_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetLimitStatusRequest) GetTarget() *PolicyTarget {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+// LimitStatus is one limit's state in its current window.
+type LimitStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// requests_per_minute, tokens_per_minute, budget_day, budget_month or
+	// budget_total.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The hard limit; unset when the policy sets none (use is still shown).
+	Limit *int64 `protobuf:"varint,2,opt,name=limit,proto3,oneof" json:"limit,omitempty"`
+	// The soft limit of a budget, when set.
+	SoftLimit *int64 `protobuf:"varint,3,opt,name=soft_limit,json=softLimit,proto3,oneof" json:"soft_limit,omitempty"`
+	// Settled use in the window: requests, tokens or micro-dollars.
+	Used int64 `protobuf:"varint,4,opt,name=used,proto3" json:"used,omitempty"`
+	// Units held by replicas' leases: reserved for requests in flight, or
+	// granted and not yet spent.
+	Held        int64                  `protobuf:"varint,5,opt,name=held,proto3" json:"held,omitempty"`
+	WindowStart *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=window_start,json=windowStart,proto3" json:"window_start,omitempty"`
+	// When the window ends; unset for a total budget, which never resets.
+	ResetTime     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=reset_time,json=resetTime,proto3" json:"reset_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LimitStatus) Reset() {
+	*x = LimitStatus{}
+	mi := &file_tollgate_admin_v1_policy_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LimitStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LimitStatus) ProtoMessage() {}
+
+func (x *LimitStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_admin_v1_policy_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LimitStatus.ProtoReflect.Descriptor instead.
+func (*LimitStatus) Descriptor() ([]byte, []int) {
+	return file_tollgate_admin_v1_policy_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *LimitStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LimitStatus) GetLimit() int64 {
+	if x != nil && x.Limit != nil {
+		return *x.Limit
+	}
+	return 0
+}
+
+func (x *LimitStatus) GetSoftLimit() int64 {
+	if x != nil && x.SoftLimit != nil {
+		return *x.SoftLimit
+	}
+	return 0
+}
+
+func (x *LimitStatus) GetUsed() int64 {
+	if x != nil {
+		return x.Used
+	}
+	return 0
+}
+
+func (x *LimitStatus) GetHeld() int64 {
+	if x != nil {
+		return x.Held
+	}
+	return 0
+}
+
+func (x *LimitStatus) GetWindowStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowStart
+	}
+	return nil
+}
+
+func (x *LimitStatus) GetResetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResetTime
+	}
+	return nil
+}
+
+type GetLimitStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *Policy                `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	Limits        []*LimitStatus         `protobuf:"bytes,2,rep,name=limits,proto3" json:"limits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLimitStatusResponse) Reset() {
+	*x = GetLimitStatusResponse{}
+	mi := &file_tollgate_admin_v1_policy_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLimitStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLimitStatusResponse) ProtoMessage() {}
+
+func (x *GetLimitStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_admin_v1_policy_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLimitStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetLimitStatusResponse) Descriptor() ([]byte, []int) {
+	return file_tollgate_admin_v1_policy_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GetLimitStatusResponse) GetPolicy() *Policy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *GetLimitStatusResponse) GetLimits() []*LimitStatus {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
 var File_tollgate_admin_v1_policy_proto protoreflect.FileDescriptor
 
 const file_tollgate_admin_v1_policy_proto_rawDesc = "" +
@@ -934,7 +1131,24 @@ const file_tollgate_admin_v1_policy_proto_rawDesc = "" +
 	"\x06policy\x18\x01 \x01(\v2\x19.tollgate.admin.v1.PolicyR\x06policy\"N\n" +
 	"\x13DeletePolicyRequest\x127\n" +
 	"\x06target\x18\x01 \x01(\v2\x1f.tollgate.admin.v1.PolicyTargetR\x06target\"\x16\n" +
-	"\x14DeletePolicyResponse*v\n" +
+	"\x14DeletePolicyResponse\"P\n" +
+	"\x15GetLimitStatusRequest\x127\n" +
+	"\x06target\x18\x01 \x01(\v2\x1f.tollgate.admin.v1.PolicyTargetR\x06target\"\x9b\x02\n" +
+	"\vLimitStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
+	"\x05limit\x18\x02 \x01(\x03H\x00R\x05limit\x88\x01\x01\x12\"\n" +
+	"\n" +
+	"soft_limit\x18\x03 \x01(\x03H\x01R\tsoftLimit\x88\x01\x01\x12\x12\n" +
+	"\x04used\x18\x04 \x01(\x03R\x04used\x12\x12\n" +
+	"\x04held\x18\x05 \x01(\x03R\x04held\x12=\n" +
+	"\fwindow_start\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vwindowStart\x129\n" +
+	"\n" +
+	"reset_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tresetTimeB\b\n" +
+	"\x06_limitB\r\n" +
+	"\v_soft_limit\"\x83\x01\n" +
+	"\x16GetLimitStatusResponse\x121\n" +
+	"\x06policy\x18\x01 \x01(\v2\x19.tollgate.admin.v1.PolicyR\x06policy\x126\n" +
+	"\x06limits\x18\x02 \x03(\v2\x1e.tollgate.admin.v1.LimitStatusR\x06limits*v\n" +
 	"\fBudgetPeriod\x12\x1d\n" +
 	"\x19BUDGET_PERIOD_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11BUDGET_PERIOD_DAY\x10\x01\x12\x17\n" +
@@ -944,12 +1158,13 @@ const file_tollgate_admin_v1_policy_proto_rawDesc = "" +
 	"\x1dCONTENT_RETENTION_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CONTENT_RETENTION_NONE\x10\x01\x12\x1e\n" +
 	"\x1aCONTENT_RETENTION_METADATA\x10\x02\x12\x1a\n" +
-	"\x16CONTENT_RETENTION_FULL\x10\x032\x8a\x03\n" +
+	"\x16CONTENT_RETENTION_FULL\x10\x032\xf1\x03\n" +
 	"\rPolicyService\x12V\n" +
 	"\tGetPolicy\x12#.tollgate.admin.v1.GetPolicyRequest\x1a$.tollgate.admin.v1.GetPolicyResponse\x12_\n" +
 	"\fListPolicies\x12&.tollgate.admin.v1.ListPoliciesRequest\x1a'.tollgate.admin.v1.ListPoliciesResponse\x12_\n" +
 	"\fUpdatePolicy\x12&.tollgate.admin.v1.UpdatePolicyRequest\x1a'.tollgate.admin.v1.UpdatePolicyResponse\x12_\n" +
-	"\fDeletePolicy\x12&.tollgate.admin.v1.DeletePolicyRequest\x1a'.tollgate.admin.v1.DeletePolicyResponseB@Z>github.com/tollgate-dev/tollgate/api/tollgate/admin/v1;adminv1b\x06proto3"
+	"\fDeletePolicy\x12&.tollgate.admin.v1.DeletePolicyRequest\x1a'.tollgate.admin.v1.DeletePolicyResponse\x12e\n" +
+	"\x0eGetLimitStatus\x12(.tollgate.admin.v1.GetLimitStatusRequest\x1a).tollgate.admin.v1.GetLimitStatusResponseB@Z>github.com/tollgate-dev/tollgate/api/tollgate/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_tollgate_admin_v1_policy_proto_rawDescOnce sync.Once
@@ -964,50 +1179,60 @@ func file_tollgate_admin_v1_policy_proto_rawDescGZIP() []byte {
 }
 
 var file_tollgate_admin_v1_policy_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tollgate_admin_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_tollgate_admin_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_tollgate_admin_v1_policy_proto_goTypes = []any{
-	(BudgetPeriod)(0),             // 0: tollgate.admin.v1.BudgetPeriod
-	(ContentRetention)(0),         // 1: tollgate.admin.v1.ContentRetention
-	(*PolicyTarget)(nil),          // 2: tollgate.admin.v1.PolicyTarget
-	(*Budget)(nil),                // 3: tollgate.admin.v1.Budget
-	(*Policy)(nil),                // 4: tollgate.admin.v1.Policy
-	(*GetPolicyRequest)(nil),      // 5: tollgate.admin.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),     // 6: tollgate.admin.v1.GetPolicyResponse
-	(*ListPoliciesRequest)(nil),   // 7: tollgate.admin.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),  // 8: tollgate.admin.v1.ListPoliciesResponse
-	(*UpdatePolicyRequest)(nil),   // 9: tollgate.admin.v1.UpdatePolicyRequest
-	(*UpdatePolicyResponse)(nil),  // 10: tollgate.admin.v1.UpdatePolicyResponse
-	(*DeletePolicyRequest)(nil),   // 11: tollgate.admin.v1.DeletePolicyRequest
-	(*DeletePolicyResponse)(nil),  // 12: tollgate.admin.v1.DeletePolicyResponse
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil), // 14: google.protobuf.FieldMask
+	(BudgetPeriod)(0),              // 0: tollgate.admin.v1.BudgetPeriod
+	(ContentRetention)(0),          // 1: tollgate.admin.v1.ContentRetention
+	(*PolicyTarget)(nil),           // 2: tollgate.admin.v1.PolicyTarget
+	(*Budget)(nil),                 // 3: tollgate.admin.v1.Budget
+	(*Policy)(nil),                 // 4: tollgate.admin.v1.Policy
+	(*GetPolicyRequest)(nil),       // 5: tollgate.admin.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),      // 6: tollgate.admin.v1.GetPolicyResponse
+	(*ListPoliciesRequest)(nil),    // 7: tollgate.admin.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),   // 8: tollgate.admin.v1.ListPoliciesResponse
+	(*UpdatePolicyRequest)(nil),    // 9: tollgate.admin.v1.UpdatePolicyRequest
+	(*UpdatePolicyResponse)(nil),   // 10: tollgate.admin.v1.UpdatePolicyResponse
+	(*DeletePolicyRequest)(nil),    // 11: tollgate.admin.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),   // 12: tollgate.admin.v1.DeletePolicyResponse
+	(*GetLimitStatusRequest)(nil),  // 13: tollgate.admin.v1.GetLimitStatusRequest
+	(*LimitStatus)(nil),            // 14: tollgate.admin.v1.LimitStatus
+	(*GetLimitStatusResponse)(nil), // 15: tollgate.admin.v1.GetLimitStatusResponse
+	(*timestamppb.Timestamp)(nil),  // 16: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),  // 17: google.protobuf.FieldMask
 }
 var file_tollgate_admin_v1_policy_proto_depIdxs = []int32{
 	0,  // 0: tollgate.admin.v1.Budget.period:type_name -> tollgate.admin.v1.BudgetPeriod
 	2,  // 1: tollgate.admin.v1.Policy.target:type_name -> tollgate.admin.v1.PolicyTarget
 	3,  // 2: tollgate.admin.v1.Policy.budgets:type_name -> tollgate.admin.v1.Budget
 	1,  // 3: tollgate.admin.v1.Policy.content_retention:type_name -> tollgate.admin.v1.ContentRetention
-	13, // 4: tollgate.admin.v1.Policy.update_time:type_name -> google.protobuf.Timestamp
+	16, // 4: tollgate.admin.v1.Policy.update_time:type_name -> google.protobuf.Timestamp
 	2,  // 5: tollgate.admin.v1.GetPolicyRequest.target:type_name -> tollgate.admin.v1.PolicyTarget
 	4,  // 6: tollgate.admin.v1.GetPolicyResponse.policy:type_name -> tollgate.admin.v1.Policy
 	4,  // 7: tollgate.admin.v1.ListPoliciesResponse.policies:type_name -> tollgate.admin.v1.Policy
 	4,  // 8: tollgate.admin.v1.UpdatePolicyRequest.policy:type_name -> tollgate.admin.v1.Policy
-	14, // 9: tollgate.admin.v1.UpdatePolicyRequest.update_mask:type_name -> google.protobuf.FieldMask
+	17, // 9: tollgate.admin.v1.UpdatePolicyRequest.update_mask:type_name -> google.protobuf.FieldMask
 	4,  // 10: tollgate.admin.v1.UpdatePolicyResponse.policy:type_name -> tollgate.admin.v1.Policy
 	2,  // 11: tollgate.admin.v1.DeletePolicyRequest.target:type_name -> tollgate.admin.v1.PolicyTarget
-	5,  // 12: tollgate.admin.v1.PolicyService.GetPolicy:input_type -> tollgate.admin.v1.GetPolicyRequest
-	7,  // 13: tollgate.admin.v1.PolicyService.ListPolicies:input_type -> tollgate.admin.v1.ListPoliciesRequest
-	9,  // 14: tollgate.admin.v1.PolicyService.UpdatePolicy:input_type -> tollgate.admin.v1.UpdatePolicyRequest
-	11, // 15: tollgate.admin.v1.PolicyService.DeletePolicy:input_type -> tollgate.admin.v1.DeletePolicyRequest
-	6,  // 16: tollgate.admin.v1.PolicyService.GetPolicy:output_type -> tollgate.admin.v1.GetPolicyResponse
-	8,  // 17: tollgate.admin.v1.PolicyService.ListPolicies:output_type -> tollgate.admin.v1.ListPoliciesResponse
-	10, // 18: tollgate.admin.v1.PolicyService.UpdatePolicy:output_type -> tollgate.admin.v1.UpdatePolicyResponse
-	12, // 19: tollgate.admin.v1.PolicyService.DeletePolicy:output_type -> tollgate.admin.v1.DeletePolicyResponse
-	16, // [16:20] is the sub-list for method output_type
-	12, // [12:16] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	2,  // 12: tollgate.admin.v1.GetLimitStatusRequest.target:type_name -> tollgate.admin.v1.PolicyTarget
+	16, // 13: tollgate.admin.v1.LimitStatus.window_start:type_name -> google.protobuf.Timestamp
+	16, // 14: tollgate.admin.v1.LimitStatus.reset_time:type_name -> google.protobuf.Timestamp
+	4,  // 15: tollgate.admin.v1.GetLimitStatusResponse.policy:type_name -> tollgate.admin.v1.Policy
+	14, // 16: tollgate.admin.v1.GetLimitStatusResponse.limits:type_name -> tollgate.admin.v1.LimitStatus
+	5,  // 17: tollgate.admin.v1.PolicyService.GetPolicy:input_type -> tollgate.admin.v1.GetPolicyRequest
+	7,  // 18: tollgate.admin.v1.PolicyService.ListPolicies:input_type -> tollgate.admin.v1.ListPoliciesRequest
+	9,  // 19: tollgate.admin.v1.PolicyService.UpdatePolicy:input_type -> tollgate.admin.v1.UpdatePolicyRequest
+	11, // 20: tollgate.admin.v1.PolicyService.DeletePolicy:input_type -> tollgate.admin.v1.DeletePolicyRequest
+	13, // 21: tollgate.admin.v1.PolicyService.GetLimitStatus:input_type -> tollgate.admin.v1.GetLimitStatusRequest
+	6,  // 22: tollgate.admin.v1.PolicyService.GetPolicy:output_type -> tollgate.admin.v1.GetPolicyResponse
+	8,  // 23: tollgate.admin.v1.PolicyService.ListPolicies:output_type -> tollgate.admin.v1.ListPoliciesResponse
+	10, // 24: tollgate.admin.v1.PolicyService.UpdatePolicy:output_type -> tollgate.admin.v1.UpdatePolicyResponse
+	12, // 25: tollgate.admin.v1.PolicyService.DeletePolicy:output_type -> tollgate.admin.v1.DeletePolicyResponse
+	15, // 26: tollgate.admin.v1.PolicyService.GetLimitStatus:output_type -> tollgate.admin.v1.GetLimitStatusResponse
+	22, // [22:27] is the sub-list for method output_type
+	17, // [17:22] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_admin_v1_policy_proto_init() }
@@ -1021,13 +1246,14 @@ func file_tollgate_admin_v1_policy_proto_init() {
 	}
 	file_tollgate_admin_v1_policy_proto_msgTypes[1].OneofWrappers = []any{}
 	file_tollgate_admin_v1_policy_proto_msgTypes[2].OneofWrappers = []any{}
+	file_tollgate_admin_v1_policy_proto_msgTypes[12].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tollgate_admin_v1_policy_proto_rawDesc), len(file_tollgate_admin_v1_policy_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

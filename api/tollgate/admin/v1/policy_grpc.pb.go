@@ -19,10 +19,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PolicyService_GetPolicy_FullMethodName    = "/tollgate.admin.v1.PolicyService/GetPolicy"
-	PolicyService_ListPolicies_FullMethodName = "/tollgate.admin.v1.PolicyService/ListPolicies"
-	PolicyService_UpdatePolicy_FullMethodName = "/tollgate.admin.v1.PolicyService/UpdatePolicy"
-	PolicyService_DeletePolicy_FullMethodName = "/tollgate.admin.v1.PolicyService/DeletePolicy"
+	PolicyService_GetPolicy_FullMethodName      = "/tollgate.admin.v1.PolicyService/GetPolicy"
+	PolicyService_ListPolicies_FullMethodName   = "/tollgate.admin.v1.PolicyService/ListPolicies"
+	PolicyService_UpdatePolicy_FullMethodName   = "/tollgate.admin.v1.PolicyService/UpdatePolicy"
+	PolicyService_DeletePolicy_FullMethodName   = "/tollgate.admin.v1.PolicyService/DeletePolicy"
+	PolicyService_GetLimitStatus_FullMethodName = "/tollgate.admin.v1.PolicyService/GetLimitStatus"
 )
 
 // PolicyServiceClient is the client API for PolicyService service.
@@ -39,6 +40,9 @@ type PolicyServiceClient interface {
 	UpdatePolicy(ctx context.Context, in *UpdatePolicyRequest, opts ...grpc.CallOption) (*UpdatePolicyResponse, error)
 	// DeletePolicy removes every setting: the target inherits or is unlimited.
 	DeletePolicy(ctx context.Context, in *DeletePolicyRequest, opts ...grpc.CallOption) (*DeletePolicyResponse, error)
+	// GetLimitStatus shows each limit's current use and when it resets, as
+	// the quota authority counts it across every ext_proc replica.
+	GetLimitStatus(ctx context.Context, in *GetLimitStatusRequest, opts ...grpc.CallOption) (*GetLimitStatusResponse, error)
 }
 
 type policyServiceClient struct {
@@ -89,6 +93,16 @@ func (c *policyServiceClient) DeletePolicy(ctx context.Context, in *DeletePolicy
 	return out, nil
 }
 
+func (c *policyServiceClient) GetLimitStatus(ctx context.Context, in *GetLimitStatusRequest, opts ...grpc.CallOption) (*GetLimitStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetLimitStatusResponse)
+	err := c.cc.Invoke(ctx, PolicyService_GetLimitStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PolicyServiceServer is the server API for PolicyService service.
 // All implementations must embed UnimplementedPolicyServiceServer
 // for forward compatibility.
@@ -103,6 +117,9 @@ type PolicyServiceServer interface {
 	UpdatePolicy(context.Context, *UpdatePolicyRequest) (*UpdatePolicyResponse, error)
 	// DeletePolicy removes every setting: the target inherits or is unlimited.
 	DeletePolicy(context.Context, *DeletePolicyRequest) (*DeletePolicyResponse, error)
+	// GetLimitStatus shows each limit's current use and when it resets, as
+	// the quota authority counts it across every ext_proc replica.
+	GetLimitStatus(context.Context, *GetLimitStatusRequest) (*GetLimitStatusResponse, error)
 	mustEmbedUnimplementedPolicyServiceServer()
 }
 
@@ -124,6 +141,9 @@ func (UnimplementedPolicyServiceServer) UpdatePolicy(context.Context, *UpdatePol
 }
 func (UnimplementedPolicyServiceServer) DeletePolicy(context.Context, *DeletePolicyRequest) (*DeletePolicyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeletePolicy not implemented")
+}
+func (UnimplementedPolicyServiceServer) GetLimitStatus(context.Context, *GetLimitStatusRequest) (*GetLimitStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetLimitStatus not implemented")
 }
 func (UnimplementedPolicyServiceServer) mustEmbedUnimplementedPolicyServiceServer() {}
 func (UnimplementedPolicyServiceServer) testEmbeddedByValue()                       {}
@@ -218,6 +238,24 @@ func _PolicyService_DeletePolicy_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PolicyService_GetLimitStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetLimitStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).GetLimitStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_GetLimitStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).GetLimitStatus(ctx, req.(*GetLimitStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PolicyService_ServiceDesc is the grpc.ServiceDesc for PolicyService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -240,6 +278,10 @@ var PolicyService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeletePolicy",
 			Handler:    _PolicyService_DeletePolicy_Handler,
+		},
+		{
+			MethodName: "GetLimitStatus",
+			Handler:    _PolicyService_GetLimitStatus_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
