@@ -240,3 +240,39 @@ func TestLimitsComeFromTheSubjectsPolicy(t *testing.T) {
 		}
 	})
 }
+
+func TestPruneDeletesOnlyPastWindows(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		now := time.Date(2028, 6, 15, 12, 0, 0, 0, time.UTC)
+		c := newClock(now)
+		a := quotaauthority.New(s, quotaauthority.Options{Now: c.now})
+		subject := uuid.NewString()
+		at := func(m quotav1.Meter, w time.Time) *quotav1.CounterKey {
+			return &quotav1.CounterKey{SubjectKind: quotav1.SubjectKind_SUBJECT_KIND_KEY, SubjectId: subject, Meter: m, WindowStart: timestamppb.New(w)}
+		}
+		keep := []*quotav1.CounterKey{
+			at(quotav1.Meter_METER_REQUESTS_PER_MINUTE, now.Truncate(time.Minute)),
+			at(quotav1.Meter_METER_DAY_BUDGET, now.Truncate(24*time.Hour)),
+			at(quotav1.Meter_METER_DAY_BUDGET, now.Truncate(24*time.Hour).AddDate(0, 0, -30)),
+			at(quotav1.Meter_METER_TOTAL_BUDGET, time.Unix(0, 0)),
+		}
+		drop := []*quotav1.CounterKey{
+			at(quotav1.Meter_METER_REQUESTS_PER_MINUTE, now.Truncate(time.Minute).Add(-2*time.Hour)),
+			at(quotav1.Meter_METER_DAY_BUDGET, now.Truncate(24*time.Hour).AddDate(0, 0, -70)),
+			at(quotav1.Meter_METER_MONTH_BUDGET, time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)),
+		}
+		for _, k := range append(append([]*quotav1.CounterKey{}, keep...), drop...) {
+			report(t, a, &quotav1.LeaseRequest{LeaseId: uuid.NewString(), Seq: 1, Counter: k, Want: 10, Need: 1})
+		}
+		n, err := a.Prune(ctx, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		left, _ := s.Client().QuotaCounter.Query().Count(ctx)
+		leases, _ := s.Client().QuotaLease.Query().Count(ctx)
+		if n != 6 || left != len(keep) || leases != len(keep) {
+			t.Fatalf("pruned %d rows; %d counters and %d leases left, want %d of each", n, left, leases, len(keep))
+		}
+	})
+}

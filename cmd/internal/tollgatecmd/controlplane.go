@@ -267,7 +267,7 @@ func xdsServer(ctx context.Context, cfg serveConfig, p *xds.Publisher) (*grpc.Se
 	// ext_proc sends usage on the connection it holds for config: one
 	// channel to secure, and the same trust (see docs/usage.md).
 	usageingest.New(cfg.store, cfg.log).Register(g)
-	quotaauthority.New(cfg.store, quotaauthority.Options{Logger: cfg.log}).Register(g)
+	quotaauthority.New(cfg.store, quotaauthority.Options{Logger: cfg.log}).Serve(ctx, g)
 	return g, lis, nil
 }
 
