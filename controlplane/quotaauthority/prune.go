@@ -17,11 +17,11 @@ import (
 // How long counters of past windows are kept (for the admin API's view of
 // recent use), and ended leases (to answer a late report).
 const (
-	keepMinutes     = time.Hour
-	keepDays        = 62 * 24 * time.Hour
-	keepMonths      = 400 * 24 * time.Hour
-	keepEndedLeases = time.Hour
-	pruneEvery      = 10 * time.Minute
+	keepMinuteWindows = time.Hour
+	keepDayWindows    = 62 * 24 * time.Hour
+	keepMonthWindows  = 400 * 24 * time.Hour
+	keepEndedLeases   = time.Hour
+	pruneEvery        = 10 * time.Minute
 )
 
 // Serve registers the service on g and prunes old counters and leases
@@ -55,9 +55,9 @@ func (a *Authority) Prune(ctx context.Context, now time.Time) (int, error) {
 	now = now.UTC()
 	old := quotacounter.Or(
 		quotacounter.And(quotacounter.MeterIn(quotav1.Meter_METER_REQUESTS_PER_MINUTE.String(), quotav1.Meter_METER_TOKENS_PER_MINUTE.String()),
-			quotacounter.WindowStartLT(now.Add(-keepMinutes))),
-		quotacounter.And(quotacounter.Meter(quotav1.Meter_METER_DAY_BUDGET.String()), quotacounter.WindowStartLT(now.Add(-keepDays))),
-		quotacounter.And(quotacounter.Meter(quotav1.Meter_METER_MONTH_BUDGET.String()), quotacounter.WindowStartLT(now.Add(-keepMonths))),
+			quotacounter.WindowStartLT(now.Add(-keepMinuteWindows))),
+		quotacounter.And(quotacounter.Meter(quotav1.Meter_METER_DAY_BUDGET.String()), quotacounter.WindowStartLT(now.Add(-keepDayWindows))),
+		quotacounter.And(quotacounter.Meter(quotav1.Meter_METER_MONTH_BUDGET.String()), quotacounter.WindowStartLT(now.Add(-keepMonthWindows))),
 	)
 	var n int
 	err := a.store.InTx(ctx, func(tx *ent.Tx) error {
