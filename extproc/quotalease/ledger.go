@@ -468,6 +468,12 @@ func (c *counter) Look(at quota.Instant, n, limit int64) quota.Reading {
 			rd.Wait = max(rd.Wait, time.Second)
 		}
 	}
+	if !rd.Fits && rd.Wait == 0 && !c.rate && n <= limit && rd.Reset > at.Micros {
+		// The inner counter, read without the limit, knows no wait: a
+		// budget spent across replicas resets with its window (a total,
+		// Reset 0, never does).
+		rd.Wait = max(time.Duration(rd.Reset-at.Micros)*time.Microsecond, time.Microsecond)
+	}
 	return rd
 }
 

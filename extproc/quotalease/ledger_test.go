@@ -377,3 +377,23 @@ func TestReplicasShareARateWithinAMinute(t *testing.T) {
 		t.Fatalf("two replicas admitted %d requests in one minute at 10 per minute", admitted)
 	}
 }
+
+func TestASpentBudgetSaysWhenItResets(t *testing.T) {
+	_, c := startAuthority(t, 3000)
+	_, e := startLedger(t, c, quotalease.Options{})
+	now := time.Now()
+	var err error
+	for range 4 {
+		if _, err = e.Admit(now, budget(3000), quota.Cost{Micros: 1000}); err != nil {
+			break
+		}
+	}
+	var d *quota.Denial
+	if !errors.As(err, &d) {
+		t.Fatalf("the fourth request of a budget for three: %v", err)
+	}
+	midnight := now.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
+	if d.Unavailable || !d.Reset.Equal(midnight) || d.RetryAfter <= 0 || d.RetryAfter > time.Until(midnight)+time.Second {
+		t.Fatalf("denial %+v; want a reset at %v and a retry-after until then", d, midnight)
+	}
+}
