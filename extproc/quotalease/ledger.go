@@ -174,6 +174,7 @@ type counter struct {
 
 	mu        sync.Mutex
 	cur       *slot // the latest window's
+	next      *slot // a rate's next minute, leased ahead
 	old       []*slot
 	marks     []held // a rate reservation's mark is its index here
 	freeMarks []quota.Mark
@@ -256,16 +257,39 @@ func (c *counter) slotFor(at quota.Instant) *slot {
 		return c.cur
 	}
 	if c.cur != nil {
-		c.cur.release = true
-		c.old = append(c.old, c.cur)
-		c.l.enqueue(c.cur)
+		c.retire(c.cur)
 	}
-	c.cur = &slot{c: c, window: w, start: start, id: uuid.NewString(), answered: make(chan struct{})}
-	c.l.mu.Lock()
-	c.l.slots[c.cur.id] = c.cur
-	c.l.mu.Unlock()
+	if c.next != nil && c.next.window == w {
+		// Leased ahead, in the last seconds of the previous minute.
+		c.cur, c.next = c.next, nil
+		return c.cur
+	}
+	if c.next != nil {
+		c.retire(c.next) // skipped over: nobody came in its minute
+		c.next = nil
+	}
+	c.cur = c.newSlot(w, start)
 	return c.cur
 }
+
+func (c *counter) newSlot(w int64, start time.Time) *slot {
+	s := &slot{c: c, window: w, start: start, id: uuid.NewString(), answered: make(chan struct{})}
+	c.l.mu.Lock()
+	c.l.slots[s.id] = s
+	c.l.mu.Unlock()
+	return s
+}
+
+// retire gives a past window's slot back once its requests have settled.
+func (c *counter) retire(s *slot) {
+	s.release = true
+	c.old = append(c.old, s)
+	c.l.enqueue(s)
+}
+
+// leaseAhead is how long before a minute ends a busy rate slot leases the
+// next minute, so that its first request need not wait for the authority.
+const leaseAhead = 5 * time.Second
 
 // leasedBit marks a budget reservation that took units from a slot; the
 // rest of the mark is the inner counter's (the window, far below 2^62).
@@ -600,6 +624,12 @@ func (l *Ledger) due() []*slot {
 			case s.lastGrant > 0 && s.free(now) < s.lastGrant/2:
 				out = append(out, s)
 			}
+		}
+		if c.rate && s == c.cur && c.next == nil && !s.release && !c.forgotten && s.answeredN > 0 &&
+			now.Sub(s.lastUsed) <= l.o.IdleAfter && !now.Before(s.start.Add(time.Minute-leaseAhead)) && now.Before(s.start.Add(time.Minute)) {
+			c.next = c.newSlot(s.window+1, s.start.Add(time.Minute))
+			c.next.need, c.next.lastUsed, c.next.limit, c.next.limited = s.need, now, s.limit, s.limited
+			out = append(out, c.next)
 		}
 		c.mu.Unlock()
 	}

@@ -397,3 +397,28 @@ func TestASpentBudgetSaysWhenItResets(t *testing.T) {
 		t.Fatalf("denial %+v; want a reset at %v and a retry-after until then", d, midnight)
 	}
 }
+
+func TestABusyRateLeasesTheNextMinuteAhead(t *testing.T) {
+	f, c := startAuthority(t, 1000)
+	minute := time.Now().Truncate(time.Minute).Add(time.Hour)
+	var now atomic.Int64
+	now.Store(minute.Add(57 * time.Second).UnixNano())
+	_, e := startLedger(t, c, quotalease.Options{Now: func() time.Time { return time.Unix(0, now.Load()) }})
+	if _, err := e.Admit(minute.Add(57*time.Second), rpm(100), quota.Cost{}); err != nil {
+		t.Fatal(err)
+	}
+	// The loop leases the next minute in the last seconds of this one.
+	waitFor(t, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.ctr) == 2
+	})
+	time.Sleep(50 * time.Millisecond) // its answer
+	f.cut(true)
+	// The next minute's first request is served from that lease, with the
+	// authority gone and rates failing closed.
+	now.Store(minute.Add(61 * time.Second).UnixNano())
+	if _, err := e.Admit(minute.Add(61*time.Second), rpm(100), quota.Cost{}); err != nil {
+		t.Fatalf("the next minute's first request: %v", err)
+	}
+}
