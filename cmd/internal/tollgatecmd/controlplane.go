@@ -203,7 +203,8 @@ func serve(ctx context.Context, cfg serveConfig) error {
 
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
-	go rec.Run(runCtx)
+	recDone := make(chan struct{})
+	go func() { rec.Run(runCtx); close(recDone) }()
 	errc := make(chan error, 2)
 	go func() { errc <- fmt.Errorf("serving the admin API: %w", g.Serve(lis)) }()
 	go func() { errc <- fmt.Errorf("serving xDS: %w", xg.Serve(xlis)) }()
@@ -219,6 +220,7 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	}
 	hs.Shutdown()
 	stopRun()
+	<-recDone // it logs to the caller's writer: done before serve returns
 	stopGracefully(g)
 	stopGracefully(xg)
 	cfg.log.Info("control plane stopped")
