@@ -40,6 +40,23 @@ if ! pg_lsclusters -h | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1 == v && $2
 	pg_createcluster "$PG_VERSION" "$PG_CLUSTER" --port "$PG_PORT" >&2
 fi
 
+# The test suite runs packages in parallel, each with its own databases
+# and connection pools, and SERIALIZABLE transactions take predicate locks:
+# give the test server room for both.
+conf="/etc/postgresql/$PG_VERSION/$PG_CLUSTER/conf.d/tollgate-tests.conf"
+want=$'max_connections = 300\nmax_pred_locks_per_transaction = 256\n'
+trimmed=${want%$'\n'} # as $(cat) reads it back
+if [[ ! -f $conf || $(cat "$conf") != "$trimmed" ]]; then
+	log "writing $conf"
+	mkdir -p "$(dirname "$conf")"
+	printf '%s' "$want" >"$conf"
+	chown postgres:postgres "$conf" 2>/dev/null || true
+	if pg_lsclusters -h | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1 == v && $2 == c && $4 ~ /^online/ { found = 1 } END { exit !found }'; then
+		log "restarting cluster $PG_VERSION/$PG_CLUSTER for the new settings"
+		pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" restart >&2
+	fi
+fi
+
 status=$(pg_lsclusters -h | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1 == v && $2 == c { print $4 }')
 if [[ $status != online* ]]; then
 	log "starting cluster $PG_VERSION/$PG_CLUSTER"

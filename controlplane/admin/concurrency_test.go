@@ -69,6 +69,9 @@ func TestConcurrentKeyCreationsAndTenantUpdatesLoseNothing(t *testing.T) {
 		for _, err := range errs {
 			t.Errorf("call failed: %v", err)
 		}
+		if len(errs) > 0 {
+			t.Logf("admin log:\n%s", h.logs)
+		}
 		ctx := t.Context()
 		stored, err := st.Client().APIKey.Query().Count(ctx)
 		if err != nil {

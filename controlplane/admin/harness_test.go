@@ -101,7 +101,10 @@ func newHarness(t *testing.T, st *store.Store) *harness {
 
 // ctx returns a context that authenticates as token.
 func (h *harness) ctx(token string) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Generous: under SERIALIZABLE with 100 concurrent writers on a loaded
+	// CI machine, a call may need many retries; a short deadline would turn
+	// the store's retries into a failure the test is not about.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	h.t.Cleanup(cancel)
 	if token == "" {
 		return ctx

@@ -97,6 +97,11 @@ func (t target) openDB() (*sql.DB, error) {
 
 // tunePool sets connection pool limits that database/sql's defaults get
 // wrong for a server that bursts.
+// maxOpenConns bounds each store's connections to PostgreSQL or
+// CockroachDB: enough for the control plane's concurrency, few enough that
+// several replicas fit under a server's connection limit.
+const maxOpenConns = 32
+
 func tunePool(db *sql.DB, d Dialect) {
 	// The default of two idle connections makes a burst of concurrent
 	// transactions open (and, on PostgreSQL, authenticate) fresh connections
@@ -107,6 +112,11 @@ func tunePool(db *sql.DB, d Dialect) {
 		// Recycling connections lets a load balancer in front of a
 		// CockroachDB cluster spread them over nodes that joined later.
 		db.SetConnMaxLifetime(30 * time.Minute)
+		// A bounded pool makes a burst of transactions wait for a
+		// connection instead of opening one each: unbounded, 100 concurrent
+		// admin calls exhaust PostgreSQL's default max_connections (100)
+		// and fail with "too many clients" instead of being served.
+		db.SetMaxOpenConns(maxOpenConns)
 	}
 }
 
