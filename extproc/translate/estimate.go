@@ -3,7 +3,9 @@ package translate
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/tollgate-dev/tollgate/extproc/tokencount"
@@ -57,8 +59,7 @@ const (
 // maxCountedInput bounds the request text the tokenizer reads for one
 // estimate: about 2.5 ms of CPU at tiktoken-go's speed, where a prompt of a
 // million tokens would take more than half a second. A request with more
-// text is sampled: inputSamples windows spread evenly over its text are
-// counted, and the whole is counted at their rate.
+// text is sampled (inputCounter.total).
 const (
 	maxCountedInput = 16 << 10
 	inputSamples    = 16
@@ -127,36 +128,65 @@ func (c *inputCounter) total() int64 {
 		}
 		return n
 	}
-	// Sample: a window at every stride-th byte of the texts, as if they
-	// were one; a window ends with the text it starts in.
+	// Sample inputSamples bytes evenly spread over the texts, as if they
+	// were one, and take the token density (tokens a byte) of the text
+	// around each: the whole text if it is short, else a window of it. The
+	// mean density times the size is an unbiased estimate of the count.
 	const window = maxCountedInput / inputSamples
 	stride := c.bytes / inputSamples
-	var tokens, counted, base int64 // base: offset of texts[i] in the whole
+	var density float64
+	var base int64 // offset of texts[i] in the whole
 	i := 0
 	for k := range int64(inputSamples) {
-		pos := k * stride
+		pos := k*stride + stride/2
 		for pos >= base+int64(len(c.texts[i])) {
 			base += int64(len(c.texts[i]))
 			i++
 		}
-		s := c.texts[i][pos-base:]
-		for len(s) > 0 && !utf8.RuneStart(s[0]) {
-			s = s[1:]
+		sample := c.texts[i]
+		if len(sample) > window {
+			sample = windowAt(sample, int(pos-base), window)
 		}
-		if len(s) > window {
-			cut := window
-			for cut > 0 && !utf8.RuneStart(s[cut]) {
-				cut--
-			}
-			s = s[:cut]
+		density += float64(c.enc.Count(sample)) / float64(len(sample))
+	}
+	return n + int64(math.Ceil(float64(c.bytes)*density/inputSamples))
+}
+
+// windowAt returns about n bytes of t (longer than n) from near off, cut
+// where the tokenizer's pre-tokenizer cuts anyway (before a space that
+// follows a printable ASCII character) when there is such a place close by,
+// else at a character boundary.
+func windowAt(t string, off, n int) string {
+	const near = 64
+	start := min(off, len(t)-n)
+	if j := cutNear(t, start, min(start+near, len(t)-1)); j >= 0 {
+		start = j
+	}
+	for start > 0 && !utf8.RuneStart(t[start]) {
+		start--
+	}
+	end := start + n
+	if end >= len(t) {
+		return t[start:]
+	}
+	if j := cutNear(t, max(end-near, start+1), end); j >= 0 {
+		end = j
+	}
+	for end > start+1 && !utf8.RuneStart(t[end]) {
+		end--
+	}
+	return t[start:end]
+}
+
+// cutNear returns the first j in [from, to] before which the pre-tokenizer
+// always cuts, or -1.
+func cutNear(t string, from, to int) int {
+	for j := max(from, 1); j <= to && j < len(t); j++ {
+		if t[j] == ' ' && t[j-1] > ' ' && t[j-1] < 0x7f {
+			return j
 		}
-		tokens += c.enc.Count(s)
-		counted += int64(len(s))
 	}
-	if counted == 0 {
-		return n + (c.bytes+3)/4
-	}
-	return n + (c.bytes*tokens+counted-1)/counted
+	return -1
 }
 
 func (c *inputCounter) image(detail string) {
@@ -519,6 +549,7 @@ const maxPendingOutput = 4 << 10
 type outputCounter struct {
 	tokens  int64  // tokens of the batches counted
 	pending []byte // text not counted yet
+	scratch []byte // a JSON string being unescaped
 }
 
 func (c *outputCounter) add(enc tokencount.Encoding, s string) {
@@ -589,10 +620,86 @@ func (m *usageMeter) addOutputString(b []byte, s span) {
 		m.out.addBytes(m.enc, raw)
 		return
 	}
-	var str string
-	if json.Unmarshal(b[s.start:s.end], &str) == nil {
-		m.out.add(m.enc, str)
+	var ok bool
+	if m.out.scratch, ok = appendUnescaped(m.out.scratch[:0], raw); ok {
+		m.out.addBytes(m.enc, m.out.scratch)
 	}
+}
+
+// appendUnescaped appends the value of a JSON string, given without its
+// quotes, to dst, as encoding/json decodes it (a lone surrogate becomes
+// U+FFFD), without allocating; ok is false for an invalid escape.
+func appendUnescaped(dst, raw []byte) (_ []byte, ok bool) {
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if c != '\\' {
+			dst = append(dst, c)
+			continue
+		}
+		if i++; i == len(raw) {
+			return dst, false
+		}
+		switch raw[i] {
+		case '"', '\\', '/':
+			dst = append(dst, raw[i])
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r, ok := hex4(raw[i+1:])
+			if !ok {
+				return dst, false
+			}
+			i += 4
+			if utf16.IsSurrogate(r) {
+				// A pair is two escapes; a surrogate without its other half
+				// is U+FFFD, and what follows is read on its own.
+				r2, ok := rune(0), false
+				if i+6 < len(raw) && raw[i+1] == '\\' && raw[i+2] == 'u' {
+					r2, ok = hex4(raw[i+3:])
+				}
+				if d := utf16.DecodeRune(r, r2); ok && d != utf8.RuneError {
+					r = d
+					i += 6
+				} else {
+					r = utf8.RuneError
+				}
+			}
+			dst = utf8.AppendRune(dst, r)
+		default:
+			return dst, false
+		}
+	}
+	return dst, true
+}
+
+// hex4 reads the four hex digits at the start of b.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
 }
 
 // addOutputMember adds the string value of member name of the object at

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -165,9 +166,15 @@ func TestInputEstimateLargePrompt(t *testing.T) {
 	for numbers.Len() < 300<<10 {
 		fmt.Fprintf(&numbers, `{"id":%d,"temp":%.2f,"city":"Zürich"},`, r.IntN(1e6), r.Float64()*40)
 	}
+	many := make([]string, 4000) // many short texts, of multi-byte characters
+	for i := range many {
+		many[i] = "東京は大きい。" + strconv.Itoa(i)
+	}
 	for _, msgs := range [][]string{
 		{randomText(r, 1<<20)},
 		{randomText(r, 200<<10), numbers.String(), randomText(r, 50<<10)},
+		many,
+		{strings.Repeat("東京は日本の首都で、大きい都市です。", 6000)}, // no spaces to cut at
 	} {
 		var messages []map[string]string
 		exact := int64(tokensPerReply)
@@ -455,4 +462,33 @@ func ExampleResponseTranslator_Usage() {
 	// three.", 3 for the reply; output: the 4 tokens of "One, two,".
 	fmt.Printf("%+v\n", rt.Usage())
 	// Output: {InputTokens:11 OutputTokens:4 CachedInputTokens:0 CacheWriteInputTokens:0 ReasoningTokens:0 Estimated:true}
+}
+
+// appendUnescaped reads JSON strings as encoding/json does.
+func FuzzAppendUnescaped(f *testing.F) {
+	for _, s := range []string{`plain`, `a\"b\\c\/d\b\f\n\r\t`, `caf\u00e9 \u6771`, `\ud83d\ude00`, `\ud83d`, `\ude00x`, `\ud83dx`, `\ud83d\u0041`, `\ud83d\ud83d\ude00`, `\u12`, `\x`, `end\`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		var want string
+		if !utf8.ValidString(raw) || json.Unmarshal([]byte(`"`+raw+`"`), &want) != nil {
+			return // appendUnescaped is given only what the scanner found inside quotes
+		}
+		got, ok := appendUnescaped(nil, []byte(raw))
+		if !ok || string(got) != want {
+			t.Errorf("appendUnescaped(%q) = %q, %v; encoding/json: %q", raw, got, ok, want)
+		}
+	})
+}
+
+func FuzzCountInput(f *testing.F) {
+	f.Add(uint8(OpenAIChat), []byte(cookbookTools))
+	f.Add(uint8(OpenAIResponses), []byte(`{"instructions":"x","input":[{"role":"user","content":[{"type":"input_text","text":"hi"}]}]}`))
+	f.Add(uint8(OpenAIEmbeddings), []byte(`{"input":[[1,2],"a"]}`))
+	f.Add(uint8(AnthropicMessages), []byte(`{"system":"s","messages":[{"role":"user","content":[{"type":"tool_result","content":"r"}]}]}`))
+	f.Fuzz(func(t *testing.T, api uint8, body []byte) {
+		if n := countInput(tokencount.O200kBase, requestText{ClientAPI(api%5 + 1), body}); n < 0 {
+			t.Errorf("estimate %d", n)
+		}
+	})
 }
