@@ -7840,23 +7840,24 @@ func (m *ProviderMutation) ResetEdge(name string) error {
 // QuotaCounterMutation represents an operation that mutates the QuotaCounter nodes in the graph.
 type QuotaCounterMutation struct {
 	config
-	op            Op
-	typ           string
-	id            *uuid.UUID
-	created_at    *time.Time
-	updated_at    *time.Time
-	subject_kind  *string
-	subject_id    *string
-	meter         *string
-	window_start  *time.Time
-	settled       *int64
-	addsettled    *int64
-	held          *int64
-	addheld       *int64
-	clearedFields map[string]struct{}
-	done          bool
-	oldValue      func(context.Context) (*QuotaCounter, error)
-	predicates    []predicate.QuotaCounter
+	op                    Op
+	typ                   string
+	id                    *uuid.UUID
+	created_at            *time.Time
+	updated_at            *time.Time
+	subject_kind          *string
+	subject_id            *string
+	meter                 *string
+	window_start          *time.Time
+	settled               *int64
+	addsettled            *int64
+	held                  *int64
+	addheld               *int64
+	soft_limit_reached_at *time.Time
+	clearedFields         map[string]struct{}
+	done                  bool
+	oldValue              func(context.Context) (*QuotaCounter, error)
+	predicates            []predicate.QuotaCounter
 }
 
 var _ ent.Mutation = (*QuotaCounterMutation)(nil)
@@ -8291,6 +8292,55 @@ func (m *QuotaCounterMutation) ResetHeld() {
 	m.addheld = nil
 }
 
+// SetSoftLimitReachedAt sets the "soft_limit_reached_at" field.
+func (m *QuotaCounterMutation) SetSoftLimitReachedAt(t time.Time) {
+	m.soft_limit_reached_at = &t
+}
+
+// SoftLimitReachedAt returns the value of the "soft_limit_reached_at" field in the mutation.
+func (m *QuotaCounterMutation) SoftLimitReachedAt() (r time.Time, exists bool) {
+	v := m.soft_limit_reached_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSoftLimitReachedAt returns the old "soft_limit_reached_at" field's value of the QuotaCounter entity.
+// If the QuotaCounter object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QuotaCounterMutation) OldSoftLimitReachedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSoftLimitReachedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSoftLimitReachedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSoftLimitReachedAt: %w", err)
+	}
+	return oldValue.SoftLimitReachedAt, nil
+}
+
+// ClearSoftLimitReachedAt clears the value of the "soft_limit_reached_at" field.
+func (m *QuotaCounterMutation) ClearSoftLimitReachedAt() {
+	m.soft_limit_reached_at = nil
+	m.clearedFields[quotacounter.FieldSoftLimitReachedAt] = struct{}{}
+}
+
+// SoftLimitReachedAtCleared returns if the "soft_limit_reached_at" field was cleared in this mutation.
+func (m *QuotaCounterMutation) SoftLimitReachedAtCleared() bool {
+	_, ok := m.clearedFields[quotacounter.FieldSoftLimitReachedAt]
+	return ok
+}
+
+// ResetSoftLimitReachedAt resets all changes to the "soft_limit_reached_at" field.
+func (m *QuotaCounterMutation) ResetSoftLimitReachedAt() {
+	m.soft_limit_reached_at = nil
+	delete(m.clearedFields, quotacounter.FieldSoftLimitReachedAt)
+}
+
 // Where appends a list predicates to the QuotaCounterMutation builder.
 func (m *QuotaCounterMutation) Where(ps ...predicate.QuotaCounter) {
 	m.predicates = append(m.predicates, ps...)
@@ -8325,7 +8375,7 @@ func (m *QuotaCounterMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *QuotaCounterMutation) Fields() []string {
-	fields := make([]string, 0, 8)
+	fields := make([]string, 0, 9)
 	if m.created_at != nil {
 		fields = append(fields, quotacounter.FieldCreatedAt)
 	}
@@ -8349,6 +8399,9 @@ func (m *QuotaCounterMutation) Fields() []string {
 	}
 	if m.held != nil {
 		fields = append(fields, quotacounter.FieldHeld)
+	}
+	if m.soft_limit_reached_at != nil {
+		fields = append(fields, quotacounter.FieldSoftLimitReachedAt)
 	}
 	return fields
 }
@@ -8374,6 +8427,8 @@ func (m *QuotaCounterMutation) Field(name string) (ent.Value, bool) {
 		return m.Settled()
 	case quotacounter.FieldHeld:
 		return m.Held()
+	case quotacounter.FieldSoftLimitReachedAt:
+		return m.SoftLimitReachedAt()
 	}
 	return nil, false
 }
@@ -8399,6 +8454,8 @@ func (m *QuotaCounterMutation) OldField(ctx context.Context, name string) (ent.V
 		return m.OldSettled(ctx)
 	case quotacounter.FieldHeld:
 		return m.OldHeld(ctx)
+	case quotacounter.FieldSoftLimitReachedAt:
+		return m.OldSoftLimitReachedAt(ctx)
 	}
 	return nil, fmt.Errorf("unknown QuotaCounter field %s", name)
 }
@@ -8464,6 +8521,13 @@ func (m *QuotaCounterMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetHeld(v)
 		return nil
+	case quotacounter.FieldSoftLimitReachedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSoftLimitReachedAt(v)
+		return nil
 	}
 	return fmt.Errorf("unknown QuotaCounter field %s", name)
 }
@@ -8520,7 +8584,11 @@ func (m *QuotaCounterMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *QuotaCounterMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(quotacounter.FieldSoftLimitReachedAt) {
+		fields = append(fields, quotacounter.FieldSoftLimitReachedAt)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -8533,6 +8601,11 @@ func (m *QuotaCounterMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *QuotaCounterMutation) ClearField(name string) error {
+	switch name {
+	case quotacounter.FieldSoftLimitReachedAt:
+		m.ClearSoftLimitReachedAt()
+		return nil
+	}
 	return fmt.Errorf("unknown QuotaCounter nullable field %s", name)
 }
 
@@ -8563,6 +8636,9 @@ func (m *QuotaCounterMutation) ResetField(name string) error {
 		return nil
 	case quotacounter.FieldHeld:
 		m.ResetHeld()
+		return nil
+	case quotacounter.FieldSoftLimitReachedAt:
+		m.ResetSoftLimitReachedAt()
 		return nil
 	}
 	return fmt.Errorf("unknown QuotaCounter field %s", name)
@@ -9583,6 +9659,8 @@ type TenantMutation struct {
 	billing_email       *string
 	billing_reference   *string
 	plan                *string
+	budget_alert_at     *time.Time
+	budget_alert        *string
 	clearedFields       map[string]struct{}
 	accounts            map[uuid.UUID]struct{}
 	removedaccounts     map[uuid.UUID]struct{}
@@ -9998,6 +10076,91 @@ func (m *TenantMutation) ResetPlan() {
 	m.plan = nil
 }
 
+// SetBudgetAlertAt sets the "budget_alert_at" field.
+func (m *TenantMutation) SetBudgetAlertAt(t time.Time) {
+	m.budget_alert_at = &t
+}
+
+// BudgetAlertAt returns the value of the "budget_alert_at" field in the mutation.
+func (m *TenantMutation) BudgetAlertAt() (r time.Time, exists bool) {
+	v := m.budget_alert_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBudgetAlertAt returns the old "budget_alert_at" field's value of the Tenant entity.
+// If the Tenant object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TenantMutation) OldBudgetAlertAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBudgetAlertAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBudgetAlertAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBudgetAlertAt: %w", err)
+	}
+	return oldValue.BudgetAlertAt, nil
+}
+
+// ClearBudgetAlertAt clears the value of the "budget_alert_at" field.
+func (m *TenantMutation) ClearBudgetAlertAt() {
+	m.budget_alert_at = nil
+	m.clearedFields[tenant.FieldBudgetAlertAt] = struct{}{}
+}
+
+// BudgetAlertAtCleared returns if the "budget_alert_at" field was cleared in this mutation.
+func (m *TenantMutation) BudgetAlertAtCleared() bool {
+	_, ok := m.clearedFields[tenant.FieldBudgetAlertAt]
+	return ok
+}
+
+// ResetBudgetAlertAt resets all changes to the "budget_alert_at" field.
+func (m *TenantMutation) ResetBudgetAlertAt() {
+	m.budget_alert_at = nil
+	delete(m.clearedFields, tenant.FieldBudgetAlertAt)
+}
+
+// SetBudgetAlert sets the "budget_alert" field.
+func (m *TenantMutation) SetBudgetAlert(s string) {
+	m.budget_alert = &s
+}
+
+// BudgetAlert returns the value of the "budget_alert" field in the mutation.
+func (m *TenantMutation) BudgetAlert() (r string, exists bool) {
+	v := m.budget_alert
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBudgetAlert returns the old "budget_alert" field's value of the Tenant entity.
+// If the Tenant object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TenantMutation) OldBudgetAlert(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBudgetAlert is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBudgetAlert requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBudgetAlert: %w", err)
+	}
+	return oldValue.BudgetAlert, nil
+}
+
+// ResetBudgetAlert resets all changes to the "budget_alert" field.
+func (m *TenantMutation) ResetBudgetAlert() {
+	m.budget_alert = nil
+}
+
 // AddAccountIDs adds the "accounts" edge to the Account entity by ids.
 func (m *TenantMutation) AddAccountIDs(ids ...uuid.UUID) {
 	if m.accounts == nil {
@@ -10341,7 +10504,7 @@ func (m *TenantMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *TenantMutation) Fields() []string {
-	fields := make([]string, 0, 8)
+	fields := make([]string, 0, 10)
 	if m.created_at != nil {
 		fields = append(fields, tenant.FieldCreatedAt)
 	}
@@ -10365,6 +10528,12 @@ func (m *TenantMutation) Fields() []string {
 	}
 	if m.plan != nil {
 		fields = append(fields, tenant.FieldPlan)
+	}
+	if m.budget_alert_at != nil {
+		fields = append(fields, tenant.FieldBudgetAlertAt)
+	}
+	if m.budget_alert != nil {
+		fields = append(fields, tenant.FieldBudgetAlert)
 	}
 	return fields
 }
@@ -10390,6 +10559,10 @@ func (m *TenantMutation) Field(name string) (ent.Value, bool) {
 		return m.BillingReference()
 	case tenant.FieldPlan:
 		return m.Plan()
+	case tenant.FieldBudgetAlertAt:
+		return m.BudgetAlertAt()
+	case tenant.FieldBudgetAlert:
+		return m.BudgetAlert()
 	}
 	return nil, false
 }
@@ -10415,6 +10588,10 @@ func (m *TenantMutation) OldField(ctx context.Context, name string) (ent.Value, 
 		return m.OldBillingReference(ctx)
 	case tenant.FieldPlan:
 		return m.OldPlan(ctx)
+	case tenant.FieldBudgetAlertAt:
+		return m.OldBudgetAlertAt(ctx)
+	case tenant.FieldBudgetAlert:
+		return m.OldBudgetAlert(ctx)
 	}
 	return nil, fmt.Errorf("unknown Tenant field %s", name)
 }
@@ -10480,6 +10657,20 @@ func (m *TenantMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetPlan(v)
 		return nil
+	case tenant.FieldBudgetAlertAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBudgetAlertAt(v)
+		return nil
+	case tenant.FieldBudgetAlert:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBudgetAlert(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Tenant field %s", name)
 }
@@ -10509,7 +10700,11 @@ func (m *TenantMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *TenantMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(tenant.FieldBudgetAlertAt) {
+		fields = append(fields, tenant.FieldBudgetAlertAt)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -10522,6 +10717,11 @@ func (m *TenantMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *TenantMutation) ClearField(name string) error {
+	switch name {
+	case tenant.FieldBudgetAlertAt:
+		m.ClearBudgetAlertAt()
+		return nil
+	}
 	return fmt.Errorf("unknown Tenant nullable field %s", name)
 }
 
@@ -10552,6 +10752,12 @@ func (m *TenantMutation) ResetField(name string) error {
 		return nil
 	case tenant.FieldPlan:
 		m.ResetPlan()
+		return nil
+	case tenant.FieldBudgetAlertAt:
+		m.ResetBudgetAlertAt()
+		return nil
+	case tenant.FieldBudgetAlert:
+		m.ResetBudgetAlert()
 		return nil
 	}
 	return fmt.Errorf("unknown Tenant field %s", name)

@@ -33,8 +33,10 @@ type QuotaCounter struct {
 	// Settled holds the value of the "settled" field.
 	Settled int64 `json:"settled,omitempty"`
 	// Held holds the value of the "held" field.
-	Held         int64 `json:"held,omitempty"`
-	selectValues sql.SelectValues
+	Held int64 `json:"held,omitempty"`
+	// SoftLimitReachedAt holds the value of the "soft_limit_reached_at" field.
+	SoftLimitReachedAt *time.Time `json:"soft_limit_reached_at,omitempty"`
+	selectValues       sql.SelectValues
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -46,7 +48,7 @@ func (*QuotaCounter) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullInt64)
 		case quotacounter.FieldSubjectKind, quotacounter.FieldSubjectID, quotacounter.FieldMeter:
 			values[i] = new(sql.NullString)
-		case quotacounter.FieldCreatedAt, quotacounter.FieldUpdatedAt, quotacounter.FieldWindowStart:
+		case quotacounter.FieldCreatedAt, quotacounter.FieldUpdatedAt, quotacounter.FieldWindowStart, quotacounter.FieldSoftLimitReachedAt:
 			values[i] = new(sql.NullTime)
 		case quotacounter.FieldID:
 			values[i] = new(uuid.UUID)
@@ -119,6 +121,13 @@ func (_m *QuotaCounter) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.Held = value.Int64
 			}
+		case quotacounter.FieldSoftLimitReachedAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field soft_limit_reached_at", values[i])
+			} else if value.Valid {
+				_m.SoftLimitReachedAt = new(time.Time)
+				*_m.SoftLimitReachedAt = value.Time
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -178,6 +187,11 @@ func (_m *QuotaCounter) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("held=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Held))
+	builder.WriteString(", ")
+	if v := _m.SoftLimitReachedAt; v != nil {
+		builder.WriteString("soft_limit_reached_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -104,6 +104,20 @@ func (_c *QuotaCounterCreate) SetNillableHeld(v *int64) *QuotaCounterCreate {
 	return _c
 }
 
+// SetSoftLimitReachedAt sets the "soft_limit_reached_at" field.
+func (_c *QuotaCounterCreate) SetSoftLimitReachedAt(v time.Time) *QuotaCounterCreate {
+	_c.mutation.SetSoftLimitReachedAt(v)
+	return _c
+}
+
+// SetNillableSoftLimitReachedAt sets the "soft_limit_reached_at" field if the given value is not nil.
+func (_c *QuotaCounterCreate) SetNillableSoftLimitReachedAt(v *time.Time) *QuotaCounterCreate {
+	if v != nil {
+		_c.SetSoftLimitReachedAt(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *QuotaCounterCreate) SetID(v uuid.UUID) *QuotaCounterCreate {
 	_c.mutation.SetID(v)
@@ -284,6 +298,10 @@ func (_c *QuotaCounterCreate) createSpec() (*QuotaCounter, *sqlgraph.CreateSpec)
 		_spec.SetField(quotacounter.FieldHeld, field.TypeInt64, value)
 		_node.Held = value
 	}
+	if value, ok := _c.mutation.SoftLimitReachedAt(); ok {
+		_spec.SetField(quotacounter.FieldSoftLimitReachedAt, field.TypeTime, value)
+		_node.SoftLimitReachedAt = &value
+	}
 	return _node, _spec
 }
 
@@ -381,6 +399,24 @@ func (u *QuotaCounterUpsert) UpdateHeld() *QuotaCounterUpsert {
 // AddHeld adds v to the "held" field.
 func (u *QuotaCounterUpsert) AddHeld(v int64) *QuotaCounterUpsert {
 	u.Add(quotacounter.FieldHeld, v)
+	return u
+}
+
+// SetSoftLimitReachedAt sets the "soft_limit_reached_at" field.
+func (u *QuotaCounterUpsert) SetSoftLimitReachedAt(v time.Time) *QuotaCounterUpsert {
+	u.Set(quotacounter.FieldSoftLimitReachedAt, v)
+	return u
+}
+
+// UpdateSoftLimitReachedAt sets the "soft_limit_reached_at" field to the value that was provided on create.
+func (u *QuotaCounterUpsert) UpdateSoftLimitReachedAt() *QuotaCounterUpsert {
+	u.SetExcluded(quotacounter.FieldSoftLimitReachedAt)
+	return u
+}
+
+// ClearSoftLimitReachedAt clears the value of the "soft_limit_reached_at" field.
+func (u *QuotaCounterUpsert) ClearSoftLimitReachedAt() *QuotaCounterUpsert {
+	u.SetNull(quotacounter.FieldSoftLimitReachedAt)
 	return u
 }
 
@@ -500,6 +536,27 @@ func (u *QuotaCounterUpsertOne) AddHeld(v int64) *QuotaCounterUpsertOne {
 func (u *QuotaCounterUpsertOne) UpdateHeld() *QuotaCounterUpsertOne {
 	return u.Update(func(s *QuotaCounterUpsert) {
 		s.UpdateHeld()
+	})
+}
+
+// SetSoftLimitReachedAt sets the "soft_limit_reached_at" field.
+func (u *QuotaCounterUpsertOne) SetSoftLimitReachedAt(v time.Time) *QuotaCounterUpsertOne {
+	return u.Update(func(s *QuotaCounterUpsert) {
+		s.SetSoftLimitReachedAt(v)
+	})
+}
+
+// UpdateSoftLimitReachedAt sets the "soft_limit_reached_at" field to the value that was provided on create.
+func (u *QuotaCounterUpsertOne) UpdateSoftLimitReachedAt() *QuotaCounterUpsertOne {
+	return u.Update(func(s *QuotaCounterUpsert) {
+		s.UpdateSoftLimitReachedAt()
+	})
+}
+
+// ClearSoftLimitReachedAt clears the value of the "soft_limit_reached_at" field.
+func (u *QuotaCounterUpsertOne) ClearSoftLimitReachedAt() *QuotaCounterUpsertOne {
+	return u.Update(func(s *QuotaCounterUpsert) {
+		s.ClearSoftLimitReachedAt()
 	})
 }
 
@@ -786,6 +843,27 @@ func (u *QuotaCounterUpsertBulk) AddHeld(v int64) *QuotaCounterUpsertBulk {
 func (u *QuotaCounterUpsertBulk) UpdateHeld() *QuotaCounterUpsertBulk {
 	return u.Update(func(s *QuotaCounterUpsert) {
 		s.UpdateHeld()
+	})
+}
+
+// SetSoftLimitReachedAt sets the "soft_limit_reached_at" field.
+func (u *QuotaCounterUpsertBulk) SetSoftLimitReachedAt(v time.Time) *QuotaCounterUpsertBulk {
+	return u.Update(func(s *QuotaCounterUpsert) {
+		s.SetSoftLimitReachedAt(v)
+	})
+}
+
+// UpdateSoftLimitReachedAt sets the "soft_limit_reached_at" field to the value that was provided on create.
+func (u *QuotaCounterUpsertBulk) UpdateSoftLimitReachedAt() *QuotaCounterUpsertBulk {
+	return u.Update(func(s *QuotaCounterUpsert) {
+		s.UpdateSoftLimitReachedAt()
+	})
+}
+
+// ClearSoftLimitReachedAt clears the value of the "soft_limit_reached_at" field.
+func (u *QuotaCounterUpsertBulk) ClearSoftLimitReachedAt() *QuotaCounterUpsertBulk {
+	return u.Update(func(s *QuotaCounterUpsert) {
+		s.ClearSoftLimitReachedAt()
 	})
 }
 

@@ -76,6 +76,26 @@ func (_u *QuotaCounterUpdate) AddHeld(v int64) *QuotaCounterUpdate {
 	return _u
 }
 
+// SetSoftLimitReachedAt sets the "soft_limit_reached_at" field.
+func (_u *QuotaCounterUpdate) SetSoftLimitReachedAt(v time.Time) *QuotaCounterUpdate {
+	_u.mutation.SetSoftLimitReachedAt(v)
+	return _u
+}
+
+// SetNillableSoftLimitReachedAt sets the "soft_limit_reached_at" field if the given value is not nil.
+func (_u *QuotaCounterUpdate) SetNillableSoftLimitReachedAt(v *time.Time) *QuotaCounterUpdate {
+	if v != nil {
+		_u.SetSoftLimitReachedAt(*v)
+	}
+	return _u
+}
+
+// ClearSoftLimitReachedAt clears the value of the "soft_limit_reached_at" field.
+func (_u *QuotaCounterUpdate) ClearSoftLimitReachedAt() *QuotaCounterUpdate {
+	_u.mutation.ClearSoftLimitReachedAt()
+	return _u
+}
+
 // Mutation returns the QuotaCounterMutation object of the builder.
 func (_u *QuotaCounterUpdate) Mutation() *QuotaCounterMutation {
 	return _u.mutation
@@ -140,6 +160,12 @@ func (_u *QuotaCounterUpdate) sqlSave(ctx context.Context) (_node int, err error
 	}
 	if value, ok := _u.mutation.AddedHeld(); ok {
 		_spec.AddField(quotacounter.FieldHeld, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.SoftLimitReachedAt(); ok {
+		_spec.SetField(quotacounter.FieldSoftLimitReachedAt, field.TypeTime, value)
+	}
+	if _u.mutation.SoftLimitReachedAtCleared() {
+		_spec.ClearField(quotacounter.FieldSoftLimitReachedAt, field.TypeTime)
 	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -206,6 +232,26 @@ func (_u *QuotaCounterUpdateOne) SetNillableHeld(v *int64) *QuotaCounterUpdateOn
 // AddHeld adds value to the "held" field.
 func (_u *QuotaCounterUpdateOne) AddHeld(v int64) *QuotaCounterUpdateOne {
 	_u.mutation.AddHeld(v)
+	return _u
+}
+
+// SetSoftLimitReachedAt sets the "soft_limit_reached_at" field.
+func (_u *QuotaCounterUpdateOne) SetSoftLimitReachedAt(v time.Time) *QuotaCounterUpdateOne {
+	_u.mutation.SetSoftLimitReachedAt(v)
+	return _u
+}
+
+// SetNillableSoftLimitReachedAt sets the "soft_limit_reached_at" field if the given value is not nil.
+func (_u *QuotaCounterUpdateOne) SetNillableSoftLimitReachedAt(v *time.Time) *QuotaCounterUpdateOne {
+	if v != nil {
+		_u.SetSoftLimitReachedAt(*v)
+	}
+	return _u
+}
+
+// ClearSoftLimitReachedAt clears the value of the "soft_limit_reached_at" field.
+func (_u *QuotaCounterUpdateOne) ClearSoftLimitReachedAt() *QuotaCounterUpdateOne {
+	_u.mutation.ClearSoftLimitReachedAt()
 	return _u
 }
 
@@ -303,6 +349,12 @@ func (_u *QuotaCounterUpdateOne) sqlSave(ctx context.Context) (_node *QuotaCount
 	}
 	if value, ok := _u.mutation.AddedHeld(); ok {
 		_spec.AddField(quotacounter.FieldHeld, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.SoftLimitReachedAt(); ok {
+		_spec.SetField(quotacounter.FieldSoftLimitReachedAt, field.TypeTime, value)
+	}
+	if _u.mutation.SoftLimitReachedAtCleared() {
+		_spec.ClearField(quotacounter.FieldSoftLimitReachedAt, field.TypeTime)
 	}
 	_node = &QuotaCounter{config: _u.config}
 	_spec.Assign = _node.assignValues

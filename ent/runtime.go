@@ -604,6 +604,12 @@ func init() {
 	tenant.DefaultPlan = tenantDescPlan.Default.(string)
 	// tenant.PlanValidator is a validator for the "plan" field. It is called by the builders before save.
 	tenant.PlanValidator = tenantDescPlan.Validators[0].(func(string) error)
+	// tenantDescBudgetAlert is the schema descriptor for budget_alert field.
+	tenantDescBudgetAlert := tenantFields[7].Descriptor()
+	// tenant.DefaultBudgetAlert holds the default value on creation for the budget_alert field.
+	tenant.DefaultBudgetAlert = tenantDescBudgetAlert.Default.(string)
+	// tenant.BudgetAlertValidator is a validator for the "budget_alert" field. It is called by the builders before save.
+	tenant.BudgetAlertValidator = tenantDescBudgetAlert.Validators[0].(func(string) error)
 	// tenantDescID is the schema descriptor for id field.
 	tenantDescID := tenantMixinFields0[0].Descriptor()
 	// tenant.DefaultID holds the default value on creation for the id field.

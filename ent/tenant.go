@@ -35,6 +35,10 @@ type Tenant struct {
 	BillingReference string `json:"billing_reference,omitempty"`
 	// Plan holds the value of the "plan" field.
 	Plan string `json:"plan,omitempty"`
+	// BudgetAlertAt holds the value of the "budget_alert_at" field.
+	BudgetAlertAt *time.Time `json:"budget_alert_at,omitempty"`
+	// BudgetAlert holds the value of the "budget_alert" field.
+	BudgetAlert string `json:"budget_alert,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the TenantQuery when eager-loading is set.
 	Edges        TenantEdges `json:"edges"`
@@ -121,9 +125,9 @@ func (*Tenant) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case tenant.FieldName, tenant.FieldSlug, tenant.FieldStatus, tenant.FieldBillingEmail, tenant.FieldBillingReference, tenant.FieldPlan:
+		case tenant.FieldName, tenant.FieldSlug, tenant.FieldStatus, tenant.FieldBillingEmail, tenant.FieldBillingReference, tenant.FieldPlan, tenant.FieldBudgetAlert:
 			values[i] = new(sql.NullString)
-		case tenant.FieldCreatedAt, tenant.FieldUpdatedAt:
+		case tenant.FieldCreatedAt, tenant.FieldUpdatedAt, tenant.FieldBudgetAlertAt:
 			values[i] = new(sql.NullTime)
 		case tenant.FieldID:
 			values[i] = new(uuid.UUID)
@@ -195,6 +199,19 @@ func (_m *Tenant) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field plan", values[i])
 			} else if value.Valid {
 				_m.Plan = value.String
+			}
+		case tenant.FieldBudgetAlertAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field budget_alert_at", values[i])
+			} else if value.Valid {
+				_m.BudgetAlertAt = new(time.Time)
+				*_m.BudgetAlertAt = value.Time
+			}
+		case tenant.FieldBudgetAlert:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field budget_alert", values[i])
+			} else if value.Valid {
+				_m.BudgetAlert = value.String
 			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
@@ -285,6 +302,14 @@ func (_m *Tenant) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("plan=")
 	builder.WriteString(_m.Plan)
+	builder.WriteString(", ")
+	if v := _m.BudgetAlertAt; v != nil {
+		builder.WriteString("budget_alert_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	builder.WriteString("budget_alert=")
+	builder.WriteString(_m.BudgetAlert)
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -126,6 +126,34 @@ func (_c *TenantCreate) SetNillablePlan(v *string) *TenantCreate {
 	return _c
 }
 
+// SetBudgetAlertAt sets the "budget_alert_at" field.
+func (_c *TenantCreate) SetBudgetAlertAt(v time.Time) *TenantCreate {
+	_c.mutation.SetBudgetAlertAt(v)
+	return _c
+}
+
+// SetNillableBudgetAlertAt sets the "budget_alert_at" field if the given value is not nil.
+func (_c *TenantCreate) SetNillableBudgetAlertAt(v *time.Time) *TenantCreate {
+	if v != nil {
+		_c.SetBudgetAlertAt(*v)
+	}
+	return _c
+}
+
+// SetBudgetAlert sets the "budget_alert" field.
+func (_c *TenantCreate) SetBudgetAlert(v string) *TenantCreate {
+	_c.mutation.SetBudgetAlert(v)
+	return _c
+}
+
+// SetNillableBudgetAlert sets the "budget_alert" field if the given value is not nil.
+func (_c *TenantCreate) SetNillableBudgetAlert(v *string) *TenantCreate {
+	if v != nil {
+		_c.SetBudgetAlert(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *TenantCreate) SetID(v uuid.UUID) *TenantCreate {
 	_c.mutation.SetID(v)
@@ -293,6 +321,10 @@ func (_c *TenantCreate) defaults() {
 		v := tenant.DefaultPlan
 		_c.mutation.SetPlan(v)
 	}
+	if _, ok := _c.mutation.BudgetAlert(); !ok {
+		v := tenant.DefaultBudgetAlert
+		_c.mutation.SetBudgetAlert(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := tenant.DefaultID()
 		_c.mutation.SetID(v)
@@ -353,6 +385,14 @@ func (_c *TenantCreate) check() error {
 	if v, ok := _c.mutation.Plan(); ok {
 		if err := tenant.PlanValidator(v); err != nil {
 			return &ValidationError{Name: "plan", err: fmt.Errorf(`ent: validator failed for field "Tenant.plan": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.BudgetAlert(); !ok {
+		return &ValidationError{Name: "budget_alert", err: errors.New(`ent: missing required field "Tenant.budget_alert"`)}
+	}
+	if v, ok := _c.mutation.BudgetAlert(); ok {
+		if err := tenant.BudgetAlertValidator(v); err != nil {
+			return &ValidationError{Name: "budget_alert", err: fmt.Errorf(`ent: validator failed for field "Tenant.budget_alert": %w`, err)}
 		}
 	}
 	return nil
@@ -422,6 +462,14 @@ func (_c *TenantCreate) createSpec() (*Tenant, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Plan(); ok {
 		_spec.SetField(tenant.FieldPlan, field.TypeString, value)
 		_node.Plan = value
+	}
+	if value, ok := _c.mutation.BudgetAlertAt(); ok {
+		_spec.SetField(tenant.FieldBudgetAlertAt, field.TypeTime, value)
+		_node.BudgetAlertAt = &value
+	}
+	if value, ok := _c.mutation.BudgetAlert(); ok {
+		_spec.SetField(tenant.FieldBudgetAlert, field.TypeString, value)
+		_node.BudgetAlert = value
 	}
 	if nodes := _c.mutation.AccountsIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -655,6 +703,36 @@ func (u *TenantUpsert) UpdatePlan() *TenantUpsert {
 	return u
 }
 
+// SetBudgetAlertAt sets the "budget_alert_at" field.
+func (u *TenantUpsert) SetBudgetAlertAt(v time.Time) *TenantUpsert {
+	u.Set(tenant.FieldBudgetAlertAt, v)
+	return u
+}
+
+// UpdateBudgetAlertAt sets the "budget_alert_at" field to the value that was provided on create.
+func (u *TenantUpsert) UpdateBudgetAlertAt() *TenantUpsert {
+	u.SetExcluded(tenant.FieldBudgetAlertAt)
+	return u
+}
+
+// ClearBudgetAlertAt clears the value of the "budget_alert_at" field.
+func (u *TenantUpsert) ClearBudgetAlertAt() *TenantUpsert {
+	u.SetNull(tenant.FieldBudgetAlertAt)
+	return u
+}
+
+// SetBudgetAlert sets the "budget_alert" field.
+func (u *TenantUpsert) SetBudgetAlert(v string) *TenantUpsert {
+	u.Set(tenant.FieldBudgetAlert, v)
+	return u
+}
+
+// UpdateBudgetAlert sets the "budget_alert" field to the value that was provided on create.
+func (u *TenantUpsert) UpdateBudgetAlert() *TenantUpsert {
+	u.SetExcluded(tenant.FieldBudgetAlert)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
 // Using this option is equivalent to using:
 //
@@ -801,6 +879,41 @@ func (u *TenantUpsertOne) SetPlan(v string) *TenantUpsertOne {
 func (u *TenantUpsertOne) UpdatePlan() *TenantUpsertOne {
 	return u.Update(func(s *TenantUpsert) {
 		s.UpdatePlan()
+	})
+}
+
+// SetBudgetAlertAt sets the "budget_alert_at" field.
+func (u *TenantUpsertOne) SetBudgetAlertAt(v time.Time) *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetBudgetAlertAt(v)
+	})
+}
+
+// UpdateBudgetAlertAt sets the "budget_alert_at" field to the value that was provided on create.
+func (u *TenantUpsertOne) UpdateBudgetAlertAt() *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateBudgetAlertAt()
+	})
+}
+
+// ClearBudgetAlertAt clears the value of the "budget_alert_at" field.
+func (u *TenantUpsertOne) ClearBudgetAlertAt() *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.ClearBudgetAlertAt()
+	})
+}
+
+// SetBudgetAlert sets the "budget_alert" field.
+func (u *TenantUpsertOne) SetBudgetAlert(v string) *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetBudgetAlert(v)
+	})
+}
+
+// UpdateBudgetAlert sets the "budget_alert" field to the value that was provided on create.
+func (u *TenantUpsertOne) UpdateBudgetAlert() *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateBudgetAlert()
 	})
 }
 
@@ -1117,6 +1230,41 @@ func (u *TenantUpsertBulk) SetPlan(v string) *TenantUpsertBulk {
 func (u *TenantUpsertBulk) UpdatePlan() *TenantUpsertBulk {
 	return u.Update(func(s *TenantUpsert) {
 		s.UpdatePlan()
+	})
+}
+
+// SetBudgetAlertAt sets the "budget_alert_at" field.
+func (u *TenantUpsertBulk) SetBudgetAlertAt(v time.Time) *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetBudgetAlertAt(v)
+	})
+}
+
+// UpdateBudgetAlertAt sets the "budget_alert_at" field to the value that was provided on create.
+func (u *TenantUpsertBulk) UpdateBudgetAlertAt() *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateBudgetAlertAt()
+	})
+}
+
+// ClearBudgetAlertAt clears the value of the "budget_alert_at" field.
+func (u *TenantUpsertBulk) ClearBudgetAlertAt() *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.ClearBudgetAlertAt()
+	})
+}
+
+// SetBudgetAlert sets the "budget_alert" field.
+func (u *TenantUpsertBulk) SetBudgetAlert(v string) *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetBudgetAlert(v)
+	})
+}
+
+// UpdateBudgetAlert sets the "budget_alert" field to the value that was provided on create.
+func (u *TenantUpsertBulk) UpdateBudgetAlert() *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateBudgetAlert()
 	})
 }
 

@@ -125,6 +125,40 @@ func (_u *TenantUpdate) SetNillablePlan(v *string) *TenantUpdate {
 	return _u
 }
 
+// SetBudgetAlertAt sets the "budget_alert_at" field.
+func (_u *TenantUpdate) SetBudgetAlertAt(v time.Time) *TenantUpdate {
+	_u.mutation.SetBudgetAlertAt(v)
+	return _u
+}
+
+// SetNillableBudgetAlertAt sets the "budget_alert_at" field if the given value is not nil.
+func (_u *TenantUpdate) SetNillableBudgetAlertAt(v *time.Time) *TenantUpdate {
+	if v != nil {
+		_u.SetBudgetAlertAt(*v)
+	}
+	return _u
+}
+
+// ClearBudgetAlertAt clears the value of the "budget_alert_at" field.
+func (_u *TenantUpdate) ClearBudgetAlertAt() *TenantUpdate {
+	_u.mutation.ClearBudgetAlertAt()
+	return _u
+}
+
+// SetBudgetAlert sets the "budget_alert" field.
+func (_u *TenantUpdate) SetBudgetAlert(v string) *TenantUpdate {
+	_u.mutation.SetBudgetAlert(v)
+	return _u
+}
+
+// SetNillableBudgetAlert sets the "budget_alert" field if the given value is not nil.
+func (_u *TenantUpdate) SetNillableBudgetAlert(v *string) *TenantUpdate {
+	if v != nil {
+		_u.SetBudgetAlert(*v)
+	}
+	return _u
+}
+
 // AddAccountIDs adds the "accounts" edge to the Account entity by IDs.
 func (_u *TenantUpdate) AddAccountIDs(ids ...uuid.UUID) *TenantUpdate {
 	_u.mutation.AddAccountIDs(ids...)
@@ -403,6 +437,11 @@ func (_u *TenantUpdate) check() error {
 			return &ValidationError{Name: "plan", err: fmt.Errorf(`ent: validator failed for field "Tenant.plan": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.BudgetAlert(); ok {
+		if err := tenant.BudgetAlertValidator(v); err != nil {
+			return &ValidationError{Name: "budget_alert", err: fmt.Errorf(`ent: validator failed for field "Tenant.budget_alert": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -438,6 +477,15 @@ func (_u *TenantUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.Plan(); ok {
 		_spec.SetField(tenant.FieldPlan, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.BudgetAlertAt(); ok {
+		_spec.SetField(tenant.FieldBudgetAlertAt, field.TypeTime, value)
+	}
+	if _u.mutation.BudgetAlertAtCleared() {
+		_spec.ClearField(tenant.FieldBudgetAlertAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.BudgetAlert(); ok {
+		_spec.SetField(tenant.FieldBudgetAlert, field.TypeString, value)
 	}
 	if _u.mutation.AccountsCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -803,6 +851,40 @@ func (_u *TenantUpdateOne) SetNillablePlan(v *string) *TenantUpdateOne {
 	return _u
 }
 
+// SetBudgetAlertAt sets the "budget_alert_at" field.
+func (_u *TenantUpdateOne) SetBudgetAlertAt(v time.Time) *TenantUpdateOne {
+	_u.mutation.SetBudgetAlertAt(v)
+	return _u
+}
+
+// SetNillableBudgetAlertAt sets the "budget_alert_at" field if the given value is not nil.
+func (_u *TenantUpdateOne) SetNillableBudgetAlertAt(v *time.Time) *TenantUpdateOne {
+	if v != nil {
+		_u.SetBudgetAlertAt(*v)
+	}
+	return _u
+}
+
+// ClearBudgetAlertAt clears the value of the "budget_alert_at" field.
+func (_u *TenantUpdateOne) ClearBudgetAlertAt() *TenantUpdateOne {
+	_u.mutation.ClearBudgetAlertAt()
+	return _u
+}
+
+// SetBudgetAlert sets the "budget_alert" field.
+func (_u *TenantUpdateOne) SetBudgetAlert(v string) *TenantUpdateOne {
+	_u.mutation.SetBudgetAlert(v)
+	return _u
+}
+
+// SetNillableBudgetAlert sets the "budget_alert" field if the given value is not nil.
+func (_u *TenantUpdateOne) SetNillableBudgetAlert(v *string) *TenantUpdateOne {
+	if v != nil {
+		_u.SetBudgetAlert(*v)
+	}
+	return _u
+}
+
 // AddAccountIDs adds the "accounts" edge to the Account entity by IDs.
 func (_u *TenantUpdateOne) AddAccountIDs(ids ...uuid.UUID) *TenantUpdateOne {
 	_u.mutation.AddAccountIDs(ids...)
@@ -1094,6 +1176,11 @@ func (_u *TenantUpdateOne) check() error {
 			return &ValidationError{Name: "plan", err: fmt.Errorf(`ent: validator failed for field "Tenant.plan": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.BudgetAlert(); ok {
+		if err := tenant.BudgetAlertValidator(v); err != nil {
+			return &ValidationError{Name: "budget_alert", err: fmt.Errorf(`ent: validator failed for field "Tenant.budget_alert": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -1146,6 +1233,15 @@ func (_u *TenantUpdateOne) sqlSave(ctx context.Context) (_node *Tenant, err erro
 	}
 	if value, ok := _u.mutation.Plan(); ok {
 		_spec.SetField(tenant.FieldPlan, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.BudgetAlertAt(); ok {
+		_spec.SetField(tenant.FieldBudgetAlertAt, field.TypeTime, value)
+	}
+	if _u.mutation.BudgetAlertAtCleared() {
+		_spec.ClearField(tenant.FieldBudgetAlertAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.BudgetAlert(); ok {
+		_spec.SetField(tenant.FieldBudgetAlert, field.TypeString, value)
 	}
 	if _u.mutation.AccountsCleared() {
 		edge := &sqlgraph.EdgeSpec{

@@ -44,6 +44,8 @@ func tenantToProto(t *ent.Tenant) *adminv1.Tenant {
 		Plan:             t.Plan,
 		CreateTime:       ts(t.CreatedAt),
 		UpdateTime:       ts(t.UpdatedAt),
+		BudgetAlertTime:  tsp(t.BudgetAlertAt),
+		BudgetAlert:      t.BudgetAlert,
 	}
 }
 

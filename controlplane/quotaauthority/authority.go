@@ -291,7 +291,93 @@ func (a *Authority) apply(ctx context.Context, tx *ent.Tx, now time.Time, leaseI
 	if ctr, err = tx.QuotaCounter.UpdateOne(ctr).SetSettled(ctrSettled).SetHeld(others + holding).SetUpdatedAt(now).Save(ctx); err != nil {
 		return nil, fmt.Errorf("updating the counter: %w", err)
 	}
+	if err := noteSoftLimit(ctx, tx, key, ctr, now); err != nil {
+		return nil, err
+	}
 	return a.answer(ctx, tx, resp, ctr, l, false)
+}
+
+// noteSoftLimit reports, once per window, that a budget's settled spend
+// reached its soft limit: an audit event (without amounts beyond the limit's
+// name) and the alert flag on the tenant the budget belongs to. It runs in
+// the report's transaction, so the note lands exactly when the spend does,
+// whichever control-plane replica applies the report; replicas' engines only
+// see their own share of the spend.
+func noteSoftLimit(ctx context.Context, tx *ent.Tx, key counterKey, ctr *ent.QuotaCounter, now time.Time) error {
+	if ctr.SoftLimitReachedAt != nil {
+		return nil
+	}
+	soft, ok, err := softLimitOf(ctx, tx, key)
+	if err != nil || !ok || ctr.Settled < soft {
+		return err
+	}
+	if err := tx.QuotaCounter.UpdateOne(ctr).SetSoftLimitReachedAt(now).Exec(ctx); err != nil {
+		return fmt.Errorf("noting the soft limit: %w", err)
+	}
+	tenantID := key.subject
+	if key.kind == "key" {
+		k, err := tx.APIKey.Get(ctx, key.subject)
+		if ent.IsNotFound(err) {
+			return nil // the key is gone; nothing to flag
+		}
+		if err != nil {
+			return fmt.Errorf("reading the key: %w", err)
+		}
+		tenantID = k.TenantID
+	}
+	alert := fmt.Sprintf("%s %s: %s soft limit reached", key.kind, key.id, budgetName(key.m))
+	if err := tx.Tenant.UpdateOneID(tenantID).SetBudgetAlertAt(now).SetBudgetAlert(alert).Exec(ctx); err != nil && !ent.IsNotFound(err) {
+		return fmt.Errorf("flagging the tenant: %w", err)
+	}
+	return tx.AuditEvent.Create().SetActor("quota-authority").SetTenantID(tenantID).
+		SetAction("budget.soft_limit_reached").SetTargetType(key.kind).SetTargetID(key.id).
+		SetChangedFields([]string{budgetName(key.m)}).Exec(ctx)
+}
+
+func budgetName(m quotav1.Meter) string {
+	switch m {
+	case quotav1.Meter_METER_DAY_BUDGET:
+		return "budget_day"
+	case quotav1.Meter_METER_MONTH_BUDGET:
+		return "budget_month"
+	case quotav1.Meter_METER_TOTAL_BUDGET:
+		return "budget_total"
+	}
+	return m.String()
+}
+
+// softLimitOf reads a budget's soft limit from the subject's policy.
+func softLimitOf(ctx context.Context, tx *ent.Tx, key counterKey) (int64, bool, error) {
+	var period policy.Period
+	switch key.m {
+	case quotav1.Meter_METER_DAY_BUDGET:
+		period = policy.PeriodDay
+	case quotav1.Meter_METER_MONTH_BUDGET:
+		period = policy.PeriodMonth
+	case quotav1.Meter_METER_TOTAL_BUDGET:
+		period = policy.PeriodTotal
+	default:
+		return 0, false, nil // rates have no soft limit
+	}
+	q := tx.GatewayPolicy.Query()
+	if key.kind == "tenant" {
+		q = q.Where(gatewaypolicy.TenantID(key.subject))
+	} else {
+		q = q.Where(gatewaypolicy.APIKeyID(key.subject))
+	}
+	p, err := q.Only(ctx)
+	if ent.IsNotFound(err) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("reading the policy: %w", err)
+	}
+	for _, b := range p.Spec.Budgets {
+		if b.Period == period && b.SoftLimitMicros != nil {
+			return *b.SoftLimitMicros, true, nil
+		}
+	}
+	return 0, false, nil
 }
 
 // grant is how many free units a lease gets: none unless at least need fit

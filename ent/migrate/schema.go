@@ -344,6 +344,7 @@ var (
 		{Name: "window_start", Type: field.TypeTime},
 		{Name: "settled", Type: field.TypeInt64, Default: 0},
 		{Name: "held", Type: field.TypeInt64, Default: 0},
+		{Name: "soft_limit_reached_at", Type: field.TypeTime, Nullable: true},
 	}
 	// QuotaCountersTable holds the schema information for the "quota_counters" table.
 	QuotaCountersTable = &schema.Table{
@@ -406,6 +407,8 @@ var (
 		{Name: "billing_email", Type: field.TypeString, Size: 320, Default: ""},
 		{Name: "billing_reference", Type: field.TypeString, Size: 200, Default: ""},
 		{Name: "plan", Type: field.TypeString, Size: 100, Default: ""},
+		{Name: "budget_alert_at", Type: field.TypeTime, Nullable: true},
+		{Name: "budget_alert", Type: field.TypeString, Size: 200, Default: ""},
 	}
 	// TenantsTable holds the schema information for the "tenants" table.
 	TenantsTable = &schema.Table{

@@ -30,6 +30,8 @@ const (
 	FieldSettled = "settled"
 	// FieldHeld holds the string denoting the held field in the database.
 	FieldHeld = "held"
+	// FieldSoftLimitReachedAt holds the string denoting the soft_limit_reached_at field in the database.
+	FieldSoftLimitReachedAt = "soft_limit_reached_at"
 	// Table holds the table name of the quotacounter in the database.
 	Table = "quota_counters"
 )
@@ -45,6 +47,7 @@ var Columns = []string{
 	FieldWindowStart,
 	FieldSettled,
 	FieldHeld,
+	FieldSoftLimitReachedAt,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -124,4 +127,9 @@ func BySettled(opts ...sql.OrderTermOption) OrderOption {
 // ByHeld orders the results by the held field.
 func ByHeld(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldHeld, opts...).ToFunc()
+}
+
+// BySoftLimitReachedAt orders the results by the soft_limit_reached_at field.
+func BySoftLimitReachedAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldSoftLimitReachedAt, opts...).ToFunc()
 }

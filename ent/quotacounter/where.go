@@ -95,6 +95,11 @@ func Held(v int64) predicate.QuotaCounter {
 	return predicate.QuotaCounter(sql.FieldEQ(FieldHeld, v))
 }
 
+// SoftLimitReachedAt applies equality check predicate on the "soft_limit_reached_at" field. It's identical to SoftLimitReachedAtEQ.
+func SoftLimitReachedAt(v time.Time) predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldEQ(FieldSoftLimitReachedAt, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.QuotaCounter {
 	return predicate.QuotaCounter(sql.FieldEQ(FieldCreatedAt, v))
@@ -488,6 +493,56 @@ func HeldLT(v int64) predicate.QuotaCounter {
 // HeldLTE applies the LTE predicate on the "held" field.
 func HeldLTE(v int64) predicate.QuotaCounter {
 	return predicate.QuotaCounter(sql.FieldLTE(FieldHeld, v))
+}
+
+// SoftLimitReachedAtEQ applies the EQ predicate on the "soft_limit_reached_at" field.
+func SoftLimitReachedAtEQ(v time.Time) predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldEQ(FieldSoftLimitReachedAt, v))
+}
+
+// SoftLimitReachedAtNEQ applies the NEQ predicate on the "soft_limit_reached_at" field.
+func SoftLimitReachedAtNEQ(v time.Time) predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldNEQ(FieldSoftLimitReachedAt, v))
+}
+
+// SoftLimitReachedAtIn applies the In predicate on the "soft_limit_reached_at" field.
+func SoftLimitReachedAtIn(vs ...time.Time) predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldIn(FieldSoftLimitReachedAt, vs...))
+}
+
+// SoftLimitReachedAtNotIn applies the NotIn predicate on the "soft_limit_reached_at" field.
+func SoftLimitReachedAtNotIn(vs ...time.Time) predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldNotIn(FieldSoftLimitReachedAt, vs...))
+}
+
+// SoftLimitReachedAtGT applies the GT predicate on the "soft_limit_reached_at" field.
+func SoftLimitReachedAtGT(v time.Time) predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldGT(FieldSoftLimitReachedAt, v))
+}
+
+// SoftLimitReachedAtGTE applies the GTE predicate on the "soft_limit_reached_at" field.
+func SoftLimitReachedAtGTE(v time.Time) predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldGTE(FieldSoftLimitReachedAt, v))
+}
+
+// SoftLimitReachedAtLT applies the LT predicate on the "soft_limit_reached_at" field.
+func SoftLimitReachedAtLT(v time.Time) predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldLT(FieldSoftLimitReachedAt, v))
+}
+
+// SoftLimitReachedAtLTE applies the LTE predicate on the "soft_limit_reached_at" field.
+func SoftLimitReachedAtLTE(v time.Time) predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldLTE(FieldSoftLimitReachedAt, v))
+}
+
+// SoftLimitReachedAtIsNil applies the IsNil predicate on the "soft_limit_reached_at" field.
+func SoftLimitReachedAtIsNil() predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldIsNull(FieldSoftLimitReachedAt))
+}
+
+// SoftLimitReachedAtNotNil applies the NotNil predicate on the "soft_limit_reached_at" field.
+func SoftLimitReachedAtNotNil() predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldNotNull(FieldSoftLimitReachedAt))
 }
 
 // And groups predicates with the AND operator between them.

@@ -28,6 +28,9 @@ func (QuotaCounter) Fields() []ent.Field {
 		field.Int64("settled").Default(0),
 		// Units held by live leases (in flight and free).
 		field.Int64("held").Default(0),
+		// When settled spend first reached the budget's soft limit in this
+		// window: the crossing is reported once per window.
+		field.Time("soft_limit_reached_at").Optional().Nillable(),
 	}
 }
 

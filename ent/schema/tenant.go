@@ -21,6 +21,11 @@ func (Tenant) Fields() []ent.Field {
 		field.String("billing_email").Default("").MaxLen(320),
 		field.String("billing_reference").Default("").MaxLen(200),
 		field.String("plan").Default("").MaxLen(100),
+		// The last time one of the tenant's budgets (its own or a key's)
+		// crossed its soft limit, and which: the flag operators and tenant
+		// admins see.
+		field.Time("budget_alert_at").Optional().Nillable(),
+		field.String("budget_alert").Default("").MaxLen(200),
 	}
 }
 

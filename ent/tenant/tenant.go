@@ -32,6 +32,10 @@ const (
 	FieldBillingReference = "billing_reference"
 	// FieldPlan holds the string denoting the plan field in the database.
 	FieldPlan = "plan"
+	// FieldBudgetAlertAt holds the string denoting the budget_alert_at field in the database.
+	FieldBudgetAlertAt = "budget_alert_at"
+	// FieldBudgetAlert holds the string denoting the budget_alert field in the database.
+	FieldBudgetAlert = "budget_alert"
 	// EdgeAccounts holds the string denoting the accounts edge name in mutations.
 	EdgeAccounts = "accounts"
 	// EdgeAPIKeys holds the string denoting the api_keys edge name in mutations.
@@ -101,6 +105,8 @@ var Columns = []string{
 	FieldBillingEmail,
 	FieldBillingReference,
 	FieldPlan,
+	FieldBudgetAlertAt,
+	FieldBudgetAlert,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -136,6 +142,10 @@ var (
 	DefaultPlan string
 	// PlanValidator is a validator for the "plan" field. It is called by the builders before save.
 	PlanValidator func(string) error
+	// DefaultBudgetAlert holds the default value on creation for the "budget_alert" field.
+	DefaultBudgetAlert string
+	// BudgetAlertValidator is a validator for the "budget_alert" field. It is called by the builders before save.
+	BudgetAlertValidator func(string) error
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -213,6 +223,16 @@ func ByBillingReference(opts ...sql.OrderTermOption) OrderOption {
 // ByPlan orders the results by the plan field.
 func ByPlan(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldPlan, opts...).ToFunc()
+}
+
+// ByBudgetAlertAt orders the results by the budget_alert_at field.
+func ByBudgetAlertAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldBudgetAlertAt, opts...).ToFunc()
+}
+
+// ByBudgetAlert orders the results by the budget_alert field.
+func ByBudgetAlert(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldBudgetAlert, opts...).ToFunc()
 }
 
 // ByAccountsCount orders the results by accounts count.

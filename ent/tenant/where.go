@@ -91,6 +91,16 @@ func Plan(v string) predicate.Tenant {
 	return predicate.Tenant(sql.FieldEQ(FieldPlan, v))
 }
 
+// BudgetAlertAt applies equality check predicate on the "budget_alert_at" field. It's identical to BudgetAlertAtEQ.
+func BudgetAlertAt(v time.Time) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldBudgetAlertAt, v))
+}
+
+// BudgetAlert applies equality check predicate on the "budget_alert" field. It's identical to BudgetAlertEQ.
+func BudgetAlert(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldBudgetAlert, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.Tenant {
 	return predicate.Tenant(sql.FieldEQ(FieldCreatedAt, v))
@@ -514,6 +524,121 @@ func PlanEqualFold(v string) predicate.Tenant {
 // PlanContainsFold applies the ContainsFold predicate on the "plan" field.
 func PlanContainsFold(v string) predicate.Tenant {
 	return predicate.Tenant(sql.FieldContainsFold(FieldPlan, v))
+}
+
+// BudgetAlertAtEQ applies the EQ predicate on the "budget_alert_at" field.
+func BudgetAlertAtEQ(v time.Time) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldBudgetAlertAt, v))
+}
+
+// BudgetAlertAtNEQ applies the NEQ predicate on the "budget_alert_at" field.
+func BudgetAlertAtNEQ(v time.Time) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNEQ(FieldBudgetAlertAt, v))
+}
+
+// BudgetAlertAtIn applies the In predicate on the "budget_alert_at" field.
+func BudgetAlertAtIn(vs ...time.Time) predicate.Tenant {
+	return predicate.Tenant(sql.FieldIn(FieldBudgetAlertAt, vs...))
+}
+
+// BudgetAlertAtNotIn applies the NotIn predicate on the "budget_alert_at" field.
+func BudgetAlertAtNotIn(vs ...time.Time) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNotIn(FieldBudgetAlertAt, vs...))
+}
+
+// BudgetAlertAtGT applies the GT predicate on the "budget_alert_at" field.
+func BudgetAlertAtGT(v time.Time) predicate.Tenant {
+	return predicate.Tenant(sql.FieldGT(FieldBudgetAlertAt, v))
+}
+
+// BudgetAlertAtGTE applies the GTE predicate on the "budget_alert_at" field.
+func BudgetAlertAtGTE(v time.Time) predicate.Tenant {
+	return predicate.Tenant(sql.FieldGTE(FieldBudgetAlertAt, v))
+}
+
+// BudgetAlertAtLT applies the LT predicate on the "budget_alert_at" field.
+func BudgetAlertAtLT(v time.Time) predicate.Tenant {
+	return predicate.Tenant(sql.FieldLT(FieldBudgetAlertAt, v))
+}
+
+// BudgetAlertAtLTE applies the LTE predicate on the "budget_alert_at" field.
+func BudgetAlertAtLTE(v time.Time) predicate.Tenant {
+	return predicate.Tenant(sql.FieldLTE(FieldBudgetAlertAt, v))
+}
+
+// BudgetAlertAtIsNil applies the IsNil predicate on the "budget_alert_at" field.
+func BudgetAlertAtIsNil() predicate.Tenant {
+	return predicate.Tenant(sql.FieldIsNull(FieldBudgetAlertAt))
+}
+
+// BudgetAlertAtNotNil applies the NotNil predicate on the "budget_alert_at" field.
+func BudgetAlertAtNotNil() predicate.Tenant {
+	return predicate.Tenant(sql.FieldNotNull(FieldBudgetAlertAt))
+}
+
+// BudgetAlertEQ applies the EQ predicate on the "budget_alert" field.
+func BudgetAlertEQ(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldBudgetAlert, v))
+}
+
+// BudgetAlertNEQ applies the NEQ predicate on the "budget_alert" field.
+func BudgetAlertNEQ(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNEQ(FieldBudgetAlert, v))
+}
+
+// BudgetAlertIn applies the In predicate on the "budget_alert" field.
+func BudgetAlertIn(vs ...string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldIn(FieldBudgetAlert, vs...))
+}
+
+// BudgetAlertNotIn applies the NotIn predicate on the "budget_alert" field.
+func BudgetAlertNotIn(vs ...string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNotIn(FieldBudgetAlert, vs...))
+}
+
+// BudgetAlertGT applies the GT predicate on the "budget_alert" field.
+func BudgetAlertGT(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldGT(FieldBudgetAlert, v))
+}
+
+// BudgetAlertGTE applies the GTE predicate on the "budget_alert" field.
+func BudgetAlertGTE(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldGTE(FieldBudgetAlert, v))
+}
+
+// BudgetAlertLT applies the LT predicate on the "budget_alert" field.
+func BudgetAlertLT(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldLT(FieldBudgetAlert, v))
+}
+
+// BudgetAlertLTE applies the LTE predicate on the "budget_alert" field.
+func BudgetAlertLTE(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldLTE(FieldBudgetAlert, v))
+}
+
+// BudgetAlertContains applies the Contains predicate on the "budget_alert" field.
+func BudgetAlertContains(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldContains(FieldBudgetAlert, v))
+}
+
+// BudgetAlertHasPrefix applies the HasPrefix predicate on the "budget_alert" field.
+func BudgetAlertHasPrefix(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldHasPrefix(FieldBudgetAlert, v))
+}
+
+// BudgetAlertHasSuffix applies the HasSuffix predicate on the "budget_alert" field.
+func BudgetAlertHasSuffix(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldHasSuffix(FieldBudgetAlert, v))
+}
+
+// BudgetAlertEqualFold applies the EqualFold predicate on the "budget_alert" field.
+func BudgetAlertEqualFold(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEqualFold(FieldBudgetAlert, v))
+}
+
+// BudgetAlertContainsFold applies the ContainsFold predicate on the "budget_alert" field.
+func BudgetAlertContainsFold(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldContainsFold(FieldBudgetAlert, v))
 }
 
 // HasAccounts applies the HasEdge predicate on the "accounts" edge.

@@ -98,7 +98,12 @@ type Tenant struct {
 	// Output only.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Output only.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Output only. The last time one of the tenant's budgets (its own or one
+	// of its keys') crossed its soft limit, and which.
+	BudgetAlertTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=budget_alert_time,json=budgetAlertTime,proto3" json:"budget_alert_time,omitempty"`
+	// Output only.
+	BudgetAlert   string `protobuf:"bytes,11,opt,name=budget_alert,json=budgetAlert,proto3" json:"budget_alert,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -194,6 +199,20 @@ func (x *Tenant) GetUpdateTime() *timestamppb.Timestamp {
 		return x.UpdateTime
 	}
 	return nil
+}
+
+func (x *Tenant) GetBudgetAlertTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BudgetAlertTime
+	}
+	return nil
+}
+
+func (x *Tenant) GetBudgetAlert() string {
+	if x != nil {
+		return x.BudgetAlert
+	}
+	return ""
 }
 
 type GetTenantRequest struct {
@@ -676,7 +695,7 @@ var File_tollgate_admin_v1_tenant_proto protoreflect.FileDescriptor
 
 const file_tollgate_admin_v1_tenant_proto_rawDesc = "" +
 	"\n" +
-	"\x1etollgate/admin/v1/tenant.proto\x12\x11tollgate.admin.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x02\n" +
+	"\x1etollgate/admin/v1/tenant.proto\x12\x11tollgate.admin.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x03\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04slug\x18\x02 \x01(\tR\x04slug\x12\x12\n" +
@@ -688,7 +707,10 @@ const file_tollgate_admin_v1_tenant_proto_rawDesc = "" +
 	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"*\n" +
+	"updateTime\x12F\n" +
+	"\x11budget_alert_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x0fbudgetAlertTime\x12!\n" +
+	"\fbudget_alert\x18\v \x01(\tR\vbudgetAlert\"*\n" +
 	"\x10GetTenantRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\"F\n" +
 	"\x11GetTenantResponse\x121\n" +
@@ -760,29 +782,30 @@ var file_tollgate_admin_v1_tenant_proto_depIdxs = []int32{
 	0,  // 0: tollgate.admin.v1.Tenant.status:type_name -> tollgate.admin.v1.TenantStatus
 	12, // 1: tollgate.admin.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
 	12, // 2: tollgate.admin.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
-	1,  // 3: tollgate.admin.v1.GetTenantResponse.tenant:type_name -> tollgate.admin.v1.Tenant
-	0,  // 4: tollgate.admin.v1.ListTenantsRequest.status:type_name -> tollgate.admin.v1.TenantStatus
-	1,  // 5: tollgate.admin.v1.ListTenantsResponse.tenants:type_name -> tollgate.admin.v1.Tenant
-	1,  // 6: tollgate.admin.v1.CreateTenantRequest.tenant:type_name -> tollgate.admin.v1.Tenant
-	1,  // 7: tollgate.admin.v1.CreateTenantResponse.tenant:type_name -> tollgate.admin.v1.Tenant
-	1,  // 8: tollgate.admin.v1.UpdateTenantRequest.tenant:type_name -> tollgate.admin.v1.Tenant
-	13, // 9: tollgate.admin.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
-	1,  // 10: tollgate.admin.v1.UpdateTenantResponse.tenant:type_name -> tollgate.admin.v1.Tenant
-	2,  // 11: tollgate.admin.v1.TenantService.GetTenant:input_type -> tollgate.admin.v1.GetTenantRequest
-	4,  // 12: tollgate.admin.v1.TenantService.ListTenants:input_type -> tollgate.admin.v1.ListTenantsRequest
-	6,  // 13: tollgate.admin.v1.TenantService.CreateTenant:input_type -> tollgate.admin.v1.CreateTenantRequest
-	8,  // 14: tollgate.admin.v1.TenantService.UpdateTenant:input_type -> tollgate.admin.v1.UpdateTenantRequest
-	10, // 15: tollgate.admin.v1.TenantService.DeleteTenant:input_type -> tollgate.admin.v1.DeleteTenantRequest
-	3,  // 16: tollgate.admin.v1.TenantService.GetTenant:output_type -> tollgate.admin.v1.GetTenantResponse
-	5,  // 17: tollgate.admin.v1.TenantService.ListTenants:output_type -> tollgate.admin.v1.ListTenantsResponse
-	7,  // 18: tollgate.admin.v1.TenantService.CreateTenant:output_type -> tollgate.admin.v1.CreateTenantResponse
-	9,  // 19: tollgate.admin.v1.TenantService.UpdateTenant:output_type -> tollgate.admin.v1.UpdateTenantResponse
-	11, // 20: tollgate.admin.v1.TenantService.DeleteTenant:output_type -> tollgate.admin.v1.DeleteTenantResponse
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	12, // 3: tollgate.admin.v1.Tenant.budget_alert_time:type_name -> google.protobuf.Timestamp
+	1,  // 4: tollgate.admin.v1.GetTenantResponse.tenant:type_name -> tollgate.admin.v1.Tenant
+	0,  // 5: tollgate.admin.v1.ListTenantsRequest.status:type_name -> tollgate.admin.v1.TenantStatus
+	1,  // 6: tollgate.admin.v1.ListTenantsResponse.tenants:type_name -> tollgate.admin.v1.Tenant
+	1,  // 7: tollgate.admin.v1.CreateTenantRequest.tenant:type_name -> tollgate.admin.v1.Tenant
+	1,  // 8: tollgate.admin.v1.CreateTenantResponse.tenant:type_name -> tollgate.admin.v1.Tenant
+	1,  // 9: tollgate.admin.v1.UpdateTenantRequest.tenant:type_name -> tollgate.admin.v1.Tenant
+	13, // 10: tollgate.admin.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
+	1,  // 11: tollgate.admin.v1.UpdateTenantResponse.tenant:type_name -> tollgate.admin.v1.Tenant
+	2,  // 12: tollgate.admin.v1.TenantService.GetTenant:input_type -> tollgate.admin.v1.GetTenantRequest
+	4,  // 13: tollgate.admin.v1.TenantService.ListTenants:input_type -> tollgate.admin.v1.ListTenantsRequest
+	6,  // 14: tollgate.admin.v1.TenantService.CreateTenant:input_type -> tollgate.admin.v1.CreateTenantRequest
+	8,  // 15: tollgate.admin.v1.TenantService.UpdateTenant:input_type -> tollgate.admin.v1.UpdateTenantRequest
+	10, // 16: tollgate.admin.v1.TenantService.DeleteTenant:input_type -> tollgate.admin.v1.DeleteTenantRequest
+	3,  // 17: tollgate.admin.v1.TenantService.GetTenant:output_type -> tollgate.admin.v1.GetTenantResponse
+	5,  // 18: tollgate.admin.v1.TenantService.ListTenants:output_type -> tollgate.admin.v1.ListTenantsResponse
+	7,  // 19: tollgate.admin.v1.TenantService.CreateTenant:output_type -> tollgate.admin.v1.CreateTenantResponse
+	9,  // 20: tollgate.admin.v1.TenantService.UpdateTenant:output_type -> tollgate.admin.v1.UpdateTenantResponse
+	11, // 21: tollgate.admin.v1.TenantService.DeleteTenant:output_type -> tollgate.admin.v1.DeleteTenantResponse
+	17, // [17:22] is the sub-list for method output_type
+	12, // [12:17] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_admin_v1_tenant_proto_init() }
