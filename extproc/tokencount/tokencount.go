@@ -19,9 +19,9 @@
 // tiktoken; it documents that Claude Opus 4.7 and later models use a newer
 // tokenizer that makes about 30% more tokens of the same text than earlier
 // Claude models (platform.claude.com, "Token counting"). Third-party
-// measurements, which Anthropic has not confirmed, found Claude 3.5 Sonnet's
-// counts 20-30% above GPT-4o's for the same English text, so expect
-// O200kBase to undercount Claude by a quarter or more, and more on recent
+// measurements, which Anthropic has not confirmed, found Claude 3.5 Sonnet
+// using about 20-30% more tokens than GPT-4o for the same prompts, so expect
+// O200kBase to undercount Claude by a fifth or more, and more on recent
 // models. Google documents only that a Gemini token is "about 4 characters";
 // how far O200kBase is from Gemini's counts is unknown.
 //
