@@ -132,3 +132,51 @@ func mustRequestID(t *testing.T, f *fixture) string {
 	t.Fatal("no request in flight")
 	return ""
 }
+
+// After a burst of plain, streamed and cut requests, the budget's spend is
+// the sum of the requests' usage records: streams settle at their reported
+// usage, a cut stream at its estimate, and nothing stays held.
+func TestBudgetSpendEqualsTheUsageRecords(t *testing.T) {
+	f := newFixture(t)
+	e := withQuota(f)
+	hard := int64(1 << 40)
+	f.cfg.tenants[tenantID].Policy = &configv1.Policy{Budgets: []*configv1.Budget{{Period: configv1.BudgetPeriod_BUDGET_PERIOD_TOTAL, HardLimitMicros: &hard}}}
+	stream := strings.Replace(chatBody, `"model":"smart"`, `"model":"smart","stream":true`, 1)
+	start := `event: message_start` + "\n" + `data: {"type":"message_start","message":{"id":"m","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"usage":{"input_tokens":40,"output_tokens":1}}}` + "\n\n" +
+		`event: content_block_start` + "\n" + `data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}` + "\n\n" +
+		`event: content_block_delta` + "\n" + `data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Paris is lovely in the spring."}}` + "\n\n"
+	end := `event: message_delta` + "\n" + `data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":9}}` + "\n\n" +
+		`event: message_stop` + "\n" + `data: {"type":"message_stop"}` + "\n\n"
+	for i, c := range []struct {
+		body   string
+		chunks []string
+		ct     string
+	}{
+		{chatBody, []string{anthropicAnswer}, "application/json"},
+		{stream, []string{start, end}, "text/event-stream"},
+		{stream, []string{start}, "text/event-stream"}, // cut before its end
+	} {
+		ds, _, id := f.admit(t, c.body)
+		us := f.open()
+		us.exchange(t, upstreamHeaders(anthropicD, ":path", "/v1/chat/completions", "x-request-id", id))
+		us.exchange(t, respHeaders(false, ":status", "200", "content-type", c.ct))
+		for j, chunk := range c.chunks {
+			us.exchange(t, respBody(chunk, i != 2 && j == len(c.chunks)-1))
+		}
+		us.close(t)
+		ds.close(t)
+	}
+	var sum int64
+	recs := f.usage.records()
+	for _, r := range recs {
+		sum += r.GetCostMicros()
+	}
+	if len(recs) != 3 || !recs[2].GetEstimated() || sum == 0 {
+		t.Fatalf("records %v", recs)
+	}
+	st := e.State(quota.Subject{Kind: quota.Tenant, ID: tenantID})
+	spend := st.Meters[quota.TotalSpend]
+	if spend.Used != sum || spend.Held != 0 {
+		t.Errorf("total budget used %d (held %d), want the records' %d µ$ and nothing held", spend.Used, spend.Held, sum)
+	}
+}
