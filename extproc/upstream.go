@@ -25,7 +25,13 @@ type upstream struct {
 func (u *upstream) run(hh *extprocv3.HttpHeaders, deploymentID string) error {
 	resp := u.requestHeaders(hh, deploymentID)
 	if u.try != nil {
-		defer u.req.endTry()
+		// The usage is read once, when the try's stream ends: reading it
+		// per chunk would make the translator estimate (tokenize) what the
+		// provider is about to report anyway.
+		defer func() {
+			u.captureUsage()
+			u.req.endTry()
+		}()
 	}
 	for {
 		if err := u.st.Send(resp); err != nil {
@@ -167,9 +173,17 @@ func (u *upstream) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 	return responseBodyReply(replaceBody(out))
 }
 
-// finishBody records the usage seen so far, and the end of the response.
-// It runs before the reply is sent, so that when Envoy ends the downstream
-// stream the try's outcome is already known.
+// captureUsage reads the try's usage from its translator: what the provider
+// reported, or an estimate when the response ended without a report.
+func (u *upstream) captureUsage() {
+	usage := u.rt.Usage()
+	u.req.mu.Lock()
+	u.try.usage = usage
+	u.req.mu.Unlock()
+}
+
+// finishBody records the time of the first byte, errors, and the end of
+// the response.
 func (u *upstream) finishBody(err error, end bool) {
 	now := u.s.now()
 	u.req.mu.Lock()
@@ -177,7 +191,6 @@ func (u *upstream) finishBody(err error, end bool) {
 	if u.try.firstByte.IsZero() {
 		u.try.firstByte = now
 	}
-	u.try.usage = u.rt.Usage()
 	if err != nil && u.try.errorType == "" {
 		var se *translate.StreamError
 		if errors.As(err, &se) {

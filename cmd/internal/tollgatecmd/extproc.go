@@ -28,6 +28,7 @@ import (
 	"github.com/tollgate-dev/tollgate/extproc/configclient"
 	"github.com/tollgate-dev/tollgate/extproc/quota"
 	"github.com/tollgate-dev/tollgate/extproc/quotalease"
+	"github.com/tollgate-dev/tollgate/extproc/tokencount"
 	usagequeue "github.com/tollgate-dev/tollgate/extproc/usage"
 )
 
@@ -88,6 +89,13 @@ func serveExtProc(ctx context.Context, f extprocFlags, log *slog.Logger, ready f
 	}
 	defer func() { _ = conn.Close() }() // nothing is left to flush on a closed connection
 
+	// Load the tokenizer's encodings now rather than inside the first
+	// request that needs an estimate (about 0.2 s and 22 MB, once).
+	go func() {
+		if err := tokencount.Warm(); err != nil {
+			log.Warn("loading the tokenizer; usage estimates will load it on first use", "err", err)
+		}
+	}()
 	cfg := configclient.New(conn, f.nodeID, log)
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
