@@ -6,7 +6,8 @@ import (
 )
 
 // anthropicPassthrough serves Anthropic Messages clients from Anthropic: the
-// body keeps every byte but the top-level "model", and usage is read from
+// body keeps every byte but the top-level "model" (and "max_tokens" under a
+// Target.MaxOutputTokens cap), and usage is read from
 // message_start and message_delta events on the way through.
 type anthropicPassthrough struct{}
 
@@ -14,7 +15,11 @@ func (anthropicPassthrough) request(t Target, body []byte) (ProviderRequest, err
 	if err := checkObject(body); err != nil {
 		return ProviderRequest{}, err
 	}
-	spans, found, _, err := topLevel(body, "model", "stream")
+	names := []string{"model", "stream"}
+	if t.MaxOutputTokens > 0 {
+		names = append(names, "max_tokens")
+	}
+	spans, found, end, err := topLevel(body, names...)
 	if err != nil {
 		return ProviderRequest{}, scanError(err)
 	}
@@ -31,10 +36,20 @@ func (anthropicPassthrough) request(t Target, body []byte) (ProviderRequest, err
 			return ProviderRequest{}, badRequest(CodeInvalidType, "stream", "Invalid type for 'stream': expected a boolean, got %s.", jsonKind(v))
 		}
 	}
+	edits := []edit{{spans[0].start, spans[0].end, appendJSONString(nil, t.UpstreamModel)}}
+	if t.MaxOutputTokens > 0 {
+		// max_tokens is required: lowered when above the cap, and set to
+		// it in a request that lacks one.
+		capEdits, err := outputCapEdits(body, skipSpace(body, 0), end, names[2:], spans[2:], found[2:], "max_tokens", t.MaxOutputTokens)
+		if err != nil {
+			return ProviderRequest{}, err
+		}
+		edits = append(edits, capEdits...)
+	}
 	return ProviderRequest{
 		Method:   "POST",
 		Path:     t.path("/v1/messages"),
-		Body:     applyEdits(body, []edit{{spans[0].start, spans[0].end, appendJSONString(nil, t.UpstreamModel)}}),
+		Body:     applyEdits(body, edits),
 		Headers:  []Header{{Name: "anthropic-version", Value: anthropicVersion(t), IfAbsent: true}},
 		Response: resp,
 	}, nil

@@ -128,11 +128,12 @@ func (anthropicToOpenAI) request(t Target, body []byte) (ProviderRequest, error)
 		out.Messages = append(out.Messages, msgs...)
 	}
 
+	limit := t.capOutput(*in.MaxTokens)
 	if t.Kind == KindOpenAICompatible {
-		out.MaxTokens = in.MaxTokens
+		out.MaxTokens = &limit
 	} else {
 		// OpenAI's reasoning models refuse max_tokens.
-		out.MaxCompletionTokens = in.MaxTokens
+		out.MaxCompletionTokens = &limit
 	}
 	if out.Stream {
 		out.StreamOptions = &chatStreamOptions{IncludeUsage: boolPtr(true)}

@@ -26,7 +26,12 @@ func FuzzTranslateRequest(f *testing.F) {
 	f.Add([]byte(`{"model":"m","stream":true,"stream_options":{"include_usage":false},"messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"x"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AA=="}}]},{"role":"assistant","tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"a","content":"1"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":"required","response_format":{"type":"json_schema","json_schema":{"name":"r","schema":{"type":"object"}}},"reasoning_effort":"low","max_tokens":2000}`))
 	f.Add([]byte(`{"model":"c","max_tokens":9,"system":"s","messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"r"}]}]},{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{}}]}],"tools":[{"name":"f","input_schema":{}}],"tool_choice":{"type":"tool","name":"f"}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		for _, p := range pairs {
+		for i := range 2 * len(pairs) {
+			// Every pair twice: without and with an output cap.
+			p := pairs[i%len(pairs)]
+			if i >= len(pairs) {
+				p.target.MaxOutputTokens = 100
+			}
 			preq, err := TranslateRequest(p.api, p.target, body)
 			if err != nil {
 				e, ok := errorAs[*Error](err)

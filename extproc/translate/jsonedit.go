@@ -336,3 +336,45 @@ func marshal(v any) ([]byte, error) {
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
 }
+
+// outputCapEdits returns the edits that cap a request's output limit at
+// limit (Target.MaxOutputTokens) in place. names are the limit members the
+// provider reads, spans and found where topLevel found them. Each member the
+// client set above limit is lowered to it; when the client set none (all
+// absent or null), insert is set to limit, replacing a null insert member or
+// added as the last member of the object that starts at objStart and ends at
+// end. A limit that is not a number is refused: with a cap in force, a value
+// Tollgate cannot compare must not reach a lenient provider.
+func outputCapEdits(body []byte, objStart, end int, names []string, spans []span, found []bool, insert string, limit int64) ([]edit, error) {
+	var edits []edit
+	set := false
+	insertAt := -1
+	for i, name := range names {
+		if !found[i] {
+			continue
+		}
+		v := body[spans[i].start:spans[i].end]
+		if isNull(v) {
+			if name == insert {
+				insertAt = i
+			}
+			continue
+		}
+		if v[0] != '-' && (v[0] < '0' || v[0] > '9') {
+			return nil, badRequest(CodeInvalidType, name, "Invalid type for '%s': expected an integer, got %s.", name, jsonKind(v))
+		}
+		set = true
+		// A number too large for float64 parses as +Inf (with an error),
+		// which is above any limit.
+		if f, _ := strconv.ParseFloat(string(v), 64); f > float64(limit) {
+			edits = append(edits, edit{spans[i].start, spans[i].end, appendInt(nil, limit)})
+		}
+	}
+	if set {
+		return edits, nil
+	}
+	if insertAt >= 0 {
+		return []edit{{spans[insertAt].start, spans[insertAt].end, appendInt(nil, limit)}}, nil
+	}
+	return []edit{insertMember(body, objStart, end, insert, appendInt(nil, limit))}, nil
+}

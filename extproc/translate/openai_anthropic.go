@@ -46,6 +46,7 @@ func (openAIToAnthropic) request(t Target, body []byte) (ProviderRequest, error)
 	} else {
 		ar.MaxTokens = t.maxTokens()
 	}
+	ar.MaxTokens = t.capOutput(ar.MaxTokens)
 
 	var system anthropicContent
 	for i := range r.Messages {
@@ -162,10 +163,13 @@ func (openAIToAnthropic) request(t Target, body []byte) (ProviderRequest, error)
 	}
 	if budget, ok := reasoningBudget(r.ReasoningEffort); ok {
 		if _, set := r.maxOutputTokens(); !set {
-			ar.MaxTokens = budget + t.maxTokens()
+			ar.MaxTokens = t.capOutput(budget + t.maxTokens())
 		}
 		if ar.MaxTokens <= budget {
 			budget = ar.MaxTokens - 1
+		}
+		if budget < 1024 && t.MaxOutputTokens > 0 && ar.MaxTokens == t.MaxOutputTokens {
+			return ProviderRequest{}, badRequest(CodeInvalidValue, "reasoning_effort", "With 'reasoning_effort', this model (served by Anthropic) needs an output limit above 1024 tokens, but its deployment caps output at %d: leave 'reasoning_effort' out or set it to none.", t.MaxOutputTokens)
 		}
 		if budget < 1024 {
 			return ProviderRequest{}, badRequest(CodeInvalidValue, "max_completion_tokens", "With 'reasoning_effort', this model (served by Anthropic) needs 'max_completion_tokens' above 1024: thinking takes at least 1024 tokens of it.")

@@ -232,6 +232,10 @@ func (openAIToGemini) request(t Target, body []byte) (ProviderRequest, error) {
 		FrequencyPenalty: r.FrequencyPenalty,
 	}
 	if n, ok := r.maxOutputTokens(); ok {
+		n = t.capOutput(n)
+		gc.MaxOutputTokens = &n
+	} else if t.MaxOutputTokens > 0 {
+		n := t.MaxOutputTokens
 		gc.MaxOutputTokens = &n
 	}
 	if rf := r.ResponseFormat; rf != nil {

@@ -10,8 +10,8 @@ import (
 // openAIPassthrough serves OpenAI clients (Chat Completions, Embeddings,
 // Responses) from OpenAI, Azure OpenAI and OpenAI-compatible providers. The
 // body is not re-encoded: only the top-level "model" (and, where asked,
-// "store" and "stream_options") is rewritten in place, so fields Tollgate does
-// not know reach the provider byte for byte.
+// "store", "stream_options" and the output limit) is rewritten in place, so
+// fields Tollgate does not know reach the provider byte for byte.
 type openAIPassthrough struct{ api ClientAPI }
 
 func (p openAIPassthrough) request(t Target, body []byte) (ProviderRequest, error) {
@@ -24,8 +24,16 @@ func (p openAIPassthrough) request(t Target, body []byte) (ProviderRequest, erro
 		iStreamOptions
 		iStore
 		iMessages
+		iLimits // the output limits, looked up only with a cap in force
 	)
-	spans, found, end, err := topLevel(body, "model", "stream", "stream_options", "store", "messages")
+	names := []string{"model", "stream", "stream_options", "store", "messages"}
+	limits := p.outputLimits(t)
+	if t.MaxOutputTokens > 0 {
+		// A duplicate limit is refused only then: a provider that reads the
+		// last of two could otherwise see one the cap never saw.
+		names = append(names, limits...)
+	}
+	spans, found, end, err := topLevel(body, names...)
 	if err != nil {
 		return ProviderRequest{}, scanError(err)
 	}
@@ -78,12 +86,37 @@ func (p openAIPassthrough) request(t Target, body []byte) (ProviderRequest, erro
 			edits = append(edits, insertMember(body, skipSpace(body, 0), end, "store", []byte("false")))
 		}
 	}
+	if t.MaxOutputTokens > 0 && len(limits) > 0 {
+		capEdits, err := outputCapEdits(body, skipSpace(body, 0), end, limits, spans[iLimits:], found[iLimits:], limits[0], t.MaxOutputTokens)
+		if err != nil {
+			return ProviderRequest{}, err
+		}
+		edits = append(edits, capEdits...)
+	}
 	return ProviderRequest{
 		Method:   "POST",
 		Path:     openAIPath(t, p.api),
 		Body:     applyEdits(body, edits),
 		Response: resp,
 	}, nil
+}
+
+// outputLimits names the members that limit a request's output, the one
+// added when the client set none first: max_output_tokens for Responses;
+// for chat, max_completion_tokens (OpenAI's reasoning models refuse
+// max_tokens), except on compatible servers, which often know only the older
+// max_tokens. Embeddings have none.
+func (p openAIPassthrough) outputLimits(t Target) []string {
+	switch p.api {
+	case OpenAIChat:
+		if t.Kind == KindOpenAICompatible {
+			return []string{"max_tokens", "max_completion_tokens"}
+		}
+		return []string{"max_completion_tokens", "max_tokens"}
+	case OpenAIResponses:
+		return []string{"max_output_tokens"}
+	}
+	return nil
 }
 
 // acceptsDeveloperRole reports whether the provider knows OpenAI's

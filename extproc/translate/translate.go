@@ -112,6 +112,12 @@ type Target struct {
 	// DefaultMaxTokens is the max_tokens sent to Anthropic when the client
 	// set no limit (Anthropic requires one); 0 means DefaultMaxTokens.
 	DefaultMaxTokens int64
+	// MaxOutputTokens, when above 0, caps the request's output limit: a
+	// client limit above it is lowered to it, and a request without one gets
+	// it, in the field each provider reads (docs/translation.md, "Output
+	// cap"). Embeddings requests have no output limit and are left alone.
+	// 0 means no cap: requests keep the client's limit, byte for byte.
+	MaxOutputTokens int64
 }
 
 // Defaults for Target fields left empty.
@@ -126,6 +132,14 @@ func (t Target) maxTokens() int64 {
 		return t.DefaultMaxTokens
 	}
 	return DefaultMaxTokens
+}
+
+// capOutput returns n lowered to MaxOutputTokens when a cap is set.
+func (t Target) capOutput(n int64) int64 {
+	if t.MaxOutputTokens > 0 && n > t.MaxOutputTokens {
+		return t.MaxOutputTokens
+	}
+	return n
 }
 
 // path joins BasePath and p.
