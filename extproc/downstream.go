@@ -173,6 +173,9 @@ func (d *downstream) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 	if e := outputAllowed(&f, r.tenant, r.key); e != nil {
 		return d.refuse(e)
 	}
+	if limit, ok := maxOutputTokens(r.tenant, r.key); ok {
+		r.outputCap = limit
+	}
 	if e := providersAllowed(d.s.cfg, m, r.tenant, r.key); e != nil {
 		return d.refuse(e)
 	}

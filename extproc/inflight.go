@@ -23,6 +23,9 @@ type request struct {
 	body    []byte // as the client sent it; each try translates it for its provider
 	stream  bool
 	noStore bool
+	// outputCap is the policy's limit on output tokens: every try's request
+	// carries it as its output limit (0: none).
+	outputCap int64
 	// first is the request as translated for the first deployment when it
 	// was checked; its first try (nearly always that deployment) reuses it.
 	first           translate.ProviderRequest

@@ -66,10 +66,11 @@ func maxOutputTokens(tenant *configv1.Tenant, key *configv1.Key) (int64, bool) {
 }
 
 // outputAllowed refuses a request that asks for more output than its
-// policy allows.
+// policy allows, unless the policy clamps: then, as for a request that sets
+// no limit, the limit is lowered to the policy's in every try (target.go).
 func outputAllowed(f *requestFields, tenant *configv1.Tenant, key *configv1.Key) *translate.Error {
 	limit, ok := maxOutputTokens(tenant, key)
-	if !ok {
+	if !ok || tenant.GetPolicy().GetClampOutputTokens() || key.GetPolicy().GetClampOutputTokens() {
 		return nil
 	}
 	for _, field := range []struct {

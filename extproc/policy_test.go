@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -78,4 +79,37 @@ func TestFallbackToAnExcludedProviderIsNotSent(t *testing.T) {
 		t.Errorf("fallback to a denied provider: %d, want 403", status)
 	}
 	ds.close(t)
+}
+
+// With clamping, a request above the limit is admitted and each try sends
+// the provider the policy's limit; without a limit set by the client, the
+// policy's limit is sent too.
+func TestMaxOutputTokensAreCappedInEveryTry(t *testing.T) {
+	fifty := int64(50)
+	for _, c := range []struct {
+		name, body string
+		clamp      bool
+	}{
+		{"above, clamped", strings.Replace(chatBody, `"model":"smart"`, `"model":"smart","max_tokens":500`, 1), true},
+		{"unset", chatBody, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.cfg.tenants[tenantID].Policy = &configv1.Policy{MaxOutputTokens: &fifty, ClampOutputTokens: c.clamp}
+			ds, r, id := f.admit(t, c.body)
+			if r.GetImmediateResponse() != nil {
+				t.Fatalf("refused: %s", r.GetImmediateResponse().GetBody())
+			}
+			us := f.open()
+			_, _, common := mutations(us.exchange(t, upstreamHeaders(anthropicD, ":path", "/v1/chat/completions", "x-request-id", id)))
+			var sent struct {
+				MaxTokens int64 `json:"max_tokens"`
+			}
+			if err := json.Unmarshal(common.GetBodyMutation().GetBody(), &sent); err != nil || sent.MaxTokens != 50 {
+				t.Errorf("the provider is asked for %d output tokens (%v), want the policy's 50", sent.MaxTokens, err)
+			}
+			us.close(t)
+			ds.close(t)
+		})
+	}
 }

@@ -18,9 +18,10 @@ var providerKinds = map[configv1.ProviderKind]translate.ProviderKind{
 // target describes where a try of r goes, for the translator.
 func target(r *request, d *configv1.Deployment, p *configv1.Provider) translate.Target {
 	t := translate.Target{
-		Kind:          providerKinds[p.GetKind()],
-		UpstreamModel: d.GetUpstreamModel(),
-		ForceNoStore:  r.noStore,
+		Kind:            providerKinds[p.GetKind()],
+		UpstreamModel:   d.GetUpstreamModel(),
+		ForceNoStore:    r.noStore,
+		MaxOutputTokens: r.outputCap,
 	}
 	if p.GetKind() == configv1.ProviderKind_PROVIDER_KIND_AZURE_OPENAI {
 		t.APIVersion = p.GetApiVersion()
