@@ -34,3 +34,17 @@ func TestStatusShowsWhatIsServedAndWhatIsNot(t *testing.T) {
 	}
 	assertProto(t, f.only(t, "GetConfigStatus").req, proto.Message(&adminv1.GetConfigStatusRequest{}))
 }
+
+// A tenant whose budget crossed its soft limit shows the alert in the table.
+func TestTenantTableShowsTheBudgetAlert(t *testing.T) {
+	f := newFakeServer(t)
+	f.replyWith("GetTenant", &adminv1.GetTenantResponse{Tenant: &adminv1.Tenant{
+		Id: "t1", Slug: "acme", Name: "Acme", Status: adminv1.TenantStatus_TENANT_STATUS_ACTIVE,
+		BudgetAlertTime: timestamppb.New(time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC)),
+		BudgetAlert:     "key k1: budget_day soft limit reached",
+	}})
+	res := f.run(t, "tenant", "get", "acme")
+	if res.code != 0 || !strings.Contains(res.stdout, "BUDGET_ALERT") || !strings.Contains(res.stdout, "2026-11-27T03:00:00Z key k1: budget_day soft limit reached") {
+		t.Errorf("exit %d, output:\n%s", res.code, res.stdout)
+	}
+}

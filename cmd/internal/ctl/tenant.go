@@ -29,10 +29,14 @@ func (c *cli) tenants() (adminv1.TenantServiceClient, error) {
 }
 
 func tenantTable(t *table, tenants ...*adminv1.Tenant) {
-	t.row("ID", "SLUG", "NAME", "STATUS", "PLAN", "BILLING_EMAIL", "BILLING_REFERENCE", "CREATED")
+	t.row("ID", "SLUG", "NAME", "STATUS", "PLAN", "BILLING_EMAIL", "BILLING_REFERENCE", "BUDGET_ALERT", "CREATED")
 	for _, x := range tenants {
+		alert := "-"
+		if x.GetBudgetAlert() != "" {
+			alert = timestamp(x.GetBudgetAlertTime()) + " " + x.GetBudgetAlert()
+		}
 		t.row(x.GetId(), x.GetSlug(), x.GetName(), enumName(x.GetStatus(), "TENANT_STATUS_"),
-			x.GetPlan(), x.GetBillingEmail(), x.GetBillingReference(), timestamp(x.GetCreateTime()))
+			x.GetPlan(), x.GetBillingEmail(), x.GetBillingReference(), alert, timestamp(x.GetCreateTime()))
 	}
 }
 
