@@ -12,6 +12,9 @@
 //	settled + held by every live lease + in flight + new free units ≤ limit
 //
 // so that the units admitted across all replicas never exceed a hard limit.
+// Concurrency is leased the same way, in one window: requests settle at 0,
+// so their units go back to their lease, and an expired lease's in-flight
+// units are released rather than charged (releasesInFlight).
 // Near the limit a grant is at most half of what is left divided among the
 // live leases (but never less than the request waiting for it), so that one
 // replica cannot strand the rest in a lease it will not use.
@@ -158,7 +161,7 @@ func parseKey(k *quotav1.CounterKey, now time.Time) (counterKey, error) {
 		aligned = w.Equal(w.Truncate(24 * time.Hour))
 	case quotav1.Meter_METER_MONTH_BUDGET:
 		aligned = w.Equal(time.Date(w.Year(), w.Month(), 1, 0, 0, 0, 0, time.UTC))
-	case quotav1.Meter_METER_TOTAL_BUDGET:
+	case quotav1.Meter_METER_TOTAL_BUDGET, quotav1.Meter_METER_CONCURRENT_REQUESTS:
 		aligned = w.Equal(time.Unix(0, 0).UTC())
 	default:
 		return ck, fmt.Errorf("%w: meter must be one of the leased meters", errInvalid)
@@ -227,7 +230,7 @@ func (a *Authority) apply(ctx context.Context, tx *ent.Tx, now time.Time, leaseI
 	if err != nil {
 		return nil, err
 	}
-	if err := reclaim(ctx, tx, ctr, now); err != nil {
+	if err := reclaim(ctx, tx, ctr, key.m, now); err != nil {
 		return nil, err
 	}
 	if ctr, err = tx.QuotaCounter.Get(ctx, ctr.ID); err != nil {
@@ -268,7 +271,9 @@ func (a *Authority) apply(ctx context.Context, tx *ent.Tx, now time.Time, leaseI
 	inFlight := req.GetInFlight()
 	holding := inFlight
 	if req.GetRelease() {
-		ctrSettled = satAdd(ctrSettled, inFlight)
+		if !releasesInFlight(key.m) {
+			ctrSettled = satAdd(ctrSettled, inFlight)
+		}
 		holding, inFlight = 0, 0
 	} else if want := req.GetWant(); want > 0 {
 		n, err := tx.QuotaLease.Query().Where(quotalease.CounterID(ctr.ID), quotalease.Ended(false),
@@ -442,8 +447,9 @@ func counter(ctx context.Context, tx *ent.Tx, key counterKey) (*ent.QuotaCounter
 
 // reclaim ends the counter's expired leases: their in-flight units are
 // charged as settled (those requests were admitted, and may have spent
-// them), their free units go back to the counter.
-func reclaim(ctx context.Context, tx *ent.Tx, ctr *ent.QuotaCounter, now time.Time) error {
+// them), their free units go back to the counter. For concurrency the
+// in-flight units are released instead (see releasesInFlight).
+func reclaim(ctx context.Context, tx *ent.Tx, ctr *ent.QuotaCounter, m quotav1.Meter, now time.Time) error {
 	expired, err := tx.QuotaLease.Query().Where(quotalease.CounterID(ctr.ID), quotalease.Ended(false),
 		quotalease.ExpiresAtLTE(now)).All(ctx)
 	if err != nil {
@@ -452,12 +458,17 @@ func reclaim(ctx context.Context, tx *ent.Tx, ctr *ent.QuotaCounter, now time.Ti
 	if len(expired) == 0 {
 		return nil
 	}
+	release := releasesInFlight(m)
 	var charged, freed int64
 	for _, l := range expired {
-		charged = satAdd(charged, l.InFlight)
+		settled := l.Settled
+		if !release {
+			charged = satAdd(charged, l.InFlight)
+			settled = satAdd(settled, l.InFlight)
+		}
 		freed = satAdd(freed, l.Holding)
 		if err := tx.QuotaLease.UpdateOne(l).SetEnded(true).SetHolding(0).SetInFlight(0).
-			SetSettled(satAdd(l.Settled, l.InFlight)).SetUpdatedAt(now).Exec(ctx); err != nil {
+			SetSettled(settled).SetUpdatedAt(now).Exec(ctx); err != nil {
 			return fmt.Errorf("ending an expired lease: %w", err)
 		}
 	}
@@ -467,6 +478,13 @@ func reclaim(ctx context.Context, tx *ent.Tx, ctr *ent.QuotaCounter, now time.Ti
 	}
 	return nil
 }
+
+// releasesInFlight reports whether a lease's in-flight units go back to the
+// counter, rather than being charged as settled, when it expires or is
+// released: true for concurrency, whose units are requests running, not
+// spend. Those requests have ended (a released lease) or belong to a replica
+// that has been silent for a whole TTL, which no longer counts them.
+func releasesInFlight(m quotav1.Meter) bool { return m == quotav1.Meter_METER_CONCURRENT_REQUESTS }
 
 // limitOf reads the subject's limit on the meter from its policy.
 func limitOf(ctx context.Context, tx *ent.Tx, key counterKey) (int64, bool, error) {
@@ -497,6 +515,8 @@ func limitIn(s policy.Spec, m quotav1.Meter) *int64 {
 		return s.RequestsPerMinute
 	case quotav1.Meter_METER_TOKENS_PER_MINUTE:
 		return s.TokensPerMinute
+	case quotav1.Meter_METER_CONCURRENT_REQUESTS:
+		return s.ConcurrentRequests
 	case quotav1.Meter_METER_DAY_BUDGET:
 		period = policy.PeriodDay
 	case quotav1.Meter_METER_MONTH_BUDGET:

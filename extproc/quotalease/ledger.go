@@ -3,8 +3,9 @@
 // (controlplane/quotaauthority, tollgate.quota.v1.QuotaService) keeps the
 // count, and this ledger spends units leased from it.
 //
-// Each leased counter (a subject's requests or tokens per minute, or its
-// daily, monthly or total budget, in one window) has a slot: the lease of
+// Each leased counter (a subject's requests or tokens per minute, its
+// daily, monthly or total budget, or its concurrent requests, in one
+// window) has a slot: the lease of
 // that window. Reserve takes units from the slot with no remote call while
 // it holds enough; a background loop renews a slot before it runs low (below
 // half of its last grant) or its lease nears expiry, reporting what was
@@ -16,14 +17,23 @@
 // Every counter also counts locally (the local ledger's counter), which
 // keeps each replica's rolling window (GCRA) for rates and the windows,
 // marks and readings for budgets; the lease is an extra condition on top.
-// Concurrency is per replica, and spend without a budget is counted only
-// locally: neither is leased.
+// Spend without a budget, and concurrency without a limit, are counted only
+// locally.
+//
+// Concurrency is leased in one window (the Unix epoch): a request takes 1
+// unit from the slot and settles at 0 when it ends, so the unit is free in
+// the slot again; the slot's in-flight units are this replica's
+// concurrency, and the authority grants only while the replicas' leases
+// fit under the limit. A slot with requests in flight is renewed every
+// third of its TTL even when it has no free units, so that the authority
+// does not reclaim (and hand to another replica) slots still running.
 //
 // When the authority is unreachable, a slot spends what its lease holds
 // until the lease's expiry; after that budgets fail closed (a refusal with
-// Reading.Unavailable), and rates fail closed or, with RateFailOpen, are
-// enforced by the local window at limit/N, N the number of replicas
-// holding leases on the counter as last seen.
+// Reading.Unavailable), and rates and concurrency fail closed or, with
+// RateFailOpen, are enforced locally (the rolling window, the gauge) at
+// limit/N, N the number of replicas holding leases on the counter as last
+// seen.
 //
 // Reports are cumulative (settled so far, in flight now), so resending one
 // is harmless; each carries a sequence number, and the authority applies
@@ -70,9 +80,9 @@ type Options struct {
 	// back to the authority (the lease stays, empty, until it expires);
 	// 10 s when zero.
 	IdleAfter time.Duration
-	// RateFailOpen admits requests on the local rolling window at limit/N
-	// while the authority is unreachable, rather than refusing them. Budgets
-	// always fail closed.
+	// RateFailOpen admits requests on the local rolling window (rates) or
+	// gauge (concurrency) at limit/N while the authority is unreachable,
+	// rather than refusing them. Budgets always fail closed.
 	RateFailOpen bool
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
@@ -122,11 +132,12 @@ func New(o Options) *Ledger {
 
 // leased maps the meters that are leased to the protocol's.
 var leased = map[quota.Meter]quotav1.Meter{
-	quota.RequestsPerMinute: quotav1.Meter_METER_REQUESTS_PER_MINUTE,
-	quota.TokensPerMinute:   quotav1.Meter_METER_TOKENS_PER_MINUTE,
-	quota.DaySpend:          quotav1.Meter_METER_DAY_BUDGET,
-	quota.MonthSpend:        quotav1.Meter_METER_MONTH_BUDGET,
-	quota.TotalSpend:        quotav1.Meter_METER_TOTAL_BUDGET,
+	quota.RequestsPerMinute:  quotav1.Meter_METER_REQUESTS_PER_MINUTE,
+	quota.TokensPerMinute:    quotav1.Meter_METER_TOKENS_PER_MINUTE,
+	quota.DaySpend:           quotav1.Meter_METER_DAY_BUDGET,
+	quota.MonthSpend:         quotav1.Meter_METER_MONTH_BUDGET,
+	quota.TotalSpend:         quotav1.Meter_METER_TOTAL_BUDGET,
+	quota.ConcurrentRequests: quotav1.Meter_METER_CONCURRENT_REQUESTS,
 }
 
 // Counter returns a leased counter for the meters the authority counts and
@@ -142,7 +153,7 @@ func (l *Ledger) Counter(s quota.SubjectID, m quota.Meter) quota.Counter {
 		kind = quotav1.SubjectKind_SUBJECT_KIND_KEY
 	}
 	c := &counter{l: l, inner: inner, meter: m, pm: pm, kind: kind, subject: s.ID,
-		rate: m == quota.RequestsPerMinute || m == quota.TokensPerMinute}
+		rate: m == quota.RequestsPerMinute || m == quota.TokensPerMinute, conc: m == quota.ConcurrentRequests}
 	l.mu.Lock()
 	l.counters[s] = append(l.counters[s], c)
 	l.mu.Unlock()
@@ -171,6 +182,7 @@ type counter struct {
 	kind    quotav1.SubjectKind
 	subject string
 	rate    bool
+	conc    bool // concurrency: units come back to the slot when requests end
 
 	mu        sync.Mutex
 	cur       *slot // the latest window's
@@ -326,7 +338,7 @@ func (c *counter) mark(h held) quota.Mark {
 // one when the slot cannot cover them.
 func (c *counter) Reserve(at quota.Instant, n, limit int64) (quota.Mark, bool) {
 	if limit == math.MaxInt64 && !c.rate {
-		// No budget: counted locally only. The inner mark (a window) is
+		// No budget (no concurrency limit): counted locally only. The inner mark (a window) is
 		// the mark, without leasedBit.
 		return c.inner.Reserve(at, n, limit)
 	}
@@ -338,11 +350,15 @@ func (c *counter) Reserve(at quota.Instant, n, limit int64) (quota.Mark, bool) {
 		innerLimit = math.MaxInt64 // the lease is the budget's limit
 	}
 	now := at.Time() // the caller read the clock; reading it again costs more than the rest
-	if c.rate && c.l.o.RateFailOpen && !c.l.up.Load() && s.free(now) < n {
-		// Cut off, failing open: this replica's share of the rate.
+	if (c.rate || c.conc) && c.l.o.RateFailOpen && !c.l.up.Load() && s.free(now) < n {
+		// Cut off, failing open: this replica's share of the rate (of the
+		// concurrency: the gauge counts every request of this replica).
 		mk, ok := c.inner.Reserve(at, n, max(limit/int64(max(s.leases, 1)), 1))
 		if !ok {
 			return 0, false
+		}
+		if c.conc {
+			return mk, true // without leasedBit: no slot to settle
 		}
 		return c.mark(held{inner: mk}), true
 	}
@@ -476,7 +492,9 @@ func (c *counter) Look(at quota.Instant, n, limit int64) quota.Reading {
 	now := at.Time()
 	if s.answeredN > 0 {
 		used := satAdd(s.ctrUsed, s.settled-s.offset-s.sAcked+s.inFlight)
-		if !c.rate {
+		if !c.rate && !c.conc {
+			// (Concurrency reads this replica's requests in flight: other
+			// replicas' leases are mostly free units, not requests.)
 			rd.Used = max(rd.Used, used)
 		}
 		rd.Remaining = max(min(rd.Remaining, limit-used), 0)
@@ -485,12 +503,17 @@ func (c *counter) Look(at quota.Instant, n, limit int64) quota.Reading {
 	if n > free {
 		askedInVain := now.Before(s.noRoom) && n >= s.noRoomN
 		rd.Fits = rd.Fits && c.l.up.Load() && !askedInVain && n <= rd.Remaining
-		failOpen := c.rate && c.l.o.RateFailOpen
+		failOpen := (c.rate || c.conc) && c.l.o.RateFailOpen
 		if !c.l.up.Load() && !failOpen {
 			rd.Unavailable = true
 			rd.Fits = false
 			rd.Wait = max(rd.Wait, time.Second)
 		}
+	}
+	if !rd.Fits && rd.Wait == 0 && c.conc && n <= limit {
+		// The gauge, read without the limit, knows no wait either: a slot
+		// frees when a request ends, here or at another replica.
+		rd.Wait = time.Second
 	}
 	if !rd.Fits && rd.Wait == 0 && !c.rate && n <= limit && rd.Reset > at.Micros {
 		// The inner counter, read without the limit, knows no wait: a
@@ -621,6 +644,8 @@ func (l *Ledger) due() []*slot {
 				out = append(out, s) // idle: give the free units back
 			case s.answeredN > 0 && s.holding > s.inFlight && now.After(s.acked.Add(ttl/3)):
 				out = append(out, s)
+			case c.conc && s.answeredN > 0 && s.inFlight > 0 && now.After(s.acked.Add(ttl/3)):
+				out = append(out, s) // slots still running: keep them leased
 			case s.lastGrant > 0 && s.free(now) < s.lastGrant/2:
 				out = append(out, s)
 			}

@@ -41,6 +41,11 @@ type fakeLease struct {
 	seq                        uint64
 	settled, inFlight, holding int64
 	ended, expired             bool
+	conc                       bool
+}
+
+func concurrency(req *quotav1.LeaseRequest) bool {
+	return req.GetCounter().GetMeter() == quotav1.Meter_METER_CONCURRENT_REQUESTS
 }
 
 func (f *fakeAuthority) Lease(stream quotav1.QuotaService_LeaseServer) error {
@@ -88,7 +93,7 @@ func (f *fakeAuthority) report(req *quotav1.LeaseRequest) *quotav1.LeaseResponse
 	}
 	l := f.leases[req.GetLeaseId()]
 	if l == nil {
-		l = &fakeLease{ctr: c}
+		l = &fakeLease{ctr: c, conc: concurrency(req)}
 		f.leases[req.GetLeaseId()] = l
 	}
 	resp := &quotav1.LeaseResponse{LeaseId: req.GetLeaseId(), Seq: req.GetSeq(), TtlMs: 30_000, Limit: &f.limit, Leases: 1}
@@ -98,7 +103,9 @@ func (f *fakeAuthority) report(req *quotav1.LeaseRequest) *quotav1.LeaseResponse
 		others := c.held - l.holding
 		holding := req.GetInFlight()
 		if req.GetRelease() {
-			c.settled += holding
+			if !concurrency(req) { // concurrency is released, not charged
+				c.settled += holding
+			}
 			holding, l.ended = 0, true
 		} else if left := f.limit - c.settled - others - holding; left >= req.GetNeed() && left > 0 {
 			holding += min(left, req.GetWant())
@@ -126,9 +133,11 @@ func (f *fakeAuthority) expireAll() {
 		if l.ended {
 			continue
 		}
-		l.ctr.settled += l.inFlight
+		if !l.conc {
+			l.ctr.settled += l.inFlight
+			l.settled += l.inFlight
+		}
 		l.ctr.held -= l.holding
-		l.settled += l.inFlight
 		l.inFlight, l.holding, l.ended, l.expired = 0, 0, true, true
 	}
 }
@@ -421,4 +430,121 @@ func TestABusyRateLeasesTheNextMinuteAhead(t *testing.T) {
 	if _, err := e.Admit(minute.Add(61*time.Second), rpm(100), quota.Cost{}); err != nil {
 		t.Fatalf("the next minute's first request: %v", err)
 	}
+}
+
+func concurrent(limit int64) []quota.Subject {
+	return []quota.Subject{{Kind: quota.Tenant, ID: tenant, Limits: quota.Limits{ConcurrentRequests: quota.Max(limit)}}}
+}
+
+func TestReplicasShareAConcurrencyLimit(t *testing.T) {
+	f, c := startAuthority(t, 4)
+	la, a := startLedger(t, c, quotalease.Options{})
+	lb, b := startLedger(t, c, quotalease.Options{})
+	engines := []*quota.Engine{a, b}
+	// Twenty requests at once, on two replicas, none ending: at most 4 run.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var running []*quota.Reservation
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r, err := engines[i%2].Admit(time.Now(), concurrent(4), quota.Cost{}); err == nil {
+				mu.Lock()
+				running = append(running, r)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if n := len(running); n > 4 || n < 1 {
+		t.Fatalf("two replicas run %d requests at once under a concurrency limit of 4", n)
+	}
+	// They end: their slots come back, and 4 run again, no more.
+	for _, r := range running {
+		r.Settle(quota.Cost{})
+	}
+	running = running[:0]
+	admit := func() error {
+		var err error
+		for _, e := range engines {
+			var r *quota.Reservation
+			if r, err = e.Admit(time.Now(), concurrent(4), quota.Cost{}); err == nil {
+				running = append(running, r)
+				return nil
+			}
+		}
+		return err
+	}
+	for i := range 4 {
+		if err := admit(); err != nil {
+			t.Fatalf("request %d after the first ones ended: %v", i, err)
+		}
+	}
+	var d *quota.Denial
+	if err := admit(); !errors.As(err, &d) || d.Meter != quota.ConcurrentRequests || d.RetryAfter <= 0 {
+		t.Fatalf("a fifth request with 4 running: %v", err)
+	}
+	if settled, held := f.totals(); settled != 0 || held > 4 {
+		t.Fatalf("authority: settled %d, held %d; want 0 and at most 4", settled, held)
+	}
+	for _, r := range running {
+		r.Settle(quota.Cost{})
+	}
+	// Concurrency is not spend: nothing is ever settled, and every slot
+	// goes back when the replicas stop.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, l := range []*quotalease.Ledger{la, lb} {
+		if err := l.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if settled, held := f.totals(); settled != 0 || held != 0 {
+		t.Fatalf("authority after close: settled %d, held %d; want 0 and 0", settled, held)
+	}
+}
+
+func TestConcurrencyFailsOpenOrClosedLikeRates(t *testing.T) {
+	for _, open := range []bool{true, false} {
+		f, c := startAuthority(t, 1000)
+		l, e := startLedger(t, c, quotalease.Options{RateFailOpen: open})
+		f.cut(true)
+		waitFor(t, func() bool { return !l.Up() })
+		admitted := 0
+		var denial *quota.Denial
+		for range 5 {
+			_, err := e.Admit(time.Now(), concurrent(3), quota.Cost{})
+			if err == nil {
+				admitted++
+			} else if !errors.As(err, &denial) {
+				t.Fatal(err)
+			}
+		}
+		// Open: the local gauge at the limit (one replica seen); closed:
+		// nothing without a lease, refused as unavailable.
+		if want := map[bool]int{true: 3, false: 0}[open]; admitted != want || denial == nil || denial.Unavailable == open {
+			t.Errorf("fail open %v: admitted %d of 5 at 3 at once (want %d), then %+v", open, admitted, want, denial)
+		}
+	}
+}
+
+func TestAConcurrencySlotStillRunningIsRenewed(t *testing.T) {
+	f, c := startAuthority(t, 1)
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	_, e := startLedger(t, c, quotalease.Options{Now: clock})
+	r, err := e.Admit(clock(), concurrent(1), quota.Cost{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Release()
+	// The lease holds only the request running, nothing free; a third
+	// through its TTL it is renewed all the same, or the authority would
+	// reclaim the slot and hand it to another replica.
+	time.Sleep(50 * time.Millisecond)
+	before := f.reports.Load()
+	now.Add(int64(11 * time.Second))
+	waitFor(t, func() bool { return f.reports.Load() > before })
 }

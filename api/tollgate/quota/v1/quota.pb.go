@@ -72,8 +72,7 @@ func (SubjectKind) EnumDescriptor() ([]byte, []int) {
 	return file_tollgate_quota_v1_quota_proto_rawDescGZIP(), []int{0}
 }
 
-// Meter is what a counter counts. Concurrency is not leased: it is a
-// per-replica gauge.
+// Meter is what a counter counts.
 type Meter int32
 
 const (
@@ -87,6 +86,12 @@ const (
 	Meter_METER_DAY_BUDGET   Meter = 3
 	Meter_METER_MONTH_BUDGET Meter = 4
 	Meter_METER_TOTAL_BUDGET Meter = 5
+	// Requests in flight, in one window (the Unix epoch, like a total
+	// budget). A request takes 1 unit and settles at 0 when it ends, so the
+	// unit goes back to the lease's free units: settled stays 0 and
+	// in_flight is the replica's concurrency. An expired or released lease's
+	// in-flight units are released, not charged: concurrency is not spend.
+	Meter_METER_CONCURRENT_REQUESTS Meter = 6
 )
 
 // Enum value maps for Meter.
@@ -98,6 +103,7 @@ var (
 		3: "METER_DAY_BUDGET",
 		4: "METER_MONTH_BUDGET",
 		5: "METER_TOTAL_BUDGET",
+		6: "METER_CONCURRENT_REQUESTS",
 	}
 	Meter_value = map[string]int32{
 		"METER_UNSPECIFIED":         0,
@@ -106,6 +112,7 @@ var (
 		"METER_DAY_BUDGET":          3,
 		"METER_MONTH_BUDGET":        4,
 		"METER_TOTAL_BUDGET":        5,
+		"METER_CONCURRENT_REQUESTS": 6,
 	}
 )
 
@@ -144,7 +151,8 @@ const (
 	// Applied (or a repeat of one applied): holding is the lease's size.
 	LeaseStatus_LEASE_STATUS_OK LeaseStatus = 1
 	// The lease expired before this report and was reclaimed (its in-flight
-	// units charged, its free units returned): open a new lease.
+	// units charged, or released for METER_CONCURRENT_REQUESTS; its free
+	// units returned): open a new lease.
 	LeaseStatus_LEASE_STATUS_EXPIRED LeaseStatus = 2
 	// The lease was released.
 	LeaseStatus_LEASE_STATUS_RELEASED LeaseStatus = 3
@@ -292,7 +300,8 @@ type LeaseRequest struct {
 	// fewer are not granted at all, so they stay usable by other replicas.
 	Need int64 `protobuf:"varint,8,opt,name=need,proto3" json:"need,omitempty"`
 	// The last report: the lease ends (the window is over, the replica stops).
-	// Its in-flight units are charged as settled.
+	// Its in-flight units are charged as settled (released, for
+	// METER_CONCURRENT_REQUESTS).
 	Release       bool `protobuf:"varint,9,opt,name=release,proto3" json:"release,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -568,14 +577,15 @@ const file_tollgate_quota_v1_quota_proto_rawDesc = "" +
 	"\vSubjectKind\x12\x1c\n" +
 	"\x18SUBJECT_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13SUBJECT_KIND_TENANT\x10\x01\x12\x14\n" +
-	"\x10SUBJECT_KIND_KEY\x10\x02*\xa0\x01\n" +
+	"\x10SUBJECT_KIND_KEY\x10\x02*\xbf\x01\n" +
 	"\x05Meter\x12\x15\n" +
 	"\x11METER_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19METER_REQUESTS_PER_MINUTE\x10\x01\x12\x1b\n" +
 	"\x17METER_TOKENS_PER_MINUTE\x10\x02\x12\x14\n" +
 	"\x10METER_DAY_BUDGET\x10\x03\x12\x16\n" +
 	"\x12METER_MONTH_BUDGET\x10\x04\x12\x16\n" +
-	"\x12METER_TOTAL_BUDGET\x10\x05*\x8f\x01\n" +
+	"\x12METER_TOTAL_BUDGET\x10\x05\x12\x1d\n" +
+	"\x19METER_CONCURRENT_REQUESTS\x10\x06*\x8f\x01\n" +
 	"\vLeaseStatus\x12\x1c\n" +
 	"\x18LEASE_STATUS_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fLEASE_STATUS_OK\x10\x01\x12\x18\n" +
