@@ -59,7 +59,7 @@ func (f *extprocFlags) register(fs *flag.FlagSet, defaultListen, defaultXDS, def
 	fs.StringVar(&f.tlsCA, "xds-tls-ca", "", "CA of the control plane's certificate")
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.StringVar(&f.quotaLedger, "quota-ledger", "lease", "where limits and budgets are counted: lease (the control plane is the quota authority, shared by every replica) or local (this process only)")
-	fs.StringVar(&f.rateFail, "rate-limits-fail", "open", "rate limits while the quota authority is unreachable: open (this replica's share, limit/N, counted locally) or closed (refused); budgets always fail closed")
+	fs.StringVar(&f.rateFail, "rate-limits-fail", "open", "rate and concurrency limits while the quota authority is unreachable: open (this replica's share, limit/N, counted locally) or closed (refused); budgets always fail closed")
 	fs.Int64Var(&f.leaseRequests, "quota-lease-requests", 8, "a quota lease's size, in requests of the size that asks for it (docs/policy.md: the accuracy bound)")
 }
 
