@@ -10,13 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -36,6 +34,7 @@ import (
 	"github.com/tollgate-dev/tollgate/controlplane/ir"
 	"github.com/tollgate-dev/tollgate/controlplane/xdstranslate"
 	"github.com/tollgate-dev/tollgate/envoy"
+	"github.com/tollgate-dev/tollgate/test/testport"
 )
 
 const testNodeID = "envoy-test-0"
@@ -560,16 +559,7 @@ func removeAll(dir string) error { return os.RemoveAll(dir) }
 // data plane binds it.
 func freePort(t *testing.T) uint32 {
 	t.Helper()
-	for i := 0; i < 100; i++ {
-		p := 20000 + mrand.IntN(12000)
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-		if err == nil {
-			_ = ln.Close()
-			return uint32(p)
-		}
-	}
-	t.Fatal("no free port")
-	return 0
+	return uint32(testport.Free(t))
 }
 
 // testGateway builds gateways for tests.

@@ -44,6 +44,7 @@ import (
 	"github.com/tollgate-dev/tollgate/extproc/quota"
 	"github.com/tollgate-dev/tollgate/extproc/usage"
 	"github.com/tollgate-dev/tollgate/test/fakeprovider"
+	"github.com/tollgate-dev/tollgate/test/testport"
 )
 
 // gateway is one running Tollgate with fake providers behind it.
@@ -96,9 +97,7 @@ func listen(t *testing.T) net.Listener {
 
 func freePort(t *testing.T) uint16 {
 	t.Helper()
-	l := listen(t)
-	defer func() { _ = l.Close() }() // only its port was wanted
-	return uint16(l.Addr().(*net.TCPAddr).Port)
+	return uint16(testport.Free(t))
 }
 
 func serveGRPC(t *testing.T, g *grpc.Server, l net.Listener) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,16 +19,12 @@ import (
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
+	"github.com/tollgate-dev/tollgate/test/testport"
 )
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }() // only its port was wanted
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	return strconv.Itoa(testport.Free(t))
 }
 
 // The README's quickstart: `tollgate dev --fake-providers` serves traffic
