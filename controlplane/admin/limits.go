@@ -7,54 +7,36 @@ import (
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
 	quotav1 "github.com/tollgate-dev/tollgate/api/tollgate/quota/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/policy"
+	"github.com/tollgate-dev/tollgate/controlplane/quotaauthority"
 	"github.com/tollgate-dev/tollgate/ent"
 	"github.com/tollgate-dev/tollgate/ent/quotacounter"
 )
 
-// limitWindow is one leased meter and its window at a time.
+// limitWindow is one leased meter and the window it is counted in at a
+// time (controlplane/quotaauthority: the minute for rates, the UTC day and
+// month for budgets, the Unix epoch for a total and for concurrency).
 type limitWindow struct {
 	name  string
 	meter quotav1.Meter
 	start func(now time.Time) time.Time
 	end   func(start time.Time) time.Time // nil: never resets
-	limit func(s policy.Spec) (hard, soft *int64)
 }
 
-func budget(p policy.Period) func(s policy.Spec) (*int64, *int64) {
-	return func(s policy.Spec) (*int64, *int64) {
-		for _, b := range s.Budgets {
-			if b.Period == p {
-				return b.HardLimitMicros, b.SoftLimitMicros
-			}
-		}
-		return nil, nil
-	}
-}
+func minute(t time.Time) time.Time     { return t.Truncate(time.Minute) }
+func nextMinute(t time.Time) time.Time { return t.Add(time.Minute) }
+func epoch(time.Time) time.Time        { return time.Unix(0, 0).UTC() }
 
-// limitWindows are the meters the quota authority counts, with the windows
-// it counts them in (controlplane/quotaauthority: the minute for rates,
-// the UTC day and month for budgets, the Unix epoch for a total).
 var limitWindows = []limitWindow{
-	{"requests_per_minute", quotav1.Meter_METER_REQUESTS_PER_MINUTE,
-		func(t time.Time) time.Time { return t.Truncate(time.Minute) },
-		func(s time.Time) time.Time { return s.Add(time.Minute) },
-		func(s policy.Spec) (*int64, *int64) { return s.RequestsPerMinute, nil }},
-	{"tokens_per_minute", quotav1.Meter_METER_TOKENS_PER_MINUTE,
-		func(t time.Time) time.Time { return t.Truncate(time.Minute) },
-		func(s time.Time) time.Time { return s.Add(time.Minute) },
-		func(s policy.Spec) (*int64, *int64) { return s.TokensPerMinute, nil }},
+	{"requests_per_minute", quotav1.Meter_METER_REQUESTS_PER_MINUTE, minute, nextMinute},
+	{"tokens_per_minute", quotav1.Meter_METER_TOKENS_PER_MINUTE, minute, nextMinute},
+	{"concurrent_requests", quotav1.Meter_METER_CONCURRENT_REQUESTS, epoch, nil},
 	{"budget_day", quotav1.Meter_METER_DAY_BUDGET,
 		func(t time.Time) time.Time { return t.Truncate(24 * time.Hour) },
-		func(s time.Time) time.Time { return s.AddDate(0, 0, 1) },
-		budget(policy.PeriodDay)},
+		func(s time.Time) time.Time { return s.AddDate(0, 0, 1) }},
 	{"budget_month", quotav1.Meter_METER_MONTH_BUDGET,
 		func(t time.Time) time.Time { return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC) },
-		func(s time.Time) time.Time { return s.AddDate(0, 1, 0) },
-		budget(policy.PeriodMonth)},
-	{"budget_total", quotav1.Meter_METER_TOTAL_BUDGET,
-		func(time.Time) time.Time { return time.Unix(0, 0).UTC() },
-		nil,
-		budget(policy.PeriodTotal)},
+		func(s time.Time) time.Time { return s.AddDate(0, 1, 0) }},
+	{"budget_total", quotav1.Meter_METER_TOTAL_BUDGET, epoch, nil},
 }
 
 func (s *policyService) GetLimitStatus(ctx context.Context, req *adminv1.GetLimitStatusRequest) (*adminv1.GetLimitStatusResponse, error) {
@@ -83,7 +65,7 @@ func (s *policyService) GetLimitStatus(ctx context.Context, req *adminv1.GetLimi
 	for _, w := range limitWindows {
 		start := w.start(now)
 		st := &adminv1.LimitStatus{Name: w.name, WindowStart: ts(start)}
-		st.Limit, st.SoftLimit = w.limit(spec)
+		st.Limit, st.SoftLimit = quotaauthority.Limits(spec, w.meter)
 		if w.end != nil {
 			st.ResetTime = ts(w.end(start))
 		}

@@ -353,34 +353,12 @@ func budgetName(m quotav1.Meter) string {
 
 // softLimitOf reads a budget's soft limit from the subject's policy.
 func softLimitOf(ctx context.Context, tx *ent.Tx, key counterKey) (int64, bool, error) {
-	var period policy.Period
-	switch key.m {
-	case quotav1.Meter_METER_DAY_BUDGET:
-		period = policy.PeriodDay
-	case quotav1.Meter_METER_MONTH_BUDGET:
-		period = policy.PeriodMonth
-	case quotav1.Meter_METER_TOTAL_BUDGET:
-		period = policy.PeriodTotal
-	default:
-		return 0, false, nil // rates have no soft limit
+	spec, err := policyOf(ctx, tx, key)
+	if err != nil || spec == nil {
+		return 0, false, err
 	}
-	q := tx.GatewayPolicy.Query()
-	if key.kind == "tenant" {
-		q = q.Where(gatewaypolicy.TenantID(key.subject))
-	} else {
-		q = q.Where(gatewaypolicy.APIKeyID(key.subject))
-	}
-	p, err := q.Only(ctx)
-	if ent.IsNotFound(err) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, fmt.Errorf("reading the policy: %w", err)
-	}
-	for _, b := range p.Spec.Budgets {
-		if b.Period == period && b.SoftLimitMicros != nil {
-			return *b.SoftLimitMicros, true, nil
-		}
+	if _, soft := Limits(*spec, key.m); soft != nil {
+		return *soft, true, nil
 	}
 	return 0, false, nil
 }
@@ -486,8 +464,8 @@ func reclaim(ctx context.Context, tx *ent.Tx, ctr *ent.QuotaCounter, m quotav1.M
 // that has been silent for a whole TTL, which no longer counts them.
 func releasesInFlight(m quotav1.Meter) bool { return m == quotav1.Meter_METER_CONCURRENT_REQUESTS }
 
-// limitOf reads the subject's limit on the meter from its policy.
-func limitOf(ctx context.Context, tx *ent.Tx, key counterKey) (int64, bool, error) {
+// policyOf reads the subject's policy; nil when it has none.
+func policyOf(ctx context.Context, tx *ent.Tx, key counterKey) (*policy.Spec, error) {
 	q := tx.GatewayPolicy.Query()
 	if key.kind == "tenant" {
 		q = q.Where(gatewaypolicy.TenantID(key.subject))
@@ -496,40 +474,54 @@ func limitOf(ctx context.Context, tx *ent.Tx, key counterKey) (int64, bool, erro
 	}
 	p, err := q.Only(ctx)
 	if ent.IsNotFound(err) {
-		return 0, false, nil
+		return nil, nil
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("reading the policy: %w", err)
+		return nil, fmt.Errorf("reading the policy: %w", err)
 	}
-	v := limitIn(p.Spec, key.m)
-	if v == nil {
-		return 0, false, nil
-	}
-	return max(*v, 0), true, nil
+	return &p.Spec, nil
 }
 
-func limitIn(s policy.Spec, m quotav1.Meter) *int64 {
+// limitOf reads the subject's limit on the meter from its policy.
+func limitOf(ctx context.Context, tx *ent.Tx, key counterKey) (int64, bool, error) {
+	spec, err := policyOf(ctx, tx, key)
+	if err != nil || spec == nil {
+		return 0, false, err
+	}
+	hard, _ := Limits(*spec, key.m)
+	if hard == nil {
+		return 0, false, nil
+	}
+	return max(*hard, 0), true, nil
+}
+
+// Limits returns a policy's hard limit on a meter and, for budgets, its
+// soft limit; nil when unset. The admin API's limit status uses it too, so
+// that both read a policy the same way.
+func Limits(s policy.Spec, m quotav1.Meter) (hard, soft *int64) {
 	var period policy.Period
 	switch m {
 	case quotav1.Meter_METER_REQUESTS_PER_MINUTE:
-		return s.RequestsPerMinute
+		return s.RequestsPerMinute, nil
 	case quotav1.Meter_METER_TOKENS_PER_MINUTE:
-		return s.TokensPerMinute
+		return s.TokensPerMinute, nil
 	case quotav1.Meter_METER_CONCURRENT_REQUESTS:
-		return s.ConcurrentRequests
+		return s.ConcurrentRequests, nil
 	case quotav1.Meter_METER_DAY_BUDGET:
 		period = policy.PeriodDay
 	case quotav1.Meter_METER_MONTH_BUDGET:
 		period = policy.PeriodMonth
 	case quotav1.Meter_METER_TOTAL_BUDGET:
 		period = policy.PeriodTotal
+	default:
+		return nil, nil
 	}
 	for _, b := range s.Budgets {
 		if b.Period == period {
-			return b.HardLimitMicros
+			return b.HardLimitMicros, b.SoftLimitMicros
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 func satAdd(a, b int64) int64 {

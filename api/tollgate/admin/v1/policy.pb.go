@@ -919,8 +919,8 @@ func (x *GetLimitStatusRequest) GetTarget() *PolicyTarget {
 // LimitStatus is one limit's state in its current window.
 type LimitStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// requests_per_minute, tokens_per_minute, budget_day, budget_month or
-	// budget_total.
+	// requests_per_minute, tokens_per_minute, concurrent_requests,
+	// budget_day, budget_month or budget_total.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The hard limit; unset when the policy sets none (use is still shown).
 	Limit *int64 `protobuf:"varint,2,opt,name=limit,proto3,oneof" json:"limit,omitempty"`
