@@ -89,13 +89,7 @@ func (s *accountService) ListAccounts(ctx context.Context, req *adminv1.ListAcco
 		return nil, s.toStatus(ctx, "list accounts", err)
 	}
 	resp := &adminv1.ListAccountsResponse{}
-	for i, a := range rows {
-		if i == size {
-			resp.NextPageToken = encodeIDToken(rows[i-1].ID)
-			break
-		}
-		resp.Accounts = append(resp.Accounts, accountToProto(a))
-	}
+	resp.Accounts, resp.NextPageToken = page(rows, size, accountToProto, func(a *ent.Account) string { return encodeIDToken(a.ID) })
 	return resp, nil
 }
 

@@ -79,13 +79,6 @@ func (s *auditService) ListAuditEvents(ctx context.Context, req *adminv1.ListAud
 		return nil, s.toStatus(ctx, "list audit events", err)
 	}
 	resp := &adminv1.ListAuditEventsResponse{}
-	for i, e := range rows {
-		if i == size {
-			last := rows[i-1]
-			resp.NextPageToken = encodeTimeIDToken(last.Time, last.ID)
-			break
-		}
-		resp.Events = append(resp.Events, auditEventToProto(e))
-	}
+	resp.Events, resp.NextPageToken = page(rows, size, auditEventToProto, func(e *ent.AuditEvent) string { return encodeTimeIDToken(e.Time, e.ID) })
 	return resp, nil
 }

@@ -126,13 +126,7 @@ func (s *keyService) ListKeys(ctx context.Context, req *adminv1.ListKeysRequest)
 		return nil, s.toStatus(ctx, "list keys", err)
 	}
 	resp := &adminv1.ListKeysResponse{}
-	for i, k := range rows {
-		if i == size {
-			resp.NextPageToken = encodeIDToken(rows[i-1].ID)
-			break
-		}
-		resp.Keys = append(resp.Keys, keyToProto(k))
-	}
+	resp.Keys, resp.NextPageToken = page(rows, size, keyToProto, func(k *ent.APIKey) string { return encodeIDToken(k.ID) })
 	return resp, nil
 }
 

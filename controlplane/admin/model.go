@@ -279,13 +279,7 @@ func (s *modelService) ListModels(ctx context.Context, req *adminv1.ListModelsRe
 	}
 	now := s.clock()
 	resp := &adminv1.ListModelsResponse{}
-	for i, m := range rows {
-		if i == size {
-			resp.NextPageToken = encodeIDToken(rows[i-1].ID)
-			break
-		}
-		resp.Models = append(resp.Models, modelToProto(m, now))
-	}
+	resp.Models, resp.NextPageToken = page(rows, size, func(m *ent.Model) *adminv1.Model { return modelToProto(m, now) }, func(m *ent.Model) string { return encodeIDToken(m.ID) })
 	return resp, nil
 }
 

@@ -89,3 +89,19 @@ func decodeToken(token string) (string, error) {
 	}
 	return raw, nil
 }
+
+// page turns the rows of a query that asked for size+1 of them into at
+// most size items and, when there were more, the token that continues
+// after the last item returned.
+func page[R, P any](rows []R, size int, conv func(R) P, token func(R) string) ([]P, string) {
+	next := ""
+	if len(rows) > size {
+		rows = rows[:size]
+		next = token(rows[size-1])
+	}
+	out := make([]P, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, conv(r))
+	}
+	return out, next
+}

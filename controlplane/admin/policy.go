@@ -241,13 +241,9 @@ func (s *policyService) ListPolicies(ctx context.Context, req *adminv1.ListPolic
 		return nil, s.toStatus(ctx, "list policies", err)
 	}
 	resp := &adminv1.ListPoliciesResponse{}
-	for i, row := range rows {
-		if i == size {
-			resp.NextPageToken = encodeIDToken(rows[i-1].ID)
-			break
-		}
-		resp.Policies = append(resp.Policies, policyToProto(policyTarget{tenantID: tn.ID, keyID: row.APIKeyID}, row.Spec, row))
-	}
+	resp.Policies, resp.NextPageToken = page(rows, size, func(row *ent.GatewayPolicy) *adminv1.Policy {
+		return policyToProto(policyTarget{tenantID: tn.ID, keyID: row.APIKeyID}, row.Spec, row)
+	}, func(row *ent.GatewayPolicy) string { return encodeIDToken(row.ID) })
 	return resp, nil
 }
 

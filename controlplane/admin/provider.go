@@ -186,13 +186,7 @@ func (s *providerService) ListProviders(ctx context.Context, req *adminv1.ListPr
 		return nil, s.toStatus(ctx, "list providers", err)
 	}
 	resp := &adminv1.ListProvidersResponse{}
-	for i, pr := range rows {
-		if i == size {
-			resp.NextPageToken = encodeIDToken(rows[i-1].ID)
-			break
-		}
-		resp.Providers = append(resp.Providers, providerToProto(pr))
-	}
+	resp.Providers, resp.NextPageToken = page(rows, size, providerToProto, func(pr *ent.Provider) string { return encodeIDToken(pr.ID) })
 	return resp, nil
 }
 

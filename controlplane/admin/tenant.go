@@ -83,13 +83,7 @@ func (s *tenantService) ListTenants(ctx context.Context, req *adminv1.ListTenant
 		return nil, s.toStatus(ctx, "list tenants", err)
 	}
 	resp := &adminv1.ListTenantsResponse{}
-	for i, t := range rows {
-		if i == size {
-			resp.NextPageToken = encodeIDToken(rows[i-1].ID)
-			break
-		}
-		resp.Tenants = append(resp.Tenants, tenantToProto(t))
-	}
+	resp.Tenants, resp.NextPageToken = page(rows, size, tenantToProto, func(t *ent.Tenant) string { return encodeIDToken(t.ID) })
 	return resp, nil
 }
 

@@ -54,13 +54,7 @@ func (s *tokenService) ListAdminTokens(ctx context.Context, req *adminv1.ListAdm
 		return nil, s.toStatus(ctx, "list admin tokens", err)
 	}
 	resp := &adminv1.ListAdminTokensResponse{}
-	for i, tok := range rows {
-		if i == size {
-			resp.NextPageToken = encodeIDToken(rows[i-1].ID)
-			break
-		}
-		resp.AdminTokens = append(resp.AdminTokens, adminTokenToProto(tok))
-	}
+	resp.AdminTokens, resp.NextPageToken = page(rows, size, adminTokenToProto, func(tok *ent.AdminToken) string { return encodeIDToken(tok.ID) })
 	return resp, nil
 }
 

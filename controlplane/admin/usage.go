@@ -170,14 +170,7 @@ func (s *usageService) ListUsageRecords(ctx context.Context, req *adminv1.ListUs
 		return nil, s.toStatus(ctx, "list usage records", err)
 	}
 	resp := &adminv1.ListUsageRecordsResponse{}
-	for i, u := range rows {
-		if i == size {
-			last := rows[i-1]
-			resp.NextPageToken = encodeTimeIDToken(last.CreatedAt, last.ID)
-			break
-		}
-		resp.Records = append(resp.Records, usageRecordToProto(u))
-	}
+	resp.Records, resp.NextPageToken = page(rows, size, usageRecordToProto, func(u *ent.UsageRecord) string { return encodeTimeIDToken(u.CreatedAt, u.ID) })
 	return resp, nil
 }
 
