@@ -22,6 +22,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/auditevent"
 	"github.com/tollgate-dev/tollgate/ent/configchange"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
+	"github.com/tollgate-dev/tollgate/ent/joblease"
 	"github.com/tollgate-dev/tollgate/ent/model"
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
@@ -51,6 +52,8 @@ type Client struct {
 	ConfigChange *ConfigChangeClient
 	// GatewayPolicy is the client for interacting with the GatewayPolicy builders.
 	GatewayPolicy *GatewayPolicyClient
+	// JobLease is the client for interacting with the JobLease builders.
+	JobLease *JobLeaseClient
 	// Model is the client for interacting with the Model builders.
 	Model *ModelClient
 	// ModelDeployment is the client for interacting with the ModelDeployment builders.
@@ -84,6 +87,7 @@ func (c *Client) init() {
 	c.AuditEvent = NewAuditEventClient(c.config)
 	c.ConfigChange = NewConfigChangeClient(c.config)
 	c.GatewayPolicy = NewGatewayPolicyClient(c.config)
+	c.JobLease = NewJobLeaseClient(c.config)
 	c.Model = NewModelClient(c.config)
 	c.ModelDeployment = NewModelDeploymentClient(c.config)
 	c.ModelPrice = NewModelPriceClient(c.config)
@@ -190,6 +194,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		AuditEvent:      NewAuditEventClient(cfg),
 		ConfigChange:    NewConfigChangeClient(cfg),
 		GatewayPolicy:   NewGatewayPolicyClient(cfg),
+		JobLease:        NewJobLeaseClient(cfg),
 		Model:           NewModelClient(cfg),
 		ModelDeployment: NewModelDeploymentClient(cfg),
 		ModelPrice:      NewModelPriceClient(cfg),
@@ -223,6 +228,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		AuditEvent:      NewAuditEventClient(cfg),
 		ConfigChange:    NewConfigChangeClient(cfg),
 		GatewayPolicy:   NewGatewayPolicyClient(cfg),
+		JobLease:        NewJobLeaseClient(cfg),
 		Model:           NewModelClient(cfg),
 		ModelDeployment: NewModelDeploymentClient(cfg),
 		ModelPrice:      NewModelPriceClient(cfg),
@@ -261,8 +267,8 @@ func (c *Client) Close() error {
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
 		c.APIKey, c.Account, c.AdminToken, c.AuditEvent, c.ConfigChange,
-		c.GatewayPolicy, c.Model, c.ModelDeployment, c.ModelPrice, c.Provider,
-		c.QuotaCounter, c.QuotaLease, c.Tenant, c.UsageRecord,
+		c.GatewayPolicy, c.JobLease, c.Model, c.ModelDeployment, c.ModelPrice,
+		c.Provider, c.QuotaCounter, c.QuotaLease, c.Tenant, c.UsageRecord,
 	} {
 		n.Use(hooks...)
 	}
@@ -273,8 +279,8 @@ func (c *Client) Use(hooks ...Hook) {
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
 		c.APIKey, c.Account, c.AdminToken, c.AuditEvent, c.ConfigChange,
-		c.GatewayPolicy, c.Model, c.ModelDeployment, c.ModelPrice, c.Provider,
-		c.QuotaCounter, c.QuotaLease, c.Tenant, c.UsageRecord,
+		c.GatewayPolicy, c.JobLease, c.Model, c.ModelDeployment, c.ModelPrice,
+		c.Provider, c.QuotaCounter, c.QuotaLease, c.Tenant, c.UsageRecord,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -295,6 +301,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.ConfigChange.mutate(ctx, m)
 	case *GatewayPolicyMutation:
 		return c.GatewayPolicy.mutate(ctx, m)
+	case *JobLeaseMutation:
+		return c.JobLease.mutate(ctx, m)
 	case *ModelMutation:
 		return c.Model.mutate(ctx, m)
 	case *ModelDeploymentMutation:
@@ -1239,6 +1247,139 @@ func (c *GatewayPolicyClient) mutate(ctx context.Context, m *GatewayPolicyMutati
 		return (&GatewayPolicyDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown GatewayPolicy mutation op: %q", m.Op())
+	}
+}
+
+// JobLeaseClient is a client for the JobLease schema.
+type JobLeaseClient struct {
+	config
+}
+
+// NewJobLeaseClient returns a client for the JobLease from the given config.
+func NewJobLeaseClient(c config) *JobLeaseClient {
+	return &JobLeaseClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `joblease.Hooks(f(g(h())))`.
+func (c *JobLeaseClient) Use(hooks ...Hook) {
+	c.hooks.JobLease = append(c.hooks.JobLease, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `joblease.Intercept(f(g(h())))`.
+func (c *JobLeaseClient) Intercept(interceptors ...Interceptor) {
+	c.inters.JobLease = append(c.inters.JobLease, interceptors...)
+}
+
+// Create returns a builder for creating a JobLease entity.
+func (c *JobLeaseClient) Create() *JobLeaseCreate {
+	mutation := newJobLeaseMutation(c.config, OpCreate)
+	return &JobLeaseCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of JobLease entities.
+func (c *JobLeaseClient) CreateBulk(builders ...*JobLeaseCreate) *JobLeaseCreateBulk {
+	return &JobLeaseCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *JobLeaseClient) MapCreateBulk(slice any, setFunc func(*JobLeaseCreate, int)) *JobLeaseCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &JobLeaseCreateBulk{err: fmt.Errorf("calling to JobLeaseClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*JobLeaseCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &JobLeaseCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for JobLease.
+func (c *JobLeaseClient) Update() *JobLeaseUpdate {
+	mutation := newJobLeaseMutation(c.config, OpUpdate)
+	return &JobLeaseUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *JobLeaseClient) UpdateOne(_m *JobLease) *JobLeaseUpdateOne {
+	mutation := newJobLeaseMutation(c.config, OpUpdateOne, withJobLease(_m))
+	return &JobLeaseUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *JobLeaseClient) UpdateOneID(id string) *JobLeaseUpdateOne {
+	mutation := newJobLeaseMutation(c.config, OpUpdateOne, withJobLeaseID(id))
+	return &JobLeaseUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for JobLease.
+func (c *JobLeaseClient) Delete() *JobLeaseDelete {
+	mutation := newJobLeaseMutation(c.config, OpDelete)
+	return &JobLeaseDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *JobLeaseClient) DeleteOne(_m *JobLease) *JobLeaseDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *JobLeaseClient) DeleteOneID(id string) *JobLeaseDeleteOne {
+	builder := c.Delete().Where(joblease.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &JobLeaseDeleteOne{builder}
+}
+
+// Query returns a query builder for JobLease.
+func (c *JobLeaseClient) Query() *JobLeaseQuery {
+	return &JobLeaseQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeJobLease},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a JobLease entity by its id.
+func (c *JobLeaseClient) Get(ctx context.Context, id string) (*JobLease, error) {
+	return c.Query().Where(joblease.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *JobLeaseClient) GetX(ctx context.Context, id string) *JobLease {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *JobLeaseClient) Hooks() []Hook {
+	return c.hooks.JobLease
+}
+
+// Interceptors returns the client interceptors.
+func (c *JobLeaseClient) Interceptors() []Interceptor {
+	return c.inters.JobLease
+}
+
+func (c *JobLeaseClient) mutate(ctx context.Context, m *JobLeaseMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&JobLeaseCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&JobLeaseUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&JobLeaseUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&JobLeaseDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown JobLease mutation op: %q", m.Op())
 	}
 }
 
@@ -2533,13 +2674,13 @@ func (c *UsageRecordClient) mutate(ctx context.Context, m *UsageRecordMutation) 
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		APIKey, Account, AdminToken, AuditEvent, ConfigChange, GatewayPolicy, Model,
-		ModelDeployment, ModelPrice, Provider, QuotaCounter, QuotaLease, Tenant,
+		APIKey, Account, AdminToken, AuditEvent, ConfigChange, GatewayPolicy, JobLease,
+		Model, ModelDeployment, ModelPrice, Provider, QuotaCounter, QuotaLease, Tenant,
 		UsageRecord []ent.Hook
 	}
 	inters struct {
-		APIKey, Account, AdminToken, AuditEvent, ConfigChange, GatewayPolicy, Model,
-		ModelDeployment, ModelPrice, Provider, QuotaCounter, QuotaLease, Tenant,
+		APIKey, Account, AdminToken, AuditEvent, ConfigChange, GatewayPolicy, JobLease,
+		Model, ModelDeployment, ModelPrice, Provider, QuotaCounter, QuotaLease, Tenant,
 		UsageRecord []ent.Interceptor
 	}
 )

@@ -18,6 +18,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/auditevent"
 	"github.com/tollgate-dev/tollgate/ent/configchange"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
+	"github.com/tollgate-dev/tollgate/ent/joblease"
 	"github.com/tollgate-dev/tollgate/ent/model"
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
@@ -92,6 +93,7 @@ func checkColumn(t, c string) error {
 			auditevent.Table:      auditevent.ValidColumn,
 			configchange.Table:    configchange.ValidColumn,
 			gatewaypolicy.Table:   gatewaypolicy.ValidColumn,
+			joblease.Table:        joblease.ValidColumn,
 			model.Table:           model.ValidColumn,
 			modeldeployment.Table: modeldeployment.ValidColumn,
 			modelprice.Table:      modelprice.ValidColumn,

@@ -19,6 +19,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/auditevent"
 	"github.com/tollgate-dev/tollgate/ent/configchange"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
+	"github.com/tollgate-dev/tollgate/ent/joblease"
 	"github.com/tollgate-dev/tollgate/ent/model"
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
@@ -45,6 +46,7 @@ const (
 	TypeAuditEvent      = "AuditEvent"
 	TypeConfigChange    = "ConfigChange"
 	TypeGatewayPolicy   = "GatewayPolicy"
+	TypeJobLease        = "JobLease"
 	TypeModel           = "Model"
 	TypeModelDeployment = "ModelDeployment"
 	TypeModelPrice      = "ModelPrice"
@@ -4480,6 +4482,685 @@ func (m *GatewayPolicyMutation) ResetEdge(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown GatewayPolicy edge %s", name)
+}
+
+// JobLeaseMutation represents an operation that mutates the JobLease nodes in the graph.
+type JobLeaseMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *string
+	holder        *string
+	expires_at    *time.Time
+	started_at    *time.Time
+	finished_at   *time.Time
+	last_error    *string
+	runs          *int64
+	addruns       *int64
+	clearedFields map[string]struct{}
+	done          bool
+	oldValue      func(context.Context) (*JobLease, error)
+	predicates    []predicate.JobLease
+}
+
+var _ ent.Mutation = (*JobLeaseMutation)(nil)
+
+// jobleaseOption allows management of the mutation configuration using functional options.
+type jobleaseOption func(*JobLeaseMutation)
+
+// newJobLeaseMutation creates new mutation for the JobLease entity.
+func newJobLeaseMutation(c config, op Op, opts ...jobleaseOption) *JobLeaseMutation {
+	m := &JobLeaseMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeJobLease,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withJobLeaseID sets the ID field of the mutation.
+func withJobLeaseID(id string) jobleaseOption {
+	return func(m *JobLeaseMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *JobLease
+		)
+		m.oldValue = func(ctx context.Context) (*JobLease, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().JobLease.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withJobLease sets the old JobLease of the mutation.
+func withJobLease(node *JobLease) jobleaseOption {
+	return func(m *JobLeaseMutation) {
+		m.oldValue = func(context.Context) (*JobLease, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m JobLeaseMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m JobLeaseMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of JobLease entities.
+func (m *JobLeaseMutation) SetID(id string) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *JobLeaseMutation) ID() (id string, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *JobLeaseMutation) IDs(ctx context.Context) ([]string, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []string{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().JobLease.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetHolder sets the "holder" field.
+func (m *JobLeaseMutation) SetHolder(s string) {
+	m.holder = &s
+}
+
+// Holder returns the value of the "holder" field in the mutation.
+func (m *JobLeaseMutation) Holder() (r string, exists bool) {
+	v := m.holder
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldHolder returns the old "holder" field's value of the JobLease entity.
+// If the JobLease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobLeaseMutation) OldHolder(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldHolder is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldHolder requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldHolder: %w", err)
+	}
+	return oldValue.Holder, nil
+}
+
+// ResetHolder resets all changes to the "holder" field.
+func (m *JobLeaseMutation) ResetHolder() {
+	m.holder = nil
+}
+
+// SetExpiresAt sets the "expires_at" field.
+func (m *JobLeaseMutation) SetExpiresAt(t time.Time) {
+	m.expires_at = &t
+}
+
+// ExpiresAt returns the value of the "expires_at" field in the mutation.
+func (m *JobLeaseMutation) ExpiresAt() (r time.Time, exists bool) {
+	v := m.expires_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExpiresAt returns the old "expires_at" field's value of the JobLease entity.
+// If the JobLease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobLeaseMutation) OldExpiresAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExpiresAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExpiresAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExpiresAt: %w", err)
+	}
+	return oldValue.ExpiresAt, nil
+}
+
+// ResetExpiresAt resets all changes to the "expires_at" field.
+func (m *JobLeaseMutation) ResetExpiresAt() {
+	m.expires_at = nil
+}
+
+// SetStartedAt sets the "started_at" field.
+func (m *JobLeaseMutation) SetStartedAt(t time.Time) {
+	m.started_at = &t
+}
+
+// StartedAt returns the value of the "started_at" field in the mutation.
+func (m *JobLeaseMutation) StartedAt() (r time.Time, exists bool) {
+	v := m.started_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStartedAt returns the old "started_at" field's value of the JobLease entity.
+// If the JobLease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobLeaseMutation) OldStartedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStartedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStartedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStartedAt: %w", err)
+	}
+	return oldValue.StartedAt, nil
+}
+
+// ClearStartedAt clears the value of the "started_at" field.
+func (m *JobLeaseMutation) ClearStartedAt() {
+	m.started_at = nil
+	m.clearedFields[joblease.FieldStartedAt] = struct{}{}
+}
+
+// StartedAtCleared returns if the "started_at" field was cleared in this mutation.
+func (m *JobLeaseMutation) StartedAtCleared() bool {
+	_, ok := m.clearedFields[joblease.FieldStartedAt]
+	return ok
+}
+
+// ResetStartedAt resets all changes to the "started_at" field.
+func (m *JobLeaseMutation) ResetStartedAt() {
+	m.started_at = nil
+	delete(m.clearedFields, joblease.FieldStartedAt)
+}
+
+// SetFinishedAt sets the "finished_at" field.
+func (m *JobLeaseMutation) SetFinishedAt(t time.Time) {
+	m.finished_at = &t
+}
+
+// FinishedAt returns the value of the "finished_at" field in the mutation.
+func (m *JobLeaseMutation) FinishedAt() (r time.Time, exists bool) {
+	v := m.finished_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldFinishedAt returns the old "finished_at" field's value of the JobLease entity.
+// If the JobLease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobLeaseMutation) OldFinishedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldFinishedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldFinishedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldFinishedAt: %w", err)
+	}
+	return oldValue.FinishedAt, nil
+}
+
+// ClearFinishedAt clears the value of the "finished_at" field.
+func (m *JobLeaseMutation) ClearFinishedAt() {
+	m.finished_at = nil
+	m.clearedFields[joblease.FieldFinishedAt] = struct{}{}
+}
+
+// FinishedAtCleared returns if the "finished_at" field was cleared in this mutation.
+func (m *JobLeaseMutation) FinishedAtCleared() bool {
+	_, ok := m.clearedFields[joblease.FieldFinishedAt]
+	return ok
+}
+
+// ResetFinishedAt resets all changes to the "finished_at" field.
+func (m *JobLeaseMutation) ResetFinishedAt() {
+	m.finished_at = nil
+	delete(m.clearedFields, joblease.FieldFinishedAt)
+}
+
+// SetLastError sets the "last_error" field.
+func (m *JobLeaseMutation) SetLastError(s string) {
+	m.last_error = &s
+}
+
+// LastError returns the value of the "last_error" field in the mutation.
+func (m *JobLeaseMutation) LastError() (r string, exists bool) {
+	v := m.last_error
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLastError returns the old "last_error" field's value of the JobLease entity.
+// If the JobLease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobLeaseMutation) OldLastError(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLastError is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLastError requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLastError: %w", err)
+	}
+	return oldValue.LastError, nil
+}
+
+// ResetLastError resets all changes to the "last_error" field.
+func (m *JobLeaseMutation) ResetLastError() {
+	m.last_error = nil
+}
+
+// SetRuns sets the "runs" field.
+func (m *JobLeaseMutation) SetRuns(i int64) {
+	m.runs = &i
+	m.addruns = nil
+}
+
+// Runs returns the value of the "runs" field in the mutation.
+func (m *JobLeaseMutation) Runs() (r int64, exists bool) {
+	v := m.runs
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRuns returns the old "runs" field's value of the JobLease entity.
+// If the JobLease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobLeaseMutation) OldRuns(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRuns is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRuns requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRuns: %w", err)
+	}
+	return oldValue.Runs, nil
+}
+
+// AddRuns adds i to the "runs" field.
+func (m *JobLeaseMutation) AddRuns(i int64) {
+	if m.addruns != nil {
+		*m.addruns += i
+	} else {
+		m.addruns = &i
+	}
+}
+
+// AddedRuns returns the value that was added to the "runs" field in this mutation.
+func (m *JobLeaseMutation) AddedRuns() (r int64, exists bool) {
+	v := m.addruns
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetRuns resets all changes to the "runs" field.
+func (m *JobLeaseMutation) ResetRuns() {
+	m.runs = nil
+	m.addruns = nil
+}
+
+// Where appends a list predicates to the JobLeaseMutation builder.
+func (m *JobLeaseMutation) Where(ps ...predicate.JobLease) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the JobLeaseMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *JobLeaseMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.JobLease, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *JobLeaseMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *JobLeaseMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (JobLease).
+func (m *JobLeaseMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *JobLeaseMutation) Fields() []string {
+	fields := make([]string, 0, 6)
+	if m.holder != nil {
+		fields = append(fields, joblease.FieldHolder)
+	}
+	if m.expires_at != nil {
+		fields = append(fields, joblease.FieldExpiresAt)
+	}
+	if m.started_at != nil {
+		fields = append(fields, joblease.FieldStartedAt)
+	}
+	if m.finished_at != nil {
+		fields = append(fields, joblease.FieldFinishedAt)
+	}
+	if m.last_error != nil {
+		fields = append(fields, joblease.FieldLastError)
+	}
+	if m.runs != nil {
+		fields = append(fields, joblease.FieldRuns)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *JobLeaseMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case joblease.FieldHolder:
+		return m.Holder()
+	case joblease.FieldExpiresAt:
+		return m.ExpiresAt()
+	case joblease.FieldStartedAt:
+		return m.StartedAt()
+	case joblease.FieldFinishedAt:
+		return m.FinishedAt()
+	case joblease.FieldLastError:
+		return m.LastError()
+	case joblease.FieldRuns:
+		return m.Runs()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *JobLeaseMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case joblease.FieldHolder:
+		return m.OldHolder(ctx)
+	case joblease.FieldExpiresAt:
+		return m.OldExpiresAt(ctx)
+	case joblease.FieldStartedAt:
+		return m.OldStartedAt(ctx)
+	case joblease.FieldFinishedAt:
+		return m.OldFinishedAt(ctx)
+	case joblease.FieldLastError:
+		return m.OldLastError(ctx)
+	case joblease.FieldRuns:
+		return m.OldRuns(ctx)
+	}
+	return nil, fmt.Errorf("unknown JobLease field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *JobLeaseMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case joblease.FieldHolder:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetHolder(v)
+		return nil
+	case joblease.FieldExpiresAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExpiresAt(v)
+		return nil
+	case joblease.FieldStartedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStartedAt(v)
+		return nil
+	case joblease.FieldFinishedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetFinishedAt(v)
+		return nil
+	case joblease.FieldLastError:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLastError(v)
+		return nil
+	case joblease.FieldRuns:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRuns(v)
+		return nil
+	}
+	return fmt.Errorf("unknown JobLease field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *JobLeaseMutation) AddedFields() []string {
+	var fields []string
+	if m.addruns != nil {
+		fields = append(fields, joblease.FieldRuns)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *JobLeaseMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case joblease.FieldRuns:
+		return m.AddedRuns()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *JobLeaseMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case joblease.FieldRuns:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddRuns(v)
+		return nil
+	}
+	return fmt.Errorf("unknown JobLease numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *JobLeaseMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(joblease.FieldStartedAt) {
+		fields = append(fields, joblease.FieldStartedAt)
+	}
+	if m.FieldCleared(joblease.FieldFinishedAt) {
+		fields = append(fields, joblease.FieldFinishedAt)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *JobLeaseMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *JobLeaseMutation) ClearField(name string) error {
+	switch name {
+	case joblease.FieldStartedAt:
+		m.ClearStartedAt()
+		return nil
+	case joblease.FieldFinishedAt:
+		m.ClearFinishedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown JobLease nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *JobLeaseMutation) ResetField(name string) error {
+	switch name {
+	case joblease.FieldHolder:
+		m.ResetHolder()
+		return nil
+	case joblease.FieldExpiresAt:
+		m.ResetExpiresAt()
+		return nil
+	case joblease.FieldStartedAt:
+		m.ResetStartedAt()
+		return nil
+	case joblease.FieldFinishedAt:
+		m.ResetFinishedAt()
+		return nil
+	case joblease.FieldLastError:
+		m.ResetLastError()
+		return nil
+	case joblease.FieldRuns:
+		m.ResetRuns()
+		return nil
+	}
+	return fmt.Errorf("unknown JobLease field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *JobLeaseMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *JobLeaseMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *JobLeaseMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *JobLeaseMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *JobLeaseMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *JobLeaseMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *JobLeaseMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown JobLease unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *JobLeaseMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown JobLease edge %s", name)
 }
 
 // ModelMutation represents an operation that mutates the Model nodes in the graph.

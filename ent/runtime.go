@@ -12,6 +12,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/auditevent"
 	"github.com/tollgate-dev/tollgate/ent/configchange"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
+	"github.com/tollgate-dev/tollgate/ent/joblease"
 	"github.com/tollgate-dev/tollgate/ent/model"
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
@@ -221,6 +222,44 @@ func init() {
 	gatewaypolicyDescID := gatewaypolicyMixinFields0[0].Descriptor()
 	// gatewaypolicy.DefaultID holds the default value on creation for the id field.
 	gatewaypolicy.DefaultID = gatewaypolicyDescID.Default.(func() uuid.UUID)
+	jobleaseFields := schema.JobLease{}.Fields()
+	_ = jobleaseFields
+	// jobleaseDescHolder is the schema descriptor for holder field.
+	jobleaseDescHolder := jobleaseFields[1].Descriptor()
+	// joblease.DefaultHolder holds the default value on creation for the holder field.
+	joblease.DefaultHolder = jobleaseDescHolder.Default.(string)
+	// joblease.HolderValidator is a validator for the "holder" field. It is called by the builders before save.
+	joblease.HolderValidator = jobleaseDescHolder.Validators[0].(func(string) error)
+	// jobleaseDescLastError is the schema descriptor for last_error field.
+	jobleaseDescLastError := jobleaseFields[5].Descriptor()
+	// joblease.DefaultLastError holds the default value on creation for the last_error field.
+	joblease.DefaultLastError = jobleaseDescLastError.Default.(string)
+	// joblease.LastErrorValidator is a validator for the "last_error" field. It is called by the builders before save.
+	joblease.LastErrorValidator = jobleaseDescLastError.Validators[0].(func(string) error)
+	// jobleaseDescRuns is the schema descriptor for runs field.
+	jobleaseDescRuns := jobleaseFields[6].Descriptor()
+	// joblease.DefaultRuns holds the default value on creation for the runs field.
+	joblease.DefaultRuns = jobleaseDescRuns.Default.(int64)
+	// joblease.RunsValidator is a validator for the "runs" field. It is called by the builders before save.
+	joblease.RunsValidator = jobleaseDescRuns.Validators[0].(func(int64) error)
+	// jobleaseDescID is the schema descriptor for id field.
+	jobleaseDescID := jobleaseFields[0].Descriptor()
+	// joblease.IDValidator is a validator for the "id" field. It is called by the builders before save.
+	joblease.IDValidator = func() func(string) error {
+		validators := jobleaseDescID.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(id string) error {
+			for _, fn := range fns {
+				if err := fn(id); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
 	modelMixin := schema.Model{}.Mixin()
 	modelMixinFields0 := modelMixin[0].Fields()
 	_ = modelMixinFields0

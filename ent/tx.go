@@ -26,6 +26,8 @@ type Tx struct {
 	ConfigChange *ConfigChangeClient
 	// GatewayPolicy is the client for interacting with the GatewayPolicy builders.
 	GatewayPolicy *GatewayPolicyClient
+	// JobLease is the client for interacting with the JobLease builders.
+	JobLease *JobLeaseClient
 	// Model is the client for interacting with the Model builders.
 	Model *ModelClient
 	// ModelDeployment is the client for interacting with the ModelDeployment builders.
@@ -179,6 +181,7 @@ func (tx *Tx) init() {
 	tx.AuditEvent = NewAuditEventClient(tx.config)
 	tx.ConfigChange = NewConfigChangeClient(tx.config)
 	tx.GatewayPolicy = NewGatewayPolicyClient(tx.config)
+	tx.JobLease = NewJobLeaseClient(tx.config)
 	tx.Model = NewModelClient(tx.config)
 	tx.ModelDeployment = NewModelDeploymentClient(tx.config)
 	tx.ModelPrice = NewModelPriceClient(tx.config)

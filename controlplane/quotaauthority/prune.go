@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/grpc"
-
 	quotav1 "github.com/tollgate-dev/tollgate/api/tollgate/quota/v1"
 	"github.com/tollgate-dev/tollgate/ent"
 	"github.com/tollgate-dev/tollgate/ent/predicate"
@@ -21,31 +19,11 @@ const (
 	keepDayWindows    = 62 * 24 * time.Hour
 	keepMonthWindows  = 400 * 24 * time.Hour
 	keepEndedLeases   = time.Hour
-	pruneEvery        = 10 * time.Minute
 )
 
-// Serve registers the service on g and prunes old counters and leases
-// every ten minutes until ctx ends. Several control-plane replicas may
-// prune at once: deleting what is gone already changes nothing.
-func (a *Authority) Serve(ctx context.Context, g grpc.ServiceRegistrar) {
-	a.Register(g)
-	go func() {
-		t := time.NewTicker(pruneEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			if n, err := a.Prune(ctx, a.now()); err != nil {
-				a.log.WarnContext(ctx, "pruning quota counters failed; trying again later", "err", err)
-			} else if n > 0 {
-				a.log.InfoContext(ctx, "pruned quota counters and leases", "rows", n)
-			}
-		}
-	}()
-}
+// PruneEvery is how often the control plane runs Prune (as the background
+// job "quota.prune"; see controlplane/jobs).
+const PruneEvery = 10 * time.Minute
 
 // Prune deletes the counters of windows that ended long enough before now
 // (minutes after an hour, days after 62 days, months after 400 days; a

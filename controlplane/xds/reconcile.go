@@ -76,11 +76,6 @@ func (r *Reconciler) Run(ctx context.Context) {
 		case <-poll.C:
 		case <-resync.C:
 			seen = "resync"
-			// Entries older than a day are of no use to any replica: each
-			// compares versions, not entries, and polls every second.
-			if _, err := r.Store.PruneConfigChanges(ctx, time.Now().Add(-24*time.Hour)); err != nil {
-				r.Log.Warn("pruning the config change log", "err", err)
-			}
 		}
 	}
 }

@@ -81,6 +81,18 @@ func (f GatewayPolicyFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Valu
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.GatewayPolicyMutation", m)
 }
 
+// The JobLeaseFunc type is an adapter to allow the use of ordinary
+// function as JobLease mutator.
+type JobLeaseFunc func(context.Context, *ent.JobLeaseMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f JobLeaseFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.JobLeaseMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.JobLeaseMutation", m)
+}
+
 // The ModelFunc type is an adapter to allow the use of ordinary
 // function as Model mutator.
 type ModelFunc func(context.Context, *ent.ModelMutation) (ent.Value, error)

@@ -184,6 +184,22 @@ var (
 			},
 		},
 	}
+	// JobLeasesColumns holds the columns for the "job_leases" table.
+	JobLeasesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeString, Size: 100},
+		{Name: "holder", Type: field.TypeString, Size: 256, Default: ""},
+		{Name: "expires_at", Type: field.TypeTime},
+		{Name: "started_at", Type: field.TypeTime, Nullable: true},
+		{Name: "finished_at", Type: field.TypeTime, Nullable: true},
+		{Name: "last_error", Type: field.TypeString, Size: 2000, Default: ""},
+		{Name: "runs", Type: field.TypeInt64, Default: 0},
+	}
+	// JobLeasesTable holds the schema information for the "job_leases" table.
+	JobLeasesTable = &schema.Table{
+		Name:       "job_leases",
+		Columns:    JobLeasesColumns,
+		PrimaryKey: []*schema.Column{JobLeasesColumns[0]},
+	}
 	// ModelsColumns holds the columns for the "models" table.
 	ModelsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -469,6 +485,7 @@ var (
 		AuditEventsTable,
 		ConfigChangesTable,
 		GatewayPoliciesTable,
+		JobLeasesTable,
 		ModelsTable,
 		ModelDeploymentsTable,
 		ModelPricesTable,

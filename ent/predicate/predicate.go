@@ -24,6 +24,9 @@ type ConfigChange func(*sql.Selector)
 // GatewayPolicy is the predicate function for gatewaypolicy builders.
 type GatewayPolicy func(*sql.Selector)
 
+// JobLease is the predicate function for joblease builders.
+type JobLease func(*sql.Selector)
+
 // Model is the predicate function for model builders.
 type Model func(*sql.Selector)
 

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/tollgate-dev/tollgate/controlplane/admin"
+	"github.com/tollgate-dev/tollgate/controlplane/jobs"
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
 	"github.com/tollgate-dev/tollgate/controlplane/quotaauthority"
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
@@ -189,7 +190,8 @@ func serve(ctx context.Context, cfg serveConfig) error {
 		_ = lis.Close() // nothing was served on it; the refusal is the error
 		return fmt.Errorf("%w: refusing to serve the admin API without TLS on %s: tokens would cross the network in clear text; give --tls-cert and --tls-key, bind to 127.0.0.1, or pass --admin-insecure behind a network you trust", errUsage, lis.Addr())
 	}
-	xg, xlis, err := xdsServer(ctx, cfg, publisher)
+	authority := quotaauthority.New(cfg.store, quotaauthority.Options{Logger: cfg.log})
+	xg, xlis, err := xdsServer(ctx, cfg, publisher, authority)
 	if err != nil {
 		_ = lis.Close() // nothing was served on it; the xDS error is the one to report
 		return err
@@ -205,6 +207,12 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	defer stopRun()
 	recDone := make(chan struct{})
 	go func() { rec.Run(runCtx); close(recDone) }()
+	runner := jobs.New(cfg.store, replicaName(), cfg.log)
+	for _, j := range backgroundJobs(jobDeps{store: cfg.store, authority: authority}) {
+		runner.Add(j)
+	}
+	jobsDone := make(chan struct{})
+	go func() { _ = runner.Run(runCtx); close(jobsDone) }()
 	errc := make(chan error, 2)
 	go func() { errc <- fmt.Errorf("serving the admin API: %w", g.Serve(lis)) }()
 	go func() { errc <- fmt.Errorf("serving xDS: %w", xg.Serve(xlis)) }()
@@ -220,7 +228,8 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	}
 	hs.Shutdown()
 	stopRun()
-	<-recDone // it logs to the caller's writer: done before serve returns
+	<-recDone  // it logs to the caller's writer: done before serve returns
+	<-jobsDone // likewise; a job in progress stops at its context
 	stopGracefully(g)
 	stopGracefully(xg)
 	cfg.log.Info("control plane stopped")
@@ -242,7 +251,7 @@ func stopGracefully(g *grpc.Server) {
 // xdsServer listens for Envoy and ext_proc. The xDS stream carries provider
 // credentials in clear text, so beyond loopback it requires mutual TLS (or
 // an explicit --xds-insecure).
-func xdsServer(ctx context.Context, cfg serveConfig, p *xds.Publisher) (*grpc.Server, net.Listener, error) {
+func xdsServer(ctx context.Context, cfg serveConfig, p *xds.Publisher, authority *quotaauthority.Authority) (*grpc.Server, net.Listener, error) {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(16 << 20),
 		// Envoy and ext_proc keep one stream open for their lifetime.
@@ -269,7 +278,7 @@ func xdsServer(ctx context.Context, cfg serveConfig, p *xds.Publisher) (*grpc.Se
 	// ext_proc sends usage on the connection it holds for config: one
 	// channel to secure, and the same trust (see docs/usage.md).
 	usageingest.New(cfg.store, cfg.log).Register(g)
-	quotaauthority.New(cfg.store, quotaauthority.Options{Logger: cfg.log}).Serve(ctx, g)
+	authority.Register(g)
 	return g, lis, nil
 }
 

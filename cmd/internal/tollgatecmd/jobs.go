@@ -1,0 +1,46 @@
+package tollgatecmd
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/controlplane/jobs"
+	"github.com/tollgate-dev/tollgate/controlplane/quotaauthority"
+	"github.com/tollgate-dev/tollgate/controlplane/store"
+)
+
+// jobDeps is what the background jobs need from the control plane.
+type jobDeps struct {
+	store     *store.Store
+	authority *quotaauthority.Authority
+}
+
+// backgroundJobs lists the control plane's background jobs. Every replica
+// registers all of them; controlplane/jobs runs each on one replica at a
+// time, under a lease.
+func backgroundJobs(d jobDeps) []jobs.Job {
+	return []jobs.Job{
+		{Name: "config.prune", Every: time.Hour, Run: func(ctx context.Context) error {
+			// Entries older than a day are of no use to any replica: each
+			// compares versions, not entries, and polls every second.
+			_, err := d.store.PruneConfigChanges(ctx, time.Now().Add(-24*time.Hour))
+			return err
+		}},
+		{Name: "quota.prune", Every: quotaauthority.PruneEvery, Run: func(ctx context.Context) error {
+			_, err := d.authority.Prune(ctx, time.Now())
+			return err
+		}},
+	}
+}
+
+// replicaName names this process among control-plane replicas, for job
+// leases: the host name (a pod's name on Kubernetes) and the process id.
+func replicaName() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown-host"
+	}
+	return fmt.Sprintf("%s/%d", host, os.Getpid())
+}

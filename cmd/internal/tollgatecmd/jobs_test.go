@@ -1,0 +1,37 @@
+package tollgatecmd
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/tollgate-dev/tollgate/controlplane/quotaauthority"
+	"github.com/tollgate-dev/tollgate/controlplane/store"
+	"github.com/tollgate-dev/tollgate/controlplane/store/storetest"
+)
+
+// Every background job runs against a real store, and names follow the
+// area.verb convention the leases are listed by.
+func TestBackgroundJobsRun(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, st *store.Store) {
+		js := backgroundJobs(jobDeps{store: st, authority: quotaauthority.New(st, quotaauthority.Options{})})
+		if len(js) == 0 {
+			t.Fatal("no background jobs")
+		}
+		seen := map[string]bool{}
+		for _, j := range js {
+			if seen[j.Name] || !strings.Contains(j.Name, ".") || j.Every <= 0 {
+				t.Errorf("job %q (every %v): names must be unique and dotted, intervals positive", j.Name, j.Every)
+			}
+			seen[j.Name] = true
+			if err := j.Run(t.Context()); err != nil {
+				t.Errorf("job %s: %v", j.Name, err)
+			}
+		}
+	})
+}
+
+func TestReplicaNamesDifferByProcess(t *testing.T) {
+	if n := replicaName(); !strings.Contains(n, "/") {
+		t.Fatalf("replica name %q lacks the process id", n)
+	}
+}
