@@ -31,6 +31,8 @@ type Account struct {
 	Name string `json:"name,omitempty"`
 	// Role holds the value of the "role" field.
 	Role account.Role `json:"role,omitempty"`
+	// Restricted holds the value of the "restricted" field.
+	Restricted bool `json:"restricted,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the AccountQuery when eager-loading is set.
 	Edges        AccountEdges `json:"edges"`
@@ -73,6 +75,8 @@ func (*Account) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
+		case account.FieldRestricted:
+			values[i] = new(sql.NullBool)
 		case account.FieldEmail, account.FieldName, account.FieldRole:
 			values[i] = new(sql.NullString)
 		case account.FieldCreatedAt, account.FieldUpdatedAt:
@@ -135,6 +139,12 @@ func (_m *Account) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field role", values[i])
 			} else if value.Valid {
 				_m.Role = account.Role(value.String)
+			}
+		case account.FieldRestricted:
+			if value, ok := values[i].(*sql.NullBool); !ok {
+				return fmt.Errorf("unexpected type %T for field restricted", values[i])
+			} else if value.Valid {
+				_m.Restricted = value.Bool
 			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
@@ -199,6 +209,9 @@ func (_m *Account) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("role=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Role))
+	builder.WriteString(", ")
+	builder.WriteString("restricted=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Restricted))
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -94,6 +94,20 @@ func (_c *AccountCreate) SetNillableRole(v *account.Role) *AccountCreate {
 	return _c
 }
 
+// SetRestricted sets the "restricted" field.
+func (_c *AccountCreate) SetRestricted(v bool) *AccountCreate {
+	_c.mutation.SetRestricted(v)
+	return _c
+}
+
+// SetNillableRestricted sets the "restricted" field if the given value is not nil.
+func (_c *AccountCreate) SetNillableRestricted(v *bool) *AccountCreate {
+	if v != nil {
+		_c.SetRestricted(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *AccountCreate) SetID(v uuid.UUID) *AccountCreate {
 	_c.mutation.SetID(v)
@@ -179,6 +193,10 @@ func (_c *AccountCreate) defaults() {
 		v := account.DefaultRole
 		_c.mutation.SetRole(v)
 	}
+	if _, ok := _c.mutation.Restricted(); !ok {
+		v := account.DefaultRestricted
+		_c.mutation.SetRestricted(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := account.DefaultID()
 		_c.mutation.SetID(v)
@@ -219,6 +237,9 @@ func (_c *AccountCreate) check() error {
 		if err := account.RoleValidator(v); err != nil {
 			return &ValidationError{Name: "role", err: fmt.Errorf(`ent: validator failed for field "Account.role": %w`, err)}
 		}
+	}
+	if _, ok := _c.mutation.Restricted(); !ok {
+		return &ValidationError{Name: "restricted", err: errors.New(`ent: missing required field "Account.restricted"`)}
 	}
 	if len(_c.mutation.TenantIDs()) == 0 {
 		return &ValidationError{Name: "tenant", err: errors.New(`ent: missing required edge "Account.tenant"`)}
@@ -278,6 +299,10 @@ func (_c *AccountCreate) createSpec() (*Account, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Role(); ok {
 		_spec.SetField(account.FieldRole, field.TypeEnum, value)
 		_node.Role = value
+	}
+	if value, ok := _c.mutation.Restricted(); ok {
+		_spec.SetField(account.FieldRestricted, field.TypeBool, value)
+		_node.Restricted = value
 	}
 	if nodes := _c.mutation.TenantIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -412,6 +437,18 @@ func (u *AccountUpsert) UpdateRole() *AccountUpsert {
 	return u
 }
 
+// SetRestricted sets the "restricted" field.
+func (u *AccountUpsert) SetRestricted(v bool) *AccountUpsert {
+	u.Set(account.FieldRestricted, v)
+	return u
+}
+
+// UpdateRestricted sets the "restricted" field to the value that was provided on create.
+func (u *AccountUpsert) UpdateRestricted() *AccountUpsert {
+	u.SetExcluded(account.FieldRestricted)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
 // Using this option is equivalent to using:
 //
@@ -519,6 +556,20 @@ func (u *AccountUpsertOne) SetRole(v account.Role) *AccountUpsertOne {
 func (u *AccountUpsertOne) UpdateRole() *AccountUpsertOne {
 	return u.Update(func(s *AccountUpsert) {
 		s.UpdateRole()
+	})
+}
+
+// SetRestricted sets the "restricted" field.
+func (u *AccountUpsertOne) SetRestricted(v bool) *AccountUpsertOne {
+	return u.Update(func(s *AccountUpsert) {
+		s.SetRestricted(v)
+	})
+}
+
+// UpdateRestricted sets the "restricted" field to the value that was provided on create.
+func (u *AccountUpsertOne) UpdateRestricted() *AccountUpsertOne {
+	return u.Update(func(s *AccountUpsert) {
+		s.UpdateRestricted()
 	})
 }
 
@@ -796,6 +847,20 @@ func (u *AccountUpsertBulk) SetRole(v account.Role) *AccountUpsertBulk {
 func (u *AccountUpsertBulk) UpdateRole() *AccountUpsertBulk {
 	return u.Update(func(s *AccountUpsert) {
 		s.UpdateRole()
+	})
+}
+
+// SetRestricted sets the "restricted" field.
+func (u *AccountUpsertBulk) SetRestricted(v bool) *AccountUpsertBulk {
+	return u.Update(func(s *AccountUpsert) {
+		s.SetRestricted(v)
+	})
+}
+
+// UpdateRestricted sets the "restricted" field to the value that was provided on create.
+func (u *AccountUpsertBulk) UpdateRestricted() *AccountUpsertBulk {
+	return u.Update(func(s *AccountUpsert) {
+		s.UpdateRestricted()
 	})
 }
 

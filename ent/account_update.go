@@ -78,6 +78,20 @@ func (_u *AccountUpdate) SetNillableRole(v *account.Role) *AccountUpdate {
 	return _u
 }
 
+// SetRestricted sets the "restricted" field.
+func (_u *AccountUpdate) SetRestricted(v bool) *AccountUpdate {
+	_u.mutation.SetRestricted(v)
+	return _u
+}
+
+// SetNillableRestricted sets the "restricted" field if the given value is not nil.
+func (_u *AccountUpdate) SetNillableRestricted(v *bool) *AccountUpdate {
+	if v != nil {
+		_u.SetRestricted(*v)
+	}
+	return _u
+}
+
 // AddAPIKeyIDs adds the "api_keys" edge to the APIKey entity by IDs.
 func (_u *AccountUpdate) AddAPIKeyIDs(ids ...uuid.UUID) *AccountUpdate {
 	_u.mutation.AddAPIKeyIDs(ids...)
@@ -202,6 +216,9 @@ func (_u *AccountUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if value, ok := _u.mutation.Role(); ok {
 		_spec.SetField(account.FieldRole, field.TypeEnum, value)
 	}
+	if value, ok := _u.mutation.Restricted(); ok {
+		_spec.SetField(account.FieldRestricted, field.TypeBool, value)
+	}
 	if _u.mutation.APIKeysCleared() {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2M,
@@ -311,6 +328,20 @@ func (_u *AccountUpdateOne) SetRole(v account.Role) *AccountUpdateOne {
 func (_u *AccountUpdateOne) SetNillableRole(v *account.Role) *AccountUpdateOne {
 	if v != nil {
 		_u.SetRole(*v)
+	}
+	return _u
+}
+
+// SetRestricted sets the "restricted" field.
+func (_u *AccountUpdateOne) SetRestricted(v bool) *AccountUpdateOne {
+	_u.mutation.SetRestricted(v)
+	return _u
+}
+
+// SetNillableRestricted sets the "restricted" field if the given value is not nil.
+func (_u *AccountUpdateOne) SetNillableRestricted(v *bool) *AccountUpdateOne {
+	if v != nil {
+		_u.SetRestricted(*v)
 	}
 	return _u
 }
@@ -468,6 +499,9 @@ func (_u *AccountUpdateOne) sqlSave(ctx context.Context) (_node *Account, err er
 	}
 	if value, ok := _u.mutation.Role(); ok {
 		_spec.SetField(account.FieldRole, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.Restricted(); ok {
+		_spec.SetField(account.FieldRestricted, field.TypeBool, value)
 	}
 	if _u.mutation.APIKeysCleared() {
 		edge := &sqlgraph.EdgeSpec{

@@ -1214,6 +1214,7 @@ type AccountMutation struct {
 	email           *string
 	name            *string
 	role            *account.Role
+	restricted      *bool
 	clearedFields   map[string]struct{}
 	tenant          *uuid.UUID
 	clearedtenant   bool
@@ -1545,6 +1546,42 @@ func (m *AccountMutation) ResetRole() {
 	m.role = nil
 }
 
+// SetRestricted sets the "restricted" field.
+func (m *AccountMutation) SetRestricted(b bool) {
+	m.restricted = &b
+}
+
+// Restricted returns the value of the "restricted" field in the mutation.
+func (m *AccountMutation) Restricted() (r bool, exists bool) {
+	v := m.restricted
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRestricted returns the old "restricted" field's value of the Account entity.
+// If the Account object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccountMutation) OldRestricted(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRestricted is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRestricted requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRestricted: %w", err)
+	}
+	return oldValue.Restricted, nil
+}
+
+// ResetRestricted resets all changes to the "restricted" field.
+func (m *AccountMutation) ResetRestricted() {
+	m.restricted = nil
+}
+
 // ClearTenant clears the "tenant" edge to the Tenant entity.
 func (m *AccountMutation) ClearTenant() {
 	m.clearedtenant = true
@@ -1660,7 +1697,7 @@ func (m *AccountMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *AccountMutation) Fields() []string {
-	fields := make([]string, 0, 6)
+	fields := make([]string, 0, 7)
 	if m.created_at != nil {
 		fields = append(fields, account.FieldCreatedAt)
 	}
@@ -1678,6 +1715,9 @@ func (m *AccountMutation) Fields() []string {
 	}
 	if m.role != nil {
 		fields = append(fields, account.FieldRole)
+	}
+	if m.restricted != nil {
+		fields = append(fields, account.FieldRestricted)
 	}
 	return fields
 }
@@ -1699,6 +1739,8 @@ func (m *AccountMutation) Field(name string) (ent.Value, bool) {
 		return m.Name()
 	case account.FieldRole:
 		return m.Role()
+	case account.FieldRestricted:
+		return m.Restricted()
 	}
 	return nil, false
 }
@@ -1720,6 +1762,8 @@ func (m *AccountMutation) OldField(ctx context.Context, name string) (ent.Value,
 		return m.OldName(ctx)
 	case account.FieldRole:
 		return m.OldRole(ctx)
+	case account.FieldRestricted:
+		return m.OldRestricted(ctx)
 	}
 	return nil, fmt.Errorf("unknown Account field %s", name)
 }
@@ -1770,6 +1814,13 @@ func (m *AccountMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetRole(v)
+		return nil
+	case account.FieldRestricted:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRestricted(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Account field %s", name)
@@ -1837,6 +1888,9 @@ func (m *AccountMutation) ResetField(name string) error {
 		return nil
 	case account.FieldRole:
 		m.ResetRole()
+		return nil
+	case account.FieldRestricted:
+		m.ResetRestricted()
 		return nil
 	}
 	return fmt.Errorf("unknown Account field %s", name)

@@ -112,6 +112,10 @@ func init() {
 	account.DefaultName = accountDescName.Default.(string)
 	// account.NameValidator is a validator for the "name" field. It is called by the builders before save.
 	account.NameValidator = accountDescName.Validators[0].(func(string) error)
+	// accountDescRestricted is the schema descriptor for restricted field.
+	accountDescRestricted := accountFields[4].Descriptor()
+	// account.DefaultRestricted holds the default value on creation for the restricted field.
+	account.DefaultRestricted = accountDescRestricted.Default.(bool)
 	// accountDescID is the schema descriptor for id field.
 	accountDescID := accountMixinFields0[0].Descriptor()
 	// account.DefaultID holds the default value on creation for the id field.

@@ -55,10 +55,14 @@ func authenticate(cfg Config, h *corev3.HeaderMap, now time.Time) (*configv1.Key
 	tenant := cfg.Tenant(key.GetTenantId())
 	switch tenant.GetStatus() {
 	case configv1.TenantStatus_TENANT_STATUS_ACTIVE:
+		if key.GetAccountRestricted() {
+			return key, tenant, authError(http.StatusForbidden, "processing_restricted",
+				"Processing is restricted for the account this key belongs to: its requests are refused until the restriction is lifted.")
+		}
 		return key, tenant, nil
 	case configv1.TenantStatus_TENANT_STATUS_RESTRICTED:
 		return key, tenant, authError(http.StatusForbidden, "processing_restricted",
-			"Processing is restricted for this account: requests are refused until the restriction is lifted.")
+			"Processing is restricted for this organization: requests are refused until the restriction is lifted.")
 	default:
 		return key, tenant, authError(http.StatusForbidden, "account_suspended",
 			"This account is suspended; contact your administrator.")

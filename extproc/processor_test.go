@@ -212,6 +212,18 @@ func TestRefusals(t *testing.T) {
 		}, status: 401, code: "expired_api_key", shape: "openai"},
 		{name: "suspended tenant", setup: func(f *fixture) { f.cfg.tenants[tenantID].Status = configv1.TenantStatus_TENANT_STATUS_SUSPENDED }, status: 403, code: "account_suspended", shape: "openai", record: true},
 		{name: "restricted tenant", setup: func(f *fixture) { f.cfg.tenants[tenantID].Status = configv1.TenantStatus_TENANT_STATUS_RESTRICTED }, status: 403, code: "processing_restricted", shape: "openai", record: true},
+		{name: "key of a restricted account", setup: func(f *fixture) {
+			for _, k := range f.cfg.keys {
+				k.AccountRestricted = true
+			}
+		}, status: 403, code: "processing_restricted", shape: "openai", record: true},
+		{name: "key of a restricted account, Anthropic client", setup: func(f *fixture) {
+			for _, k := range f.cfg.keys {
+				k.AccountRestricted = true
+			}
+		}, headers: func(f *fixture) []string {
+			return []string{":method", "POST", ":path", "/v1/messages", "x-api-key", f.key}
+		}, status: 403, shape: "anthropic", record: true},
 		{name: "unknown path", headers: func(f *fixture) []string {
 			return []string{":method", "POST", ":path", "/v1/completions", "authorization", "Bearer " + f.key}
 		}, status: 404, code: "unknown_url", shape: "openai"},

@@ -44,6 +44,7 @@ func accountToProto(a *ent.Account) *adminv1.Account {
 		Role:       accountRoleToProto[a.Role],
 		CreateTime: ts(a.CreatedAt),
 		UpdateTime: ts(a.UpdatedAt),
+		Restricted: a.Restricted,
 	}
 }
 

@@ -50,6 +50,10 @@ type Key struct {
 	AllowedModels []string     `json:"allowed_models,omitempty"`
 	ExpiresAt     *time.Time   `json:"expires_at,omitempty"`
 	Policy        *policy.Spec `json:"policy,omitempty"`
+	// AccountID is the account the key belongs to, if any;
+	// AccountRestricted says that account's processing is restricted.
+	AccountID         *uuid.UUID `json:"account_id,omitempty"`
+	AccountRestricted bool       `json:"account_restricted,omitempty"`
 }
 
 // Provider kinds, as stored.

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/ent"
+	"github.com/tollgate-dev/tollgate/ent/account"
 	"github.com/tollgate-dev/tollgate/ent/apikey"
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
 )
@@ -61,6 +64,16 @@ func load(ctx context.Context, tx *ent.Tx, now time.Time) (*Gateway, error) {
 		g.Tenants = append(g.Tenants, it)
 	}
 
+	// Only restricted accounts matter to the data plane, and there are few.
+	restricted, err := tx.Account.Query().Where(account.Restricted(true)).IDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	restrictedAccount := make(map[uuid.UUID]bool, len(restricted))
+	for _, id := range restricted {
+		restrictedAccount[id] = true
+	}
+
 	keys, err := tx.APIKey.Query().
 		Where(apikey.RevokedAtIsNil(), apikey.Or(apikey.ExpiresAtIsNil(), apikey.ExpiresAtGT(now.Add(-keyExpiryGrace)))).
 		All(ctx)
@@ -68,7 +81,10 @@ func load(ctx context.Context, tx *ent.Tx, now time.Time) (*Gateway, error) {
 		return nil, err
 	}
 	for _, k := range keys {
-		ik := Key{ID: k.ID, TenantID: k.TenantID, Prefix: k.Prefix, Hash: k.Hash, AllowedModels: k.AllowedModels, ExpiresAt: k.ExpiresAt}
+		ik := Key{ID: k.ID, TenantID: k.TenantID, Prefix: k.Prefix, Hash: k.Hash, AllowedModels: k.AllowedModels, ExpiresAt: k.ExpiresAt, AccountID: k.AccountID}
+		if k.AccountID != nil {
+			ik.AccountRestricted = restrictedAccount[*k.AccountID]
+		}
 		if p := keyPolicy[k.ID.String()]; p != nil {
 			ik.Policy = &p.Spec
 		}

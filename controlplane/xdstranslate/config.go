@@ -50,6 +50,10 @@ func TranslateConfig(g *ir.Gateway, open OpenCredential) (*Config, error) {
 		ck := &configv1.Key{
 			KeyId: k.ID.String(), TenantId: k.TenantID.String(), Prefix: k.Prefix,
 			AllowedModels: k.AllowedModels, Policy: policyProto(k.Policy),
+			AccountRestricted: k.AccountRestricted,
+		}
+		if k.AccountID != nil {
+			ck.AccountId = k.AccountID.String()
 		}
 		if k.ExpiresAt != nil {
 			ck.ExpireTime = timestamppb.New(*k.ExpiresAt)

@@ -28,6 +28,8 @@ const (
 	FieldName = "name"
 	// FieldRole holds the string denoting the role field in the database.
 	FieldRole = "role"
+	// FieldRestricted holds the string denoting the restricted field in the database.
+	FieldRestricted = "restricted"
 	// EdgeTenant holds the string denoting the tenant edge name in mutations.
 	EdgeTenant = "tenant"
 	// EdgeAPIKeys holds the string denoting the api_keys edge name in mutations.
@@ -59,6 +61,7 @@ var Columns = []string{
 	FieldEmail,
 	FieldName,
 	FieldRole,
+	FieldRestricted,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -84,6 +87,8 @@ var (
 	DefaultName string
 	// NameValidator is a validator for the "name" field. It is called by the builders before save.
 	NameValidator func(string) error
+	// DefaultRestricted holds the default value on creation for the "restricted" field.
+	DefaultRestricted bool
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -152,6 +157,11 @@ func ByName(opts ...sql.OrderTermOption) OrderOption {
 // ByRole orders the results by the role field.
 func ByRole(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldRole, opts...).ToFunc()
+}
+
+// ByRestricted orders the results by the restricted field.
+func ByRestricted(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRestricted, opts...).ToFunc()
 }
 
 // ByTenantField orders the results by tenant field.

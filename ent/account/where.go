@@ -81,6 +81,11 @@ func Name(v string) predicate.Account {
 	return predicate.Account(sql.FieldEQ(FieldName, v))
 }
 
+// Restricted applies equality check predicate on the "restricted" field. It's identical to RestrictedEQ.
+func Restricted(v bool) predicate.Account {
+	return predicate.Account(sql.FieldEQ(FieldRestricted, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.Account {
 	return predicate.Account(sql.FieldEQ(FieldCreatedAt, v))
@@ -329,6 +334,16 @@ func RoleIn(vs ...Role) predicate.Account {
 // RoleNotIn applies the NotIn predicate on the "role" field.
 func RoleNotIn(vs ...Role) predicate.Account {
 	return predicate.Account(sql.FieldNotIn(FieldRole, vs...))
+}
+
+// RestrictedEQ applies the EQ predicate on the "restricted" field.
+func RestrictedEQ(v bool) predicate.Account {
+	return predicate.Account(sql.FieldEQ(FieldRestricted, v))
+}
+
+// RestrictedNEQ applies the NEQ predicate on the "restricted" field.
+func RestrictedNEQ(v bool) predicate.Account {
+	return predicate.Account(sql.FieldNEQ(FieldRestricted, v))
 }
 
 // HasTenant applies the HasEdge predicate on the "tenant" edge.

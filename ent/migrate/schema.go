@@ -59,6 +59,7 @@ var (
 		{Name: "email", Type: field.TypeString, Size: 320},
 		{Name: "name", Type: field.TypeString, Size: 200, Default: ""},
 		{Name: "role", Type: field.TypeEnum, Enums: []string{"owner", "admin", "member", "viewer"}, Default: "member"},
+		{Name: "restricted", Type: field.TypeBool, Default: false},
 		{Name: "tenant_id", Type: field.TypeUUID},
 	}
 	// AccountsTable holds the schema information for the "accounts" table.
@@ -69,7 +70,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "accounts_tenants_accounts",
-				Columns:    []*schema.Column{AccountsColumns[6]},
+				Columns:    []*schema.Column{AccountsColumns[7]},
 				RefColumns: []*schema.Column{TenantsColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
@@ -78,7 +79,7 @@ var (
 			{
 				Name:    "account_tenant_id_email",
 				Unique:  true,
-				Columns: []*schema.Column{AccountsColumns[6], AccountsColumns[3]},
+				Columns: []*schema.Column{AccountsColumns[7], AccountsColumns[3]},
 			},
 		},
 	}

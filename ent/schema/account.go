@@ -20,6 +20,10 @@ func (Account) Fields() []ent.Field {
 		field.String("email").NotEmpty().MaxLen(320),
 		field.String("name").Default("").MaxLen(200),
 		field.Enum("role").Values("owner", "admin", "member", "viewer").Default("member"),
+		// restricted keeps the account's data but refuses every request made
+		// with its keys (the data subject's right to restriction), until it
+		// is lifted. Set by PrivacyService; the data plane reads it per key.
+		field.Bool("restricted").Default(false),
 	}
 }
 

@@ -94,7 +94,12 @@ type Account struct {
 	// Output only.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Output only.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Output only. True while processing is restricted for this account:
+	// every request made with its keys is refused with 403
+	// processing_restricted, and its data is kept. PrivacyService sets and
+	// lifts it.
+	Restricted    bool `protobuf:"varint,8,opt,name=restricted,proto3" json:"restricted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -176,6 +181,13 @@ func (x *Account) GetUpdateTime() *timestamppb.Timestamp {
 		return x.UpdateTime
 	}
 	return nil
+}
+
+func (x *Account) GetRestricted() bool {
+	if x != nil {
+		return x.Restricted
+	}
+	return false
 }
 
 type GetAccountRequest struct {
@@ -658,7 +670,7 @@ var File_tollgate_admin_v1_account_proto protoreflect.FileDescriptor
 
 const file_tollgate_admin_v1_account_proto_rawDesc = "" +
 	"\n" +
-	"\x1ftollgate/admin/v1/account.proto\x12\x11tollgate.admin.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x02\n" +
+	"\x1ftollgate/admin/v1/account.proto\x12\x11tollgate.admin.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x02\n" +
 	"\aAccount\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x14\n" +
@@ -668,7 +680,10 @@ const file_tollgate_admin_v1_account_proto_rawDesc = "" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"#\n" +
+	"updateTime\x12\x1e\n" +
+	"\n" +
+	"restricted\x18\b \x01(\bR\n" +
+	"restricted\"#\n" +
 	"\x11GetAccountRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"J\n" +
 	"\x12GetAccountResponse\x124\n" +

@@ -255,9 +255,14 @@ type Key struct {
 	AllowedModels []string               `protobuf:"bytes,4,rep,name=allowed_models,json=allowedModels,proto3" json:"allowed_models,omitempty"`
 	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	// The key's own policy; the tenant's applies as well, the stricter wins.
-	Policy        *Policy `protobuf:"bytes,6,opt,name=policy,proto3" json:"policy,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Policy *Policy `protobuf:"bytes,6,opt,name=policy,proto3" json:"policy,omitempty"`
+	// The account the key belongs to; empty for a key of the tenant itself.
+	AccountId string `protobuf:"bytes,7,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// The key's account is restricted: every request is refused with 403
+	// processing_restricted.
+	AccountRestricted bool `protobuf:"varint,8,opt,name=account_restricted,json=accountRestricted,proto3" json:"account_restricted,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Key) Reset() {
@@ -330,6 +335,20 @@ func (x *Key) GetPolicy() *Policy {
 		return x.Policy
 	}
 	return nil
+}
+
+func (x *Key) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *Key) GetAccountRestricted() bool {
+	if x != nil {
+		return x.AccountRestricted
+	}
+	return false
 }
 
 // Tenant is what ext_proc needs to know about a tenant.
@@ -994,7 +1013,7 @@ var File_tollgate_config_v1_config_proto protoreflect.FileDescriptor
 
 const file_tollgate_config_v1_config_proto_rawDesc = "" +
 	"\n" +
-	"\x1ftollgate/config/v1/config.proto\x12\x12tollgate.config.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x01\n" +
+	"\x1ftollgate/config/v1/config.proto\x12\x12tollgate.config.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb7\x02\n" +
 	"\x03Key\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x16\n" +
@@ -1002,7 +1021,10 @@ const file_tollgate_config_v1_config_proto_rawDesc = "" +
 	"\x0eallowed_models\x18\x04 \x03(\tR\rallowedModels\x12;\n" +
 	"\vexpire_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x122\n" +
-	"\x06policy\x18\x06 \x01(\v2\x1a.tollgate.config.v1.PolicyR\x06policy\"\xa7\x01\n" +
+	"\x06policy\x18\x06 \x01(\v2\x1a.tollgate.config.v1.PolicyR\x06policy\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\a \x01(\tR\taccountId\x12-\n" +
+	"\x12account_restricted\x18\b \x01(\bR\x11accountRestricted\"\xa7\x01\n" +
 	"\x06Tenant\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x12\n" +
 	"\x04slug\x18\x02 \x01(\tR\x04slug\x128\n" +
