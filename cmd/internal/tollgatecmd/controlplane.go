@@ -45,6 +45,7 @@ type serverFlags struct {
 	noMigrate     bool
 	logLevel      slog.Level
 	dataPlane     xdstranslate.Options
+	telemetry     telemetryFlags
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet, defaultAdmin, defaultXDS, defaultListen string) {
@@ -64,6 +65,7 @@ func (f *serverFlags) register(fs *flag.FlagSet, defaultAdmin, defaultXDS, defau
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key for the admin API")
 	fs.BoolVar(&f.noMigrate, "no-migrate", false, "do not create or upgrade the database schema at start-up (run `tollgate migrate` instead)")
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	f.telemetry.register(fs, "127.0.0.1:9464")
 }
 
 func runControlPlane(ctx context.Context, args []string, stderr io.Writer) (err error) {
@@ -99,7 +101,12 @@ func runControlPlane(ctx context.Context, args []string, stderr io.Writer) (err 
 		return err
 	}
 	defer closeStore(st, &err)
-	return serve(ctx, serveConfig{flags: sf, store: st, keyring: ring, operatorToken: token, log: log})
+	tel, err := startTelemetry(ctx, sf.telemetry, "tollgate-controlplane", "", log)
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry(tel, &err)
+	return serve(ctx, serveConfig{flags: sf, store: st, keyring: ring, operatorToken: token, log: log, telemetry: tel})
 }
 
 func loadKeyring(file string) (*keyring.Keyring, error) {
@@ -141,6 +148,7 @@ type serveConfig struct {
 	keyring       *keyring.Keyring
 	operatorToken string
 	log           *slog.Logger
+	telemetry     *runningTelemetry
 	// ready, if set, receives the addresses once they accept calls.
 	ready func(adminAddr, xdsAddr net.Addr)
 }

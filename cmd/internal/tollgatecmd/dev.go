@@ -67,10 +67,15 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 	}
 	defer closeStore(st, &err)
 	log := newLogger(stderr, sf.logLevel)
+	tel, err := startTelemetry(ctx, sf.telemetry, "tollgate-dev", "", log)
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry(tel, &err)
 	return (&devRun{
 		flags: sf, dir: abs, tokenPath: tokenPath, token: token, extprocListen: *extprocListen,
 		dataPlane: *dataPlane, envoyAdmin: uint16(*envoyAdmin), fakes: *fakes,
-		store: st, keyring: ring, log: log, stdout: stdout, stderr: stderr,
+		store: st, keyring: ring, log: log, telemetry: tel, stdout: stdout, stderr: stderr,
 	}).run(ctx)
 }
 
@@ -89,6 +94,7 @@ type devRun struct {
 	store         *store.Store
 	keyring       *keyring.Keyring
 	log           *slog.Logger
+	telemetry     *runningTelemetry
 	stdout        io.Writer
 	stderr        io.Writer
 }
@@ -101,7 +107,7 @@ func (d *devRun) run(parent context.Context) error {
 	cpDone := make(chan error, 1)
 	go func() {
 		cpDone <- serve(ctx, serveConfig{
-			flags: d.flags, store: d.store, keyring: d.keyring, operatorToken: d.token, log: d.log,
+			flags: d.flags, store: d.store, keyring: d.keyring, operatorToken: d.token, log: d.log, telemetry: d.telemetry,
 			ready: func(admin, xds net.Addr) { cpReady <- addrs{admin, xds} },
 		})
 		stop()
@@ -116,8 +122,8 @@ func (d *devRun) run(parent context.Context) error {
 	epReady := make(chan net.Addr, 1)
 	epDone := make(chan error, 1)
 	go func() {
-		ef := extprocFlags{listen: d.extprocListen, xdsAddr: cp.xds.String(), nodeID: "extproc-dev", spillDir: filepath.Join(d.dir, "spill")}
-		epDone <- serveExtProc(ctx, ef, d.log.With("process", "extproc"), func(a net.Addr) { epReady <- a })
+		ef := extprocFlags{listen: d.extprocListen, xdsAddr: cp.xds.String(), nodeID: "extproc-dev", spillDir: filepath.Join(d.dir, "spill"), telemetry: d.flags.telemetry}
+		epDone <- serveExtProc(ctx, ef, d.telemetry, d.log.With("process", "extproc"), func(a net.Addr) { epReady <- a })
 		stop()
 	}()
 	var ep net.Addr
@@ -209,6 +215,10 @@ func printBanner(w io.Writer, d *devRun, admin, xds, extproc net.Addr, dp *runni
 `
 		}
 	}
+	metrics := d.telemetry.metricsURL()
+	if metrics == "" {
+		metrics = "none (--metrics-addr is empty)"
+	}
 	fakes := ""
 	if d.fakes {
 		fakes = "  fake providers  on: gpt-4o-mini, gpt-4o, text-embedding-3-small, claude-sonnet-4-5, gemini-2.5-flash\n"
@@ -219,6 +229,7 @@ func printBanner(w io.Writer, d *devRun, admin, xds, extproc net.Addr, dp *runni
   admin API       %s
   xDS             %s
   ext_proc        %s
+  metrics         %s
   data directory  %s
   operator token  %s (tollgatectl reads it from there)
 %s
@@ -231,5 +242,5 @@ Try:
        -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'
 
 Stop with Ctrl-C.
-`, warning, traffic, admin, xds, extproc, d.dir, d.tokenPath, fakes, traffic)
+`, warning, traffic, admin, xds, extproc, metrics, d.dir, d.tokenPath, fakes, traffic)
 }

@@ -46,6 +46,8 @@ type extprocFlags struct {
 	quotaLedger   string // "lease" or "local"
 	rateFail      string // "open" or "closed"
 	leaseRequests int64
+
+	telemetry telemetryFlags
 }
 
 func (f *extprocFlags) register(fs *flag.FlagSet, defaultListen, defaultXDS, defaultSpill string) {
@@ -61,9 +63,10 @@ func (f *extprocFlags) register(fs *flag.FlagSet, defaultListen, defaultXDS, def
 	fs.StringVar(&f.quotaLedger, "quota-ledger", "lease", "where limits and budgets are counted: lease (the control plane is the quota authority, shared by every replica) or local (this process only)")
 	fs.StringVar(&f.rateFail, "rate-limits-fail", "open", "rate and concurrency limits while the quota authority is unreachable: open (this replica's share, limit/N, counted locally) or closed (refused); budgets always fail closed")
 	fs.Int64Var(&f.leaseRequests, "quota-lease-requests", 8, "a quota lease's size, in requests of the size that asks for it (docs/policy.md: the accuracy bound)")
+	f.telemetry.register(fs, "127.0.0.1:9465")
 }
 
-func runExtProc(ctx context.Context, args []string, stderr io.Writer) error {
+func runExtProc(ctx context.Context, args []string, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("tollgate extproc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var f extprocFlags
@@ -71,12 +74,19 @@ func runExtProc(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	return serveExtProc(ctx, f, newLogger(stderr, f.logLevel), nil)
+	log := newLogger(stderr, f.logLevel)
+	tel, err := startTelemetry(ctx, f.telemetry, "tollgate-extproc", f.nodeID, log)
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry(tel, &err)
+	return serveExtProc(ctx, f, tel, log, nil)
 }
 
 // serveExtProc runs an ext_proc server until ctx ends: its config client and
-// usage recorder talk to the control plane; Envoy talks to it.
-func serveExtProc(ctx context.Context, f extprocFlags, log *slog.Logger, ready func(net.Addr)) error {
+// usage recorder talk to the control plane; Envoy talks to it. It exports
+// its metrics and traces through tel.
+func serveExtProc(ctx context.Context, f extprocFlags, tel *runningTelemetry, log *slog.Logger, ready func(net.Addr)) error {
 	creds, err := xdsClientCreds(f)
 	if err != nil {
 		return err

@@ -49,6 +49,7 @@ func startDevAll(t *testing.T, dir string) (addr, xdsAddr, extprocAddr string, l
 // devAddrs is what a `tollgate dev` banner says.
 type devAddrs struct {
 	admin, xds, extproc, traffic string
+	metrics                      string // the /metrics URL
 	banner                       string
 	logs                         *syncBuffer
 }
@@ -60,7 +61,7 @@ func startDevWith(t *testing.T, dir string, args ...string) devAddrs {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	stderr := &syncBuffer{}
-	all := append([]string{"dev", "--data-dir", dir, "--admin-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--extproc-listen", "127.0.0.1:0", "--dataplane", "none"}, args...)
+	all := append([]string{"dev", "--data-dir", dir, "--admin-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--extproc-listen", "127.0.0.1:0", "--dataplane", "none", "--metrics-addr", "127.0.0.1:0"}, args...)
 	done := make(chan int, 1)
 	go func() {
 		done <- Main(ctx, all, pw, stderr)
@@ -82,6 +83,7 @@ func startDevWith(t *testing.T, dir string, args ...string) devAddrs {
 		re := map[string]*regexp.Regexp{
 			"admin": regexp.MustCompile(`^\s+admin API\s+(\S+)`), "xds": regexp.MustCompile(`^\s+xDS\s+(\S+)`),
 			"extproc": regexp.MustCompile(`^\s+ext_proc\s+(\S+)`), "traffic": regexp.MustCompile(`^\s+traffic\s+http://(\S+)`),
+			"metrics": regexp.MustCompile(`^\s+metrics\s+(http://\S+)`),
 		}
 		sc := bufio.NewScanner(pr)
 		var d devAddrs
@@ -100,6 +102,8 @@ func startDevWith(t *testing.T, dir string, args ...string) devAddrs {
 						d.extproc = m[1]
 					case "traffic":
 						d.traffic = m[1]
+					case "metrics":
+						d.metrics = m[1]
 					}
 				}
 			}
@@ -242,6 +246,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"dev", "--no-such-flag"}, 2, "no-such-flag"},
 		{[]string{"controlplane", "--database", "sqlite:///tmp/x.db"}, 2, "master key"},
 		{[]string{"migrate", "--database", "mysql://x"}, 1, "sqlite"},
+		{[]string{"extproc", "--trace-sample-ratio", "1.5"}, 2, "between 0 and 1"},
+		{[]string{"extproc", "--otlp-metrics", "--metrics-addr", ""}, 2, "--otlp-endpoint"},
 	} {
 		var out, errb bytes.Buffer
 		code := Main(t.Context(), c.args, &out, &errb)
@@ -254,7 +260,7 @@ func TestUsageErrors(t *testing.T) {
 func TestAdminAPIRefusesPlaintextBeyondLoopback(t *testing.T) {
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
-	code := Main(t.Context(), []string{"dev", "--data-dir", dir, "--admin-addr", "0.0.0.0:0", "--xds-addr", "127.0.0.1:0", "--extproc-listen", "127.0.0.1:0", "--dataplane", "none"}, &out, &errb)
+	code := Main(t.Context(), []string{"dev", "--data-dir", dir, "--admin-addr", "0.0.0.0:0", "--xds-addr", "127.0.0.1:0", "--extproc-listen", "127.0.0.1:0", "--dataplane", "none", "--metrics-addr", ""}, &out, &errb)
 	if code != 2 || !strings.Contains(errb.String(), "without TLS") {
 		t.Errorf("exit %d, stderr %q; want a refusal to serve without TLS", code, errb.String())
 	}
@@ -262,7 +268,7 @@ func TestAdminAPIRefusesPlaintextBeyondLoopback(t *testing.T) {
 
 func TestXDSRefusesPlaintextBeyondLoopback(t *testing.T) {
 	var out, errb bytes.Buffer
-	code := Main(t.Context(), []string{"dev", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--xds-addr", "0.0.0.0:0"}, &out, &errb)
+	code := Main(t.Context(), []string{"dev", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--xds-addr", "0.0.0.0:0", "--metrics-addr", ""}, &out, &errb)
 	if code != 2 || !strings.Contains(errb.String(), "without mutual TLS") {
 		t.Errorf("exit %d, stderr %q; want a refusal to serve xDS without mutual TLS", code, errb.String())
 	}
