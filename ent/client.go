@@ -31,6 +31,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/quotalease"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
+	"github.com/tollgate-dev/tollgate/ent/usagerollup"
 
 	stdsql "database/sql"
 )
@@ -70,6 +71,8 @@ type Client struct {
 	Tenant *TenantClient
 	// UsageRecord is the client for interacting with the UsageRecord builders.
 	UsageRecord *UsageRecordClient
+	// UsageRollup is the client for interacting with the UsageRollup builders.
+	UsageRollup *UsageRollupClient
 }
 
 // NewClient creates a new client configured with the given options.
@@ -96,6 +99,7 @@ func (c *Client) init() {
 	c.QuotaLease = NewQuotaLeaseClient(c.config)
 	c.Tenant = NewTenantClient(c.config)
 	c.UsageRecord = NewUsageRecordClient(c.config)
+	c.UsageRollup = NewUsageRollupClient(c.config)
 }
 
 type (
@@ -203,6 +207,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		QuotaLease:      NewQuotaLeaseClient(cfg),
 		Tenant:          NewTenantClient(cfg),
 		UsageRecord:     NewUsageRecordClient(cfg),
+		UsageRollup:     NewUsageRollupClient(cfg),
 	}, nil
 }
 
@@ -237,6 +242,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		QuotaLease:      NewQuotaLeaseClient(cfg),
 		Tenant:          NewTenantClient(cfg),
 		UsageRecord:     NewUsageRecordClient(cfg),
+		UsageRollup:     NewUsageRollupClient(cfg),
 	}, nil
 }
 
@@ -269,6 +275,7 @@ func (c *Client) Use(hooks ...Hook) {
 		c.APIKey, c.Account, c.AdminToken, c.AuditEvent, c.ConfigChange,
 		c.GatewayPolicy, c.JobLease, c.Model, c.ModelDeployment, c.ModelPrice,
 		c.Provider, c.QuotaCounter, c.QuotaLease, c.Tenant, c.UsageRecord,
+		c.UsageRollup,
 	} {
 		n.Use(hooks...)
 	}
@@ -281,6 +288,7 @@ func (c *Client) Intercept(interceptors ...Interceptor) {
 		c.APIKey, c.Account, c.AdminToken, c.AuditEvent, c.ConfigChange,
 		c.GatewayPolicy, c.JobLease, c.Model, c.ModelDeployment, c.ModelPrice,
 		c.Provider, c.QuotaCounter, c.QuotaLease, c.Tenant, c.UsageRecord,
+		c.UsageRollup,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -319,6 +327,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.Tenant.mutate(ctx, m)
 	case *UsageRecordMutation:
 		return c.UsageRecord.mutate(ctx, m)
+	case *UsageRollupMutation:
+		return c.UsageRollup.mutate(ctx, m)
 	default:
 		return nil, fmt.Errorf("ent: unknown mutation type %T", m)
 	}
@@ -2671,17 +2681,150 @@ func (c *UsageRecordClient) mutate(ctx context.Context, m *UsageRecordMutation) 
 	}
 }
 
+// UsageRollupClient is a client for the UsageRollup schema.
+type UsageRollupClient struct {
+	config
+}
+
+// NewUsageRollupClient returns a client for the UsageRollup from the given config.
+func NewUsageRollupClient(c config) *UsageRollupClient {
+	return &UsageRollupClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `usagerollup.Hooks(f(g(h())))`.
+func (c *UsageRollupClient) Use(hooks ...Hook) {
+	c.hooks.UsageRollup = append(c.hooks.UsageRollup, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `usagerollup.Intercept(f(g(h())))`.
+func (c *UsageRollupClient) Intercept(interceptors ...Interceptor) {
+	c.inters.UsageRollup = append(c.inters.UsageRollup, interceptors...)
+}
+
+// Create returns a builder for creating a UsageRollup entity.
+func (c *UsageRollupClient) Create() *UsageRollupCreate {
+	mutation := newUsageRollupMutation(c.config, OpCreate)
+	return &UsageRollupCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of UsageRollup entities.
+func (c *UsageRollupClient) CreateBulk(builders ...*UsageRollupCreate) *UsageRollupCreateBulk {
+	return &UsageRollupCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *UsageRollupClient) MapCreateBulk(slice any, setFunc func(*UsageRollupCreate, int)) *UsageRollupCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &UsageRollupCreateBulk{err: fmt.Errorf("calling to UsageRollupClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*UsageRollupCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &UsageRollupCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for UsageRollup.
+func (c *UsageRollupClient) Update() *UsageRollupUpdate {
+	mutation := newUsageRollupMutation(c.config, OpUpdate)
+	return &UsageRollupUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *UsageRollupClient) UpdateOne(_m *UsageRollup) *UsageRollupUpdateOne {
+	mutation := newUsageRollupMutation(c.config, OpUpdateOne, withUsageRollup(_m))
+	return &UsageRollupUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *UsageRollupClient) UpdateOneID(id uuid.UUID) *UsageRollupUpdateOne {
+	mutation := newUsageRollupMutation(c.config, OpUpdateOne, withUsageRollupID(id))
+	return &UsageRollupUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for UsageRollup.
+func (c *UsageRollupClient) Delete() *UsageRollupDelete {
+	mutation := newUsageRollupMutation(c.config, OpDelete)
+	return &UsageRollupDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *UsageRollupClient) DeleteOne(_m *UsageRollup) *UsageRollupDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *UsageRollupClient) DeleteOneID(id uuid.UUID) *UsageRollupDeleteOne {
+	builder := c.Delete().Where(usagerollup.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &UsageRollupDeleteOne{builder}
+}
+
+// Query returns a query builder for UsageRollup.
+func (c *UsageRollupClient) Query() *UsageRollupQuery {
+	return &UsageRollupQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeUsageRollup},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a UsageRollup entity by its id.
+func (c *UsageRollupClient) Get(ctx context.Context, id uuid.UUID) (*UsageRollup, error) {
+	return c.Query().Where(usagerollup.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *UsageRollupClient) GetX(ctx context.Context, id uuid.UUID) *UsageRollup {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *UsageRollupClient) Hooks() []Hook {
+	return c.hooks.UsageRollup
+}
+
+// Interceptors returns the client interceptors.
+func (c *UsageRollupClient) Interceptors() []Interceptor {
+	return c.inters.UsageRollup
+}
+
+func (c *UsageRollupClient) mutate(ctx context.Context, m *UsageRollupMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&UsageRollupCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&UsageRollupUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&UsageRollupUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&UsageRollupDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown UsageRollup mutation op: %q", m.Op())
+	}
+}
+
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
 		APIKey, Account, AdminToken, AuditEvent, ConfigChange, GatewayPolicy, JobLease,
 		Model, ModelDeployment, ModelPrice, Provider, QuotaCounter, QuotaLease, Tenant,
-		UsageRecord []ent.Hook
+		UsageRecord, UsageRollup []ent.Hook
 	}
 	inters struct {
 		APIKey, Account, AdminToken, AuditEvent, ConfigChange, GatewayPolicy, JobLease,
 		Model, ModelDeployment, ModelPrice, Provider, QuotaCounter, QuotaLease, Tenant,
-		UsageRecord []ent.Interceptor
+		UsageRecord, UsageRollup []ent.Interceptor
 	}
 )
 

@@ -27,6 +27,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/quotalease"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
+	"github.com/tollgate-dev/tollgate/ent/usagerollup"
 )
 
 // ent aliases to avoid import conflicts in user's code.
@@ -102,6 +103,7 @@ func checkColumn(t, c string) error {
 			quotalease.Table:      quotalease.ValidColumn,
 			tenant.Table:          tenant.ValidColumn,
 			usagerecord.Table:     usagerecord.ValidColumn,
+			usagerollup.Table:     usagerollup.ValidColumn,
 		})
 	})
 	return columnCheck(t, c)

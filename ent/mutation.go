@@ -29,6 +29,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/quotalease"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
+	"github.com/tollgate-dev/tollgate/ent/usagerollup"
 )
 
 const (
@@ -55,6 +56,7 @@ const (
 	TypeQuotaLease      = "QuotaLease"
 	TypeTenant          = "Tenant"
 	TypeUsageRecord     = "UsageRecord"
+	TypeUsageRollup     = "UsageRollup"
 )
 
 // APIKeyMutation represents an operation that mutates the APIKey nodes in the graph.
@@ -13241,4 +13243,3567 @@ func (m *UsageRecordMutation) ClearEdge(name string) error {
 // It returns an error if the edge is not defined in the schema.
 func (m *UsageRecordMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown UsageRecord edge %s", name)
+}
+
+// UsageRollupMutation represents an operation that mutates the UsageRollup nodes in the graph.
+type UsageRollupMutation struct {
+	config
+	op                     Op
+	typ                    string
+	id                     *uuid.UUID
+	period                 *usagerollup.Period
+	bucket_start           *time.Time
+	tenant_id              *uuid.UUID
+	api_key_id             *uuid.UUID
+	model                  *string
+	provider               *string
+	status_class           *int32
+	addstatus_class        *int32
+	shard                  *int32
+	addshard               *int32
+	requests               *int64
+	addrequests            *int64
+	errors                 *int64
+	adderrors              *int64
+	input_tokens           *int64
+	addinput_tokens        *int64
+	output_tokens          *int64
+	addoutput_tokens       *int64
+	cached_input_tokens    *int64
+	addcached_input_tokens *int64
+	reasoning_tokens       *int64
+	addreasoning_tokens    *int64
+	cost_micros            *int64
+	addcost_micros         *int64
+	latency_ms_sum         *int64
+	addlatency_ms_sum      *int64
+	latency_le_5           *int64
+	addlatency_le_5        *int64
+	latency_le_10          *int64
+	addlatency_le_10       *int64
+	latency_le_20          *int64
+	addlatency_le_20       *int64
+	latency_le_30          *int64
+	addlatency_le_30       *int64
+	latency_le_50          *int64
+	addlatency_le_50       *int64
+	latency_le_75          *int64
+	addlatency_le_75       *int64
+	latency_le_100         *int64
+	addlatency_le_100      *int64
+	latency_le_150         *int64
+	addlatency_le_150      *int64
+	latency_le_200         *int64
+	addlatency_le_200      *int64
+	latency_le_300         *int64
+	addlatency_le_300      *int64
+	latency_le_500         *int64
+	addlatency_le_500      *int64
+	latency_le_750         *int64
+	addlatency_le_750      *int64
+	latency_le_1000        *int64
+	addlatency_le_1000     *int64
+	latency_le_1500        *int64
+	addlatency_le_1500     *int64
+	latency_le_2000        *int64
+	addlatency_le_2000     *int64
+	latency_le_3000        *int64
+	addlatency_le_3000     *int64
+	latency_le_5000        *int64
+	addlatency_le_5000     *int64
+	latency_le_7500        *int64
+	addlatency_le_7500     *int64
+	latency_le_10000       *int64
+	addlatency_le_10000    *int64
+	latency_le_15000       *int64
+	addlatency_le_15000    *int64
+	latency_le_20000       *int64
+	addlatency_le_20000    *int64
+	latency_le_30000       *int64
+	addlatency_le_30000    *int64
+	latency_le_60000       *int64
+	addlatency_le_60000    *int64
+	latency_gt_60000       *int64
+	addlatency_gt_60000    *int64
+	clearedFields          map[string]struct{}
+	done                   bool
+	oldValue               func(context.Context) (*UsageRollup, error)
+	predicates             []predicate.UsageRollup
+}
+
+var _ ent.Mutation = (*UsageRollupMutation)(nil)
+
+// usagerollupOption allows management of the mutation configuration using functional options.
+type usagerollupOption func(*UsageRollupMutation)
+
+// newUsageRollupMutation creates new mutation for the UsageRollup entity.
+func newUsageRollupMutation(c config, op Op, opts ...usagerollupOption) *UsageRollupMutation {
+	m := &UsageRollupMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeUsageRollup,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withUsageRollupID sets the ID field of the mutation.
+func withUsageRollupID(id uuid.UUID) usagerollupOption {
+	return func(m *UsageRollupMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *UsageRollup
+		)
+		m.oldValue = func(ctx context.Context) (*UsageRollup, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().UsageRollup.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withUsageRollup sets the old UsageRollup of the mutation.
+func withUsageRollup(node *UsageRollup) usagerollupOption {
+	return func(m *UsageRollupMutation) {
+		m.oldValue = func(context.Context) (*UsageRollup, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m UsageRollupMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m UsageRollupMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of UsageRollup entities.
+func (m *UsageRollupMutation) SetID(id uuid.UUID) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *UsageRollupMutation) ID() (id uuid.UUID, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *UsageRollupMutation) IDs(ctx context.Context) ([]uuid.UUID, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []uuid.UUID{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().UsageRollup.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetPeriod sets the "period" field.
+func (m *UsageRollupMutation) SetPeriod(u usagerollup.Period) {
+	m.period = &u
+}
+
+// Period returns the value of the "period" field in the mutation.
+func (m *UsageRollupMutation) Period() (r usagerollup.Period, exists bool) {
+	v := m.period
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPeriod returns the old "period" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldPeriod(ctx context.Context) (v usagerollup.Period, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPeriod is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPeriod requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPeriod: %w", err)
+	}
+	return oldValue.Period, nil
+}
+
+// ResetPeriod resets all changes to the "period" field.
+func (m *UsageRollupMutation) ResetPeriod() {
+	m.period = nil
+}
+
+// SetBucketStart sets the "bucket_start" field.
+func (m *UsageRollupMutation) SetBucketStart(t time.Time) {
+	m.bucket_start = &t
+}
+
+// BucketStart returns the value of the "bucket_start" field in the mutation.
+func (m *UsageRollupMutation) BucketStart() (r time.Time, exists bool) {
+	v := m.bucket_start
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBucketStart returns the old "bucket_start" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldBucketStart(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBucketStart is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBucketStart requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBucketStart: %w", err)
+	}
+	return oldValue.BucketStart, nil
+}
+
+// ResetBucketStart resets all changes to the "bucket_start" field.
+func (m *UsageRollupMutation) ResetBucketStart() {
+	m.bucket_start = nil
+}
+
+// SetTenantID sets the "tenant_id" field.
+func (m *UsageRollupMutation) SetTenantID(u uuid.UUID) {
+	m.tenant_id = &u
+}
+
+// TenantID returns the value of the "tenant_id" field in the mutation.
+func (m *UsageRollupMutation) TenantID() (r uuid.UUID, exists bool) {
+	v := m.tenant_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTenantID returns the old "tenant_id" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldTenantID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTenantID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTenantID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTenantID: %w", err)
+	}
+	return oldValue.TenantID, nil
+}
+
+// ResetTenantID resets all changes to the "tenant_id" field.
+func (m *UsageRollupMutation) ResetTenantID() {
+	m.tenant_id = nil
+}
+
+// SetAPIKeyID sets the "api_key_id" field.
+func (m *UsageRollupMutation) SetAPIKeyID(u uuid.UUID) {
+	m.api_key_id = &u
+}
+
+// APIKeyID returns the value of the "api_key_id" field in the mutation.
+func (m *UsageRollupMutation) APIKeyID() (r uuid.UUID, exists bool) {
+	v := m.api_key_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAPIKeyID returns the old "api_key_id" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldAPIKeyID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAPIKeyID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAPIKeyID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAPIKeyID: %w", err)
+	}
+	return oldValue.APIKeyID, nil
+}
+
+// ResetAPIKeyID resets all changes to the "api_key_id" field.
+func (m *UsageRollupMutation) ResetAPIKeyID() {
+	m.api_key_id = nil
+}
+
+// SetModel sets the "model" field.
+func (m *UsageRollupMutation) SetModel(s string) {
+	m.model = &s
+}
+
+// Model returns the value of the "model" field in the mutation.
+func (m *UsageRollupMutation) Model() (r string, exists bool) {
+	v := m.model
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldModel returns the old "model" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldModel(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldModel is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldModel requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldModel: %w", err)
+	}
+	return oldValue.Model, nil
+}
+
+// ResetModel resets all changes to the "model" field.
+func (m *UsageRollupMutation) ResetModel() {
+	m.model = nil
+}
+
+// SetProvider sets the "provider" field.
+func (m *UsageRollupMutation) SetProvider(s string) {
+	m.provider = &s
+}
+
+// Provider returns the value of the "provider" field in the mutation.
+func (m *UsageRollupMutation) Provider() (r string, exists bool) {
+	v := m.provider
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldProvider returns the old "provider" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldProvider(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldProvider is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldProvider requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldProvider: %w", err)
+	}
+	return oldValue.Provider, nil
+}
+
+// ResetProvider resets all changes to the "provider" field.
+func (m *UsageRollupMutation) ResetProvider() {
+	m.provider = nil
+}
+
+// SetStatusClass sets the "status_class" field.
+func (m *UsageRollupMutation) SetStatusClass(i int32) {
+	m.status_class = &i
+	m.addstatus_class = nil
+}
+
+// StatusClass returns the value of the "status_class" field in the mutation.
+func (m *UsageRollupMutation) StatusClass() (r int32, exists bool) {
+	v := m.status_class
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStatusClass returns the old "status_class" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldStatusClass(ctx context.Context) (v int32, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStatusClass is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStatusClass requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStatusClass: %w", err)
+	}
+	return oldValue.StatusClass, nil
+}
+
+// AddStatusClass adds i to the "status_class" field.
+func (m *UsageRollupMutation) AddStatusClass(i int32) {
+	if m.addstatus_class != nil {
+		*m.addstatus_class += i
+	} else {
+		m.addstatus_class = &i
+	}
+}
+
+// AddedStatusClass returns the value that was added to the "status_class" field in this mutation.
+func (m *UsageRollupMutation) AddedStatusClass() (r int32, exists bool) {
+	v := m.addstatus_class
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetStatusClass resets all changes to the "status_class" field.
+func (m *UsageRollupMutation) ResetStatusClass() {
+	m.status_class = nil
+	m.addstatus_class = nil
+}
+
+// SetShard sets the "shard" field.
+func (m *UsageRollupMutation) SetShard(i int32) {
+	m.shard = &i
+	m.addshard = nil
+}
+
+// Shard returns the value of the "shard" field in the mutation.
+func (m *UsageRollupMutation) Shard() (r int32, exists bool) {
+	v := m.shard
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldShard returns the old "shard" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldShard(ctx context.Context) (v int32, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldShard is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldShard requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldShard: %w", err)
+	}
+	return oldValue.Shard, nil
+}
+
+// AddShard adds i to the "shard" field.
+func (m *UsageRollupMutation) AddShard(i int32) {
+	if m.addshard != nil {
+		*m.addshard += i
+	} else {
+		m.addshard = &i
+	}
+}
+
+// AddedShard returns the value that was added to the "shard" field in this mutation.
+func (m *UsageRollupMutation) AddedShard() (r int32, exists bool) {
+	v := m.addshard
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetShard resets all changes to the "shard" field.
+func (m *UsageRollupMutation) ResetShard() {
+	m.shard = nil
+	m.addshard = nil
+}
+
+// SetRequests sets the "requests" field.
+func (m *UsageRollupMutation) SetRequests(i int64) {
+	m.requests = &i
+	m.addrequests = nil
+}
+
+// Requests returns the value of the "requests" field in the mutation.
+func (m *UsageRollupMutation) Requests() (r int64, exists bool) {
+	v := m.requests
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRequests returns the old "requests" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldRequests(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRequests is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRequests requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRequests: %w", err)
+	}
+	return oldValue.Requests, nil
+}
+
+// AddRequests adds i to the "requests" field.
+func (m *UsageRollupMutation) AddRequests(i int64) {
+	if m.addrequests != nil {
+		*m.addrequests += i
+	} else {
+		m.addrequests = &i
+	}
+}
+
+// AddedRequests returns the value that was added to the "requests" field in this mutation.
+func (m *UsageRollupMutation) AddedRequests() (r int64, exists bool) {
+	v := m.addrequests
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetRequests resets all changes to the "requests" field.
+func (m *UsageRollupMutation) ResetRequests() {
+	m.requests = nil
+	m.addrequests = nil
+}
+
+// SetErrors sets the "errors" field.
+func (m *UsageRollupMutation) SetErrors(i int64) {
+	m.errors = &i
+	m.adderrors = nil
+}
+
+// Errors returns the value of the "errors" field in the mutation.
+func (m *UsageRollupMutation) Errors() (r int64, exists bool) {
+	v := m.errors
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldErrors returns the old "errors" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldErrors(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldErrors is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldErrors requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldErrors: %w", err)
+	}
+	return oldValue.Errors, nil
+}
+
+// AddErrors adds i to the "errors" field.
+func (m *UsageRollupMutation) AddErrors(i int64) {
+	if m.adderrors != nil {
+		*m.adderrors += i
+	} else {
+		m.adderrors = &i
+	}
+}
+
+// AddedErrors returns the value that was added to the "errors" field in this mutation.
+func (m *UsageRollupMutation) AddedErrors() (r int64, exists bool) {
+	v := m.adderrors
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetErrors resets all changes to the "errors" field.
+func (m *UsageRollupMutation) ResetErrors() {
+	m.errors = nil
+	m.adderrors = nil
+}
+
+// SetInputTokens sets the "input_tokens" field.
+func (m *UsageRollupMutation) SetInputTokens(i int64) {
+	m.input_tokens = &i
+	m.addinput_tokens = nil
+}
+
+// InputTokens returns the value of the "input_tokens" field in the mutation.
+func (m *UsageRollupMutation) InputTokens() (r int64, exists bool) {
+	v := m.input_tokens
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldInputTokens returns the old "input_tokens" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldInputTokens(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldInputTokens is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldInputTokens requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldInputTokens: %w", err)
+	}
+	return oldValue.InputTokens, nil
+}
+
+// AddInputTokens adds i to the "input_tokens" field.
+func (m *UsageRollupMutation) AddInputTokens(i int64) {
+	if m.addinput_tokens != nil {
+		*m.addinput_tokens += i
+	} else {
+		m.addinput_tokens = &i
+	}
+}
+
+// AddedInputTokens returns the value that was added to the "input_tokens" field in this mutation.
+func (m *UsageRollupMutation) AddedInputTokens() (r int64, exists bool) {
+	v := m.addinput_tokens
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetInputTokens resets all changes to the "input_tokens" field.
+func (m *UsageRollupMutation) ResetInputTokens() {
+	m.input_tokens = nil
+	m.addinput_tokens = nil
+}
+
+// SetOutputTokens sets the "output_tokens" field.
+func (m *UsageRollupMutation) SetOutputTokens(i int64) {
+	m.output_tokens = &i
+	m.addoutput_tokens = nil
+}
+
+// OutputTokens returns the value of the "output_tokens" field in the mutation.
+func (m *UsageRollupMutation) OutputTokens() (r int64, exists bool) {
+	v := m.output_tokens
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOutputTokens returns the old "output_tokens" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldOutputTokens(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOutputTokens is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOutputTokens requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOutputTokens: %w", err)
+	}
+	return oldValue.OutputTokens, nil
+}
+
+// AddOutputTokens adds i to the "output_tokens" field.
+func (m *UsageRollupMutation) AddOutputTokens(i int64) {
+	if m.addoutput_tokens != nil {
+		*m.addoutput_tokens += i
+	} else {
+		m.addoutput_tokens = &i
+	}
+}
+
+// AddedOutputTokens returns the value that was added to the "output_tokens" field in this mutation.
+func (m *UsageRollupMutation) AddedOutputTokens() (r int64, exists bool) {
+	v := m.addoutput_tokens
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetOutputTokens resets all changes to the "output_tokens" field.
+func (m *UsageRollupMutation) ResetOutputTokens() {
+	m.output_tokens = nil
+	m.addoutput_tokens = nil
+}
+
+// SetCachedInputTokens sets the "cached_input_tokens" field.
+func (m *UsageRollupMutation) SetCachedInputTokens(i int64) {
+	m.cached_input_tokens = &i
+	m.addcached_input_tokens = nil
+}
+
+// CachedInputTokens returns the value of the "cached_input_tokens" field in the mutation.
+func (m *UsageRollupMutation) CachedInputTokens() (r int64, exists bool) {
+	v := m.cached_input_tokens
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCachedInputTokens returns the old "cached_input_tokens" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldCachedInputTokens(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCachedInputTokens is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCachedInputTokens requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCachedInputTokens: %w", err)
+	}
+	return oldValue.CachedInputTokens, nil
+}
+
+// AddCachedInputTokens adds i to the "cached_input_tokens" field.
+func (m *UsageRollupMutation) AddCachedInputTokens(i int64) {
+	if m.addcached_input_tokens != nil {
+		*m.addcached_input_tokens += i
+	} else {
+		m.addcached_input_tokens = &i
+	}
+}
+
+// AddedCachedInputTokens returns the value that was added to the "cached_input_tokens" field in this mutation.
+func (m *UsageRollupMutation) AddedCachedInputTokens() (r int64, exists bool) {
+	v := m.addcached_input_tokens
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetCachedInputTokens resets all changes to the "cached_input_tokens" field.
+func (m *UsageRollupMutation) ResetCachedInputTokens() {
+	m.cached_input_tokens = nil
+	m.addcached_input_tokens = nil
+}
+
+// SetReasoningTokens sets the "reasoning_tokens" field.
+func (m *UsageRollupMutation) SetReasoningTokens(i int64) {
+	m.reasoning_tokens = &i
+	m.addreasoning_tokens = nil
+}
+
+// ReasoningTokens returns the value of the "reasoning_tokens" field in the mutation.
+func (m *UsageRollupMutation) ReasoningTokens() (r int64, exists bool) {
+	v := m.reasoning_tokens
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldReasoningTokens returns the old "reasoning_tokens" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldReasoningTokens(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldReasoningTokens is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldReasoningTokens requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldReasoningTokens: %w", err)
+	}
+	return oldValue.ReasoningTokens, nil
+}
+
+// AddReasoningTokens adds i to the "reasoning_tokens" field.
+func (m *UsageRollupMutation) AddReasoningTokens(i int64) {
+	if m.addreasoning_tokens != nil {
+		*m.addreasoning_tokens += i
+	} else {
+		m.addreasoning_tokens = &i
+	}
+}
+
+// AddedReasoningTokens returns the value that was added to the "reasoning_tokens" field in this mutation.
+func (m *UsageRollupMutation) AddedReasoningTokens() (r int64, exists bool) {
+	v := m.addreasoning_tokens
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetReasoningTokens resets all changes to the "reasoning_tokens" field.
+func (m *UsageRollupMutation) ResetReasoningTokens() {
+	m.reasoning_tokens = nil
+	m.addreasoning_tokens = nil
+}
+
+// SetCostMicros sets the "cost_micros" field.
+func (m *UsageRollupMutation) SetCostMicros(i int64) {
+	m.cost_micros = &i
+	m.addcost_micros = nil
+}
+
+// CostMicros returns the value of the "cost_micros" field in the mutation.
+func (m *UsageRollupMutation) CostMicros() (r int64, exists bool) {
+	v := m.cost_micros
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCostMicros returns the old "cost_micros" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldCostMicros(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCostMicros is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCostMicros requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCostMicros: %w", err)
+	}
+	return oldValue.CostMicros, nil
+}
+
+// AddCostMicros adds i to the "cost_micros" field.
+func (m *UsageRollupMutation) AddCostMicros(i int64) {
+	if m.addcost_micros != nil {
+		*m.addcost_micros += i
+	} else {
+		m.addcost_micros = &i
+	}
+}
+
+// AddedCostMicros returns the value that was added to the "cost_micros" field in this mutation.
+func (m *UsageRollupMutation) AddedCostMicros() (r int64, exists bool) {
+	v := m.addcost_micros
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetCostMicros resets all changes to the "cost_micros" field.
+func (m *UsageRollupMutation) ResetCostMicros() {
+	m.cost_micros = nil
+	m.addcost_micros = nil
+}
+
+// SetLatencyMsSum sets the "latency_ms_sum" field.
+func (m *UsageRollupMutation) SetLatencyMsSum(i int64) {
+	m.latency_ms_sum = &i
+	m.addlatency_ms_sum = nil
+}
+
+// LatencyMsSum returns the value of the "latency_ms_sum" field in the mutation.
+func (m *UsageRollupMutation) LatencyMsSum() (r int64, exists bool) {
+	v := m.latency_ms_sum
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyMsSum returns the old "latency_ms_sum" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyMsSum(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyMsSum is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyMsSum requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyMsSum: %w", err)
+	}
+	return oldValue.LatencyMsSum, nil
+}
+
+// AddLatencyMsSum adds i to the "latency_ms_sum" field.
+func (m *UsageRollupMutation) AddLatencyMsSum(i int64) {
+	if m.addlatency_ms_sum != nil {
+		*m.addlatency_ms_sum += i
+	} else {
+		m.addlatency_ms_sum = &i
+	}
+}
+
+// AddedLatencyMsSum returns the value that was added to the "latency_ms_sum" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyMsSum() (r int64, exists bool) {
+	v := m.addlatency_ms_sum
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyMsSum resets all changes to the "latency_ms_sum" field.
+func (m *UsageRollupMutation) ResetLatencyMsSum() {
+	m.latency_ms_sum = nil
+	m.addlatency_ms_sum = nil
+}
+
+// SetLatencyLe5 sets the "latency_le_5" field.
+func (m *UsageRollupMutation) SetLatencyLe5(i int64) {
+	m.latency_le_5 = &i
+	m.addlatency_le_5 = nil
+}
+
+// LatencyLe5 returns the value of the "latency_le_5" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe5() (r int64, exists bool) {
+	v := m.latency_le_5
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe5 returns the old "latency_le_5" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe5(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe5 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe5 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe5: %w", err)
+	}
+	return oldValue.LatencyLe5, nil
+}
+
+// AddLatencyLe5 adds i to the "latency_le_5" field.
+func (m *UsageRollupMutation) AddLatencyLe5(i int64) {
+	if m.addlatency_le_5 != nil {
+		*m.addlatency_le_5 += i
+	} else {
+		m.addlatency_le_5 = &i
+	}
+}
+
+// AddedLatencyLe5 returns the value that was added to the "latency_le_5" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe5() (r int64, exists bool) {
+	v := m.addlatency_le_5
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe5 resets all changes to the "latency_le_5" field.
+func (m *UsageRollupMutation) ResetLatencyLe5() {
+	m.latency_le_5 = nil
+	m.addlatency_le_5 = nil
+}
+
+// SetLatencyLe10 sets the "latency_le_10" field.
+func (m *UsageRollupMutation) SetLatencyLe10(i int64) {
+	m.latency_le_10 = &i
+	m.addlatency_le_10 = nil
+}
+
+// LatencyLe10 returns the value of the "latency_le_10" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe10() (r int64, exists bool) {
+	v := m.latency_le_10
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe10 returns the old "latency_le_10" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe10(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe10 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe10 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe10: %w", err)
+	}
+	return oldValue.LatencyLe10, nil
+}
+
+// AddLatencyLe10 adds i to the "latency_le_10" field.
+func (m *UsageRollupMutation) AddLatencyLe10(i int64) {
+	if m.addlatency_le_10 != nil {
+		*m.addlatency_le_10 += i
+	} else {
+		m.addlatency_le_10 = &i
+	}
+}
+
+// AddedLatencyLe10 returns the value that was added to the "latency_le_10" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe10() (r int64, exists bool) {
+	v := m.addlatency_le_10
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe10 resets all changes to the "latency_le_10" field.
+func (m *UsageRollupMutation) ResetLatencyLe10() {
+	m.latency_le_10 = nil
+	m.addlatency_le_10 = nil
+}
+
+// SetLatencyLe20 sets the "latency_le_20" field.
+func (m *UsageRollupMutation) SetLatencyLe20(i int64) {
+	m.latency_le_20 = &i
+	m.addlatency_le_20 = nil
+}
+
+// LatencyLe20 returns the value of the "latency_le_20" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe20() (r int64, exists bool) {
+	v := m.latency_le_20
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe20 returns the old "latency_le_20" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe20(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe20 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe20 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe20: %w", err)
+	}
+	return oldValue.LatencyLe20, nil
+}
+
+// AddLatencyLe20 adds i to the "latency_le_20" field.
+func (m *UsageRollupMutation) AddLatencyLe20(i int64) {
+	if m.addlatency_le_20 != nil {
+		*m.addlatency_le_20 += i
+	} else {
+		m.addlatency_le_20 = &i
+	}
+}
+
+// AddedLatencyLe20 returns the value that was added to the "latency_le_20" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe20() (r int64, exists bool) {
+	v := m.addlatency_le_20
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe20 resets all changes to the "latency_le_20" field.
+func (m *UsageRollupMutation) ResetLatencyLe20() {
+	m.latency_le_20 = nil
+	m.addlatency_le_20 = nil
+}
+
+// SetLatencyLe30 sets the "latency_le_30" field.
+func (m *UsageRollupMutation) SetLatencyLe30(i int64) {
+	m.latency_le_30 = &i
+	m.addlatency_le_30 = nil
+}
+
+// LatencyLe30 returns the value of the "latency_le_30" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe30() (r int64, exists bool) {
+	v := m.latency_le_30
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe30 returns the old "latency_le_30" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe30(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe30 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe30 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe30: %w", err)
+	}
+	return oldValue.LatencyLe30, nil
+}
+
+// AddLatencyLe30 adds i to the "latency_le_30" field.
+func (m *UsageRollupMutation) AddLatencyLe30(i int64) {
+	if m.addlatency_le_30 != nil {
+		*m.addlatency_le_30 += i
+	} else {
+		m.addlatency_le_30 = &i
+	}
+}
+
+// AddedLatencyLe30 returns the value that was added to the "latency_le_30" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe30() (r int64, exists bool) {
+	v := m.addlatency_le_30
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe30 resets all changes to the "latency_le_30" field.
+func (m *UsageRollupMutation) ResetLatencyLe30() {
+	m.latency_le_30 = nil
+	m.addlatency_le_30 = nil
+}
+
+// SetLatencyLe50 sets the "latency_le_50" field.
+func (m *UsageRollupMutation) SetLatencyLe50(i int64) {
+	m.latency_le_50 = &i
+	m.addlatency_le_50 = nil
+}
+
+// LatencyLe50 returns the value of the "latency_le_50" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe50() (r int64, exists bool) {
+	v := m.latency_le_50
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe50 returns the old "latency_le_50" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe50(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe50 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe50 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe50: %w", err)
+	}
+	return oldValue.LatencyLe50, nil
+}
+
+// AddLatencyLe50 adds i to the "latency_le_50" field.
+func (m *UsageRollupMutation) AddLatencyLe50(i int64) {
+	if m.addlatency_le_50 != nil {
+		*m.addlatency_le_50 += i
+	} else {
+		m.addlatency_le_50 = &i
+	}
+}
+
+// AddedLatencyLe50 returns the value that was added to the "latency_le_50" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe50() (r int64, exists bool) {
+	v := m.addlatency_le_50
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe50 resets all changes to the "latency_le_50" field.
+func (m *UsageRollupMutation) ResetLatencyLe50() {
+	m.latency_le_50 = nil
+	m.addlatency_le_50 = nil
+}
+
+// SetLatencyLe75 sets the "latency_le_75" field.
+func (m *UsageRollupMutation) SetLatencyLe75(i int64) {
+	m.latency_le_75 = &i
+	m.addlatency_le_75 = nil
+}
+
+// LatencyLe75 returns the value of the "latency_le_75" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe75() (r int64, exists bool) {
+	v := m.latency_le_75
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe75 returns the old "latency_le_75" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe75(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe75 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe75 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe75: %w", err)
+	}
+	return oldValue.LatencyLe75, nil
+}
+
+// AddLatencyLe75 adds i to the "latency_le_75" field.
+func (m *UsageRollupMutation) AddLatencyLe75(i int64) {
+	if m.addlatency_le_75 != nil {
+		*m.addlatency_le_75 += i
+	} else {
+		m.addlatency_le_75 = &i
+	}
+}
+
+// AddedLatencyLe75 returns the value that was added to the "latency_le_75" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe75() (r int64, exists bool) {
+	v := m.addlatency_le_75
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe75 resets all changes to the "latency_le_75" field.
+func (m *UsageRollupMutation) ResetLatencyLe75() {
+	m.latency_le_75 = nil
+	m.addlatency_le_75 = nil
+}
+
+// SetLatencyLe100 sets the "latency_le_100" field.
+func (m *UsageRollupMutation) SetLatencyLe100(i int64) {
+	m.latency_le_100 = &i
+	m.addlatency_le_100 = nil
+}
+
+// LatencyLe100 returns the value of the "latency_le_100" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe100() (r int64, exists bool) {
+	v := m.latency_le_100
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe100 returns the old "latency_le_100" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe100(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe100 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe100 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe100: %w", err)
+	}
+	return oldValue.LatencyLe100, nil
+}
+
+// AddLatencyLe100 adds i to the "latency_le_100" field.
+func (m *UsageRollupMutation) AddLatencyLe100(i int64) {
+	if m.addlatency_le_100 != nil {
+		*m.addlatency_le_100 += i
+	} else {
+		m.addlatency_le_100 = &i
+	}
+}
+
+// AddedLatencyLe100 returns the value that was added to the "latency_le_100" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe100() (r int64, exists bool) {
+	v := m.addlatency_le_100
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe100 resets all changes to the "latency_le_100" field.
+func (m *UsageRollupMutation) ResetLatencyLe100() {
+	m.latency_le_100 = nil
+	m.addlatency_le_100 = nil
+}
+
+// SetLatencyLe150 sets the "latency_le_150" field.
+func (m *UsageRollupMutation) SetLatencyLe150(i int64) {
+	m.latency_le_150 = &i
+	m.addlatency_le_150 = nil
+}
+
+// LatencyLe150 returns the value of the "latency_le_150" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe150() (r int64, exists bool) {
+	v := m.latency_le_150
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe150 returns the old "latency_le_150" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe150(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe150 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe150 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe150: %w", err)
+	}
+	return oldValue.LatencyLe150, nil
+}
+
+// AddLatencyLe150 adds i to the "latency_le_150" field.
+func (m *UsageRollupMutation) AddLatencyLe150(i int64) {
+	if m.addlatency_le_150 != nil {
+		*m.addlatency_le_150 += i
+	} else {
+		m.addlatency_le_150 = &i
+	}
+}
+
+// AddedLatencyLe150 returns the value that was added to the "latency_le_150" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe150() (r int64, exists bool) {
+	v := m.addlatency_le_150
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe150 resets all changes to the "latency_le_150" field.
+func (m *UsageRollupMutation) ResetLatencyLe150() {
+	m.latency_le_150 = nil
+	m.addlatency_le_150 = nil
+}
+
+// SetLatencyLe200 sets the "latency_le_200" field.
+func (m *UsageRollupMutation) SetLatencyLe200(i int64) {
+	m.latency_le_200 = &i
+	m.addlatency_le_200 = nil
+}
+
+// LatencyLe200 returns the value of the "latency_le_200" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe200() (r int64, exists bool) {
+	v := m.latency_le_200
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe200 returns the old "latency_le_200" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe200(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe200 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe200 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe200: %w", err)
+	}
+	return oldValue.LatencyLe200, nil
+}
+
+// AddLatencyLe200 adds i to the "latency_le_200" field.
+func (m *UsageRollupMutation) AddLatencyLe200(i int64) {
+	if m.addlatency_le_200 != nil {
+		*m.addlatency_le_200 += i
+	} else {
+		m.addlatency_le_200 = &i
+	}
+}
+
+// AddedLatencyLe200 returns the value that was added to the "latency_le_200" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe200() (r int64, exists bool) {
+	v := m.addlatency_le_200
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe200 resets all changes to the "latency_le_200" field.
+func (m *UsageRollupMutation) ResetLatencyLe200() {
+	m.latency_le_200 = nil
+	m.addlatency_le_200 = nil
+}
+
+// SetLatencyLe300 sets the "latency_le_300" field.
+func (m *UsageRollupMutation) SetLatencyLe300(i int64) {
+	m.latency_le_300 = &i
+	m.addlatency_le_300 = nil
+}
+
+// LatencyLe300 returns the value of the "latency_le_300" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe300() (r int64, exists bool) {
+	v := m.latency_le_300
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe300 returns the old "latency_le_300" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe300(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe300 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe300 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe300: %w", err)
+	}
+	return oldValue.LatencyLe300, nil
+}
+
+// AddLatencyLe300 adds i to the "latency_le_300" field.
+func (m *UsageRollupMutation) AddLatencyLe300(i int64) {
+	if m.addlatency_le_300 != nil {
+		*m.addlatency_le_300 += i
+	} else {
+		m.addlatency_le_300 = &i
+	}
+}
+
+// AddedLatencyLe300 returns the value that was added to the "latency_le_300" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe300() (r int64, exists bool) {
+	v := m.addlatency_le_300
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe300 resets all changes to the "latency_le_300" field.
+func (m *UsageRollupMutation) ResetLatencyLe300() {
+	m.latency_le_300 = nil
+	m.addlatency_le_300 = nil
+}
+
+// SetLatencyLe500 sets the "latency_le_500" field.
+func (m *UsageRollupMutation) SetLatencyLe500(i int64) {
+	m.latency_le_500 = &i
+	m.addlatency_le_500 = nil
+}
+
+// LatencyLe500 returns the value of the "latency_le_500" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe500() (r int64, exists bool) {
+	v := m.latency_le_500
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe500 returns the old "latency_le_500" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe500(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe500 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe500 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe500: %w", err)
+	}
+	return oldValue.LatencyLe500, nil
+}
+
+// AddLatencyLe500 adds i to the "latency_le_500" field.
+func (m *UsageRollupMutation) AddLatencyLe500(i int64) {
+	if m.addlatency_le_500 != nil {
+		*m.addlatency_le_500 += i
+	} else {
+		m.addlatency_le_500 = &i
+	}
+}
+
+// AddedLatencyLe500 returns the value that was added to the "latency_le_500" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe500() (r int64, exists bool) {
+	v := m.addlatency_le_500
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe500 resets all changes to the "latency_le_500" field.
+func (m *UsageRollupMutation) ResetLatencyLe500() {
+	m.latency_le_500 = nil
+	m.addlatency_le_500 = nil
+}
+
+// SetLatencyLe750 sets the "latency_le_750" field.
+func (m *UsageRollupMutation) SetLatencyLe750(i int64) {
+	m.latency_le_750 = &i
+	m.addlatency_le_750 = nil
+}
+
+// LatencyLe750 returns the value of the "latency_le_750" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe750() (r int64, exists bool) {
+	v := m.latency_le_750
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe750 returns the old "latency_le_750" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe750(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe750 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe750 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe750: %w", err)
+	}
+	return oldValue.LatencyLe750, nil
+}
+
+// AddLatencyLe750 adds i to the "latency_le_750" field.
+func (m *UsageRollupMutation) AddLatencyLe750(i int64) {
+	if m.addlatency_le_750 != nil {
+		*m.addlatency_le_750 += i
+	} else {
+		m.addlatency_le_750 = &i
+	}
+}
+
+// AddedLatencyLe750 returns the value that was added to the "latency_le_750" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe750() (r int64, exists bool) {
+	v := m.addlatency_le_750
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe750 resets all changes to the "latency_le_750" field.
+func (m *UsageRollupMutation) ResetLatencyLe750() {
+	m.latency_le_750 = nil
+	m.addlatency_le_750 = nil
+}
+
+// SetLatencyLe1000 sets the "latency_le_1000" field.
+func (m *UsageRollupMutation) SetLatencyLe1000(i int64) {
+	m.latency_le_1000 = &i
+	m.addlatency_le_1000 = nil
+}
+
+// LatencyLe1000 returns the value of the "latency_le_1000" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe1000() (r int64, exists bool) {
+	v := m.latency_le_1000
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe1000 returns the old "latency_le_1000" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe1000(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe1000 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe1000 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe1000: %w", err)
+	}
+	return oldValue.LatencyLe1000, nil
+}
+
+// AddLatencyLe1000 adds i to the "latency_le_1000" field.
+func (m *UsageRollupMutation) AddLatencyLe1000(i int64) {
+	if m.addlatency_le_1000 != nil {
+		*m.addlatency_le_1000 += i
+	} else {
+		m.addlatency_le_1000 = &i
+	}
+}
+
+// AddedLatencyLe1000 returns the value that was added to the "latency_le_1000" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe1000() (r int64, exists bool) {
+	v := m.addlatency_le_1000
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe1000 resets all changes to the "latency_le_1000" field.
+func (m *UsageRollupMutation) ResetLatencyLe1000() {
+	m.latency_le_1000 = nil
+	m.addlatency_le_1000 = nil
+}
+
+// SetLatencyLe1500 sets the "latency_le_1500" field.
+func (m *UsageRollupMutation) SetLatencyLe1500(i int64) {
+	m.latency_le_1500 = &i
+	m.addlatency_le_1500 = nil
+}
+
+// LatencyLe1500 returns the value of the "latency_le_1500" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe1500() (r int64, exists bool) {
+	v := m.latency_le_1500
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe1500 returns the old "latency_le_1500" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe1500(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe1500 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe1500 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe1500: %w", err)
+	}
+	return oldValue.LatencyLe1500, nil
+}
+
+// AddLatencyLe1500 adds i to the "latency_le_1500" field.
+func (m *UsageRollupMutation) AddLatencyLe1500(i int64) {
+	if m.addlatency_le_1500 != nil {
+		*m.addlatency_le_1500 += i
+	} else {
+		m.addlatency_le_1500 = &i
+	}
+}
+
+// AddedLatencyLe1500 returns the value that was added to the "latency_le_1500" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe1500() (r int64, exists bool) {
+	v := m.addlatency_le_1500
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe1500 resets all changes to the "latency_le_1500" field.
+func (m *UsageRollupMutation) ResetLatencyLe1500() {
+	m.latency_le_1500 = nil
+	m.addlatency_le_1500 = nil
+}
+
+// SetLatencyLe2000 sets the "latency_le_2000" field.
+func (m *UsageRollupMutation) SetLatencyLe2000(i int64) {
+	m.latency_le_2000 = &i
+	m.addlatency_le_2000 = nil
+}
+
+// LatencyLe2000 returns the value of the "latency_le_2000" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe2000() (r int64, exists bool) {
+	v := m.latency_le_2000
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe2000 returns the old "latency_le_2000" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe2000(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe2000 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe2000 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe2000: %w", err)
+	}
+	return oldValue.LatencyLe2000, nil
+}
+
+// AddLatencyLe2000 adds i to the "latency_le_2000" field.
+func (m *UsageRollupMutation) AddLatencyLe2000(i int64) {
+	if m.addlatency_le_2000 != nil {
+		*m.addlatency_le_2000 += i
+	} else {
+		m.addlatency_le_2000 = &i
+	}
+}
+
+// AddedLatencyLe2000 returns the value that was added to the "latency_le_2000" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe2000() (r int64, exists bool) {
+	v := m.addlatency_le_2000
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe2000 resets all changes to the "latency_le_2000" field.
+func (m *UsageRollupMutation) ResetLatencyLe2000() {
+	m.latency_le_2000 = nil
+	m.addlatency_le_2000 = nil
+}
+
+// SetLatencyLe3000 sets the "latency_le_3000" field.
+func (m *UsageRollupMutation) SetLatencyLe3000(i int64) {
+	m.latency_le_3000 = &i
+	m.addlatency_le_3000 = nil
+}
+
+// LatencyLe3000 returns the value of the "latency_le_3000" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe3000() (r int64, exists bool) {
+	v := m.latency_le_3000
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe3000 returns the old "latency_le_3000" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe3000(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe3000 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe3000 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe3000: %w", err)
+	}
+	return oldValue.LatencyLe3000, nil
+}
+
+// AddLatencyLe3000 adds i to the "latency_le_3000" field.
+func (m *UsageRollupMutation) AddLatencyLe3000(i int64) {
+	if m.addlatency_le_3000 != nil {
+		*m.addlatency_le_3000 += i
+	} else {
+		m.addlatency_le_3000 = &i
+	}
+}
+
+// AddedLatencyLe3000 returns the value that was added to the "latency_le_3000" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe3000() (r int64, exists bool) {
+	v := m.addlatency_le_3000
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe3000 resets all changes to the "latency_le_3000" field.
+func (m *UsageRollupMutation) ResetLatencyLe3000() {
+	m.latency_le_3000 = nil
+	m.addlatency_le_3000 = nil
+}
+
+// SetLatencyLe5000 sets the "latency_le_5000" field.
+func (m *UsageRollupMutation) SetLatencyLe5000(i int64) {
+	m.latency_le_5000 = &i
+	m.addlatency_le_5000 = nil
+}
+
+// LatencyLe5000 returns the value of the "latency_le_5000" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe5000() (r int64, exists bool) {
+	v := m.latency_le_5000
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe5000 returns the old "latency_le_5000" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe5000(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe5000 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe5000 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe5000: %w", err)
+	}
+	return oldValue.LatencyLe5000, nil
+}
+
+// AddLatencyLe5000 adds i to the "latency_le_5000" field.
+func (m *UsageRollupMutation) AddLatencyLe5000(i int64) {
+	if m.addlatency_le_5000 != nil {
+		*m.addlatency_le_5000 += i
+	} else {
+		m.addlatency_le_5000 = &i
+	}
+}
+
+// AddedLatencyLe5000 returns the value that was added to the "latency_le_5000" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe5000() (r int64, exists bool) {
+	v := m.addlatency_le_5000
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe5000 resets all changes to the "latency_le_5000" field.
+func (m *UsageRollupMutation) ResetLatencyLe5000() {
+	m.latency_le_5000 = nil
+	m.addlatency_le_5000 = nil
+}
+
+// SetLatencyLe7500 sets the "latency_le_7500" field.
+func (m *UsageRollupMutation) SetLatencyLe7500(i int64) {
+	m.latency_le_7500 = &i
+	m.addlatency_le_7500 = nil
+}
+
+// LatencyLe7500 returns the value of the "latency_le_7500" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe7500() (r int64, exists bool) {
+	v := m.latency_le_7500
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe7500 returns the old "latency_le_7500" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe7500(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe7500 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe7500 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe7500: %w", err)
+	}
+	return oldValue.LatencyLe7500, nil
+}
+
+// AddLatencyLe7500 adds i to the "latency_le_7500" field.
+func (m *UsageRollupMutation) AddLatencyLe7500(i int64) {
+	if m.addlatency_le_7500 != nil {
+		*m.addlatency_le_7500 += i
+	} else {
+		m.addlatency_le_7500 = &i
+	}
+}
+
+// AddedLatencyLe7500 returns the value that was added to the "latency_le_7500" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe7500() (r int64, exists bool) {
+	v := m.addlatency_le_7500
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe7500 resets all changes to the "latency_le_7500" field.
+func (m *UsageRollupMutation) ResetLatencyLe7500() {
+	m.latency_le_7500 = nil
+	m.addlatency_le_7500 = nil
+}
+
+// SetLatencyLe10000 sets the "latency_le_10000" field.
+func (m *UsageRollupMutation) SetLatencyLe10000(i int64) {
+	m.latency_le_10000 = &i
+	m.addlatency_le_10000 = nil
+}
+
+// LatencyLe10000 returns the value of the "latency_le_10000" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe10000() (r int64, exists bool) {
+	v := m.latency_le_10000
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe10000 returns the old "latency_le_10000" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe10000(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe10000 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe10000 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe10000: %w", err)
+	}
+	return oldValue.LatencyLe10000, nil
+}
+
+// AddLatencyLe10000 adds i to the "latency_le_10000" field.
+func (m *UsageRollupMutation) AddLatencyLe10000(i int64) {
+	if m.addlatency_le_10000 != nil {
+		*m.addlatency_le_10000 += i
+	} else {
+		m.addlatency_le_10000 = &i
+	}
+}
+
+// AddedLatencyLe10000 returns the value that was added to the "latency_le_10000" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe10000() (r int64, exists bool) {
+	v := m.addlatency_le_10000
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe10000 resets all changes to the "latency_le_10000" field.
+func (m *UsageRollupMutation) ResetLatencyLe10000() {
+	m.latency_le_10000 = nil
+	m.addlatency_le_10000 = nil
+}
+
+// SetLatencyLe15000 sets the "latency_le_15000" field.
+func (m *UsageRollupMutation) SetLatencyLe15000(i int64) {
+	m.latency_le_15000 = &i
+	m.addlatency_le_15000 = nil
+}
+
+// LatencyLe15000 returns the value of the "latency_le_15000" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe15000() (r int64, exists bool) {
+	v := m.latency_le_15000
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe15000 returns the old "latency_le_15000" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe15000(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe15000 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe15000 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe15000: %w", err)
+	}
+	return oldValue.LatencyLe15000, nil
+}
+
+// AddLatencyLe15000 adds i to the "latency_le_15000" field.
+func (m *UsageRollupMutation) AddLatencyLe15000(i int64) {
+	if m.addlatency_le_15000 != nil {
+		*m.addlatency_le_15000 += i
+	} else {
+		m.addlatency_le_15000 = &i
+	}
+}
+
+// AddedLatencyLe15000 returns the value that was added to the "latency_le_15000" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe15000() (r int64, exists bool) {
+	v := m.addlatency_le_15000
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe15000 resets all changes to the "latency_le_15000" field.
+func (m *UsageRollupMutation) ResetLatencyLe15000() {
+	m.latency_le_15000 = nil
+	m.addlatency_le_15000 = nil
+}
+
+// SetLatencyLe20000 sets the "latency_le_20000" field.
+func (m *UsageRollupMutation) SetLatencyLe20000(i int64) {
+	m.latency_le_20000 = &i
+	m.addlatency_le_20000 = nil
+}
+
+// LatencyLe20000 returns the value of the "latency_le_20000" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe20000() (r int64, exists bool) {
+	v := m.latency_le_20000
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe20000 returns the old "latency_le_20000" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe20000(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe20000 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe20000 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe20000: %w", err)
+	}
+	return oldValue.LatencyLe20000, nil
+}
+
+// AddLatencyLe20000 adds i to the "latency_le_20000" field.
+func (m *UsageRollupMutation) AddLatencyLe20000(i int64) {
+	if m.addlatency_le_20000 != nil {
+		*m.addlatency_le_20000 += i
+	} else {
+		m.addlatency_le_20000 = &i
+	}
+}
+
+// AddedLatencyLe20000 returns the value that was added to the "latency_le_20000" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe20000() (r int64, exists bool) {
+	v := m.addlatency_le_20000
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe20000 resets all changes to the "latency_le_20000" field.
+func (m *UsageRollupMutation) ResetLatencyLe20000() {
+	m.latency_le_20000 = nil
+	m.addlatency_le_20000 = nil
+}
+
+// SetLatencyLe30000 sets the "latency_le_30000" field.
+func (m *UsageRollupMutation) SetLatencyLe30000(i int64) {
+	m.latency_le_30000 = &i
+	m.addlatency_le_30000 = nil
+}
+
+// LatencyLe30000 returns the value of the "latency_le_30000" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe30000() (r int64, exists bool) {
+	v := m.latency_le_30000
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe30000 returns the old "latency_le_30000" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe30000(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe30000 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe30000 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe30000: %w", err)
+	}
+	return oldValue.LatencyLe30000, nil
+}
+
+// AddLatencyLe30000 adds i to the "latency_le_30000" field.
+func (m *UsageRollupMutation) AddLatencyLe30000(i int64) {
+	if m.addlatency_le_30000 != nil {
+		*m.addlatency_le_30000 += i
+	} else {
+		m.addlatency_le_30000 = &i
+	}
+}
+
+// AddedLatencyLe30000 returns the value that was added to the "latency_le_30000" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe30000() (r int64, exists bool) {
+	v := m.addlatency_le_30000
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe30000 resets all changes to the "latency_le_30000" field.
+func (m *UsageRollupMutation) ResetLatencyLe30000() {
+	m.latency_le_30000 = nil
+	m.addlatency_le_30000 = nil
+}
+
+// SetLatencyLe60000 sets the "latency_le_60000" field.
+func (m *UsageRollupMutation) SetLatencyLe60000(i int64) {
+	m.latency_le_60000 = &i
+	m.addlatency_le_60000 = nil
+}
+
+// LatencyLe60000 returns the value of the "latency_le_60000" field in the mutation.
+func (m *UsageRollupMutation) LatencyLe60000() (r int64, exists bool) {
+	v := m.latency_le_60000
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyLe60000 returns the old "latency_le_60000" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyLe60000(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyLe60000 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyLe60000 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyLe60000: %w", err)
+	}
+	return oldValue.LatencyLe60000, nil
+}
+
+// AddLatencyLe60000 adds i to the "latency_le_60000" field.
+func (m *UsageRollupMutation) AddLatencyLe60000(i int64) {
+	if m.addlatency_le_60000 != nil {
+		*m.addlatency_le_60000 += i
+	} else {
+		m.addlatency_le_60000 = &i
+	}
+}
+
+// AddedLatencyLe60000 returns the value that was added to the "latency_le_60000" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyLe60000() (r int64, exists bool) {
+	v := m.addlatency_le_60000
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyLe60000 resets all changes to the "latency_le_60000" field.
+func (m *UsageRollupMutation) ResetLatencyLe60000() {
+	m.latency_le_60000 = nil
+	m.addlatency_le_60000 = nil
+}
+
+// SetLatencyGt60000 sets the "latency_gt_60000" field.
+func (m *UsageRollupMutation) SetLatencyGt60000(i int64) {
+	m.latency_gt_60000 = &i
+	m.addlatency_gt_60000 = nil
+}
+
+// LatencyGt60000 returns the value of the "latency_gt_60000" field in the mutation.
+func (m *UsageRollupMutation) LatencyGt60000() (r int64, exists bool) {
+	v := m.latency_gt_60000
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyGt60000 returns the old "latency_gt_60000" field's value of the UsageRollup entity.
+// If the UsageRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRollupMutation) OldLatencyGt60000(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyGt60000 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyGt60000 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyGt60000: %w", err)
+	}
+	return oldValue.LatencyGt60000, nil
+}
+
+// AddLatencyGt60000 adds i to the "latency_gt_60000" field.
+func (m *UsageRollupMutation) AddLatencyGt60000(i int64) {
+	if m.addlatency_gt_60000 != nil {
+		*m.addlatency_gt_60000 += i
+	} else {
+		m.addlatency_gt_60000 = &i
+	}
+}
+
+// AddedLatencyGt60000 returns the value that was added to the "latency_gt_60000" field in this mutation.
+func (m *UsageRollupMutation) AddedLatencyGt60000() (r int64, exists bool) {
+	v := m.addlatency_gt_60000
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyGt60000 resets all changes to the "latency_gt_60000" field.
+func (m *UsageRollupMutation) ResetLatencyGt60000() {
+	m.latency_gt_60000 = nil
+	m.addlatency_gt_60000 = nil
+}
+
+// Where appends a list predicates to the UsageRollupMutation builder.
+func (m *UsageRollupMutation) Where(ps ...predicate.UsageRollup) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the UsageRollupMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *UsageRollupMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.UsageRollup, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *UsageRollupMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *UsageRollupMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (UsageRollup).
+func (m *UsageRollupMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *UsageRollupMutation) Fields() []string {
+	fields := make([]string, 0, 40)
+	if m.period != nil {
+		fields = append(fields, usagerollup.FieldPeriod)
+	}
+	if m.bucket_start != nil {
+		fields = append(fields, usagerollup.FieldBucketStart)
+	}
+	if m.tenant_id != nil {
+		fields = append(fields, usagerollup.FieldTenantID)
+	}
+	if m.api_key_id != nil {
+		fields = append(fields, usagerollup.FieldAPIKeyID)
+	}
+	if m.model != nil {
+		fields = append(fields, usagerollup.FieldModel)
+	}
+	if m.provider != nil {
+		fields = append(fields, usagerollup.FieldProvider)
+	}
+	if m.status_class != nil {
+		fields = append(fields, usagerollup.FieldStatusClass)
+	}
+	if m.shard != nil {
+		fields = append(fields, usagerollup.FieldShard)
+	}
+	if m.requests != nil {
+		fields = append(fields, usagerollup.FieldRequests)
+	}
+	if m.errors != nil {
+		fields = append(fields, usagerollup.FieldErrors)
+	}
+	if m.input_tokens != nil {
+		fields = append(fields, usagerollup.FieldInputTokens)
+	}
+	if m.output_tokens != nil {
+		fields = append(fields, usagerollup.FieldOutputTokens)
+	}
+	if m.cached_input_tokens != nil {
+		fields = append(fields, usagerollup.FieldCachedInputTokens)
+	}
+	if m.reasoning_tokens != nil {
+		fields = append(fields, usagerollup.FieldReasoningTokens)
+	}
+	if m.cost_micros != nil {
+		fields = append(fields, usagerollup.FieldCostMicros)
+	}
+	if m.latency_ms_sum != nil {
+		fields = append(fields, usagerollup.FieldLatencyMsSum)
+	}
+	if m.latency_le_5 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe5)
+	}
+	if m.latency_le_10 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe10)
+	}
+	if m.latency_le_20 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe20)
+	}
+	if m.latency_le_30 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe30)
+	}
+	if m.latency_le_50 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe50)
+	}
+	if m.latency_le_75 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe75)
+	}
+	if m.latency_le_100 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe100)
+	}
+	if m.latency_le_150 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe150)
+	}
+	if m.latency_le_200 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe200)
+	}
+	if m.latency_le_300 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe300)
+	}
+	if m.latency_le_500 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe500)
+	}
+	if m.latency_le_750 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe750)
+	}
+	if m.latency_le_1000 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe1000)
+	}
+	if m.latency_le_1500 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe1500)
+	}
+	if m.latency_le_2000 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe2000)
+	}
+	if m.latency_le_3000 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe3000)
+	}
+	if m.latency_le_5000 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe5000)
+	}
+	if m.latency_le_7500 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe7500)
+	}
+	if m.latency_le_10000 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe10000)
+	}
+	if m.latency_le_15000 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe15000)
+	}
+	if m.latency_le_20000 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe20000)
+	}
+	if m.latency_le_30000 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe30000)
+	}
+	if m.latency_le_60000 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe60000)
+	}
+	if m.latency_gt_60000 != nil {
+		fields = append(fields, usagerollup.FieldLatencyGt60000)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *UsageRollupMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case usagerollup.FieldPeriod:
+		return m.Period()
+	case usagerollup.FieldBucketStart:
+		return m.BucketStart()
+	case usagerollup.FieldTenantID:
+		return m.TenantID()
+	case usagerollup.FieldAPIKeyID:
+		return m.APIKeyID()
+	case usagerollup.FieldModel:
+		return m.Model()
+	case usagerollup.FieldProvider:
+		return m.Provider()
+	case usagerollup.FieldStatusClass:
+		return m.StatusClass()
+	case usagerollup.FieldShard:
+		return m.Shard()
+	case usagerollup.FieldRequests:
+		return m.Requests()
+	case usagerollup.FieldErrors:
+		return m.Errors()
+	case usagerollup.FieldInputTokens:
+		return m.InputTokens()
+	case usagerollup.FieldOutputTokens:
+		return m.OutputTokens()
+	case usagerollup.FieldCachedInputTokens:
+		return m.CachedInputTokens()
+	case usagerollup.FieldReasoningTokens:
+		return m.ReasoningTokens()
+	case usagerollup.FieldCostMicros:
+		return m.CostMicros()
+	case usagerollup.FieldLatencyMsSum:
+		return m.LatencyMsSum()
+	case usagerollup.FieldLatencyLe5:
+		return m.LatencyLe5()
+	case usagerollup.FieldLatencyLe10:
+		return m.LatencyLe10()
+	case usagerollup.FieldLatencyLe20:
+		return m.LatencyLe20()
+	case usagerollup.FieldLatencyLe30:
+		return m.LatencyLe30()
+	case usagerollup.FieldLatencyLe50:
+		return m.LatencyLe50()
+	case usagerollup.FieldLatencyLe75:
+		return m.LatencyLe75()
+	case usagerollup.FieldLatencyLe100:
+		return m.LatencyLe100()
+	case usagerollup.FieldLatencyLe150:
+		return m.LatencyLe150()
+	case usagerollup.FieldLatencyLe200:
+		return m.LatencyLe200()
+	case usagerollup.FieldLatencyLe300:
+		return m.LatencyLe300()
+	case usagerollup.FieldLatencyLe500:
+		return m.LatencyLe500()
+	case usagerollup.FieldLatencyLe750:
+		return m.LatencyLe750()
+	case usagerollup.FieldLatencyLe1000:
+		return m.LatencyLe1000()
+	case usagerollup.FieldLatencyLe1500:
+		return m.LatencyLe1500()
+	case usagerollup.FieldLatencyLe2000:
+		return m.LatencyLe2000()
+	case usagerollup.FieldLatencyLe3000:
+		return m.LatencyLe3000()
+	case usagerollup.FieldLatencyLe5000:
+		return m.LatencyLe5000()
+	case usagerollup.FieldLatencyLe7500:
+		return m.LatencyLe7500()
+	case usagerollup.FieldLatencyLe10000:
+		return m.LatencyLe10000()
+	case usagerollup.FieldLatencyLe15000:
+		return m.LatencyLe15000()
+	case usagerollup.FieldLatencyLe20000:
+		return m.LatencyLe20000()
+	case usagerollup.FieldLatencyLe30000:
+		return m.LatencyLe30000()
+	case usagerollup.FieldLatencyLe60000:
+		return m.LatencyLe60000()
+	case usagerollup.FieldLatencyGt60000:
+		return m.LatencyGt60000()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *UsageRollupMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case usagerollup.FieldPeriod:
+		return m.OldPeriod(ctx)
+	case usagerollup.FieldBucketStart:
+		return m.OldBucketStart(ctx)
+	case usagerollup.FieldTenantID:
+		return m.OldTenantID(ctx)
+	case usagerollup.FieldAPIKeyID:
+		return m.OldAPIKeyID(ctx)
+	case usagerollup.FieldModel:
+		return m.OldModel(ctx)
+	case usagerollup.FieldProvider:
+		return m.OldProvider(ctx)
+	case usagerollup.FieldStatusClass:
+		return m.OldStatusClass(ctx)
+	case usagerollup.FieldShard:
+		return m.OldShard(ctx)
+	case usagerollup.FieldRequests:
+		return m.OldRequests(ctx)
+	case usagerollup.FieldErrors:
+		return m.OldErrors(ctx)
+	case usagerollup.FieldInputTokens:
+		return m.OldInputTokens(ctx)
+	case usagerollup.FieldOutputTokens:
+		return m.OldOutputTokens(ctx)
+	case usagerollup.FieldCachedInputTokens:
+		return m.OldCachedInputTokens(ctx)
+	case usagerollup.FieldReasoningTokens:
+		return m.OldReasoningTokens(ctx)
+	case usagerollup.FieldCostMicros:
+		return m.OldCostMicros(ctx)
+	case usagerollup.FieldLatencyMsSum:
+		return m.OldLatencyMsSum(ctx)
+	case usagerollup.FieldLatencyLe5:
+		return m.OldLatencyLe5(ctx)
+	case usagerollup.FieldLatencyLe10:
+		return m.OldLatencyLe10(ctx)
+	case usagerollup.FieldLatencyLe20:
+		return m.OldLatencyLe20(ctx)
+	case usagerollup.FieldLatencyLe30:
+		return m.OldLatencyLe30(ctx)
+	case usagerollup.FieldLatencyLe50:
+		return m.OldLatencyLe50(ctx)
+	case usagerollup.FieldLatencyLe75:
+		return m.OldLatencyLe75(ctx)
+	case usagerollup.FieldLatencyLe100:
+		return m.OldLatencyLe100(ctx)
+	case usagerollup.FieldLatencyLe150:
+		return m.OldLatencyLe150(ctx)
+	case usagerollup.FieldLatencyLe200:
+		return m.OldLatencyLe200(ctx)
+	case usagerollup.FieldLatencyLe300:
+		return m.OldLatencyLe300(ctx)
+	case usagerollup.FieldLatencyLe500:
+		return m.OldLatencyLe500(ctx)
+	case usagerollup.FieldLatencyLe750:
+		return m.OldLatencyLe750(ctx)
+	case usagerollup.FieldLatencyLe1000:
+		return m.OldLatencyLe1000(ctx)
+	case usagerollup.FieldLatencyLe1500:
+		return m.OldLatencyLe1500(ctx)
+	case usagerollup.FieldLatencyLe2000:
+		return m.OldLatencyLe2000(ctx)
+	case usagerollup.FieldLatencyLe3000:
+		return m.OldLatencyLe3000(ctx)
+	case usagerollup.FieldLatencyLe5000:
+		return m.OldLatencyLe5000(ctx)
+	case usagerollup.FieldLatencyLe7500:
+		return m.OldLatencyLe7500(ctx)
+	case usagerollup.FieldLatencyLe10000:
+		return m.OldLatencyLe10000(ctx)
+	case usagerollup.FieldLatencyLe15000:
+		return m.OldLatencyLe15000(ctx)
+	case usagerollup.FieldLatencyLe20000:
+		return m.OldLatencyLe20000(ctx)
+	case usagerollup.FieldLatencyLe30000:
+		return m.OldLatencyLe30000(ctx)
+	case usagerollup.FieldLatencyLe60000:
+		return m.OldLatencyLe60000(ctx)
+	case usagerollup.FieldLatencyGt60000:
+		return m.OldLatencyGt60000(ctx)
+	}
+	return nil, fmt.Errorf("unknown UsageRollup field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *UsageRollupMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case usagerollup.FieldPeriod:
+		v, ok := value.(usagerollup.Period)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPeriod(v)
+		return nil
+	case usagerollup.FieldBucketStart:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBucketStart(v)
+		return nil
+	case usagerollup.FieldTenantID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTenantID(v)
+		return nil
+	case usagerollup.FieldAPIKeyID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAPIKeyID(v)
+		return nil
+	case usagerollup.FieldModel:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetModel(v)
+		return nil
+	case usagerollup.FieldProvider:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetProvider(v)
+		return nil
+	case usagerollup.FieldStatusClass:
+		v, ok := value.(int32)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStatusClass(v)
+		return nil
+	case usagerollup.FieldShard:
+		v, ok := value.(int32)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetShard(v)
+		return nil
+	case usagerollup.FieldRequests:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRequests(v)
+		return nil
+	case usagerollup.FieldErrors:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetErrors(v)
+		return nil
+	case usagerollup.FieldInputTokens:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetInputTokens(v)
+		return nil
+	case usagerollup.FieldOutputTokens:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOutputTokens(v)
+		return nil
+	case usagerollup.FieldCachedInputTokens:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCachedInputTokens(v)
+		return nil
+	case usagerollup.FieldReasoningTokens:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetReasoningTokens(v)
+		return nil
+	case usagerollup.FieldCostMicros:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCostMicros(v)
+		return nil
+	case usagerollup.FieldLatencyMsSum:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyMsSum(v)
+		return nil
+	case usagerollup.FieldLatencyLe5:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe5(v)
+		return nil
+	case usagerollup.FieldLatencyLe10:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe10(v)
+		return nil
+	case usagerollup.FieldLatencyLe20:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe20(v)
+		return nil
+	case usagerollup.FieldLatencyLe30:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe30(v)
+		return nil
+	case usagerollup.FieldLatencyLe50:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe50(v)
+		return nil
+	case usagerollup.FieldLatencyLe75:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe75(v)
+		return nil
+	case usagerollup.FieldLatencyLe100:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe100(v)
+		return nil
+	case usagerollup.FieldLatencyLe150:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe150(v)
+		return nil
+	case usagerollup.FieldLatencyLe200:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe200(v)
+		return nil
+	case usagerollup.FieldLatencyLe300:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe300(v)
+		return nil
+	case usagerollup.FieldLatencyLe500:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe500(v)
+		return nil
+	case usagerollup.FieldLatencyLe750:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe750(v)
+		return nil
+	case usagerollup.FieldLatencyLe1000:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe1000(v)
+		return nil
+	case usagerollup.FieldLatencyLe1500:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe1500(v)
+		return nil
+	case usagerollup.FieldLatencyLe2000:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe2000(v)
+		return nil
+	case usagerollup.FieldLatencyLe3000:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe3000(v)
+		return nil
+	case usagerollup.FieldLatencyLe5000:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe5000(v)
+		return nil
+	case usagerollup.FieldLatencyLe7500:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe7500(v)
+		return nil
+	case usagerollup.FieldLatencyLe10000:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe10000(v)
+		return nil
+	case usagerollup.FieldLatencyLe15000:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe15000(v)
+		return nil
+	case usagerollup.FieldLatencyLe20000:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe20000(v)
+		return nil
+	case usagerollup.FieldLatencyLe30000:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe30000(v)
+		return nil
+	case usagerollup.FieldLatencyLe60000:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyLe60000(v)
+		return nil
+	case usagerollup.FieldLatencyGt60000:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyGt60000(v)
+		return nil
+	}
+	return fmt.Errorf("unknown UsageRollup field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *UsageRollupMutation) AddedFields() []string {
+	var fields []string
+	if m.addstatus_class != nil {
+		fields = append(fields, usagerollup.FieldStatusClass)
+	}
+	if m.addshard != nil {
+		fields = append(fields, usagerollup.FieldShard)
+	}
+	if m.addrequests != nil {
+		fields = append(fields, usagerollup.FieldRequests)
+	}
+	if m.adderrors != nil {
+		fields = append(fields, usagerollup.FieldErrors)
+	}
+	if m.addinput_tokens != nil {
+		fields = append(fields, usagerollup.FieldInputTokens)
+	}
+	if m.addoutput_tokens != nil {
+		fields = append(fields, usagerollup.FieldOutputTokens)
+	}
+	if m.addcached_input_tokens != nil {
+		fields = append(fields, usagerollup.FieldCachedInputTokens)
+	}
+	if m.addreasoning_tokens != nil {
+		fields = append(fields, usagerollup.FieldReasoningTokens)
+	}
+	if m.addcost_micros != nil {
+		fields = append(fields, usagerollup.FieldCostMicros)
+	}
+	if m.addlatency_ms_sum != nil {
+		fields = append(fields, usagerollup.FieldLatencyMsSum)
+	}
+	if m.addlatency_le_5 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe5)
+	}
+	if m.addlatency_le_10 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe10)
+	}
+	if m.addlatency_le_20 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe20)
+	}
+	if m.addlatency_le_30 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe30)
+	}
+	if m.addlatency_le_50 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe50)
+	}
+	if m.addlatency_le_75 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe75)
+	}
+	if m.addlatency_le_100 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe100)
+	}
+	if m.addlatency_le_150 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe150)
+	}
+	if m.addlatency_le_200 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe200)
+	}
+	if m.addlatency_le_300 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe300)
+	}
+	if m.addlatency_le_500 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe500)
+	}
+	if m.addlatency_le_750 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe750)
+	}
+	if m.addlatency_le_1000 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe1000)
+	}
+	if m.addlatency_le_1500 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe1500)
+	}
+	if m.addlatency_le_2000 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe2000)
+	}
+	if m.addlatency_le_3000 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe3000)
+	}
+	if m.addlatency_le_5000 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe5000)
+	}
+	if m.addlatency_le_7500 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe7500)
+	}
+	if m.addlatency_le_10000 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe10000)
+	}
+	if m.addlatency_le_15000 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe15000)
+	}
+	if m.addlatency_le_20000 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe20000)
+	}
+	if m.addlatency_le_30000 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe30000)
+	}
+	if m.addlatency_le_60000 != nil {
+		fields = append(fields, usagerollup.FieldLatencyLe60000)
+	}
+	if m.addlatency_gt_60000 != nil {
+		fields = append(fields, usagerollup.FieldLatencyGt60000)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *UsageRollupMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case usagerollup.FieldStatusClass:
+		return m.AddedStatusClass()
+	case usagerollup.FieldShard:
+		return m.AddedShard()
+	case usagerollup.FieldRequests:
+		return m.AddedRequests()
+	case usagerollup.FieldErrors:
+		return m.AddedErrors()
+	case usagerollup.FieldInputTokens:
+		return m.AddedInputTokens()
+	case usagerollup.FieldOutputTokens:
+		return m.AddedOutputTokens()
+	case usagerollup.FieldCachedInputTokens:
+		return m.AddedCachedInputTokens()
+	case usagerollup.FieldReasoningTokens:
+		return m.AddedReasoningTokens()
+	case usagerollup.FieldCostMicros:
+		return m.AddedCostMicros()
+	case usagerollup.FieldLatencyMsSum:
+		return m.AddedLatencyMsSum()
+	case usagerollup.FieldLatencyLe5:
+		return m.AddedLatencyLe5()
+	case usagerollup.FieldLatencyLe10:
+		return m.AddedLatencyLe10()
+	case usagerollup.FieldLatencyLe20:
+		return m.AddedLatencyLe20()
+	case usagerollup.FieldLatencyLe30:
+		return m.AddedLatencyLe30()
+	case usagerollup.FieldLatencyLe50:
+		return m.AddedLatencyLe50()
+	case usagerollup.FieldLatencyLe75:
+		return m.AddedLatencyLe75()
+	case usagerollup.FieldLatencyLe100:
+		return m.AddedLatencyLe100()
+	case usagerollup.FieldLatencyLe150:
+		return m.AddedLatencyLe150()
+	case usagerollup.FieldLatencyLe200:
+		return m.AddedLatencyLe200()
+	case usagerollup.FieldLatencyLe300:
+		return m.AddedLatencyLe300()
+	case usagerollup.FieldLatencyLe500:
+		return m.AddedLatencyLe500()
+	case usagerollup.FieldLatencyLe750:
+		return m.AddedLatencyLe750()
+	case usagerollup.FieldLatencyLe1000:
+		return m.AddedLatencyLe1000()
+	case usagerollup.FieldLatencyLe1500:
+		return m.AddedLatencyLe1500()
+	case usagerollup.FieldLatencyLe2000:
+		return m.AddedLatencyLe2000()
+	case usagerollup.FieldLatencyLe3000:
+		return m.AddedLatencyLe3000()
+	case usagerollup.FieldLatencyLe5000:
+		return m.AddedLatencyLe5000()
+	case usagerollup.FieldLatencyLe7500:
+		return m.AddedLatencyLe7500()
+	case usagerollup.FieldLatencyLe10000:
+		return m.AddedLatencyLe10000()
+	case usagerollup.FieldLatencyLe15000:
+		return m.AddedLatencyLe15000()
+	case usagerollup.FieldLatencyLe20000:
+		return m.AddedLatencyLe20000()
+	case usagerollup.FieldLatencyLe30000:
+		return m.AddedLatencyLe30000()
+	case usagerollup.FieldLatencyLe60000:
+		return m.AddedLatencyLe60000()
+	case usagerollup.FieldLatencyGt60000:
+		return m.AddedLatencyGt60000()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *UsageRollupMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case usagerollup.FieldStatusClass:
+		v, ok := value.(int32)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddStatusClass(v)
+		return nil
+	case usagerollup.FieldShard:
+		v, ok := value.(int32)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddShard(v)
+		return nil
+	case usagerollup.FieldRequests:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddRequests(v)
+		return nil
+	case usagerollup.FieldErrors:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddErrors(v)
+		return nil
+	case usagerollup.FieldInputTokens:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddInputTokens(v)
+		return nil
+	case usagerollup.FieldOutputTokens:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddOutputTokens(v)
+		return nil
+	case usagerollup.FieldCachedInputTokens:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCachedInputTokens(v)
+		return nil
+	case usagerollup.FieldReasoningTokens:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddReasoningTokens(v)
+		return nil
+	case usagerollup.FieldCostMicros:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCostMicros(v)
+		return nil
+	case usagerollup.FieldLatencyMsSum:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyMsSum(v)
+		return nil
+	case usagerollup.FieldLatencyLe5:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe5(v)
+		return nil
+	case usagerollup.FieldLatencyLe10:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe10(v)
+		return nil
+	case usagerollup.FieldLatencyLe20:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe20(v)
+		return nil
+	case usagerollup.FieldLatencyLe30:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe30(v)
+		return nil
+	case usagerollup.FieldLatencyLe50:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe50(v)
+		return nil
+	case usagerollup.FieldLatencyLe75:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe75(v)
+		return nil
+	case usagerollup.FieldLatencyLe100:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe100(v)
+		return nil
+	case usagerollup.FieldLatencyLe150:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe150(v)
+		return nil
+	case usagerollup.FieldLatencyLe200:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe200(v)
+		return nil
+	case usagerollup.FieldLatencyLe300:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe300(v)
+		return nil
+	case usagerollup.FieldLatencyLe500:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe500(v)
+		return nil
+	case usagerollup.FieldLatencyLe750:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe750(v)
+		return nil
+	case usagerollup.FieldLatencyLe1000:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe1000(v)
+		return nil
+	case usagerollup.FieldLatencyLe1500:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe1500(v)
+		return nil
+	case usagerollup.FieldLatencyLe2000:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe2000(v)
+		return nil
+	case usagerollup.FieldLatencyLe3000:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe3000(v)
+		return nil
+	case usagerollup.FieldLatencyLe5000:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe5000(v)
+		return nil
+	case usagerollup.FieldLatencyLe7500:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe7500(v)
+		return nil
+	case usagerollup.FieldLatencyLe10000:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe10000(v)
+		return nil
+	case usagerollup.FieldLatencyLe15000:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe15000(v)
+		return nil
+	case usagerollup.FieldLatencyLe20000:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe20000(v)
+		return nil
+	case usagerollup.FieldLatencyLe30000:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe30000(v)
+		return nil
+	case usagerollup.FieldLatencyLe60000:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyLe60000(v)
+		return nil
+	case usagerollup.FieldLatencyGt60000:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyGt60000(v)
+		return nil
+	}
+	return fmt.Errorf("unknown UsageRollup numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *UsageRollupMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *UsageRollupMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *UsageRollupMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown UsageRollup nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *UsageRollupMutation) ResetField(name string) error {
+	switch name {
+	case usagerollup.FieldPeriod:
+		m.ResetPeriod()
+		return nil
+	case usagerollup.FieldBucketStart:
+		m.ResetBucketStart()
+		return nil
+	case usagerollup.FieldTenantID:
+		m.ResetTenantID()
+		return nil
+	case usagerollup.FieldAPIKeyID:
+		m.ResetAPIKeyID()
+		return nil
+	case usagerollup.FieldModel:
+		m.ResetModel()
+		return nil
+	case usagerollup.FieldProvider:
+		m.ResetProvider()
+		return nil
+	case usagerollup.FieldStatusClass:
+		m.ResetStatusClass()
+		return nil
+	case usagerollup.FieldShard:
+		m.ResetShard()
+		return nil
+	case usagerollup.FieldRequests:
+		m.ResetRequests()
+		return nil
+	case usagerollup.FieldErrors:
+		m.ResetErrors()
+		return nil
+	case usagerollup.FieldInputTokens:
+		m.ResetInputTokens()
+		return nil
+	case usagerollup.FieldOutputTokens:
+		m.ResetOutputTokens()
+		return nil
+	case usagerollup.FieldCachedInputTokens:
+		m.ResetCachedInputTokens()
+		return nil
+	case usagerollup.FieldReasoningTokens:
+		m.ResetReasoningTokens()
+		return nil
+	case usagerollup.FieldCostMicros:
+		m.ResetCostMicros()
+		return nil
+	case usagerollup.FieldLatencyMsSum:
+		m.ResetLatencyMsSum()
+		return nil
+	case usagerollup.FieldLatencyLe5:
+		m.ResetLatencyLe5()
+		return nil
+	case usagerollup.FieldLatencyLe10:
+		m.ResetLatencyLe10()
+		return nil
+	case usagerollup.FieldLatencyLe20:
+		m.ResetLatencyLe20()
+		return nil
+	case usagerollup.FieldLatencyLe30:
+		m.ResetLatencyLe30()
+		return nil
+	case usagerollup.FieldLatencyLe50:
+		m.ResetLatencyLe50()
+		return nil
+	case usagerollup.FieldLatencyLe75:
+		m.ResetLatencyLe75()
+		return nil
+	case usagerollup.FieldLatencyLe100:
+		m.ResetLatencyLe100()
+		return nil
+	case usagerollup.FieldLatencyLe150:
+		m.ResetLatencyLe150()
+		return nil
+	case usagerollup.FieldLatencyLe200:
+		m.ResetLatencyLe200()
+		return nil
+	case usagerollup.FieldLatencyLe300:
+		m.ResetLatencyLe300()
+		return nil
+	case usagerollup.FieldLatencyLe500:
+		m.ResetLatencyLe500()
+		return nil
+	case usagerollup.FieldLatencyLe750:
+		m.ResetLatencyLe750()
+		return nil
+	case usagerollup.FieldLatencyLe1000:
+		m.ResetLatencyLe1000()
+		return nil
+	case usagerollup.FieldLatencyLe1500:
+		m.ResetLatencyLe1500()
+		return nil
+	case usagerollup.FieldLatencyLe2000:
+		m.ResetLatencyLe2000()
+		return nil
+	case usagerollup.FieldLatencyLe3000:
+		m.ResetLatencyLe3000()
+		return nil
+	case usagerollup.FieldLatencyLe5000:
+		m.ResetLatencyLe5000()
+		return nil
+	case usagerollup.FieldLatencyLe7500:
+		m.ResetLatencyLe7500()
+		return nil
+	case usagerollup.FieldLatencyLe10000:
+		m.ResetLatencyLe10000()
+		return nil
+	case usagerollup.FieldLatencyLe15000:
+		m.ResetLatencyLe15000()
+		return nil
+	case usagerollup.FieldLatencyLe20000:
+		m.ResetLatencyLe20000()
+		return nil
+	case usagerollup.FieldLatencyLe30000:
+		m.ResetLatencyLe30000()
+		return nil
+	case usagerollup.FieldLatencyLe60000:
+		m.ResetLatencyLe60000()
+		return nil
+	case usagerollup.FieldLatencyGt60000:
+		m.ResetLatencyGt60000()
+		return nil
+	}
+	return fmt.Errorf("unknown UsageRollup field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *UsageRollupMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *UsageRollupMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *UsageRollupMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *UsageRollupMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *UsageRollupMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *UsageRollupMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *UsageRollupMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown UsageRollup unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *UsageRollupMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown UsageRollup edge %s", name)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/schema"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
+	"github.com/tollgate-dev/tollgate/ent/usagerollup"
 )
 
 // The init function reads all schema descriptors with runtime code
@@ -754,4 +755,149 @@ func init() {
 	usagerecordDescID := usagerecordMixinFields0[0].Descriptor()
 	// usagerecord.DefaultID holds the default value on creation for the id field.
 	usagerecord.DefaultID = usagerecordDescID.Default.(func() uuid.UUID)
+	usagerollupMixin := schema.UsageRollup{}.Mixin()
+	usagerollupMixinFields0 := usagerollupMixin[0].Fields()
+	_ = usagerollupMixinFields0
+	usagerollupFields := schema.UsageRollup{}.Fields()
+	_ = usagerollupFields
+	// usagerollupDescModel is the schema descriptor for model field.
+	usagerollupDescModel := usagerollupFields[4].Descriptor()
+	// usagerollup.DefaultModel holds the default value on creation for the model field.
+	usagerollup.DefaultModel = usagerollupDescModel.Default.(string)
+	// usagerollupDescProvider is the schema descriptor for provider field.
+	usagerollupDescProvider := usagerollupFields[5].Descriptor()
+	// usagerollup.DefaultProvider holds the default value on creation for the provider field.
+	usagerollup.DefaultProvider = usagerollupDescProvider.Default.(string)
+	// usagerollupDescRequests is the schema descriptor for requests field.
+	usagerollupDescRequests := usagerollupFields[8].Descriptor()
+	// usagerollup.DefaultRequests holds the default value on creation for the requests field.
+	usagerollup.DefaultRequests = usagerollupDescRequests.Default.(int64)
+	// usagerollupDescErrors is the schema descriptor for errors field.
+	usagerollupDescErrors := usagerollupFields[9].Descriptor()
+	// usagerollup.DefaultErrors holds the default value on creation for the errors field.
+	usagerollup.DefaultErrors = usagerollupDescErrors.Default.(int64)
+	// usagerollupDescInputTokens is the schema descriptor for input_tokens field.
+	usagerollupDescInputTokens := usagerollupFields[10].Descriptor()
+	// usagerollup.DefaultInputTokens holds the default value on creation for the input_tokens field.
+	usagerollup.DefaultInputTokens = usagerollupDescInputTokens.Default.(int64)
+	// usagerollupDescOutputTokens is the schema descriptor for output_tokens field.
+	usagerollupDescOutputTokens := usagerollupFields[11].Descriptor()
+	// usagerollup.DefaultOutputTokens holds the default value on creation for the output_tokens field.
+	usagerollup.DefaultOutputTokens = usagerollupDescOutputTokens.Default.(int64)
+	// usagerollupDescCachedInputTokens is the schema descriptor for cached_input_tokens field.
+	usagerollupDescCachedInputTokens := usagerollupFields[12].Descriptor()
+	// usagerollup.DefaultCachedInputTokens holds the default value on creation for the cached_input_tokens field.
+	usagerollup.DefaultCachedInputTokens = usagerollupDescCachedInputTokens.Default.(int64)
+	// usagerollupDescReasoningTokens is the schema descriptor for reasoning_tokens field.
+	usagerollupDescReasoningTokens := usagerollupFields[13].Descriptor()
+	// usagerollup.DefaultReasoningTokens holds the default value on creation for the reasoning_tokens field.
+	usagerollup.DefaultReasoningTokens = usagerollupDescReasoningTokens.Default.(int64)
+	// usagerollupDescCostMicros is the schema descriptor for cost_micros field.
+	usagerollupDescCostMicros := usagerollupFields[14].Descriptor()
+	// usagerollup.DefaultCostMicros holds the default value on creation for the cost_micros field.
+	usagerollup.DefaultCostMicros = usagerollupDescCostMicros.Default.(int64)
+	// usagerollupDescLatencyMsSum is the schema descriptor for latency_ms_sum field.
+	usagerollupDescLatencyMsSum := usagerollupFields[15].Descriptor()
+	// usagerollup.DefaultLatencyMsSum holds the default value on creation for the latency_ms_sum field.
+	usagerollup.DefaultLatencyMsSum = usagerollupDescLatencyMsSum.Default.(int64)
+	// usagerollupDescLatencyLe5 is the schema descriptor for latency_le_5 field.
+	usagerollupDescLatencyLe5 := usagerollupFields[16].Descriptor()
+	// usagerollup.DefaultLatencyLe5 holds the default value on creation for the latency_le_5 field.
+	usagerollup.DefaultLatencyLe5 = usagerollupDescLatencyLe5.Default.(int64)
+	// usagerollupDescLatencyLe10 is the schema descriptor for latency_le_10 field.
+	usagerollupDescLatencyLe10 := usagerollupFields[17].Descriptor()
+	// usagerollup.DefaultLatencyLe10 holds the default value on creation for the latency_le_10 field.
+	usagerollup.DefaultLatencyLe10 = usagerollupDescLatencyLe10.Default.(int64)
+	// usagerollupDescLatencyLe20 is the schema descriptor for latency_le_20 field.
+	usagerollupDescLatencyLe20 := usagerollupFields[18].Descriptor()
+	// usagerollup.DefaultLatencyLe20 holds the default value on creation for the latency_le_20 field.
+	usagerollup.DefaultLatencyLe20 = usagerollupDescLatencyLe20.Default.(int64)
+	// usagerollupDescLatencyLe30 is the schema descriptor for latency_le_30 field.
+	usagerollupDescLatencyLe30 := usagerollupFields[19].Descriptor()
+	// usagerollup.DefaultLatencyLe30 holds the default value on creation for the latency_le_30 field.
+	usagerollup.DefaultLatencyLe30 = usagerollupDescLatencyLe30.Default.(int64)
+	// usagerollupDescLatencyLe50 is the schema descriptor for latency_le_50 field.
+	usagerollupDescLatencyLe50 := usagerollupFields[20].Descriptor()
+	// usagerollup.DefaultLatencyLe50 holds the default value on creation for the latency_le_50 field.
+	usagerollup.DefaultLatencyLe50 = usagerollupDescLatencyLe50.Default.(int64)
+	// usagerollupDescLatencyLe75 is the schema descriptor for latency_le_75 field.
+	usagerollupDescLatencyLe75 := usagerollupFields[21].Descriptor()
+	// usagerollup.DefaultLatencyLe75 holds the default value on creation for the latency_le_75 field.
+	usagerollup.DefaultLatencyLe75 = usagerollupDescLatencyLe75.Default.(int64)
+	// usagerollupDescLatencyLe100 is the schema descriptor for latency_le_100 field.
+	usagerollupDescLatencyLe100 := usagerollupFields[22].Descriptor()
+	// usagerollup.DefaultLatencyLe100 holds the default value on creation for the latency_le_100 field.
+	usagerollup.DefaultLatencyLe100 = usagerollupDescLatencyLe100.Default.(int64)
+	// usagerollupDescLatencyLe150 is the schema descriptor for latency_le_150 field.
+	usagerollupDescLatencyLe150 := usagerollupFields[23].Descriptor()
+	// usagerollup.DefaultLatencyLe150 holds the default value on creation for the latency_le_150 field.
+	usagerollup.DefaultLatencyLe150 = usagerollupDescLatencyLe150.Default.(int64)
+	// usagerollupDescLatencyLe200 is the schema descriptor for latency_le_200 field.
+	usagerollupDescLatencyLe200 := usagerollupFields[24].Descriptor()
+	// usagerollup.DefaultLatencyLe200 holds the default value on creation for the latency_le_200 field.
+	usagerollup.DefaultLatencyLe200 = usagerollupDescLatencyLe200.Default.(int64)
+	// usagerollupDescLatencyLe300 is the schema descriptor for latency_le_300 field.
+	usagerollupDescLatencyLe300 := usagerollupFields[25].Descriptor()
+	// usagerollup.DefaultLatencyLe300 holds the default value on creation for the latency_le_300 field.
+	usagerollup.DefaultLatencyLe300 = usagerollupDescLatencyLe300.Default.(int64)
+	// usagerollupDescLatencyLe500 is the schema descriptor for latency_le_500 field.
+	usagerollupDescLatencyLe500 := usagerollupFields[26].Descriptor()
+	// usagerollup.DefaultLatencyLe500 holds the default value on creation for the latency_le_500 field.
+	usagerollup.DefaultLatencyLe500 = usagerollupDescLatencyLe500.Default.(int64)
+	// usagerollupDescLatencyLe750 is the schema descriptor for latency_le_750 field.
+	usagerollupDescLatencyLe750 := usagerollupFields[27].Descriptor()
+	// usagerollup.DefaultLatencyLe750 holds the default value on creation for the latency_le_750 field.
+	usagerollup.DefaultLatencyLe750 = usagerollupDescLatencyLe750.Default.(int64)
+	// usagerollupDescLatencyLe1000 is the schema descriptor for latency_le_1000 field.
+	usagerollupDescLatencyLe1000 := usagerollupFields[28].Descriptor()
+	// usagerollup.DefaultLatencyLe1000 holds the default value on creation for the latency_le_1000 field.
+	usagerollup.DefaultLatencyLe1000 = usagerollupDescLatencyLe1000.Default.(int64)
+	// usagerollupDescLatencyLe1500 is the schema descriptor for latency_le_1500 field.
+	usagerollupDescLatencyLe1500 := usagerollupFields[29].Descriptor()
+	// usagerollup.DefaultLatencyLe1500 holds the default value on creation for the latency_le_1500 field.
+	usagerollup.DefaultLatencyLe1500 = usagerollupDescLatencyLe1500.Default.(int64)
+	// usagerollupDescLatencyLe2000 is the schema descriptor for latency_le_2000 field.
+	usagerollupDescLatencyLe2000 := usagerollupFields[30].Descriptor()
+	// usagerollup.DefaultLatencyLe2000 holds the default value on creation for the latency_le_2000 field.
+	usagerollup.DefaultLatencyLe2000 = usagerollupDescLatencyLe2000.Default.(int64)
+	// usagerollupDescLatencyLe3000 is the schema descriptor for latency_le_3000 field.
+	usagerollupDescLatencyLe3000 := usagerollupFields[31].Descriptor()
+	// usagerollup.DefaultLatencyLe3000 holds the default value on creation for the latency_le_3000 field.
+	usagerollup.DefaultLatencyLe3000 = usagerollupDescLatencyLe3000.Default.(int64)
+	// usagerollupDescLatencyLe5000 is the schema descriptor for latency_le_5000 field.
+	usagerollupDescLatencyLe5000 := usagerollupFields[32].Descriptor()
+	// usagerollup.DefaultLatencyLe5000 holds the default value on creation for the latency_le_5000 field.
+	usagerollup.DefaultLatencyLe5000 = usagerollupDescLatencyLe5000.Default.(int64)
+	// usagerollupDescLatencyLe7500 is the schema descriptor for latency_le_7500 field.
+	usagerollupDescLatencyLe7500 := usagerollupFields[33].Descriptor()
+	// usagerollup.DefaultLatencyLe7500 holds the default value on creation for the latency_le_7500 field.
+	usagerollup.DefaultLatencyLe7500 = usagerollupDescLatencyLe7500.Default.(int64)
+	// usagerollupDescLatencyLe10000 is the schema descriptor for latency_le_10000 field.
+	usagerollupDescLatencyLe10000 := usagerollupFields[34].Descriptor()
+	// usagerollup.DefaultLatencyLe10000 holds the default value on creation for the latency_le_10000 field.
+	usagerollup.DefaultLatencyLe10000 = usagerollupDescLatencyLe10000.Default.(int64)
+	// usagerollupDescLatencyLe15000 is the schema descriptor for latency_le_15000 field.
+	usagerollupDescLatencyLe15000 := usagerollupFields[35].Descriptor()
+	// usagerollup.DefaultLatencyLe15000 holds the default value on creation for the latency_le_15000 field.
+	usagerollup.DefaultLatencyLe15000 = usagerollupDescLatencyLe15000.Default.(int64)
+	// usagerollupDescLatencyLe20000 is the schema descriptor for latency_le_20000 field.
+	usagerollupDescLatencyLe20000 := usagerollupFields[36].Descriptor()
+	// usagerollup.DefaultLatencyLe20000 holds the default value on creation for the latency_le_20000 field.
+	usagerollup.DefaultLatencyLe20000 = usagerollupDescLatencyLe20000.Default.(int64)
+	// usagerollupDescLatencyLe30000 is the schema descriptor for latency_le_30000 field.
+	usagerollupDescLatencyLe30000 := usagerollupFields[37].Descriptor()
+	// usagerollup.DefaultLatencyLe30000 holds the default value on creation for the latency_le_30000 field.
+	usagerollup.DefaultLatencyLe30000 = usagerollupDescLatencyLe30000.Default.(int64)
+	// usagerollupDescLatencyLe60000 is the schema descriptor for latency_le_60000 field.
+	usagerollupDescLatencyLe60000 := usagerollupFields[38].Descriptor()
+	// usagerollup.DefaultLatencyLe60000 holds the default value on creation for the latency_le_60000 field.
+	usagerollup.DefaultLatencyLe60000 = usagerollupDescLatencyLe60000.Default.(int64)
+	// usagerollupDescLatencyGt60000 is the schema descriptor for latency_gt_60000 field.
+	usagerollupDescLatencyGt60000 := usagerollupFields[39].Descriptor()
+	// usagerollup.DefaultLatencyGt60000 holds the default value on creation for the latency_gt_60000 field.
+	usagerollup.DefaultLatencyGt60000 = usagerollupDescLatencyGt60000.Default.(int64)
+	// usagerollupDescID is the schema descriptor for id field.
+	usagerollupDescID := usagerollupMixinFields0[0].Descriptor()
+	// usagerollup.DefaultID holds the default value on creation for the id field.
+	usagerollup.DefaultID = usagerollupDescID.Default.(func() uuid.UUID)
 }

@@ -44,6 +44,8 @@ type Tx struct {
 	Tenant *TenantClient
 	// UsageRecord is the client for interacting with the UsageRecord builders.
 	UsageRecord *UsageRecordClient
+	// UsageRollup is the client for interacting with the UsageRollup builders.
+	UsageRollup *UsageRollupClient
 
 	// lazily loaded.
 	client     *Client
@@ -190,6 +192,7 @@ func (tx *Tx) init() {
 	tx.QuotaLease = NewQuotaLeaseClient(tx.config)
 	tx.Tenant = NewTenantClient(tx.config)
 	tx.UsageRecord = NewUsageRecordClient(tx.config)
+	tx.UsageRollup = NewUsageRollupClient(tx.config)
 }
 
 // txDriver wraps the given dialect.Tx with a nop dialect.Driver implementation.

@@ -4,7 +4,9 @@
 // Each batch is validated record by record, then written in one transaction
 // with INSERT … ON CONFLICT (request_id) DO NOTHING, so that a batch sent
 // again (ext_proc resends whatever it has no acknowledgement for) never
-// counts a request twice. The same transaction moves api_keys.last_used_at
+// counts a request twice. The same transaction adds the records it
+// inserted (RETURNING tells which), and only those, to the hourly and daily
+// usage rollups (controlplane/rollup), and moves api_keys.last_used_at
 // forward. The batch is acknowledged only after the commit: an
 // acknowledgement means the records are durable.
 package usageingest
@@ -15,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -38,6 +41,11 @@ type Server struct {
 	// batch (see lastUsedGranularity).
 	mu       sync.Mutex
 	lastUsed map[uuid.UUID]time.Time
+
+	// RollupShards is how many rows a hot rollup combination is spread
+	// over; each batch adds to one shard picked at random. 1 keeps one row
+	// per combination. Set it before serving.
+	RollupShards int
 }
 
 // New returns a Server that writes to st. log may be nil.
@@ -45,7 +53,7 @@ func New(st *store.Store, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{store: st, log: log, lastUsed: map[uuid.UUID]time.Time{}}
+	return &Server{store: st, log: log, lastUsed: map[uuid.UUID]time.Time{}, RollupShards: DefaultRollupShards}
 }
 
 // Register adds the service to g.
@@ -117,8 +125,9 @@ func (s *Server) Store(ctx context.Context, req *usagev1.IngestRequest) (*usagev
 // write stores validated rows in one transaction and completes resp.
 func (s *Server) write(ctx context.Context, req *usagev1.IngestRequest, resp *usagev1.IngestResponse, rows []row) (*usagev1.IngestResponse, error) {
 	keys := s.keysToTouch(rows)
+	shard := s.shard()
 	err := s.store.InTx(ctx, func(tx *entTx) error {
-		if err := insertRows(ctx, tx, rows); err != nil {
+		if err := storeRows(ctx, tx, s.store.Dialect(), rows, shard); err != nil {
 			return err
 		}
 		return touchKeys(ctx, tx, s.store.Dialect(), keys)
@@ -140,7 +149,7 @@ func (s *Server) write(ctx context.Context, req *usagev1.IngestRequest, resp *us
 // the database refuses.
 func (s *Server) storeOneByOne(ctx context.Context, req *usagev1.IngestRequest, resp *usagev1.IngestResponse, rows []row, keys map[uuid.UUID]time.Time) (*usagev1.IngestResponse, error) {
 	for _, rw := range rows {
-		err := s.store.InTx(ctx, func(tx *entTx) error { return insertRows(ctx, tx, []row{rw}) })
+		err := s.store.InTx(ctx, func(tx *entTx) error { return storeRows(ctx, tx, s.store.Dialect(), []row{rw}, s.shard()) })
 		if isPoison(err) {
 			resp.Accepted--
 			rej := &usagev1.RejectedRecord{Index: int32(rw.batchIndex), RequestId: rw.requestID, Reason: "the store refused it: " + clip(err.Error())}
@@ -157,6 +166,24 @@ func (s *Server) storeOneByOne(ctx context.Context, req *usagev1.IngestRequest, 
 	}
 	s.rememberKeys(keys)
 	return resp, nil
+}
+
+// storeRows inserts the rows not stored yet and adds them, and only them,
+// to the rollups, in tx. It may run more than once (retries) and leaves
+// rows as they are.
+func storeRows(ctx context.Context, tx *entTx, d store.Dialect, rows []row, shard int32) error {
+	fresh, err := insertRows(ctx, tx, d, rows)
+	if err != nil || len(fresh) == 0 {
+		return err
+	}
+	return addRollups(ctx, tx, fresh, shard)
+}
+
+func (s *Server) shard() int32 {
+	if s.RollupShards <= 1 {
+		return 0
+	}
+	return int32(rand.N(s.RollupShards))
 }
 
 // lastUsedGranularity is how far behind a key's last_used_at may lag. Every

@@ -189,6 +189,18 @@ func (f UsageRecordFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value,
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.UsageRecordMutation", m)
 }
 
+// The UsageRollupFunc type is an adapter to allow the use of ordinary
+// function as UsageRollup mutator.
+type UsageRollupFunc func(context.Context, *ent.UsageRollupMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f UsageRollupFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.UsageRollupMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.UsageRollupMutation", m)
+}
+
 // Condition is a hook condition function.
 type Condition func(context.Context, ent.Mutation) bool
 

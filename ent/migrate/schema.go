@@ -478,6 +478,68 @@ var (
 			},
 		},
 	}
+	// UsageRollupsColumns holds the columns for the "usage_rollups" table.
+	UsageRollupsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "period", Type: field.TypeEnum, Enums: []string{"hour", "day"}},
+		{Name: "bucket_start", Type: field.TypeTime},
+		{Name: "tenant_id", Type: field.TypeUUID},
+		{Name: "api_key_id", Type: field.TypeUUID},
+		{Name: "model", Type: field.TypeString, Default: ""},
+		{Name: "provider", Type: field.TypeString, Default: ""},
+		{Name: "status_class", Type: field.TypeInt32},
+		{Name: "shard", Type: field.TypeInt32},
+		{Name: "requests", Type: field.TypeInt64, Default: 0},
+		{Name: "errors", Type: field.TypeInt64, Default: 0},
+		{Name: "input_tokens", Type: field.TypeInt64, Default: 0},
+		{Name: "output_tokens", Type: field.TypeInt64, Default: 0},
+		{Name: "cached_input_tokens", Type: field.TypeInt64, Default: 0},
+		{Name: "reasoning_tokens", Type: field.TypeInt64, Default: 0},
+		{Name: "cost_micros", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_ms_sum", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_5", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_10", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_20", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_30", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_50", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_75", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_100", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_150", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_200", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_300", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_500", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_750", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_1000", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_1500", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_2000", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_3000", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_5000", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_7500", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_10000", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_15000", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_20000", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_30000", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_le_60000", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_gt_60000", Type: field.TypeInt64, Default: 0},
+	}
+	// UsageRollupsTable holds the schema information for the "usage_rollups" table.
+	UsageRollupsTable = &schema.Table{
+		Name:       "usage_rollups",
+		Columns:    UsageRollupsColumns,
+		PrimaryKey: []*schema.Column{UsageRollupsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "usagerollup_tenant_id_period_bucket_start_api_key_id_model_provider_status_class_shard",
+				Unique:  true,
+				Columns: []*schema.Column{UsageRollupsColumns[3], UsageRollupsColumns[1], UsageRollupsColumns[2], UsageRollupsColumns[4], UsageRollupsColumns[5], UsageRollupsColumns[6], UsageRollupsColumns[7], UsageRollupsColumns[8]},
+			},
+			{
+				Name:    "usagerollup_period_bucket_start",
+				Unique:  false,
+				Columns: []*schema.Column{UsageRollupsColumns[1], UsageRollupsColumns[2]},
+			},
+		},
+	}
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
 		APIKeysTable,
@@ -495,6 +557,7 @@ var (
 		QuotaLeasesTable,
 		TenantsTable,
 		UsageRecordsTable,
+		UsageRollupsTable,
 	}
 )
 

@@ -50,3 +50,6 @@ type Tenant func(*sql.Selector)
 
 // UsageRecord is the predicate function for usagerecord builders.
 type UsageRecord func(*sql.Selector)
+
+// UsageRollup is the predicate function for usagerollup builders.
+type UsageRollup func(*sql.Selector)

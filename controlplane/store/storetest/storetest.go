@@ -46,21 +46,23 @@ func Run(t *testing.T, f func(t *testing.T, s *store.Store)) {
 
 // SQLite returns a migrated store on a new database file in t.TempDir(),
 // closed when t ends.
-func SQLite(t *testing.T) *store.Store {
+func SQLite(t testing.TB) *store.Store {
 	t.Helper()
-	return openMigrated(t, SQLiteDSN(t))
+	return openMigrated(t, sqliteDSN(t))
 }
 
 // Postgres returns a migrated store on a new PostgreSQL database, closed and
 // dropped when t ends.
-func Postgres(t *testing.T) *store.Store {
+func Postgres(t testing.TB) *store.Store {
 	t.Helper()
-	return openMigrated(t, PostgresDSN(t))
+	return openMigrated(t, postgresDSN(t))
 }
 
 // SQLiteDSN returns the DSN of a database file that does not exist yet, in
 // t.TempDir(). Query parameters (such as _busy_timeout) may be appended.
-func SQLiteDSN(t *testing.T) string {
+func SQLiteDSN(t *testing.T) string { return sqliteDSN(t) }
+
+func sqliteDSN(t testing.TB) string {
 	t.Helper()
 	return "sqlite://" + filepath.Join(t.TempDir(), "tollgate.db")
 }
@@ -69,7 +71,9 @@ func SQLiteDSN(t *testing.T) string {
 // returns a DSN that connects to it with SERIALIZABLE as the default
 // isolation. It skips t when EnvPostgresDSN is unset, or fails it when
 // EnvRequirePostgres=1.
-func PostgresDSN(t *testing.T) string {
+func PostgresDSN(t *testing.T) string { return postgresDSN(t) }
+
+func postgresDSN(t testing.TB) string {
 	t.Helper()
 	admin := os.Getenv(EnvPostgresDSN)
 	if admin == "" {
@@ -94,7 +98,7 @@ func PostgresDSN(t *testing.T) string {
 
 // databaseDSN points the admin DSN at database name, SERIALIZABLE by default.
 // pgx sends unknown query parameters to the server as session settings.
-func databaseDSN(t *testing.T, admin, name string) string {
+func databaseDSN(t testing.TB, admin, name string) string {
 	t.Helper()
 	u, err := url.Parse(admin)
 	if err != nil {
@@ -129,7 +133,7 @@ func adminExec(admin, stmt string) (err error) {
 	return nil
 }
 
-func openMigrated(t *testing.T, dsn string) *store.Store {
+func openMigrated(t testing.TB, dsn string) *store.Store {
 	t.Helper()
 	ctx := context.Background()
 	s, err := store.Open(ctx, dsn)
@@ -147,7 +151,7 @@ func openMigrated(t *testing.T, dsn string) *store.Store {
 	return s
 }
 
-func randomHex(t *testing.T, n int) string {
+func randomHex(t testing.TB, n int) string {
 	t.Helper()
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
