@@ -21,6 +21,8 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/apikey"
 	"github.com/tollgate-dev/tollgate/ent/auditevent"
 	"github.com/tollgate-dev/tollgate/ent/configchange"
+	"github.com/tollgate-dev/tollgate/ent/contentlog"
+	"github.com/tollgate-dev/tollgate/ent/datakey"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
 	"github.com/tollgate-dev/tollgate/ent/joblease"
 	"github.com/tollgate-dev/tollgate/ent/model"
@@ -51,6 +53,10 @@ type Client struct {
 	AuditEvent *AuditEventClient
 	// ConfigChange is the client for interacting with the ConfigChange builders.
 	ConfigChange *ConfigChangeClient
+	// ContentLog is the client for interacting with the ContentLog builders.
+	ContentLog *ContentLogClient
+	// DataKey is the client for interacting with the DataKey builders.
+	DataKey *DataKeyClient
 	// GatewayPolicy is the client for interacting with the GatewayPolicy builders.
 	GatewayPolicy *GatewayPolicyClient
 	// JobLease is the client for interacting with the JobLease builders.
@@ -89,6 +95,8 @@ func (c *Client) init() {
 	c.AdminToken = NewAdminTokenClient(c.config)
 	c.AuditEvent = NewAuditEventClient(c.config)
 	c.ConfigChange = NewConfigChangeClient(c.config)
+	c.ContentLog = NewContentLogClient(c.config)
+	c.DataKey = NewDataKeyClient(c.config)
 	c.GatewayPolicy = NewGatewayPolicyClient(c.config)
 	c.JobLease = NewJobLeaseClient(c.config)
 	c.Model = NewModelClient(c.config)
@@ -197,6 +205,8 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		AdminToken:      NewAdminTokenClient(cfg),
 		AuditEvent:      NewAuditEventClient(cfg),
 		ConfigChange:    NewConfigChangeClient(cfg),
+		ContentLog:      NewContentLogClient(cfg),
+		DataKey:         NewDataKeyClient(cfg),
 		GatewayPolicy:   NewGatewayPolicyClient(cfg),
 		JobLease:        NewJobLeaseClient(cfg),
 		Model:           NewModelClient(cfg),
@@ -232,6 +242,8 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		AdminToken:      NewAdminTokenClient(cfg),
 		AuditEvent:      NewAuditEventClient(cfg),
 		ConfigChange:    NewConfigChangeClient(cfg),
+		ContentLog:      NewContentLogClient(cfg),
+		DataKey:         NewDataKeyClient(cfg),
 		GatewayPolicy:   NewGatewayPolicyClient(cfg),
 		JobLease:        NewJobLeaseClient(cfg),
 		Model:           NewModelClient(cfg),
@@ -272,10 +284,10 @@ func (c *Client) Close() error {
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
-		c.APIKey, c.Account, c.AdminToken, c.AuditEvent, c.ConfigChange,
-		c.GatewayPolicy, c.JobLease, c.Model, c.ModelDeployment, c.ModelPrice,
-		c.Provider, c.QuotaCounter, c.QuotaLease, c.Tenant, c.UsageRecord,
-		c.UsageRollup,
+		c.APIKey, c.Account, c.AdminToken, c.AuditEvent, c.ConfigChange, c.ContentLog,
+		c.DataKey, c.GatewayPolicy, c.JobLease, c.Model, c.ModelDeployment,
+		c.ModelPrice, c.Provider, c.QuotaCounter, c.QuotaLease, c.Tenant,
+		c.UsageRecord, c.UsageRollup,
 	} {
 		n.Use(hooks...)
 	}
@@ -285,10 +297,10 @@ func (c *Client) Use(hooks ...Hook) {
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
-		c.APIKey, c.Account, c.AdminToken, c.AuditEvent, c.ConfigChange,
-		c.GatewayPolicy, c.JobLease, c.Model, c.ModelDeployment, c.ModelPrice,
-		c.Provider, c.QuotaCounter, c.QuotaLease, c.Tenant, c.UsageRecord,
-		c.UsageRollup,
+		c.APIKey, c.Account, c.AdminToken, c.AuditEvent, c.ConfigChange, c.ContentLog,
+		c.DataKey, c.GatewayPolicy, c.JobLease, c.Model, c.ModelDeployment,
+		c.ModelPrice, c.Provider, c.QuotaCounter, c.QuotaLease, c.Tenant,
+		c.UsageRecord, c.UsageRollup,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -307,6 +319,10 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.AuditEvent.mutate(ctx, m)
 	case *ConfigChangeMutation:
 		return c.ConfigChange.mutate(ctx, m)
+	case *ContentLogMutation:
+		return c.ContentLog.mutate(ctx, m)
+	case *DataKeyMutation:
+		return c.DataKey.mutate(ctx, m)
 	case *GatewayPolicyMutation:
 		return c.GatewayPolicy.mutate(ctx, m)
 	case *JobLeaseMutation:
@@ -1092,6 +1108,288 @@ func (c *ConfigChangeClient) mutate(ctx context.Context, m *ConfigChangeMutation
 		return (&ConfigChangeDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown ConfigChange mutation op: %q", m.Op())
+	}
+}
+
+// ContentLogClient is a client for the ContentLog schema.
+type ContentLogClient struct {
+	config
+}
+
+// NewContentLogClient returns a client for the ContentLog from the given config.
+func NewContentLogClient(c config) *ContentLogClient {
+	return &ContentLogClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `contentlog.Hooks(f(g(h())))`.
+func (c *ContentLogClient) Use(hooks ...Hook) {
+	c.hooks.ContentLog = append(c.hooks.ContentLog, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `contentlog.Intercept(f(g(h())))`.
+func (c *ContentLogClient) Intercept(interceptors ...Interceptor) {
+	c.inters.ContentLog = append(c.inters.ContentLog, interceptors...)
+}
+
+// Create returns a builder for creating a ContentLog entity.
+func (c *ContentLogClient) Create() *ContentLogCreate {
+	mutation := newContentLogMutation(c.config, OpCreate)
+	return &ContentLogCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of ContentLog entities.
+func (c *ContentLogClient) CreateBulk(builders ...*ContentLogCreate) *ContentLogCreateBulk {
+	return &ContentLogCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *ContentLogClient) MapCreateBulk(slice any, setFunc func(*ContentLogCreate, int)) *ContentLogCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &ContentLogCreateBulk{err: fmt.Errorf("calling to ContentLogClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*ContentLogCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &ContentLogCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for ContentLog.
+func (c *ContentLogClient) Update() *ContentLogUpdate {
+	mutation := newContentLogMutation(c.config, OpUpdate)
+	return &ContentLogUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *ContentLogClient) UpdateOne(_m *ContentLog) *ContentLogUpdateOne {
+	mutation := newContentLogMutation(c.config, OpUpdateOne, withContentLog(_m))
+	return &ContentLogUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *ContentLogClient) UpdateOneID(id uuid.UUID) *ContentLogUpdateOne {
+	mutation := newContentLogMutation(c.config, OpUpdateOne, withContentLogID(id))
+	return &ContentLogUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for ContentLog.
+func (c *ContentLogClient) Delete() *ContentLogDelete {
+	mutation := newContentLogMutation(c.config, OpDelete)
+	return &ContentLogDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *ContentLogClient) DeleteOne(_m *ContentLog) *ContentLogDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *ContentLogClient) DeleteOneID(id uuid.UUID) *ContentLogDeleteOne {
+	builder := c.Delete().Where(contentlog.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &ContentLogDeleteOne{builder}
+}
+
+// Query returns a query builder for ContentLog.
+func (c *ContentLogClient) Query() *ContentLogQuery {
+	return &ContentLogQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeContentLog},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a ContentLog entity by its id.
+func (c *ContentLogClient) Get(ctx context.Context, id uuid.UUID) (*ContentLog, error) {
+	return c.Query().Where(contentlog.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *ContentLogClient) GetX(ctx context.Context, id uuid.UUID) *ContentLog {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *ContentLogClient) Hooks() []Hook {
+	return c.hooks.ContentLog
+}
+
+// Interceptors returns the client interceptors.
+func (c *ContentLogClient) Interceptors() []Interceptor {
+	return c.inters.ContentLog
+}
+
+func (c *ContentLogClient) mutate(ctx context.Context, m *ContentLogMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&ContentLogCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&ContentLogUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&ContentLogUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&ContentLogDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown ContentLog mutation op: %q", m.Op())
+	}
+}
+
+// DataKeyClient is a client for the DataKey schema.
+type DataKeyClient struct {
+	config
+}
+
+// NewDataKeyClient returns a client for the DataKey from the given config.
+func NewDataKeyClient(c config) *DataKeyClient {
+	return &DataKeyClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `datakey.Hooks(f(g(h())))`.
+func (c *DataKeyClient) Use(hooks ...Hook) {
+	c.hooks.DataKey = append(c.hooks.DataKey, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `datakey.Intercept(f(g(h())))`.
+func (c *DataKeyClient) Intercept(interceptors ...Interceptor) {
+	c.inters.DataKey = append(c.inters.DataKey, interceptors...)
+}
+
+// Create returns a builder for creating a DataKey entity.
+func (c *DataKeyClient) Create() *DataKeyCreate {
+	mutation := newDataKeyMutation(c.config, OpCreate)
+	return &DataKeyCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of DataKey entities.
+func (c *DataKeyClient) CreateBulk(builders ...*DataKeyCreate) *DataKeyCreateBulk {
+	return &DataKeyCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *DataKeyClient) MapCreateBulk(slice any, setFunc func(*DataKeyCreate, int)) *DataKeyCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &DataKeyCreateBulk{err: fmt.Errorf("calling to DataKeyClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*DataKeyCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &DataKeyCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for DataKey.
+func (c *DataKeyClient) Update() *DataKeyUpdate {
+	mutation := newDataKeyMutation(c.config, OpUpdate)
+	return &DataKeyUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *DataKeyClient) UpdateOne(_m *DataKey) *DataKeyUpdateOne {
+	mutation := newDataKeyMutation(c.config, OpUpdateOne, withDataKey(_m))
+	return &DataKeyUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *DataKeyClient) UpdateOneID(id uuid.UUID) *DataKeyUpdateOne {
+	mutation := newDataKeyMutation(c.config, OpUpdateOne, withDataKeyID(id))
+	return &DataKeyUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for DataKey.
+func (c *DataKeyClient) Delete() *DataKeyDelete {
+	mutation := newDataKeyMutation(c.config, OpDelete)
+	return &DataKeyDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *DataKeyClient) DeleteOne(_m *DataKey) *DataKeyDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *DataKeyClient) DeleteOneID(id uuid.UUID) *DataKeyDeleteOne {
+	builder := c.Delete().Where(datakey.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &DataKeyDeleteOne{builder}
+}
+
+// Query returns a query builder for DataKey.
+func (c *DataKeyClient) Query() *DataKeyQuery {
+	return &DataKeyQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeDataKey},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a DataKey entity by its id.
+func (c *DataKeyClient) Get(ctx context.Context, id uuid.UUID) (*DataKey, error) {
+	return c.Query().Where(datakey.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *DataKeyClient) GetX(ctx context.Context, id uuid.UUID) *DataKey {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryTenant queries the tenant edge of a DataKey.
+func (c *DataKeyClient) QueryTenant(_m *DataKey) *TenantQuery {
+	query := (&TenantClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(datakey.Table, datakey.FieldID, id),
+			sqlgraph.To(tenant.Table, tenant.FieldID),
+			sqlgraph.Edge(sqlgraph.O2O, true, datakey.TenantTable, datakey.TenantColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *DataKeyClient) Hooks() []Hook {
+	return c.hooks.DataKey
+}
+
+// Interceptors returns the client interceptors.
+func (c *DataKeyClient) Interceptors() []Interceptor {
+	return c.inters.DataKey
+}
+
+func (c *DataKeyClient) mutate(ctx context.Context, m *DataKeyMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&DataKeyCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&DataKeyUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&DataKeyUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&DataKeyDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown DataKey mutation op: %q", m.Op())
 	}
 }
 
@@ -2523,6 +2821,22 @@ func (c *TenantClient) QueryPolicy(_m *Tenant) *GatewayPolicyQuery {
 	return query
 }
 
+// QueryDataKey queries the data_key edge of a Tenant.
+func (c *TenantClient) QueryDataKey(_m *Tenant) *DataKeyQuery {
+	query := (&DataKeyClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(tenant.Table, tenant.FieldID, id),
+			sqlgraph.To(datakey.Table, datakey.FieldID),
+			sqlgraph.Edge(sqlgraph.O2O, false, tenant.DataKeyTable, tenant.DataKeyColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
 // Hooks returns the client hooks.
 func (c *TenantClient) Hooks() []Hook {
 	return c.hooks.Tenant
@@ -2817,14 +3131,14 @@ func (c *UsageRollupClient) mutate(ctx context.Context, m *UsageRollupMutation) 
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		APIKey, Account, AdminToken, AuditEvent, ConfigChange, GatewayPolicy, JobLease,
-		Model, ModelDeployment, ModelPrice, Provider, QuotaCounter, QuotaLease, Tenant,
-		UsageRecord, UsageRollup []ent.Hook
+		APIKey, Account, AdminToken, AuditEvent, ConfigChange, ContentLog, DataKey,
+		GatewayPolicy, JobLease, Model, ModelDeployment, ModelPrice, Provider,
+		QuotaCounter, QuotaLease, Tenant, UsageRecord, UsageRollup []ent.Hook
 	}
 	inters struct {
-		APIKey, Account, AdminToken, AuditEvent, ConfigChange, GatewayPolicy, JobLease,
-		Model, ModelDeployment, ModelPrice, Provider, QuotaCounter, QuotaLease, Tenant,
-		UsageRecord, UsageRollup []ent.Interceptor
+		APIKey, Account, AdminToken, AuditEvent, ConfigChange, ContentLog, DataKey,
+		GatewayPolicy, JobLease, Model, ModelDeployment, ModelPrice, Provider,
+		QuotaCounter, QuotaLease, Tenant, UsageRecord, UsageRollup []ent.Interceptor
 	}
 )
 

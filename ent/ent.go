@@ -17,6 +17,8 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/apikey"
 	"github.com/tollgate-dev/tollgate/ent/auditevent"
 	"github.com/tollgate-dev/tollgate/ent/configchange"
+	"github.com/tollgate-dev/tollgate/ent/contentlog"
+	"github.com/tollgate-dev/tollgate/ent/datakey"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
 	"github.com/tollgate-dev/tollgate/ent/joblease"
 	"github.com/tollgate-dev/tollgate/ent/model"
@@ -93,6 +95,8 @@ func checkColumn(t, c string) error {
 			admintoken.Table:      admintoken.ValidColumn,
 			auditevent.Table:      auditevent.ValidColumn,
 			configchange.Table:    configchange.ValidColumn,
+			contentlog.Table:      contentlog.ValidColumn,
+			datakey.Table:         datakey.ValidColumn,
 			gatewaypolicy.Table:   gatewaypolicy.ValidColumn,
 			joblease.Table:        joblease.ValidColumn,
 			model.Table:           model.ValidColumn,

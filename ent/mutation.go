@@ -18,6 +18,8 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/apikey"
 	"github.com/tollgate-dev/tollgate/ent/auditevent"
 	"github.com/tollgate-dev/tollgate/ent/configchange"
+	"github.com/tollgate-dev/tollgate/ent/contentlog"
+	"github.com/tollgate-dev/tollgate/ent/datakey"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
 	"github.com/tollgate-dev/tollgate/ent/joblease"
 	"github.com/tollgate-dev/tollgate/ent/model"
@@ -46,6 +48,8 @@ const (
 	TypeAdminToken      = "AdminToken"
 	TypeAuditEvent      = "AuditEvent"
 	TypeConfigChange    = "ConfigChange"
+	TypeContentLog      = "ContentLog"
+	TypeDataKey         = "DataKey"
 	TypeGatewayPolicy   = "GatewayPolicy"
 	TypeJobLease        = "JobLease"
 	TypeModel           = "Model"
@@ -3849,6 +3853,1463 @@ func (m *ConfigChangeMutation) ClearEdge(name string) error {
 // It returns an error if the edge is not defined in the schema.
 func (m *ConfigChangeMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown ConfigChange edge %s", name)
+}
+
+// ContentLogMutation represents an operation that mutates the ContentLog nodes in the graph.
+type ContentLogMutation struct {
+	config
+	op                Op
+	typ               string
+	id                *uuid.UUID
+	request_id        *string
+	tenant_id         *uuid.UUID
+	api_key_id        *uuid.UUID
+	data_key_id       *uuid.UUID
+	sealed            *[]byte
+	request_bytes     *int64
+	addrequest_bytes  *int64
+	response_bytes    *int64
+	addresponse_bytes *int64
+	truncated         *bool
+	created_at        *time.Time
+	expires_at        *time.Time
+	clearedFields     map[string]struct{}
+	done              bool
+	oldValue          func(context.Context) (*ContentLog, error)
+	predicates        []predicate.ContentLog
+}
+
+var _ ent.Mutation = (*ContentLogMutation)(nil)
+
+// contentlogOption allows management of the mutation configuration using functional options.
+type contentlogOption func(*ContentLogMutation)
+
+// newContentLogMutation creates new mutation for the ContentLog entity.
+func newContentLogMutation(c config, op Op, opts ...contentlogOption) *ContentLogMutation {
+	m := &ContentLogMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeContentLog,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withContentLogID sets the ID field of the mutation.
+func withContentLogID(id uuid.UUID) contentlogOption {
+	return func(m *ContentLogMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *ContentLog
+		)
+		m.oldValue = func(ctx context.Context) (*ContentLog, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().ContentLog.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withContentLog sets the old ContentLog of the mutation.
+func withContentLog(node *ContentLog) contentlogOption {
+	return func(m *ContentLogMutation) {
+		m.oldValue = func(context.Context) (*ContentLog, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m ContentLogMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m ContentLogMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of ContentLog entities.
+func (m *ContentLogMutation) SetID(id uuid.UUID) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *ContentLogMutation) ID() (id uuid.UUID, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *ContentLogMutation) IDs(ctx context.Context) ([]uuid.UUID, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []uuid.UUID{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().ContentLog.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetRequestID sets the "request_id" field.
+func (m *ContentLogMutation) SetRequestID(s string) {
+	m.request_id = &s
+}
+
+// RequestID returns the value of the "request_id" field in the mutation.
+func (m *ContentLogMutation) RequestID() (r string, exists bool) {
+	v := m.request_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRequestID returns the old "request_id" field's value of the ContentLog entity.
+// If the ContentLog object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ContentLogMutation) OldRequestID(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRequestID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRequestID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRequestID: %w", err)
+	}
+	return oldValue.RequestID, nil
+}
+
+// ResetRequestID resets all changes to the "request_id" field.
+func (m *ContentLogMutation) ResetRequestID() {
+	m.request_id = nil
+}
+
+// SetTenantID sets the "tenant_id" field.
+func (m *ContentLogMutation) SetTenantID(u uuid.UUID) {
+	m.tenant_id = &u
+}
+
+// TenantID returns the value of the "tenant_id" field in the mutation.
+func (m *ContentLogMutation) TenantID() (r uuid.UUID, exists bool) {
+	v := m.tenant_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTenantID returns the old "tenant_id" field's value of the ContentLog entity.
+// If the ContentLog object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ContentLogMutation) OldTenantID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTenantID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTenantID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTenantID: %w", err)
+	}
+	return oldValue.TenantID, nil
+}
+
+// ResetTenantID resets all changes to the "tenant_id" field.
+func (m *ContentLogMutation) ResetTenantID() {
+	m.tenant_id = nil
+}
+
+// SetAPIKeyID sets the "api_key_id" field.
+func (m *ContentLogMutation) SetAPIKeyID(u uuid.UUID) {
+	m.api_key_id = &u
+}
+
+// APIKeyID returns the value of the "api_key_id" field in the mutation.
+func (m *ContentLogMutation) APIKeyID() (r uuid.UUID, exists bool) {
+	v := m.api_key_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAPIKeyID returns the old "api_key_id" field's value of the ContentLog entity.
+// If the ContentLog object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ContentLogMutation) OldAPIKeyID(ctx context.Context) (v *uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAPIKeyID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAPIKeyID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAPIKeyID: %w", err)
+	}
+	return oldValue.APIKeyID, nil
+}
+
+// ClearAPIKeyID clears the value of the "api_key_id" field.
+func (m *ContentLogMutation) ClearAPIKeyID() {
+	m.api_key_id = nil
+	m.clearedFields[contentlog.FieldAPIKeyID] = struct{}{}
+}
+
+// APIKeyIDCleared returns if the "api_key_id" field was cleared in this mutation.
+func (m *ContentLogMutation) APIKeyIDCleared() bool {
+	_, ok := m.clearedFields[contentlog.FieldAPIKeyID]
+	return ok
+}
+
+// ResetAPIKeyID resets all changes to the "api_key_id" field.
+func (m *ContentLogMutation) ResetAPIKeyID() {
+	m.api_key_id = nil
+	delete(m.clearedFields, contentlog.FieldAPIKeyID)
+}
+
+// SetDataKeyID sets the "data_key_id" field.
+func (m *ContentLogMutation) SetDataKeyID(u uuid.UUID) {
+	m.data_key_id = &u
+}
+
+// DataKeyID returns the value of the "data_key_id" field in the mutation.
+func (m *ContentLogMutation) DataKeyID() (r uuid.UUID, exists bool) {
+	v := m.data_key_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDataKeyID returns the old "data_key_id" field's value of the ContentLog entity.
+// If the ContentLog object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ContentLogMutation) OldDataKeyID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDataKeyID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDataKeyID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDataKeyID: %w", err)
+	}
+	return oldValue.DataKeyID, nil
+}
+
+// ResetDataKeyID resets all changes to the "data_key_id" field.
+func (m *ContentLogMutation) ResetDataKeyID() {
+	m.data_key_id = nil
+}
+
+// SetSealed sets the "sealed" field.
+func (m *ContentLogMutation) SetSealed(b []byte) {
+	m.sealed = &b
+}
+
+// Sealed returns the value of the "sealed" field in the mutation.
+func (m *ContentLogMutation) Sealed() (r []byte, exists bool) {
+	v := m.sealed
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSealed returns the old "sealed" field's value of the ContentLog entity.
+// If the ContentLog object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ContentLogMutation) OldSealed(ctx context.Context) (v []byte, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSealed is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSealed requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSealed: %w", err)
+	}
+	return oldValue.Sealed, nil
+}
+
+// ResetSealed resets all changes to the "sealed" field.
+func (m *ContentLogMutation) ResetSealed() {
+	m.sealed = nil
+}
+
+// SetRequestBytes sets the "request_bytes" field.
+func (m *ContentLogMutation) SetRequestBytes(i int64) {
+	m.request_bytes = &i
+	m.addrequest_bytes = nil
+}
+
+// RequestBytes returns the value of the "request_bytes" field in the mutation.
+func (m *ContentLogMutation) RequestBytes() (r int64, exists bool) {
+	v := m.request_bytes
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRequestBytes returns the old "request_bytes" field's value of the ContentLog entity.
+// If the ContentLog object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ContentLogMutation) OldRequestBytes(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRequestBytes is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRequestBytes requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRequestBytes: %w", err)
+	}
+	return oldValue.RequestBytes, nil
+}
+
+// AddRequestBytes adds i to the "request_bytes" field.
+func (m *ContentLogMutation) AddRequestBytes(i int64) {
+	if m.addrequest_bytes != nil {
+		*m.addrequest_bytes += i
+	} else {
+		m.addrequest_bytes = &i
+	}
+}
+
+// AddedRequestBytes returns the value that was added to the "request_bytes" field in this mutation.
+func (m *ContentLogMutation) AddedRequestBytes() (r int64, exists bool) {
+	v := m.addrequest_bytes
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetRequestBytes resets all changes to the "request_bytes" field.
+func (m *ContentLogMutation) ResetRequestBytes() {
+	m.request_bytes = nil
+	m.addrequest_bytes = nil
+}
+
+// SetResponseBytes sets the "response_bytes" field.
+func (m *ContentLogMutation) SetResponseBytes(i int64) {
+	m.response_bytes = &i
+	m.addresponse_bytes = nil
+}
+
+// ResponseBytes returns the value of the "response_bytes" field in the mutation.
+func (m *ContentLogMutation) ResponseBytes() (r int64, exists bool) {
+	v := m.response_bytes
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldResponseBytes returns the old "response_bytes" field's value of the ContentLog entity.
+// If the ContentLog object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ContentLogMutation) OldResponseBytes(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldResponseBytes is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldResponseBytes requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldResponseBytes: %w", err)
+	}
+	return oldValue.ResponseBytes, nil
+}
+
+// AddResponseBytes adds i to the "response_bytes" field.
+func (m *ContentLogMutation) AddResponseBytes(i int64) {
+	if m.addresponse_bytes != nil {
+		*m.addresponse_bytes += i
+	} else {
+		m.addresponse_bytes = &i
+	}
+}
+
+// AddedResponseBytes returns the value that was added to the "response_bytes" field in this mutation.
+func (m *ContentLogMutation) AddedResponseBytes() (r int64, exists bool) {
+	v := m.addresponse_bytes
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetResponseBytes resets all changes to the "response_bytes" field.
+func (m *ContentLogMutation) ResetResponseBytes() {
+	m.response_bytes = nil
+	m.addresponse_bytes = nil
+}
+
+// SetTruncated sets the "truncated" field.
+func (m *ContentLogMutation) SetTruncated(b bool) {
+	m.truncated = &b
+}
+
+// Truncated returns the value of the "truncated" field in the mutation.
+func (m *ContentLogMutation) Truncated() (r bool, exists bool) {
+	v := m.truncated
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTruncated returns the old "truncated" field's value of the ContentLog entity.
+// If the ContentLog object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ContentLogMutation) OldTruncated(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTruncated is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTruncated requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTruncated: %w", err)
+	}
+	return oldValue.Truncated, nil
+}
+
+// ResetTruncated resets all changes to the "truncated" field.
+func (m *ContentLogMutation) ResetTruncated() {
+	m.truncated = nil
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *ContentLogMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *ContentLogMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the ContentLog entity.
+// If the ContentLog object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ContentLogMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *ContentLogMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetExpiresAt sets the "expires_at" field.
+func (m *ContentLogMutation) SetExpiresAt(t time.Time) {
+	m.expires_at = &t
+}
+
+// ExpiresAt returns the value of the "expires_at" field in the mutation.
+func (m *ContentLogMutation) ExpiresAt() (r time.Time, exists bool) {
+	v := m.expires_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExpiresAt returns the old "expires_at" field's value of the ContentLog entity.
+// If the ContentLog object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ContentLogMutation) OldExpiresAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExpiresAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExpiresAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExpiresAt: %w", err)
+	}
+	return oldValue.ExpiresAt, nil
+}
+
+// ResetExpiresAt resets all changes to the "expires_at" field.
+func (m *ContentLogMutation) ResetExpiresAt() {
+	m.expires_at = nil
+}
+
+// Where appends a list predicates to the ContentLogMutation builder.
+func (m *ContentLogMutation) Where(ps ...predicate.ContentLog) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the ContentLogMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *ContentLogMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.ContentLog, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *ContentLogMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *ContentLogMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (ContentLog).
+func (m *ContentLogMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *ContentLogMutation) Fields() []string {
+	fields := make([]string, 0, 10)
+	if m.request_id != nil {
+		fields = append(fields, contentlog.FieldRequestID)
+	}
+	if m.tenant_id != nil {
+		fields = append(fields, contentlog.FieldTenantID)
+	}
+	if m.api_key_id != nil {
+		fields = append(fields, contentlog.FieldAPIKeyID)
+	}
+	if m.data_key_id != nil {
+		fields = append(fields, contentlog.FieldDataKeyID)
+	}
+	if m.sealed != nil {
+		fields = append(fields, contentlog.FieldSealed)
+	}
+	if m.request_bytes != nil {
+		fields = append(fields, contentlog.FieldRequestBytes)
+	}
+	if m.response_bytes != nil {
+		fields = append(fields, contentlog.FieldResponseBytes)
+	}
+	if m.truncated != nil {
+		fields = append(fields, contentlog.FieldTruncated)
+	}
+	if m.created_at != nil {
+		fields = append(fields, contentlog.FieldCreatedAt)
+	}
+	if m.expires_at != nil {
+		fields = append(fields, contentlog.FieldExpiresAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *ContentLogMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case contentlog.FieldRequestID:
+		return m.RequestID()
+	case contentlog.FieldTenantID:
+		return m.TenantID()
+	case contentlog.FieldAPIKeyID:
+		return m.APIKeyID()
+	case contentlog.FieldDataKeyID:
+		return m.DataKeyID()
+	case contentlog.FieldSealed:
+		return m.Sealed()
+	case contentlog.FieldRequestBytes:
+		return m.RequestBytes()
+	case contentlog.FieldResponseBytes:
+		return m.ResponseBytes()
+	case contentlog.FieldTruncated:
+		return m.Truncated()
+	case contentlog.FieldCreatedAt:
+		return m.CreatedAt()
+	case contentlog.FieldExpiresAt:
+		return m.ExpiresAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *ContentLogMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case contentlog.FieldRequestID:
+		return m.OldRequestID(ctx)
+	case contentlog.FieldTenantID:
+		return m.OldTenantID(ctx)
+	case contentlog.FieldAPIKeyID:
+		return m.OldAPIKeyID(ctx)
+	case contentlog.FieldDataKeyID:
+		return m.OldDataKeyID(ctx)
+	case contentlog.FieldSealed:
+		return m.OldSealed(ctx)
+	case contentlog.FieldRequestBytes:
+		return m.OldRequestBytes(ctx)
+	case contentlog.FieldResponseBytes:
+		return m.OldResponseBytes(ctx)
+	case contentlog.FieldTruncated:
+		return m.OldTruncated(ctx)
+	case contentlog.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case contentlog.FieldExpiresAt:
+		return m.OldExpiresAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown ContentLog field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ContentLogMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case contentlog.FieldRequestID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRequestID(v)
+		return nil
+	case contentlog.FieldTenantID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTenantID(v)
+		return nil
+	case contentlog.FieldAPIKeyID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAPIKeyID(v)
+		return nil
+	case contentlog.FieldDataKeyID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDataKeyID(v)
+		return nil
+	case contentlog.FieldSealed:
+		v, ok := value.([]byte)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSealed(v)
+		return nil
+	case contentlog.FieldRequestBytes:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRequestBytes(v)
+		return nil
+	case contentlog.FieldResponseBytes:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetResponseBytes(v)
+		return nil
+	case contentlog.FieldTruncated:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTruncated(v)
+		return nil
+	case contentlog.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case contentlog.FieldExpiresAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExpiresAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown ContentLog field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *ContentLogMutation) AddedFields() []string {
+	var fields []string
+	if m.addrequest_bytes != nil {
+		fields = append(fields, contentlog.FieldRequestBytes)
+	}
+	if m.addresponse_bytes != nil {
+		fields = append(fields, contentlog.FieldResponseBytes)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *ContentLogMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case contentlog.FieldRequestBytes:
+		return m.AddedRequestBytes()
+	case contentlog.FieldResponseBytes:
+		return m.AddedResponseBytes()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ContentLogMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case contentlog.FieldRequestBytes:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddRequestBytes(v)
+		return nil
+	case contentlog.FieldResponseBytes:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddResponseBytes(v)
+		return nil
+	}
+	return fmt.Errorf("unknown ContentLog numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *ContentLogMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(contentlog.FieldAPIKeyID) {
+		fields = append(fields, contentlog.FieldAPIKeyID)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *ContentLogMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *ContentLogMutation) ClearField(name string) error {
+	switch name {
+	case contentlog.FieldAPIKeyID:
+		m.ClearAPIKeyID()
+		return nil
+	}
+	return fmt.Errorf("unknown ContentLog nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *ContentLogMutation) ResetField(name string) error {
+	switch name {
+	case contentlog.FieldRequestID:
+		m.ResetRequestID()
+		return nil
+	case contentlog.FieldTenantID:
+		m.ResetTenantID()
+		return nil
+	case contentlog.FieldAPIKeyID:
+		m.ResetAPIKeyID()
+		return nil
+	case contentlog.FieldDataKeyID:
+		m.ResetDataKeyID()
+		return nil
+	case contentlog.FieldSealed:
+		m.ResetSealed()
+		return nil
+	case contentlog.FieldRequestBytes:
+		m.ResetRequestBytes()
+		return nil
+	case contentlog.FieldResponseBytes:
+		m.ResetResponseBytes()
+		return nil
+	case contentlog.FieldTruncated:
+		m.ResetTruncated()
+		return nil
+	case contentlog.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case contentlog.FieldExpiresAt:
+		m.ResetExpiresAt()
+		return nil
+	}
+	return fmt.Errorf("unknown ContentLog field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *ContentLogMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *ContentLogMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *ContentLogMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *ContentLogMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *ContentLogMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *ContentLogMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *ContentLogMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown ContentLog unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *ContentLogMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown ContentLog edge %s", name)
+}
+
+// DataKeyMutation represents an operation that mutates the DataKey nodes in the graph.
+type DataKeyMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *uuid.UUID
+	wrapped       *[]byte
+	master_key_id *string
+	created_at    *time.Time
+	clearedFields map[string]struct{}
+	tenant        *uuid.UUID
+	clearedtenant bool
+	done          bool
+	oldValue      func(context.Context) (*DataKey, error)
+	predicates    []predicate.DataKey
+}
+
+var _ ent.Mutation = (*DataKeyMutation)(nil)
+
+// datakeyOption allows management of the mutation configuration using functional options.
+type datakeyOption func(*DataKeyMutation)
+
+// newDataKeyMutation creates new mutation for the DataKey entity.
+func newDataKeyMutation(c config, op Op, opts ...datakeyOption) *DataKeyMutation {
+	m := &DataKeyMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeDataKey,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withDataKeyID sets the ID field of the mutation.
+func withDataKeyID(id uuid.UUID) datakeyOption {
+	return func(m *DataKeyMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *DataKey
+		)
+		m.oldValue = func(ctx context.Context) (*DataKey, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().DataKey.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withDataKey sets the old DataKey of the mutation.
+func withDataKey(node *DataKey) datakeyOption {
+	return func(m *DataKeyMutation) {
+		m.oldValue = func(context.Context) (*DataKey, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m DataKeyMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m DataKeyMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of DataKey entities.
+func (m *DataKeyMutation) SetID(id uuid.UUID) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *DataKeyMutation) ID() (id uuid.UUID, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *DataKeyMutation) IDs(ctx context.Context) ([]uuid.UUID, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []uuid.UUID{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().DataKey.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetTenantID sets the "tenant_id" field.
+func (m *DataKeyMutation) SetTenantID(u uuid.UUID) {
+	m.tenant = &u
+}
+
+// TenantID returns the value of the "tenant_id" field in the mutation.
+func (m *DataKeyMutation) TenantID() (r uuid.UUID, exists bool) {
+	v := m.tenant
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTenantID returns the old "tenant_id" field's value of the DataKey entity.
+// If the DataKey object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *DataKeyMutation) OldTenantID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTenantID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTenantID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTenantID: %w", err)
+	}
+	return oldValue.TenantID, nil
+}
+
+// ResetTenantID resets all changes to the "tenant_id" field.
+func (m *DataKeyMutation) ResetTenantID() {
+	m.tenant = nil
+}
+
+// SetWrapped sets the "wrapped" field.
+func (m *DataKeyMutation) SetWrapped(b []byte) {
+	m.wrapped = &b
+}
+
+// Wrapped returns the value of the "wrapped" field in the mutation.
+func (m *DataKeyMutation) Wrapped() (r []byte, exists bool) {
+	v := m.wrapped
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldWrapped returns the old "wrapped" field's value of the DataKey entity.
+// If the DataKey object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *DataKeyMutation) OldWrapped(ctx context.Context) (v []byte, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldWrapped is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldWrapped requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldWrapped: %w", err)
+	}
+	return oldValue.Wrapped, nil
+}
+
+// ResetWrapped resets all changes to the "wrapped" field.
+func (m *DataKeyMutation) ResetWrapped() {
+	m.wrapped = nil
+}
+
+// SetMasterKeyID sets the "master_key_id" field.
+func (m *DataKeyMutation) SetMasterKeyID(s string) {
+	m.master_key_id = &s
+}
+
+// MasterKeyID returns the value of the "master_key_id" field in the mutation.
+func (m *DataKeyMutation) MasterKeyID() (r string, exists bool) {
+	v := m.master_key_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMasterKeyID returns the old "master_key_id" field's value of the DataKey entity.
+// If the DataKey object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *DataKeyMutation) OldMasterKeyID(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMasterKeyID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMasterKeyID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMasterKeyID: %w", err)
+	}
+	return oldValue.MasterKeyID, nil
+}
+
+// ResetMasterKeyID resets all changes to the "master_key_id" field.
+func (m *DataKeyMutation) ResetMasterKeyID() {
+	m.master_key_id = nil
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *DataKeyMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *DataKeyMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the DataKey entity.
+// If the DataKey object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *DataKeyMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *DataKeyMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// ClearTenant clears the "tenant" edge to the Tenant entity.
+func (m *DataKeyMutation) ClearTenant() {
+	m.clearedtenant = true
+	m.clearedFields[datakey.FieldTenantID] = struct{}{}
+}
+
+// TenantCleared reports if the "tenant" edge to the Tenant entity was cleared.
+func (m *DataKeyMutation) TenantCleared() bool {
+	return m.clearedtenant
+}
+
+// TenantIDs returns the "tenant" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// TenantID instead. It exists only for internal usage by the builders.
+func (m *DataKeyMutation) TenantIDs() (ids []uuid.UUID) {
+	if id := m.tenant; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetTenant resets all changes to the "tenant" edge.
+func (m *DataKeyMutation) ResetTenant() {
+	m.tenant = nil
+	m.clearedtenant = false
+}
+
+// Where appends a list predicates to the DataKeyMutation builder.
+func (m *DataKeyMutation) Where(ps ...predicate.DataKey) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the DataKeyMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *DataKeyMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.DataKey, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *DataKeyMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *DataKeyMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (DataKey).
+func (m *DataKeyMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *DataKeyMutation) Fields() []string {
+	fields := make([]string, 0, 4)
+	if m.tenant != nil {
+		fields = append(fields, datakey.FieldTenantID)
+	}
+	if m.wrapped != nil {
+		fields = append(fields, datakey.FieldWrapped)
+	}
+	if m.master_key_id != nil {
+		fields = append(fields, datakey.FieldMasterKeyID)
+	}
+	if m.created_at != nil {
+		fields = append(fields, datakey.FieldCreatedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *DataKeyMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case datakey.FieldTenantID:
+		return m.TenantID()
+	case datakey.FieldWrapped:
+		return m.Wrapped()
+	case datakey.FieldMasterKeyID:
+		return m.MasterKeyID()
+	case datakey.FieldCreatedAt:
+		return m.CreatedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *DataKeyMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case datakey.FieldTenantID:
+		return m.OldTenantID(ctx)
+	case datakey.FieldWrapped:
+		return m.OldWrapped(ctx)
+	case datakey.FieldMasterKeyID:
+		return m.OldMasterKeyID(ctx)
+	case datakey.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown DataKey field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *DataKeyMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case datakey.FieldTenantID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTenantID(v)
+		return nil
+	case datakey.FieldWrapped:
+		v, ok := value.([]byte)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetWrapped(v)
+		return nil
+	case datakey.FieldMasterKeyID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMasterKeyID(v)
+		return nil
+	case datakey.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown DataKey field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *DataKeyMutation) AddedFields() []string {
+	return nil
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *DataKeyMutation) AddedField(name string) (ent.Value, bool) {
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *DataKeyMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	}
+	return fmt.Errorf("unknown DataKey numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *DataKeyMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *DataKeyMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *DataKeyMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown DataKey nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *DataKeyMutation) ResetField(name string) error {
+	switch name {
+	case datakey.FieldTenantID:
+		m.ResetTenantID()
+		return nil
+	case datakey.FieldWrapped:
+		m.ResetWrapped()
+		return nil
+	case datakey.FieldMasterKeyID:
+		m.ResetMasterKeyID()
+		return nil
+	case datakey.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown DataKey field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *DataKeyMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.tenant != nil {
+		edges = append(edges, datakey.EdgeTenant)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *DataKeyMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case datakey.EdgeTenant:
+		if id := m.tenant; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *DataKeyMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *DataKeyMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *DataKeyMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedtenant {
+		edges = append(edges, datakey.EdgeTenant)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *DataKeyMutation) EdgeCleared(name string) bool {
+	switch name {
+	case datakey.EdgeTenant:
+		return m.clearedtenant
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *DataKeyMutation) ClearEdge(name string) error {
+	switch name {
+	case datakey.EdgeTenant:
+		m.ClearTenant()
+		return nil
+	}
+	return fmt.Errorf("unknown DataKey unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *DataKeyMutation) ResetEdge(name string) error {
+	switch name {
+	case datakey.EdgeTenant:
+		m.ResetTenant()
+		return nil
+	}
+	return fmt.Errorf("unknown DataKey edge %s", name)
 }
 
 // GatewayPolicyMutation represents an operation that mutates the GatewayPolicy nodes in the graph.
@@ -10416,6 +11877,8 @@ type TenantMutation struct {
 	clearedmodels       bool
 	policy              *uuid.UUID
 	clearedpolicy       bool
+	data_key            *uuid.UUID
+	cleareddata_key     bool
 	done                bool
 	oldValue            func(context.Context) (*Tenant, error)
 	predicates          []predicate.Tenant
@@ -11207,6 +12670,45 @@ func (m *TenantMutation) ResetPolicy() {
 	m.clearedpolicy = false
 }
 
+// SetDataKeyID sets the "data_key" edge to the DataKey entity by id.
+func (m *TenantMutation) SetDataKeyID(id uuid.UUID) {
+	m.data_key = &id
+}
+
+// ClearDataKey clears the "data_key" edge to the DataKey entity.
+func (m *TenantMutation) ClearDataKey() {
+	m.cleareddata_key = true
+}
+
+// DataKeyCleared reports if the "data_key" edge to the DataKey entity was cleared.
+func (m *TenantMutation) DataKeyCleared() bool {
+	return m.cleareddata_key
+}
+
+// DataKeyID returns the "data_key" edge ID in the mutation.
+func (m *TenantMutation) DataKeyID() (id uuid.UUID, exists bool) {
+	if m.data_key != nil {
+		return *m.data_key, true
+	}
+	return
+}
+
+// DataKeyIDs returns the "data_key" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// DataKeyID instead. It exists only for internal usage by the builders.
+func (m *TenantMutation) DataKeyIDs() (ids []uuid.UUID) {
+	if id := m.data_key; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetDataKey resets all changes to the "data_key" edge.
+func (m *TenantMutation) ResetDataKey() {
+	m.data_key = nil
+	m.cleareddata_key = false
+}
+
 // Where appends a list predicates to the TenantMutation builder.
 func (m *TenantMutation) Where(ps ...predicate.Tenant) {
 	m.predicates = append(m.predicates, ps...)
@@ -11502,7 +13004,7 @@ func (m *TenantMutation) ResetField(name string) error {
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *TenantMutation) AddedEdges() []string {
-	edges := make([]string, 0, 6)
+	edges := make([]string, 0, 7)
 	if m.accounts != nil {
 		edges = append(edges, tenant.EdgeAccounts)
 	}
@@ -11520,6 +13022,9 @@ func (m *TenantMutation) AddedEdges() []string {
 	}
 	if m.policy != nil {
 		edges = append(edges, tenant.EdgePolicy)
+	}
+	if m.data_key != nil {
+		edges = append(edges, tenant.EdgeDataKey)
 	}
 	return edges
 }
@@ -11562,13 +13067,17 @@ func (m *TenantMutation) AddedIDs(name string) []ent.Value {
 		if id := m.policy; id != nil {
 			return []ent.Value{*id}
 		}
+	case tenant.EdgeDataKey:
+		if id := m.data_key; id != nil {
+			return []ent.Value{*id}
+		}
 	}
 	return nil
 }
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *TenantMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 6)
+	edges := make([]string, 0, 7)
 	if m.removedaccounts != nil {
 		edges = append(edges, tenant.EdgeAccounts)
 	}
@@ -11627,7 +13136,7 @@ func (m *TenantMutation) RemovedIDs(name string) []ent.Value {
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *TenantMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 6)
+	edges := make([]string, 0, 7)
 	if m.clearedaccounts {
 		edges = append(edges, tenant.EdgeAccounts)
 	}
@@ -11645,6 +13154,9 @@ func (m *TenantMutation) ClearedEdges() []string {
 	}
 	if m.clearedpolicy {
 		edges = append(edges, tenant.EdgePolicy)
+	}
+	if m.cleareddata_key {
+		edges = append(edges, tenant.EdgeDataKey)
 	}
 	return edges
 }
@@ -11665,6 +13177,8 @@ func (m *TenantMutation) EdgeCleared(name string) bool {
 		return m.clearedmodels
 	case tenant.EdgePolicy:
 		return m.clearedpolicy
+	case tenant.EdgeDataKey:
+		return m.cleareddata_key
 	}
 	return false
 }
@@ -11675,6 +13189,9 @@ func (m *TenantMutation) ClearEdge(name string) error {
 	switch name {
 	case tenant.EdgePolicy:
 		m.ClearPolicy()
+		return nil
+	case tenant.EdgeDataKey:
+		m.ClearDataKey()
 		return nil
 	}
 	return fmt.Errorf("unknown Tenant unique edge %s", name)
@@ -11701,6 +13218,9 @@ func (m *TenantMutation) ResetEdge(name string) error {
 		return nil
 	case tenant.EdgePolicy:
 		m.ResetPolicy()
+		return nil
+	case tenant.EdgeDataKey:
+		m.ResetDataKey()
 		return nil
 	}
 	return fmt.Errorf("unknown Tenant edge %s", name)

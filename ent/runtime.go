@@ -11,6 +11,8 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/apikey"
 	"github.com/tollgate-dev/tollgate/ent/auditevent"
 	"github.com/tollgate-dev/tollgate/ent/configchange"
+	"github.com/tollgate-dev/tollgate/ent/contentlog"
+	"github.com/tollgate-dev/tollgate/ent/datakey"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
 	"github.com/tollgate-dev/tollgate/ent/joblease"
 	"github.com/tollgate-dev/tollgate/ent/model"
@@ -206,6 +208,70 @@ func init() {
 	configchangeDescID := configchangeMixinFields0[0].Descriptor()
 	// configchange.DefaultID holds the default value on creation for the id field.
 	configchange.DefaultID = configchangeDescID.Default.(func() uuid.UUID)
+	contentlogMixin := schema.ContentLog{}.Mixin()
+	contentlogMixinFields0 := contentlogMixin[0].Fields()
+	_ = contentlogMixinFields0
+	contentlogFields := schema.ContentLog{}.Fields()
+	_ = contentlogFields
+	// contentlogDescRequestID is the schema descriptor for request_id field.
+	contentlogDescRequestID := contentlogFields[0].Descriptor()
+	// contentlog.RequestIDValidator is a validator for the "request_id" field. It is called by the builders before save.
+	contentlog.RequestIDValidator = func() func(string) error {
+		validators := contentlogDescRequestID.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(request_id string) error {
+			for _, fn := range fns {
+				if err := fn(request_id); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// contentlogDescRequestBytes is the schema descriptor for request_bytes field.
+	contentlogDescRequestBytes := contentlogFields[5].Descriptor()
+	// contentlog.DefaultRequestBytes holds the default value on creation for the request_bytes field.
+	contentlog.DefaultRequestBytes = contentlogDescRequestBytes.Default.(int64)
+	// contentlog.RequestBytesValidator is a validator for the "request_bytes" field. It is called by the builders before save.
+	contentlog.RequestBytesValidator = contentlogDescRequestBytes.Validators[0].(func(int64) error)
+	// contentlogDescResponseBytes is the schema descriptor for response_bytes field.
+	contentlogDescResponseBytes := contentlogFields[6].Descriptor()
+	// contentlog.DefaultResponseBytes holds the default value on creation for the response_bytes field.
+	contentlog.DefaultResponseBytes = contentlogDescResponseBytes.Default.(int64)
+	// contentlog.ResponseBytesValidator is a validator for the "response_bytes" field. It is called by the builders before save.
+	contentlog.ResponseBytesValidator = contentlogDescResponseBytes.Validators[0].(func(int64) error)
+	// contentlogDescTruncated is the schema descriptor for truncated field.
+	contentlogDescTruncated := contentlogFields[7].Descriptor()
+	// contentlog.DefaultTruncated holds the default value on creation for the truncated field.
+	contentlog.DefaultTruncated = contentlogDescTruncated.Default.(bool)
+	// contentlogDescID is the schema descriptor for id field.
+	contentlogDescID := contentlogMixinFields0[0].Descriptor()
+	// contentlog.DefaultID holds the default value on creation for the id field.
+	contentlog.DefaultID = contentlogDescID.Default.(func() uuid.UUID)
+	datakeyMixin := schema.DataKey{}.Mixin()
+	datakeyMixinFields0 := datakeyMixin[0].Fields()
+	_ = datakeyMixinFields0
+	datakeyFields := schema.DataKey{}.Fields()
+	_ = datakeyFields
+	// datakeyDescWrapped is the schema descriptor for wrapped field.
+	datakeyDescWrapped := datakeyFields[1].Descriptor()
+	// datakey.WrappedValidator is a validator for the "wrapped" field. It is called by the builders before save.
+	datakey.WrappedValidator = datakeyDescWrapped.Validators[0].(func([]byte) error)
+	// datakeyDescMasterKeyID is the schema descriptor for master_key_id field.
+	datakeyDescMasterKeyID := datakeyFields[2].Descriptor()
+	// datakey.MasterKeyIDValidator is a validator for the "master_key_id" field. It is called by the builders before save.
+	datakey.MasterKeyIDValidator = datakeyDescMasterKeyID.Validators[0].(func(string) error)
+	// datakeyDescCreatedAt is the schema descriptor for created_at field.
+	datakeyDescCreatedAt := datakeyFields[3].Descriptor()
+	// datakey.DefaultCreatedAt holds the default value on creation for the created_at field.
+	datakey.DefaultCreatedAt = datakeyDescCreatedAt.Default.(func() time.Time)
+	// datakeyDescID is the schema descriptor for id field.
+	datakeyDescID := datakeyMixinFields0[0].Descriptor()
+	// datakey.DefaultID holds the default value on creation for the id field.
+	datakey.DefaultID = datakeyDescID.Default.(func() uuid.UUID)
 	gatewaypolicyMixin := schema.GatewayPolicy{}.Mixin()
 	gatewaypolicyMixinFields0 := gatewaypolicyMixin[0].Fields()
 	_ = gatewaypolicyMixinFields0

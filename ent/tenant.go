@@ -10,6 +10,7 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
+	"github.com/tollgate-dev/tollgate/ent/datakey"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 )
@@ -59,9 +60,11 @@ type TenantEdges struct {
 	Models []*Model `json:"models,omitempty"`
 	// Policy holds the value of the policy edge.
 	Policy *GatewayPolicy `json:"policy,omitempty"`
+	// DataKey holds the value of the data_key edge.
+	DataKey *DataKey `json:"data_key,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [6]bool
+	loadedTypes [7]bool
 }
 
 // AccountsOrErr returns the Accounts value or an error if the edge
@@ -118,6 +121,17 @@ func (e TenantEdges) PolicyOrErr() (*GatewayPolicy, error) {
 		return nil, &NotFoundError{label: gatewaypolicy.Label}
 	}
 	return nil, &NotLoadedError{edge: "policy"}
+}
+
+// DataKeyOrErr returns the DataKey value or an error if the edge
+// was not loaded in eager-loading, or loaded but was not found.
+func (e TenantEdges) DataKeyOrErr() (*DataKey, error) {
+	if e.DataKey != nil {
+		return e.DataKey, nil
+	} else if e.loadedTypes[6] {
+		return nil, &NotFoundError{label: datakey.Label}
+	}
+	return nil, &NotLoadedError{edge: "data_key"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -254,6 +268,11 @@ func (_m *Tenant) QueryModels() *ModelQuery {
 // QueryPolicy queries the "policy" edge of the Tenant entity.
 func (_m *Tenant) QueryPolicy() *GatewayPolicyQuery {
 	return NewTenantClient(_m.config).QueryPolicy(_m)
+}
+
+// QueryDataKey queries the "data_key" edge of the Tenant entity.
+func (_m *Tenant) QueryDataKey() *DataKeyQuery {
+	return NewTenantClient(_m.config).QueryDataKey(_m)
 }
 
 // Update returns a builder for updating this Tenant.

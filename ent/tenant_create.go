@@ -16,6 +16,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/account"
 	"github.com/tollgate-dev/tollgate/ent/admintoken"
 	"github.com/tollgate-dev/tollgate/ent/apikey"
+	"github.com/tollgate-dev/tollgate/ent/datakey"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
 	"github.com/tollgate-dev/tollgate/ent/model"
 	"github.com/tollgate-dev/tollgate/ent/provider"
@@ -260,6 +261,25 @@ func (_c *TenantCreate) SetNillablePolicyID(id *uuid.UUID) *TenantCreate {
 // SetPolicy sets the "policy" edge to the GatewayPolicy entity.
 func (_c *TenantCreate) SetPolicy(v *GatewayPolicy) *TenantCreate {
 	return _c.SetPolicyID(v.ID)
+}
+
+// SetDataKeyID sets the "data_key" edge to the DataKey entity by ID.
+func (_c *TenantCreate) SetDataKeyID(id uuid.UUID) *TenantCreate {
+	_c.mutation.SetDataKeyID(id)
+	return _c
+}
+
+// SetNillableDataKeyID sets the "data_key" edge to the DataKey entity by ID if the given value is not nil.
+func (_c *TenantCreate) SetNillableDataKeyID(id *uuid.UUID) *TenantCreate {
+	if id != nil {
+		_c = _c.SetDataKeyID(*id)
+	}
+	return _c
+}
+
+// SetDataKey sets the "data_key" edge to the DataKey entity.
+func (_c *TenantCreate) SetDataKey(v *DataKey) *TenantCreate {
+	return _c.SetDataKeyID(v.ID)
 }
 
 // Mutation returns the TenantMutation object of the builder.
@@ -560,6 +580,22 @@ func (_c *TenantCreate) createSpec() (*Tenant, *sqlgraph.CreateSpec) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(gatewaypolicy.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.DataKeyIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2O,
+			Inverse: false,
+			Table:   tenant.DataKeyTable,
+			Columns: []string{tenant.DataKeyColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(datakey.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {

@@ -17,6 +17,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/account"
 	"github.com/tollgate-dev/tollgate/ent/admintoken"
 	"github.com/tollgate-dev/tollgate/ent/apikey"
+	"github.com/tollgate-dev/tollgate/ent/datakey"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
 	"github.com/tollgate-dev/tollgate/ent/model"
 	"github.com/tollgate-dev/tollgate/ent/predicate"
@@ -37,6 +38,7 @@ type TenantQuery struct {
 	withProviders   *ProviderQuery
 	withModels      *ModelQuery
 	withPolicy      *GatewayPolicyQuery
+	withDataKey     *DataKeyQuery
 	modifiers       []func(*sql.Selector)
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
@@ -199,6 +201,28 @@ func (_q *TenantQuery) QueryPolicy() *GatewayPolicyQuery {
 			sqlgraph.From(tenant.Table, tenant.FieldID, selector),
 			sqlgraph.To(gatewaypolicy.Table, gatewaypolicy.FieldID),
 			sqlgraph.Edge(sqlgraph.O2O, false, tenant.PolicyTable, tenant.PolicyColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryDataKey chains the current query on the "data_key" edge.
+func (_q *TenantQuery) QueryDataKey() *DataKeyQuery {
+	query := (&DataKeyClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(tenant.Table, tenant.FieldID, selector),
+			sqlgraph.To(datakey.Table, datakey.FieldID),
+			sqlgraph.Edge(sqlgraph.O2O, false, tenant.DataKeyTable, tenant.DataKeyColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -404,6 +428,7 @@ func (_q *TenantQuery) Clone() *TenantQuery {
 		withProviders:   _q.withProviders.Clone(),
 		withModels:      _q.withModels.Clone(),
 		withPolicy:      _q.withPolicy.Clone(),
+		withDataKey:     _q.withDataKey.Clone(),
 		// clone intermediate query.
 		sql:  _q.sql.Clone(),
 		path: _q.path,
@@ -473,6 +498,17 @@ func (_q *TenantQuery) WithPolicy(opts ...func(*GatewayPolicyQuery)) *TenantQuer
 		opt(query)
 	}
 	_q.withPolicy = query
+	return _q
+}
+
+// WithDataKey tells the query-builder to eager-load the nodes that are connected to
+// the "data_key" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *TenantQuery) WithDataKey(opts ...func(*DataKeyQuery)) *TenantQuery {
+	query := (&DataKeyClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withDataKey = query
 	return _q
 }
 
@@ -554,13 +590,14 @@ func (_q *TenantQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Tenan
 	var (
 		nodes       = []*Tenant{}
 		_spec       = _q.querySpec()
-		loadedTypes = [6]bool{
+		loadedTypes = [7]bool{
 			_q.withAccounts != nil,
 			_q.withAPIKeys != nil,
 			_q.withAdminTokens != nil,
 			_q.withProviders != nil,
 			_q.withModels != nil,
 			_q.withPolicy != nil,
+			_q.withDataKey != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -622,6 +659,12 @@ func (_q *TenantQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Tenan
 	if query := _q.withPolicy; query != nil {
 		if err := _q.loadPolicy(ctx, query, nodes, nil,
 			func(n *Tenant, e *GatewayPolicy) { n.Edges.Policy = e }); err != nil {
+			return nil, err
+		}
+	}
+	if query := _q.withDataKey; query != nil {
+		if err := _q.loadDataKey(ctx, query, nodes, nil,
+			func(n *Tenant, e *DataKey) { n.Edges.DataKey = e }); err != nil {
 			return nil, err
 		}
 	}
@@ -809,6 +852,33 @@ func (_q *TenantQuery) loadPolicy(ctx context.Context, query *GatewayPolicyQuery
 		node, ok := nodeids[*fk]
 		if !ok {
 			return fmt.Errorf(`unexpected referenced foreign-key "tenant_id" returned %v for node %v`, *fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
+func (_q *TenantQuery) loadDataKey(ctx context.Context, query *DataKeyQuery, nodes []*Tenant, init func(*Tenant), assign func(*Tenant, *DataKey)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[uuid.UUID]*Tenant)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(datakey.FieldTenantID)
+	}
+	query.Where(predicate.DataKey(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(tenant.DataKeyColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.TenantID
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "tenant_id" returned %v for node %v`, fk, n.ID)
 		}
 		assign(node, n)
 	}

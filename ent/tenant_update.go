@@ -15,6 +15,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/account"
 	"github.com/tollgate-dev/tollgate/ent/admintoken"
 	"github.com/tollgate-dev/tollgate/ent/apikey"
+	"github.com/tollgate-dev/tollgate/ent/datakey"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
 	"github.com/tollgate-dev/tollgate/ent/model"
 	"github.com/tollgate-dev/tollgate/ent/predicate"
@@ -253,6 +254,25 @@ func (_u *TenantUpdate) SetPolicy(v *GatewayPolicy) *TenantUpdate {
 	return _u.SetPolicyID(v.ID)
 }
 
+// SetDataKeyID sets the "data_key" edge to the DataKey entity by ID.
+func (_u *TenantUpdate) SetDataKeyID(id uuid.UUID) *TenantUpdate {
+	_u.mutation.SetDataKeyID(id)
+	return _u
+}
+
+// SetNillableDataKeyID sets the "data_key" edge to the DataKey entity by ID if the given value is not nil.
+func (_u *TenantUpdate) SetNillableDataKeyID(id *uuid.UUID) *TenantUpdate {
+	if id != nil {
+		_u = _u.SetDataKeyID(*id)
+	}
+	return _u
+}
+
+// SetDataKey sets the "data_key" edge to the DataKey entity.
+func (_u *TenantUpdate) SetDataKey(v *DataKey) *TenantUpdate {
+	return _u.SetDataKeyID(v.ID)
+}
+
 // Mutation returns the TenantMutation object of the builder.
 func (_u *TenantUpdate) Mutation() *TenantMutation {
 	return _u.mutation
@@ -366,6 +386,12 @@ func (_u *TenantUpdate) RemoveModels(v ...*Model) *TenantUpdate {
 // ClearPolicy clears the "policy" edge to the GatewayPolicy entity.
 func (_u *TenantUpdate) ClearPolicy() *TenantUpdate {
 	_u.mutation.ClearPolicy()
+	return _u
+}
+
+// ClearDataKey clears the "data_key" edge to the DataKey entity.
+func (_u *TenantUpdate) ClearDataKey() *TenantUpdate {
+	_u.mutation.ClearDataKey()
 	return _u
 }
 
@@ -741,6 +767,35 @@ func (_u *TenantUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 		}
 		_spec.Edges.Add = append(_spec.Edges.Add, edge)
 	}
+	if _u.mutation.DataKeyCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2O,
+			Inverse: false,
+			Table:   tenant.DataKeyTable,
+			Columns: []string{tenant.DataKeyColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(datakey.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.DataKeyIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2O,
+			Inverse: false,
+			Table:   tenant.DataKeyTable,
+			Columns: []string{tenant.DataKeyColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(datakey.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{tenant.Label}
@@ -979,6 +1034,25 @@ func (_u *TenantUpdateOne) SetPolicy(v *GatewayPolicy) *TenantUpdateOne {
 	return _u.SetPolicyID(v.ID)
 }
 
+// SetDataKeyID sets the "data_key" edge to the DataKey entity by ID.
+func (_u *TenantUpdateOne) SetDataKeyID(id uuid.UUID) *TenantUpdateOne {
+	_u.mutation.SetDataKeyID(id)
+	return _u
+}
+
+// SetNillableDataKeyID sets the "data_key" edge to the DataKey entity by ID if the given value is not nil.
+func (_u *TenantUpdateOne) SetNillableDataKeyID(id *uuid.UUID) *TenantUpdateOne {
+	if id != nil {
+		_u = _u.SetDataKeyID(*id)
+	}
+	return _u
+}
+
+// SetDataKey sets the "data_key" edge to the DataKey entity.
+func (_u *TenantUpdateOne) SetDataKey(v *DataKey) *TenantUpdateOne {
+	return _u.SetDataKeyID(v.ID)
+}
+
 // Mutation returns the TenantMutation object of the builder.
 func (_u *TenantUpdateOne) Mutation() *TenantMutation {
 	return _u.mutation
@@ -1092,6 +1166,12 @@ func (_u *TenantUpdateOne) RemoveModels(v ...*Model) *TenantUpdateOne {
 // ClearPolicy clears the "policy" edge to the GatewayPolicy entity.
 func (_u *TenantUpdateOne) ClearPolicy() *TenantUpdateOne {
 	_u.mutation.ClearPolicy()
+	return _u
+}
+
+// ClearDataKey clears the "data_key" edge to the DataKey entity.
+func (_u *TenantUpdateOne) ClearDataKey() *TenantUpdateOne {
+	_u.mutation.ClearDataKey()
 	return _u
 }
 
@@ -1490,6 +1570,35 @@ func (_u *TenantUpdateOne) sqlSave(ctx context.Context) (_node *Tenant, err erro
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(gatewaypolicy.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.DataKeyCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2O,
+			Inverse: false,
+			Table:   tenant.DataKeyTable,
+			Columns: []string{tenant.DataKeyColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(datakey.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.DataKeyIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2O,
+			Inverse: false,
+			Table:   tenant.DataKeyTable,
+			Columns: []string{tenant.DataKeyColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(datakey.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {

@@ -24,6 +24,10 @@ type Tx struct {
 	AuditEvent *AuditEventClient
 	// ConfigChange is the client for interacting with the ConfigChange builders.
 	ConfigChange *ConfigChangeClient
+	// ContentLog is the client for interacting with the ContentLog builders.
+	ContentLog *ContentLogClient
+	// DataKey is the client for interacting with the DataKey builders.
+	DataKey *DataKeyClient
 	// GatewayPolicy is the client for interacting with the GatewayPolicy builders.
 	GatewayPolicy *GatewayPolicyClient
 	// JobLease is the client for interacting with the JobLease builders.
@@ -182,6 +186,8 @@ func (tx *Tx) init() {
 	tx.AdminToken = NewAdminTokenClient(tx.config)
 	tx.AuditEvent = NewAuditEventClient(tx.config)
 	tx.ConfigChange = NewConfigChangeClient(tx.config)
+	tx.ContentLog = NewContentLogClient(tx.config)
+	tx.DataKey = NewDataKeyClient(tx.config)
 	tx.GatewayPolicy = NewGatewayPolicyClient(tx.config)
 	tx.JobLease = NewJobLeaseClient(tx.config)
 	tx.Model = NewModelClient(tx.config)

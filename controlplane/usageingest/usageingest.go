@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	usagev1 "github.com/tollgate-dev/tollgate/api/tollgate/usage/v1"
+	"github.com/tollgate-dev/tollgate/controlplane/contentlog"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 )
 
@@ -46,6 +47,9 @@ type Server struct {
 	// over; each batch adds to one shard picked at random. 1 keeps one row
 	// per combination. Set it before serving.
 	RollupShards int
+
+	// content stores the request content records carry; nil discards it.
+	content *contentlog.Writer
 }
 
 // New returns a Server that writes to st. log may be nil.
@@ -54,6 +58,14 @@ func New(st *store.Store, log *slog.Logger) *Server {
 		log = slog.Default()
 	}
 	return &Server{store: st, log: log, lastUsed: map[uuid.UUID]time.Time{}, RollupShards: DefaultRollupShards}
+}
+
+// KeepContent makes the server store the content that records carry (only
+// for tenants whose policy keeps it), in the batch's transaction. Without
+// it, content is discarded.
+func (s *Server) KeepContent(w *contentlog.Writer) *Server {
+	s.content = w
+	return s
 }
 
 // Register adds the service to g.
@@ -130,6 +142,9 @@ func (s *Server) write(ctx context.Context, req *usagev1.IngestRequest, resp *us
 		if err := storeRows(ctx, tx, s.store.Dialect(), rows, shard); err != nil {
 			return err
 		}
+		if err := s.writeContent(ctx, tx, rows); err != nil {
+			return err
+		}
 		return touchKeys(ctx, tx, s.store.Dialect(), keys)
 	})
 	if isPoison(err) {
@@ -184,6 +199,22 @@ func (s *Server) shard() int32 {
 		return 0
 	}
 	return int32(rand.N(s.RollupShards))
+}
+
+// writeContent stores the content of the rows that carry any. Content is
+// stored with its usage record or not at all: a batch stored record by
+// record (storeOneByOne) keeps the usage and drops the content.
+func (s *Server) writeContent(ctx context.Context, tx *entTx, rows []row) error {
+	if s.content == nil {
+		return nil
+	}
+	var recs []contentlog.Record
+	for _, rw := range rows {
+		if c := rw.rec.GetContent(); c != nil {
+			recs = append(recs, contentlog.Record{RequestID: rw.requestID, TenantID: rw.tenantID, KeyID: rw.keyID, Time: rw.time, Content: c})
+		}
+	}
+	return s.content.Write(ctx, tx, recs)
 }
 
 // lastUsedGranularity is how far behind a key's last_used_at may lag. Every

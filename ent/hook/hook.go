@@ -69,6 +69,30 @@ func (f ConfigChangeFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.ConfigChangeMutation", m)
 }
 
+// The ContentLogFunc type is an adapter to allow the use of ordinary
+// function as ContentLog mutator.
+type ContentLogFunc func(context.Context, *ent.ContentLogMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f ContentLogFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.ContentLogMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.ContentLogMutation", m)
+}
+
+// The DataKeyFunc type is an adapter to allow the use of ordinary
+// function as DataKey mutator.
+type DataKeyFunc func(context.Context, *ent.DataKeyMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f DataKeyFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.DataKeyMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.DataKeyMutation", m)
+}
+
 // The GatewayPolicyFunc type is an adapter to allow the use of ordinary
 // function as GatewayPolicy mutator.
 type GatewayPolicyFunc func(context.Context, *ent.GatewayPolicyMutation) (ent.Value, error)

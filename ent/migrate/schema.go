@@ -156,6 +156,67 @@ var (
 			},
 		},
 	}
+	// ContentLogsColumns holds the columns for the "content_logs" table.
+	ContentLogsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "request_id", Type: field.TypeString, Unique: true, Size: 128},
+		{Name: "tenant_id", Type: field.TypeUUID},
+		{Name: "api_key_id", Type: field.TypeUUID, Nullable: true},
+		{Name: "data_key_id", Type: field.TypeUUID},
+		{Name: "sealed", Type: field.TypeBytes},
+		{Name: "request_bytes", Type: field.TypeInt64, Default: 0},
+		{Name: "response_bytes", Type: field.TypeInt64, Default: 0},
+		{Name: "truncated", Type: field.TypeBool, Default: false},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "expires_at", Type: field.TypeTime},
+	}
+	// ContentLogsTable holds the schema information for the "content_logs" table.
+	ContentLogsTable = &schema.Table{
+		Name:       "content_logs",
+		Columns:    ContentLogsColumns,
+		PrimaryKey: []*schema.Column{ContentLogsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "contentlog_tenant_id_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{ContentLogsColumns[2], ContentLogsColumns[9]},
+			},
+			{
+				Name:    "contentlog_expires_at",
+				Unique:  false,
+				Columns: []*schema.Column{ContentLogsColumns[10]},
+			},
+		},
+	}
+	// DataKeysColumns holds the columns for the "data_keys" table.
+	DataKeysColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "wrapped", Type: field.TypeBytes},
+		{Name: "master_key_id", Type: field.TypeString},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "tenant_id", Type: field.TypeUUID, Unique: true},
+	}
+	// DataKeysTable holds the schema information for the "data_keys" table.
+	DataKeysTable = &schema.Table{
+		Name:       "data_keys",
+		Columns:    DataKeysColumns,
+		PrimaryKey: []*schema.Column{DataKeysColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "data_keys_tenants_data_key",
+				Columns:    []*schema.Column{DataKeysColumns[4]},
+				RefColumns: []*schema.Column{TenantsColumns[0]},
+				OnDelete:   schema.Cascade,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "datakey_master_key_id",
+				Unique:  false,
+				Columns: []*schema.Column{DataKeysColumns[2]},
+			},
+		},
+	}
 	// GatewayPoliciesColumns holds the columns for the "gateway_policies" table.
 	GatewayPoliciesColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -547,6 +608,8 @@ var (
 		AdminTokensTable,
 		AuditEventsTable,
 		ConfigChangesTable,
+		ContentLogsTable,
+		DataKeysTable,
 		GatewayPoliciesTable,
 		JobLeasesTable,
 		ModelsTable,
@@ -566,6 +629,7 @@ func init() {
 	APIKeysTable.ForeignKeys[1].RefTable = TenantsTable
 	AccountsTable.ForeignKeys[0].RefTable = TenantsTable
 	AdminTokensTable.ForeignKeys[0].RefTable = TenantsTable
+	DataKeysTable.ForeignKeys[0].RefTable = TenantsTable
 	GatewayPoliciesTable.ForeignKeys[0].RefTable = APIKeysTable
 	GatewayPoliciesTable.ForeignKeys[1].RefTable = TenantsTable
 	ModelsTable.ForeignKeys[0].RefTable = TenantsTable

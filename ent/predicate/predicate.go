@@ -21,6 +21,12 @@ type AuditEvent func(*sql.Selector)
 // ConfigChange is the predicate function for configchange builders.
 type ConfigChange func(*sql.Selector)
 
+// ContentLog is the predicate function for contentlog builders.
+type ContentLog func(*sql.Selector)
+
+// DataKey is the predicate function for datakey builders.
+type DataKey func(*sql.Selector)
+
 // GatewayPolicy is the predicate function for gatewaypolicy builders.
 type GatewayPolicy func(*sql.Selector)
 

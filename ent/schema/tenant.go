@@ -38,5 +38,6 @@ func (Tenant) Edges() []ent.Edge {
 		edge.To("providers", Provider.Type).Annotations(cascade),
 		edge.To("models", Model.Type).Annotations(cascade),
 		edge.To("policy", GatewayPolicy.Type).Unique().Annotations(cascade),
+		edge.To("data_key", DataKey.Type).Unique().Annotations(cascade),
 	}
 }

@@ -48,6 +48,8 @@ const (
 	EdgeModels = "models"
 	// EdgePolicy holds the string denoting the policy edge name in mutations.
 	EdgePolicy = "policy"
+	// EdgeDataKey holds the string denoting the data_key edge name in mutations.
+	EdgeDataKey = "data_key"
 	// Table holds the table name of the tenant in the database.
 	Table = "tenants"
 	// AccountsTable is the table that holds the accounts relation/edge.
@@ -92,6 +94,13 @@ const (
 	PolicyInverseTable = "gateway_policies"
 	// PolicyColumn is the table column denoting the policy relation/edge.
 	PolicyColumn = "tenant_id"
+	// DataKeyTable is the table that holds the data_key relation/edge.
+	DataKeyTable = "data_keys"
+	// DataKeyInverseTable is the table name for the DataKey entity.
+	// It exists in this package in order to avoid circular dependency with the "datakey" package.
+	DataKeyInverseTable = "data_keys"
+	// DataKeyColumn is the table column denoting the data_key relation/edge.
+	DataKeyColumn = "tenant_id"
 )
 
 // Columns holds all SQL columns for tenant fields.
@@ -311,6 +320,13 @@ func ByPolicyField(field string, opts ...sql.OrderTermOption) OrderOption {
 		sqlgraph.OrderByNeighborTerms(s, newPolicyStep(), sql.OrderByField(field, opts...))
 	}
 }
+
+// ByDataKeyField orders the results by data_key field.
+func ByDataKeyField(field string, opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newDataKeyStep(), sql.OrderByField(field, opts...))
+	}
+}
 func newAccountsStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
@@ -351,5 +367,12 @@ func newPolicyStep() *sqlgraph.Step {
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(PolicyInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.O2O, false, PolicyTable, PolicyColumn),
+	)
+}
+func newDataKeyStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(DataKeyInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2O, false, DataKeyTable, DataKeyColumn),
 	)
 }

@@ -779,6 +779,29 @@ func HasPolicyWith(preds ...predicate.GatewayPolicy) predicate.Tenant {
 	})
 }
 
+// HasDataKey applies the HasEdge predicate on the "data_key" edge.
+func HasDataKey() predicate.Tenant {
+	return predicate.Tenant(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.O2O, false, DataKeyTable, DataKeyColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasDataKeyWith applies the HasEdge predicate on the "data_key" edge with a given conditions (other predicates).
+func HasDataKeyWith(preds ...predicate.DataKey) predicate.Tenant {
+	return predicate.Tenant(func(s *sql.Selector) {
+		step := newDataKeyStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
 // And groups predicates with the AND operator between them.
 func And(predicates ...predicate.Tenant) predicate.Tenant {
 	return predicate.Tenant(sql.AndPredicates(predicates...))

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/tollgate-dev/tollgate/controlplane/admin"
+	"github.com/tollgate-dev/tollgate/controlplane/contentlog"
 	"github.com/tollgate-dev/tollgate/controlplane/jobs"
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
 	"github.com/tollgate-dev/tollgate/controlplane/quotaauthority"
@@ -44,8 +45,10 @@ type serverFlags struct {
 	xdsClientCA   string
 	noMigrate     bool
 	logLevel      slog.Level
-	dataPlane     xdstranslate.Options
-	telemetry     telemetryFlags
+	// maxContentDays caps every policy's content_retention_days.
+	maxContentDays int
+	dataPlane      xdstranslate.Options
+	telemetry      telemetryFlags
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet, defaultAdmin, defaultXDS, defaultListen string) {
@@ -66,6 +69,7 @@ func (f *serverFlags) register(fs *flag.FlagSet, defaultAdmin, defaultXDS, defau
 	fs.BoolVar(&f.noMigrate, "no-migrate", false, "do not create or upgrade the database schema at start-up (run `tollgate migrate` instead)")
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	f.telemetry.register(fs, "127.0.0.1:9464")
+	fs.IntVar(&f.maxContentDays, "max-content-days", contentlog.DefaultMaxDays, "the longest any tenant's request content is kept (caps each policy's content_retention_days; docs/privacy.md)")
 }
 
 func runControlPlane(ctx context.Context, args []string, stderr io.Writer) (err error) {
@@ -179,6 +183,9 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	if err := cfg.flags.dataPlane.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
+	if cfg.flags.maxContentDays < 1 || cfg.flags.maxContentDays > 3660 {
+		return fmt.Errorf("%w: --max-content-days must be between 1 and 3660, got %d", errUsage, cfg.flags.maxContentDays)
+	}
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(adm.UnaryInterceptor()),
 		grpc.ChainStreamInterceptor(adm.StreamInterceptor()),
@@ -281,11 +288,16 @@ func xdsServer(ctx context.Context, cfg serveConfig, p *xds.Publisher, authority
 		_ = lis.Close() // nothing was served on it; the refusal is the error
 		return nil, nil, fmt.Errorf("%w: refusing to serve xDS without mutual TLS on %s: it carries provider credentials; give --xds-client-ca with --tls-cert and --tls-key, bind to 127.0.0.1, or pass --xds-insecure behind a network you trust", errUsage, lis.Addr())
 	}
+	vault, err := contentlog.NewVault(cfg.keyring)
+	if err != nil {
+		_ = lis.Close() // nothing was served on it
+		return nil, nil, err
+	}
 	g := grpc.NewServer(opts...)
 	xds.Register(ctx, g, p)
 	// ext_proc sends usage on the connection it holds for config: one
 	// channel to secure, and the same trust (see docs/usage.md).
-	usageingest.New(cfg.store, cfg.log).Register(g)
+	usageingest.New(cfg.store, cfg.log).KeepContent(contentlog.NewWriter(vault, int32(cfg.flags.maxContentDays), cfg.log)).Register(g)
 	authority.Register(g)
 	return g, lis, nil
 }

@@ -59,7 +59,17 @@ type UsageRecord struct {
 	LatencyMs int64 `protobuf:"varint,16,opt,name=latency_ms,json=latencyMs,proto3" json:"latency_ms,omitempty"`
 	TtftMs    int64 `protobuf:"varint,17,opt,name=ttft_ms,json=ttftMs,proto3" json:"ttft_ms,omitempty"`
 	// When the request arrived at the gateway.
-	Time          *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=time,proto3" json:"time,omitempty"`
+	Time *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=time,proto3" json:"time,omitempty"`
+	// The request's and response's bodies, only when the tenant's policy keeps
+	// content (retention full; docs/privacy.md). The control plane checks the
+	// policy again and stores them sealed with the tenant's data key. Content
+	// is never written to ext_proc's spill files: a record that is spilled
+	// loses it and says so in content_lost.
+	Content *Content `protobuf:"bytes,19,opt,name=content,proto3" json:"content,omitempty"`
+	// Content was captured but could not be delivered: the record went
+	// through the spill directory, or the memory reserved for content waiting
+	// to be sent was full. The usage itself is complete.
+	ContentLost   bool `protobuf:"varint,20,opt,name=content_lost,json=contentLost,proto3" json:"content_lost,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -220,6 +230,86 @@ func (x *UsageRecord) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *UsageRecord) GetContent() *Content {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+func (x *UsageRecord) GetContentLost() bool {
+	if x != nil {
+		return x.ContentLost
+	}
+	return false
+}
+
+// Content is what the client sent and what it received, as far as the
+// capture limit (ext_proc's --content-capture-bytes per body).
+type Content struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request body as the client sent it (before translation).
+	RequestBody []byte `protobuf:"bytes,1,opt,name=request_body,json=requestBody,proto3" json:"request_body,omitempty"`
+	// The response body as the client received it (after translation), for a
+	// stream its events as sent.
+	ResponseBody []byte `protobuf:"bytes,2,opt,name=response_body,json=responseBody,proto3" json:"response_body,omitempty"`
+	// One of the bodies was longer than the capture limit and was cut.
+	Truncated     bool `protobuf:"varint,3,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Content) Reset() {
+	*x = Content{}
+	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Content) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Content) ProtoMessage() {}
+
+func (x *Content) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Content.ProtoReflect.Descriptor instead.
+func (*Content) Descriptor() ([]byte, []int) {
+	return file_tollgate_usage_v1_usage_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Content) GetRequestBody() []byte {
+	if x != nil {
+		return x.RequestBody
+	}
+	return nil
+}
+
+func (x *Content) GetResponseBody() []byte {
+	if x != nil {
+		return x.ResponseBody
+	}
+	return nil
+}
+
+func (x *Content) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
 // IngestRequest is one batch.
 type IngestRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -232,7 +322,7 @@ type IngestRequest struct {
 
 func (x *IngestRequest) Reset() {
 	*x = IngestRequest{}
-	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[1]
+	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -244,7 +334,7 @@ func (x *IngestRequest) String() string {
 func (*IngestRequest) ProtoMessage() {}
 
 func (x *IngestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[1]
+	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -257,7 +347,7 @@ func (x *IngestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestRequest.ProtoReflect.Descriptor instead.
 func (*IngestRequest) Descriptor() ([]byte, []int) {
-	return file_tollgate_usage_v1_usage_proto_rawDescGZIP(), []int{1}
+	return file_tollgate_usage_v1_usage_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *IngestRequest) GetBatchId() uint64 {
@@ -292,7 +382,7 @@ type IngestResponse struct {
 
 func (x *IngestResponse) Reset() {
 	*x = IngestResponse{}
-	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[2]
+	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -304,7 +394,7 @@ func (x *IngestResponse) String() string {
 func (*IngestResponse) ProtoMessage() {}
 
 func (x *IngestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[2]
+	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -317,7 +407,7 @@ func (x *IngestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestResponse.ProtoReflect.Descriptor instead.
 func (*IngestResponse) Descriptor() ([]byte, []int) {
-	return file_tollgate_usage_v1_usage_proto_rawDescGZIP(), []int{2}
+	return file_tollgate_usage_v1_usage_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *IngestResponse) GetBatchId() uint64 {
@@ -355,7 +445,7 @@ type RejectedRecord struct {
 
 func (x *RejectedRecord) Reset() {
 	*x = RejectedRecord{}
-	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[3]
+	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +457,7 @@ func (x *RejectedRecord) String() string {
 func (*RejectedRecord) ProtoMessage() {}
 
 func (x *RejectedRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[3]
+	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +470,7 @@ func (x *RejectedRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectedRecord.ProtoReflect.Descriptor instead.
 func (*RejectedRecord) Descriptor() ([]byte, []int) {
-	return file_tollgate_usage_v1_usage_proto_rawDescGZIP(), []int{3}
+	return file_tollgate_usage_v1_usage_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RejectedRecord) GetIndex() int32 {
@@ -408,7 +498,7 @@ var File_tollgate_usage_v1_usage_proto protoreflect.FileDescriptor
 
 const file_tollgate_usage_v1_usage_proto_rawDesc = "" +
 	"\n" +
-	"\x1dtollgate/usage/v1/usage.proto\x12\x11tollgate.usage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x04\n" +
+	"\x1dtollgate/usage/v1/usage.proto\x12\x11tollgate.usage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x05\n" +
 	"\vUsageRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1b\n" +
@@ -433,7 +523,13 @@ const file_tollgate_usage_v1_usage_proto_rawDesc = "" +
 	"\n" +
 	"latency_ms\x18\x10 \x01(\x03R\tlatencyMs\x12\x17\n" +
 	"\attft_ms\x18\x11 \x01(\x03R\x06ttftMs\x12.\n" +
-	"\x04time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"d\n" +
+	"\x04time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x124\n" +
+	"\acontent\x18\x13 \x01(\v2\x1a.tollgate.usage.v1.ContentR\acontent\x12!\n" +
+	"\fcontent_lost\x18\x14 \x01(\bR\vcontentLost\"o\n" +
+	"\aContent\x12!\n" +
+	"\frequest_body\x18\x01 \x01(\fR\vrequestBody\x12#\n" +
+	"\rresponse_body\x18\x02 \x01(\fR\fresponseBody\x12\x1c\n" +
+	"\ttruncated\x18\x03 \x01(\bR\ttruncated\"d\n" +
 	"\rIngestRequest\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x128\n" +
 	"\arecords\x18\x02 \x03(\v2\x1e.tollgate.usage.v1.UsageRecordR\arecords\"\x86\x01\n" +
@@ -461,25 +557,27 @@ func file_tollgate_usage_v1_usage_proto_rawDescGZIP() []byte {
 	return file_tollgate_usage_v1_usage_proto_rawDescData
 }
 
-var file_tollgate_usage_v1_usage_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_tollgate_usage_v1_usage_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_tollgate_usage_v1_usage_proto_goTypes = []any{
 	(*UsageRecord)(nil),           // 0: tollgate.usage.v1.UsageRecord
-	(*IngestRequest)(nil),         // 1: tollgate.usage.v1.IngestRequest
-	(*IngestResponse)(nil),        // 2: tollgate.usage.v1.IngestResponse
-	(*RejectedRecord)(nil),        // 3: tollgate.usage.v1.RejectedRecord
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(*Content)(nil),               // 1: tollgate.usage.v1.Content
+	(*IngestRequest)(nil),         // 2: tollgate.usage.v1.IngestRequest
+	(*IngestResponse)(nil),        // 3: tollgate.usage.v1.IngestResponse
+	(*RejectedRecord)(nil),        // 4: tollgate.usage.v1.RejectedRecord
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
 }
 var file_tollgate_usage_v1_usage_proto_depIdxs = []int32{
-	4, // 0: tollgate.usage.v1.UsageRecord.time:type_name -> google.protobuf.Timestamp
-	0, // 1: tollgate.usage.v1.IngestRequest.records:type_name -> tollgate.usage.v1.UsageRecord
-	3, // 2: tollgate.usage.v1.IngestResponse.rejected:type_name -> tollgate.usage.v1.RejectedRecord
-	1, // 3: tollgate.usage.v1.UsageIngestService.Ingest:input_type -> tollgate.usage.v1.IngestRequest
-	2, // 4: tollgate.usage.v1.UsageIngestService.Ingest:output_type -> tollgate.usage.v1.IngestResponse
-	4, // [4:5] is the sub-list for method output_type
-	3, // [3:4] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	5, // 0: tollgate.usage.v1.UsageRecord.time:type_name -> google.protobuf.Timestamp
+	1, // 1: tollgate.usage.v1.UsageRecord.content:type_name -> tollgate.usage.v1.Content
+	0, // 2: tollgate.usage.v1.IngestRequest.records:type_name -> tollgate.usage.v1.UsageRecord
+	4, // 3: tollgate.usage.v1.IngestResponse.rejected:type_name -> tollgate.usage.v1.RejectedRecord
+	2, // 4: tollgate.usage.v1.UsageIngestService.Ingest:input_type -> tollgate.usage.v1.IngestRequest
+	3, // 5: tollgate.usage.v1.UsageIngestService.Ingest:output_type -> tollgate.usage.v1.IngestResponse
+	5, // [5:6] is the sub-list for method output_type
+	4, // [4:5] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_usage_v1_usage_proto_init() }
@@ -493,7 +591,7 @@ func file_tollgate_usage_v1_usage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tollgate_usage_v1_usage_proto_rawDesc), len(file_tollgate_usage_v1_usage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
