@@ -34,6 +34,12 @@ type ModelDeployment struct {
 	Weight int32 `json:"weight,omitempty"`
 	// Priority holds the value of the "priority" field.
 	Priority int32 `json:"priority,omitempty"`
+	// NoTraining holds the value of the "no_training" field.
+	NoTraining bool `json:"no_training,omitempty"`
+	// Retention holds the value of the "retention" field.
+	Retention modeldeployment.Retention `json:"retention,omitempty"`
+	// RetentionDays holds the value of the "retention_days" field.
+	RetentionDays int32 `json:"retention_days,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the ModelDeploymentQuery when eager-loading is set.
 	Edges        ModelDeploymentEdges `json:"edges"`
@@ -78,9 +84,11 @@ func (*ModelDeployment) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case modeldeployment.FieldWeight, modeldeployment.FieldPriority:
+		case modeldeployment.FieldNoTraining:
+			values[i] = new(sql.NullBool)
+		case modeldeployment.FieldWeight, modeldeployment.FieldPriority, modeldeployment.FieldRetentionDays:
 			values[i] = new(sql.NullInt64)
-		case modeldeployment.FieldUpstreamModel:
+		case modeldeployment.FieldUpstreamModel, modeldeployment.FieldRetention:
 			values[i] = new(sql.NullString)
 		case modeldeployment.FieldCreatedAt, modeldeployment.FieldUpdatedAt:
 			values[i] = new(sql.NullTime)
@@ -149,6 +157,24 @@ func (_m *ModelDeployment) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.Priority = int32(value.Int64)
 			}
+		case modeldeployment.FieldNoTraining:
+			if value, ok := values[i].(*sql.NullBool); !ok {
+				return fmt.Errorf("unexpected type %T for field no_training", values[i])
+			} else if value.Valid {
+				_m.NoTraining = value.Bool
+			}
+		case modeldeployment.FieldRetention:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field retention", values[i])
+			} else if value.Valid {
+				_m.Retention = modeldeployment.Retention(value.String)
+			}
+		case modeldeployment.FieldRetentionDays:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field retention_days", values[i])
+			} else if value.Valid {
+				_m.RetentionDays = int32(value.Int64)
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -215,6 +241,15 @@ func (_m *ModelDeployment) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("priority=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Priority))
+	builder.WriteString(", ")
+	builder.WriteString("no_training=")
+	builder.WriteString(fmt.Sprintf("%v", _m.NoTraining))
+	builder.WriteString(", ")
+	builder.WriteString("retention=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Retention))
+	builder.WriteString(", ")
+	builder.WriteString("retention_days=")
+	builder.WriteString(fmt.Sprintf("%v", _m.RetentionDays))
 	builder.WriteByte(')')
 	return builder.String()
 }

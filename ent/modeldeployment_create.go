@@ -100,6 +100,48 @@ func (_c *ModelDeploymentCreate) SetNillablePriority(v *int32) *ModelDeploymentC
 	return _c
 }
 
+// SetNoTraining sets the "no_training" field.
+func (_c *ModelDeploymentCreate) SetNoTraining(v bool) *ModelDeploymentCreate {
+	_c.mutation.SetNoTraining(v)
+	return _c
+}
+
+// SetNillableNoTraining sets the "no_training" field if the given value is not nil.
+func (_c *ModelDeploymentCreate) SetNillableNoTraining(v *bool) *ModelDeploymentCreate {
+	if v != nil {
+		_c.SetNoTraining(*v)
+	}
+	return _c
+}
+
+// SetRetention sets the "retention" field.
+func (_c *ModelDeploymentCreate) SetRetention(v modeldeployment.Retention) *ModelDeploymentCreate {
+	_c.mutation.SetRetention(v)
+	return _c
+}
+
+// SetNillableRetention sets the "retention" field if the given value is not nil.
+func (_c *ModelDeploymentCreate) SetNillableRetention(v *modeldeployment.Retention) *ModelDeploymentCreate {
+	if v != nil {
+		_c.SetRetention(*v)
+	}
+	return _c
+}
+
+// SetRetentionDays sets the "retention_days" field.
+func (_c *ModelDeploymentCreate) SetRetentionDays(v int32) *ModelDeploymentCreate {
+	_c.mutation.SetRetentionDays(v)
+	return _c
+}
+
+// SetNillableRetentionDays sets the "retention_days" field if the given value is not nil.
+func (_c *ModelDeploymentCreate) SetNillableRetentionDays(v *int32) *ModelDeploymentCreate {
+	if v != nil {
+		_c.SetRetentionDays(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *ModelDeploymentCreate) SetID(v uuid.UUID) *ModelDeploymentCreate {
 	_c.mutation.SetID(v)
@@ -175,6 +217,18 @@ func (_c *ModelDeploymentCreate) defaults() {
 		v := modeldeployment.DefaultPriority
 		_c.mutation.SetPriority(v)
 	}
+	if _, ok := _c.mutation.NoTraining(); !ok {
+		v := modeldeployment.DefaultNoTraining
+		_c.mutation.SetNoTraining(v)
+	}
+	if _, ok := _c.mutation.Retention(); !ok {
+		v := modeldeployment.DefaultRetention
+		_c.mutation.SetRetention(v)
+	}
+	if _, ok := _c.mutation.RetentionDays(); !ok {
+		v := modeldeployment.DefaultRetentionDays
+		_c.mutation.SetRetentionDays(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := modeldeployment.DefaultID()
 		_c.mutation.SetID(v)
@@ -217,6 +271,25 @@ func (_c *ModelDeploymentCreate) check() error {
 	if v, ok := _c.mutation.Priority(); ok {
 		if err := modeldeployment.PriorityValidator(v); err != nil {
 			return &ValidationError{Name: "priority", err: fmt.Errorf(`ent: validator failed for field "ModelDeployment.priority": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.NoTraining(); !ok {
+		return &ValidationError{Name: "no_training", err: errors.New(`ent: missing required field "ModelDeployment.no_training"`)}
+	}
+	if _, ok := _c.mutation.Retention(); !ok {
+		return &ValidationError{Name: "retention", err: errors.New(`ent: missing required field "ModelDeployment.retention"`)}
+	}
+	if v, ok := _c.mutation.Retention(); ok {
+		if err := modeldeployment.RetentionValidator(v); err != nil {
+			return &ValidationError{Name: "retention", err: fmt.Errorf(`ent: validator failed for field "ModelDeployment.retention": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.RetentionDays(); !ok {
+		return &ValidationError{Name: "retention_days", err: errors.New(`ent: missing required field "ModelDeployment.retention_days"`)}
+	}
+	if v, ok := _c.mutation.RetentionDays(); ok {
+		if err := modeldeployment.RetentionDaysValidator(v); err != nil {
+			return &ValidationError{Name: "retention_days", err: fmt.Errorf(`ent: validator failed for field "ModelDeployment.retention_days": %w`, err)}
 		}
 	}
 	if len(_c.mutation.ModelIDs()) == 0 {
@@ -280,6 +353,18 @@ func (_c *ModelDeploymentCreate) createSpec() (*ModelDeployment, *sqlgraph.Creat
 	if value, ok := _c.mutation.Priority(); ok {
 		_spec.SetField(modeldeployment.FieldPriority, field.TypeInt32, value)
 		_node.Priority = value
+	}
+	if value, ok := _c.mutation.NoTraining(); ok {
+		_spec.SetField(modeldeployment.FieldNoTraining, field.TypeBool, value)
+		_node.NoTraining = value
+	}
+	if value, ok := _c.mutation.Retention(); ok {
+		_spec.SetField(modeldeployment.FieldRetention, field.TypeEnum, value)
+		_node.Retention = value
+	}
+	if value, ok := _c.mutation.RetentionDays(); ok {
+		_spec.SetField(modeldeployment.FieldRetentionDays, field.TypeInt32, value)
+		_node.RetentionDays = value
 	}
 	if nodes := _c.mutation.ModelIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -451,6 +536,48 @@ func (u *ModelDeploymentUpsert) AddPriority(v int32) *ModelDeploymentUpsert {
 	return u
 }
 
+// SetNoTraining sets the "no_training" field.
+func (u *ModelDeploymentUpsert) SetNoTraining(v bool) *ModelDeploymentUpsert {
+	u.Set(modeldeployment.FieldNoTraining, v)
+	return u
+}
+
+// UpdateNoTraining sets the "no_training" field to the value that was provided on create.
+func (u *ModelDeploymentUpsert) UpdateNoTraining() *ModelDeploymentUpsert {
+	u.SetExcluded(modeldeployment.FieldNoTraining)
+	return u
+}
+
+// SetRetention sets the "retention" field.
+func (u *ModelDeploymentUpsert) SetRetention(v modeldeployment.Retention) *ModelDeploymentUpsert {
+	u.Set(modeldeployment.FieldRetention, v)
+	return u
+}
+
+// UpdateRetention sets the "retention" field to the value that was provided on create.
+func (u *ModelDeploymentUpsert) UpdateRetention() *ModelDeploymentUpsert {
+	u.SetExcluded(modeldeployment.FieldRetention)
+	return u
+}
+
+// SetRetentionDays sets the "retention_days" field.
+func (u *ModelDeploymentUpsert) SetRetentionDays(v int32) *ModelDeploymentUpsert {
+	u.Set(modeldeployment.FieldRetentionDays, v)
+	return u
+}
+
+// UpdateRetentionDays sets the "retention_days" field to the value that was provided on create.
+func (u *ModelDeploymentUpsert) UpdateRetentionDays() *ModelDeploymentUpsert {
+	u.SetExcluded(modeldeployment.FieldRetentionDays)
+	return u
+}
+
+// AddRetentionDays adds v to the "retention_days" field.
+func (u *ModelDeploymentUpsert) AddRetentionDays(v int32) *ModelDeploymentUpsert {
+	u.Add(modeldeployment.FieldRetentionDays, v)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
 // Using this option is equivalent to using:
 //
@@ -597,6 +724,55 @@ func (u *ModelDeploymentUpsertOne) AddPriority(v int32) *ModelDeploymentUpsertOn
 func (u *ModelDeploymentUpsertOne) UpdatePriority() *ModelDeploymentUpsertOne {
 	return u.Update(func(s *ModelDeploymentUpsert) {
 		s.UpdatePriority()
+	})
+}
+
+// SetNoTraining sets the "no_training" field.
+func (u *ModelDeploymentUpsertOne) SetNoTraining(v bool) *ModelDeploymentUpsertOne {
+	return u.Update(func(s *ModelDeploymentUpsert) {
+		s.SetNoTraining(v)
+	})
+}
+
+// UpdateNoTraining sets the "no_training" field to the value that was provided on create.
+func (u *ModelDeploymentUpsertOne) UpdateNoTraining() *ModelDeploymentUpsertOne {
+	return u.Update(func(s *ModelDeploymentUpsert) {
+		s.UpdateNoTraining()
+	})
+}
+
+// SetRetention sets the "retention" field.
+func (u *ModelDeploymentUpsertOne) SetRetention(v modeldeployment.Retention) *ModelDeploymentUpsertOne {
+	return u.Update(func(s *ModelDeploymentUpsert) {
+		s.SetRetention(v)
+	})
+}
+
+// UpdateRetention sets the "retention" field to the value that was provided on create.
+func (u *ModelDeploymentUpsertOne) UpdateRetention() *ModelDeploymentUpsertOne {
+	return u.Update(func(s *ModelDeploymentUpsert) {
+		s.UpdateRetention()
+	})
+}
+
+// SetRetentionDays sets the "retention_days" field.
+func (u *ModelDeploymentUpsertOne) SetRetentionDays(v int32) *ModelDeploymentUpsertOne {
+	return u.Update(func(s *ModelDeploymentUpsert) {
+		s.SetRetentionDays(v)
+	})
+}
+
+// AddRetentionDays adds v to the "retention_days" field.
+func (u *ModelDeploymentUpsertOne) AddRetentionDays(v int32) *ModelDeploymentUpsertOne {
+	return u.Update(func(s *ModelDeploymentUpsert) {
+		s.AddRetentionDays(v)
+	})
+}
+
+// UpdateRetentionDays sets the "retention_days" field to the value that was provided on create.
+func (u *ModelDeploymentUpsertOne) UpdateRetentionDays() *ModelDeploymentUpsertOne {
+	return u.Update(func(s *ModelDeploymentUpsert) {
+		s.UpdateRetentionDays()
 	})
 }
 
@@ -913,6 +1089,55 @@ func (u *ModelDeploymentUpsertBulk) AddPriority(v int32) *ModelDeploymentUpsertB
 func (u *ModelDeploymentUpsertBulk) UpdatePriority() *ModelDeploymentUpsertBulk {
 	return u.Update(func(s *ModelDeploymentUpsert) {
 		s.UpdatePriority()
+	})
+}
+
+// SetNoTraining sets the "no_training" field.
+func (u *ModelDeploymentUpsertBulk) SetNoTraining(v bool) *ModelDeploymentUpsertBulk {
+	return u.Update(func(s *ModelDeploymentUpsert) {
+		s.SetNoTraining(v)
+	})
+}
+
+// UpdateNoTraining sets the "no_training" field to the value that was provided on create.
+func (u *ModelDeploymentUpsertBulk) UpdateNoTraining() *ModelDeploymentUpsertBulk {
+	return u.Update(func(s *ModelDeploymentUpsert) {
+		s.UpdateNoTraining()
+	})
+}
+
+// SetRetention sets the "retention" field.
+func (u *ModelDeploymentUpsertBulk) SetRetention(v modeldeployment.Retention) *ModelDeploymentUpsertBulk {
+	return u.Update(func(s *ModelDeploymentUpsert) {
+		s.SetRetention(v)
+	})
+}
+
+// UpdateRetention sets the "retention" field to the value that was provided on create.
+func (u *ModelDeploymentUpsertBulk) UpdateRetention() *ModelDeploymentUpsertBulk {
+	return u.Update(func(s *ModelDeploymentUpsert) {
+		s.UpdateRetention()
+	})
+}
+
+// SetRetentionDays sets the "retention_days" field.
+func (u *ModelDeploymentUpsertBulk) SetRetentionDays(v int32) *ModelDeploymentUpsertBulk {
+	return u.Update(func(s *ModelDeploymentUpsert) {
+		s.SetRetentionDays(v)
+	})
+}
+
+// AddRetentionDays adds v to the "retention_days" field.
+func (u *ModelDeploymentUpsertBulk) AddRetentionDays(v int32) *ModelDeploymentUpsertBulk {
+	return u.Update(func(s *ModelDeploymentUpsert) {
+		s.AddRetentionDays(v)
+	})
+}
+
+// UpdateRetentionDays sets the "retention_days" field to the value that was provided on create.
+func (u *ModelDeploymentUpsertBulk) UpdateRetentionDays() *ModelDeploymentUpsertBulk {
+	return u.Update(func(s *ModelDeploymentUpsert) {
+		s.UpdateRetentionDays()
 	})
 }
 

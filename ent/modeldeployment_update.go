@@ -121,6 +121,55 @@ func (_u *ModelDeploymentUpdate) AddPriority(v int32) *ModelDeploymentUpdate {
 	return _u
 }
 
+// SetNoTraining sets the "no_training" field.
+func (_u *ModelDeploymentUpdate) SetNoTraining(v bool) *ModelDeploymentUpdate {
+	_u.mutation.SetNoTraining(v)
+	return _u
+}
+
+// SetNillableNoTraining sets the "no_training" field if the given value is not nil.
+func (_u *ModelDeploymentUpdate) SetNillableNoTraining(v *bool) *ModelDeploymentUpdate {
+	if v != nil {
+		_u.SetNoTraining(*v)
+	}
+	return _u
+}
+
+// SetRetention sets the "retention" field.
+func (_u *ModelDeploymentUpdate) SetRetention(v modeldeployment.Retention) *ModelDeploymentUpdate {
+	_u.mutation.SetRetention(v)
+	return _u
+}
+
+// SetNillableRetention sets the "retention" field if the given value is not nil.
+func (_u *ModelDeploymentUpdate) SetNillableRetention(v *modeldeployment.Retention) *ModelDeploymentUpdate {
+	if v != nil {
+		_u.SetRetention(*v)
+	}
+	return _u
+}
+
+// SetRetentionDays sets the "retention_days" field.
+func (_u *ModelDeploymentUpdate) SetRetentionDays(v int32) *ModelDeploymentUpdate {
+	_u.mutation.ResetRetentionDays()
+	_u.mutation.SetRetentionDays(v)
+	return _u
+}
+
+// SetNillableRetentionDays sets the "retention_days" field if the given value is not nil.
+func (_u *ModelDeploymentUpdate) SetNillableRetentionDays(v *int32) *ModelDeploymentUpdate {
+	if v != nil {
+		_u.SetRetentionDays(*v)
+	}
+	return _u
+}
+
+// AddRetentionDays adds value to the "retention_days" field.
+func (_u *ModelDeploymentUpdate) AddRetentionDays(v int32) *ModelDeploymentUpdate {
+	_u.mutation.AddRetentionDays(v)
+	return _u
+}
+
 // SetModel sets the "model" edge to the Model entity.
 func (_u *ModelDeploymentUpdate) SetModel(v *Model) *ModelDeploymentUpdate {
 	return _u.SetModelID(v.ID)
@@ -201,6 +250,16 @@ func (_u *ModelDeploymentUpdate) check() error {
 			return &ValidationError{Name: "priority", err: fmt.Errorf(`ent: validator failed for field "ModelDeployment.priority": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Retention(); ok {
+		if err := modeldeployment.RetentionValidator(v); err != nil {
+			return &ValidationError{Name: "retention", err: fmt.Errorf(`ent: validator failed for field "ModelDeployment.retention": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.RetentionDays(); ok {
+		if err := modeldeployment.RetentionDaysValidator(v); err != nil {
+			return &ValidationError{Name: "retention_days", err: fmt.Errorf(`ent: validator failed for field "ModelDeployment.retention_days": %w`, err)}
+		}
+	}
 	if _u.mutation.ModelCleared() && len(_u.mutation.ModelIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "ModelDeployment.model"`)
 	}
@@ -239,6 +298,18 @@ func (_u *ModelDeploymentUpdate) sqlSave(ctx context.Context) (_node int, err er
 	}
 	if value, ok := _u.mutation.AddedPriority(); ok {
 		_spec.AddField(modeldeployment.FieldPriority, field.TypeInt32, value)
+	}
+	if value, ok := _u.mutation.NoTraining(); ok {
+		_spec.SetField(modeldeployment.FieldNoTraining, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.Retention(); ok {
+		_spec.SetField(modeldeployment.FieldRetention, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.RetentionDays(); ok {
+		_spec.SetField(modeldeployment.FieldRetentionDays, field.TypeInt32, value)
+	}
+	if value, ok := _u.mutation.AddedRetentionDays(); ok {
+		_spec.AddField(modeldeployment.FieldRetentionDays, field.TypeInt32, value)
 	}
 	if _u.mutation.ModelCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -408,6 +479,55 @@ func (_u *ModelDeploymentUpdateOne) AddPriority(v int32) *ModelDeploymentUpdateO
 	return _u
 }
 
+// SetNoTraining sets the "no_training" field.
+func (_u *ModelDeploymentUpdateOne) SetNoTraining(v bool) *ModelDeploymentUpdateOne {
+	_u.mutation.SetNoTraining(v)
+	return _u
+}
+
+// SetNillableNoTraining sets the "no_training" field if the given value is not nil.
+func (_u *ModelDeploymentUpdateOne) SetNillableNoTraining(v *bool) *ModelDeploymentUpdateOne {
+	if v != nil {
+		_u.SetNoTraining(*v)
+	}
+	return _u
+}
+
+// SetRetention sets the "retention" field.
+func (_u *ModelDeploymentUpdateOne) SetRetention(v modeldeployment.Retention) *ModelDeploymentUpdateOne {
+	_u.mutation.SetRetention(v)
+	return _u
+}
+
+// SetNillableRetention sets the "retention" field if the given value is not nil.
+func (_u *ModelDeploymentUpdateOne) SetNillableRetention(v *modeldeployment.Retention) *ModelDeploymentUpdateOne {
+	if v != nil {
+		_u.SetRetention(*v)
+	}
+	return _u
+}
+
+// SetRetentionDays sets the "retention_days" field.
+func (_u *ModelDeploymentUpdateOne) SetRetentionDays(v int32) *ModelDeploymentUpdateOne {
+	_u.mutation.ResetRetentionDays()
+	_u.mutation.SetRetentionDays(v)
+	return _u
+}
+
+// SetNillableRetentionDays sets the "retention_days" field if the given value is not nil.
+func (_u *ModelDeploymentUpdateOne) SetNillableRetentionDays(v *int32) *ModelDeploymentUpdateOne {
+	if v != nil {
+		_u.SetRetentionDays(*v)
+	}
+	return _u
+}
+
+// AddRetentionDays adds value to the "retention_days" field.
+func (_u *ModelDeploymentUpdateOne) AddRetentionDays(v int32) *ModelDeploymentUpdateOne {
+	_u.mutation.AddRetentionDays(v)
+	return _u
+}
+
 // SetModel sets the "model" edge to the Model entity.
 func (_u *ModelDeploymentUpdateOne) SetModel(v *Model) *ModelDeploymentUpdateOne {
 	return _u.SetModelID(v.ID)
@@ -501,6 +621,16 @@ func (_u *ModelDeploymentUpdateOne) check() error {
 			return &ValidationError{Name: "priority", err: fmt.Errorf(`ent: validator failed for field "ModelDeployment.priority": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Retention(); ok {
+		if err := modeldeployment.RetentionValidator(v); err != nil {
+			return &ValidationError{Name: "retention", err: fmt.Errorf(`ent: validator failed for field "ModelDeployment.retention": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.RetentionDays(); ok {
+		if err := modeldeployment.RetentionDaysValidator(v); err != nil {
+			return &ValidationError{Name: "retention_days", err: fmt.Errorf(`ent: validator failed for field "ModelDeployment.retention_days": %w`, err)}
+		}
+	}
 	if _u.mutation.ModelCleared() && len(_u.mutation.ModelIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "ModelDeployment.model"`)
 	}
@@ -556,6 +686,18 @@ func (_u *ModelDeploymentUpdateOne) sqlSave(ctx context.Context) (_node *ModelDe
 	}
 	if value, ok := _u.mutation.AddedPriority(); ok {
 		_spec.AddField(modeldeployment.FieldPriority, field.TypeInt32, value)
+	}
+	if value, ok := _u.mutation.NoTraining(); ok {
+		_spec.SetField(modeldeployment.FieldNoTraining, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.Retention(); ok {
+		_spec.SetField(modeldeployment.FieldRetention, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.RetentionDays(); ok {
+		_spec.SetField(modeldeployment.FieldRetentionDays, field.TypeInt32, value)
+	}
+	if value, ok := _u.mutation.AddedRetentionDays(); ok {
+		_spec.AddField(modeldeployment.FieldRetentionDays, field.TypeInt32, value)
 	}
 	if _u.mutation.ModelCleared() {
 		edge := &sqlgraph.EdgeSpec{

@@ -7511,24 +7511,28 @@ func (m *ModelMutation) ResetEdge(name string) error {
 // ModelDeploymentMutation represents an operation that mutates the ModelDeployment nodes in the graph.
 type ModelDeploymentMutation struct {
 	config
-	op              Op
-	typ             string
-	id              *uuid.UUID
-	created_at      *time.Time
-	updated_at      *time.Time
-	upstream_model  *string
-	weight          *int32
-	addweight       *int32
-	priority        *int32
-	addpriority     *int32
-	clearedFields   map[string]struct{}
-	model           *uuid.UUID
-	clearedmodel    bool
-	provider        *uuid.UUID
-	clearedprovider bool
-	done            bool
-	oldValue        func(context.Context) (*ModelDeployment, error)
-	predicates      []predicate.ModelDeployment
+	op                Op
+	typ               string
+	id                *uuid.UUID
+	created_at        *time.Time
+	updated_at        *time.Time
+	upstream_model    *string
+	weight            *int32
+	addweight         *int32
+	priority          *int32
+	addpriority       *int32
+	no_training       *bool
+	retention         *modeldeployment.Retention
+	retention_days    *int32
+	addretention_days *int32
+	clearedFields     map[string]struct{}
+	model             *uuid.UUID
+	clearedmodel      bool
+	provider          *uuid.UUID
+	clearedprovider   bool
+	done              bool
+	oldValue          func(context.Context) (*ModelDeployment, error)
+	predicates        []predicate.ModelDeployment
 }
 
 var _ ent.Mutation = (*ModelDeploymentMutation)(nil)
@@ -7927,6 +7931,134 @@ func (m *ModelDeploymentMutation) ResetPriority() {
 	m.addpriority = nil
 }
 
+// SetNoTraining sets the "no_training" field.
+func (m *ModelDeploymentMutation) SetNoTraining(b bool) {
+	m.no_training = &b
+}
+
+// NoTraining returns the value of the "no_training" field in the mutation.
+func (m *ModelDeploymentMutation) NoTraining() (r bool, exists bool) {
+	v := m.no_training
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldNoTraining returns the old "no_training" field's value of the ModelDeployment entity.
+// If the ModelDeployment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ModelDeploymentMutation) OldNoTraining(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldNoTraining is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldNoTraining requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldNoTraining: %w", err)
+	}
+	return oldValue.NoTraining, nil
+}
+
+// ResetNoTraining resets all changes to the "no_training" field.
+func (m *ModelDeploymentMutation) ResetNoTraining() {
+	m.no_training = nil
+}
+
+// SetRetention sets the "retention" field.
+func (m *ModelDeploymentMutation) SetRetention(value modeldeployment.Retention) {
+	m.retention = &value
+}
+
+// Retention returns the value of the "retention" field in the mutation.
+func (m *ModelDeploymentMutation) Retention() (r modeldeployment.Retention, exists bool) {
+	v := m.retention
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRetention returns the old "retention" field's value of the ModelDeployment entity.
+// If the ModelDeployment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ModelDeploymentMutation) OldRetention(ctx context.Context) (v modeldeployment.Retention, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRetention is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRetention requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRetention: %w", err)
+	}
+	return oldValue.Retention, nil
+}
+
+// ResetRetention resets all changes to the "retention" field.
+func (m *ModelDeploymentMutation) ResetRetention() {
+	m.retention = nil
+}
+
+// SetRetentionDays sets the "retention_days" field.
+func (m *ModelDeploymentMutation) SetRetentionDays(i int32) {
+	m.retention_days = &i
+	m.addretention_days = nil
+}
+
+// RetentionDays returns the value of the "retention_days" field in the mutation.
+func (m *ModelDeploymentMutation) RetentionDays() (r int32, exists bool) {
+	v := m.retention_days
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRetentionDays returns the old "retention_days" field's value of the ModelDeployment entity.
+// If the ModelDeployment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ModelDeploymentMutation) OldRetentionDays(ctx context.Context) (v int32, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRetentionDays is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRetentionDays requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRetentionDays: %w", err)
+	}
+	return oldValue.RetentionDays, nil
+}
+
+// AddRetentionDays adds i to the "retention_days" field.
+func (m *ModelDeploymentMutation) AddRetentionDays(i int32) {
+	if m.addretention_days != nil {
+		*m.addretention_days += i
+	} else {
+		m.addretention_days = &i
+	}
+}
+
+// AddedRetentionDays returns the value that was added to the "retention_days" field in this mutation.
+func (m *ModelDeploymentMutation) AddedRetentionDays() (r int32, exists bool) {
+	v := m.addretention_days
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetRetentionDays resets all changes to the "retention_days" field.
+func (m *ModelDeploymentMutation) ResetRetentionDays() {
+	m.retention_days = nil
+	m.addretention_days = nil
+}
+
 // ClearModel clears the "model" edge to the Model entity.
 func (m *ModelDeploymentMutation) ClearModel() {
 	m.clearedmodel = true
@@ -8015,7 +8147,7 @@ func (m *ModelDeploymentMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *ModelDeploymentMutation) Fields() []string {
-	fields := make([]string, 0, 7)
+	fields := make([]string, 0, 10)
 	if m.created_at != nil {
 		fields = append(fields, modeldeployment.FieldCreatedAt)
 	}
@@ -8036,6 +8168,15 @@ func (m *ModelDeploymentMutation) Fields() []string {
 	}
 	if m.priority != nil {
 		fields = append(fields, modeldeployment.FieldPriority)
+	}
+	if m.no_training != nil {
+		fields = append(fields, modeldeployment.FieldNoTraining)
+	}
+	if m.retention != nil {
+		fields = append(fields, modeldeployment.FieldRetention)
+	}
+	if m.retention_days != nil {
+		fields = append(fields, modeldeployment.FieldRetentionDays)
 	}
 	return fields
 }
@@ -8059,6 +8200,12 @@ func (m *ModelDeploymentMutation) Field(name string) (ent.Value, bool) {
 		return m.Weight()
 	case modeldeployment.FieldPriority:
 		return m.Priority()
+	case modeldeployment.FieldNoTraining:
+		return m.NoTraining()
+	case modeldeployment.FieldRetention:
+		return m.Retention()
+	case modeldeployment.FieldRetentionDays:
+		return m.RetentionDays()
 	}
 	return nil, false
 }
@@ -8082,6 +8229,12 @@ func (m *ModelDeploymentMutation) OldField(ctx context.Context, name string) (en
 		return m.OldWeight(ctx)
 	case modeldeployment.FieldPriority:
 		return m.OldPriority(ctx)
+	case modeldeployment.FieldNoTraining:
+		return m.OldNoTraining(ctx)
+	case modeldeployment.FieldRetention:
+		return m.OldRetention(ctx)
+	case modeldeployment.FieldRetentionDays:
+		return m.OldRetentionDays(ctx)
 	}
 	return nil, fmt.Errorf("unknown ModelDeployment field %s", name)
 }
@@ -8140,6 +8293,27 @@ func (m *ModelDeploymentMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetPriority(v)
 		return nil
+	case modeldeployment.FieldNoTraining:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetNoTraining(v)
+		return nil
+	case modeldeployment.FieldRetention:
+		v, ok := value.(modeldeployment.Retention)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRetention(v)
+		return nil
+	case modeldeployment.FieldRetentionDays:
+		v, ok := value.(int32)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRetentionDays(v)
+		return nil
 	}
 	return fmt.Errorf("unknown ModelDeployment field %s", name)
 }
@@ -8154,6 +8328,9 @@ func (m *ModelDeploymentMutation) AddedFields() []string {
 	if m.addpriority != nil {
 		fields = append(fields, modeldeployment.FieldPriority)
 	}
+	if m.addretention_days != nil {
+		fields = append(fields, modeldeployment.FieldRetentionDays)
+	}
 	return fields
 }
 
@@ -8166,6 +8343,8 @@ func (m *ModelDeploymentMutation) AddedField(name string) (ent.Value, bool) {
 		return m.AddedWeight()
 	case modeldeployment.FieldPriority:
 		return m.AddedPriority()
+	case modeldeployment.FieldRetentionDays:
+		return m.AddedRetentionDays()
 	}
 	return nil, false
 }
@@ -8188,6 +8367,13 @@ func (m *ModelDeploymentMutation) AddField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.AddPriority(v)
+		return nil
+	case modeldeployment.FieldRetentionDays:
+		v, ok := value.(int32)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddRetentionDays(v)
 		return nil
 	}
 	return fmt.Errorf("unknown ModelDeployment numeric field %s", name)
@@ -8236,6 +8422,15 @@ func (m *ModelDeploymentMutation) ResetField(name string) error {
 		return nil
 	case modeldeployment.FieldPriority:
 		m.ResetPriority()
+		return nil
+	case modeldeployment.FieldNoTraining:
+		m.ResetNoTraining()
+		return nil
+	case modeldeployment.FieldRetention:
+		m.ResetRetention()
+		return nil
+	case modeldeployment.FieldRetentionDays:
+		m.ResetRetentionDays()
 		return nil
 	}
 	return fmt.Errorf("unknown ModelDeployment field %s", name)

@@ -423,6 +423,16 @@ func init() {
 	modeldeployment.DefaultPriority = modeldeploymentDescPriority.Default.(int32)
 	// modeldeployment.PriorityValidator is a validator for the "priority" field. It is called by the builders before save.
 	modeldeployment.PriorityValidator = modeldeploymentDescPriority.Validators[0].(func(int32) error)
+	// modeldeploymentDescNoTraining is the schema descriptor for no_training field.
+	modeldeploymentDescNoTraining := modeldeploymentFields[5].Descriptor()
+	// modeldeployment.DefaultNoTraining holds the default value on creation for the no_training field.
+	modeldeployment.DefaultNoTraining = modeldeploymentDescNoTraining.Default.(bool)
+	// modeldeploymentDescRetentionDays is the schema descriptor for retention_days field.
+	modeldeploymentDescRetentionDays := modeldeploymentFields[7].Descriptor()
+	// modeldeployment.DefaultRetentionDays holds the default value on creation for the retention_days field.
+	modeldeployment.DefaultRetentionDays = modeldeploymentDescRetentionDays.Default.(int32)
+	// modeldeployment.RetentionDaysValidator is a validator for the "retention_days" field. It is called by the builders before save.
+	modeldeployment.RetentionDaysValidator = modeldeploymentDescRetentionDays.Validators[0].(func(int32) error)
 	// modeldeploymentDescID is the schema descriptor for id field.
 	modeldeploymentDescID := modeldeploymentMixinFields0[0].Descriptor()
 	// modeldeployment.DefaultID holds the default value on creation for the id field.

@@ -176,10 +176,15 @@ func (d *downstream) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 	if limit, ok := maxOutputTokens(r.tenant, r.key); ok {
 		r.outputCap = limit
 	}
-	if e := providersAllowed(d.s.cfg, m, r.tenant, r.key); e != nil {
+	r.requirement = privacyRequirement(r.tenant, r.key)
+	deps, route, e := privacyRoute(m, r.requirement)
+	if e != nil {
 		return d.refuse(e)
 	}
-	r.model, r.stream, r.body = m, f.Stream, b.GetBody()
+	if e := providersAllowed(d.s.cfg, m, deps, r.tenant, r.key); e != nil {
+		return d.refuse(e)
+	}
+	r.model, r.deployments, r.stream, r.body = m, deps, f.Stream, b.GetBody()
 	// Translate for the first deployment now, so that a request that no
 	// provider could take is refused with a 400 before it leaves; each try
 	// translates again for its own deployment.
@@ -193,7 +198,7 @@ func (d *downstream) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 	// and the table's lock orders these writes before their reads.
 	d.s.inflight.add(r)
 	mut := &mutation{}
-	mut.setHeader(xdstranslate.RouteHeader, m.GetRoute())
+	mut.setHeader(xdstranslate.RouteHeader, route)
 	return requestBodyReply(&extprocv3.CommonResponse{HeaderMutation: mut.proto(), ClearRouteCache: true})
 }
 
@@ -236,7 +241,7 @@ func (d *downstream) admit(f *requestFields) *extprocv3.ProcessingResponse {
 
 func (d *downstream) checkTranslation() *translate.Error {
 	r := d.req
-	deps := r.model.GetDeployments()
+	deps := r.deployments
 	if len(deps) == 0 {
 		return modelNotFound(r.model.GetName())
 	}

@@ -14,15 +14,19 @@ import (
 // downstream stream sets, which the tries' streams see, is the key: the two streams of one request reach this process
 // because ext_proc runs beside Envoy.
 type request struct {
-	id      string
-	api     translate.ClientAPI
-	start   time.Time
-	tenant  *configv1.Tenant
-	key     *configv1.Key
-	model   *configv1.Model
-	body    []byte // as the client sent it; each try translates it for its provider
-	stream  bool
-	noStore bool
+	id     string
+	api    translate.ClientAPI
+	start  time.Time
+	tenant *configv1.Tenant
+	key    *configv1.Key
+	model  *configv1.Model
+	// deployments are those of model that the request may use (its
+	// privacy requirement), in the model's order.
+	deployments []*configv1.Deployment
+	requirement requirement
+	body        []byte // as the client sent it; each try translates it for its provider
+	stream      bool
+	noStore     bool
 	// outputCap is the policy's limit on output tokens: every try's request
 	// carries it as its output limit (0: none).
 	outputCap int64

@@ -99,11 +99,11 @@ func providerAllowed(p *configv1.Provider, tenant *configv1.Tenant, key *configv
 	return true
 }
 
-// providersAllowed refuses a model whose first deployment is served by a
-// provider the policy excludes. Envoy picks later deployments itself, on
-// fallback; each try checks its own provider again (upstream.go).
-func providersAllowed(cfg Config, m *configv1.Model, tenant *configv1.Tenant, key *configv1.Key) *translate.Error {
-	deps := m.GetDeployments()
+// providersAllowed refuses a model whose first deployment (of deps, those
+// the request may use) is served by a provider the policy excludes. Envoy
+// picks later deployments itself, on fallback; each try checks its own
+// provider again (upstream.go).
+func providersAllowed(cfg Config, m *configv1.Model, deps []*configv1.Deployment, tenant *configv1.Tenant, key *configv1.Key) *translate.Error {
 	if len(deps) == 0 {
 		return nil
 	}

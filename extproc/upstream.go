@@ -98,6 +98,9 @@ func (u *upstream) requestHeaders(hh *extprocv3.HttpHeaders, deploymentID string
 			Message: "The request would fall back to the provider \"" + p.GetName() + "\", which your organization's policy does not allow."}
 		return immediate(e.Status, "application/json", e.Body(r.api), "tollgate_provider_not_allowed")
 	}
+	if e := tryAllowed(r, d, p); e != nil {
+		return immediate(e.Status, "application/json", e.Body(r.api), "tollgate_"+e.Code)
+	}
 	t := target(r, d, p)
 	preq, err := r.first, error(nil)
 	if deploymentID != r.firstDeployment {

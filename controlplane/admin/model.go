@@ -57,6 +57,9 @@ func modelToProto(m *ent.Model, now time.Time) *adminv1.Model {
 			UpstreamModel: d.UpstreamModel,
 			Weight:        d.Weight,
 			Priority:      d.Priority,
+			NoTraining:    d.NoTraining,
+			Retention:     dataRetentionToProto[d.Retention],
+			RetentionDays: d.RetentionDays,
 		})
 	}
 	if p := currentPrice(m.Edges.Prices, now); p != nil {
@@ -104,10 +107,44 @@ func getModel(ctx context.Context, c *ent.ModelClient, p Principal, field, ref s
 }
 
 type deploymentSpec struct {
-	providerID uuid.UUID
-	upstream   string
-	weight     int32
-	priority   int32
+	providerID    uuid.UUID
+	upstream      string
+	weight        int32
+	priority      int32
+	noTraining    bool
+	retention     modeldeployment.Retention
+	retentionDays int32
+}
+
+var dataRetentionToProto = map[modeldeployment.Retention]adminv1.DataRetention{
+	modeldeployment.RetentionUnknown: adminv1.DataRetention_DATA_RETENTION_UNKNOWN,
+	modeldeployment.RetentionZero:    adminv1.DataRetention_DATA_RETENTION_ZERO,
+	modeldeployment.RetentionLimited: adminv1.DataRetention_DATA_RETENTION_LIMITED,
+}
+
+// maxRetentionDays bounds a declared retention period: ten years is
+// longer than any provider keeps API data, and a larger number is a typo.
+const maxRetentionDays = 3650
+
+// checkRetention reads a deployment's declared retention.
+func checkRetention(f string, d *adminv1.Deployment) (modeldeployment.Retention, error) {
+	days := d.GetRetentionDays()
+	switch d.GetRetention() {
+	case adminv1.DataRetention_DATA_RETENTION_UNSPECIFIED, adminv1.DataRetention_DATA_RETENTION_UNKNOWN, adminv1.DataRetention_DATA_RETENTION_ZERO:
+		if days != 0 {
+			return "", invalid.Field(f+".retention_days", "applies only with retention DATA_RETENTION_LIMITED; got %d", days)
+		}
+		if d.GetRetention() == adminv1.DataRetention_DATA_RETENTION_ZERO {
+			return modeldeployment.RetentionZero, nil
+		}
+		return modeldeployment.RetentionUnknown, nil
+	case adminv1.DataRetention_DATA_RETENTION_LIMITED:
+		if days < 1 || days > maxRetentionDays {
+			return "", invalid.Field(f+".retention_days", "must be 1 to %d days with retention DATA_RETENTION_LIMITED; got %d", maxRetentionDays, days)
+		}
+		return modeldeployment.RetentionLimited, nil
+	}
+	return "", invalid.Field(f+".retention", "must be DATA_RETENTION_UNKNOWN, DATA_RETENTION_ZERO or DATA_RETENTION_LIMITED")
 }
 
 // checkDeployments validates deployments without the store.
@@ -130,6 +167,8 @@ func checkDeployments(in []*adminv1.Deployment) ([]deploymentSpec, error) {
 		if d.GetPriority() < 0 {
 			errs = append(errs, invalid.Field(f+".priority", "must not be negative"))
 		}
+		retention, err := checkRetention(f, d)
+		errs = append(errs, err)
 		k := d.GetProviderId() + "|" + d.GetUpstreamModel()
 		if seen[k] {
 			errs = append(errs, invalid.Field(f, "repeats provider %s with upstream model %q", d.GetProviderId(), d.GetUpstreamModel()))
@@ -139,7 +178,8 @@ func checkDeployments(in []*adminv1.Deployment) ([]deploymentSpec, error) {
 		if w == 0 {
 			w = 1
 		}
-		out = append(out, deploymentSpec{providerID: id, upstream: d.GetUpstreamModel(), weight: w, priority: d.GetPriority()})
+		out = append(out, deploymentSpec{providerID: id, upstream: d.GetUpstreamModel(), weight: w, priority: d.GetPriority(),
+			noTraining: d.GetNoTraining(), retention: retention, retentionDays: d.GetRetentionDays()})
 	}
 	return out, errors.Join(errs...)
 }
@@ -176,7 +216,8 @@ func createDeployments(ctx context.Context, tx *ent.Tx, modelID uuid.UUID, ds []
 	for _, d := range ds {
 		builders = append(builders, tx.ModelDeployment.Create().
 			SetModelID(modelID).SetProviderID(d.providerID).SetUpstreamModel(d.upstream).
-			SetWeight(d.weight).SetPriority(d.priority))
+			SetWeight(d.weight).SetPriority(d.priority).
+			SetNoTraining(d.noTraining).SetRetention(d.retention).SetRetentionDays(d.retentionDays))
 	}
 	return tx.ModelDeployment.CreateBulk(builders...).Exec(ctx)
 }

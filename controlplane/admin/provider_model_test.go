@@ -131,6 +131,11 @@ func TestModelDeploymentsAndPriceHistory(t *testing.T) {
 		if m.GetPricing().GetOutputMicrosPerMtok() != 10000000 {
 			t.Errorf("pricing = %v", m.GetPricing())
 		}
+		for _, d := range m.GetDeployments() {
+			if d.GetNoTraining() || d.GetRetention() != adminv1.DataRetention_DATA_RETENTION_UNKNOWN {
+				t.Errorf("a deployment that declared nothing guarantees something: %v", d)
+			}
+		}
 		_, err = h.models().CreateModel(h.op(), &adminv1.CreateModelRequest{Model: &adminv1.Model{
 			Name: "smart", Deployments: []*adminv1.Deployment{{ProviderId: openai.GetId(), UpstreamModel: "x"}}, Pricing: &adminv1.Pricing{},
 		}})
@@ -151,6 +156,22 @@ func TestModelDeploymentsAndPriceHistory(t *testing.T) {
 		n, err := st.Client().ModelPrice.Query().Count(t.Context())
 		if err != nil || n != 2 {
 			t.Errorf("price rows = %d (%v), want 2: changes add, never overwrite", n, err)
+		}
+
+		// Declared guarantees are kept as given.
+		guaranteed, err := h.models().UpdateModel(h.op(), &adminv1.UpdateModelRequest{
+			Model: &adminv1.Model{Id: m.GetId(), Deployments: []*adminv1.Deployment{
+				{ProviderId: openai.GetId(), UpstreamModel: "gpt-4o", NoTraining: true, Retention: adminv1.DataRetention_DATA_RETENTION_LIMITED, RetentionDays: 30},
+				{ProviderId: anthropic.GetId(), UpstreamModel: "claude-sonnet-4-5", Priority: 1, NoTraining: true, Retention: adminv1.DataRetention_DATA_RETENTION_ZERO},
+			}},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"deployments"}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ds := guaranteed.GetModel().GetDeployments(); !ds[0].GetNoTraining() || ds[0].GetRetention() != adminv1.DataRetention_DATA_RETENTION_LIMITED || ds[0].GetRetentionDays() != 30 ||
+			!ds[1].GetNoTraining() || ds[1].GetRetention() != adminv1.DataRetention_DATA_RETENTION_ZERO {
+			t.Errorf("declared guarantees came back as %v", ds)
 		}
 
 		// A provider that serves a deployment cannot be deleted.

@@ -168,6 +168,24 @@ func TestBadInputNamesTheFieldAndWritesNothing(t *testing.T) {
 				_, err := h.models().CreateModel(h.op(), &adminv1.CreateModelRequest{Model: &adminv1.Model{Name: "m", Deployments: []*adminv1.Deployment{{ProviderId: acme.GetId(), UpstreamModel: "m"}}, Pricing: price}})
 				return err
 			}, "model.deployments[0].provider_id"},
+			{"deployment retention days without limited retention", func() error {
+				_, err := h.models().CreateModel(h.op(), &adminv1.CreateModelRequest{Model: &adminv1.Model{Name: "m", Pricing: price, Deployments: []*adminv1.Deployment{{
+					ProviderId: deploy[0].GetProviderId(), UpstreamModel: "m", Retention: adminv1.DataRetention_DATA_RETENTION_ZERO, RetentionDays: 30,
+				}}}})
+				return err
+			}, "model.deployments[0].retention_days"},
+			{"deployment limited retention without days", func() error {
+				_, err := h.models().CreateModel(h.op(), &adminv1.CreateModelRequest{Model: &adminv1.Model{Name: "m", Pricing: price, Deployments: []*adminv1.Deployment{{
+					ProviderId: deploy[0].GetProviderId(), UpstreamModel: "m", Retention: adminv1.DataRetention_DATA_RETENTION_LIMITED,
+				}}}})
+				return err
+			}, "model.deployments[0].retention_days"},
+			{"deployment retention unknown value", func() error {
+				_, err := h.models().CreateModel(h.op(), &adminv1.CreateModelRequest{Model: &adminv1.Model{Name: "m", Pricing: price, Deployments: []*adminv1.Deployment{{
+					ProviderId: deploy[0].GetProviderId(), UpstreamModel: "m", Retention: 42,
+				}}}})
+				return err
+			}, "model.deployments[0].retention"},
 			{"model name with space", func() error {
 				_, err := h.models().CreateModel(h.op(), &adminv1.CreateModelRequest{Model: &adminv1.Model{Name: "gpt 4", Deployments: deploy, Pricing: price}})
 				return err

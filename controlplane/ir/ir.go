@@ -96,6 +96,51 @@ type Deployment struct {
 	UpstreamModel string    `json:"upstream_model"`
 	Weight        int32     `json:"weight"`
 	Priority      int32     `json:"priority"`
+	// What the provider guarantees for these requests (zero values: no
+	// guarantee).
+	NoTraining    bool   `json:"no_training,omitempty"`
+	Retention     string `json:"retention,omitempty"` // RetentionUnknown, RetentionZero or RetentionLimited
+	RetentionDays int32  `json:"retention_days,omitempty"`
+}
+
+// Declared provider retention, as stored.
+const (
+	RetentionUnknown = "unknown"
+	RetentionZero    = "zero"
+	RetentionLimited = "limited"
+)
+
+// Meets says whether d gives every guarantee r asks for.
+func (d *Deployment) Meets(r Requirement) bool {
+	return (!r.NoTraining || d.NoTraining) && (!r.ZeroRetention || d.Retention == RetentionZero)
+}
+
+// Requirement is what a request's privacy policy demands of the provider
+// that serves it.
+type Requirement struct {
+	NoTraining    bool
+	ZeroRetention bool
+}
+
+// Requirements lists every requirement that narrows the deployments a
+// request may use, in the order routes for them are named.
+var Requirements = []Requirement{
+	{NoTraining: true},
+	{ZeroRetention: true},
+	{NoTraining: true, ZeroRetention: true},
+}
+
+// Suffix names r in route and cluster names.
+func (r Requirement) Suffix() string {
+	switch {
+	case r.NoTraining && r.ZeroRetention:
+		return "no-training+zero-retention"
+	case r.NoTraining:
+		return "no-training"
+	case r.ZeroRetention:
+		return "zero-retention"
+	}
+	return ""
 }
 
 // Price is in micro-dollars per million tokens from EffectiveFrom on.

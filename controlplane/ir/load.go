@@ -113,6 +113,7 @@ func load(ctx context.Context, tx *ent.Tx, now time.Time) (*Gateway, error) {
 		for _, d := range m.Edges.Deployments {
 			im.Deployments = append(im.Deployments, Deployment{
 				ID: d.ID, ProviderID: d.ProviderID, UpstreamModel: d.UpstreamModel, Weight: d.Weight, Priority: d.Priority,
+				NoTraining: d.NoTraining, Retention: string(d.Retention), RetentionDays: d.RetentionDays,
 			})
 		}
 		im.Prices = currentAndScheduled(m.Edges.Prices, now)

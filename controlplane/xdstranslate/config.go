@@ -101,11 +101,18 @@ func TranslateConfig(g *ir.Gateway, open OpenCredential) (*Config, error) {
 			cm.Deployments = append(cm.Deployments, &configv1.Deployment{
 				DeploymentId: d.ID.String(), ProviderId: d.ProviderID.String(),
 				UpstreamModel: d.UpstreamModel, Weight: d.Weight, Priority: ranks[j],
+				NoTraining: d.NoTraining, ZeroRetention: d.Retention == ir.RetentionZero,
+				RetentionDays: d.RetentionDays,
 			})
 		}
 		if !usable {
 			errs = append(errs, fmt.Errorf("model %s (%s): left out: a deployment's provider is unavailable", m.Name, m.ID))
 			continue
+		}
+		for _, v := range privacyVariants(m) {
+			cm.PrivacyRoutes = append(cm.PrivacyRoutes, &configv1.PrivacyRoute{
+				NoTraining: v.req.NoTraining, ZeroRetention: v.req.ZeroRetention, Route: v.route,
+			})
 		}
 		for _, p := range m.Prices {
 			cm.Prices = append(cm.Prices, &configv1.Price{

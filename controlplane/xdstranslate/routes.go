@@ -49,10 +49,10 @@ func defaultRoute() *routev3.Route {
 	}
 }
 
-// modelRoute sends requests that ext_proc marked for m to m's cluster,
-// retrying connection failures, resets, 5xx and 429 on the next priority.
-func modelRoute(m *ir.Model, o Options) *routev3.Route {
-	name := m.RouteName()
+// modelRoute sends requests that ext_proc marked with name to the cluster
+// of that name, which serves m, retrying connection failures, resets, 5xx
+// and 429 on the next priority.
+func modelRoute(name string, m *ir.Model, o Options) *routev3.Route {
 	return &routev3.Route{
 		Name: name,
 		Match: &routev3.RouteMatch{

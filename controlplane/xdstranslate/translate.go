@@ -42,13 +42,32 @@ func TranslateEnvoy(g *ir.Gateway, o Options) (*Envoy, error) {
 			errs = append(errs, err)
 			continue
 		}
-		route, cluster := modelRoute(m, o), modelCluster(m.RouteName(), eps, o)
-		if err := validateAll(route, cluster); err != nil {
+		mRoutes := []*routev3.Route{modelRoute(m.RouteName(), m, o)}
+		mClusters := []*clusterv3.Cluster{modelCluster(m.RouteName(), eps, o)}
+		for _, v := range privacyVariants(m) {
+			if v.shared {
+				continue
+			}
+			veps, err := modelEndpoints(g, &v.model)
+			if err != nil {
+				// Cannot happen when the whole model resolved; kept so a
+				// change to modelEndpoints cannot serve a half model.
+				errs = append(errs, err)
+				continue
+			}
+			mRoutes = append(mRoutes, modelRoute(v.route, &v.model, o))
+			mClusters = append(mClusters, modelCluster(v.route, veps, o))
+		}
+		var vs []validator
+		for i := range mRoutes {
+			vs = append(vs, mRoutes[i], mClusters[i])
+		}
+		if err := validateAll(vs...); err != nil {
 			errs = append(errs, fmt.Errorf("model %s (%s): %w", m.Name, m.ID, err))
 			continue
 		}
-		routes = append(routes, route)
-		out.Clusters = append(out.Clusters, cluster)
+		routes = append(routes, mRoutes...)
+		out.Clusters = append(out.Clusters, mClusters...)
 	}
 	out.Listeners = []*listenerv3.Listener{listener(o)}
 	out.Routes = []*routev3.RouteConfiguration{routeConfiguration(routes)}

@@ -308,6 +308,9 @@ var (
 		{Name: "upstream_model", Type: field.TypeString, Size: 200},
 		{Name: "weight", Type: field.TypeInt32, Default: 1},
 		{Name: "priority", Type: field.TypeInt32, Default: 0},
+		{Name: "no_training", Type: field.TypeBool, Default: false},
+		{Name: "retention", Type: field.TypeEnum, Enums: []string{"unknown", "zero", "limited"}, Default: "unknown"},
+		{Name: "retention_days", Type: field.TypeInt32, Default: 0},
 		{Name: "model_id", Type: field.TypeUUID},
 		{Name: "provider_id", Type: field.TypeUUID},
 	}
@@ -319,13 +322,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "model_deployments_models_deployments",
-				Columns:    []*schema.Column{ModelDeploymentsColumns[6]},
+				Columns:    []*schema.Column{ModelDeploymentsColumns[9]},
 				RefColumns: []*schema.Column{ModelsColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
 			{
 				Symbol:     "model_deployments_providers_deployments",
-				Columns:    []*schema.Column{ModelDeploymentsColumns[7]},
+				Columns:    []*schema.Column{ModelDeploymentsColumns[10]},
 				RefColumns: []*schema.Column{ProvidersColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -334,7 +337,7 @@ var (
 			{
 				Name:    "modeldeployment_model_id_provider_id_upstream_model",
 				Unique:  true,
-				Columns: []*schema.Column{ModelDeploymentsColumns[6], ModelDeploymentsColumns[7], ModelDeploymentsColumns[3]},
+				Columns: []*schema.Column{ModelDeploymentsColumns[9], ModelDeploymentsColumns[10], ModelDeploymentsColumns[3]},
 			},
 		},
 	}

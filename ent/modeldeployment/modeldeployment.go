@@ -3,6 +3,7 @@
 package modeldeployment
 
 import (
+	"fmt"
 	"time"
 
 	"entgo.io/ent/dialect/sql"
@@ -29,6 +30,12 @@ const (
 	FieldWeight = "weight"
 	// FieldPriority holds the string denoting the priority field in the database.
 	FieldPriority = "priority"
+	// FieldNoTraining holds the string denoting the no_training field in the database.
+	FieldNoTraining = "no_training"
+	// FieldRetention holds the string denoting the retention field in the database.
+	FieldRetention = "retention"
+	// FieldRetentionDays holds the string denoting the retention_days field in the database.
+	FieldRetentionDays = "retention_days"
 	// EdgeModel holds the string denoting the model edge name in mutations.
 	EdgeModel = "model"
 	// EdgeProvider holds the string denoting the provider edge name in mutations.
@@ -61,6 +68,9 @@ var Columns = []string{
 	FieldUpstreamModel,
 	FieldWeight,
 	FieldPriority,
+	FieldNoTraining,
+	FieldRetention,
+	FieldRetentionDays,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -90,9 +100,42 @@ var (
 	DefaultPriority int32
 	// PriorityValidator is a validator for the "priority" field. It is called by the builders before save.
 	PriorityValidator func(int32) error
+	// DefaultNoTraining holds the default value on creation for the "no_training" field.
+	DefaultNoTraining bool
+	// DefaultRetentionDays holds the default value on creation for the "retention_days" field.
+	DefaultRetentionDays int32
+	// RetentionDaysValidator is a validator for the "retention_days" field. It is called by the builders before save.
+	RetentionDaysValidator func(int32) error
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
+
+// Retention defines the type for the "retention" enum field.
+type Retention string
+
+// RetentionUnknown is the default value of the Retention enum.
+const DefaultRetention = RetentionUnknown
+
+// Retention values.
+const (
+	RetentionUnknown Retention = "unknown"
+	RetentionZero    Retention = "zero"
+	RetentionLimited Retention = "limited"
+)
+
+func (r Retention) String() string {
+	return string(r)
+}
+
+// RetentionValidator is a validator for the "retention" field enum values. It is called by the builders before save.
+func RetentionValidator(r Retention) error {
+	switch r {
+	case RetentionUnknown, RetentionZero, RetentionLimited:
+		return nil
+	default:
+		return fmt.Errorf("modeldeployment: invalid enum value for retention field: %q", r)
+	}
+}
 
 // OrderOption defines the ordering options for the ModelDeployment queries.
 type OrderOption func(*sql.Selector)
@@ -135,6 +178,21 @@ func ByWeight(opts ...sql.OrderTermOption) OrderOption {
 // ByPriority orders the results by the priority field.
 func ByPriority(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldPriority, opts...).ToFunc()
+}
+
+// ByNoTraining orders the results by the no_training field.
+func ByNoTraining(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldNoTraining, opts...).ToFunc()
+}
+
+// ByRetention orders the results by the retention field.
+func ByRetention(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRetention, opts...).ToFunc()
+}
+
+// ByRetentionDays orders the results by the retention_days field.
+func ByRetentionDays(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRetentionDays, opts...).ToFunc()
 }
 
 // ByModelField orders the results by model field.

@@ -91,6 +91,16 @@ func Priority(v int32) predicate.ModelDeployment {
 	return predicate.ModelDeployment(sql.FieldEQ(FieldPriority, v))
 }
 
+// NoTraining applies equality check predicate on the "no_training" field. It's identical to NoTrainingEQ.
+func NoTraining(v bool) predicate.ModelDeployment {
+	return predicate.ModelDeployment(sql.FieldEQ(FieldNoTraining, v))
+}
+
+// RetentionDays applies equality check predicate on the "retention_days" field. It's identical to RetentionDaysEQ.
+func RetentionDays(v int32) predicate.ModelDeployment {
+	return predicate.ModelDeployment(sql.FieldEQ(FieldRetentionDays, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.ModelDeployment {
 	return predicate.ModelDeployment(sql.FieldEQ(FieldCreatedAt, v))
@@ -354,6 +364,76 @@ func PriorityLT(v int32) predicate.ModelDeployment {
 // PriorityLTE applies the LTE predicate on the "priority" field.
 func PriorityLTE(v int32) predicate.ModelDeployment {
 	return predicate.ModelDeployment(sql.FieldLTE(FieldPriority, v))
+}
+
+// NoTrainingEQ applies the EQ predicate on the "no_training" field.
+func NoTrainingEQ(v bool) predicate.ModelDeployment {
+	return predicate.ModelDeployment(sql.FieldEQ(FieldNoTraining, v))
+}
+
+// NoTrainingNEQ applies the NEQ predicate on the "no_training" field.
+func NoTrainingNEQ(v bool) predicate.ModelDeployment {
+	return predicate.ModelDeployment(sql.FieldNEQ(FieldNoTraining, v))
+}
+
+// RetentionEQ applies the EQ predicate on the "retention" field.
+func RetentionEQ(v Retention) predicate.ModelDeployment {
+	return predicate.ModelDeployment(sql.FieldEQ(FieldRetention, v))
+}
+
+// RetentionNEQ applies the NEQ predicate on the "retention" field.
+func RetentionNEQ(v Retention) predicate.ModelDeployment {
+	return predicate.ModelDeployment(sql.FieldNEQ(FieldRetention, v))
+}
+
+// RetentionIn applies the In predicate on the "retention" field.
+func RetentionIn(vs ...Retention) predicate.ModelDeployment {
+	return predicate.ModelDeployment(sql.FieldIn(FieldRetention, vs...))
+}
+
+// RetentionNotIn applies the NotIn predicate on the "retention" field.
+func RetentionNotIn(vs ...Retention) predicate.ModelDeployment {
+	return predicate.ModelDeployment(sql.FieldNotIn(FieldRetention, vs...))
+}
+
+// RetentionDaysEQ applies the EQ predicate on the "retention_days" field.
+func RetentionDaysEQ(v int32) predicate.ModelDeployment {
+	return predicate.ModelDeployment(sql.FieldEQ(FieldRetentionDays, v))
+}
+
+// RetentionDaysNEQ applies the NEQ predicate on the "retention_days" field.
+func RetentionDaysNEQ(v int32) predicate.ModelDeployment {
+	return predicate.ModelDeployment(sql.FieldNEQ(FieldRetentionDays, v))
+}
+
+// RetentionDaysIn applies the In predicate on the "retention_days" field.
+func RetentionDaysIn(vs ...int32) predicate.ModelDeployment {
+	return predicate.ModelDeployment(sql.FieldIn(FieldRetentionDays, vs...))
+}
+
+// RetentionDaysNotIn applies the NotIn predicate on the "retention_days" field.
+func RetentionDaysNotIn(vs ...int32) predicate.ModelDeployment {
+	return predicate.ModelDeployment(sql.FieldNotIn(FieldRetentionDays, vs...))
+}
+
+// RetentionDaysGT applies the GT predicate on the "retention_days" field.
+func RetentionDaysGT(v int32) predicate.ModelDeployment {
+	return predicate.ModelDeployment(sql.FieldGT(FieldRetentionDays, v))
+}
+
+// RetentionDaysGTE applies the GTE predicate on the "retention_days" field.
+func RetentionDaysGTE(v int32) predicate.ModelDeployment {
+	return predicate.ModelDeployment(sql.FieldGTE(FieldRetentionDays, v))
+}
+
+// RetentionDaysLT applies the LT predicate on the "retention_days" field.
+func RetentionDaysLT(v int32) predicate.ModelDeployment {
+	return predicate.ModelDeployment(sql.FieldLT(FieldRetentionDays, v))
+}
+
+// RetentionDaysLTE applies the LTE predicate on the "retention_days" field.
+func RetentionDaysLTE(v int32) predicate.ModelDeployment {
+	return predicate.ModelDeployment(sql.FieldLTE(FieldRetentionDays, v))
 }
 
 // HasModel applies the HasEdge predicate on the "model" edge.

@@ -21,6 +21,14 @@ func (ModelDeployment) Fields() []ent.Field {
 		field.String("upstream_model").NotEmpty().MaxLen(200),
 		field.Int32("weight").Default(1).Positive(),
 		field.Int32("priority").Default(0).NonNegative(),
+		// What the provider guarantees for requests served through this
+		// deployment, as the operator's contract with it says. The defaults
+		// promise nothing: a deployment is only chosen for a tenant that
+		// requires a guarantee once an operator has declared it.
+		field.Bool("no_training").Default(false),
+		field.Enum("retention").Values("unknown", "zero", "limited").Default("unknown"),
+		// retention_days is how long a "limited" provider keeps requests.
+		field.Int32("retention_days").Default(0).NonNegative(),
 	}
 }
 

@@ -11,12 +11,14 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/google/uuid"
 	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/responses"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/controlplane/store/storetest"
 	"github.com/tollgate-dev/tollgate/ent"
+	"github.com/tollgate-dev/tollgate/test/fakeprovider"
 )
 
 // The privacy promises that the data path keeps: restriction of
@@ -27,6 +29,8 @@ func TestPrivacyOnTheDataPath(t *testing.T) {
 		g := startGateway(t, st)
 		t.Run("a restricted tenant is refused, and served again once lifted", func(t *testing.T) { g.restrictedTenant(t) })
 		t.Run("a restricted account's keys are refused, its tenant's other keys are not", func(t *testing.T) { g.restrictedAccount(t) })
+		t.Run("require_no_training routes only to deployments that guarantee it", func(t *testing.T) { g.noTrainingRouting(t) })
+		t.Run("OpenAI and Azure OpenAI are told not to store requests", func(t *testing.T) { g.providerStorageOff(t) })
 	})
 }
 
@@ -174,5 +178,191 @@ func (g *gateway) restrictedAccount(t *testing.T) {
 	g.eventually(defaultWait, "the lifted restriction reaches the data plane", func() error {
 		_, err := g.chatError(t, key, "gpt-4o-mini", "hi")
 		return err
+	})
+}
+
+// privateModel creates a model with the given deployments (fake kind,
+// upstream, priority, and whether it declares no training and zero
+// retention) and waits until key can use it.
+func (g *gateway) privateModel(t *testing.T, name, key string, deps ...*adminv1.Deployment) {
+	t.Helper()
+	m := &adminv1.Model{Name: name, Deployments: deps, Pricing: &adminv1.Pricing{InputMicrosPerMtok: inPrice, OutputMicrosPerMtok: outPrice}}
+	if _, err := adminv1.NewModelServiceClient(g.admin).CreateModel(g.op, &adminv1.CreateModelRequest{Model: m}); err != nil {
+		t.Fatal(err)
+	}
+	g.eventually(defaultWait, "the data plane serves "+name, func() error {
+		oe, err := g.chatError(t, key, name, "hi")
+		if oe != nil && oe.StatusCode == http.StatusNotFound {
+			return err
+		}
+		return nil
+	})
+}
+
+func (g *gateway) setPolicy(t *testing.T, p *adminv1.Policy) {
+	t.Helper()
+	if _, err := adminv1.NewPolicyServiceClient(g.admin).UpdatePolicy(g.op, &adminv1.UpdatePolicyRequest{Policy: p}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (g *gateway) noTrainingRouting(t *testing.T) {
+	anth, oa := g.fakes[fakeprovider.Anthropic], g.fakes[fakeprovider.OpenAI]
+	// "guarded": Anthropic first, declaring nothing; OpenAI as the
+	// fallback, under a no-training, zero-retention agreement.
+	// "unguarded": Anthropic only.
+	g.privateModel(t, "guarded", g.key,
+		&adminv1.Deployment{ProviderId: g.providerIDs[fakeprovider.Anthropic], UpstreamModel: "claude-sonnet-4-5"},
+		&adminv1.Deployment{ProviderId: g.providerIDs[fakeprovider.OpenAI], UpstreamModel: "gpt-4o-mini", Priority: 1,
+			NoTraining: true, Retention: adminv1.DataRetention_DATA_RETENTION_ZERO})
+	g.privateModel(t, "unguarded", g.key,
+		&adminv1.Deployment{ProviderId: g.providerIDs[fakeprovider.Anthropic], UpstreamModel: "claude-sonnet-4-5",
+			Retention: adminv1.DataRetention_DATA_RETENTION_LIMITED, RetentionDays: 30})
+
+	// Without a requirement the model's first deployment answers.
+	client := g.openai(g.key)
+	resp, err := client.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{
+		Model: "guarded", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hello")},
+	})
+	if err != nil || !strings.Contains(resp.Choices[0].Message.Content, "fake-anthropic") {
+		t.Fatalf("without a requirement: %v %v, want Anthropic's answer", resp, err)
+	}
+
+	key, tenantID, _ := g.tenantKey(t, "private-co", "")
+	g.setPolicy(t, &adminv1.Policy{Target: &adminv1.PolicyTarget{Target: &adminv1.PolicyTarget_Tenant{Tenant: tenantID}}, RequireNoTraining: true})
+	g.eventually(defaultWait, "the policy routes to the deployment that does not train", func() error {
+		oaBefore := len(oa.Requests())
+		client := g.openai(key)
+		resp, err := client.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{
+			Model: "guarded", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hello")},
+		})
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(resp.Choices[0].Message.Content, "fake-openai") || len(oa.Requests()) != oaBefore+1 {
+			return fmt.Errorf("answered by %q", resp.Choices[0].Message.Content)
+		}
+		return nil
+	})
+	// Until the policy arrived, requests went to Anthropic; from now on,
+	// not one may, not even as a fallback after OpenAI fails.
+	anthBefore := len(anth.Requests())
+	oa.Enqueue(fakeprovider.Behavior{Status: http.StatusInternalServerError}, fakeprovider.Behavior{Status: http.StatusInternalServerError})
+	if oe, err := g.chatError(t, key, "guarded", "hello"); oe == nil || oe.StatusCode != http.StatusInternalServerError {
+		t.Errorf("a failing permitted deployment: %v, want its 500, not a fallback", err)
+	}
+	oe, err := g.chatError(t, key, "unguarded", "hello")
+	if oe == nil || oe.StatusCode != http.StatusForbidden || oe.Code != "no_permitted_deployment" || !strings.Contains(oe.Message, "not to train") {
+		t.Errorf("a model no permitted deployment serves: %v, want 403 no_permitted_deployment", err)
+	}
+	ac := g.anthropic(key)
+	_, err = ac.Messages.New(t.Context(), anthropic.MessageNewParams{
+		Model: "unguarded", MaxTokens: 10, Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hello"))},
+	})
+	var ae *anthropic.Error
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusForbidden || !strings.Contains(ae.RawJSON(), "permission_error") {
+		t.Errorf("Anthropic SDK, a model no permitted deployment serves: %v, want a 403 permission_error", err)
+	}
+	if n := len(anth.Requests()) - anthBefore; n != 0 {
+		t.Errorf("%d requests reached the provider that may train on them", n)
+	}
+
+	// Zero retention, required by a key of the default tenant: only the
+	// OpenAI deployment keeps nothing.
+	zkey, _ := g.newKey("zero-retention", nil)
+	g.setPolicy(t, &adminv1.Policy{Target: &adminv1.PolicyTarget{Target: &adminv1.PolicyTarget_KeyId{KeyId: keyIDOf(t, g, "zero-retention")}}, RequireZeroRetention: true})
+	g.eventually(defaultWait, "the key's policy refuses a model that keeps requests", func() error {
+		oe, err := g.chatError(t, zkey, "unguarded", "hello")
+		if oe == nil || oe.StatusCode != http.StatusForbidden || !strings.Contains(oe.Message, "zero data retention") {
+			return fmt.Errorf("got %w", err)
+		}
+		return nil
+	})
+}
+
+// keyIDOf finds the id of acme's key by name.
+func keyIDOf(t *testing.T, g *gateway, name string) string {
+	t.Helper()
+	resp, err := adminv1.NewKeyServiceClient(g.admin).ListKeys(g.op, &adminv1.ListKeysRequest{Tenant: "acme", PageSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range resp.GetKeys() {
+		if k.GetName() == name {
+			return k.GetId()
+		}
+	}
+	t.Fatalf("no key %s", name)
+	return ""
+}
+
+// storeOf returns the "store" member the provider received, and whether
+// there was one.
+func storeOf(t *testing.T, r fakeprovider.Request) (store, ok bool) {
+	t.Helper()
+	var b struct {
+		Store *bool `json:"store"`
+	}
+	if err := r.JSON(&b); err != nil {
+		t.Fatalf("the provider received a body that is not JSON: %v", err)
+	}
+	if b.Store == nil {
+		return false, false
+	}
+	return *b.Store, true
+}
+
+func (g *gateway) providerStorageOff(t *testing.T) {
+	oa, az := g.fakes[fakeprovider.OpenAI], g.fakes[fakeprovider.AzureOpenAI]
+	client := g.openai(g.key)
+	// The client asks OpenAI to store; the tenant's policy does not allow
+	// it.
+	if _, err := client.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{
+		Model: "gpt-4o-mini", Store: openai.Bool(true), Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hello")},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	last, _ := oa.LastRequest()
+	if st, ok := storeOf(t, last); !ok || st {
+		t.Errorf("Chat Completions: OpenAI received store=%v (present %v), want false: %s", st, ok, last.Body)
+	}
+	// The Responses API stores by default; a request that says nothing is
+	// sent with store:false.
+	if _, err := client.Responses.New(t.Context(), responses.ResponseNewParams{
+		Model: "gpt-4o-mini", Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("hello")},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	last, _ = oa.LastRequest()
+	if st, ok := storeOf(t, last); !ok || st || last.Path != "/v1/responses" {
+		t.Errorf("Responses: OpenAI received store=%v (present %v) at %s, want false", st, ok, last.Path)
+	}
+	// Anthropic clients reach OpenAI through translation, and are covered too.
+	ac := g.anthropic(g.key)
+	if _, err := ac.Messages.New(t.Context(), anthropic.MessageNewParams{
+		Model: "azure-gpt-4o", MaxTokens: 10, Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hello"))},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	last, _ = az.LastRequest()
+	if st, ok := storeOf(t, last); !ok || st {
+		t.Errorf("Azure OpenAI via the Anthropic API: received store=%v (present %v), want false: %s", st, ok, last.Body)
+	}
+
+	// A tenant that allows provider storage keeps the client's choice.
+	key, tenantID, _ := g.tenantKey(t, "storing-co", "")
+	g.setPolicy(t, &adminv1.Policy{Target: &adminv1.PolicyTarget{Target: &adminv1.PolicyTarget_Tenant{Tenant: tenantID}}, AllowProviderStorage: true})
+	g.eventually(defaultWait, "the tenant's permission reaches the data plane", func() error {
+		client := g.openai(key)
+		if _, err := client.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{
+			Model: "gpt-4o-mini", Store: openai.Bool(true), Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hello")},
+		}); err != nil {
+			return err
+		}
+		last, _ := oa.LastRequest()
+		if st, ok := storeOf(t, last); !ok || !st {
+			return fmt.Errorf("OpenAI received store=%v (present %v)", st, ok)
+		}
+		return nil
 	})
 }

@@ -46,16 +46,18 @@ func modelTable(t *table, models ...*adminv1.Model) {
 	}
 }
 
-// parseDeployment reads provider=ID,upstream=NAME[,weight=N][,priority=N].
-// Weight defaults to 1 here rather than on the server so the request says
-// what the operator will get.
+// deploymentSyntax is --deployment's value.
+const deploymentSyntax = "provider=ID,upstream=NAME[,weight=N][,priority=N][,no-training=true][,retention=zero|unknown|DAYSd]"
+
+// parseDeployment reads deploymentSyntax. Weight defaults to 1 here rather
+// than on the server so the request says what the operator will get.
 func parseDeployment(spec string) (*adminv1.Deployment, error) {
 	d := &adminv1.Deployment{Weight: 1}
 	seen := map[string]bool{}
 	for part := range strings.SplitSeq(spec, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
 		if !ok || v == "" {
-			return nil, fmt.Errorf("invalid --deployment %q: want provider=ID,upstream=NAME[,weight=N][,priority=N]", spec)
+			return nil, fmt.Errorf("invalid --deployment %q: want %s", spec, deploymentSyntax)
 		}
 		if seen[k] {
 			return nil, fmt.Errorf("invalid --deployment %q: %s given twice", spec, k)
@@ -80,8 +82,29 @@ func parseDeployment(spec string) (*adminv1.Deployment, error) {
 			} else {
 				d.Priority = int32(n)
 			}
+		case "no-training":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, fmt.Errorf("invalid --deployment %q: no-training must be true or false", spec)
+			}
+			d.NoTraining = b
+		case "retention":
+			switch days, isDays := strings.CutSuffix(v, "d"); {
+			case v == "zero":
+				d.Retention = adminv1.DataRetention_DATA_RETENTION_ZERO
+			case v == "unknown":
+				d.Retention = adminv1.DataRetention_DATA_RETENTION_UNKNOWN
+			case isDays:
+				n, err := strconv.ParseInt(days, 10, 32)
+				if err != nil || n < 1 {
+					return nil, fmt.Errorf("invalid --deployment %q: retention=%s: want a whole number of days such as 30d", spec, v)
+				}
+				d.Retention, d.RetentionDays = adminv1.DataRetention_DATA_RETENTION_LIMITED, int32(n)
+			default:
+				return nil, fmt.Errorf("invalid --deployment %q: retention must be zero, unknown or a number of days such as 30d", spec)
+			}
 		default:
-			return nil, fmt.Errorf("invalid --deployment %q: unknown key %q (want provider, upstream, weight, priority)", spec, k)
+			return nil, fmt.Errorf("invalid --deployment %q: unknown key %q (want provider, upstream, weight, priority, no-training, retention)", spec, k)
 		}
 	}
 	if d.ProviderId == "" || d.UpstreamModel == "" {
@@ -92,8 +115,19 @@ func parseDeployment(spec string) (*adminv1.Deployment, error) {
 
 // formatDeployment writes a deployment in --deployment's syntax, so a table
 // cell can be pasted back into a command.
+// Guarantees appear only when declared: their absence is the default.
 func formatDeployment(d *adminv1.Deployment) string {
-	return fmt.Sprintf("provider=%s,upstream=%s,weight=%d,priority=%d", d.GetProviderId(), d.GetUpstreamModel(), d.GetWeight(), d.GetPriority())
+	s := fmt.Sprintf("provider=%s,upstream=%s,weight=%d,priority=%d", d.GetProviderId(), d.GetUpstreamModel(), d.GetWeight(), d.GetPriority())
+	if d.GetNoTraining() {
+		s += ",no-training=true"
+	}
+	switch d.GetRetention() {
+	case adminv1.DataRetention_DATA_RETENTION_ZERO:
+		s += ",retention=zero"
+	case adminv1.DataRetention_DATA_RETENTION_LIMITED:
+		s += fmt.Sprintf(",retention=%dd", d.GetRetentionDays())
+	}
+	return s
 }
 
 // modelFlags are the flags create and update share.
@@ -111,7 +145,8 @@ func (mf *modelFlags) register(f *pflag.FlagSet, update bool) {
 	if update {
 		verb = "replaces every deployment"
 	}
-	f.StringArrayVar(&mf.deployments, "deployment", nil, "provider=ID,upstream=NAME[,weight=N][,priority=N]; repeat for each deployment; "+verb)
+	f.StringArrayVar(&mf.deployments, "deployment", nil, deploymentSyntax+"; repeat for each deployment; "+verb+
+		"; no-training and retention declare what the provider guarantees (default: nothing)")
 	f.StringVar(&mf.inputPrice, "input-price", "", "price per million input tokens: micro-dollars (2500000) or dollars ('$2.50')")
 	f.StringVar(&mf.outputPrice, "output-price", "", "price per million output tokens: micro-dollars or dollars")
 	f.StringVar(&mf.cached, "cached-input-price", "", "price per million cached input tokens: micro-dollars or dollars")
@@ -235,6 +270,12 @@ func (c *cli) modelCreate() *cobra.Command {
 provider and the model name that provider knows; lower priority numbers are
 tried first and deployments of equal priority share traffic by weight.
 
+A deployment may declare what its provider guarantees under your contract with
+it: no-training=true (it does not train on these requests) and retention=zero
+(it keeps nothing), retention=30d (it keeps requests 30 days) or
+retention=unknown (the default). Tenants whose policy requires no training or
+zero retention are routed only to deployments that declare it (docs/privacy.md).
+
 Prices are per million tokens, in integer micro-dollars (2500000) or in dollars
 with up to six decimals ('$2.50', 2.50, 0.000001). Quote a dollar sign, or the
 shell will expand $2. Without --tenant the model belongs to the platform.`,
@@ -245,7 +286,12 @@ shell will expand $2. Without --tenant the model belongs to the platform.`,
   # Fail over from Anthropic to Bedrock
   tollgatectl model create claude-sonnet \
     --deployment provider=ID1,upstream=claude-sonnet-4-5 \
-    --deployment provider=ID2,upstream=anthropic.claude-sonnet-4-5,priority=1`,
+    --deployment provider=ID2,upstream=anthropic.claude-sonnet-4-5,priority=1
+
+  # A deployment under a zero-data-retention agreement
+  tollgatectl model create gpt-4o-zdr \
+    --deployment provider=ID,upstream=gpt-4o,no-training=true,retention=zero \
+    --input-price '$2.50' --output-price '$10'`,
 		Args: exactArgs("NAME"),
 		RunE: action(func(cmd *cobra.Command, args []string) error {
 			f := cmd.Flags()

@@ -5,6 +5,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
 )
 
 func TestParseMicros(t *testing.T) {
@@ -109,10 +113,26 @@ func TestParseDeployment(t *testing.T) {
 	if got := formatDeployment(d); got != "provider=p1,upstream=gpt-4o,weight=1,priority=2" {
 		t.Errorf("round trip = %q", got)
 	}
+	for in, want := range map[string]*adminv1.Deployment{
+		"provider=p1,upstream=u,no-training=true,retention=zero":     {ProviderId: "p1", UpstreamModel: "u", Weight: 1, NoTraining: true, Retention: adminv1.DataRetention_DATA_RETENTION_ZERO},
+		"provider=p1,upstream=u,retention=30d":                       {ProviderId: "p1", UpstreamModel: "u", Weight: 1, Retention: adminv1.DataRetention_DATA_RETENTION_LIMITED, RetentionDays: 30},
+		"provider=p1,upstream=u,retention=unknown,no-training=false": {ProviderId: "p1", UpstreamModel: "u", Weight: 1, Retention: adminv1.DataRetention_DATA_RETENTION_UNKNOWN},
+	} {
+		d, err := parseDeployment(in)
+		if err != nil || !proto.Equal(d, want) {
+			t.Errorf("parseDeployment(%q) = %v, %v; want %v", in, d, err, want)
+		}
+		again, err := parseDeployment(formatDeployment(d))
+		if err != nil || again.GetRetentionDays() != d.GetRetentionDays() || again.GetNoTraining() != d.GetNoTraining() {
+			t.Errorf("%q does not survive formatDeployment: %q", in, formatDeployment(d))
+		}
+	}
 	for _, in := range []string{
 		"", "provider=p1", "upstream=u", "provider=p1,upstream=u,weight=0", "provider=p1,upstream=u,priority=-1",
 		"provider=p1,upstream=u,weight=x", "provider=p1,upstream=u,region=eu", "provider=p1,provider=p2,upstream=u",
 		"provider=,upstream=u", "provider=p1,upstream=u,weight=99999999999",
+		"provider=p1,upstream=u,no-training=yes please", "provider=p1,upstream=u,retention=forever",
+		"provider=p1,upstream=u,retention=0d", "provider=p1,upstream=u,retention=d", "provider=p1,upstream=u,retention=30",
 	} {
 		if _, err := parseDeployment(in); err == nil {
 			t.Errorf("parseDeployment(%q) accepted", in)

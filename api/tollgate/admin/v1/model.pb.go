@@ -23,6 +23,65 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// DataRetention is what a provider keeps of the requests a deployment
+// serves.
+type DataRetention int32
+
+const (
+	// Not given: stored as DATA_RETENTION_UNKNOWN.
+	DataRetention_DATA_RETENTION_UNSPECIFIED DataRetention = 0
+	// No guarantee is known (the default).
+	DataRetention_DATA_RETENTION_UNKNOWN DataRetention = 1
+	// Zero data retention: the provider keeps nothing once it has answered.
+	DataRetention_DATA_RETENTION_ZERO DataRetention = 2
+	// Kept for retention_days (for example 30 days of abuse monitoring), then
+	// deleted.
+	DataRetention_DATA_RETENTION_LIMITED DataRetention = 3
+)
+
+// Enum value maps for DataRetention.
+var (
+	DataRetention_name = map[int32]string{
+		0: "DATA_RETENTION_UNSPECIFIED",
+		1: "DATA_RETENTION_UNKNOWN",
+		2: "DATA_RETENTION_ZERO",
+		3: "DATA_RETENTION_LIMITED",
+	}
+	DataRetention_value = map[string]int32{
+		"DATA_RETENTION_UNSPECIFIED": 0,
+		"DATA_RETENTION_UNKNOWN":     1,
+		"DATA_RETENTION_ZERO":        2,
+		"DATA_RETENTION_LIMITED":     3,
+	}
+)
+
+func (x DataRetention) Enum() *DataRetention {
+	p := new(DataRetention)
+	*p = x
+	return p
+}
+
+func (x DataRetention) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DataRetention) Descriptor() protoreflect.EnumDescriptor {
+	return file_tollgate_admin_v1_model_proto_enumTypes[0].Descriptor()
+}
+
+func (DataRetention) Type() protoreflect.EnumType {
+	return &file_tollgate_admin_v1_model_proto_enumTypes[0]
+}
+
+func (x DataRetention) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DataRetention.Descriptor instead.
+func (DataRetention) EnumDescriptor() ([]byte, []int) {
+	return file_tollgate_admin_v1_model_proto_rawDescGZIP(), []int{0}
+}
+
 // Model is a public model name and its deployments.
 type Model struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -143,7 +202,19 @@ type Deployment struct {
 	// Share of traffic among deployments of equal priority; default 1.
 	Weight int32 `protobuf:"varint,3,opt,name=weight,proto3" json:"weight,omitempty"`
 	// 0 is tried first; higher numbers are fallbacks.
-	Priority      int32 `protobuf:"varint,4,opt,name=priority,proto3" json:"priority,omitempty"`
+	Priority int32 `protobuf:"varint,4,opt,name=priority,proto3" json:"priority,omitempty"`
+	// The provider does not train on requests served through this deployment
+	// (its terms, or the operator's agreement with it, say so). Tenants whose
+	// policy sets privacy.require_no_training are routed only to deployments
+	// that declare it. Default false: no guarantee.
+	NoTraining bool `protobuf:"varint,5,opt,name=no_training,json=noTraining,proto3" json:"no_training,omitempty"`
+	// How long the provider keeps requests served through this deployment.
+	// Tenants whose policy sets privacy.require_zero_retention are routed only
+	// to DATA_RETENTION_ZERO deployments. Unspecified means unknown.
+	Retention DataRetention `protobuf:"varint,6,opt,name=retention,proto3,enum=tollgate.admin.v1.DataRetention" json:"retention,omitempty"`
+	// With DATA_RETENTION_LIMITED: how many days the provider keeps requests,
+	// 1 to 3650. Must be 0 otherwise.
+	RetentionDays int32 `protobuf:"varint,7,opt,name=retention_days,json=retentionDays,proto3" json:"retention_days,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -202,6 +273,27 @@ func (x *Deployment) GetWeight() int32 {
 func (x *Deployment) GetPriority() int32 {
 	if x != nil {
 		return x.Priority
+	}
+	return 0
+}
+
+func (x *Deployment) GetNoTraining() bool {
+	if x != nil {
+		return x.NoTraining
+	}
+	return false
+}
+
+func (x *Deployment) GetRetention() DataRetention {
+	if x != nil {
+		return x.Retention
+	}
+	return DataRetention_DATA_RETENTION_UNSPECIFIED
+}
+
+func (x *Deployment) GetRetentionDays() int32 {
+	if x != nil {
+		return x.RetentionDays
 	}
 	return 0
 }
@@ -760,14 +852,18 @@ const file_tollgate_admin_v1_model_proto_rawDesc = "" +
 	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\x88\x01\n" +
+	"updateTime\"\x90\x02\n" +
 	"\n" +
 	"Deployment\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12%\n" +
 	"\x0eupstream_model\x18\x02 \x01(\tR\rupstreamModel\x12\x16\n" +
 	"\x06weight\x18\x03 \x01(\x05R\x06weight\x12\x1a\n" +
-	"\bpriority\x18\x04 \x01(\x05R\bpriority\"\xf4\x01\n" +
+	"\bpriority\x18\x04 \x01(\x05R\bpriority\x12\x1f\n" +
+	"\vno_training\x18\x05 \x01(\bR\n" +
+	"noTraining\x12>\n" +
+	"\tretention\x18\x06 \x01(\x0e2 .tollgate.admin.v1.DataRetentionR\tretention\x12%\n" +
+	"\x0eretention_days\x18\a \x01(\x05R\rretentionDays\"\xf4\x01\n" +
 	"\aPricing\x121\n" +
 	"\x15input_micros_per_mtok\x18\x01 \x01(\x03R\x12inputMicrosPerMtok\x123\n" +
 	"\x16output_micros_per_mtok\x18\x02 \x01(\x03R\x13outputMicrosPerMtok\x12>\n" +
@@ -797,7 +893,12 @@ const file_tollgate_admin_v1_model_proto_rawDesc = "" +
 	"\x05model\x18\x01 \x01(\v2\x18.tollgate.admin.v1.ModelR\x05model\"$\n" +
 	"\x12DeleteModelRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x15\n" +
-	"\x13DeleteModelResponse2\xd8\x03\n" +
+	"\x13DeleteModelResponse*\x80\x01\n" +
+	"\rDataRetention\x12\x1e\n" +
+	"\x1aDATA_RETENTION_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16DATA_RETENTION_UNKNOWN\x10\x01\x12\x17\n" +
+	"\x13DATA_RETENTION_ZERO\x10\x02\x12\x1a\n" +
+	"\x16DATA_RETENTION_LIMITED\x10\x032\xd8\x03\n" +
 	"\fModelService\x12S\n" +
 	"\bGetModel\x12\".tollgate.admin.v1.GetModelRequest\x1a#.tollgate.admin.v1.GetModelResponse\x12Y\n" +
 	"\n" +
@@ -818,52 +919,55 @@ func file_tollgate_admin_v1_model_proto_rawDescGZIP() []byte {
 	return file_tollgate_admin_v1_model_proto_rawDescData
 }
 
+var file_tollgate_admin_v1_model_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_tollgate_admin_v1_model_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_tollgate_admin_v1_model_proto_goTypes = []any{
-	(*Model)(nil),                 // 0: tollgate.admin.v1.Model
-	(*Deployment)(nil),            // 1: tollgate.admin.v1.Deployment
-	(*Pricing)(nil),               // 2: tollgate.admin.v1.Pricing
-	(*GetModelRequest)(nil),       // 3: tollgate.admin.v1.GetModelRequest
-	(*GetModelResponse)(nil),      // 4: tollgate.admin.v1.GetModelResponse
-	(*ListModelsRequest)(nil),     // 5: tollgate.admin.v1.ListModelsRequest
-	(*ListModelsResponse)(nil),    // 6: tollgate.admin.v1.ListModelsResponse
-	(*CreateModelRequest)(nil),    // 7: tollgate.admin.v1.CreateModelRequest
-	(*CreateModelResponse)(nil),   // 8: tollgate.admin.v1.CreateModelResponse
-	(*UpdateModelRequest)(nil),    // 9: tollgate.admin.v1.UpdateModelRequest
-	(*UpdateModelResponse)(nil),   // 10: tollgate.admin.v1.UpdateModelResponse
-	(*DeleteModelRequest)(nil),    // 11: tollgate.admin.v1.DeleteModelRequest
-	(*DeleteModelResponse)(nil),   // 12: tollgate.admin.v1.DeleteModelResponse
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil), // 14: google.protobuf.FieldMask
+	(DataRetention)(0),            // 0: tollgate.admin.v1.DataRetention
+	(*Model)(nil),                 // 1: tollgate.admin.v1.Model
+	(*Deployment)(nil),            // 2: tollgate.admin.v1.Deployment
+	(*Pricing)(nil),               // 3: tollgate.admin.v1.Pricing
+	(*GetModelRequest)(nil),       // 4: tollgate.admin.v1.GetModelRequest
+	(*GetModelResponse)(nil),      // 5: tollgate.admin.v1.GetModelResponse
+	(*ListModelsRequest)(nil),     // 6: tollgate.admin.v1.ListModelsRequest
+	(*ListModelsResponse)(nil),    // 7: tollgate.admin.v1.ListModelsResponse
+	(*CreateModelRequest)(nil),    // 8: tollgate.admin.v1.CreateModelRequest
+	(*CreateModelResponse)(nil),   // 9: tollgate.admin.v1.CreateModelResponse
+	(*UpdateModelRequest)(nil),    // 10: tollgate.admin.v1.UpdateModelRequest
+	(*UpdateModelResponse)(nil),   // 11: tollgate.admin.v1.UpdateModelResponse
+	(*DeleteModelRequest)(nil),    // 12: tollgate.admin.v1.DeleteModelRequest
+	(*DeleteModelResponse)(nil),   // 13: tollgate.admin.v1.DeleteModelResponse
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil), // 15: google.protobuf.FieldMask
 }
 var file_tollgate_admin_v1_model_proto_depIdxs = []int32{
-	1,  // 0: tollgate.admin.v1.Model.deployments:type_name -> tollgate.admin.v1.Deployment
-	2,  // 1: tollgate.admin.v1.Model.pricing:type_name -> tollgate.admin.v1.Pricing
-	13, // 2: tollgate.admin.v1.Model.create_time:type_name -> google.protobuf.Timestamp
-	13, // 3: tollgate.admin.v1.Model.update_time:type_name -> google.protobuf.Timestamp
-	13, // 4: tollgate.admin.v1.Pricing.effective_time:type_name -> google.protobuf.Timestamp
-	0,  // 5: tollgate.admin.v1.GetModelResponse.model:type_name -> tollgate.admin.v1.Model
-	0,  // 6: tollgate.admin.v1.ListModelsResponse.models:type_name -> tollgate.admin.v1.Model
-	0,  // 7: tollgate.admin.v1.CreateModelRequest.model:type_name -> tollgate.admin.v1.Model
-	0,  // 8: tollgate.admin.v1.CreateModelResponse.model:type_name -> tollgate.admin.v1.Model
-	0,  // 9: tollgate.admin.v1.UpdateModelRequest.model:type_name -> tollgate.admin.v1.Model
-	14, // 10: tollgate.admin.v1.UpdateModelRequest.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 11: tollgate.admin.v1.UpdateModelResponse.model:type_name -> tollgate.admin.v1.Model
-	3,  // 12: tollgate.admin.v1.ModelService.GetModel:input_type -> tollgate.admin.v1.GetModelRequest
-	5,  // 13: tollgate.admin.v1.ModelService.ListModels:input_type -> tollgate.admin.v1.ListModelsRequest
-	7,  // 14: tollgate.admin.v1.ModelService.CreateModel:input_type -> tollgate.admin.v1.CreateModelRequest
-	9,  // 15: tollgate.admin.v1.ModelService.UpdateModel:input_type -> tollgate.admin.v1.UpdateModelRequest
-	11, // 16: tollgate.admin.v1.ModelService.DeleteModel:input_type -> tollgate.admin.v1.DeleteModelRequest
-	4,  // 17: tollgate.admin.v1.ModelService.GetModel:output_type -> tollgate.admin.v1.GetModelResponse
-	6,  // 18: tollgate.admin.v1.ModelService.ListModels:output_type -> tollgate.admin.v1.ListModelsResponse
-	8,  // 19: tollgate.admin.v1.ModelService.CreateModel:output_type -> tollgate.admin.v1.CreateModelResponse
-	10, // 20: tollgate.admin.v1.ModelService.UpdateModel:output_type -> tollgate.admin.v1.UpdateModelResponse
-	12, // 21: tollgate.admin.v1.ModelService.DeleteModel:output_type -> tollgate.admin.v1.DeleteModelResponse
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	2,  // 0: tollgate.admin.v1.Model.deployments:type_name -> tollgate.admin.v1.Deployment
+	3,  // 1: tollgate.admin.v1.Model.pricing:type_name -> tollgate.admin.v1.Pricing
+	14, // 2: tollgate.admin.v1.Model.create_time:type_name -> google.protobuf.Timestamp
+	14, // 3: tollgate.admin.v1.Model.update_time:type_name -> google.protobuf.Timestamp
+	0,  // 4: tollgate.admin.v1.Deployment.retention:type_name -> tollgate.admin.v1.DataRetention
+	14, // 5: tollgate.admin.v1.Pricing.effective_time:type_name -> google.protobuf.Timestamp
+	1,  // 6: tollgate.admin.v1.GetModelResponse.model:type_name -> tollgate.admin.v1.Model
+	1,  // 7: tollgate.admin.v1.ListModelsResponse.models:type_name -> tollgate.admin.v1.Model
+	1,  // 8: tollgate.admin.v1.CreateModelRequest.model:type_name -> tollgate.admin.v1.Model
+	1,  // 9: tollgate.admin.v1.CreateModelResponse.model:type_name -> tollgate.admin.v1.Model
+	1,  // 10: tollgate.admin.v1.UpdateModelRequest.model:type_name -> tollgate.admin.v1.Model
+	15, // 11: tollgate.admin.v1.UpdateModelRequest.update_mask:type_name -> google.protobuf.FieldMask
+	1,  // 12: tollgate.admin.v1.UpdateModelResponse.model:type_name -> tollgate.admin.v1.Model
+	4,  // 13: tollgate.admin.v1.ModelService.GetModel:input_type -> tollgate.admin.v1.GetModelRequest
+	6,  // 14: tollgate.admin.v1.ModelService.ListModels:input_type -> tollgate.admin.v1.ListModelsRequest
+	8,  // 15: tollgate.admin.v1.ModelService.CreateModel:input_type -> tollgate.admin.v1.CreateModelRequest
+	10, // 16: tollgate.admin.v1.ModelService.UpdateModel:input_type -> tollgate.admin.v1.UpdateModelRequest
+	12, // 17: tollgate.admin.v1.ModelService.DeleteModel:input_type -> tollgate.admin.v1.DeleteModelRequest
+	5,  // 18: tollgate.admin.v1.ModelService.GetModel:output_type -> tollgate.admin.v1.GetModelResponse
+	7,  // 19: tollgate.admin.v1.ModelService.ListModels:output_type -> tollgate.admin.v1.ListModelsResponse
+	9,  // 20: tollgate.admin.v1.ModelService.CreateModel:output_type -> tollgate.admin.v1.CreateModelResponse
+	11, // 21: tollgate.admin.v1.ModelService.UpdateModel:output_type -> tollgate.admin.v1.UpdateModelResponse
+	13, // 22: tollgate.admin.v1.ModelService.DeleteModel:output_type -> tollgate.admin.v1.DeleteModelResponse
+	18, // [18:23] is the sub-list for method output_type
+	13, // [13:18] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_admin_v1_model_proto_init() }
@@ -876,13 +980,14 @@ func file_tollgate_admin_v1_model_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tollgate_admin_v1_model_proto_rawDesc), len(file_tollgate_admin_v1_model_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_tollgate_admin_v1_model_proto_goTypes,
 		DependencyIndexes: file_tollgate_admin_v1_model_proto_depIdxs,
+		EnumInfos:         file_tollgate_admin_v1_model_proto_enumTypes,
 		MessageInfos:      file_tollgate_admin_v1_model_proto_msgTypes,
 	}.Build()
 	File_tollgate_admin_v1_model_proto = out.File

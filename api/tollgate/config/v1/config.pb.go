@@ -839,7 +839,14 @@ type Deployment struct {
 	UpstreamModel string                 `protobuf:"bytes,3,opt,name=upstream_model,json=upstreamModel,proto3" json:"upstream_model,omitempty"`
 	Weight        int32                  `protobuf:"varint,4,opt,name=weight,proto3" json:"weight,omitempty"`
 	// Dense rank: 0 is tried first, then 1, ...
-	Priority      int32 `protobuf:"varint,5,opt,name=priority,proto3" json:"priority,omitempty"`
+	Priority int32 `protobuf:"varint,5,opt,name=priority,proto3" json:"priority,omitempty"`
+	// The provider does not train on requests served through this deployment.
+	NoTraining bool `protobuf:"varint,6,opt,name=no_training,json=noTraining,proto3" json:"no_training,omitempty"`
+	// The provider keeps nothing of these requests (zero data retention).
+	ZeroRetention bool `protobuf:"varint,7,opt,name=zero_retention,json=zeroRetention,proto3" json:"zero_retention,omitempty"`
+	// How long the provider keeps requests, when it is limited; 0 when unknown
+	// or zero.
+	RetentionDays int32 `protobuf:"varint,8,opt,name=retention_days,json=retentionDays,proto3" json:"retention_days,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -909,6 +916,94 @@ func (x *Deployment) GetPriority() int32 {
 	return 0
 }
 
+func (x *Deployment) GetNoTraining() bool {
+	if x != nil {
+		return x.NoTraining
+	}
+	return false
+}
+
+func (x *Deployment) GetZeroRetention() bool {
+	if x != nil {
+		return x.ZeroRetention
+	}
+	return false
+}
+
+func (x *Deployment) GetRetentionDays() int32 {
+	if x != nil {
+		return x.RetentionDays
+	}
+	return 0
+}
+
+// PrivacyRoute is a route to the subset of a model's deployments that meets
+// a privacy requirement (every deployment with no_training set, for
+// example), for requests whose policy requires it. Listed only when the
+// subset is not empty and differs from the whole model; requests that no
+// deployment could serve are refused, and requests that every deployment
+// could serve take the model's own route.
+type PrivacyRoute struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NoTraining    bool                   `protobuf:"varint,1,opt,name=no_training,json=noTraining,proto3" json:"no_training,omitempty"`
+	ZeroRetention bool                   `protobuf:"varint,2,opt,name=zero_retention,json=zeroRetention,proto3" json:"zero_retention,omitempty"`
+	// The value of the x-tollgate-route header that selects the route.
+	Route         string `protobuf:"bytes,3,opt,name=route,proto3" json:"route,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrivacyRoute) Reset() {
+	*x = PrivacyRoute{}
+	mi := &file_tollgate_config_v1_config_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrivacyRoute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrivacyRoute) ProtoMessage() {}
+
+func (x *PrivacyRoute) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_config_v1_config_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrivacyRoute.ProtoReflect.Descriptor instead.
+func (*PrivacyRoute) Descriptor() ([]byte, []int) {
+	return file_tollgate_config_v1_config_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PrivacyRoute) GetNoTraining() bool {
+	if x != nil {
+		return x.NoTraining
+	}
+	return false
+}
+
+func (x *PrivacyRoute) GetZeroRetention() bool {
+	if x != nil {
+		return x.ZeroRetention
+	}
+	return false
+}
+
+func (x *PrivacyRoute) GetRoute() string {
+	if x != nil {
+		return x.Route
+	}
+	return ""
+}
+
 // Model is a public model name, how Envoy reaches it and what it costs.
 // Resource name: the model id.
 type Model struct {
@@ -926,13 +1021,15 @@ type Model struct {
 	// the last one whose effective_time is not after the request.
 	Prices        []*Price `protobuf:"bytes,6,rep,name=prices,proto3" json:"prices,omitempty"`
 	ContextWindow int64    `protobuf:"varint,7,opt,name=context_window,json=contextWindow,proto3" json:"context_window,omitempty"`
+	// Routes to the deployments that meet a privacy requirement.
+	PrivacyRoutes []*PrivacyRoute `protobuf:"bytes,8,rep,name=privacy_routes,json=privacyRoutes,proto3" json:"privacy_routes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Model) Reset() {
 	*x = Model{}
-	mi := &file_tollgate_config_v1_config_proto_msgTypes[7]
+	mi := &file_tollgate_config_v1_config_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1041,7 @@ func (x *Model) String() string {
 func (*Model) ProtoMessage() {}
 
 func (x *Model) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_config_v1_config_proto_msgTypes[7]
+	mi := &file_tollgate_config_v1_config_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1054,7 @@ func (x *Model) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Model.ProtoReflect.Descriptor instead.
 func (*Model) Descriptor() ([]byte, []int) {
-	return file_tollgate_config_v1_config_proto_rawDescGZIP(), []int{7}
+	return file_tollgate_config_v1_config_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Model) GetModelId() string {
@@ -1007,6 +1104,13 @@ func (x *Model) GetContextWindow() int64 {
 		return x.ContextWindow
 	}
 	return 0
+}
+
+func (x *Model) GetPrivacyRoutes() []*PrivacyRoute {
+	if x != nil {
+		return x.PrivacyRoutes
+	}
+	return nil
 }
 
 var File_tollgate_config_v1_config_proto protoreflect.FileDescriptor
@@ -1076,7 +1180,7 @@ const file_tollgate_config_v1_config_proto_rawDesc = "" +
 	"\x0eeffective_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\reffectiveTime\x121\n" +
 	"\x15input_micros_per_mtok\x18\x02 \x01(\x03R\x12inputMicrosPerMtok\x123\n" +
 	"\x16output_micros_per_mtok\x18\x03 \x01(\x03R\x13outputMicrosPerMtok\x12>\n" +
-	"\x1ccached_input_micros_per_mtok\x18\x04 \x01(\x03R\x18cachedInputMicrosPerMtok\"\xad\x01\n" +
+	"\x1ccached_input_micros_per_mtok\x18\x04 \x01(\x03R\x18cachedInputMicrosPerMtok\"\x9c\x02\n" +
 	"\n" +
 	"Deployment\x12#\n" +
 	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x12\x1f\n" +
@@ -1084,7 +1188,16 @@ const file_tollgate_config_v1_config_proto_rawDesc = "" +
 	"providerId\x12%\n" +
 	"\x0eupstream_model\x18\x03 \x01(\tR\rupstreamModel\x12\x16\n" +
 	"\x06weight\x18\x04 \x01(\x05R\x06weight\x12\x1a\n" +
-	"\bpriority\x18\x05 \x01(\x05R\bpriority\"\x85\x02\n" +
+	"\bpriority\x18\x05 \x01(\x05R\bpriority\x12\x1f\n" +
+	"\vno_training\x18\x06 \x01(\bR\n" +
+	"noTraining\x12%\n" +
+	"\x0ezero_retention\x18\a \x01(\bR\rzeroRetention\x12%\n" +
+	"\x0eretention_days\x18\b \x01(\x05R\rretentionDays\"l\n" +
+	"\fPrivacyRoute\x12\x1f\n" +
+	"\vno_training\x18\x01 \x01(\bR\n" +
+	"noTraining\x12%\n" +
+	"\x0ezero_retention\x18\x02 \x01(\bR\rzeroRetention\x12\x14\n" +
+	"\x05route\x18\x03 \x01(\tR\x05route\"\xce\x02\n" +
 	"\x05Model\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
@@ -1092,7 +1205,8 @@ const file_tollgate_config_v1_config_proto_rawDesc = "" +
 	"\x05route\x18\x04 \x01(\tR\x05route\x12@\n" +
 	"\vdeployments\x18\x05 \x03(\v2\x1e.tollgate.config.v1.DeploymentR\vdeployments\x121\n" +
 	"\x06prices\x18\x06 \x03(\v2\x19.tollgate.config.v1.PriceR\x06prices\x12%\n" +
-	"\x0econtext_window\x18\a \x01(\x03R\rcontextWindow*\x82\x01\n" +
+	"\x0econtext_window\x18\a \x01(\x03R\rcontextWindow\x12G\n" +
+	"\x0eprivacy_routes\x18\b \x03(\v2 .tollgate.config.v1.PrivacyRouteR\rprivacyRoutes*\x82\x01\n" +
 	"\fTenantStatus\x12\x1d\n" +
 	"\x19TENANT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14TENANT_STATUS_ACTIVE\x10\x01\x12\x1b\n" +
@@ -1129,7 +1243,7 @@ func file_tollgate_config_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_tollgate_config_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_tollgate_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_tollgate_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_tollgate_config_v1_config_proto_goTypes = []any{
 	(TenantStatus)(0),             // 0: tollgate.config.v1.TenantStatus
 	(BudgetPeriod)(0),             // 1: tollgate.config.v1.BudgetPeriod
@@ -1142,11 +1256,12 @@ var file_tollgate_config_v1_config_proto_goTypes = []any{
 	(*Provider)(nil),              // 8: tollgate.config.v1.Provider
 	(*Price)(nil),                 // 9: tollgate.config.v1.Price
 	(*Deployment)(nil),            // 10: tollgate.config.v1.Deployment
-	(*Model)(nil),                 // 11: tollgate.config.v1.Model
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*PrivacyRoute)(nil),          // 11: tollgate.config.v1.PrivacyRoute
+	(*Model)(nil),                 // 12: tollgate.config.v1.Model
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_tollgate_config_v1_config_proto_depIdxs = []int32{
-	12, // 0: tollgate.config.v1.Key.expire_time:type_name -> google.protobuf.Timestamp
+	13, // 0: tollgate.config.v1.Key.expire_time:type_name -> google.protobuf.Timestamp
 	7,  // 1: tollgate.config.v1.Key.policy:type_name -> tollgate.config.v1.Policy
 	0,  // 2: tollgate.config.v1.Tenant.status:type_name -> tollgate.config.v1.TenantStatus
 	7,  // 3: tollgate.config.v1.Tenant.policy:type_name -> tollgate.config.v1.Policy
@@ -1154,14 +1269,15 @@ var file_tollgate_config_v1_config_proto_depIdxs = []int32{
 	6,  // 5: tollgate.config.v1.Policy.budgets:type_name -> tollgate.config.v1.Budget
 	2,  // 6: tollgate.config.v1.Policy.content_retention:type_name -> tollgate.config.v1.ContentRetention
 	3,  // 7: tollgate.config.v1.Provider.kind:type_name -> tollgate.config.v1.ProviderKind
-	12, // 8: tollgate.config.v1.Price.effective_time:type_name -> google.protobuf.Timestamp
+	13, // 8: tollgate.config.v1.Price.effective_time:type_name -> google.protobuf.Timestamp
 	10, // 9: tollgate.config.v1.Model.deployments:type_name -> tollgate.config.v1.Deployment
 	9,  // 10: tollgate.config.v1.Model.prices:type_name -> tollgate.config.v1.Price
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	11, // 11: tollgate.config.v1.Model.privacy_routes:type_name -> tollgate.config.v1.PrivacyRoute
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_config_v1_config_proto_init() }
@@ -1177,7 +1293,7 @@ func file_tollgate_config_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tollgate_config_v1_config_proto_rawDesc), len(file_tollgate_config_v1_config_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
