@@ -33,6 +33,14 @@ type Account struct {
 	Role account.Role `json:"role,omitempty"`
 	// Restricted holds the value of the "restricted" field.
 	Restricted bool `json:"restricted,omitempty"`
+	// PasswordHash holds the value of the "password_hash" field.
+	PasswordHash string `json:"-"`
+	// FailedSignIns holds the value of the "failed_sign_ins" field.
+	FailedSignIns int `json:"failed_sign_ins,omitempty"`
+	// SignInLockedUntil holds the value of the "sign_in_locked_until" field.
+	SignInLockedUntil *time.Time `json:"sign_in_locked_until,omitempty"`
+	// SSOSubject holds the value of the "sso_subject" field.
+	SSOSubject *string `json:"sso_subject,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the AccountQuery when eager-loading is set.
 	Edges        AccountEdges `json:"edges"`
@@ -45,9 +53,13 @@ type AccountEdges struct {
 	Tenant *Tenant `json:"tenant,omitempty"`
 	// APIKeys holds the value of the api_keys edge.
 	APIKeys []*APIKey `json:"api_keys,omitempty"`
+	// Sessions holds the value of the sessions edge.
+	Sessions []*Session `json:"sessions,omitempty"`
+	// PasswordTokens holds the value of the password_tokens edge.
+	PasswordTokens []*PasswordToken `json:"password_tokens,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [2]bool
+	loadedTypes [4]bool
 }
 
 // TenantOrErr returns the Tenant value or an error if the edge
@@ -70,6 +82,24 @@ func (e AccountEdges) APIKeysOrErr() ([]*APIKey, error) {
 	return nil, &NotLoadedError{edge: "api_keys"}
 }
 
+// SessionsOrErr returns the Sessions value or an error if the edge
+// was not loaded in eager-loading.
+func (e AccountEdges) SessionsOrErr() ([]*Session, error) {
+	if e.loadedTypes[2] {
+		return e.Sessions, nil
+	}
+	return nil, &NotLoadedError{edge: "sessions"}
+}
+
+// PasswordTokensOrErr returns the PasswordTokens value or an error if the edge
+// was not loaded in eager-loading.
+func (e AccountEdges) PasswordTokensOrErr() ([]*PasswordToken, error) {
+	if e.loadedTypes[3] {
+		return e.PasswordTokens, nil
+	}
+	return nil, &NotLoadedError{edge: "password_tokens"}
+}
+
 // scanValues returns the types for scanning values from sql.Rows.
 func (*Account) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
@@ -77,9 +107,11 @@ func (*Account) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case account.FieldRestricted:
 			values[i] = new(sql.NullBool)
-		case account.FieldEmail, account.FieldName, account.FieldRole:
+		case account.FieldFailedSignIns:
+			values[i] = new(sql.NullInt64)
+		case account.FieldEmail, account.FieldName, account.FieldRole, account.FieldPasswordHash, account.FieldSSOSubject:
 			values[i] = new(sql.NullString)
-		case account.FieldCreatedAt, account.FieldUpdatedAt:
+		case account.FieldCreatedAt, account.FieldUpdatedAt, account.FieldSignInLockedUntil:
 			values[i] = new(sql.NullTime)
 		case account.FieldID, account.FieldTenantID:
 			values[i] = new(uuid.UUID)
@@ -146,6 +178,32 @@ func (_m *Account) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.Restricted = value.Bool
 			}
+		case account.FieldPasswordHash:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field password_hash", values[i])
+			} else if value.Valid {
+				_m.PasswordHash = value.String
+			}
+		case account.FieldFailedSignIns:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field failed_sign_ins", values[i])
+			} else if value.Valid {
+				_m.FailedSignIns = int(value.Int64)
+			}
+		case account.FieldSignInLockedUntil:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field sign_in_locked_until", values[i])
+			} else if value.Valid {
+				_m.SignInLockedUntil = new(time.Time)
+				*_m.SignInLockedUntil = value.Time
+			}
+		case account.FieldSSOSubject:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field sso_subject", values[i])
+			} else if value.Valid {
+				_m.SSOSubject = new(string)
+				*_m.SSOSubject = value.String
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -167,6 +225,16 @@ func (_m *Account) QueryTenant() *TenantQuery {
 // QueryAPIKeys queries the "api_keys" edge of the Account entity.
 func (_m *Account) QueryAPIKeys() *APIKeyQuery {
 	return NewAccountClient(_m.config).QueryAPIKeys(_m)
+}
+
+// QuerySessions queries the "sessions" edge of the Account entity.
+func (_m *Account) QuerySessions() *SessionQuery {
+	return NewAccountClient(_m.config).QuerySessions(_m)
+}
+
+// QueryPasswordTokens queries the "password_tokens" edge of the Account entity.
+func (_m *Account) QueryPasswordTokens() *PasswordTokenQuery {
+	return NewAccountClient(_m.config).QueryPasswordTokens(_m)
 }
 
 // Update returns a builder for updating this Account.
@@ -212,6 +280,21 @@ func (_m *Account) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("restricted=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Restricted))
+	builder.WriteString(", ")
+	builder.WriteString("password_hash=<sensitive>")
+	builder.WriteString(", ")
+	builder.WriteString("failed_sign_ins=")
+	builder.WriteString(fmt.Sprintf("%v", _m.FailedSignIns))
+	builder.WriteString(", ")
+	if v := _m.SignInLockedUntil; v != nil {
+		builder.WriteString("sign_in_locked_until=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	if v := _m.SSOSubject; v != nil {
+		builder.WriteString("sso_subject=")
+		builder.WriteString(*v)
+	}
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/tollgate-dev/tollgate/ent/account"
 	"github.com/tollgate-dev/tollgate/ent/apikey"
+	"github.com/tollgate-dev/tollgate/ent/passwordtoken"
+	"github.com/tollgate-dev/tollgate/ent/session"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 )
 
@@ -108,6 +110,62 @@ func (_c *AccountCreate) SetNillableRestricted(v *bool) *AccountCreate {
 	return _c
 }
 
+// SetPasswordHash sets the "password_hash" field.
+func (_c *AccountCreate) SetPasswordHash(v string) *AccountCreate {
+	_c.mutation.SetPasswordHash(v)
+	return _c
+}
+
+// SetNillablePasswordHash sets the "password_hash" field if the given value is not nil.
+func (_c *AccountCreate) SetNillablePasswordHash(v *string) *AccountCreate {
+	if v != nil {
+		_c.SetPasswordHash(*v)
+	}
+	return _c
+}
+
+// SetFailedSignIns sets the "failed_sign_ins" field.
+func (_c *AccountCreate) SetFailedSignIns(v int) *AccountCreate {
+	_c.mutation.SetFailedSignIns(v)
+	return _c
+}
+
+// SetNillableFailedSignIns sets the "failed_sign_ins" field if the given value is not nil.
+func (_c *AccountCreate) SetNillableFailedSignIns(v *int) *AccountCreate {
+	if v != nil {
+		_c.SetFailedSignIns(*v)
+	}
+	return _c
+}
+
+// SetSignInLockedUntil sets the "sign_in_locked_until" field.
+func (_c *AccountCreate) SetSignInLockedUntil(v time.Time) *AccountCreate {
+	_c.mutation.SetSignInLockedUntil(v)
+	return _c
+}
+
+// SetNillableSignInLockedUntil sets the "sign_in_locked_until" field if the given value is not nil.
+func (_c *AccountCreate) SetNillableSignInLockedUntil(v *time.Time) *AccountCreate {
+	if v != nil {
+		_c.SetSignInLockedUntil(*v)
+	}
+	return _c
+}
+
+// SetSSOSubject sets the "sso_subject" field.
+func (_c *AccountCreate) SetSSOSubject(v string) *AccountCreate {
+	_c.mutation.SetSSOSubject(v)
+	return _c
+}
+
+// SetNillableSSOSubject sets the "sso_subject" field if the given value is not nil.
+func (_c *AccountCreate) SetNillableSSOSubject(v *string) *AccountCreate {
+	if v != nil {
+		_c.SetSSOSubject(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *AccountCreate) SetID(v uuid.UUID) *AccountCreate {
 	_c.mutation.SetID(v)
@@ -140,6 +198,36 @@ func (_c *AccountCreate) AddAPIKeys(v ...*APIKey) *AccountCreate {
 		ids[i] = v[i].ID
 	}
 	return _c.AddAPIKeyIDs(ids...)
+}
+
+// AddSessionIDs adds the "sessions" edge to the Session entity by IDs.
+func (_c *AccountCreate) AddSessionIDs(ids ...uuid.UUID) *AccountCreate {
+	_c.mutation.AddSessionIDs(ids...)
+	return _c
+}
+
+// AddSessions adds the "sessions" edges to the Session entity.
+func (_c *AccountCreate) AddSessions(v ...*Session) *AccountCreate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _c.AddSessionIDs(ids...)
+}
+
+// AddPasswordTokenIDs adds the "password_tokens" edge to the PasswordToken entity by IDs.
+func (_c *AccountCreate) AddPasswordTokenIDs(ids ...uuid.UUID) *AccountCreate {
+	_c.mutation.AddPasswordTokenIDs(ids...)
+	return _c
+}
+
+// AddPasswordTokens adds the "password_tokens" edges to the PasswordToken entity.
+func (_c *AccountCreate) AddPasswordTokens(v ...*PasswordToken) *AccountCreate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _c.AddPasswordTokenIDs(ids...)
 }
 
 // Mutation returns the AccountMutation object of the builder.
@@ -197,6 +285,14 @@ func (_c *AccountCreate) defaults() {
 		v := account.DefaultRestricted
 		_c.mutation.SetRestricted(v)
 	}
+	if _, ok := _c.mutation.PasswordHash(); !ok {
+		v := account.DefaultPasswordHash
+		_c.mutation.SetPasswordHash(v)
+	}
+	if _, ok := _c.mutation.FailedSignIns(); !ok {
+		v := account.DefaultFailedSignIns
+		_c.mutation.SetFailedSignIns(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := account.DefaultID()
 		_c.mutation.SetID(v)
@@ -240,6 +336,27 @@ func (_c *AccountCreate) check() error {
 	}
 	if _, ok := _c.mutation.Restricted(); !ok {
 		return &ValidationError{Name: "restricted", err: errors.New(`ent: missing required field "Account.restricted"`)}
+	}
+	if _, ok := _c.mutation.PasswordHash(); !ok {
+		return &ValidationError{Name: "password_hash", err: errors.New(`ent: missing required field "Account.password_hash"`)}
+	}
+	if v, ok := _c.mutation.PasswordHash(); ok {
+		if err := account.PasswordHashValidator(v); err != nil {
+			return &ValidationError{Name: "password_hash", err: fmt.Errorf(`ent: validator failed for field "Account.password_hash": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.FailedSignIns(); !ok {
+		return &ValidationError{Name: "failed_sign_ins", err: errors.New(`ent: missing required field "Account.failed_sign_ins"`)}
+	}
+	if v, ok := _c.mutation.FailedSignIns(); ok {
+		if err := account.FailedSignInsValidator(v); err != nil {
+			return &ValidationError{Name: "failed_sign_ins", err: fmt.Errorf(`ent: validator failed for field "Account.failed_sign_ins": %w`, err)}
+		}
+	}
+	if v, ok := _c.mutation.SSOSubject(); ok {
+		if err := account.SSOSubjectValidator(v); err != nil {
+			return &ValidationError{Name: "sso_subject", err: fmt.Errorf(`ent: validator failed for field "Account.sso_subject": %w`, err)}
+		}
 	}
 	if len(_c.mutation.TenantIDs()) == 0 {
 		return &ValidationError{Name: "tenant", err: errors.New(`ent: missing required edge "Account.tenant"`)}
@@ -304,6 +421,22 @@ func (_c *AccountCreate) createSpec() (*Account, *sqlgraph.CreateSpec) {
 		_spec.SetField(account.FieldRestricted, field.TypeBool, value)
 		_node.Restricted = value
 	}
+	if value, ok := _c.mutation.PasswordHash(); ok {
+		_spec.SetField(account.FieldPasswordHash, field.TypeString, value)
+		_node.PasswordHash = value
+	}
+	if value, ok := _c.mutation.FailedSignIns(); ok {
+		_spec.SetField(account.FieldFailedSignIns, field.TypeInt, value)
+		_node.FailedSignIns = value
+	}
+	if value, ok := _c.mutation.SignInLockedUntil(); ok {
+		_spec.SetField(account.FieldSignInLockedUntil, field.TypeTime, value)
+		_node.SignInLockedUntil = &value
+	}
+	if value, ok := _c.mutation.SSOSubject(); ok {
+		_spec.SetField(account.FieldSSOSubject, field.TypeString, value)
+		_node.SSOSubject = &value
+	}
 	if nodes := _c.mutation.TenantIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.M2O,
@@ -330,6 +463,38 @@ func (_c *AccountCreate) createSpec() (*Account, *sqlgraph.CreateSpec) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(apikey.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.SessionsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   account.SessionsTable,
+			Columns: []string{account.SessionsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(session.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.PasswordTokensIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   account.PasswordTokensTable,
+			Columns: []string{account.PasswordTokensColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(passwordtoken.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {
@@ -446,6 +611,72 @@ func (u *AccountUpsert) SetRestricted(v bool) *AccountUpsert {
 // UpdateRestricted sets the "restricted" field to the value that was provided on create.
 func (u *AccountUpsert) UpdateRestricted() *AccountUpsert {
 	u.SetExcluded(account.FieldRestricted)
+	return u
+}
+
+// SetPasswordHash sets the "password_hash" field.
+func (u *AccountUpsert) SetPasswordHash(v string) *AccountUpsert {
+	u.Set(account.FieldPasswordHash, v)
+	return u
+}
+
+// UpdatePasswordHash sets the "password_hash" field to the value that was provided on create.
+func (u *AccountUpsert) UpdatePasswordHash() *AccountUpsert {
+	u.SetExcluded(account.FieldPasswordHash)
+	return u
+}
+
+// SetFailedSignIns sets the "failed_sign_ins" field.
+func (u *AccountUpsert) SetFailedSignIns(v int) *AccountUpsert {
+	u.Set(account.FieldFailedSignIns, v)
+	return u
+}
+
+// UpdateFailedSignIns sets the "failed_sign_ins" field to the value that was provided on create.
+func (u *AccountUpsert) UpdateFailedSignIns() *AccountUpsert {
+	u.SetExcluded(account.FieldFailedSignIns)
+	return u
+}
+
+// AddFailedSignIns adds v to the "failed_sign_ins" field.
+func (u *AccountUpsert) AddFailedSignIns(v int) *AccountUpsert {
+	u.Add(account.FieldFailedSignIns, v)
+	return u
+}
+
+// SetSignInLockedUntil sets the "sign_in_locked_until" field.
+func (u *AccountUpsert) SetSignInLockedUntil(v time.Time) *AccountUpsert {
+	u.Set(account.FieldSignInLockedUntil, v)
+	return u
+}
+
+// UpdateSignInLockedUntil sets the "sign_in_locked_until" field to the value that was provided on create.
+func (u *AccountUpsert) UpdateSignInLockedUntil() *AccountUpsert {
+	u.SetExcluded(account.FieldSignInLockedUntil)
+	return u
+}
+
+// ClearSignInLockedUntil clears the value of the "sign_in_locked_until" field.
+func (u *AccountUpsert) ClearSignInLockedUntil() *AccountUpsert {
+	u.SetNull(account.FieldSignInLockedUntil)
+	return u
+}
+
+// SetSSOSubject sets the "sso_subject" field.
+func (u *AccountUpsert) SetSSOSubject(v string) *AccountUpsert {
+	u.Set(account.FieldSSOSubject, v)
+	return u
+}
+
+// UpdateSSOSubject sets the "sso_subject" field to the value that was provided on create.
+func (u *AccountUpsert) UpdateSSOSubject() *AccountUpsert {
+	u.SetExcluded(account.FieldSSOSubject)
+	return u
+}
+
+// ClearSSOSubject clears the value of the "sso_subject" field.
+func (u *AccountUpsert) ClearSSOSubject() *AccountUpsert {
+	u.SetNull(account.FieldSSOSubject)
 	return u
 }
 
@@ -570,6 +801,83 @@ func (u *AccountUpsertOne) SetRestricted(v bool) *AccountUpsertOne {
 func (u *AccountUpsertOne) UpdateRestricted() *AccountUpsertOne {
 	return u.Update(func(s *AccountUpsert) {
 		s.UpdateRestricted()
+	})
+}
+
+// SetPasswordHash sets the "password_hash" field.
+func (u *AccountUpsertOne) SetPasswordHash(v string) *AccountUpsertOne {
+	return u.Update(func(s *AccountUpsert) {
+		s.SetPasswordHash(v)
+	})
+}
+
+// UpdatePasswordHash sets the "password_hash" field to the value that was provided on create.
+func (u *AccountUpsertOne) UpdatePasswordHash() *AccountUpsertOne {
+	return u.Update(func(s *AccountUpsert) {
+		s.UpdatePasswordHash()
+	})
+}
+
+// SetFailedSignIns sets the "failed_sign_ins" field.
+func (u *AccountUpsertOne) SetFailedSignIns(v int) *AccountUpsertOne {
+	return u.Update(func(s *AccountUpsert) {
+		s.SetFailedSignIns(v)
+	})
+}
+
+// AddFailedSignIns adds v to the "failed_sign_ins" field.
+func (u *AccountUpsertOne) AddFailedSignIns(v int) *AccountUpsertOne {
+	return u.Update(func(s *AccountUpsert) {
+		s.AddFailedSignIns(v)
+	})
+}
+
+// UpdateFailedSignIns sets the "failed_sign_ins" field to the value that was provided on create.
+func (u *AccountUpsertOne) UpdateFailedSignIns() *AccountUpsertOne {
+	return u.Update(func(s *AccountUpsert) {
+		s.UpdateFailedSignIns()
+	})
+}
+
+// SetSignInLockedUntil sets the "sign_in_locked_until" field.
+func (u *AccountUpsertOne) SetSignInLockedUntil(v time.Time) *AccountUpsertOne {
+	return u.Update(func(s *AccountUpsert) {
+		s.SetSignInLockedUntil(v)
+	})
+}
+
+// UpdateSignInLockedUntil sets the "sign_in_locked_until" field to the value that was provided on create.
+func (u *AccountUpsertOne) UpdateSignInLockedUntil() *AccountUpsertOne {
+	return u.Update(func(s *AccountUpsert) {
+		s.UpdateSignInLockedUntil()
+	})
+}
+
+// ClearSignInLockedUntil clears the value of the "sign_in_locked_until" field.
+func (u *AccountUpsertOne) ClearSignInLockedUntil() *AccountUpsertOne {
+	return u.Update(func(s *AccountUpsert) {
+		s.ClearSignInLockedUntil()
+	})
+}
+
+// SetSSOSubject sets the "sso_subject" field.
+func (u *AccountUpsertOne) SetSSOSubject(v string) *AccountUpsertOne {
+	return u.Update(func(s *AccountUpsert) {
+		s.SetSSOSubject(v)
+	})
+}
+
+// UpdateSSOSubject sets the "sso_subject" field to the value that was provided on create.
+func (u *AccountUpsertOne) UpdateSSOSubject() *AccountUpsertOne {
+	return u.Update(func(s *AccountUpsert) {
+		s.UpdateSSOSubject()
+	})
+}
+
+// ClearSSOSubject clears the value of the "sso_subject" field.
+func (u *AccountUpsertOne) ClearSSOSubject() *AccountUpsertOne {
+	return u.Update(func(s *AccountUpsert) {
+		s.ClearSSOSubject()
 	})
 }
 
@@ -861,6 +1169,83 @@ func (u *AccountUpsertBulk) SetRestricted(v bool) *AccountUpsertBulk {
 func (u *AccountUpsertBulk) UpdateRestricted() *AccountUpsertBulk {
 	return u.Update(func(s *AccountUpsert) {
 		s.UpdateRestricted()
+	})
+}
+
+// SetPasswordHash sets the "password_hash" field.
+func (u *AccountUpsertBulk) SetPasswordHash(v string) *AccountUpsertBulk {
+	return u.Update(func(s *AccountUpsert) {
+		s.SetPasswordHash(v)
+	})
+}
+
+// UpdatePasswordHash sets the "password_hash" field to the value that was provided on create.
+func (u *AccountUpsertBulk) UpdatePasswordHash() *AccountUpsertBulk {
+	return u.Update(func(s *AccountUpsert) {
+		s.UpdatePasswordHash()
+	})
+}
+
+// SetFailedSignIns sets the "failed_sign_ins" field.
+func (u *AccountUpsertBulk) SetFailedSignIns(v int) *AccountUpsertBulk {
+	return u.Update(func(s *AccountUpsert) {
+		s.SetFailedSignIns(v)
+	})
+}
+
+// AddFailedSignIns adds v to the "failed_sign_ins" field.
+func (u *AccountUpsertBulk) AddFailedSignIns(v int) *AccountUpsertBulk {
+	return u.Update(func(s *AccountUpsert) {
+		s.AddFailedSignIns(v)
+	})
+}
+
+// UpdateFailedSignIns sets the "failed_sign_ins" field to the value that was provided on create.
+func (u *AccountUpsertBulk) UpdateFailedSignIns() *AccountUpsertBulk {
+	return u.Update(func(s *AccountUpsert) {
+		s.UpdateFailedSignIns()
+	})
+}
+
+// SetSignInLockedUntil sets the "sign_in_locked_until" field.
+func (u *AccountUpsertBulk) SetSignInLockedUntil(v time.Time) *AccountUpsertBulk {
+	return u.Update(func(s *AccountUpsert) {
+		s.SetSignInLockedUntil(v)
+	})
+}
+
+// UpdateSignInLockedUntil sets the "sign_in_locked_until" field to the value that was provided on create.
+func (u *AccountUpsertBulk) UpdateSignInLockedUntil() *AccountUpsertBulk {
+	return u.Update(func(s *AccountUpsert) {
+		s.UpdateSignInLockedUntil()
+	})
+}
+
+// ClearSignInLockedUntil clears the value of the "sign_in_locked_until" field.
+func (u *AccountUpsertBulk) ClearSignInLockedUntil() *AccountUpsertBulk {
+	return u.Update(func(s *AccountUpsert) {
+		s.ClearSignInLockedUntil()
+	})
+}
+
+// SetSSOSubject sets the "sso_subject" field.
+func (u *AccountUpsertBulk) SetSSOSubject(v string) *AccountUpsertBulk {
+	return u.Update(func(s *AccountUpsert) {
+		s.SetSSOSubject(v)
+	})
+}
+
+// UpdateSSOSubject sets the "sso_subject" field to the value that was provided on create.
+func (u *AccountUpsertBulk) UpdateSSOSubject() *AccountUpsertBulk {
+	return u.Update(func(s *AccountUpsert) {
+		s.UpdateSSOSubject()
+	})
+}
+
+// ClearSSOSubject clears the value of the "sso_subject" field.
+func (u *AccountUpsertBulk) ClearSSOSubject() *AccountUpsertBulk {
+	return u.Update(func(s *AccountUpsert) {
+		s.ClearSSOSubject()
 	})
 }
 

@@ -16,20 +16,24 @@ import (
 	"github.com/google/uuid"
 	"github.com/tollgate-dev/tollgate/ent/account"
 	"github.com/tollgate-dev/tollgate/ent/apikey"
+	"github.com/tollgate-dev/tollgate/ent/passwordtoken"
 	"github.com/tollgate-dev/tollgate/ent/predicate"
+	"github.com/tollgate-dev/tollgate/ent/session"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 )
 
 // AccountQuery is the builder for querying Account entities.
 type AccountQuery struct {
 	config
-	ctx         *QueryContext
-	order       []account.OrderOption
-	inters      []Interceptor
-	predicates  []predicate.Account
-	withTenant  *TenantQuery
-	withAPIKeys *APIKeyQuery
-	modifiers   []func(*sql.Selector)
+	ctx                *QueryContext
+	order              []account.OrderOption
+	inters             []Interceptor
+	predicates         []predicate.Account
+	withTenant         *TenantQuery
+	withAPIKeys        *APIKeyQuery
+	withSessions       *SessionQuery
+	withPasswordTokens *PasswordTokenQuery
+	modifiers          []func(*sql.Selector)
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -103,6 +107,50 @@ func (_q *AccountQuery) QueryAPIKeys() *APIKeyQuery {
 			sqlgraph.From(account.Table, account.FieldID, selector),
 			sqlgraph.To(apikey.Table, apikey.FieldID),
 			sqlgraph.Edge(sqlgraph.O2M, false, account.APIKeysTable, account.APIKeysColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QuerySessions chains the current query on the "sessions" edge.
+func (_q *AccountQuery) QuerySessions() *SessionQuery {
+	query := (&SessionClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(account.Table, account.FieldID, selector),
+			sqlgraph.To(session.Table, session.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, account.SessionsTable, account.SessionsColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryPasswordTokens chains the current query on the "password_tokens" edge.
+func (_q *AccountQuery) QueryPasswordTokens() *PasswordTokenQuery {
+	query := (&PasswordTokenClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(account.Table, account.FieldID, selector),
+			sqlgraph.To(passwordtoken.Table, passwordtoken.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, account.PasswordTokensTable, account.PasswordTokensColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -297,13 +345,15 @@ func (_q *AccountQuery) Clone() *AccountQuery {
 		return nil
 	}
 	return &AccountQuery{
-		config:      _q.config,
-		ctx:         _q.ctx.Clone(),
-		order:       append([]account.OrderOption{}, _q.order...),
-		inters:      append([]Interceptor{}, _q.inters...),
-		predicates:  append([]predicate.Account{}, _q.predicates...),
-		withTenant:  _q.withTenant.Clone(),
-		withAPIKeys: _q.withAPIKeys.Clone(),
+		config:             _q.config,
+		ctx:                _q.ctx.Clone(),
+		order:              append([]account.OrderOption{}, _q.order...),
+		inters:             append([]Interceptor{}, _q.inters...),
+		predicates:         append([]predicate.Account{}, _q.predicates...),
+		withTenant:         _q.withTenant.Clone(),
+		withAPIKeys:        _q.withAPIKeys.Clone(),
+		withSessions:       _q.withSessions.Clone(),
+		withPasswordTokens: _q.withPasswordTokens.Clone(),
 		// clone intermediate query.
 		sql:  _q.sql.Clone(),
 		path: _q.path,
@@ -329,6 +379,28 @@ func (_q *AccountQuery) WithAPIKeys(opts ...func(*APIKeyQuery)) *AccountQuery {
 		opt(query)
 	}
 	_q.withAPIKeys = query
+	return _q
+}
+
+// WithSessions tells the query-builder to eager-load the nodes that are connected to
+// the "sessions" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *AccountQuery) WithSessions(opts ...func(*SessionQuery)) *AccountQuery {
+	query := (&SessionClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withSessions = query
+	return _q
+}
+
+// WithPasswordTokens tells the query-builder to eager-load the nodes that are connected to
+// the "password_tokens" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *AccountQuery) WithPasswordTokens(opts ...func(*PasswordTokenQuery)) *AccountQuery {
+	query := (&PasswordTokenClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withPasswordTokens = query
 	return _q
 }
 
@@ -410,9 +482,11 @@ func (_q *AccountQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Acco
 	var (
 		nodes       = []*Account{}
 		_spec       = _q.querySpec()
-		loadedTypes = [2]bool{
+		loadedTypes = [4]bool{
 			_q.withTenant != nil,
 			_q.withAPIKeys != nil,
+			_q.withSessions != nil,
+			_q.withPasswordTokens != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -446,6 +520,20 @@ func (_q *AccountQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Acco
 		if err := _q.loadAPIKeys(ctx, query, nodes,
 			func(n *Account) { n.Edges.APIKeys = []*APIKey{} },
 			func(n *Account, e *APIKey) { n.Edges.APIKeys = append(n.Edges.APIKeys, e) }); err != nil {
+			return nil, err
+		}
+	}
+	if query := _q.withSessions; query != nil {
+		if err := _q.loadSessions(ctx, query, nodes,
+			func(n *Account) { n.Edges.Sessions = []*Session{} },
+			func(n *Account, e *Session) { n.Edges.Sessions = append(n.Edges.Sessions, e) }); err != nil {
+			return nil, err
+		}
+	}
+	if query := _q.withPasswordTokens; query != nil {
+		if err := _q.loadPasswordTokens(ctx, query, nodes,
+			func(n *Account) { n.Edges.PasswordTokens = []*PasswordToken{} },
+			func(n *Account, e *PasswordToken) { n.Edges.PasswordTokens = append(n.Edges.PasswordTokens, e) }); err != nil {
 			return nil, err
 		}
 	}
@@ -509,6 +597,69 @@ func (_q *AccountQuery) loadAPIKeys(ctx context.Context, query *APIKeyQuery, nod
 		node, ok := nodeids[*fk]
 		if !ok {
 			return fmt.Errorf(`unexpected referenced foreign-key "account_id" returned %v for node %v`, *fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
+func (_q *AccountQuery) loadSessions(ctx context.Context, query *SessionQuery, nodes []*Account, init func(*Account), assign func(*Account, *Session)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[uuid.UUID]*Account)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(session.FieldAccountID)
+	}
+	query.Where(predicate.Session(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(account.SessionsColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.AccountID
+		if fk == nil {
+			return fmt.Errorf(`foreign-key "account_id" is nil for node %v`, n.ID)
+		}
+		node, ok := nodeids[*fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "account_id" returned %v for node %v`, *fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
+func (_q *AccountQuery) loadPasswordTokens(ctx context.Context, query *PasswordTokenQuery, nodes []*Account, init func(*Account), assign func(*Account, *PasswordToken)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[uuid.UUID]*Account)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(passwordtoken.FieldAccountID)
+	}
+	query.Where(predicate.PasswordToken(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(account.PasswordTokensColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.AccountID
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "account_id" returned %v for node %v`, fk, n.ID)
 		}
 		assign(node, n)
 	}

@@ -14,7 +14,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/tollgate-dev/tollgate/ent/account"
 	"github.com/tollgate-dev/tollgate/ent/apikey"
+	"github.com/tollgate-dev/tollgate/ent/passwordtoken"
 	"github.com/tollgate-dev/tollgate/ent/predicate"
+	"github.com/tollgate-dev/tollgate/ent/session"
 )
 
 // AccountUpdate is the builder for updating Account entities.
@@ -92,6 +94,81 @@ func (_u *AccountUpdate) SetNillableRestricted(v *bool) *AccountUpdate {
 	return _u
 }
 
+// SetPasswordHash sets the "password_hash" field.
+func (_u *AccountUpdate) SetPasswordHash(v string) *AccountUpdate {
+	_u.mutation.SetPasswordHash(v)
+	return _u
+}
+
+// SetNillablePasswordHash sets the "password_hash" field if the given value is not nil.
+func (_u *AccountUpdate) SetNillablePasswordHash(v *string) *AccountUpdate {
+	if v != nil {
+		_u.SetPasswordHash(*v)
+	}
+	return _u
+}
+
+// SetFailedSignIns sets the "failed_sign_ins" field.
+func (_u *AccountUpdate) SetFailedSignIns(v int) *AccountUpdate {
+	_u.mutation.ResetFailedSignIns()
+	_u.mutation.SetFailedSignIns(v)
+	return _u
+}
+
+// SetNillableFailedSignIns sets the "failed_sign_ins" field if the given value is not nil.
+func (_u *AccountUpdate) SetNillableFailedSignIns(v *int) *AccountUpdate {
+	if v != nil {
+		_u.SetFailedSignIns(*v)
+	}
+	return _u
+}
+
+// AddFailedSignIns adds value to the "failed_sign_ins" field.
+func (_u *AccountUpdate) AddFailedSignIns(v int) *AccountUpdate {
+	_u.mutation.AddFailedSignIns(v)
+	return _u
+}
+
+// SetSignInLockedUntil sets the "sign_in_locked_until" field.
+func (_u *AccountUpdate) SetSignInLockedUntil(v time.Time) *AccountUpdate {
+	_u.mutation.SetSignInLockedUntil(v)
+	return _u
+}
+
+// SetNillableSignInLockedUntil sets the "sign_in_locked_until" field if the given value is not nil.
+func (_u *AccountUpdate) SetNillableSignInLockedUntil(v *time.Time) *AccountUpdate {
+	if v != nil {
+		_u.SetSignInLockedUntil(*v)
+	}
+	return _u
+}
+
+// ClearSignInLockedUntil clears the value of the "sign_in_locked_until" field.
+func (_u *AccountUpdate) ClearSignInLockedUntil() *AccountUpdate {
+	_u.mutation.ClearSignInLockedUntil()
+	return _u
+}
+
+// SetSSOSubject sets the "sso_subject" field.
+func (_u *AccountUpdate) SetSSOSubject(v string) *AccountUpdate {
+	_u.mutation.SetSSOSubject(v)
+	return _u
+}
+
+// SetNillableSSOSubject sets the "sso_subject" field if the given value is not nil.
+func (_u *AccountUpdate) SetNillableSSOSubject(v *string) *AccountUpdate {
+	if v != nil {
+		_u.SetSSOSubject(*v)
+	}
+	return _u
+}
+
+// ClearSSOSubject clears the value of the "sso_subject" field.
+func (_u *AccountUpdate) ClearSSOSubject() *AccountUpdate {
+	_u.mutation.ClearSSOSubject()
+	return _u
+}
+
 // AddAPIKeyIDs adds the "api_keys" edge to the APIKey entity by IDs.
 func (_u *AccountUpdate) AddAPIKeyIDs(ids ...uuid.UUID) *AccountUpdate {
 	_u.mutation.AddAPIKeyIDs(ids...)
@@ -105,6 +182,36 @@ func (_u *AccountUpdate) AddAPIKeys(v ...*APIKey) *AccountUpdate {
 		ids[i] = v[i].ID
 	}
 	return _u.AddAPIKeyIDs(ids...)
+}
+
+// AddSessionIDs adds the "sessions" edge to the Session entity by IDs.
+func (_u *AccountUpdate) AddSessionIDs(ids ...uuid.UUID) *AccountUpdate {
+	_u.mutation.AddSessionIDs(ids...)
+	return _u
+}
+
+// AddSessions adds the "sessions" edges to the Session entity.
+func (_u *AccountUpdate) AddSessions(v ...*Session) *AccountUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddSessionIDs(ids...)
+}
+
+// AddPasswordTokenIDs adds the "password_tokens" edge to the PasswordToken entity by IDs.
+func (_u *AccountUpdate) AddPasswordTokenIDs(ids ...uuid.UUID) *AccountUpdate {
+	_u.mutation.AddPasswordTokenIDs(ids...)
+	return _u
+}
+
+// AddPasswordTokens adds the "password_tokens" edges to the PasswordToken entity.
+func (_u *AccountUpdate) AddPasswordTokens(v ...*PasswordToken) *AccountUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddPasswordTokenIDs(ids...)
 }
 
 // Mutation returns the AccountMutation object of the builder.
@@ -131,6 +238,48 @@ func (_u *AccountUpdate) RemoveAPIKeys(v ...*APIKey) *AccountUpdate {
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveAPIKeyIDs(ids...)
+}
+
+// ClearSessions clears all "sessions" edges to the Session entity.
+func (_u *AccountUpdate) ClearSessions() *AccountUpdate {
+	_u.mutation.ClearSessions()
+	return _u
+}
+
+// RemoveSessionIDs removes the "sessions" edge to Session entities by IDs.
+func (_u *AccountUpdate) RemoveSessionIDs(ids ...uuid.UUID) *AccountUpdate {
+	_u.mutation.RemoveSessionIDs(ids...)
+	return _u
+}
+
+// RemoveSessions removes "sessions" edges to Session entities.
+func (_u *AccountUpdate) RemoveSessions(v ...*Session) *AccountUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveSessionIDs(ids...)
+}
+
+// ClearPasswordTokens clears all "password_tokens" edges to the PasswordToken entity.
+func (_u *AccountUpdate) ClearPasswordTokens() *AccountUpdate {
+	_u.mutation.ClearPasswordTokens()
+	return _u
+}
+
+// RemovePasswordTokenIDs removes the "password_tokens" edge to PasswordToken entities by IDs.
+func (_u *AccountUpdate) RemovePasswordTokenIDs(ids ...uuid.UUID) *AccountUpdate {
+	_u.mutation.RemovePasswordTokenIDs(ids...)
+	return _u
+}
+
+// RemovePasswordTokens removes "password_tokens" edges to PasswordToken entities.
+func (_u *AccountUpdate) RemovePasswordTokens(v ...*PasswordToken) *AccountUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemovePasswordTokenIDs(ids...)
 }
 
 // Save executes the query and returns the number of nodes affected by the update operation.
@@ -186,6 +335,21 @@ func (_u *AccountUpdate) check() error {
 			return &ValidationError{Name: "role", err: fmt.Errorf(`ent: validator failed for field "Account.role": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.PasswordHash(); ok {
+		if err := account.PasswordHashValidator(v); err != nil {
+			return &ValidationError{Name: "password_hash", err: fmt.Errorf(`ent: validator failed for field "Account.password_hash": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.FailedSignIns(); ok {
+		if err := account.FailedSignInsValidator(v); err != nil {
+			return &ValidationError{Name: "failed_sign_ins", err: fmt.Errorf(`ent: validator failed for field "Account.failed_sign_ins": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.SSOSubject(); ok {
+		if err := account.SSOSubjectValidator(v); err != nil {
+			return &ValidationError{Name: "sso_subject", err: fmt.Errorf(`ent: validator failed for field "Account.sso_subject": %w`, err)}
+		}
+	}
 	if _u.mutation.TenantCleared() && len(_u.mutation.TenantIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "Account.tenant"`)
 	}
@@ -218,6 +382,27 @@ func (_u *AccountUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.Restricted(); ok {
 		_spec.SetField(account.FieldRestricted, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.PasswordHash(); ok {
+		_spec.SetField(account.FieldPasswordHash, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.FailedSignIns(); ok {
+		_spec.SetField(account.FieldFailedSignIns, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedFailedSignIns(); ok {
+		_spec.AddField(account.FieldFailedSignIns, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.SignInLockedUntil(); ok {
+		_spec.SetField(account.FieldSignInLockedUntil, field.TypeTime, value)
+	}
+	if _u.mutation.SignInLockedUntilCleared() {
+		_spec.ClearField(account.FieldSignInLockedUntil, field.TypeTime)
+	}
+	if value, ok := _u.mutation.SSOSubject(); ok {
+		_spec.SetField(account.FieldSSOSubject, field.TypeString, value)
+	}
+	if _u.mutation.SSOSubjectCleared() {
+		_spec.ClearField(account.FieldSSOSubject, field.TypeString)
 	}
 	if _u.mutation.APIKeysCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -257,6 +442,96 @@ func (_u *AccountUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(apikey.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.SessionsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   account.SessionsTable,
+			Columns: []string{account.SessionsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(session.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedSessionsIDs(); len(nodes) > 0 && !_u.mutation.SessionsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   account.SessionsTable,
+			Columns: []string{account.SessionsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(session.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.SessionsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   account.SessionsTable,
+			Columns: []string{account.SessionsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(session.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.PasswordTokensCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   account.PasswordTokensTable,
+			Columns: []string{account.PasswordTokensColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(passwordtoken.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedPasswordTokensIDs(); len(nodes) > 0 && !_u.mutation.PasswordTokensCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   account.PasswordTokensTable,
+			Columns: []string{account.PasswordTokensColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(passwordtoken.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.PasswordTokensIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   account.PasswordTokensTable,
+			Columns: []string{account.PasswordTokensColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(passwordtoken.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {
@@ -346,6 +621,81 @@ func (_u *AccountUpdateOne) SetNillableRestricted(v *bool) *AccountUpdateOne {
 	return _u
 }
 
+// SetPasswordHash sets the "password_hash" field.
+func (_u *AccountUpdateOne) SetPasswordHash(v string) *AccountUpdateOne {
+	_u.mutation.SetPasswordHash(v)
+	return _u
+}
+
+// SetNillablePasswordHash sets the "password_hash" field if the given value is not nil.
+func (_u *AccountUpdateOne) SetNillablePasswordHash(v *string) *AccountUpdateOne {
+	if v != nil {
+		_u.SetPasswordHash(*v)
+	}
+	return _u
+}
+
+// SetFailedSignIns sets the "failed_sign_ins" field.
+func (_u *AccountUpdateOne) SetFailedSignIns(v int) *AccountUpdateOne {
+	_u.mutation.ResetFailedSignIns()
+	_u.mutation.SetFailedSignIns(v)
+	return _u
+}
+
+// SetNillableFailedSignIns sets the "failed_sign_ins" field if the given value is not nil.
+func (_u *AccountUpdateOne) SetNillableFailedSignIns(v *int) *AccountUpdateOne {
+	if v != nil {
+		_u.SetFailedSignIns(*v)
+	}
+	return _u
+}
+
+// AddFailedSignIns adds value to the "failed_sign_ins" field.
+func (_u *AccountUpdateOne) AddFailedSignIns(v int) *AccountUpdateOne {
+	_u.mutation.AddFailedSignIns(v)
+	return _u
+}
+
+// SetSignInLockedUntil sets the "sign_in_locked_until" field.
+func (_u *AccountUpdateOne) SetSignInLockedUntil(v time.Time) *AccountUpdateOne {
+	_u.mutation.SetSignInLockedUntil(v)
+	return _u
+}
+
+// SetNillableSignInLockedUntil sets the "sign_in_locked_until" field if the given value is not nil.
+func (_u *AccountUpdateOne) SetNillableSignInLockedUntil(v *time.Time) *AccountUpdateOne {
+	if v != nil {
+		_u.SetSignInLockedUntil(*v)
+	}
+	return _u
+}
+
+// ClearSignInLockedUntil clears the value of the "sign_in_locked_until" field.
+func (_u *AccountUpdateOne) ClearSignInLockedUntil() *AccountUpdateOne {
+	_u.mutation.ClearSignInLockedUntil()
+	return _u
+}
+
+// SetSSOSubject sets the "sso_subject" field.
+func (_u *AccountUpdateOne) SetSSOSubject(v string) *AccountUpdateOne {
+	_u.mutation.SetSSOSubject(v)
+	return _u
+}
+
+// SetNillableSSOSubject sets the "sso_subject" field if the given value is not nil.
+func (_u *AccountUpdateOne) SetNillableSSOSubject(v *string) *AccountUpdateOne {
+	if v != nil {
+		_u.SetSSOSubject(*v)
+	}
+	return _u
+}
+
+// ClearSSOSubject clears the value of the "sso_subject" field.
+func (_u *AccountUpdateOne) ClearSSOSubject() *AccountUpdateOne {
+	_u.mutation.ClearSSOSubject()
+	return _u
+}
+
 // AddAPIKeyIDs adds the "api_keys" edge to the APIKey entity by IDs.
 func (_u *AccountUpdateOne) AddAPIKeyIDs(ids ...uuid.UUID) *AccountUpdateOne {
 	_u.mutation.AddAPIKeyIDs(ids...)
@@ -359,6 +709,36 @@ func (_u *AccountUpdateOne) AddAPIKeys(v ...*APIKey) *AccountUpdateOne {
 		ids[i] = v[i].ID
 	}
 	return _u.AddAPIKeyIDs(ids...)
+}
+
+// AddSessionIDs adds the "sessions" edge to the Session entity by IDs.
+func (_u *AccountUpdateOne) AddSessionIDs(ids ...uuid.UUID) *AccountUpdateOne {
+	_u.mutation.AddSessionIDs(ids...)
+	return _u
+}
+
+// AddSessions adds the "sessions" edges to the Session entity.
+func (_u *AccountUpdateOne) AddSessions(v ...*Session) *AccountUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddSessionIDs(ids...)
+}
+
+// AddPasswordTokenIDs adds the "password_tokens" edge to the PasswordToken entity by IDs.
+func (_u *AccountUpdateOne) AddPasswordTokenIDs(ids ...uuid.UUID) *AccountUpdateOne {
+	_u.mutation.AddPasswordTokenIDs(ids...)
+	return _u
+}
+
+// AddPasswordTokens adds the "password_tokens" edges to the PasswordToken entity.
+func (_u *AccountUpdateOne) AddPasswordTokens(v ...*PasswordToken) *AccountUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddPasswordTokenIDs(ids...)
 }
 
 // Mutation returns the AccountMutation object of the builder.
@@ -385,6 +765,48 @@ func (_u *AccountUpdateOne) RemoveAPIKeys(v ...*APIKey) *AccountUpdateOne {
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveAPIKeyIDs(ids...)
+}
+
+// ClearSessions clears all "sessions" edges to the Session entity.
+func (_u *AccountUpdateOne) ClearSessions() *AccountUpdateOne {
+	_u.mutation.ClearSessions()
+	return _u
+}
+
+// RemoveSessionIDs removes the "sessions" edge to Session entities by IDs.
+func (_u *AccountUpdateOne) RemoveSessionIDs(ids ...uuid.UUID) *AccountUpdateOne {
+	_u.mutation.RemoveSessionIDs(ids...)
+	return _u
+}
+
+// RemoveSessions removes "sessions" edges to Session entities.
+func (_u *AccountUpdateOne) RemoveSessions(v ...*Session) *AccountUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveSessionIDs(ids...)
+}
+
+// ClearPasswordTokens clears all "password_tokens" edges to the PasswordToken entity.
+func (_u *AccountUpdateOne) ClearPasswordTokens() *AccountUpdateOne {
+	_u.mutation.ClearPasswordTokens()
+	return _u
+}
+
+// RemovePasswordTokenIDs removes the "password_tokens" edge to PasswordToken entities by IDs.
+func (_u *AccountUpdateOne) RemovePasswordTokenIDs(ids ...uuid.UUID) *AccountUpdateOne {
+	_u.mutation.RemovePasswordTokenIDs(ids...)
+	return _u
+}
+
+// RemovePasswordTokens removes "password_tokens" edges to PasswordToken entities.
+func (_u *AccountUpdateOne) RemovePasswordTokens(v ...*PasswordToken) *AccountUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemovePasswordTokenIDs(ids...)
 }
 
 // Where appends a list predicates to the AccountUpdate builder.
@@ -453,6 +875,21 @@ func (_u *AccountUpdateOne) check() error {
 			return &ValidationError{Name: "role", err: fmt.Errorf(`ent: validator failed for field "Account.role": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.PasswordHash(); ok {
+		if err := account.PasswordHashValidator(v); err != nil {
+			return &ValidationError{Name: "password_hash", err: fmt.Errorf(`ent: validator failed for field "Account.password_hash": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.FailedSignIns(); ok {
+		if err := account.FailedSignInsValidator(v); err != nil {
+			return &ValidationError{Name: "failed_sign_ins", err: fmt.Errorf(`ent: validator failed for field "Account.failed_sign_ins": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.SSOSubject(); ok {
+		if err := account.SSOSubjectValidator(v); err != nil {
+			return &ValidationError{Name: "sso_subject", err: fmt.Errorf(`ent: validator failed for field "Account.sso_subject": %w`, err)}
+		}
+	}
 	if _u.mutation.TenantCleared() && len(_u.mutation.TenantIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "Account.tenant"`)
 	}
@@ -503,6 +940,27 @@ func (_u *AccountUpdateOne) sqlSave(ctx context.Context) (_node *Account, err er
 	if value, ok := _u.mutation.Restricted(); ok {
 		_spec.SetField(account.FieldRestricted, field.TypeBool, value)
 	}
+	if value, ok := _u.mutation.PasswordHash(); ok {
+		_spec.SetField(account.FieldPasswordHash, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.FailedSignIns(); ok {
+		_spec.SetField(account.FieldFailedSignIns, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedFailedSignIns(); ok {
+		_spec.AddField(account.FieldFailedSignIns, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.SignInLockedUntil(); ok {
+		_spec.SetField(account.FieldSignInLockedUntil, field.TypeTime, value)
+	}
+	if _u.mutation.SignInLockedUntilCleared() {
+		_spec.ClearField(account.FieldSignInLockedUntil, field.TypeTime)
+	}
+	if value, ok := _u.mutation.SSOSubject(); ok {
+		_spec.SetField(account.FieldSSOSubject, field.TypeString, value)
+	}
+	if _u.mutation.SSOSubjectCleared() {
+		_spec.ClearField(account.FieldSSOSubject, field.TypeString)
+	}
 	if _u.mutation.APIKeysCleared() {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2M,
@@ -541,6 +999,96 @@ func (_u *AccountUpdateOne) sqlSave(ctx context.Context) (_node *Account, err er
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(apikey.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.SessionsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   account.SessionsTable,
+			Columns: []string{account.SessionsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(session.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedSessionsIDs(); len(nodes) > 0 && !_u.mutation.SessionsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   account.SessionsTable,
+			Columns: []string{account.SessionsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(session.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.SessionsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   account.SessionsTable,
+			Columns: []string{account.SessionsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(session.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.PasswordTokensCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   account.PasswordTokensTable,
+			Columns: []string{account.PasswordTokensColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(passwordtoken.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedPasswordTokensIDs(); len(nodes) > 0 && !_u.mutation.PasswordTokensCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   account.PasswordTokensTable,
+			Columns: []string{account.PasswordTokensColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(passwordtoken.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.PasswordTokensIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   account.PasswordTokensTable,
+			Columns: []string{account.PasswordTokensColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(passwordtoken.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {

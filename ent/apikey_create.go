@@ -482,6 +482,30 @@ func (u *APIKeyUpsert) UpdateName() *APIKeyUpsert {
 	return u
 }
 
+// SetPrefix sets the "prefix" field.
+func (u *APIKeyUpsert) SetPrefix(v string) *APIKeyUpsert {
+	u.Set(apikey.FieldPrefix, v)
+	return u
+}
+
+// UpdatePrefix sets the "prefix" field to the value that was provided on create.
+func (u *APIKeyUpsert) UpdatePrefix() *APIKeyUpsert {
+	u.SetExcluded(apikey.FieldPrefix)
+	return u
+}
+
+// SetHash sets the "hash" field.
+func (u *APIKeyUpsert) SetHash(v []byte) *APIKeyUpsert {
+	u.Set(apikey.FieldHash, v)
+	return u
+}
+
+// UpdateHash sets the "hash" field to the value that was provided on create.
+func (u *APIKeyUpsert) UpdateHash() *APIKeyUpsert {
+	u.SetExcluded(apikey.FieldHash)
+	return u
+}
+
 // SetAllowedModels sets the "allowed_models" field.
 func (u *APIKeyUpsert) SetAllowedModels(v []string) *APIKeyUpsert {
 	u.Set(apikey.FieldAllowedModels, v)
@@ -577,12 +601,6 @@ func (u *APIKeyUpsertOne) UpdateNewValues() *APIKeyUpsertOne {
 		if _, exists := u.create.mutation.TenantID(); exists {
 			s.SetIgnore(apikey.FieldTenantID)
 		}
-		if _, exists := u.create.mutation.Prefix(); exists {
-			s.SetIgnore(apikey.FieldPrefix)
-		}
-		if _, exists := u.create.mutation.Hash(); exists {
-			s.SetIgnore(apikey.FieldHash)
-		}
 	}))
 	return u
 }
@@ -660,6 +678,34 @@ func (u *APIKeyUpsertOne) SetName(v string) *APIKeyUpsertOne {
 func (u *APIKeyUpsertOne) UpdateName() *APIKeyUpsertOne {
 	return u.Update(func(s *APIKeyUpsert) {
 		s.UpdateName()
+	})
+}
+
+// SetPrefix sets the "prefix" field.
+func (u *APIKeyUpsertOne) SetPrefix(v string) *APIKeyUpsertOne {
+	return u.Update(func(s *APIKeyUpsert) {
+		s.SetPrefix(v)
+	})
+}
+
+// UpdatePrefix sets the "prefix" field to the value that was provided on create.
+func (u *APIKeyUpsertOne) UpdatePrefix() *APIKeyUpsertOne {
+	return u.Update(func(s *APIKeyUpsert) {
+		s.UpdatePrefix()
+	})
+}
+
+// SetHash sets the "hash" field.
+func (u *APIKeyUpsertOne) SetHash(v []byte) *APIKeyUpsertOne {
+	return u.Update(func(s *APIKeyUpsert) {
+		s.SetHash(v)
+	})
+}
+
+// UpdateHash sets the "hash" field to the value that was provided on create.
+func (u *APIKeyUpsertOne) UpdateHash() *APIKeyUpsertOne {
+	return u.Update(func(s *APIKeyUpsert) {
+		s.UpdateHash()
 	})
 }
 
@@ -936,12 +982,6 @@ func (u *APIKeyUpsertBulk) UpdateNewValues() *APIKeyUpsertBulk {
 			if _, exists := b.mutation.TenantID(); exists {
 				s.SetIgnore(apikey.FieldTenantID)
 			}
-			if _, exists := b.mutation.Prefix(); exists {
-				s.SetIgnore(apikey.FieldPrefix)
-			}
-			if _, exists := b.mutation.Hash(); exists {
-				s.SetIgnore(apikey.FieldHash)
-			}
 		}
 	}))
 	return u
@@ -1020,6 +1060,34 @@ func (u *APIKeyUpsertBulk) SetName(v string) *APIKeyUpsertBulk {
 func (u *APIKeyUpsertBulk) UpdateName() *APIKeyUpsertBulk {
 	return u.Update(func(s *APIKeyUpsert) {
 		s.UpdateName()
+	})
+}
+
+// SetPrefix sets the "prefix" field.
+func (u *APIKeyUpsertBulk) SetPrefix(v string) *APIKeyUpsertBulk {
+	return u.Update(func(s *APIKeyUpsert) {
+		s.SetPrefix(v)
+	})
+}
+
+// UpdatePrefix sets the "prefix" field to the value that was provided on create.
+func (u *APIKeyUpsertBulk) UpdatePrefix() *APIKeyUpsertBulk {
+	return u.Update(func(s *APIKeyUpsert) {
+		s.UpdatePrefix()
+	})
+}
+
+// SetHash sets the "hash" field.
+func (u *APIKeyUpsertBulk) SetHash(v []byte) *APIKeyUpsertBulk {
+	return u.Update(func(s *APIKeyUpsert) {
+		s.SetHash(v)
+	})
+}
+
+// UpdateHash sets the "hash" field to the value that was provided on create.
+func (u *APIKeyUpsertBulk) UpdateHash() *APIKeyUpsertBulk {
+	return u.Update(func(s *APIKeyUpsert) {
+		s.UpdateHash()
 	})
 }
 

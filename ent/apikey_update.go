@@ -72,6 +72,26 @@ func (_u *APIKeyUpdate) SetNillableName(v *string) *APIKeyUpdate {
 	return _u
 }
 
+// SetPrefix sets the "prefix" field.
+func (_u *APIKeyUpdate) SetPrefix(v string) *APIKeyUpdate {
+	_u.mutation.SetPrefix(v)
+	return _u
+}
+
+// SetNillablePrefix sets the "prefix" field if the given value is not nil.
+func (_u *APIKeyUpdate) SetNillablePrefix(v *string) *APIKeyUpdate {
+	if v != nil {
+		_u.SetPrefix(*v)
+	}
+	return _u
+}
+
+// SetHash sets the "hash" field.
+func (_u *APIKeyUpdate) SetHash(v []byte) *APIKeyUpdate {
+	_u.mutation.SetHash(v)
+	return _u
+}
+
 // SetAllowedModels sets the "allowed_models" field.
 func (_u *APIKeyUpdate) SetAllowedModels(v []string) *APIKeyUpdate {
 	_u.mutation.SetAllowedModels(v)
@@ -234,6 +254,11 @@ func (_u *APIKeyUpdate) check() error {
 			return &ValidationError{Name: "name", err: fmt.Errorf(`ent: validator failed for field "APIKey.name": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Prefix(); ok {
+		if err := apikey.PrefixValidator(v); err != nil {
+			return &ValidationError{Name: "prefix", err: fmt.Errorf(`ent: validator failed for field "APIKey.prefix": %w`, err)}
+		}
+	}
 	if _u.mutation.TenantCleared() && len(_u.mutation.TenantIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "APIKey.tenant"`)
 	}
@@ -257,6 +282,12 @@ func (_u *APIKeyUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.Name(); ok {
 		_spec.SetField(apikey.FieldName, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.Prefix(); ok {
+		_spec.SetField(apikey.FieldPrefix, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.Hash(); ok {
+		_spec.SetField(apikey.FieldHash, field.TypeBytes, value)
 	}
 	if value, ok := _u.mutation.AllowedModels(); ok {
 		_spec.SetField(apikey.FieldAllowedModels, field.TypeJSON, value)
@@ -402,6 +433,26 @@ func (_u *APIKeyUpdateOne) SetNillableName(v *string) *APIKeyUpdateOne {
 	if v != nil {
 		_u.SetName(*v)
 	}
+	return _u
+}
+
+// SetPrefix sets the "prefix" field.
+func (_u *APIKeyUpdateOne) SetPrefix(v string) *APIKeyUpdateOne {
+	_u.mutation.SetPrefix(v)
+	return _u
+}
+
+// SetNillablePrefix sets the "prefix" field if the given value is not nil.
+func (_u *APIKeyUpdateOne) SetNillablePrefix(v *string) *APIKeyUpdateOne {
+	if v != nil {
+		_u.SetPrefix(*v)
+	}
+	return _u
+}
+
+// SetHash sets the "hash" field.
+func (_u *APIKeyUpdateOne) SetHash(v []byte) *APIKeyUpdateOne {
+	_u.mutation.SetHash(v)
 	return _u
 }
 
@@ -580,6 +631,11 @@ func (_u *APIKeyUpdateOne) check() error {
 			return &ValidationError{Name: "name", err: fmt.Errorf(`ent: validator failed for field "APIKey.name": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Prefix(); ok {
+		if err := apikey.PrefixValidator(v); err != nil {
+			return &ValidationError{Name: "prefix", err: fmt.Errorf(`ent: validator failed for field "APIKey.prefix": %w`, err)}
+		}
+	}
 	if _u.mutation.TenantCleared() && len(_u.mutation.TenantIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "APIKey.tenant"`)
 	}
@@ -620,6 +676,12 @@ func (_u *APIKeyUpdateOne) sqlSave(ctx context.Context) (_node *APIKey, err erro
 	}
 	if value, ok := _u.mutation.Name(); ok {
 		_spec.SetField(apikey.FieldName, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.Prefix(); ok {
+		_spec.SetField(apikey.FieldPrefix, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.Hash(); ok {
+		_spec.SetField(apikey.FieldHash, field.TypeBytes, value)
 	}
 	if value, ok := _u.mutation.AllowedModels(); ok {
 		_spec.SetField(apikey.FieldAllowedModels, field.TypeJSON, value)

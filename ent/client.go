@@ -28,9 +28,11 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/model"
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
+	"github.com/tollgate-dev/tollgate/ent/passwordtoken"
 	"github.com/tollgate-dev/tollgate/ent/provider"
 	"github.com/tollgate-dev/tollgate/ent/quotacounter"
 	"github.com/tollgate-dev/tollgate/ent/quotalease"
+	"github.com/tollgate-dev/tollgate/ent/session"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
 	"github.com/tollgate-dev/tollgate/ent/usagerollup"
@@ -67,12 +69,16 @@ type Client struct {
 	ModelDeployment *ModelDeploymentClient
 	// ModelPrice is the client for interacting with the ModelPrice builders.
 	ModelPrice *ModelPriceClient
+	// PasswordToken is the client for interacting with the PasswordToken builders.
+	PasswordToken *PasswordTokenClient
 	// Provider is the client for interacting with the Provider builders.
 	Provider *ProviderClient
 	// QuotaCounter is the client for interacting with the QuotaCounter builders.
 	QuotaCounter *QuotaCounterClient
 	// QuotaLease is the client for interacting with the QuotaLease builders.
 	QuotaLease *QuotaLeaseClient
+	// Session is the client for interacting with the Session builders.
+	Session *SessionClient
 	// Tenant is the client for interacting with the Tenant builders.
 	Tenant *TenantClient
 	// UsageRecord is the client for interacting with the UsageRecord builders.
@@ -102,9 +108,11 @@ func (c *Client) init() {
 	c.Model = NewModelClient(c.config)
 	c.ModelDeployment = NewModelDeploymentClient(c.config)
 	c.ModelPrice = NewModelPriceClient(c.config)
+	c.PasswordToken = NewPasswordTokenClient(c.config)
 	c.Provider = NewProviderClient(c.config)
 	c.QuotaCounter = NewQuotaCounterClient(c.config)
 	c.QuotaLease = NewQuotaLeaseClient(c.config)
+	c.Session = NewSessionClient(c.config)
 	c.Tenant = NewTenantClient(c.config)
 	c.UsageRecord = NewUsageRecordClient(c.config)
 	c.UsageRollup = NewUsageRollupClient(c.config)
@@ -212,9 +220,11 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		Model:           NewModelClient(cfg),
 		ModelDeployment: NewModelDeploymentClient(cfg),
 		ModelPrice:      NewModelPriceClient(cfg),
+		PasswordToken:   NewPasswordTokenClient(cfg),
 		Provider:        NewProviderClient(cfg),
 		QuotaCounter:    NewQuotaCounterClient(cfg),
 		QuotaLease:      NewQuotaLeaseClient(cfg),
+		Session:         NewSessionClient(cfg),
 		Tenant:          NewTenantClient(cfg),
 		UsageRecord:     NewUsageRecordClient(cfg),
 		UsageRollup:     NewUsageRollupClient(cfg),
@@ -249,9 +259,11 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		Model:           NewModelClient(cfg),
 		ModelDeployment: NewModelDeploymentClient(cfg),
 		ModelPrice:      NewModelPriceClient(cfg),
+		PasswordToken:   NewPasswordTokenClient(cfg),
 		Provider:        NewProviderClient(cfg),
 		QuotaCounter:    NewQuotaCounterClient(cfg),
 		QuotaLease:      NewQuotaLeaseClient(cfg),
+		Session:         NewSessionClient(cfg),
 		Tenant:          NewTenantClient(cfg),
 		UsageRecord:     NewUsageRecordClient(cfg),
 		UsageRollup:     NewUsageRollupClient(cfg),
@@ -286,8 +298,8 @@ func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
 		c.APIKey, c.Account, c.AdminToken, c.AuditEvent, c.ConfigChange, c.ContentLog,
 		c.DataKey, c.GatewayPolicy, c.JobLease, c.Model, c.ModelDeployment,
-		c.ModelPrice, c.Provider, c.QuotaCounter, c.QuotaLease, c.Tenant,
-		c.UsageRecord, c.UsageRollup,
+		c.ModelPrice, c.PasswordToken, c.Provider, c.QuotaCounter, c.QuotaLease,
+		c.Session, c.Tenant, c.UsageRecord, c.UsageRollup,
 	} {
 		n.Use(hooks...)
 	}
@@ -299,8 +311,8 @@ func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
 		c.APIKey, c.Account, c.AdminToken, c.AuditEvent, c.ConfigChange, c.ContentLog,
 		c.DataKey, c.GatewayPolicy, c.JobLease, c.Model, c.ModelDeployment,
-		c.ModelPrice, c.Provider, c.QuotaCounter, c.QuotaLease, c.Tenant,
-		c.UsageRecord, c.UsageRollup,
+		c.ModelPrice, c.PasswordToken, c.Provider, c.QuotaCounter, c.QuotaLease,
+		c.Session, c.Tenant, c.UsageRecord, c.UsageRollup,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -333,12 +345,16 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.ModelDeployment.mutate(ctx, m)
 	case *ModelPriceMutation:
 		return c.ModelPrice.mutate(ctx, m)
+	case *PasswordTokenMutation:
+		return c.PasswordToken.mutate(ctx, m)
 	case *ProviderMutation:
 		return c.Provider.mutate(ctx, m)
 	case *QuotaCounterMutation:
 		return c.QuotaCounter.mutate(ctx, m)
 	case *QuotaLeaseMutation:
 		return c.QuotaLease.mutate(ctx, m)
+	case *SessionMutation:
+		return c.Session.mutate(ctx, m)
 	case *TenantMutation:
 		return c.Tenant.mutate(ctx, m)
 	case *UsageRecordMutation:
@@ -664,6 +680,38 @@ func (c *AccountClient) QueryAPIKeys(_m *Account) *APIKeyQuery {
 			sqlgraph.From(account.Table, account.FieldID, id),
 			sqlgraph.To(apikey.Table, apikey.FieldID),
 			sqlgraph.Edge(sqlgraph.O2M, false, account.APIKeysTable, account.APIKeysColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QuerySessions queries the sessions edge of a Account.
+func (c *AccountClient) QuerySessions(_m *Account) *SessionQuery {
+	query := (&SessionClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(account.Table, account.FieldID, id),
+			sqlgraph.To(session.Table, session.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, account.SessionsTable, account.SessionsColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryPasswordTokens queries the password_tokens edge of a Account.
+func (c *AccountClient) QueryPasswordTokens(_m *Account) *PasswordTokenQuery {
+	query := (&PasswordTokenClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(account.Table, account.FieldID, id),
+			sqlgraph.To(passwordtoken.Table, passwordtoken.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, account.PasswordTokensTable, account.PasswordTokensColumn),
 		)
 		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
 		return fromV, nil
@@ -2186,6 +2234,155 @@ func (c *ModelPriceClient) mutate(ctx context.Context, m *ModelPriceMutation) (V
 	}
 }
 
+// PasswordTokenClient is a client for the PasswordToken schema.
+type PasswordTokenClient struct {
+	config
+}
+
+// NewPasswordTokenClient returns a client for the PasswordToken from the given config.
+func NewPasswordTokenClient(c config) *PasswordTokenClient {
+	return &PasswordTokenClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `passwordtoken.Hooks(f(g(h())))`.
+func (c *PasswordTokenClient) Use(hooks ...Hook) {
+	c.hooks.PasswordToken = append(c.hooks.PasswordToken, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `passwordtoken.Intercept(f(g(h())))`.
+func (c *PasswordTokenClient) Intercept(interceptors ...Interceptor) {
+	c.inters.PasswordToken = append(c.inters.PasswordToken, interceptors...)
+}
+
+// Create returns a builder for creating a PasswordToken entity.
+func (c *PasswordTokenClient) Create() *PasswordTokenCreate {
+	mutation := newPasswordTokenMutation(c.config, OpCreate)
+	return &PasswordTokenCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of PasswordToken entities.
+func (c *PasswordTokenClient) CreateBulk(builders ...*PasswordTokenCreate) *PasswordTokenCreateBulk {
+	return &PasswordTokenCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *PasswordTokenClient) MapCreateBulk(slice any, setFunc func(*PasswordTokenCreate, int)) *PasswordTokenCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &PasswordTokenCreateBulk{err: fmt.Errorf("calling to PasswordTokenClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*PasswordTokenCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &PasswordTokenCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for PasswordToken.
+func (c *PasswordTokenClient) Update() *PasswordTokenUpdate {
+	mutation := newPasswordTokenMutation(c.config, OpUpdate)
+	return &PasswordTokenUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *PasswordTokenClient) UpdateOne(_m *PasswordToken) *PasswordTokenUpdateOne {
+	mutation := newPasswordTokenMutation(c.config, OpUpdateOne, withPasswordToken(_m))
+	return &PasswordTokenUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *PasswordTokenClient) UpdateOneID(id uuid.UUID) *PasswordTokenUpdateOne {
+	mutation := newPasswordTokenMutation(c.config, OpUpdateOne, withPasswordTokenID(id))
+	return &PasswordTokenUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for PasswordToken.
+func (c *PasswordTokenClient) Delete() *PasswordTokenDelete {
+	mutation := newPasswordTokenMutation(c.config, OpDelete)
+	return &PasswordTokenDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *PasswordTokenClient) DeleteOne(_m *PasswordToken) *PasswordTokenDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *PasswordTokenClient) DeleteOneID(id uuid.UUID) *PasswordTokenDeleteOne {
+	builder := c.Delete().Where(passwordtoken.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &PasswordTokenDeleteOne{builder}
+}
+
+// Query returns a query builder for PasswordToken.
+func (c *PasswordTokenClient) Query() *PasswordTokenQuery {
+	return &PasswordTokenQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypePasswordToken},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a PasswordToken entity by its id.
+func (c *PasswordTokenClient) Get(ctx context.Context, id uuid.UUID) (*PasswordToken, error) {
+	return c.Query().Where(passwordtoken.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *PasswordTokenClient) GetX(ctx context.Context, id uuid.UUID) *PasswordToken {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryAccount queries the account edge of a PasswordToken.
+func (c *PasswordTokenClient) QueryAccount(_m *PasswordToken) *AccountQuery {
+	query := (&AccountClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(passwordtoken.Table, passwordtoken.FieldID, id),
+			sqlgraph.To(account.Table, account.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, passwordtoken.AccountTable, passwordtoken.AccountColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *PasswordTokenClient) Hooks() []Hook {
+	return c.hooks.PasswordToken
+}
+
+// Interceptors returns the client interceptors.
+func (c *PasswordTokenClient) Interceptors() []Interceptor {
+	return c.inters.PasswordToken
+}
+
+func (c *PasswordTokenClient) mutate(ctx context.Context, m *PasswordTokenMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&PasswordTokenCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&PasswordTokenUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&PasswordTokenUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&PasswordTokenDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown PasswordToken mutation op: %q", m.Op())
+	}
+}
+
 // ProviderClient is a client for the Provider schema.
 type ProviderClient struct {
 	config
@@ -2614,6 +2811,155 @@ func (c *QuotaLeaseClient) mutate(ctx context.Context, m *QuotaLeaseMutation) (V
 		return (&QuotaLeaseDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown QuotaLease mutation op: %q", m.Op())
+	}
+}
+
+// SessionClient is a client for the Session schema.
+type SessionClient struct {
+	config
+}
+
+// NewSessionClient returns a client for the Session from the given config.
+func NewSessionClient(c config) *SessionClient {
+	return &SessionClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `session.Hooks(f(g(h())))`.
+func (c *SessionClient) Use(hooks ...Hook) {
+	c.hooks.Session = append(c.hooks.Session, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `session.Intercept(f(g(h())))`.
+func (c *SessionClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Session = append(c.inters.Session, interceptors...)
+}
+
+// Create returns a builder for creating a Session entity.
+func (c *SessionClient) Create() *SessionCreate {
+	mutation := newSessionMutation(c.config, OpCreate)
+	return &SessionCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Session entities.
+func (c *SessionClient) CreateBulk(builders ...*SessionCreate) *SessionCreateBulk {
+	return &SessionCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *SessionClient) MapCreateBulk(slice any, setFunc func(*SessionCreate, int)) *SessionCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &SessionCreateBulk{err: fmt.Errorf("calling to SessionClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*SessionCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &SessionCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Session.
+func (c *SessionClient) Update() *SessionUpdate {
+	mutation := newSessionMutation(c.config, OpUpdate)
+	return &SessionUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *SessionClient) UpdateOne(_m *Session) *SessionUpdateOne {
+	mutation := newSessionMutation(c.config, OpUpdateOne, withSession(_m))
+	return &SessionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *SessionClient) UpdateOneID(id uuid.UUID) *SessionUpdateOne {
+	mutation := newSessionMutation(c.config, OpUpdateOne, withSessionID(id))
+	return &SessionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Session.
+func (c *SessionClient) Delete() *SessionDelete {
+	mutation := newSessionMutation(c.config, OpDelete)
+	return &SessionDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *SessionClient) DeleteOne(_m *Session) *SessionDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *SessionClient) DeleteOneID(id uuid.UUID) *SessionDeleteOne {
+	builder := c.Delete().Where(session.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &SessionDeleteOne{builder}
+}
+
+// Query returns a query builder for Session.
+func (c *SessionClient) Query() *SessionQuery {
+	return &SessionQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeSession},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Session entity by its id.
+func (c *SessionClient) Get(ctx context.Context, id uuid.UUID) (*Session, error) {
+	return c.Query().Where(session.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *SessionClient) GetX(ctx context.Context, id uuid.UUID) *Session {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryAccount queries the account edge of a Session.
+func (c *SessionClient) QueryAccount(_m *Session) *AccountQuery {
+	query := (&AccountClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(session.Table, session.FieldID, id),
+			sqlgraph.To(account.Table, account.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, session.AccountTable, session.AccountColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *SessionClient) Hooks() []Hook {
+	return c.hooks.Session
+}
+
+// Interceptors returns the client interceptors.
+func (c *SessionClient) Interceptors() []Interceptor {
+	return c.inters.Session
+}
+
+func (c *SessionClient) mutate(ctx context.Context, m *SessionMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&SessionCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&SessionUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&SessionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&SessionDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Session mutation op: %q", m.Op())
 	}
 }
 
@@ -3132,13 +3478,15 @@ func (c *UsageRollupClient) mutate(ctx context.Context, m *UsageRollupMutation) 
 type (
 	hooks struct {
 		APIKey, Account, AdminToken, AuditEvent, ConfigChange, ContentLog, DataKey,
-		GatewayPolicy, JobLease, Model, ModelDeployment, ModelPrice, Provider,
-		QuotaCounter, QuotaLease, Tenant, UsageRecord, UsageRollup []ent.Hook
+		GatewayPolicy, JobLease, Model, ModelDeployment, ModelPrice, PasswordToken,
+		Provider, QuotaCounter, QuotaLease, Session, Tenant, UsageRecord,
+		UsageRollup []ent.Hook
 	}
 	inters struct {
 		APIKey, Account, AdminToken, AuditEvent, ConfigChange, ContentLog, DataKey,
-		GatewayPolicy, JobLease, Model, ModelDeployment, ModelPrice, Provider,
-		QuotaCounter, QuotaLease, Tenant, UsageRecord, UsageRollup []ent.Interceptor
+		GatewayPolicy, JobLease, Model, ModelDeployment, ModelPrice, PasswordToken,
+		Provider, QuotaCounter, QuotaLease, Session, Tenant, UsageRecord,
+		UsageRollup []ent.Interceptor
 	}
 )
 

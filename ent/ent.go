@@ -24,9 +24,11 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/model"
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
+	"github.com/tollgate-dev/tollgate/ent/passwordtoken"
 	"github.com/tollgate-dev/tollgate/ent/provider"
 	"github.com/tollgate-dev/tollgate/ent/quotacounter"
 	"github.com/tollgate-dev/tollgate/ent/quotalease"
+	"github.com/tollgate-dev/tollgate/ent/session"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
 	"github.com/tollgate-dev/tollgate/ent/usagerollup"
@@ -102,9 +104,11 @@ func checkColumn(t, c string) error {
 			model.Table:           model.ValidColumn,
 			modeldeployment.Table: modeldeployment.ValidColumn,
 			modelprice.Table:      modelprice.ValidColumn,
+			passwordtoken.Table:   passwordtoken.ValidColumn,
 			provider.Table:        provider.ValidColumn,
 			quotacounter.Table:    quotacounter.ValidColumn,
 			quotalease.Table:      quotalease.ValidColumn,
+			session.Table:         session.ValidColumn,
 			tenant.Table:          tenant.ValidColumn,
 			usagerecord.Table:     usagerecord.ValidColumn,
 			usagerollup.Table:     usagerollup.ValidColumn,

@@ -18,10 +18,12 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/model"
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
+	"github.com/tollgate-dev/tollgate/ent/passwordtoken"
 	"github.com/tollgate-dev/tollgate/ent/provider"
 	"github.com/tollgate-dev/tollgate/ent/quotacounter"
 	"github.com/tollgate-dev/tollgate/ent/quotalease"
 	"github.com/tollgate-dev/tollgate/ent/schema"
+	"github.com/tollgate-dev/tollgate/ent/session"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
 	"github.com/tollgate-dev/tollgate/ent/usagerollup"
@@ -119,6 +121,22 @@ func init() {
 	accountDescRestricted := accountFields[4].Descriptor()
 	// account.DefaultRestricted holds the default value on creation for the restricted field.
 	account.DefaultRestricted = accountDescRestricted.Default.(bool)
+	// accountDescPasswordHash is the schema descriptor for password_hash field.
+	accountDescPasswordHash := accountFields[5].Descriptor()
+	// account.DefaultPasswordHash holds the default value on creation for the password_hash field.
+	account.DefaultPasswordHash = accountDescPasswordHash.Default.(string)
+	// account.PasswordHashValidator is a validator for the "password_hash" field. It is called by the builders before save.
+	account.PasswordHashValidator = accountDescPasswordHash.Validators[0].(func(string) error)
+	// accountDescFailedSignIns is the schema descriptor for failed_sign_ins field.
+	accountDescFailedSignIns := accountFields[6].Descriptor()
+	// account.DefaultFailedSignIns holds the default value on creation for the failed_sign_ins field.
+	account.DefaultFailedSignIns = accountDescFailedSignIns.Default.(int)
+	// account.FailedSignInsValidator is a validator for the "failed_sign_ins" field. It is called by the builders before save.
+	account.FailedSignInsValidator = accountDescFailedSignIns.Validators[0].(func(int) error)
+	// accountDescSSOSubject is the schema descriptor for sso_subject field.
+	accountDescSSOSubject := accountFields[8].Descriptor()
+	// account.SSOSubjectValidator is a validator for the "sso_subject" field. It is called by the builders before save.
+	account.SSOSubjectValidator = accountDescSSOSubject.Validators[0].(func(string) error)
 	// accountDescID is the schema descriptor for id field.
 	accountDescID := accountMixinFields0[0].Descriptor()
 	// account.DefaultID holds the default value on creation for the id field.
@@ -462,6 +480,27 @@ func init() {
 	modelpriceDescID := modelpriceMixinFields0[0].Descriptor()
 	// modelprice.DefaultID holds the default value on creation for the id field.
 	modelprice.DefaultID = modelpriceDescID.Default.(func() uuid.UUID)
+	passwordtokenMixin := schema.PasswordToken{}.Mixin()
+	passwordtokenMixinFields0 := passwordtokenMixin[0].Fields()
+	_ = passwordtokenMixinFields0
+	passwordtokenMixinFields1 := passwordtokenMixin[1].Fields()
+	_ = passwordtokenMixinFields1
+	passwordtokenFields := schema.PasswordToken{}.Fields()
+	_ = passwordtokenFields
+	// passwordtokenDescCreatedAt is the schema descriptor for created_at field.
+	passwordtokenDescCreatedAt := passwordtokenMixinFields1[0].Descriptor()
+	// passwordtoken.DefaultCreatedAt holds the default value on creation for the created_at field.
+	passwordtoken.DefaultCreatedAt = passwordtokenDescCreatedAt.Default.(func() time.Time)
+	// passwordtokenDescUpdatedAt is the schema descriptor for updated_at field.
+	passwordtokenDescUpdatedAt := passwordtokenMixinFields1[1].Descriptor()
+	// passwordtoken.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	passwordtoken.DefaultUpdatedAt = passwordtokenDescUpdatedAt.Default.(func() time.Time)
+	// passwordtoken.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	passwordtoken.UpdateDefaultUpdatedAt = passwordtokenDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// passwordtokenDescID is the schema descriptor for id field.
+	passwordtokenDescID := passwordtokenMixinFields0[0].Descriptor()
+	// passwordtoken.DefaultID holds the default value on creation for the id field.
+	passwordtoken.DefaultID = passwordtokenDescID.Default.(func() uuid.UUID)
 	providerMixin := schema.Provider{}.Mixin()
 	providerMixinFields0 := providerMixin[0].Fields()
 	_ = providerMixinFields0
@@ -653,6 +692,33 @@ func init() {
 	quotaleaseDescEnded := quotaleaseFields[8].Descriptor()
 	// quotalease.DefaultEnded holds the default value on creation for the ended field.
 	quotalease.DefaultEnded = quotaleaseDescEnded.Default.(bool)
+	sessionMixin := schema.Session{}.Mixin()
+	sessionMixinFields0 := sessionMixin[0].Fields()
+	_ = sessionMixinFields0
+	sessionMixinFields1 := sessionMixin[1].Fields()
+	_ = sessionMixinFields1
+	sessionFields := schema.Session{}.Fields()
+	_ = sessionFields
+	// sessionDescCreatedAt is the schema descriptor for created_at field.
+	sessionDescCreatedAt := sessionMixinFields1[0].Descriptor()
+	// session.DefaultCreatedAt holds the default value on creation for the created_at field.
+	session.DefaultCreatedAt = sessionDescCreatedAt.Default.(func() time.Time)
+	// sessionDescUpdatedAt is the schema descriptor for updated_at field.
+	sessionDescUpdatedAt := sessionMixinFields1[1].Descriptor()
+	// session.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	session.DefaultUpdatedAt = sessionDescUpdatedAt.Default.(func() time.Time)
+	// session.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	session.UpdateDefaultUpdatedAt = sessionDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// sessionDescUserAgent is the schema descriptor for user_agent field.
+	sessionDescUserAgent := sessionFields[4].Descriptor()
+	// session.DefaultUserAgent holds the default value on creation for the user_agent field.
+	session.DefaultUserAgent = sessionDescUserAgent.Default.(string)
+	// session.UserAgentValidator is a validator for the "user_agent" field. It is called by the builders before save.
+	session.UserAgentValidator = sessionDescUserAgent.Validators[0].(func(string) error)
+	// sessionDescID is the schema descriptor for id field.
+	sessionDescID := sessionMixinFields0[0].Descriptor()
+	// session.DefaultID holds the default value on creation for the id field.
+	session.DefaultID = sessionDescID.Default.(func() uuid.UUID)
 	tenantMixin := schema.Tenant{}.Mixin()
 	tenantMixinFields0 := tenantMixin[0].Fields()
 	_ = tenantMixinFields0

@@ -38,12 +38,16 @@ type Tx struct {
 	ModelDeployment *ModelDeploymentClient
 	// ModelPrice is the client for interacting with the ModelPrice builders.
 	ModelPrice *ModelPriceClient
+	// PasswordToken is the client for interacting with the PasswordToken builders.
+	PasswordToken *PasswordTokenClient
 	// Provider is the client for interacting with the Provider builders.
 	Provider *ProviderClient
 	// QuotaCounter is the client for interacting with the QuotaCounter builders.
 	QuotaCounter *QuotaCounterClient
 	// QuotaLease is the client for interacting with the QuotaLease builders.
 	QuotaLease *QuotaLeaseClient
+	// Session is the client for interacting with the Session builders.
+	Session *SessionClient
 	// Tenant is the client for interacting with the Tenant builders.
 	Tenant *TenantClient
 	// UsageRecord is the client for interacting with the UsageRecord builders.
@@ -193,9 +197,11 @@ func (tx *Tx) init() {
 	tx.Model = NewModelClient(tx.config)
 	tx.ModelDeployment = NewModelDeploymentClient(tx.config)
 	tx.ModelPrice = NewModelPriceClient(tx.config)
+	tx.PasswordToken = NewPasswordTokenClient(tx.config)
 	tx.Provider = NewProviderClient(tx.config)
 	tx.QuotaCounter = NewQuotaCounterClient(tx.config)
 	tx.QuotaLease = NewQuotaLeaseClient(tx.config)
+	tx.Session = NewSessionClient(tx.config)
 	tx.Tenant = NewTenantClient(tx.config)
 	tx.UsageRecord = NewUsageRecordClient(tx.config)
 	tx.UsageRollup = NewUsageRollupClient(tx.config)

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
@@ -110,6 +111,9 @@ func (s *accountService) CreateAccount(ctx context.Context, req *adminv1.CreateA
 	if err := errors.Join(errs...); err != nil {
 		return nil, badRequest(err)
 	}
+	if err := ownerCheck(p, role); err != nil {
+		return nil, err
+	}
 	var created *ent.Account
 	err = s.mutate(ctx, func(tx *ent.Tx) error {
 		t, err := resolveTenant(ctx, tx.Tenant, p, "tenant", req.GetTenant())
@@ -178,6 +182,18 @@ func (s *accountService) UpdateAccount(ctx context.Context, req *adminv1.UpdateA
 		if err != nil {
 			return err
 		}
+		if !p.hasRole(account.RoleAdmin) && (a.ID != p.AccountID || slices.ContainsFunc(paths, func(path string) bool { return path != "name" })) {
+			return status.Error(codes.PermissionDenied, "you may change only your own name; ask an admin of your tenant for anything else")
+		}
+		changes := []account.Role{a.Role}
+		if slices.Contains(paths, "role") {
+			changes = append(changes, role)
+		}
+		if a.Role == account.RoleOwner || slices.Contains(paths, "role") {
+			if err := ownerCheck(p, changes...); err != nil {
+				return err
+			}
+		}
 		u := tx.Account.UpdateOne(a)
 		for _, path := range paths {
 			switch path {
@@ -208,6 +224,9 @@ func (s *accountService) DeleteAccount(ctx context.Context, req *adminv1.DeleteA
 	err := s.mutate(ctx, func(tx *ent.Tx) error {
 		a, err := getAccount(ctx, tx.Account, p, "id", req.GetId())
 		if err != nil {
+			return err
+		}
+		if err := ownerCheck(p, a.Role); err != nil {
 			return err
 		}
 		// Keys outlive the person who made them: they belong to the tenant.

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -12,21 +13,31 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
+	"github.com/tollgate-dev/tollgate/controlplane/signin"
 	"github.com/tollgate-dev/tollgate/ent"
+	"github.com/tollgate-dev/tollgate/ent/account"
 	"github.com/tollgate-dev/tollgate/ent/admintoken"
 )
 
-// Principal is who is calling: the operator, or an admin of one tenant.
+// Principal is who is calling: the operator, a tenant admin token, or a
+// person signed in to the web console with an account of one tenant.
 type Principal struct {
 	Operator bool
-	TenantID uuid.UUID // set for tenant admins
-	TokenID  uuid.UUID // set for tenant admins
+	TenantID uuid.UUID // set for tenant admin tokens and accounts
+	TokenID  uuid.UUID // set for tenant admin tokens
+	// AccountID and Role are set for accounts' sessions; the role limits
+	// what the call may do (see roles.go).
+	AccountID uuid.UUID
+	Role      account.Role
 }
 
 // Actor names the principal in audit events.
 func (p Principal) Actor() string {
-	if p.Operator {
+	switch {
+	case p.Operator:
 		return "operator"
+	case p.AccountID != uuid.Nil:
+		return "account:" + p.AccountID.String()
 	}
 	return "admin-token:" + p.TokenID.String()
 }
@@ -73,6 +84,9 @@ func (s *Server) UnaryInterceptor() grpc.UnaryServerInterceptor {
 		}
 		start := time.Now()
 		p, err := s.authenticate(ctx)
+		if err == nil {
+			err = authorizeRole(p, info.FullMethod)
+		}
 		if err != nil {
 			s.log.WarnContext(ctx, "admin call refused", "method", info.FullMethod, "code", status.Code(err).String())
 			return nil, err
@@ -91,6 +105,9 @@ func (s *Server) StreamInterceptor() grpc.StreamServerInterceptor {
 			return handler(srv, ss)
 		}
 		p, err := s.authenticate(ss.Context())
+		if err == nil {
+			err = authorizeRole(p, info.FullMethod)
+		}
 		if err != nil {
 			return err
 		}
@@ -106,7 +123,7 @@ type principalStream struct {
 func (s *principalStream) Context() context.Context { return s.ctx }
 
 var errUnauthenticated = status.Error(codes.Unauthenticated,
-	`missing or invalid token: send "authorization: Bearer <operator or tenant admin token>"`)
+	`missing or invalid token: send "authorization: Bearer <operator token, tenant admin token or session>"`)
 
 func (s *Server) authenticate(ctx context.Context) (Principal, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
@@ -124,6 +141,9 @@ func (s *Server) authenticate(ctx context.Context) (Principal, error) {
 			return Principal{Operator: true}, nil
 		}
 		return Principal{}, errUnauthenticated
+	}
+	if _, ok := secret.Parse(secret.Session, token); ok {
+		return s.authenticateSession(ctx, token)
 	}
 	if _, ok := secret.Parse(secret.AdminToken, token); !ok {
 		return Principal{}, errUnauthenticated
@@ -144,6 +164,26 @@ func (s *Server) authenticate(ctx context.Context) (Principal, error) {
 		return Principal{}, status.Error(codes.Unauthenticated, "this admin token has expired")
 	}
 	return Principal{TenantID: t.TenantID, TokenID: t.ID}, nil
+}
+
+// authenticateSession turns a web console session into the operator or the
+// account it belongs to, with the account's current role.
+func (s *Server) authenticateSession(ctx context.Context, token string) (Principal, error) {
+	if s.sessions == nil {
+		return Principal{}, errUnauthenticated
+	}
+	id, err := s.sessions.Lookup(ctx, token)
+	if errors.Is(err, signin.ErrNoSession) {
+		return Principal{}, status.Error(codes.Unauthenticated, "the session ended; sign in again")
+	}
+	if err != nil {
+		s.log.ErrorContext(ctx, "looking up a session", "err", err)
+		return Principal{}, status.Error(codes.Unavailable, "cannot check the session right now; try again")
+	}
+	if id.Operator {
+		return Principal{Operator: true}, nil
+	}
+	return Principal{TenantID: id.TenantID, AccountID: id.AccountID, Role: id.Role}, nil
 }
 
 // requireOperator refuses tenant admins with PermissionDenied.

@@ -20,6 +20,7 @@ import (
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
+	"github.com/tollgate-dev/tollgate/controlplane/signin"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 )
 
@@ -30,6 +31,7 @@ type harness struct {
 	keyring  *keyring.Keyring
 	conn     *grpc.ClientConn
 	operator string // operator token
+	sessions *signin.Service
 	logs     *syncBuffer
 	changes  int
 	mu       sync.Mutex
@@ -62,9 +64,13 @@ func newHarness(t *testing.T, st *store.Store) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, store: st, keyring: ring, operator: op.Plaintext, logs: &syncBuffer{}}
+	sessions, err := signin.New(st, signin.Options{OperatorToken: op.Plaintext, Argon2: signin.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, store: st, keyring: ring, operator: op.Plaintext, sessions: sessions, logs: &syncBuffer{}}
 	srv, err := New(Config{
-		Store: st, Keyring: ring, OperatorToken: op.Plaintext,
+		Store: st, Keyring: ring, OperatorToken: op.Plaintext, Sessions: sessions,
 		Logger:  slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Changed: func() { h.mu.Lock(); h.changes++; h.mu.Unlock() },
 	})

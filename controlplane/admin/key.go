@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
@@ -13,6 +14,7 @@ import (
 	"github.com/tollgate-dev/tollgate/controlplane/invalid"
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
 	"github.com/tollgate-dev/tollgate/ent"
+	"github.com/tollgate-dev/tollgate/ent/account"
 	"github.com/tollgate-dev/tollgate/ent/apikey"
 	"github.com/tollgate-dev/tollgate/ent/predicate"
 )
@@ -159,6 +161,13 @@ func (s *keyService) CreateKey(ctx context.Context, req *adminv1.CreateKeyReques
 		if err != nil {
 			return err
 		}
+		if !p.hasRole(account.RoleAdmin) {
+			// A member's keys are their own.
+			if accountID != nil && *accountID != p.AccountID {
+				return status.Error(codes.PermissionDenied, "members may create keys only for themselves")
+			}
+			accountID = &p.AccountID
+		}
 		c := tx.APIKey.Create().
 			SetTenantID(t.ID).
 			SetName(in.GetName()).
@@ -215,6 +224,12 @@ func (s *keyService) UpdateKey(ctx context.Context, req *adminv1.UpdateKeyReques
 		if err != nil {
 			return err
 		}
+		if err := keyOwnerCheck(p, k.AccountID); err != nil {
+			return err
+		}
+		if slices.Contains(paths, "account_id") && !p.hasRole(account.RoleAdmin) {
+			return status.Error(codes.PermissionDenied, "only an admin may give a key to another account")
+		}
 		if k.RevokedAt != nil {
 			return status.Error(codes.FailedPrecondition, "the key is revoked; create a new key instead")
 		}
@@ -266,6 +281,9 @@ func (s *keyService) RevokeKey(ctx context.Context, req *adminv1.RevokeKeyReques
 		if err != nil {
 			return err
 		}
+		if err := keyOwnerCheck(p, k.AccountID); err != nil {
+			return err
+		}
 		if k.RevokedAt != nil {
 			// Revoking twice is harmless; the first time stands.
 			revoked = k
@@ -282,11 +300,43 @@ func (s *keyService) RevokeKey(ctx context.Context, req *adminv1.RevokeKeyReques
 	return &adminv1.RevokeKeyResponse{Key: keyToProto(revoked)}, nil
 }
 
+func (s *keyService) RotateKey(ctx context.Context, req *adminv1.RotateKeyRequest) (*adminv1.RotateKeyResponse, error) {
+	p := principalFrom(ctx)
+	sec, err := secret.New(secret.APIKey)
+	if err != nil {
+		return nil, s.toStatus(ctx, "rotate key", fmt.Errorf("generating the key: %w", err))
+	}
+	var rotated *ent.APIKey
+	err = s.mutate(ctx, func(tx *ent.Tx) error {
+		k, err := getKey(ctx, tx.APIKey, p, "id", req.GetId())
+		if err != nil {
+			return err
+		}
+		if err := keyOwnerCheck(p, k.AccountID); err != nil {
+			return err
+		}
+		if k.RevokedAt != nil {
+			return status.Error(codes.FailedPrecondition, "the key is revoked; create a new key instead")
+		}
+		if rotated, err = tx.APIKey.UpdateOne(k).SetPrefix(sec.Prefix).SetHash(sec.Hash).Save(ctx); err != nil {
+			return err
+		}
+		return record(ctx, tx, p, event{action: "key.rotate", targetType: "key", targetID: k.ID, tenantID: &k.TenantID})
+	})
+	if err != nil {
+		return nil, s.toStatus(ctx, "rotate key", err)
+	}
+	return &adminv1.RotateKeyResponse{Key: keyToProto(rotated), Secret: sec.Plaintext}, nil
+}
+
 func (s *keyService) DeleteKey(ctx context.Context, req *adminv1.DeleteKeyRequest) (*adminv1.DeleteKeyResponse, error) {
 	p := principalFrom(ctx)
 	err := s.mutate(ctx, func(tx *ent.Tx) error {
 		k, err := getKey(ctx, tx.APIKey, p, "id", req.GetId())
 		if err != nil {
+			return err
+		}
+		if err := keyOwnerCheck(p, k.AccountID); err != nil {
 			return err
 		}
 		if err := tx.APIKey.DeleteOne(k).Exec(ctx); err != nil {

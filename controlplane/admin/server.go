@@ -19,6 +19,7 @@ import (
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
+	"github.com/tollgate-dev/tollgate/controlplane/signin"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/ent"
 )
@@ -38,6 +39,9 @@ type Config struct {
 	Now func() time.Time
 	// ConfigStatus, if set, reports what xDS serves (StatusService).
 	ConfigStatus func() ConfigStatus
+	// Sessions, if set, lets web console sessions call the API as their
+	// account (or as the operator), limited by the account's role.
+	Sessions *signin.Service
 }
 
 // Server holds the state shared by the admin services.
@@ -49,6 +53,7 @@ type Server struct {
 	changed      func()
 	now          func() time.Time
 	configStatus func() ConfigStatus
+	sessions     *signin.Service
 }
 
 // New checks cfg and returns a Server.
@@ -70,6 +75,7 @@ func New(cfg Config) (*Server, error) {
 		changed:      cfg.Changed,
 		now:          cfg.Now,
 		configStatus: cfg.ConfigStatus,
+		sessions:     cfg.Sessions,
 	}
 	if s.log == nil {
 		s.log = slog.Default()

@@ -1,5 +1,6 @@
 // Package secret makes and checks Tollgate's bearer secrets: data-plane API
-// keys, tenant admin tokens and the operator token.
+// keys, tenant admin tokens, the operator token, web console sessions and
+// password links.
 //
 // A secret is a kind prefix followed by 43 random base62 characters (256
 // bits), e.g. "tg-" + "7hQ2…". Only its SHA-256 hash is stored; the plaintext
@@ -40,9 +41,14 @@ var (
 	AdminToken = Kind{prefix: "tgadm-", name: "admin token"}
 	// OperatorToken authenticates admin API calls for the whole gateway.
 	OperatorToken = Kind{prefix: "tgop-", name: "operator token"}
+	// Session authenticates a signed-in person of the web console (its
+	// cookie), and admin API calls made on that person's behalf.
+	Session = Kind{prefix: "tgses-", name: "session"}
+	// PasswordToken is the secret in an e-mailed link that sets a password.
+	PasswordToken = Kind{prefix: "tgpwd-", name: "password link"}
 )
 
-var kinds = []Kind{APIKey, AdminToken, OperatorToken}
+var kinds = []Kind{APIKey, AdminToken, OperatorToken, Session, PasswordToken}
 
 const (
 	// BodyLen is the number of random characters after the prefix:

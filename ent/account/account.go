@@ -30,10 +30,22 @@ const (
 	FieldRole = "role"
 	// FieldRestricted holds the string denoting the restricted field in the database.
 	FieldRestricted = "restricted"
+	// FieldPasswordHash holds the string denoting the password_hash field in the database.
+	FieldPasswordHash = "password_hash"
+	// FieldFailedSignIns holds the string denoting the failed_sign_ins field in the database.
+	FieldFailedSignIns = "failed_sign_ins"
+	// FieldSignInLockedUntil holds the string denoting the sign_in_locked_until field in the database.
+	FieldSignInLockedUntil = "sign_in_locked_until"
+	// FieldSSOSubject holds the string denoting the sso_subject field in the database.
+	FieldSSOSubject = "sso_subject"
 	// EdgeTenant holds the string denoting the tenant edge name in mutations.
 	EdgeTenant = "tenant"
 	// EdgeAPIKeys holds the string denoting the api_keys edge name in mutations.
 	EdgeAPIKeys = "api_keys"
+	// EdgeSessions holds the string denoting the sessions edge name in mutations.
+	EdgeSessions = "sessions"
+	// EdgePasswordTokens holds the string denoting the password_tokens edge name in mutations.
+	EdgePasswordTokens = "password_tokens"
 	// Table holds the table name of the account in the database.
 	Table = "accounts"
 	// TenantTable is the table that holds the tenant relation/edge.
@@ -50,6 +62,20 @@ const (
 	APIKeysInverseTable = "api_keys"
 	// APIKeysColumn is the table column denoting the api_keys relation/edge.
 	APIKeysColumn = "account_id"
+	// SessionsTable is the table that holds the sessions relation/edge.
+	SessionsTable = "sessions"
+	// SessionsInverseTable is the table name for the Session entity.
+	// It exists in this package in order to avoid circular dependency with the "session" package.
+	SessionsInverseTable = "sessions"
+	// SessionsColumn is the table column denoting the sessions relation/edge.
+	SessionsColumn = "account_id"
+	// PasswordTokensTable is the table that holds the password_tokens relation/edge.
+	PasswordTokensTable = "password_tokens"
+	// PasswordTokensInverseTable is the table name for the PasswordToken entity.
+	// It exists in this package in order to avoid circular dependency with the "passwordtoken" package.
+	PasswordTokensInverseTable = "password_tokens"
+	// PasswordTokensColumn is the table column denoting the password_tokens relation/edge.
+	PasswordTokensColumn = "account_id"
 )
 
 // Columns holds all SQL columns for account fields.
@@ -62,6 +88,10 @@ var Columns = []string{
 	FieldName,
 	FieldRole,
 	FieldRestricted,
+	FieldPasswordHash,
+	FieldFailedSignIns,
+	FieldSignInLockedUntil,
+	FieldSSOSubject,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -89,6 +119,16 @@ var (
 	NameValidator func(string) error
 	// DefaultRestricted holds the default value on creation for the "restricted" field.
 	DefaultRestricted bool
+	// DefaultPasswordHash holds the default value on creation for the "password_hash" field.
+	DefaultPasswordHash string
+	// PasswordHashValidator is a validator for the "password_hash" field. It is called by the builders before save.
+	PasswordHashValidator func(string) error
+	// DefaultFailedSignIns holds the default value on creation for the "failed_sign_ins" field.
+	DefaultFailedSignIns int
+	// FailedSignInsValidator is a validator for the "failed_sign_ins" field. It is called by the builders before save.
+	FailedSignInsValidator func(int) error
+	// SSOSubjectValidator is a validator for the "sso_subject" field. It is called by the builders before save.
+	SSOSubjectValidator func(string) error
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -164,6 +204,26 @@ func ByRestricted(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldRestricted, opts...).ToFunc()
 }
 
+// ByPasswordHash orders the results by the password_hash field.
+func ByPasswordHash(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldPasswordHash, opts...).ToFunc()
+}
+
+// ByFailedSignIns orders the results by the failed_sign_ins field.
+func ByFailedSignIns(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldFailedSignIns, opts...).ToFunc()
+}
+
+// BySignInLockedUntil orders the results by the sign_in_locked_until field.
+func BySignInLockedUntil(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldSignInLockedUntil, opts...).ToFunc()
+}
+
+// BySSOSubject orders the results by the sso_subject field.
+func BySSOSubject(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldSSOSubject, opts...).ToFunc()
+}
+
 // ByTenantField orders the results by tenant field.
 func ByTenantField(field string, opts ...sql.OrderTermOption) OrderOption {
 	return func(s *sql.Selector) {
@@ -184,6 +244,34 @@ func ByAPIKeys(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
 		sqlgraph.OrderByNeighborTerms(s, newAPIKeysStep(), append([]sql.OrderTerm{term}, terms...)...)
 	}
 }
+
+// BySessionsCount orders the results by sessions count.
+func BySessionsCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newSessionsStep(), opts...)
+	}
+}
+
+// BySessions orders the results by sessions terms.
+func BySessions(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newSessionsStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
+
+// ByPasswordTokensCount orders the results by password_tokens count.
+func ByPasswordTokensCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newPasswordTokensStep(), opts...)
+	}
+}
+
+// ByPasswordTokens orders the results by password_tokens terms.
+func ByPasswordTokens(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newPasswordTokensStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
 func newTenantStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
@@ -196,5 +284,19 @@ func newAPIKeysStep() *sqlgraph.Step {
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(APIKeysInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.O2M, false, APIKeysTable, APIKeysColumn),
+	)
+}
+func newSessionsStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(SessionsInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2M, false, SessionsTable, SessionsColumn),
+	)
+}
+func newPasswordTokensStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(PasswordTokensInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2M, false, PasswordTokensTable, PasswordTokensColumn),
 	)
 }

@@ -86,6 +86,26 @@ func Restricted(v bool) predicate.Account {
 	return predicate.Account(sql.FieldEQ(FieldRestricted, v))
 }
 
+// PasswordHash applies equality check predicate on the "password_hash" field. It's identical to PasswordHashEQ.
+func PasswordHash(v string) predicate.Account {
+	return predicate.Account(sql.FieldEQ(FieldPasswordHash, v))
+}
+
+// FailedSignIns applies equality check predicate on the "failed_sign_ins" field. It's identical to FailedSignInsEQ.
+func FailedSignIns(v int) predicate.Account {
+	return predicate.Account(sql.FieldEQ(FieldFailedSignIns, v))
+}
+
+// SignInLockedUntil applies equality check predicate on the "sign_in_locked_until" field. It's identical to SignInLockedUntilEQ.
+func SignInLockedUntil(v time.Time) predicate.Account {
+	return predicate.Account(sql.FieldEQ(FieldSignInLockedUntil, v))
+}
+
+// SSOSubject applies equality check predicate on the "sso_subject" field. It's identical to SSOSubjectEQ.
+func SSOSubject(v string) predicate.Account {
+	return predicate.Account(sql.FieldEQ(FieldSSOSubject, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.Account {
 	return predicate.Account(sql.FieldEQ(FieldCreatedAt, v))
@@ -346,6 +366,236 @@ func RestrictedNEQ(v bool) predicate.Account {
 	return predicate.Account(sql.FieldNEQ(FieldRestricted, v))
 }
 
+// PasswordHashEQ applies the EQ predicate on the "password_hash" field.
+func PasswordHashEQ(v string) predicate.Account {
+	return predicate.Account(sql.FieldEQ(FieldPasswordHash, v))
+}
+
+// PasswordHashNEQ applies the NEQ predicate on the "password_hash" field.
+func PasswordHashNEQ(v string) predicate.Account {
+	return predicate.Account(sql.FieldNEQ(FieldPasswordHash, v))
+}
+
+// PasswordHashIn applies the In predicate on the "password_hash" field.
+func PasswordHashIn(vs ...string) predicate.Account {
+	return predicate.Account(sql.FieldIn(FieldPasswordHash, vs...))
+}
+
+// PasswordHashNotIn applies the NotIn predicate on the "password_hash" field.
+func PasswordHashNotIn(vs ...string) predicate.Account {
+	return predicate.Account(sql.FieldNotIn(FieldPasswordHash, vs...))
+}
+
+// PasswordHashGT applies the GT predicate on the "password_hash" field.
+func PasswordHashGT(v string) predicate.Account {
+	return predicate.Account(sql.FieldGT(FieldPasswordHash, v))
+}
+
+// PasswordHashGTE applies the GTE predicate on the "password_hash" field.
+func PasswordHashGTE(v string) predicate.Account {
+	return predicate.Account(sql.FieldGTE(FieldPasswordHash, v))
+}
+
+// PasswordHashLT applies the LT predicate on the "password_hash" field.
+func PasswordHashLT(v string) predicate.Account {
+	return predicate.Account(sql.FieldLT(FieldPasswordHash, v))
+}
+
+// PasswordHashLTE applies the LTE predicate on the "password_hash" field.
+func PasswordHashLTE(v string) predicate.Account {
+	return predicate.Account(sql.FieldLTE(FieldPasswordHash, v))
+}
+
+// PasswordHashContains applies the Contains predicate on the "password_hash" field.
+func PasswordHashContains(v string) predicate.Account {
+	return predicate.Account(sql.FieldContains(FieldPasswordHash, v))
+}
+
+// PasswordHashHasPrefix applies the HasPrefix predicate on the "password_hash" field.
+func PasswordHashHasPrefix(v string) predicate.Account {
+	return predicate.Account(sql.FieldHasPrefix(FieldPasswordHash, v))
+}
+
+// PasswordHashHasSuffix applies the HasSuffix predicate on the "password_hash" field.
+func PasswordHashHasSuffix(v string) predicate.Account {
+	return predicate.Account(sql.FieldHasSuffix(FieldPasswordHash, v))
+}
+
+// PasswordHashEqualFold applies the EqualFold predicate on the "password_hash" field.
+func PasswordHashEqualFold(v string) predicate.Account {
+	return predicate.Account(sql.FieldEqualFold(FieldPasswordHash, v))
+}
+
+// PasswordHashContainsFold applies the ContainsFold predicate on the "password_hash" field.
+func PasswordHashContainsFold(v string) predicate.Account {
+	return predicate.Account(sql.FieldContainsFold(FieldPasswordHash, v))
+}
+
+// FailedSignInsEQ applies the EQ predicate on the "failed_sign_ins" field.
+func FailedSignInsEQ(v int) predicate.Account {
+	return predicate.Account(sql.FieldEQ(FieldFailedSignIns, v))
+}
+
+// FailedSignInsNEQ applies the NEQ predicate on the "failed_sign_ins" field.
+func FailedSignInsNEQ(v int) predicate.Account {
+	return predicate.Account(sql.FieldNEQ(FieldFailedSignIns, v))
+}
+
+// FailedSignInsIn applies the In predicate on the "failed_sign_ins" field.
+func FailedSignInsIn(vs ...int) predicate.Account {
+	return predicate.Account(sql.FieldIn(FieldFailedSignIns, vs...))
+}
+
+// FailedSignInsNotIn applies the NotIn predicate on the "failed_sign_ins" field.
+func FailedSignInsNotIn(vs ...int) predicate.Account {
+	return predicate.Account(sql.FieldNotIn(FieldFailedSignIns, vs...))
+}
+
+// FailedSignInsGT applies the GT predicate on the "failed_sign_ins" field.
+func FailedSignInsGT(v int) predicate.Account {
+	return predicate.Account(sql.FieldGT(FieldFailedSignIns, v))
+}
+
+// FailedSignInsGTE applies the GTE predicate on the "failed_sign_ins" field.
+func FailedSignInsGTE(v int) predicate.Account {
+	return predicate.Account(sql.FieldGTE(FieldFailedSignIns, v))
+}
+
+// FailedSignInsLT applies the LT predicate on the "failed_sign_ins" field.
+func FailedSignInsLT(v int) predicate.Account {
+	return predicate.Account(sql.FieldLT(FieldFailedSignIns, v))
+}
+
+// FailedSignInsLTE applies the LTE predicate on the "failed_sign_ins" field.
+func FailedSignInsLTE(v int) predicate.Account {
+	return predicate.Account(sql.FieldLTE(FieldFailedSignIns, v))
+}
+
+// SignInLockedUntilEQ applies the EQ predicate on the "sign_in_locked_until" field.
+func SignInLockedUntilEQ(v time.Time) predicate.Account {
+	return predicate.Account(sql.FieldEQ(FieldSignInLockedUntil, v))
+}
+
+// SignInLockedUntilNEQ applies the NEQ predicate on the "sign_in_locked_until" field.
+func SignInLockedUntilNEQ(v time.Time) predicate.Account {
+	return predicate.Account(sql.FieldNEQ(FieldSignInLockedUntil, v))
+}
+
+// SignInLockedUntilIn applies the In predicate on the "sign_in_locked_until" field.
+func SignInLockedUntilIn(vs ...time.Time) predicate.Account {
+	return predicate.Account(sql.FieldIn(FieldSignInLockedUntil, vs...))
+}
+
+// SignInLockedUntilNotIn applies the NotIn predicate on the "sign_in_locked_until" field.
+func SignInLockedUntilNotIn(vs ...time.Time) predicate.Account {
+	return predicate.Account(sql.FieldNotIn(FieldSignInLockedUntil, vs...))
+}
+
+// SignInLockedUntilGT applies the GT predicate on the "sign_in_locked_until" field.
+func SignInLockedUntilGT(v time.Time) predicate.Account {
+	return predicate.Account(sql.FieldGT(FieldSignInLockedUntil, v))
+}
+
+// SignInLockedUntilGTE applies the GTE predicate on the "sign_in_locked_until" field.
+func SignInLockedUntilGTE(v time.Time) predicate.Account {
+	return predicate.Account(sql.FieldGTE(FieldSignInLockedUntil, v))
+}
+
+// SignInLockedUntilLT applies the LT predicate on the "sign_in_locked_until" field.
+func SignInLockedUntilLT(v time.Time) predicate.Account {
+	return predicate.Account(sql.FieldLT(FieldSignInLockedUntil, v))
+}
+
+// SignInLockedUntilLTE applies the LTE predicate on the "sign_in_locked_until" field.
+func SignInLockedUntilLTE(v time.Time) predicate.Account {
+	return predicate.Account(sql.FieldLTE(FieldSignInLockedUntil, v))
+}
+
+// SignInLockedUntilIsNil applies the IsNil predicate on the "sign_in_locked_until" field.
+func SignInLockedUntilIsNil() predicate.Account {
+	return predicate.Account(sql.FieldIsNull(FieldSignInLockedUntil))
+}
+
+// SignInLockedUntilNotNil applies the NotNil predicate on the "sign_in_locked_until" field.
+func SignInLockedUntilNotNil() predicate.Account {
+	return predicate.Account(sql.FieldNotNull(FieldSignInLockedUntil))
+}
+
+// SSOSubjectEQ applies the EQ predicate on the "sso_subject" field.
+func SSOSubjectEQ(v string) predicate.Account {
+	return predicate.Account(sql.FieldEQ(FieldSSOSubject, v))
+}
+
+// SSOSubjectNEQ applies the NEQ predicate on the "sso_subject" field.
+func SSOSubjectNEQ(v string) predicate.Account {
+	return predicate.Account(sql.FieldNEQ(FieldSSOSubject, v))
+}
+
+// SSOSubjectIn applies the In predicate on the "sso_subject" field.
+func SSOSubjectIn(vs ...string) predicate.Account {
+	return predicate.Account(sql.FieldIn(FieldSSOSubject, vs...))
+}
+
+// SSOSubjectNotIn applies the NotIn predicate on the "sso_subject" field.
+func SSOSubjectNotIn(vs ...string) predicate.Account {
+	return predicate.Account(sql.FieldNotIn(FieldSSOSubject, vs...))
+}
+
+// SSOSubjectGT applies the GT predicate on the "sso_subject" field.
+func SSOSubjectGT(v string) predicate.Account {
+	return predicate.Account(sql.FieldGT(FieldSSOSubject, v))
+}
+
+// SSOSubjectGTE applies the GTE predicate on the "sso_subject" field.
+func SSOSubjectGTE(v string) predicate.Account {
+	return predicate.Account(sql.FieldGTE(FieldSSOSubject, v))
+}
+
+// SSOSubjectLT applies the LT predicate on the "sso_subject" field.
+func SSOSubjectLT(v string) predicate.Account {
+	return predicate.Account(sql.FieldLT(FieldSSOSubject, v))
+}
+
+// SSOSubjectLTE applies the LTE predicate on the "sso_subject" field.
+func SSOSubjectLTE(v string) predicate.Account {
+	return predicate.Account(sql.FieldLTE(FieldSSOSubject, v))
+}
+
+// SSOSubjectContains applies the Contains predicate on the "sso_subject" field.
+func SSOSubjectContains(v string) predicate.Account {
+	return predicate.Account(sql.FieldContains(FieldSSOSubject, v))
+}
+
+// SSOSubjectHasPrefix applies the HasPrefix predicate on the "sso_subject" field.
+func SSOSubjectHasPrefix(v string) predicate.Account {
+	return predicate.Account(sql.FieldHasPrefix(FieldSSOSubject, v))
+}
+
+// SSOSubjectHasSuffix applies the HasSuffix predicate on the "sso_subject" field.
+func SSOSubjectHasSuffix(v string) predicate.Account {
+	return predicate.Account(sql.FieldHasSuffix(FieldSSOSubject, v))
+}
+
+// SSOSubjectIsNil applies the IsNil predicate on the "sso_subject" field.
+func SSOSubjectIsNil() predicate.Account {
+	return predicate.Account(sql.FieldIsNull(FieldSSOSubject))
+}
+
+// SSOSubjectNotNil applies the NotNil predicate on the "sso_subject" field.
+func SSOSubjectNotNil() predicate.Account {
+	return predicate.Account(sql.FieldNotNull(FieldSSOSubject))
+}
+
+// SSOSubjectEqualFold applies the EqualFold predicate on the "sso_subject" field.
+func SSOSubjectEqualFold(v string) predicate.Account {
+	return predicate.Account(sql.FieldEqualFold(FieldSSOSubject, v))
+}
+
+// SSOSubjectContainsFold applies the ContainsFold predicate on the "sso_subject" field.
+func SSOSubjectContainsFold(v string) predicate.Account {
+	return predicate.Account(sql.FieldContainsFold(FieldSSOSubject, v))
+}
+
 // HasTenant applies the HasEdge predicate on the "tenant" edge.
 func HasTenant() predicate.Account {
 	return predicate.Account(func(s *sql.Selector) {
@@ -384,6 +634,52 @@ func HasAPIKeys() predicate.Account {
 func HasAPIKeysWith(preds ...predicate.APIKey) predicate.Account {
 	return predicate.Account(func(s *sql.Selector) {
 		step := newAPIKeysStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
+// HasSessions applies the HasEdge predicate on the "sessions" edge.
+func HasSessions() predicate.Account {
+	return predicate.Account(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, SessionsTable, SessionsColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasSessionsWith applies the HasEdge predicate on the "sessions" edge with a given conditions (other predicates).
+func HasSessionsWith(preds ...predicate.Session) predicate.Account {
+	return predicate.Account(func(s *sql.Selector) {
+		step := newSessionsStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
+// HasPasswordTokens applies the HasEdge predicate on the "password_tokens" edge.
+func HasPasswordTokens() predicate.Account {
+	return predicate.Account(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, PasswordTokensTable, PasswordTokensColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasPasswordTokensWith applies the HasEdge predicate on the "password_tokens" edge with a given conditions (other predicates).
+func HasPasswordTokensWith(preds ...predicate.PasswordToken) predicate.Account {
+	return predicate.Account(func(s *sql.Selector) {
+		step := newPasswordTokensStep()
 		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
 			for _, p := range preds {
 				p(s)

@@ -60,6 +60,10 @@ var (
 		{Name: "name", Type: field.TypeString, Size: 200, Default: ""},
 		{Name: "role", Type: field.TypeEnum, Enums: []string{"owner", "admin", "member", "viewer"}, Default: "member"},
 		{Name: "restricted", Type: field.TypeBool, Default: false},
+		{Name: "password_hash", Type: field.TypeString, Size: 200, Default: ""},
+		{Name: "failed_sign_ins", Type: field.TypeInt, Default: 0},
+		{Name: "sign_in_locked_until", Type: field.TypeTime, Nullable: true},
+		{Name: "sso_subject", Type: field.TypeString, Nullable: true, Size: 600},
 		{Name: "tenant_id", Type: field.TypeUUID},
 	}
 	// AccountsTable holds the schema information for the "accounts" table.
@@ -70,7 +74,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "accounts_tenants_accounts",
-				Columns:    []*schema.Column{AccountsColumns[7]},
+				Columns:    []*schema.Column{AccountsColumns[11]},
 				RefColumns: []*schema.Column{TenantsColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
@@ -79,7 +83,17 @@ var (
 			{
 				Name:    "account_tenant_id_email",
 				Unique:  true,
-				Columns: []*schema.Column{AccountsColumns[7], AccountsColumns[3]},
+				Columns: []*schema.Column{AccountsColumns[11], AccountsColumns[3]},
+			},
+			{
+				Name:    "account_email",
+				Unique:  false,
+				Columns: []*schema.Column{AccountsColumns[3]},
+			},
+			{
+				Name:    "account_sso_subject",
+				Unique:  true,
+				Columns: []*schema.Column{AccountsColumns[10]},
 			},
 		},
 	}
@@ -372,6 +386,42 @@ var (
 			},
 		},
 	}
+	// PasswordTokensColumns holds the columns for the "password_tokens" table.
+	PasswordTokensColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "hash", Type: field.TypeBytes, Unique: true},
+		{Name: "expires_at", Type: field.TypeTime},
+		{Name: "used_at", Type: field.TypeTime, Nullable: true},
+		{Name: "account_id", Type: field.TypeUUID},
+	}
+	// PasswordTokensTable holds the schema information for the "password_tokens" table.
+	PasswordTokensTable = &schema.Table{
+		Name:       "password_tokens",
+		Columns:    PasswordTokensColumns,
+		PrimaryKey: []*schema.Column{PasswordTokensColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "password_tokens_accounts_password_tokens",
+				Columns:    []*schema.Column{PasswordTokensColumns[6]},
+				RefColumns: []*schema.Column{AccountsColumns[0]},
+				OnDelete:   schema.Cascade,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "passwordtoken_account_id",
+				Unique:  false,
+				Columns: []*schema.Column{PasswordTokensColumns[6]},
+			},
+			{
+				Name:    "passwordtoken_expires_at",
+				Unique:  false,
+				Columns: []*schema.Column{PasswordTokensColumns[4]},
+			},
+		},
+	}
 	// ProvidersColumns holds the columns for the "providers" table.
 	ProvidersColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -474,6 +524,46 @@ var (
 				Name:    "quotalease_ended_expires_at",
 				Unique:  false,
 				Columns: []*schema.Column{QuotaLeasesColumns[10], QuotaLeasesColumns[9]},
+			},
+		},
+	}
+	// SessionsColumns holds the columns for the "sessions" table.
+	SessionsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "operator_token", Type: field.TypeBytes, Nullable: true},
+		{Name: "hash", Type: field.TypeBytes, Unique: true},
+		{Name: "method", Type: field.TypeEnum, Enums: []string{"password", "sso", "operator_token"}},
+		{Name: "user_agent", Type: field.TypeString, Size: 200, Default: ""},
+		{Name: "last_seen_at", Type: field.TypeTime},
+		{Name: "expires_at", Type: field.TypeTime},
+		{Name: "revoked_at", Type: field.TypeTime, Nullable: true},
+		{Name: "account_id", Type: field.TypeUUID, Nullable: true},
+	}
+	// SessionsTable holds the schema information for the "sessions" table.
+	SessionsTable = &schema.Table{
+		Name:       "sessions",
+		Columns:    SessionsColumns,
+		PrimaryKey: []*schema.Column{SessionsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "sessions_accounts_sessions",
+				Columns:    []*schema.Column{SessionsColumns[10]},
+				RefColumns: []*schema.Column{AccountsColumns[0]},
+				OnDelete:   schema.Cascade,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "session_account_id",
+				Unique:  false,
+				Columns: []*schema.Column{SessionsColumns[10]},
+			},
+			{
+				Name:    "session_expires_at",
+				Unique:  false,
+				Columns: []*schema.Column{SessionsColumns[8]},
 			},
 		},
 	}
@@ -618,9 +708,11 @@ var (
 		ModelsTable,
 		ModelDeploymentsTable,
 		ModelPricesTable,
+		PasswordTokensTable,
 		ProvidersTable,
 		QuotaCountersTable,
 		QuotaLeasesTable,
+		SessionsTable,
 		TenantsTable,
 		UsageRecordsTable,
 		UsageRollupsTable,
@@ -639,5 +731,7 @@ func init() {
 	ModelDeploymentsTable.ForeignKeys[0].RefTable = ModelsTable
 	ModelDeploymentsTable.ForeignKeys[1].RefTable = ProvidersTable
 	ModelPricesTable.ForeignKeys[0].RefTable = ModelsTable
+	PasswordTokensTable.ForeignKeys[0].RefTable = AccountsTable
 	ProvidersTable.ForeignKeys[0].RefTable = TenantsTable
+	SessionsTable.ForeignKeys[0].RefTable = AccountsTable
 }

@@ -42,6 +42,9 @@ type ModelDeployment func(*sql.Selector)
 // ModelPrice is the predicate function for modelprice builders.
 type ModelPrice func(*sql.Selector)
 
+// PasswordToken is the predicate function for passwordtoken builders.
+type PasswordToken func(*sql.Selector)
+
 // Provider is the predicate function for provider builders.
 type Provider func(*sql.Selector)
 
@@ -50,6 +53,9 @@ type QuotaCounter func(*sql.Selector)
 
 // QuotaLease is the predicate function for quotalease builders.
 type QuotaLease func(*sql.Selector)
+
+// Session is the predicate function for session builders.
+type Session func(*sql.Selector)
 
 // Tenant is the predicate function for tenant builders.
 type Tenant func(*sql.Selector)

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"entgo.io/ent"
+	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
@@ -24,6 +25,17 @@ func (Account) Fields() []ent.Field {
 		// with its keys (the data subject's right to restriction), until it
 		// is lifted. Set by PrivacyService; the data plane reads it per key.
 		field.Bool("restricted").Default(false),
+		// password_hash is an argon2id hash in the PHC string format, salt and
+		// parameters included (controlplane/signin); empty until the person
+		// sets a password through an e-mailed link.
+		field.String("password_hash").Default("").MaxLen(200).Sensitive(),
+		// failed_sign_ins counts wrong passwords since the last good one;
+		// past a few, sign-in waits until sign_in_locked_until.
+		field.Int("failed_sign_ins").Default(0).NonNegative(),
+		field.Time("sign_in_locked_until").Optional().Nillable(),
+		// sso_subject binds the account to one OpenID Connect identity
+		// ("issuer subject"), set at its first single sign-on.
+		field.String("sso_subject").Optional().Nillable().MaxLen(600),
 	}
 }
 
@@ -31,9 +43,16 @@ func (Account) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.From("tenant", Tenant.Type).Ref("accounts").Field("tenant_id").Unique().Required().Immutable(),
 		edge.To("api_keys", APIKey.Type),
+		edge.To("sessions", Session.Type).Annotations(entsql.Annotation{OnDelete: entsql.Cascade}),
+		edge.To("password_tokens", PasswordToken.Type).Annotations(entsql.Annotation{OnDelete: entsql.Cascade}),
 	}
 }
 
 func (Account) Indexes() []ent.Index {
-	return []ent.Index{index.Fields("tenant_id", "email").Unique()}
+	return []ent.Index{
+		index.Fields("tenant_id", "email").Unique(),
+		// Sign-in finds an e-mail's accounts across tenants.
+		index.Fields("email"),
+		index.Fields("sso_subject").Unique(),
+	}
 }

@@ -22,9 +22,9 @@ func (APIKey) Fields() []ent.Field {
 		field.UUID("account_id", uuidType).Optional().Nillable(),
 		field.String("name").NotEmpty().MaxLen(200),
 		// prefix is the start of the secret, enough to recognise a key in a list
-		// and far too short to use it.
-		field.String("prefix").NotEmpty().Immutable(),
-		field.Bytes("hash").Unique().Immutable().Sensitive(),
+		// and far too short to use it. Both change when the key is rotated.
+		field.String("prefix").NotEmpty(),
+		field.Bytes("hash").Unique().Sensitive(),
 		field.Strings("allowed_models").Optional(),
 		field.Time("expires_at").Optional().Nillable(),
 		field.Time("revoked_at").Optional().Nillable(),

@@ -28,6 +28,7 @@ import (
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
 	"github.com/tollgate-dev/tollgate/controlplane/quotaauthority"
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
+	"github.com/tollgate-dev/tollgate/controlplane/signin"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/controlplane/usageingest"
 	"github.com/tollgate-dev/tollgate/controlplane/xds"
@@ -169,9 +170,13 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	publisher := xds.NewPublisher(cfg.log)
 	rec := &xds.Reconciler{Store: cfg.store, Keyring: cfg.keyring, Options: cfg.flags.dataPlane, Publisher: publisher, Log: cfg.log}
 	rec.Init()
+	sessions, err := signin.New(cfg.store, signin.Options{OperatorToken: cfg.operatorToken, Logger: cfg.log})
+	if err != nil {
+		return err
+	}
 	adm, err := admin.New(admin.Config{
 		Store: cfg.store, Keyring: cfg.keyring, OperatorToken: cfg.operatorToken, Logger: cfg.log,
-		Changed: rec.Notify,
+		Changed: rec.Notify, Sessions: sessions,
 		ConfigStatus: func() admin.ConfigStatus {
 			st := publisher.Status()
 			return admin.ConfigStatus{Version: st.Version, PublishTime: st.PublishTime, Errors: st.Errors, Nodes: st.Nodes, Resources: st.Resources}

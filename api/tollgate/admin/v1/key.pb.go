@@ -654,6 +654,103 @@ func (x *RevokeKeyResponse) GetKey() *Key {
 	return nil
 }
 
+type RotateKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateKeyRequest) Reset() {
+	*x = RotateKeyRequest{}
+	mi := &file_tollgate_admin_v1_key_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateKeyRequest) ProtoMessage() {}
+
+func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_admin_v1_key_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateKeyRequest) Descriptor() ([]byte, []int) {
+	return file_tollgate_admin_v1_key_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RotateKeyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RotateKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   *Key                   `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// The new secret, shown this once.
+	Secret        string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateKeyResponse) Reset() {
+	*x = RotateKeyResponse{}
+	mi := &file_tollgate_admin_v1_key_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateKeyResponse) ProtoMessage() {}
+
+func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_admin_v1_key_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateKeyResponse) Descriptor() ([]byte, []int) {
+	return file_tollgate_admin_v1_key_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RotateKeyResponse) GetKey() *Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *RotateKeyResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
 type DeleteKeyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -663,7 +760,7 @@ type DeleteKeyRequest struct {
 
 func (x *DeleteKeyRequest) Reset() {
 	*x = DeleteKeyRequest{}
-	mi := &file_tollgate_admin_v1_key_proto_msgTypes[11]
+	mi := &file_tollgate_admin_v1_key_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -675,7 +772,7 @@ func (x *DeleteKeyRequest) String() string {
 func (*DeleteKeyRequest) ProtoMessage() {}
 
 func (x *DeleteKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_admin_v1_key_proto_msgTypes[11]
+	mi := &file_tollgate_admin_v1_key_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -688,7 +785,7 @@ func (x *DeleteKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteKeyRequest.ProtoReflect.Descriptor instead.
 func (*DeleteKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tollgate_admin_v1_key_proto_rawDescGZIP(), []int{11}
+	return file_tollgate_admin_v1_key_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteKeyRequest) GetId() string {
@@ -706,7 +803,7 @@ type DeleteKeyResponse struct {
 
 func (x *DeleteKeyResponse) Reset() {
 	*x = DeleteKeyResponse{}
-	mi := &file_tollgate_admin_v1_key_proto_msgTypes[12]
+	mi := &file_tollgate_admin_v1_key_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +815,7 @@ func (x *DeleteKeyResponse) String() string {
 func (*DeleteKeyResponse) ProtoMessage() {}
 
 func (x *DeleteKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_admin_v1_key_proto_msgTypes[12]
+	mi := &file_tollgate_admin_v1_key_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +828,7 @@ func (x *DeleteKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteKeyResponse.ProtoReflect.Descriptor instead.
 func (*DeleteKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tollgate_admin_v1_key_proto_rawDescGZIP(), []int{12}
+	return file_tollgate_admin_v1_key_proto_rawDescGZIP(), []int{14}
 }
 
 var File_tollgate_admin_v1_key_proto protoreflect.FileDescriptor
@@ -784,9 +881,14 @@ const file_tollgate_admin_v1_key_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"=\n" +
 	"\x11RevokeKeyResponse\x12(\n" +
 	"\x03key\x18\x01 \x01(\v2\x16.tollgate.admin.v1.KeyR\x03key\"\"\n" +
+	"\x10RotateKeyRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"U\n" +
+	"\x11RotateKeyResponse\x12(\n" +
+	"\x03key\x18\x01 \x01(\v2\x16.tollgate.admin.v1.KeyR\x03key\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"\"\n" +
 	"\x10DeleteKeyRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x13\n" +
-	"\x11DeleteKeyResponse2\x90\x04\n" +
+	"\x11DeleteKeyResponse2\xe8\x04\n" +
 	"\n" +
 	"KeyService\x12M\n" +
 	"\x06GetKey\x12 .tollgate.admin.v1.GetKeyRequest\x1a!.tollgate.admin.v1.GetKeyResponse\x12S\n" +
@@ -794,6 +896,7 @@ const file_tollgate_admin_v1_key_proto_rawDesc = "" +
 	"\tCreateKey\x12#.tollgate.admin.v1.CreateKeyRequest\x1a$.tollgate.admin.v1.CreateKeyResponse\x12V\n" +
 	"\tUpdateKey\x12#.tollgate.admin.v1.UpdateKeyRequest\x1a$.tollgate.admin.v1.UpdateKeyResponse\x12V\n" +
 	"\tRevokeKey\x12#.tollgate.admin.v1.RevokeKeyRequest\x1a$.tollgate.admin.v1.RevokeKeyResponse\x12V\n" +
+	"\tRotateKey\x12#.tollgate.admin.v1.RotateKeyRequest\x1a$.tollgate.admin.v1.RotateKeyResponse\x12V\n" +
 	"\tDeleteKey\x12#.tollgate.admin.v1.DeleteKeyRequest\x1a$.tollgate.admin.v1.DeleteKeyResponseB@Z>github.com/tollgate-dev/tollgate/api/tollgate/admin/v1;adminv1b\x06proto3"
 
 var (
@@ -808,7 +911,7 @@ func file_tollgate_admin_v1_key_proto_rawDescGZIP() []byte {
 	return file_tollgate_admin_v1_key_proto_rawDescData
 }
 
-var file_tollgate_admin_v1_key_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_tollgate_admin_v1_key_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_tollgate_admin_v1_key_proto_goTypes = []any{
 	(*Key)(nil),                   // 0: tollgate.admin.v1.Key
 	(*GetKeyRequest)(nil),         // 1: tollgate.admin.v1.GetKeyRequest
@@ -821,41 +924,46 @@ var file_tollgate_admin_v1_key_proto_goTypes = []any{
 	(*UpdateKeyResponse)(nil),     // 8: tollgate.admin.v1.UpdateKeyResponse
 	(*RevokeKeyRequest)(nil),      // 9: tollgate.admin.v1.RevokeKeyRequest
 	(*RevokeKeyResponse)(nil),     // 10: tollgate.admin.v1.RevokeKeyResponse
-	(*DeleteKeyRequest)(nil),      // 11: tollgate.admin.v1.DeleteKeyRequest
-	(*DeleteKeyResponse)(nil),     // 12: tollgate.admin.v1.DeleteKeyResponse
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil), // 14: google.protobuf.FieldMask
+	(*RotateKeyRequest)(nil),      // 11: tollgate.admin.v1.RotateKeyRequest
+	(*RotateKeyResponse)(nil),     // 12: tollgate.admin.v1.RotateKeyResponse
+	(*DeleteKeyRequest)(nil),      // 13: tollgate.admin.v1.DeleteKeyRequest
+	(*DeleteKeyResponse)(nil),     // 14: tollgate.admin.v1.DeleteKeyResponse
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil), // 16: google.protobuf.FieldMask
 }
 var file_tollgate_admin_v1_key_proto_depIdxs = []int32{
-	13, // 0: tollgate.admin.v1.Key.expire_time:type_name -> google.protobuf.Timestamp
-	13, // 1: tollgate.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
-	13, // 2: tollgate.admin.v1.Key.last_used_time:type_name -> google.protobuf.Timestamp
-	13, // 3: tollgate.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
+	15, // 0: tollgate.admin.v1.Key.expire_time:type_name -> google.protobuf.Timestamp
+	15, // 1: tollgate.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
+	15, // 2: tollgate.admin.v1.Key.last_used_time:type_name -> google.protobuf.Timestamp
+	15, // 3: tollgate.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
 	0,  // 4: tollgate.admin.v1.GetKeyResponse.key:type_name -> tollgate.admin.v1.Key
 	0,  // 5: tollgate.admin.v1.ListKeysResponse.keys:type_name -> tollgate.admin.v1.Key
 	0,  // 6: tollgate.admin.v1.CreateKeyRequest.key:type_name -> tollgate.admin.v1.Key
 	0,  // 7: tollgate.admin.v1.CreateKeyResponse.key:type_name -> tollgate.admin.v1.Key
 	0,  // 8: tollgate.admin.v1.UpdateKeyRequest.key:type_name -> tollgate.admin.v1.Key
-	14, // 9: tollgate.admin.v1.UpdateKeyRequest.update_mask:type_name -> google.protobuf.FieldMask
+	16, // 9: tollgate.admin.v1.UpdateKeyRequest.update_mask:type_name -> google.protobuf.FieldMask
 	0,  // 10: tollgate.admin.v1.UpdateKeyResponse.key:type_name -> tollgate.admin.v1.Key
 	0,  // 11: tollgate.admin.v1.RevokeKeyResponse.key:type_name -> tollgate.admin.v1.Key
-	1,  // 12: tollgate.admin.v1.KeyService.GetKey:input_type -> tollgate.admin.v1.GetKeyRequest
-	3,  // 13: tollgate.admin.v1.KeyService.ListKeys:input_type -> tollgate.admin.v1.ListKeysRequest
-	5,  // 14: tollgate.admin.v1.KeyService.CreateKey:input_type -> tollgate.admin.v1.CreateKeyRequest
-	7,  // 15: tollgate.admin.v1.KeyService.UpdateKey:input_type -> tollgate.admin.v1.UpdateKeyRequest
-	9,  // 16: tollgate.admin.v1.KeyService.RevokeKey:input_type -> tollgate.admin.v1.RevokeKeyRequest
-	11, // 17: tollgate.admin.v1.KeyService.DeleteKey:input_type -> tollgate.admin.v1.DeleteKeyRequest
-	2,  // 18: tollgate.admin.v1.KeyService.GetKey:output_type -> tollgate.admin.v1.GetKeyResponse
-	4,  // 19: tollgate.admin.v1.KeyService.ListKeys:output_type -> tollgate.admin.v1.ListKeysResponse
-	6,  // 20: tollgate.admin.v1.KeyService.CreateKey:output_type -> tollgate.admin.v1.CreateKeyResponse
-	8,  // 21: tollgate.admin.v1.KeyService.UpdateKey:output_type -> tollgate.admin.v1.UpdateKeyResponse
-	10, // 22: tollgate.admin.v1.KeyService.RevokeKey:output_type -> tollgate.admin.v1.RevokeKeyResponse
-	12, // 23: tollgate.admin.v1.KeyService.DeleteKey:output_type -> tollgate.admin.v1.DeleteKeyResponse
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	0,  // 12: tollgate.admin.v1.RotateKeyResponse.key:type_name -> tollgate.admin.v1.Key
+	1,  // 13: tollgate.admin.v1.KeyService.GetKey:input_type -> tollgate.admin.v1.GetKeyRequest
+	3,  // 14: tollgate.admin.v1.KeyService.ListKeys:input_type -> tollgate.admin.v1.ListKeysRequest
+	5,  // 15: tollgate.admin.v1.KeyService.CreateKey:input_type -> tollgate.admin.v1.CreateKeyRequest
+	7,  // 16: tollgate.admin.v1.KeyService.UpdateKey:input_type -> tollgate.admin.v1.UpdateKeyRequest
+	9,  // 17: tollgate.admin.v1.KeyService.RevokeKey:input_type -> tollgate.admin.v1.RevokeKeyRequest
+	11, // 18: tollgate.admin.v1.KeyService.RotateKey:input_type -> tollgate.admin.v1.RotateKeyRequest
+	13, // 19: tollgate.admin.v1.KeyService.DeleteKey:input_type -> tollgate.admin.v1.DeleteKeyRequest
+	2,  // 20: tollgate.admin.v1.KeyService.GetKey:output_type -> tollgate.admin.v1.GetKeyResponse
+	4,  // 21: tollgate.admin.v1.KeyService.ListKeys:output_type -> tollgate.admin.v1.ListKeysResponse
+	6,  // 22: tollgate.admin.v1.KeyService.CreateKey:output_type -> tollgate.admin.v1.CreateKeyResponse
+	8,  // 23: tollgate.admin.v1.KeyService.UpdateKey:output_type -> tollgate.admin.v1.UpdateKeyResponse
+	10, // 24: tollgate.admin.v1.KeyService.RevokeKey:output_type -> tollgate.admin.v1.RevokeKeyResponse
+	12, // 25: tollgate.admin.v1.KeyService.RotateKey:output_type -> tollgate.admin.v1.RotateKeyResponse
+	14, // 26: tollgate.admin.v1.KeyService.DeleteKey:output_type -> tollgate.admin.v1.DeleteKeyResponse
+	20, // [20:27] is the sub-list for method output_type
+	13, // [13:20] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_admin_v1_key_proto_init() }
@@ -869,7 +977,7 @@ func file_tollgate_admin_v1_key_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tollgate_admin_v1_key_proto_rawDesc), len(file_tollgate_admin_v1_key_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

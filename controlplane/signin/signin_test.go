@@ -1,0 +1,297 @@
+package signin
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/controlplane/secret"
+	"github.com/tollgate-dev/tollgate/controlplane/store"
+	"github.com/tollgate-dev/tollgate/controlplane/store/storetest"
+	"github.com/tollgate-dev/tollgate/ent"
+	"github.com/tollgate-dev/tollgate/ent/account"
+	"github.com/tollgate-dev/tollgate/ent/tenant"
+)
+
+var cheap = Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1}
+
+type fixture struct {
+	t   *testing.T
+	st  *store.Store
+	svc *Service
+	now time.Time
+	op  string
+}
+
+func newFixture(t *testing.T, st *store.Store) *fixture {
+	t.Helper()
+	op, err := secret.New(secret.OperatorToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{t: t, st: st, now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), op: op.Plaintext}
+	f.svc, err = New(st, Options{OperatorToken: op.Plaintext, Argon2: cheap, Now: func() time.Time { return f.now }, AttemptsPerAddr: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// account creates a tenant (once) and an account in it, with a password
+// when pw is not empty.
+func (f *fixture) account(slug, email, pw string) *ent.Account {
+	f.t.Helper()
+	ctx := context.Background()
+	c := f.st.Client()
+	tid, err := c.Tenant.Query().Where(tenant.Slug(slug)).Only(ctx)
+	if ent.IsNotFound(err) {
+		tid, err = c.Tenant.Create().SetSlug(slug).SetName(slug).Save(ctx)
+	}
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	a, err := c.Account.Create().SetTenantID(tid.ID).SetEmail(email).SetRole(account.RoleMember).Save(ctx)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if pw != "" {
+		link, err := f.svc.IssuePasswordLink(ctx, a.ID)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if err := f.svc.SetPassword(ctx, link.Secret, pw); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	return a
+}
+
+const pw = "a long enough passphrase"
+
+func TestPasswordHashCarriesItsParameters(t *testing.T) {
+	h, err := HashPassword(pw, cheap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(h, "$argon2id$v=19$m=64,t=1,p=1$") {
+		t.Fatalf("hash %q does not carry its parameters", h)
+	}
+	h2, _ := HashPassword(pw, cheap)
+	if h == h2 {
+		t.Error("two hashes of one password are equal: the salt is not random")
+	}
+	if ok, stale, err := VerifyPassword(pw, h, cheap); !ok || stale || err != nil {
+		t.Errorf("VerifyPassword(right) = %v, %v, %v", ok, stale, err)
+	}
+	if ok, _, _ := VerifyPassword(pw+"x", h, cheap); ok {
+		t.Error("a wrong password verified")
+	}
+	if _, stale, _ := VerifyPassword(pw, h, DefaultArgon2); !stale {
+		t.Error("a hash with old parameters is not reported stale")
+	}
+	for _, bad := range []string{"", "$argon2i$v=19$m=64,t=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA", "$argon2id$v=19$m=99999999,t=1,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"} {
+		if _, _, err := VerifyPassword(pw, bad, cheap); !errors.Is(err, ErrBadHash) {
+			t.Errorf("VerifyPassword(%q) error = %v, want ErrBadHash", bad, err)
+		}
+	}
+	if err := CheckNewPassword("short", ""); err == nil {
+		t.Error("a 5-character password was accepted")
+	}
+	if err := CheckNewPassword("me@example.com", "me@example.com"); err == nil {
+		t.Error("the e-mail address was accepted as a password")
+	}
+}
+
+func TestSignInWithPassword(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, st *store.Store) {
+		f := newFixture(t, st)
+		ctx := context.Background()
+		a := f.account("acme", "ann@example.com", pw)
+		f.account("acme", "nopw@example.com", "")
+
+		opened, err := f.svc.SignIn(ctx, Attempt{Email: " Ann@Example.com ", Password: pw, Addr: "192.0.2.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if opened.AccountID != a.ID || opened.TenantSlug != "acme" || opened.Role != RoleMember {
+			t.Errorf("identity = %+v", opened.Identity)
+		}
+		got, err := f.svc.Lookup(ctx, opened.Secret)
+		if err != nil || got.AccountID != a.ID {
+			t.Fatalf("Lookup = %+v, %v", got, err)
+		}
+		for name, at := range map[string]Attempt{
+			"wrong password":  {Email: "ann@example.com", Password: "not the password"},
+			"unknown e-mail":  {Email: "nobody@example.com", Password: pw},
+			"no password set": {Email: "nopw@example.com", Password: pw},
+			"other tenant":    {Email: "ann@example.com", Password: pw, Tenant: "globex"},
+		} {
+			if _, err := f.svc.SignIn(ctx, at); !errors.Is(err, ErrWrongCredentials) {
+				t.Errorf("%s: err = %v, want ErrWrongCredentials", name, err)
+			}
+		}
+
+		// The session ends when signed out, when idle too long, at its end.
+		if err := f.svc.SignOut(ctx, opened.Secret); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.svc.Lookup(ctx, opened.Secret); !errors.Is(err, ErrNoSession) {
+			t.Errorf("Lookup after sign-out: %v", err)
+		}
+		idle, _ := f.svc.SignIn(ctx, Attempt{Email: "ann@example.com", Password: pw})
+		f.now = f.now.Add(2*time.Hour + time.Second)
+		if _, err := f.svc.Lookup(ctx, idle.Secret); !errors.Is(err, ErrNoSession) {
+			t.Errorf("Lookup of an idle session: %v", err)
+		}
+	})
+}
+
+func TestWrongPasswordsLockTheAccountForAWhile(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, st *store.Store) {
+		f := newFixture(t, st)
+		ctx := context.Background()
+		f.account("acme", "ann@example.com", pw)
+		for range lockAfter {
+			if _, err := f.svc.SignIn(ctx, Attempt{Email: "ann@example.com", Password: "guess"}); !errors.Is(err, ErrWrongCredentials) {
+				t.Fatalf("guess: %v", err)
+			}
+		}
+		// Locked: even the right password is refused, with the same words.
+		if _, err := f.svc.SignIn(ctx, Attempt{Email: "ann@example.com", Password: pw}); !errors.Is(err, ErrWrongCredentials) {
+			t.Fatalf("right password while locked: %v", err)
+		}
+		f.now = f.now.Add(lockBase + time.Second)
+		if _, err := f.svc.SignIn(ctx, Attempt{Email: "ann@example.com", Password: pw}); err != nil {
+			t.Fatalf("right password after the lock: %v", err)
+		}
+	})
+}
+
+func TestAttemptsFromOneAddressAreLimited(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, st *store.Store) {
+		f := newFixture(t, st)
+		f.svc.ips = newIPThrottle(3, time.Minute)
+		ctx := context.Background()
+		for range 3 {
+			_, _ = f.svc.SignIn(ctx, Attempt{Email: "x@example.com", Password: "y", Addr: "198.51.100.7"})
+		}
+		if _, err := f.svc.SignIn(ctx, Attempt{Email: "x@example.com", Password: "y", Addr: "198.51.100.7"}); !errors.Is(err, ErrThrottled) {
+			t.Errorf("4th attempt: %v, want ErrThrottled", err)
+		}
+		if _, err := f.svc.SignIn(ctx, Attempt{Email: "x@example.com", Password: "y", Addr: "198.51.100.8"}); errors.Is(err, ErrThrottled) {
+			t.Error("another address was throttled")
+		}
+		f.now = f.now.Add(time.Minute)
+		if _, err := f.svc.SignIn(ctx, Attempt{Email: "x@example.com", Password: "y", Addr: "198.51.100.7"}); errors.Is(err, ErrThrottled) {
+			t.Error("the address is still throttled in the next window")
+		}
+	})
+}
+
+func TestOneEmailInSeveralTenantsNeedsTheTenant(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, st *store.Store) {
+		f := newFixture(t, st)
+		ctx := context.Background()
+		f.account("acme", "ann@example.com", pw)
+		g := f.account("globex", "ann@example.com", pw)
+		if _, err := f.svc.SignIn(ctx, Attempt{Email: "ann@example.com", Password: pw}); !errors.Is(err, ErrAmbiguous) {
+			t.Fatalf("err = %v, want ErrAmbiguous", err)
+		}
+		opened, err := f.svc.SignIn(ctx, Attempt{Email: "ann@example.com", Password: pw, Tenant: "globex"})
+		if err != nil || opened.AccountID != g.ID {
+			t.Fatalf("with the tenant: %+v, %v", opened.Identity, err)
+		}
+	})
+}
+
+func TestPasswordLinksAreSingleUseAndExpire(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, st *store.Store) {
+		f := newFixture(t, st)
+		ctx := context.Background()
+		a := f.account("acme", "ann@example.com", pw)
+		before, _ := f.svc.SignIn(ctx, Attempt{Email: "ann@example.com", Password: pw})
+
+		links, err := f.svc.RequestPasswordReset(ctx, "ANN@example.com", "192.0.2.1")
+		if err != nil || len(links) != 1 || links[0].AccountID != a.ID {
+			t.Fatalf("RequestPasswordReset = %+v, %v", links, err)
+		}
+		var perr *PasswordError
+		if err := f.svc.SetPassword(ctx, links[0].Secret, "short"); !errors.As(err, &perr) {
+			t.Fatalf("short password: %v", err)
+		}
+		const next = "another long passphrase"
+		if err := f.svc.SetPassword(ctx, links[0].Secret, next); err != nil {
+			t.Fatalf("the link did not survive a rejected password: %v", err)
+		}
+		if err := f.svc.SetPassword(ctx, links[0].Secret, next+"!"); !errors.Is(err, ErrLinkInvalid) {
+			t.Errorf("second use: %v, want ErrLinkInvalid", err)
+		}
+		if _, err := f.svc.Lookup(ctx, before.Secret); !errors.Is(err, ErrNoSession) {
+			t.Errorf("a session from before the reset survived it: %v", err)
+		}
+		if _, err := f.svc.SignIn(ctx, Attempt{Email: "ann@example.com", Password: next}); err != nil {
+			t.Errorf("the new password does not work: %v", err)
+		}
+		if links, _ := f.svc.RequestPasswordReset(ctx, "nobody@example.com", "192.0.2.1"); len(links) != 0 {
+			t.Errorf("links for an unknown e-mail: %v", links)
+		}
+		late, _ := f.svc.IssuePasswordLink(ctx, a.ID)
+		f.now = f.now.Add(time.Hour)
+		if err := f.svc.SetPassword(ctx, late.Secret, "yet another passphrase"); !errors.Is(err, ErrLinkInvalid) {
+			t.Errorf("expired link: %v, want ErrLinkInvalid", err)
+		}
+	})
+}
+
+func TestOperatorSessionsEndWhenTheTokenRotates(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, st *store.Store) {
+		f := newFixture(t, st)
+		ctx := context.Background()
+		if _, err := f.svc.SignInOperator(ctx, "tgop-wrong", "", ""); err == nil {
+			t.Fatal("a wrong operator token signed in")
+		}
+		opened, err := f.svc.SignInOperator(ctx, f.op, "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id, err := f.svc.Lookup(ctx, opened.Secret); err != nil || !id.Operator {
+			t.Fatalf("Lookup = %+v, %v", id, err)
+		}
+		next, _ := secret.New(secret.OperatorToken)
+		rotated, err := New(st, Options{OperatorToken: next.Plaintext, Argon2: cheap, Now: func() time.Time { return f.now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rotated.Lookup(ctx, opened.Secret); !errors.Is(err, ErrNoSession) {
+			t.Errorf("a session of the old operator token: %v, want ErrNoSession", err)
+		}
+	})
+}
+
+func TestSSOBindsByVerifiedEmailOnce(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, st *store.Store) {
+		f := newFixture(t, st)
+		ctx := context.Background()
+		a := f.account("acme", "ann@example.com", "")
+		id := SSOIdentity{Issuer: "https://idp.example", Subject: "u1", Email: "ann@example.com"}
+		if _, err := f.svc.SignInSSO(ctx, id, "", ""); !errors.Is(err, ErrNoAccount) {
+			t.Fatalf("unverified e-mail: %v, want ErrNoAccount", err)
+		}
+		id.EmailVerified = true
+		opened, err := f.svc.SignInSSO(ctx, id, "", "")
+		if err != nil || opened.AccountID != a.ID {
+			t.Fatalf("first SSO: %+v, %v", opened.Identity, err)
+		}
+		// Bound: the subject finds the account even when the e-mail changes.
+		id.Email = "ann@elsewhere.example"
+		if again, err := f.svc.SignInSSO(ctx, id, "", ""); err != nil || again.AccountID != a.ID {
+			t.Fatalf("second SSO: %+v, %v", again.Identity, err)
+		}
+		other := SSOIdentity{Issuer: "https://idp.example", Subject: "u2", Email: "ann@example.com", EmailVerified: true}
+		if _, err := f.svc.SignInSSO(ctx, other, "", ""); !errors.Is(err, ErrNoAccount) {
+			t.Errorf("a second identity took the bound account: %v", err)
+		}
+	})
+}
