@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -13,9 +14,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
+	usagev1 "github.com/tollgate-dev/tollgate/api/tollgate/usage/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/controlplane/store/storetest"
-	"github.com/tollgate-dev/tollgate/ent"
+	"github.com/tollgate-dev/tollgate/controlplane/usageingest"
 )
 
 func (h *harness) usage() adminv1.UsageServiceClient { return adminv1.NewUsageServiceClient(h.conn) }
@@ -29,28 +31,63 @@ type use struct {
 	status          int32
 }
 
+// addUsage stores uses through the real ingest path, which maintains the
+// rollups that summaries read. Each use's latency is ten times its input
+// tokens, in milliseconds.
 func (h *harness) addUsage(uses ...use) {
 	h.t.Helper()
-	ctx := context.Background()
-	err := h.store.InTx(ctx, func(tx *ent.Tx) error {
-		builders := make([]*ent.UsageRecordCreate, len(uses))
-		for i, u := range uses {
-			c := tx.UsageRecord.Create().
-				SetRequestID(uuid.NewString()).
-				SetTenantID(uuid.MustParse(u.tenant)).
-				SetModel(u.model).SetProvider(u.provider).SetUpstreamModel(u.model + "-upstream").
-				SetInputTokens(u.in).SetOutputTokens(u.out).SetCachedInputTokens(u.in / 2).SetReasoningTokens(u.out / 2).
-				SetCostMicros(u.cost).SetStatusCode(u.status).SetCreatedAt(u.at)
-			if u.key != "" {
-				c.SetAPIKeyID(uuid.MustParse(u.key))
-			}
-			builders[i] = c
-		}
-		return tx.UsageRecord.CreateBulk(builders...).Exec(ctx)
-	})
+	req := &usagev1.IngestRequest{}
+	for _, u := range uses {
+		req.Records = append(req.Records, &usagev1.UsageRecord{
+			RequestId: uuid.NewString(), TenantId: u.tenant, KeyId: u.key,
+			Model: u.model, Provider: u.provider, UpstreamModel: u.model + "-upstream",
+			InputTokens: u.in, OutputTokens: u.out, CachedInputTokens: u.in / 2, ReasoningTokens: u.out / 2,
+			CostMicros: u.cost, StatusCode: u.status, LatencyMs: u.in * 10, Time: timestamppb.New(u.at),
+		})
+	}
+	resp, err := usageingest.New(h.store, slog.New(slog.DiscardHandler)).Store(context.Background(), req)
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	if len(resp.GetRejected()) > 0 {
+		h.t.Fatalf("usage rejected: %v", resp.GetRejected())
+	}
+}
+
+func addTotals(dst, src *adminv1.UsageTotals) {
+	dst.Requests += src.GetRequests()
+	dst.Errors += src.GetErrors()
+	dst.InputTokens += src.GetInputTokens()
+	dst.OutputTokens += src.GetOutputTokens()
+	dst.CachedInputTokens += src.GetCachedInputTokens()
+	dst.ReasoningTokens += src.GetReasoningTokens()
+	dst.CostMicros += src.GetCostMicros()
+}
+
+// withoutDerived clears the rates and latencies of every totals in m, for
+// tests about what is added up.
+func withoutDerived(m proto.Message) proto.Message {
+	m = proto.Clone(m)
+	zero := func(t *adminv1.UsageTotals) {
+		if t != nil {
+			t.ErrorRate, t.LatencyP50Ms, t.LatencyP95Ms, t.LatencyMeanMs = 0, 0, 0, 0
+		}
+	}
+	switch m := m.(type) {
+	case *adminv1.SummarizeUsageResponse:
+		zero(m.GetTotals())
+		for _, g := range m.GetGroups() {
+			zero(g.GetTotals())
+		}
+	case *adminv1.GetUsageTimeSeriesResponse:
+		for _, se := range m.GetSeries() {
+			zero(se.GetTotals())
+			for _, p := range se.GetPoints() {
+				zero(p.GetTotals())
+			}
+		}
+	}
+	return m
 }
 
 var day0 = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -271,8 +308,10 @@ func TestSummarizeUsage(t *testing.T) {
 				{Key: "openai", Totals: sum(a[0], a[1])},
 				{Key: "azure", Totals: sum(a[4])},
 			}},
+			// The range is rounded out to whole hours: 22:30 to 01:00+1s
+			// reads 22:00 to 02:00 (a[4] at 02:00 stays out).
 			{"partial days at both ends", &adminv1.SummarizeUsageRequest{Tenant: "acme", GroupBy: adminv1.UsageGroupBy_USAGE_GROUP_BY_DAY,
-				StartTime: timestamppb.New(day0.Add(23 * time.Hour)), EndTime: timestamppb.New(day0.Add(49*time.Hour + time.Second))},
+				StartTime: timestamppb.New(day0.Add(22*time.Hour + 30*time.Minute)), EndTime: timestamppb.New(day0.Add(49*time.Hour + time.Second))},
 				[]*adminv1.UsageGroup{
 					{Key: "2026-03-01", Totals: sum(a[1])},
 					{Key: "2026-03-02", Totals: sum(a[2])},
@@ -297,11 +336,12 @@ func TestSummarizeUsage(t *testing.T) {
 					t.Fatal(err)
 				}
 				want := &adminv1.SummarizeUsageResponse{Groups: tt.want, Totals: &adminv1.UsageTotals{},
-					StartTime: tt.req.GetStartTime(), EndTime: tt.req.GetEndTime()}
+					StartTime: timestamppb.New(tt.req.GetStartTime().AsTime().Truncate(time.Hour)),
+					EndTime:   timestamppb.New(tt.req.GetEndTime().AsTime().Add(time.Hour - time.Nanosecond).Truncate(time.Hour))}
 				for _, g := range tt.want {
 					addTotals(want.Totals, g.GetTotals())
 				}
-				if !proto.Equal(resp, want) {
+				if got := withoutDerived(resp); !proto.Equal(got, want) {
 					t.Errorf("got  %v\nwant %v", resp, want)
 				}
 			})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -13,7 +14,7 @@ import (
 )
 
 func (c *cli) usageCmd() *cobra.Command {
-	return resource("usage", "usages", "Read usage records and their totals", c.usageList(), c.usageSummary())
+	return resource("usage", "usages", "Read usage records, their totals and time series", c.usageList(), c.usageSummary(), c.usageSeries())
 }
 
 // dollars prints micro-dollars as dollars with all six decimals, in integer
@@ -26,9 +27,9 @@ func dollars(m int64) string {
 	return fmt.Sprintf("%s$%d.%06d", sign, m/microsPerDollar, m%microsPerDollar)
 }
 
-// usageFilters are the flags list and summary share.
+// usageFilters are the flags list, summary and series share.
 type usageFilters struct {
-	tenant, key, model, since, until string
+	tenant, key, model, provider, since, until string
 }
 
 func (u *usageFilters) register(f *pflag.FlagSet) {
@@ -129,23 +130,115 @@ func (c *cli) usageList() *cobra.Command {
 }
 
 var groupBys = map[string]adminv1.UsageGroupBy{
+	"hour":     adminv1.UsageGroupBy_USAGE_GROUP_BY_HOUR,
 	"day":      adminv1.UsageGroupBy_USAGE_GROUP_BY_DAY,
 	"model":    adminv1.UsageGroupBy_USAGE_GROUP_BY_MODEL,
 	"key":      adminv1.UsageGroupBy_USAGE_GROUP_BY_KEY,
 	"provider": adminv1.UsageGroupBy_USAGE_GROUP_BY_PROVIDER,
+	"tenant":   adminv1.UsageGroupBy_USAGE_GROUP_BY_TENANT,
 }
 
-func totalsRow(t *table, name string, u *adminv1.UsageTotals) {
-	t.row(name, itoa(u.GetRequests()), itoa(u.GetErrors()), itoa(u.GetInputTokens()), itoa(u.GetOutputTokens()),
-		itoa(u.GetCachedInputTokens()), itoa(u.GetReasoningTokens()), dollars(u.GetCostMicros()))
+var totalsHeader = []string{"REQUESTS", "ERRORS", "ERROR%", "INPUT", "OUTPUT", "CACHED", "REASONING", "COST", "P50", "P95"}
+
+func totalsCells(u *adminv1.UsageTotals) []string {
+	return []string{itoa(u.GetRequests()), itoa(u.GetErrors()), fmt.Sprintf("%.2f%%", 100*u.GetErrorRate()),
+		itoa(u.GetInputTokens()), itoa(u.GetOutputTokens()), itoa(u.GetCachedInputTokens()), itoa(u.GetReasoningTokens()),
+		dollars(u.GetCostMicros()), itoa(u.GetLatencyP50Ms()) + "ms", itoa(u.GetLatencyP95Ms()) + "ms"}
 }
 
 func summaryTable(t *table, by string, resp *adminv1.SummarizeUsageResponse) {
-	t.row(strings.ToUpper(by), "REQUESTS", "ERRORS", "INPUT", "OUTPUT", "CACHED", "REASONING", "COST")
+	t.row(append([]string{strings.ToUpper(by)}, totalsHeader...)...)
 	for _, g := range resp.GetGroups() {
-		totalsRow(t, g.GetKey(), g.GetTotals())
+		t.row(append([]string{g.GetKey()}, totalsCells(g.GetTotals())...)...)
 	}
-	totalsRow(t, "TOTAL", resp.GetTotals())
+	t.row(append([]string{"TOTAL"}, totalsCells(resp.GetTotals())...)...)
+}
+
+var splitBys = map[string]adminv1.UsageGroupBy{
+	"":         adminv1.UsageGroupBy_USAGE_GROUP_BY_UNSPECIFIED,
+	"model":    adminv1.UsageGroupBy_USAGE_GROUP_BY_MODEL,
+	"key":      adminv1.UsageGroupBy_USAGE_GROUP_BY_KEY,
+	"provider": adminv1.UsageGroupBy_USAGE_GROUP_BY_PROVIDER,
+	"tenant":   adminv1.UsageGroupBy_USAGE_GROUP_BY_TENANT,
+}
+
+var granularities = map[string]adminv1.UsageGranularity{
+	"hour": adminv1.UsageGranularity_USAGE_GRANULARITY_HOUR,
+	"day":  adminv1.UsageGranularity_USAGE_GRANULARITY_DAY,
+}
+
+func seriesTable(t *table, split, every string, resp *adminv1.GetUsageTimeSeriesResponse) {
+	head := []string{strings.ToUpper(every)}
+	if split != "" {
+		head = append([]string{strings.ToUpper(split)}, head...)
+	}
+	t.row(append(head, totalsHeader...)...)
+	for _, se := range resp.GetSeries() {
+		for _, p := range se.GetPoints() {
+			at := p.GetStartTime().AsTime().UTC()
+			when := at.Format(time.DateOnly)
+			if every == "hour" {
+				when = at.Format("2006-01-02T15:04Z")
+			}
+			cells := []string{when}
+			if split != "" {
+				cells = append([]string{se.GetKey()}, cells...)
+			}
+			t.row(append(cells, totalsCells(p.GetTotals())...)...)
+		}
+	}
+}
+
+func (c *cli) usageSeries() *cobra.Command {
+	var (
+		filters      usageFilters
+		every, split string
+	)
+	cmd := &cobra.Command{
+		Use:   "series",
+		Short: "Usage per hour or day, in one series or one per model, key, provider or tenant",
+		Long: `Usage per hour or per day (UTC), read from the rollups the control plane keeps
+as records arrive: requests, errors, error rate, tokens, cost and latency
+percentiles for every bucket with requests. --split gives one series per
+model, key, provider or tenant. Ranges are whole hours (--since is rounded down,
+--until up); by day at most 366 days, by hour at most 31. Without --since and
+--until: the last 30 days.`,
+		Example: `  tollgatectl usage series --tenant acme --every day --split model --since 30d
+  tollgatectl usage series --every hour --since 24h --provider openai -o json`,
+		Args: exactArgs(),
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			granularity, ok := granularities[every]
+			if !ok {
+				return usagef("--every %q: use hour or day", every)
+			}
+			splitBy, ok := splitBys[split]
+			if !ok {
+				return usagef("--split %q: use model, key, provider or tenant", split)
+			}
+			start, end, err := filters.times(cmd, c)
+			if err != nil {
+				return err
+			}
+			conn, err := c.connect()
+			if err != nil {
+				return err
+			}
+			resp, err := adminv1.NewUsageServiceClient(conn).GetUsageTimeSeries(cmd.Context(), &adminv1.GetUsageTimeSeriesRequest{
+				Tenant: filters.tenant, KeyId: filters.key, Model: filters.model, Provider: filters.provider,
+				StartTime: start, EndTime: end, Granularity: granularity, SplitBy: splitBy,
+			})
+			if err != nil {
+				return err
+			}
+			return c.print(resp, func(t *table) { seriesTable(t, split, every, resp) })
+		}),
+	}
+	f := cmd.Flags()
+	filters.register(f)
+	f.StringVar(&filters.provider, "provider", "", "only usage served by this provider")
+	f.StringVar(&every, "every", "day", "bucket length: hour or day")
+	f.StringVar(&split, "split", "", "one series per model, key, provider or tenant (default: one series)")
+	return cmd
 }
 
 func (c *cli) usageSummary() *cobra.Command {
@@ -155,17 +248,20 @@ func (c *cli) usageSummary() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "summary",
-		Short: "Add usage up by day, model, key or provider",
-		Long: `Add usage up by day (UTC), model, key or provider: requests, errors (HTTP
-status 400 or more), tokens and cost, with a TOTAL row. Without --since and
---until it covers the last 30 days; a summary spans at most 366 days.`,
+		Short: "Add usage up by hour, day, model, key, provider or tenant",
+		Long: `Add usage up by hour or day (UTC), model, key, provider or tenant: requests,
+errors (HTTP status 400 or more) and error rate, tokens, cost and latency
+percentiles (p50, p95), with a TOTAL row. Read from the rollups the control
+plane keeps as records arrive, so ranges are whole hours (--since is rounded
+down, --until up). Without --since and --until it covers the last 30 days; a
+summary spans at most 366 days (31 by hour).`,
 		Example: `  tollgatectl usage summary --tenant acme --by model --since 7d
   tollgatectl usage summary --by day --since 2026-01-01T00:00:00Z --until 2026-02-01T00:00:00Z -o json`,
 		Args: exactArgs(),
 		RunE: action(func(cmd *cobra.Command, args []string) error {
 			groupBy, ok := groupBys[by]
 			if !ok {
-				return usagef("--by %q: use day, model, key or provider", by)
+				return usagef("--by %q: use hour, day, model, key, provider or tenant", by)
 			}
 			start, end, err := filters.times(cmd, c)
 			if err != nil {
@@ -176,7 +272,8 @@ status 400 or more), tokens and cost, with a TOTAL row. Without --since and
 				return err
 			}
 			resp, err := adminv1.NewUsageServiceClient(conn).SummarizeUsage(cmd.Context(), &adminv1.SummarizeUsageRequest{
-				Tenant: filters.tenant, KeyId: filters.key, Model: filters.model, StartTime: start, EndTime: end, GroupBy: groupBy,
+				Tenant: filters.tenant, KeyId: filters.key, Model: filters.model, Provider: filters.provider,
+				StartTime: start, EndTime: end, GroupBy: groupBy,
 			})
 			if err != nil {
 				return err
@@ -186,6 +283,7 @@ status 400 or more), tokens and cost, with a TOTAL row. Without --since and
 	}
 	f := cmd.Flags()
 	filters.register(f)
-	f.StringVar(&by, "by", "day", "group by day, model, key or provider")
+	f.StringVar(&filters.provider, "provider", "", "only usage served by this provider")
+	f.StringVar(&by, "by", "day", "group by hour, day, model, key, provider or tenant")
 	return cmd
 }

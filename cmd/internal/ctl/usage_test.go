@@ -61,6 +61,19 @@ func TestUsageRequests(t *testing.T) {
 			want: &adminv1.SummarizeUsageRequest{Tenant: "acme", KeyId: keyID, Model: "gpt-4o", StartTime: since, EndTime: until,
 				GroupBy: adminv1.UsageGroupBy_USAGE_GROUP_BY_PROVIDER},
 		},
+		{
+			name:   "series by day, one series, unless told",
+			args:   []string{"usage", "series"},
+			method: "GetUsageTimeSeries",
+			want:   &adminv1.GetUsageTimeSeriesRequest{Granularity: adminv1.UsageGranularity_USAGE_GRANULARITY_DAY},
+		},
+		{
+			name:   "series by hour per model with filters",
+			args:   []string{"usage", "series", "--every", "hour", "--split", "model", "--tenant", "acme", "--provider", "openai", "--since", "7d", "--until", "2026-01-02T00:00:00Z"},
+			method: "GetUsageTimeSeries",
+			want: &adminv1.GetUsageTimeSeriesRequest{Tenant: "acme", Provider: "openai", StartTime: since, EndTime: until,
+				Granularity: adminv1.UsageGranularity_USAGE_GRANULARITY_HOUR, SplitBy: adminv1.UsageGroupBy_USAGE_GROUP_BY_MODEL},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,7 +93,9 @@ func TestUsageCommandLineErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"unknown grouping", []string{"usage", "summary", "--by", "week"}, `--by "week": use day, model, key or provider`},
+		{"unknown grouping", []string{"usage", "summary", "--by", "week"}, `--by "week": use hour, day, model, key, provider or tenant`},
+		{"unknown bucket", []string{"usage", "series", "--every", "week"}, `--every "week": use hour or day`},
+		{"series split by time", []string{"usage", "series", "--split", "day"}, `--split "day": use model, key, provider or tenant`},
 		{"until before since", []string{"usage", "list", "--since", "1h", "--until", "2h"}, "--until must be after --since"},
 		{"bad since", []string{"usage", "summary", "--since", "yesterday"}, "--since: invalid time"},
 		{"negative limit", []string{"usage", "list", "--limit", "-1"}, "--limit must not be negative"},
@@ -109,11 +124,26 @@ var (
 	}
 	usageSummary = &adminv1.SummarizeUsageResponse{
 		Groups: []*adminv1.UsageGroup{
-			{Key: "gpt-4o", Totals: &adminv1.UsageTotals{Requests: 1520, Errors: 12, InputTokens: 1_830_000, OutputTokens: 402_000, CachedInputTokens: 900_000, ReasoningTokens: 0, CostMicros: 8_345_120}},
-			{Key: "claude-sonnet", Totals: &adminv1.UsageTotals{Requests: 88, Errors: 0, InputTokens: 120_500, OutputTokens: 33_000, CostMicros: 856_500}},
+			{Key: "gpt-4o", Totals: &adminv1.UsageTotals{Requests: 1520, Errors: 12, InputTokens: 1_830_000, OutputTokens: 402_000, CachedInputTokens: 900_000, ReasoningTokens: 0, CostMicros: 8_345_120,
+				ErrorRate: 12.0 / 1520, LatencyP50Ms: 820, LatencyP95Ms: 4100}},
+			{Key: "claude-sonnet", Totals: &adminv1.UsageTotals{Requests: 88, Errors: 0, InputTokens: 120_500, OutputTokens: 33_000, CostMicros: 856_500,
+				LatencyP50Ms: 1300, LatencyP95Ms: 2950}},
 		},
-		Totals:    &adminv1.UsageTotals{Requests: 1608, Errors: 12, InputTokens: 1_950_500, OutputTokens: 435_000, CachedInputTokens: 900_000, CostMicros: 9_201_620},
+		Totals: &adminv1.UsageTotals{Requests: 1608, Errors: 12, InputTokens: 1_950_500, OutputTokens: 435_000, CachedInputTokens: 900_000, CostMicros: 9_201_620,
+			ErrorRate: 12.0 / 1608, LatencyP50Ms: 840, LatencyP95Ms: 4000},
 		StartTime: created, EndTime: updated,
+	}
+	usageSeries = &adminv1.GetUsageTimeSeriesResponse{
+		Series: []*adminv1.UsageSeries{
+			{Key: "gpt-4o", Points: []*adminv1.UsagePoint{
+				{StartTime: created, Totals: &adminv1.UsageTotals{Requests: 1000, Errors: 10, ErrorRate: 0.01, InputTokens: 1_200_000, OutputTokens: 300_000, CostMicros: 6_000_000, LatencyP50Ms: 800, LatencyP95Ms: 4000}},
+				{StartTime: updated, Totals: &adminv1.UsageTotals{Requests: 520, Errors: 2, ErrorRate: 2.0 / 520, InputTokens: 630_000, OutputTokens: 102_000, CostMicros: 2_345_120, LatencyP50Ms: 850, LatencyP95Ms: 4300}},
+			}},
+			{Key: "claude-sonnet", Points: []*adminv1.UsagePoint{
+				{StartTime: updated, Totals: &adminv1.UsageTotals{Requests: 88, InputTokens: 120_500, OutputTokens: 33_000, CostMicros: 856_500, LatencyP50Ms: 1300, LatencyP95Ms: 2950}},
+			}},
+		},
+		StartTime: created, EndTime: updated, Granularity: adminv1.UsageGranularity_USAGE_GRANULARITY_DAY,
 	}
 )
 
@@ -134,6 +164,9 @@ func TestUsageGolden(t *testing.T) {
 		}},
 		{"usage-summary.json", []string{"usage", "summary", "--by", "model", "-o", "json"}, func(f *fakeServer) {
 			f.replyWith("SummarizeUsage", usageSummary)
+		}},
+		{"usage-series.table", []string{"usage", "series", "--split", "model"}, func(f *fakeServer) {
+			f.replyWith("GetUsageTimeSeries", usageSeries)
 		}},
 	}
 	for _, tt := range tests {

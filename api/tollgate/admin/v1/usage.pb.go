@@ -35,6 +35,11 @@ const (
 	UsageGroupBy_USAGE_GROUP_BY_KEY UsageGroupBy = 3
 	// Provider name.
 	UsageGroupBy_USAGE_GROUP_BY_PROVIDER UsageGroupBy = 4
+	// Hours in UTC.
+	UsageGroupBy_USAGE_GROUP_BY_HOUR UsageGroupBy = 5
+	// Tenant id (the operator's view across tenants; a tenant admin sees its
+	// own tenant only).
+	UsageGroupBy_USAGE_GROUP_BY_TENANT UsageGroupBy = 6
 )
 
 // Enum value maps for UsageGroupBy.
@@ -45,6 +50,8 @@ var (
 		2: "USAGE_GROUP_BY_MODEL",
 		3: "USAGE_GROUP_BY_KEY",
 		4: "USAGE_GROUP_BY_PROVIDER",
+		5: "USAGE_GROUP_BY_HOUR",
+		6: "USAGE_GROUP_BY_TENANT",
 	}
 	UsageGroupBy_value = map[string]int32{
 		"USAGE_GROUP_BY_UNSPECIFIED": 0,
@@ -52,6 +59,8 @@ var (
 		"USAGE_GROUP_BY_MODEL":       2,
 		"USAGE_GROUP_BY_KEY":         3,
 		"USAGE_GROUP_BY_PROVIDER":    4,
+		"USAGE_GROUP_BY_HOUR":        5,
+		"USAGE_GROUP_BY_TENANT":      6,
 	}
 )
 
@@ -80,6 +89,58 @@ func (x UsageGroupBy) Number() protoreflect.EnumNumber {
 // Deprecated: Use UsageGroupBy.Descriptor instead.
 func (UsageGroupBy) EnumDescriptor() ([]byte, []int) {
 	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{0}
+}
+
+// UsageGranularity is the length of a time series' buckets.
+type UsageGranularity int32
+
+const (
+	UsageGranularity_USAGE_GRANULARITY_UNSPECIFIED UsageGranularity = 0
+	// Hours in UTC.
+	UsageGranularity_USAGE_GRANULARITY_HOUR UsageGranularity = 1
+	// Calendar days in UTC.
+	UsageGranularity_USAGE_GRANULARITY_DAY UsageGranularity = 2
+)
+
+// Enum value maps for UsageGranularity.
+var (
+	UsageGranularity_name = map[int32]string{
+		0: "USAGE_GRANULARITY_UNSPECIFIED",
+		1: "USAGE_GRANULARITY_HOUR",
+		2: "USAGE_GRANULARITY_DAY",
+	}
+	UsageGranularity_value = map[string]int32{
+		"USAGE_GRANULARITY_UNSPECIFIED": 0,
+		"USAGE_GRANULARITY_HOUR":        1,
+		"USAGE_GRANULARITY_DAY":         2,
+	}
+)
+
+func (x UsageGranularity) Enum() *UsageGranularity {
+	p := new(UsageGranularity)
+	*p = x
+	return p
+}
+
+func (x UsageGranularity) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UsageGranularity) Descriptor() protoreflect.EnumDescriptor {
+	return file_tollgate_admin_v1_usage_proto_enumTypes[1].Descriptor()
+}
+
+func (UsageGranularity) Type() protoreflect.EnumType {
+	return &file_tollgate_admin_v1_usage_proto_enumTypes[1]
+}
+
+func (x UsageGranularity) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UsageGranularity.Descriptor instead.
+func (UsageGranularity) EnumDescriptor() ([]byte, []int) {
+	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{1}
 }
 
 // UsageRecord is one request's billable usage.
@@ -440,12 +501,15 @@ type SummarizeUsageRequest struct {
 	Tenant string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	KeyId  string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	Model  string `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
-	// The range [start_time, end_time). end_time defaults to now and
+	// The range [start_time, end_time), in whole hours: start_time is rounded
+	// down and end_time up to the hour. end_time defaults to now and
 	// start_time to 30 days before end_time; the range may span at most 366
-	// days.
-	StartTime     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
-	EndTime       *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
-	GroupBy       UsageGroupBy           `protobuf:"varint,6,opt,name=group_by,json=groupBy,proto3,enum=tollgate.admin.v1.UsageGroupBy" json:"group_by,omitempty"`
+	// days (31 when grouped by hour).
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	EndTime   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	GroupBy   UsageGroupBy           `protobuf:"varint,6,opt,name=group_by,json=groupBy,proto3,enum=tollgate.admin.v1.UsageGroupBy" json:"group_by,omitempty"`
+	// Only usage served by this provider.
+	Provider      string `protobuf:"bytes,7,opt,name=provider,proto3" json:"provider,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -522,6 +586,13 @@ func (x *SummarizeUsageRequest) GetGroupBy() UsageGroupBy {
 	return UsageGroupBy_USAGE_GROUP_BY_UNSPECIFIED
 }
 
+func (x *SummarizeUsageRequest) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
 // UsageTotals adds up a set of records.
 type UsageTotals struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -533,8 +604,18 @@ type UsageTotals struct {
 	CachedInputTokens int64 `protobuf:"varint,5,opt,name=cached_input_tokens,json=cachedInputTokens,proto3" json:"cached_input_tokens,omitempty"`
 	ReasoningTokens   int64 `protobuf:"varint,6,opt,name=reasoning_tokens,json=reasoningTokens,proto3" json:"reasoning_tokens,omitempty"`
 	CostMicros        int64 `protobuf:"varint,7,opt,name=cost_micros,json=costMicros,proto3" json:"cost_micros,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// errors / requests; 0 without requests.
+	ErrorRate float64 `protobuf:"fixed64,8,opt,name=error_rate,json=errorRate,proto3" json:"error_rate,omitempty"`
+	// Latency percentiles in milliseconds, estimated from a histogram whose
+	// buckets are at most twice as wide as the one below (5, 10, 20, 30, 50,
+	// 75, 100, 150, … 30000, 60000 ms): the estimate lies in the same bucket
+	// as the true value. Above 60000 ms it reads 60000.
+	LatencyP50Ms int64 `protobuf:"varint,9,opt,name=latency_p50_ms,json=latencyP50Ms,proto3" json:"latency_p50_ms,omitempty"`
+	LatencyP95Ms int64 `protobuf:"varint,10,opt,name=latency_p95_ms,json=latencyP95Ms,proto3" json:"latency_p95_ms,omitempty"`
+	// The mean latency in milliseconds.
+	LatencyMeanMs int64 `protobuf:"varint,11,opt,name=latency_mean_ms,json=latencyMeanMs,proto3" json:"latency_mean_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UsageTotals) Reset() {
@@ -616,11 +697,40 @@ func (x *UsageTotals) GetCostMicros() int64 {
 	return 0
 }
 
+func (x *UsageTotals) GetErrorRate() float64 {
+	if x != nil {
+		return x.ErrorRate
+	}
+	return 0
+}
+
+func (x *UsageTotals) GetLatencyP50Ms() int64 {
+	if x != nil {
+		return x.LatencyP50Ms
+	}
+	return 0
+}
+
+func (x *UsageTotals) GetLatencyP95Ms() int64 {
+	if x != nil {
+		return x.LatencyP95Ms
+	}
+	return 0
+}
+
+func (x *UsageTotals) GetLatencyMeanMs() int64 {
+	if x != nil {
+		return x.LatencyMeanMs
+	}
+	return 0
+}
+
 // UsageGroup is the totals of one group.
 type UsageGroup struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The group: a day as YYYY-MM-DD (UTC), a model name, a key id (empty for
-	// requests without a key) or a provider name.
+	// The group: a day as YYYY-MM-DD or an hour as YYYY-MM-DDTHH:00:00Z
+	// (UTC), a model name, a key id (empty for requests without a key), a
+	// provider name or a tenant id.
 	Key           string       `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Totals        *UsageTotals `protobuf:"bytes,2,opt,name=totals,proto3" json:"totals,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -673,8 +783,8 @@ func (x *UsageGroup) GetTotals() *UsageTotals {
 
 type SummarizeUsageResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Days in date order; other groups by cost, highest first. Groups without
-	// requests are left out.
+	// Hours and days in time order; other groups by cost, highest first.
+	// Groups without requests are left out.
 	Groups []*UsageGroup `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
 	// The sum of every group.
 	Totals *UsageTotals `protobuf:"bytes,2,opt,name=totals,proto3" json:"totals,omitempty"`
@@ -743,6 +853,299 @@ func (x *SummarizeUsageResponse) GetEndTime() *timestamppb.Timestamp {
 	return nil
 }
 
+type GetUsageTimeSeriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As in SummarizeUsageRequest.
+	Tenant   string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	KeyId    string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Model    string `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
+	Provider string `protobuf:"bytes,4,opt,name=provider,proto3" json:"provider,omitempty"`
+	// As in SummarizeUsageRequest: whole hours, 30 days before now by
+	// default, at most 366 days (31 by hour).
+	StartTime   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	EndTime     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	Granularity UsageGranularity       `protobuf:"varint,7,opt,name=granularity,proto3,enum=tollgate.admin.v1.UsageGranularity" json:"granularity,omitempty"`
+	// One series per model, key, provider or tenant; unspecified for a
+	// single series of everything. Hour and day are not allowed here.
+	SplitBy       UsageGroupBy `protobuf:"varint,8,opt,name=split_by,json=splitBy,proto3,enum=tollgate.admin.v1.UsageGroupBy" json:"split_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUsageTimeSeriesRequest) Reset() {
+	*x = GetUsageTimeSeriesRequest{}
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsageTimeSeriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsageTimeSeriesRequest) ProtoMessage() {}
+
+func (x *GetUsageTimeSeriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsageTimeSeriesRequest.ProtoReflect.Descriptor instead.
+func (*GetUsageTimeSeriesRequest) Descriptor() ([]byte, []int) {
+	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetUsageTimeSeriesRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *GetUsageTimeSeriesRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *GetUsageTimeSeriesRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *GetUsageTimeSeriesRequest) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *GetUsageTimeSeriesRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *GetUsageTimeSeriesRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *GetUsageTimeSeriesRequest) GetGranularity() UsageGranularity {
+	if x != nil {
+		return x.Granularity
+	}
+	return UsageGranularity_USAGE_GRANULARITY_UNSPECIFIED
+}
+
+func (x *GetUsageTimeSeriesRequest) GetSplitBy() UsageGroupBy {
+	if x != nil {
+		return x.SplitBy
+	}
+	return UsageGroupBy_USAGE_GROUP_BY_UNSPECIFIED
+}
+
+// UsagePoint is one bucket of a series.
+type UsagePoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The bucket's start (an hour, or midnight UTC).
+	StartTime     *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	Totals        *UsageTotals           `protobuf:"bytes,2,opt,name=totals,proto3" json:"totals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsagePoint) Reset() {
+	*x = UsagePoint{}
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsagePoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsagePoint) ProtoMessage() {}
+
+func (x *UsagePoint) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsagePoint.ProtoReflect.Descriptor instead.
+func (*UsagePoint) Descriptor() ([]byte, []int) {
+	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *UsagePoint) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *UsagePoint) GetTotals() *UsageTotals {
+	if x != nil {
+		return x.Totals
+	}
+	return nil
+}
+
+// UsageSeries is one group's points.
+type UsageSeries struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group, as in UsageGroup.key; empty for the single series.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// In time order; buckets without requests are left out.
+	Points []*UsagePoint `protobuf:"bytes,2,rep,name=points,proto3" json:"points,omitempty"`
+	// The sum of the points.
+	Totals        *UsageTotals `protobuf:"bytes,3,opt,name=totals,proto3" json:"totals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageSeries) Reset() {
+	*x = UsageSeries{}
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageSeries) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageSeries) ProtoMessage() {}
+
+func (x *UsageSeries) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageSeries.ProtoReflect.Descriptor instead.
+func (*UsageSeries) Descriptor() ([]byte, []int) {
+	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *UsageSeries) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *UsageSeries) GetPoints() []*UsagePoint {
+	if x != nil {
+		return x.Points
+	}
+	return nil
+}
+
+func (x *UsageSeries) GetTotals() *UsageTotals {
+	if x != nil {
+		return x.Totals
+	}
+	return nil
+}
+
+type GetUsageTimeSeriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// By total cost, highest first.
+	Series []*UsageSeries `protobuf:"bytes,1,rep,name=series,proto3" json:"series,omitempty"`
+	// The range read, rounded to whole hours.
+	StartTime     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	EndTime       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	Granularity   UsageGranularity       `protobuf:"varint,4,opt,name=granularity,proto3,enum=tollgate.admin.v1.UsageGranularity" json:"granularity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUsageTimeSeriesResponse) Reset() {
+	*x = GetUsageTimeSeriesResponse{}
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsageTimeSeriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsageTimeSeriesResponse) ProtoMessage() {}
+
+func (x *GetUsageTimeSeriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsageTimeSeriesResponse.ProtoReflect.Descriptor instead.
+func (*GetUsageTimeSeriesResponse) Descriptor() ([]byte, []int) {
+	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetUsageTimeSeriesResponse) GetSeries() []*UsageSeries {
+	if x != nil {
+		return x.Series
+	}
+	return nil
+}
+
+func (x *GetUsageTimeSeriesResponse) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *GetUsageTimeSeriesResponse) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *GetUsageTimeSeriesResponse) GetGranularity() UsageGranularity {
+	if x != nil {
+		return x.Granularity
+	}
+	return UsageGranularity_USAGE_GRANULARITY_UNSPECIFIED
+}
+
 var File_tollgate_admin_v1_usage_proto protoreflect.FileDescriptor
 
 const file_tollgate_admin_v1_usage_proto_rawDesc = "" +
@@ -786,7 +1189,7 @@ const file_tollgate_admin_v1_usage_proto_rawDesc = "" +
 	"page_token\x18\a \x01(\tR\tpageToken\"|\n" +
 	"\x18ListUsageRecordsResponse\x128\n" +
 	"\arecords\x18\x01 \x03(\v2\x1e.tollgate.admin.v1.UsageRecordR\arecords\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8a\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa6\x02\n" +
 	"\x15SummarizeUsageRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x14\n" +
@@ -794,7 +1197,8 @@ const file_tollgate_admin_v1_usage_proto_rawDesc = "" +
 	"\n" +
 	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12:\n" +
-	"\bgroup_by\x18\x06 \x01(\x0e2\x1f.tollgate.admin.v1.UsageGroupByR\agroupBy\"\x85\x02\n" +
+	"\bgroup_by\x18\x06 \x01(\x0e2\x1f.tollgate.admin.v1.UsageGroupByR\agroupBy\x12\x1a\n" +
+	"\bprovider\x18\a \x01(\tR\bprovider\"\x98\x03\n" +
 	"\vUsageTotals\x12\x1a\n" +
 	"\brequests\x18\x01 \x01(\x03R\brequests\x12\x16\n" +
 	"\x06errors\x18\x02 \x01(\x03R\x06errors\x12!\n" +
@@ -803,7 +1207,13 @@ const file_tollgate_admin_v1_usage_proto_rawDesc = "" +
 	"\x13cached_input_tokens\x18\x05 \x01(\x03R\x11cachedInputTokens\x12)\n" +
 	"\x10reasoning_tokens\x18\x06 \x01(\x03R\x0freasoningTokens\x12\x1f\n" +
 	"\vcost_micros\x18\a \x01(\x03R\n" +
-	"costMicros\"V\n" +
+	"costMicros\x12\x1d\n" +
+	"\n" +
+	"error_rate\x18\b \x01(\x01R\terrorRate\x12$\n" +
+	"\x0elatency_p50_ms\x18\t \x01(\x03R\flatencyP50Ms\x12$\n" +
+	"\x0elatency_p95_ms\x18\n" +
+	" \x01(\x03R\flatencyP95Ms\x12&\n" +
+	"\x0flatency_mean_ms\x18\v \x01(\x03R\rlatencyMeanMs\"V\n" +
 	"\n" +
 	"UsageGroup\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x126\n" +
@@ -813,16 +1223,48 @@ const file_tollgate_admin_v1_usage_proto_rawDesc = "" +
 	"\x06totals\x18\x02 \x01(\v2\x1e.tollgate.admin.v1.UsageTotalsR\x06totals\x129\n" +
 	"\n" +
 	"start_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
-	"\bend_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime*\x95\x01\n" +
+	"\bend_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"\xf1\x02\n" +
+	"\x19GetUsageTimeSeriesRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x14\n" +
+	"\x05model\x18\x03 \x01(\tR\x05model\x12\x1a\n" +
+	"\bprovider\x18\x04 \x01(\tR\bprovider\x129\n" +
+	"\n" +
+	"start_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12E\n" +
+	"\vgranularity\x18\a \x01(\x0e2#.tollgate.admin.v1.UsageGranularityR\vgranularity\x12:\n" +
+	"\bsplit_by\x18\b \x01(\x0e2\x1f.tollgate.admin.v1.UsageGroupByR\asplitBy\"\x7f\n" +
+	"\n" +
+	"UsagePoint\x129\n" +
+	"\n" +
+	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x126\n" +
+	"\x06totals\x18\x02 \x01(\v2\x1e.tollgate.admin.v1.UsageTotalsR\x06totals\"\x8e\x01\n" +
+	"\vUsageSeries\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x125\n" +
+	"\x06points\x18\x02 \x03(\v2\x1d.tollgate.admin.v1.UsagePointR\x06points\x126\n" +
+	"\x06totals\x18\x03 \x01(\v2\x1e.tollgate.admin.v1.UsageTotalsR\x06totals\"\x8d\x02\n" +
+	"\x1aGetUsageTimeSeriesResponse\x126\n" +
+	"\x06series\x18\x01 \x03(\v2\x1e.tollgate.admin.v1.UsageSeriesR\x06series\x129\n" +
+	"\n" +
+	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12E\n" +
+	"\vgranularity\x18\x04 \x01(\x0e2#.tollgate.admin.v1.UsageGranularityR\vgranularity*\xc9\x01\n" +
 	"\fUsageGroupBy\x12\x1e\n" +
 	"\x1aUSAGE_GROUP_BY_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12USAGE_GROUP_BY_DAY\x10\x01\x12\x18\n" +
 	"\x14USAGE_GROUP_BY_MODEL\x10\x02\x12\x16\n" +
 	"\x12USAGE_GROUP_BY_KEY\x10\x03\x12\x1b\n" +
-	"\x17USAGE_GROUP_BY_PROVIDER\x10\x042\xe2\x01\n" +
+	"\x17USAGE_GROUP_BY_PROVIDER\x10\x04\x12\x17\n" +
+	"\x13USAGE_GROUP_BY_HOUR\x10\x05\x12\x19\n" +
+	"\x15USAGE_GROUP_BY_TENANT\x10\x06*l\n" +
+	"\x10UsageGranularity\x12!\n" +
+	"\x1dUSAGE_GRANULARITY_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16USAGE_GRANULARITY_HOUR\x10\x01\x12\x19\n" +
+	"\x15USAGE_GRANULARITY_DAY\x10\x022\xd5\x02\n" +
 	"\fUsageService\x12k\n" +
 	"\x10ListUsageRecords\x12*.tollgate.admin.v1.ListUsageRecordsRequest\x1a+.tollgate.admin.v1.ListUsageRecordsResponse\x12e\n" +
-	"\x0eSummarizeUsage\x12(.tollgate.admin.v1.SummarizeUsageRequest\x1a).tollgate.admin.v1.SummarizeUsageResponseB@Z>github.com/tollgate-dev/tollgate/api/tollgate/admin/v1;adminv1b\x06proto3"
+	"\x0eSummarizeUsage\x12(.tollgate.admin.v1.SummarizeUsageRequest\x1a).tollgate.admin.v1.SummarizeUsageResponse\x12q\n" +
+	"\x12GetUsageTimeSeries\x12,.tollgate.admin.v1.GetUsageTimeSeriesRequest\x1a-.tollgate.admin.v1.GetUsageTimeSeriesResponseB@Z>github.com/tollgate-dev/tollgate/api/tollgate/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_tollgate_admin_v1_usage_proto_rawDescOnce sync.Once
@@ -836,41 +1278,60 @@ func file_tollgate_admin_v1_usage_proto_rawDescGZIP() []byte {
 	return file_tollgate_admin_v1_usage_proto_rawDescData
 }
 
-var file_tollgate_admin_v1_usage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tollgate_admin_v1_usage_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_tollgate_admin_v1_usage_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_tollgate_admin_v1_usage_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_tollgate_admin_v1_usage_proto_goTypes = []any{
-	(UsageGroupBy)(0),                // 0: tollgate.admin.v1.UsageGroupBy
-	(*UsageRecord)(nil),              // 1: tollgate.admin.v1.UsageRecord
-	(*ListUsageRecordsRequest)(nil),  // 2: tollgate.admin.v1.ListUsageRecordsRequest
-	(*ListUsageRecordsResponse)(nil), // 3: tollgate.admin.v1.ListUsageRecordsResponse
-	(*SummarizeUsageRequest)(nil),    // 4: tollgate.admin.v1.SummarizeUsageRequest
-	(*UsageTotals)(nil),              // 5: tollgate.admin.v1.UsageTotals
-	(*UsageGroup)(nil),               // 6: tollgate.admin.v1.UsageGroup
-	(*SummarizeUsageResponse)(nil),   // 7: tollgate.admin.v1.SummarizeUsageResponse
-	(*timestamppb.Timestamp)(nil),    // 8: google.protobuf.Timestamp
+	(UsageGroupBy)(0),                  // 0: tollgate.admin.v1.UsageGroupBy
+	(UsageGranularity)(0),              // 1: tollgate.admin.v1.UsageGranularity
+	(*UsageRecord)(nil),                // 2: tollgate.admin.v1.UsageRecord
+	(*ListUsageRecordsRequest)(nil),    // 3: tollgate.admin.v1.ListUsageRecordsRequest
+	(*ListUsageRecordsResponse)(nil),   // 4: tollgate.admin.v1.ListUsageRecordsResponse
+	(*SummarizeUsageRequest)(nil),      // 5: tollgate.admin.v1.SummarizeUsageRequest
+	(*UsageTotals)(nil),                // 6: tollgate.admin.v1.UsageTotals
+	(*UsageGroup)(nil),                 // 7: tollgate.admin.v1.UsageGroup
+	(*SummarizeUsageResponse)(nil),     // 8: tollgate.admin.v1.SummarizeUsageResponse
+	(*GetUsageTimeSeriesRequest)(nil),  // 9: tollgate.admin.v1.GetUsageTimeSeriesRequest
+	(*UsagePoint)(nil),                 // 10: tollgate.admin.v1.UsagePoint
+	(*UsageSeries)(nil),                // 11: tollgate.admin.v1.UsageSeries
+	(*GetUsageTimeSeriesResponse)(nil), // 12: tollgate.admin.v1.GetUsageTimeSeriesResponse
+	(*timestamppb.Timestamp)(nil),      // 13: google.protobuf.Timestamp
 }
 var file_tollgate_admin_v1_usage_proto_depIdxs = []int32{
-	8,  // 0: tollgate.admin.v1.UsageRecord.time:type_name -> google.protobuf.Timestamp
-	8,  // 1: tollgate.admin.v1.ListUsageRecordsRequest.start_time:type_name -> google.protobuf.Timestamp
-	8,  // 2: tollgate.admin.v1.ListUsageRecordsRequest.end_time:type_name -> google.protobuf.Timestamp
-	1,  // 3: tollgate.admin.v1.ListUsageRecordsResponse.records:type_name -> tollgate.admin.v1.UsageRecord
-	8,  // 4: tollgate.admin.v1.SummarizeUsageRequest.start_time:type_name -> google.protobuf.Timestamp
-	8,  // 5: tollgate.admin.v1.SummarizeUsageRequest.end_time:type_name -> google.protobuf.Timestamp
+	13, // 0: tollgate.admin.v1.UsageRecord.time:type_name -> google.protobuf.Timestamp
+	13, // 1: tollgate.admin.v1.ListUsageRecordsRequest.start_time:type_name -> google.protobuf.Timestamp
+	13, // 2: tollgate.admin.v1.ListUsageRecordsRequest.end_time:type_name -> google.protobuf.Timestamp
+	2,  // 3: tollgate.admin.v1.ListUsageRecordsResponse.records:type_name -> tollgate.admin.v1.UsageRecord
+	13, // 4: tollgate.admin.v1.SummarizeUsageRequest.start_time:type_name -> google.protobuf.Timestamp
+	13, // 5: tollgate.admin.v1.SummarizeUsageRequest.end_time:type_name -> google.protobuf.Timestamp
 	0,  // 6: tollgate.admin.v1.SummarizeUsageRequest.group_by:type_name -> tollgate.admin.v1.UsageGroupBy
-	5,  // 7: tollgate.admin.v1.UsageGroup.totals:type_name -> tollgate.admin.v1.UsageTotals
-	6,  // 8: tollgate.admin.v1.SummarizeUsageResponse.groups:type_name -> tollgate.admin.v1.UsageGroup
-	5,  // 9: tollgate.admin.v1.SummarizeUsageResponse.totals:type_name -> tollgate.admin.v1.UsageTotals
-	8,  // 10: tollgate.admin.v1.SummarizeUsageResponse.start_time:type_name -> google.protobuf.Timestamp
-	8,  // 11: tollgate.admin.v1.SummarizeUsageResponse.end_time:type_name -> google.protobuf.Timestamp
-	2,  // 12: tollgate.admin.v1.UsageService.ListUsageRecords:input_type -> tollgate.admin.v1.ListUsageRecordsRequest
-	4,  // 13: tollgate.admin.v1.UsageService.SummarizeUsage:input_type -> tollgate.admin.v1.SummarizeUsageRequest
-	3,  // 14: tollgate.admin.v1.UsageService.ListUsageRecords:output_type -> tollgate.admin.v1.ListUsageRecordsResponse
-	7,  // 15: tollgate.admin.v1.UsageService.SummarizeUsage:output_type -> tollgate.admin.v1.SummarizeUsageResponse
-	14, // [14:16] is the sub-list for method output_type
-	12, // [12:14] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	6,  // 7: tollgate.admin.v1.UsageGroup.totals:type_name -> tollgate.admin.v1.UsageTotals
+	7,  // 8: tollgate.admin.v1.SummarizeUsageResponse.groups:type_name -> tollgate.admin.v1.UsageGroup
+	6,  // 9: tollgate.admin.v1.SummarizeUsageResponse.totals:type_name -> tollgate.admin.v1.UsageTotals
+	13, // 10: tollgate.admin.v1.SummarizeUsageResponse.start_time:type_name -> google.protobuf.Timestamp
+	13, // 11: tollgate.admin.v1.SummarizeUsageResponse.end_time:type_name -> google.protobuf.Timestamp
+	13, // 12: tollgate.admin.v1.GetUsageTimeSeriesRequest.start_time:type_name -> google.protobuf.Timestamp
+	13, // 13: tollgate.admin.v1.GetUsageTimeSeriesRequest.end_time:type_name -> google.protobuf.Timestamp
+	1,  // 14: tollgate.admin.v1.GetUsageTimeSeriesRequest.granularity:type_name -> tollgate.admin.v1.UsageGranularity
+	0,  // 15: tollgate.admin.v1.GetUsageTimeSeriesRequest.split_by:type_name -> tollgate.admin.v1.UsageGroupBy
+	13, // 16: tollgate.admin.v1.UsagePoint.start_time:type_name -> google.protobuf.Timestamp
+	6,  // 17: tollgate.admin.v1.UsagePoint.totals:type_name -> tollgate.admin.v1.UsageTotals
+	10, // 18: tollgate.admin.v1.UsageSeries.points:type_name -> tollgate.admin.v1.UsagePoint
+	6,  // 19: tollgate.admin.v1.UsageSeries.totals:type_name -> tollgate.admin.v1.UsageTotals
+	11, // 20: tollgate.admin.v1.GetUsageTimeSeriesResponse.series:type_name -> tollgate.admin.v1.UsageSeries
+	13, // 21: tollgate.admin.v1.GetUsageTimeSeriesResponse.start_time:type_name -> google.protobuf.Timestamp
+	13, // 22: tollgate.admin.v1.GetUsageTimeSeriesResponse.end_time:type_name -> google.protobuf.Timestamp
+	1,  // 23: tollgate.admin.v1.GetUsageTimeSeriesResponse.granularity:type_name -> tollgate.admin.v1.UsageGranularity
+	3,  // 24: tollgate.admin.v1.UsageService.ListUsageRecords:input_type -> tollgate.admin.v1.ListUsageRecordsRequest
+	5,  // 25: tollgate.admin.v1.UsageService.SummarizeUsage:input_type -> tollgate.admin.v1.SummarizeUsageRequest
+	9,  // 26: tollgate.admin.v1.UsageService.GetUsageTimeSeries:input_type -> tollgate.admin.v1.GetUsageTimeSeriesRequest
+	4,  // 27: tollgate.admin.v1.UsageService.ListUsageRecords:output_type -> tollgate.admin.v1.ListUsageRecordsResponse
+	8,  // 28: tollgate.admin.v1.UsageService.SummarizeUsage:output_type -> tollgate.admin.v1.SummarizeUsageResponse
+	12, // 29: tollgate.admin.v1.UsageService.GetUsageTimeSeries:output_type -> tollgate.admin.v1.GetUsageTimeSeriesResponse
+	27, // [27:30] is the sub-list for method output_type
+	24, // [24:27] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_admin_v1_usage_proto_init() }
@@ -883,8 +1344,8 @@ func file_tollgate_admin_v1_usage_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tollgate_admin_v1_usage_proto_rawDesc), len(file_tollgate_admin_v1_usage_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   7,
+			NumEnums:      2,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	UsageService_ListUsageRecords_FullMethodName = "/tollgate.admin.v1.UsageService/ListUsageRecords"
-	UsageService_SummarizeUsage_FullMethodName   = "/tollgate.admin.v1.UsageService/SummarizeUsage"
+	UsageService_ListUsageRecords_FullMethodName   = "/tollgate.admin.v1.UsageService/ListUsageRecords"
+	UsageService_SummarizeUsage_FullMethodName     = "/tollgate.admin.v1.UsageService/SummarizeUsage"
+	UsageService_GetUsageTimeSeries_FullMethodName = "/tollgate.admin.v1.UsageService/GetUsageTimeSeries"
 )
 
 // UsageServiceClient is the client API for UsageService service.
@@ -29,11 +30,20 @@ const (
 //
 // UsageService reads the usage records ext_proc delivers: one per request.
 // Tenant admins see their own tenant's usage only, whatever the filters.
+//
+// Summaries and time series are read from hourly and daily rollups that
+// the control plane maintains as records arrive, never from the raw
+// records: their ranges are whole UTC hours (a start is rounded down, an
+// end up, and the response says which range was read).
 type UsageServiceClient interface {
 	// ListUsageRecords lists records, newest first.
 	ListUsageRecords(ctx context.Context, in *ListUsageRecordsRequest, opts ...grpc.CallOption) (*ListUsageRecordsResponse, error)
-	// SummarizeUsage adds records up, grouped by day, model, key or provider.
+	// SummarizeUsage adds records up, grouped by hour, day, model, key,
+	// provider or tenant.
 	SummarizeUsage(ctx context.Context, in *SummarizeUsageRequest, opts ...grpc.CallOption) (*SummarizeUsageResponse, error)
+	// GetUsageTimeSeries adds records up per hour or day, in one series per
+	// model, key, provider or tenant, or in a single series.
+	GetUsageTimeSeries(ctx context.Context, in *GetUsageTimeSeriesRequest, opts ...grpc.CallOption) (*GetUsageTimeSeriesResponse, error)
 }
 
 type usageServiceClient struct {
@@ -64,17 +74,36 @@ func (c *usageServiceClient) SummarizeUsage(ctx context.Context, in *SummarizeUs
 	return out, nil
 }
 
+func (c *usageServiceClient) GetUsageTimeSeries(ctx context.Context, in *GetUsageTimeSeriesRequest, opts ...grpc.CallOption) (*GetUsageTimeSeriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetUsageTimeSeriesResponse)
+	err := c.cc.Invoke(ctx, UsageService_GetUsageTimeSeries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // UsageServiceServer is the server API for UsageService service.
 // All implementations must embed UnimplementedUsageServiceServer
 // for forward compatibility.
 //
 // UsageService reads the usage records ext_proc delivers: one per request.
 // Tenant admins see their own tenant's usage only, whatever the filters.
+//
+// Summaries and time series are read from hourly and daily rollups that
+// the control plane maintains as records arrive, never from the raw
+// records: their ranges are whole UTC hours (a start is rounded down, an
+// end up, and the response says which range was read).
 type UsageServiceServer interface {
 	// ListUsageRecords lists records, newest first.
 	ListUsageRecords(context.Context, *ListUsageRecordsRequest) (*ListUsageRecordsResponse, error)
-	// SummarizeUsage adds records up, grouped by day, model, key or provider.
+	// SummarizeUsage adds records up, grouped by hour, day, model, key,
+	// provider or tenant.
 	SummarizeUsage(context.Context, *SummarizeUsageRequest) (*SummarizeUsageResponse, error)
+	// GetUsageTimeSeries adds records up per hour or day, in one series per
+	// model, key, provider or tenant, or in a single series.
+	GetUsageTimeSeries(context.Context, *GetUsageTimeSeriesRequest) (*GetUsageTimeSeriesResponse, error)
 	mustEmbedUnimplementedUsageServiceServer()
 }
 
@@ -90,6 +119,9 @@ func (UnimplementedUsageServiceServer) ListUsageRecords(context.Context, *ListUs
 }
 func (UnimplementedUsageServiceServer) SummarizeUsage(context.Context, *SummarizeUsageRequest) (*SummarizeUsageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SummarizeUsage not implemented")
+}
+func (UnimplementedUsageServiceServer) GetUsageTimeSeries(context.Context, *GetUsageTimeSeriesRequest) (*GetUsageTimeSeriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetUsageTimeSeries not implemented")
 }
 func (UnimplementedUsageServiceServer) mustEmbedUnimplementedUsageServiceServer() {}
 func (UnimplementedUsageServiceServer) testEmbeddedByValue()                      {}
@@ -148,6 +180,24 @@ func _UsageService_SummarizeUsage_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _UsageService_GetUsageTimeSeries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetUsageTimeSeriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UsageServiceServer).GetUsageTimeSeries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UsageService_GetUsageTimeSeries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UsageServiceServer).GetUsageTimeSeries(ctx, req.(*GetUsageTimeSeriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // UsageService_ServiceDesc is the grpc.ServiceDesc for UsageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -162,6 +212,10 @@ var UsageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SummarizeUsage",
 			Handler:    _UsageService_SummarizeUsage_Handler,
+		},
+		{
+			MethodName: "GetUsageTimeSeries",
+			Handler:    _UsageService_GetUsageTimeSeries_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
