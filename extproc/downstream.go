@@ -1,14 +1,17 @@
 package extproc
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	configv1 "github.com/tollgate-dev/tollgate/api/tollgate/config/v1"
@@ -31,11 +34,23 @@ type downstream struct {
 	// A request refused by ext_proc itself, for its usage record.
 	refusedStatus int
 	refusedType   string
+
+	// The request's trace span (continuing the client's traceparent) and
+	// its logger, which carries its request id.
+	ctx  context.Context
+	span trace.Span
+	log  *slog.Logger
 }
 
 func (d *downstream) run(hh *extprocv3.HttpHeaders) error {
+	start := time.Now()
+	parent := traceContext.Extract(context.Background(), headerCarrier{hh.GetHeaders()})
+	d.ctx, d.span = d.s.tel.tracer.Start(parent, "tollgate.request", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start))
+	// Envoy's id until the request has one of ours (requestHeaders).
+	d.log = requestLogger(d.ctx, d.s.log, header(hh.GetHeaders(), "x-request-id"))
 	defer d.finish()
 	resp := d.requestHeaders(hh)
+	d.s.tel.phaseDone(d.ctx, false, phaseRequestHeaders, start)
 	for {
 		if err := d.st.Send(resp); err != nil {
 			return ended(err)
@@ -47,6 +62,7 @@ func (d *downstream) run(hh *extprocv3.HttpHeaders) error {
 		if err != nil {
 			return ended(err)
 		}
+		start := time.Now()
 		switch m := msg.GetRequest().(type) {
 		case *extprocv3.ProcessingRequest_RequestBody:
 			resp = d.requestBody(m.RequestBody)
@@ -61,12 +77,19 @@ func (d *downstream) run(hh *extprocv3.HttpHeaders) error {
 		default:
 			resp = requestHeadersReply(continueWith(nil))
 		}
+		d.s.tel.phaseDone(d.ctx, false, phaseOf(msg), start)
 	}
 }
 
 // refuse answers the client with e in its API's error shape.
 func (d *downstream) refuse(e *translate.Error) *extprocv3.ProcessingResponse {
 	d.refusedStatus, d.refusedType = e.Status, e.Code
+	tenantID := ""
+	if d.req != nil {
+		tenantID = d.req.tenant.GetTenantId()
+	}
+	d.s.tel.rejected(d.ctx, e, tenantID)
+	d.log.Debug("request refused", "status", e.Status, "code", e.Code)
 	return immediate(e.Status, "application/json", e.Body(d.api), "tollgate_"+e.Code)
 }
 
@@ -95,7 +118,9 @@ func (d *downstream) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.Proces
 		// requests). The new id replaces x-request-id below, so the access
 		// log, the tries' streams and the record all carry the same one.
 		d.req = &request{id: uuid.NewString(), api: ep.api, start: now, tenant: tenant, key: key,
-			noStore: !allowsProviderStorage(tenant)}
+			noStore: !allowsProviderStorage(tenant), span: d.span}
+		d.log = requestLogger(d.ctx, d.s.log, d.req.id)
+		d.req.log = d.log
 	}
 	if authErr != nil {
 		return d.refuse(authErr)
@@ -197,6 +222,7 @@ func (d *downstream) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 	// Published only now, complete: the upstream streams read it from here,
 	// and the table's lock orders these writes before their reads.
 	d.s.inflight.add(r)
+	d.log.Debug("request admitted", "model", m.GetName(), "tenant_id", r.tenant.GetTenantId(), "key_id", r.key.GetKeyId(), "stream", r.stream)
 	mut := &mutation{}
 	mut.setHeader(xdstranslate.RouteHeader, route)
 	return requestBodyReply(&extprocv3.CommonResponse{HeaderMutation: mut.proto(), ClearRouteCache: true})
@@ -273,6 +299,7 @@ const maxResponseTime = 15 * time.Minute
 func (d *downstream) finish() {
 	r := d.req
 	if r == nil {
+		d.endUnownedSpan()
 		return
 	}
 	d.s.inflight.remove(r.id)
@@ -280,6 +307,16 @@ func (d *downstream) finish() {
 		rec := d.usageRecord()
 		d.settle(rec)
 		d.s.usage.Record(rec)
+		t, _ := r.outcome()
+		provider := t.provider
+		if rec.GetProvider() == "" {
+			provider = nil
+		}
+		d.s.tel.requestEnded(context.Background(), d.span, r.api, provider, rec)
+		d.log.Debug("request finished", "status", rec.GetStatusCode(), "error_type", rec.GetErrorType(), "model", rec.GetModel(),
+			"provider", rec.GetProvider(), "upstream_model", rec.GetUpstreamModel(), "input_tokens", rec.GetInputTokens(),
+			"output_tokens", rec.GetOutputTokens(), "estimated", rec.GetEstimated(), "cost_micros", rec.GetCostMicros(),
+			"latency_ms", rec.GetLatencyMs(), "ttft_ms", rec.GetTtftMs())
 	}
 	r.downstreamEnded(maxResponseTime)
 }
@@ -310,7 +347,7 @@ func (d *downstream) settle(rec *usagev1.UsageRecord) {
 	} else {
 		events = res.Settle(quota.Cost{Tokens: rec.GetInputTokens() + rec.GetOutputTokens(), Micros: rec.GetCostMicros()})
 	}
-	d.s.logQuotaEvents(events)
+	logQuotaEvents(d.log, events)
 }
 
 // usageRecord is the request's usage, from the outcome of its last try.

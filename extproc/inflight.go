@@ -1,8 +1,11 @@
 package extproc
 
 import (
+	"log/slog"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	configv1 "github.com/tollgate-dev/tollgate/api/tollgate/config/v1"
 	"github.com/tollgate-dev/tollgate/extproc/quota"
@@ -37,6 +40,10 @@ type request struct {
 	// reservation holds the request's worst case against its tenant's and
 	// key's limits until the request settles at its actual usage.
 	reservation *quota.Reservation
+	// span is the request's trace span, the parent of its tries' spans;
+	// log carries the request's id on every line.
+	span trace.Span
+	log  *slog.Logger
 
 	mu             sync.Mutex
 	tries          int
@@ -93,14 +100,15 @@ func (f *inflight) len() int {
 	return len(f.m)
 }
 
-// startTry registers a new try; the caller calls endTry when its stream
-// ends.
-func (r *request) startTry(t *try) {
+// startTry registers a new try and returns its number (1 for the first);
+// the caller calls endTry when its stream ends.
+func (r *request) startTry(t *try) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.tries++
 	r.last = t
 	r.open++
+	return r.tries
 }
 
 // endTry notes that a try's stream ended; the request's usage is written

@@ -25,6 +25,8 @@ import (
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -59,6 +61,7 @@ type Server struct {
 	log      *slog.Logger
 	inflight *inflight
 	now      func() time.Time
+	tel      *instruments
 }
 
 // Options configure a Server.
@@ -71,11 +74,18 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Meters and Tracers receive the request metrics and traces
+	// (docs/observability.md); no-op providers when nil. TenantLabels adds
+	// the tenant id to the request metrics: a series per tenant.
+	Meters       metric.MeterProvider
+	Tracers      trace.TracerProvider
+	TenantLabels bool
 }
 
 // New returns a Server.
 func New(o Options) *Server {
 	s := &Server{cfg: o.Config, usage: o.Usage, quota: o.Quota, log: o.Logger, inflight: newInflight(), now: o.Now}
+	s.tel = newInstruments(o.Meters, o.Tracers, o.TenantLabels, s.InFlight)
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -98,16 +108,16 @@ func (s *Server) Maintain(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.logQuotaEvents(s.quota.Sweep())
+			logQuotaEvents(s.log, s.quota.Sweep())
 		}
 	}
 }
 
 // logQuotaEvents reports soft-limit crossings and expired reservations.
 // Issue 9 turns soft-limit crossings into notifications and audit events.
-func (s *Server) logQuotaEvents(events []quota.Event) {
+func logQuotaEvents(log *slog.Logger, events []quota.Event) {
 	for _, e := range events {
-		s.log.Warn("quota event", "kind", e.Kind.String(), "subject", e.Subject.String(), "meter", e.Meter.String(),
+		log.Warn("quota event", "kind", e.Kind.String(), "subject", e.Subject.String(), "meter", e.Meter.String(),
 			"limit_micros", e.Limit, "used_micros", e.Used, "window", e.Window)
 	}
 }

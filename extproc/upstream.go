@@ -2,11 +2,15 @@ package extproc
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tollgate-dev/tollgate/extproc/translate"
 )
@@ -20,16 +24,28 @@ type upstream struct {
 	req *request
 	try *try
 	rt  translate.ResponseTranslator
+
+	// The try's span (a child of the request's), the span of its response
+	// body (first chunk to last), the chunks seen, and the request's logger.
+	ctx      context.Context
+	span     trace.Span
+	bodySpan trace.Span
+	chunks   int
+	log      *slog.Logger
 }
 
 func (u *upstream) run(hh *extprocv3.HttpHeaders, deploymentID string) error {
+	start := time.Now()
+	u.ctx, u.log = context.Background(), u.s.log.With("request_id", header(hh.GetHeaders(), "x-request-id"))
 	resp := u.requestHeaders(hh, deploymentID)
+	u.s.tel.phaseDone(u.ctx, true, phaseRequestHeaders, start)
 	if u.try != nil {
 		// The usage is read once, when the try's stream ends: reading it
 		// per chunk would make the translator estimate (tokenize) what the
 		// provider is about to report anyway.
 		defer func() {
 			u.captureUsage()
+			u.endSpans()
 			u.req.endTry()
 		}()
 	}
@@ -44,6 +60,7 @@ func (u *upstream) run(hh *extprocv3.HttpHeaders, deploymentID string) error {
 		if err != nil {
 			return ended(err)
 		}
+		start := time.Now()
 		switch m := msg.GetRequest().(type) {
 		case *extprocv3.ProcessingRequest_ResponseHeaders:
 			resp = u.responseHeaders(m.ResponseHeaders)
@@ -60,6 +77,7 @@ func (u *upstream) run(hh *extprocv3.HttpHeaders, deploymentID string) error {
 		default:
 			resp = requestHeadersReply(continueWith(nil))
 		}
+		u.s.tel.phaseDone(u.ctx, true, phaseOf(msg), start)
 	}
 }
 
@@ -71,6 +89,8 @@ func (u *upstream) fail(status int, code, msg string) *extprocv3.ProcessingRespo
 		api = u.req.api
 	}
 	e := &translate.Error{Status: status, Type: "server_error", Code: code, Message: msg}
+	u.s.tel.rejected(u.ctx, e, "")
+	u.log.Warn("try failed in ext_proc", "status", status, "code", code)
 	return immediate(status, "application/json", e.Body(api), "tollgate_"+code)
 }
 
@@ -82,6 +102,7 @@ func (u *upstream) requestHeaders(hh *extprocv3.HttpHeaders, deploymentID string
 			"Tollgate lost track of this request between its filters (was ext_proc restarted?); retry it.")
 	}
 	u.req = r
+	u.log = r.log
 	d := deployment(r.model, deploymentID)
 	if d == nil {
 		return u.fail(http.StatusServiceUnavailable, "unknown_deployment",
@@ -114,7 +135,8 @@ func (u *upstream) requestHeaders(hh *extprocv3.HttpHeaders, deploymentID string
 		return u.fail(http.StatusInternalServerError, "translation_failed", err.Error())
 	}
 	u.try = &try{deployment: d, provider: p}
-	r.startTry(u.try)
+	n := r.startTry(u.try)
+	u.startSpan(n)
 	opts := preq.Response
 	opts.RequestID = r.id
 	opts.Created = r.start.Unix()
@@ -134,6 +156,8 @@ func (u *upstream) requestHeaders(hh *extprocv3.HttpHeaders, deploymentID string
 	for _, ch := range translate.CredentialHeaders(t.Kind, p.GetCredential()) {
 		m.setHeader(ch.Name, ch.Value)
 	}
+	// The provider sees the try's span as its caller (W3C traceparent).
+	mutationCarrier{m}.inject(u.ctx)
 	resp := requestHeadersReply(&extprocv3.CommonResponse{
 		Status:         extprocv3.CommonResponse_CONTINUE_AND_REPLACE,
 		HeaderMutation: m.proto(),
@@ -166,6 +190,7 @@ func (u *upstream) responseHeaders(hh *extprocv3.HttpHeaders) *extprocv3.Process
 }
 
 func (u *upstream) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	u.bodyChunk()
 	chunk := b.GetBody()
 	out, err := u.rt.Chunk(chunk, b.GetEndOfStream())
 	u.finishBody(err, b.GetEndOfStream())

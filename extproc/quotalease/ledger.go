@@ -103,6 +103,7 @@ type Ledger struct {
 	slots    map[string]*slot // by lease id
 	counters map[quota.SubjectID][]*counter
 	closing  atomic.Bool
+	act      activity // for metrics (metrics.go)
 }
 
 // New returns a Ledger; call Run to connect it.
@@ -394,6 +395,8 @@ func (c *counter) acquire(s *slot, n int64, now time.Time) bool {
 		return false // asked a moment ago: the authority had less left
 	}
 	deadline := time.Now().Add(c.l.o.AcquireTimeout)
+	granted := false
+	defer c.l.act.waited(deadline.Add(-c.l.o.AcquireTimeout), &granted)
 	id, wantSeq := s.id, s.seq+1 // the answer to a report sent from now on
 	s.urgent = true
 	c.l.enqueue(s)
@@ -411,6 +414,7 @@ func (c *counter) acquire(s *slot, n int64, now time.Time) bool {
 		c.mu.Lock()
 		now = c.l.now()
 		if s.free(now) >= n {
+			granted = true
 			return true
 		}
 		if timedOut || s.ended || !time.Now().Before(deadline) {
@@ -706,6 +710,7 @@ func (l *Ledger) send(stream quotav1.QuotaService_LeaseClient, s *slot) error {
 	}
 	s.sent[req.Seq] = l.now()
 	c.mu.Unlock()
+	l.act.reports.Add(1)
 	return stream.Send(req)
 }
 
@@ -723,6 +728,7 @@ func (l *Ledger) apply(resp *quotav1.LeaseResponse) {
 	if s.ended || resp.GetLeaseId() != s.id {
 		return
 	}
+	l.act.answered(resp.GetStatus())
 	sentAt, ok := s.sent[resp.GetSeq()]
 	for q := range s.sent {
 		if q <= resp.GetSeq() {

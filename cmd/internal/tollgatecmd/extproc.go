@@ -115,6 +115,10 @@ func serveExtProc(ctx context.Context, f extprocFlags, tel *runningTelemetry, lo
 	if err != nil {
 		return err
 	}
+	meters := tel.tel.Meters()
+	if err := rec.Instrument(meters); err != nil {
+		return err
+	}
 	ledger, err := newQuotaLedger(conn, f, log)
 	if err != nil {
 		return err
@@ -125,8 +129,12 @@ func serveExtProc(ctx context.Context, f extprocFlags, tel *runningTelemetry, lo
 	} else {
 		go ledger.Run(runCtx)
 		q = quota.New(quota.Options{Ledger: ledger})
+		if err := ledger.Instrument(meters); err != nil {
+			return err
+		}
 	}
-	srv := extproc.New(extproc.Options{Config: cfg, Usage: rec, Quota: q, Logger: log})
+	srv := extproc.New(extproc.Options{Config: cfg, Usage: rec, Quota: q, Logger: log,
+		Meters: meters, Tracers: tel.tel.Tracers(), TenantLabels: f.telemetry.tenantLabels})
 	go srv.Maintain(runCtx, 30*time.Second)
 
 	lis, err := listenExtProc(f.listen)
