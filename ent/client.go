@@ -28,6 +28,8 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/model"
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
+	"github.com/tollgate-dev/tollgate/ent/notification"
+	"github.com/tollgate-dev/tollgate/ent/notificationendpoint"
 	"github.com/tollgate-dev/tollgate/ent/passwordtoken"
 	"github.com/tollgate-dev/tollgate/ent/provider"
 	"github.com/tollgate-dev/tollgate/ent/quotacounter"
@@ -69,6 +71,10 @@ type Client struct {
 	ModelDeployment *ModelDeploymentClient
 	// ModelPrice is the client for interacting with the ModelPrice builders.
 	ModelPrice *ModelPriceClient
+	// Notification is the client for interacting with the Notification builders.
+	Notification *NotificationClient
+	// NotificationEndpoint is the client for interacting with the NotificationEndpoint builders.
+	NotificationEndpoint *NotificationEndpointClient
 	// PasswordToken is the client for interacting with the PasswordToken builders.
 	PasswordToken *PasswordTokenClient
 	// Provider is the client for interacting with the Provider builders.
@@ -108,6 +114,8 @@ func (c *Client) init() {
 	c.Model = NewModelClient(c.config)
 	c.ModelDeployment = NewModelDeploymentClient(c.config)
 	c.ModelPrice = NewModelPriceClient(c.config)
+	c.Notification = NewNotificationClient(c.config)
+	c.NotificationEndpoint = NewNotificationEndpointClient(c.config)
 	c.PasswordToken = NewPasswordTokenClient(c.config)
 	c.Provider = NewProviderClient(c.config)
 	c.QuotaCounter = NewQuotaCounterClient(c.config)
@@ -206,28 +214,30 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 	cfg := c.config
 	cfg.driver = tx
 	return &Tx{
-		ctx:             ctx,
-		config:          cfg,
-		APIKey:          NewAPIKeyClient(cfg),
-		Account:         NewAccountClient(cfg),
-		AdminToken:      NewAdminTokenClient(cfg),
-		AuditEvent:      NewAuditEventClient(cfg),
-		ConfigChange:    NewConfigChangeClient(cfg),
-		ContentLog:      NewContentLogClient(cfg),
-		DataKey:         NewDataKeyClient(cfg),
-		GatewayPolicy:   NewGatewayPolicyClient(cfg),
-		JobLease:        NewJobLeaseClient(cfg),
-		Model:           NewModelClient(cfg),
-		ModelDeployment: NewModelDeploymentClient(cfg),
-		ModelPrice:      NewModelPriceClient(cfg),
-		PasswordToken:   NewPasswordTokenClient(cfg),
-		Provider:        NewProviderClient(cfg),
-		QuotaCounter:    NewQuotaCounterClient(cfg),
-		QuotaLease:      NewQuotaLeaseClient(cfg),
-		Session:         NewSessionClient(cfg),
-		Tenant:          NewTenantClient(cfg),
-		UsageRecord:     NewUsageRecordClient(cfg),
-		UsageRollup:     NewUsageRollupClient(cfg),
+		ctx:                  ctx,
+		config:               cfg,
+		APIKey:               NewAPIKeyClient(cfg),
+		Account:              NewAccountClient(cfg),
+		AdminToken:           NewAdminTokenClient(cfg),
+		AuditEvent:           NewAuditEventClient(cfg),
+		ConfigChange:         NewConfigChangeClient(cfg),
+		ContentLog:           NewContentLogClient(cfg),
+		DataKey:              NewDataKeyClient(cfg),
+		GatewayPolicy:        NewGatewayPolicyClient(cfg),
+		JobLease:             NewJobLeaseClient(cfg),
+		Model:                NewModelClient(cfg),
+		ModelDeployment:      NewModelDeploymentClient(cfg),
+		ModelPrice:           NewModelPriceClient(cfg),
+		Notification:         NewNotificationClient(cfg),
+		NotificationEndpoint: NewNotificationEndpointClient(cfg),
+		PasswordToken:        NewPasswordTokenClient(cfg),
+		Provider:             NewProviderClient(cfg),
+		QuotaCounter:         NewQuotaCounterClient(cfg),
+		QuotaLease:           NewQuotaLeaseClient(cfg),
+		Session:              NewSessionClient(cfg),
+		Tenant:               NewTenantClient(cfg),
+		UsageRecord:          NewUsageRecordClient(cfg),
+		UsageRollup:          NewUsageRollupClient(cfg),
 	}, nil
 }
 
@@ -245,28 +255,30 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 	cfg := c.config
 	cfg.driver = &txDriver{tx: tx, drv: c.driver}
 	return &Tx{
-		ctx:             ctx,
-		config:          cfg,
-		APIKey:          NewAPIKeyClient(cfg),
-		Account:         NewAccountClient(cfg),
-		AdminToken:      NewAdminTokenClient(cfg),
-		AuditEvent:      NewAuditEventClient(cfg),
-		ConfigChange:    NewConfigChangeClient(cfg),
-		ContentLog:      NewContentLogClient(cfg),
-		DataKey:         NewDataKeyClient(cfg),
-		GatewayPolicy:   NewGatewayPolicyClient(cfg),
-		JobLease:        NewJobLeaseClient(cfg),
-		Model:           NewModelClient(cfg),
-		ModelDeployment: NewModelDeploymentClient(cfg),
-		ModelPrice:      NewModelPriceClient(cfg),
-		PasswordToken:   NewPasswordTokenClient(cfg),
-		Provider:        NewProviderClient(cfg),
-		QuotaCounter:    NewQuotaCounterClient(cfg),
-		QuotaLease:      NewQuotaLeaseClient(cfg),
-		Session:         NewSessionClient(cfg),
-		Tenant:          NewTenantClient(cfg),
-		UsageRecord:     NewUsageRecordClient(cfg),
-		UsageRollup:     NewUsageRollupClient(cfg),
+		ctx:                  ctx,
+		config:               cfg,
+		APIKey:               NewAPIKeyClient(cfg),
+		Account:              NewAccountClient(cfg),
+		AdminToken:           NewAdminTokenClient(cfg),
+		AuditEvent:           NewAuditEventClient(cfg),
+		ConfigChange:         NewConfigChangeClient(cfg),
+		ContentLog:           NewContentLogClient(cfg),
+		DataKey:              NewDataKeyClient(cfg),
+		GatewayPolicy:        NewGatewayPolicyClient(cfg),
+		JobLease:             NewJobLeaseClient(cfg),
+		Model:                NewModelClient(cfg),
+		ModelDeployment:      NewModelDeploymentClient(cfg),
+		ModelPrice:           NewModelPriceClient(cfg),
+		Notification:         NewNotificationClient(cfg),
+		NotificationEndpoint: NewNotificationEndpointClient(cfg),
+		PasswordToken:        NewPasswordTokenClient(cfg),
+		Provider:             NewProviderClient(cfg),
+		QuotaCounter:         NewQuotaCounterClient(cfg),
+		QuotaLease:           NewQuotaLeaseClient(cfg),
+		Session:              NewSessionClient(cfg),
+		Tenant:               NewTenantClient(cfg),
+		UsageRecord:          NewUsageRecordClient(cfg),
+		UsageRollup:          NewUsageRollupClient(cfg),
 	}, nil
 }
 
@@ -298,8 +310,9 @@ func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
 		c.APIKey, c.Account, c.AdminToken, c.AuditEvent, c.ConfigChange, c.ContentLog,
 		c.DataKey, c.GatewayPolicy, c.JobLease, c.Model, c.ModelDeployment,
-		c.ModelPrice, c.PasswordToken, c.Provider, c.QuotaCounter, c.QuotaLease,
-		c.Session, c.Tenant, c.UsageRecord, c.UsageRollup,
+		c.ModelPrice, c.Notification, c.NotificationEndpoint, c.PasswordToken,
+		c.Provider, c.QuotaCounter, c.QuotaLease, c.Session, c.Tenant, c.UsageRecord,
+		c.UsageRollup,
 	} {
 		n.Use(hooks...)
 	}
@@ -311,8 +324,9 @@ func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
 		c.APIKey, c.Account, c.AdminToken, c.AuditEvent, c.ConfigChange, c.ContentLog,
 		c.DataKey, c.GatewayPolicy, c.JobLease, c.Model, c.ModelDeployment,
-		c.ModelPrice, c.PasswordToken, c.Provider, c.QuotaCounter, c.QuotaLease,
-		c.Session, c.Tenant, c.UsageRecord, c.UsageRollup,
+		c.ModelPrice, c.Notification, c.NotificationEndpoint, c.PasswordToken,
+		c.Provider, c.QuotaCounter, c.QuotaLease, c.Session, c.Tenant, c.UsageRecord,
+		c.UsageRollup,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -345,6 +359,10 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.ModelDeployment.mutate(ctx, m)
 	case *ModelPriceMutation:
 		return c.ModelPrice.mutate(ctx, m)
+	case *NotificationMutation:
+		return c.Notification.mutate(ctx, m)
+	case *NotificationEndpointMutation:
+		return c.NotificationEndpoint.mutate(ctx, m)
 	case *PasswordTokenMutation:
 		return c.PasswordToken.mutate(ctx, m)
 	case *ProviderMutation:
@@ -2234,6 +2252,320 @@ func (c *ModelPriceClient) mutate(ctx context.Context, m *ModelPriceMutation) (V
 	}
 }
 
+// NotificationClient is a client for the Notification schema.
+type NotificationClient struct {
+	config
+}
+
+// NewNotificationClient returns a client for the Notification from the given config.
+func NewNotificationClient(c config) *NotificationClient {
+	return &NotificationClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `notification.Hooks(f(g(h())))`.
+func (c *NotificationClient) Use(hooks ...Hook) {
+	c.hooks.Notification = append(c.hooks.Notification, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `notification.Intercept(f(g(h())))`.
+func (c *NotificationClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Notification = append(c.inters.Notification, interceptors...)
+}
+
+// Create returns a builder for creating a Notification entity.
+func (c *NotificationClient) Create() *NotificationCreate {
+	mutation := newNotificationMutation(c.config, OpCreate)
+	return &NotificationCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Notification entities.
+func (c *NotificationClient) CreateBulk(builders ...*NotificationCreate) *NotificationCreateBulk {
+	return &NotificationCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *NotificationClient) MapCreateBulk(slice any, setFunc func(*NotificationCreate, int)) *NotificationCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &NotificationCreateBulk{err: fmt.Errorf("calling to NotificationClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*NotificationCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &NotificationCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Notification.
+func (c *NotificationClient) Update() *NotificationUpdate {
+	mutation := newNotificationMutation(c.config, OpUpdate)
+	return &NotificationUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *NotificationClient) UpdateOne(_m *Notification) *NotificationUpdateOne {
+	mutation := newNotificationMutation(c.config, OpUpdateOne, withNotification(_m))
+	return &NotificationUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *NotificationClient) UpdateOneID(id uuid.UUID) *NotificationUpdateOne {
+	mutation := newNotificationMutation(c.config, OpUpdateOne, withNotificationID(id))
+	return &NotificationUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Notification.
+func (c *NotificationClient) Delete() *NotificationDelete {
+	mutation := newNotificationMutation(c.config, OpDelete)
+	return &NotificationDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *NotificationClient) DeleteOne(_m *Notification) *NotificationDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *NotificationClient) DeleteOneID(id uuid.UUID) *NotificationDeleteOne {
+	builder := c.Delete().Where(notification.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &NotificationDeleteOne{builder}
+}
+
+// Query returns a query builder for Notification.
+func (c *NotificationClient) Query() *NotificationQuery {
+	return &NotificationQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeNotification},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Notification entity by its id.
+func (c *NotificationClient) Get(ctx context.Context, id uuid.UUID) (*Notification, error) {
+	return c.Query().Where(notification.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *NotificationClient) GetX(ctx context.Context, id uuid.UUID) *Notification {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryEndpoint queries the endpoint edge of a Notification.
+func (c *NotificationClient) QueryEndpoint(_m *Notification) *NotificationEndpointQuery {
+	query := (&NotificationEndpointClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(notification.Table, notification.FieldID, id),
+			sqlgraph.To(notificationendpoint.Table, notificationendpoint.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, notification.EndpointTable, notification.EndpointColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *NotificationClient) Hooks() []Hook {
+	return c.hooks.Notification
+}
+
+// Interceptors returns the client interceptors.
+func (c *NotificationClient) Interceptors() []Interceptor {
+	return c.inters.Notification
+}
+
+func (c *NotificationClient) mutate(ctx context.Context, m *NotificationMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&NotificationCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&NotificationUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&NotificationUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&NotificationDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Notification mutation op: %q", m.Op())
+	}
+}
+
+// NotificationEndpointClient is a client for the NotificationEndpoint schema.
+type NotificationEndpointClient struct {
+	config
+}
+
+// NewNotificationEndpointClient returns a client for the NotificationEndpoint from the given config.
+func NewNotificationEndpointClient(c config) *NotificationEndpointClient {
+	return &NotificationEndpointClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `notificationendpoint.Hooks(f(g(h())))`.
+func (c *NotificationEndpointClient) Use(hooks ...Hook) {
+	c.hooks.NotificationEndpoint = append(c.hooks.NotificationEndpoint, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `notificationendpoint.Intercept(f(g(h())))`.
+func (c *NotificationEndpointClient) Intercept(interceptors ...Interceptor) {
+	c.inters.NotificationEndpoint = append(c.inters.NotificationEndpoint, interceptors...)
+}
+
+// Create returns a builder for creating a NotificationEndpoint entity.
+func (c *NotificationEndpointClient) Create() *NotificationEndpointCreate {
+	mutation := newNotificationEndpointMutation(c.config, OpCreate)
+	return &NotificationEndpointCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of NotificationEndpoint entities.
+func (c *NotificationEndpointClient) CreateBulk(builders ...*NotificationEndpointCreate) *NotificationEndpointCreateBulk {
+	return &NotificationEndpointCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *NotificationEndpointClient) MapCreateBulk(slice any, setFunc func(*NotificationEndpointCreate, int)) *NotificationEndpointCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &NotificationEndpointCreateBulk{err: fmt.Errorf("calling to NotificationEndpointClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*NotificationEndpointCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &NotificationEndpointCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for NotificationEndpoint.
+func (c *NotificationEndpointClient) Update() *NotificationEndpointUpdate {
+	mutation := newNotificationEndpointMutation(c.config, OpUpdate)
+	return &NotificationEndpointUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *NotificationEndpointClient) UpdateOne(_m *NotificationEndpoint) *NotificationEndpointUpdateOne {
+	mutation := newNotificationEndpointMutation(c.config, OpUpdateOne, withNotificationEndpoint(_m))
+	return &NotificationEndpointUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *NotificationEndpointClient) UpdateOneID(id uuid.UUID) *NotificationEndpointUpdateOne {
+	mutation := newNotificationEndpointMutation(c.config, OpUpdateOne, withNotificationEndpointID(id))
+	return &NotificationEndpointUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for NotificationEndpoint.
+func (c *NotificationEndpointClient) Delete() *NotificationEndpointDelete {
+	mutation := newNotificationEndpointMutation(c.config, OpDelete)
+	return &NotificationEndpointDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *NotificationEndpointClient) DeleteOne(_m *NotificationEndpoint) *NotificationEndpointDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *NotificationEndpointClient) DeleteOneID(id uuid.UUID) *NotificationEndpointDeleteOne {
+	builder := c.Delete().Where(notificationendpoint.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &NotificationEndpointDeleteOne{builder}
+}
+
+// Query returns a query builder for NotificationEndpoint.
+func (c *NotificationEndpointClient) Query() *NotificationEndpointQuery {
+	return &NotificationEndpointQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeNotificationEndpoint},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a NotificationEndpoint entity by its id.
+func (c *NotificationEndpointClient) Get(ctx context.Context, id uuid.UUID) (*NotificationEndpoint, error) {
+	return c.Query().Where(notificationendpoint.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *NotificationEndpointClient) GetX(ctx context.Context, id uuid.UUID) *NotificationEndpoint {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryTenant queries the tenant edge of a NotificationEndpoint.
+func (c *NotificationEndpointClient) QueryTenant(_m *NotificationEndpoint) *TenantQuery {
+	query := (&TenantClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(notificationendpoint.Table, notificationendpoint.FieldID, id),
+			sqlgraph.To(tenant.Table, tenant.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, notificationendpoint.TenantTable, notificationendpoint.TenantColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryNotifications queries the notifications edge of a NotificationEndpoint.
+func (c *NotificationEndpointClient) QueryNotifications(_m *NotificationEndpoint) *NotificationQuery {
+	query := (&NotificationClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(notificationendpoint.Table, notificationendpoint.FieldID, id),
+			sqlgraph.To(notification.Table, notification.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, notificationendpoint.NotificationsTable, notificationendpoint.NotificationsColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *NotificationEndpointClient) Hooks() []Hook {
+	return c.hooks.NotificationEndpoint
+}
+
+// Interceptors returns the client interceptors.
+func (c *NotificationEndpointClient) Interceptors() []Interceptor {
+	return c.inters.NotificationEndpoint
+}
+
+func (c *NotificationEndpointClient) mutate(ctx context.Context, m *NotificationEndpointMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&NotificationEndpointCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&NotificationEndpointUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&NotificationEndpointUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&NotificationEndpointDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown NotificationEndpoint mutation op: %q", m.Op())
+	}
+}
+
 // PasswordTokenClient is a client for the PasswordToken schema.
 type PasswordTokenClient struct {
 	config
@@ -3183,6 +3515,22 @@ func (c *TenantClient) QueryDataKey(_m *Tenant) *DataKeyQuery {
 	return query
 }
 
+// QueryNotificationEndpoints queries the notification_endpoints edge of a Tenant.
+func (c *TenantClient) QueryNotificationEndpoints(_m *Tenant) *NotificationEndpointQuery {
+	query := (&NotificationEndpointClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(tenant.Table, tenant.FieldID, id),
+			sqlgraph.To(notificationendpoint.Table, notificationendpoint.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, tenant.NotificationEndpointsTable, tenant.NotificationEndpointsColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
 // Hooks returns the client hooks.
 func (c *TenantClient) Hooks() []Hook {
 	return c.hooks.Tenant
@@ -3478,15 +3826,15 @@ func (c *UsageRollupClient) mutate(ctx context.Context, m *UsageRollupMutation) 
 type (
 	hooks struct {
 		APIKey, Account, AdminToken, AuditEvent, ConfigChange, ContentLog, DataKey,
-		GatewayPolicy, JobLease, Model, ModelDeployment, ModelPrice, PasswordToken,
-		Provider, QuotaCounter, QuotaLease, Session, Tenant, UsageRecord,
-		UsageRollup []ent.Hook
+		GatewayPolicy, JobLease, Model, ModelDeployment, ModelPrice, Notification,
+		NotificationEndpoint, PasswordToken, Provider, QuotaCounter, QuotaLease,
+		Session, Tenant, UsageRecord, UsageRollup []ent.Hook
 	}
 	inters struct {
 		APIKey, Account, AdminToken, AuditEvent, ConfigChange, ContentLog, DataKey,
-		GatewayPolicy, JobLease, Model, ModelDeployment, ModelPrice, PasswordToken,
-		Provider, QuotaCounter, QuotaLease, Session, Tenant, UsageRecord,
-		UsageRollup []ent.Interceptor
+		GatewayPolicy, JobLease, Model, ModelDeployment, ModelPrice, Notification,
+		NotificationEndpoint, PasswordToken, Provider, QuotaCounter, QuotaLease,
+		Session, Tenant, UsageRecord, UsageRollup []ent.Interceptor
 	}
 )
 

@@ -24,6 +24,8 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/model"
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
+	"github.com/tollgate-dev/tollgate/ent/notification"
+	"github.com/tollgate-dev/tollgate/ent/notificationendpoint"
 	"github.com/tollgate-dev/tollgate/ent/passwordtoken"
 	"github.com/tollgate-dev/tollgate/ent/provider"
 	"github.com/tollgate-dev/tollgate/ent/quotacounter"
@@ -92,26 +94,28 @@ var (
 func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
-			apikey.Table:          apikey.ValidColumn,
-			account.Table:         account.ValidColumn,
-			admintoken.Table:      admintoken.ValidColumn,
-			auditevent.Table:      auditevent.ValidColumn,
-			configchange.Table:    configchange.ValidColumn,
-			contentlog.Table:      contentlog.ValidColumn,
-			datakey.Table:         datakey.ValidColumn,
-			gatewaypolicy.Table:   gatewaypolicy.ValidColumn,
-			joblease.Table:        joblease.ValidColumn,
-			model.Table:           model.ValidColumn,
-			modeldeployment.Table: modeldeployment.ValidColumn,
-			modelprice.Table:      modelprice.ValidColumn,
-			passwordtoken.Table:   passwordtoken.ValidColumn,
-			provider.Table:        provider.ValidColumn,
-			quotacounter.Table:    quotacounter.ValidColumn,
-			quotalease.Table:      quotalease.ValidColumn,
-			session.Table:         session.ValidColumn,
-			tenant.Table:          tenant.ValidColumn,
-			usagerecord.Table:     usagerecord.ValidColumn,
-			usagerollup.Table:     usagerollup.ValidColumn,
+			apikey.Table:               apikey.ValidColumn,
+			account.Table:              account.ValidColumn,
+			admintoken.Table:           admintoken.ValidColumn,
+			auditevent.Table:           auditevent.ValidColumn,
+			configchange.Table:         configchange.ValidColumn,
+			contentlog.Table:           contentlog.ValidColumn,
+			datakey.Table:              datakey.ValidColumn,
+			gatewaypolicy.Table:        gatewaypolicy.ValidColumn,
+			joblease.Table:             joblease.ValidColumn,
+			model.Table:                model.ValidColumn,
+			modeldeployment.Table:      modeldeployment.ValidColumn,
+			modelprice.Table:           modelprice.ValidColumn,
+			notification.Table:         notification.ValidColumn,
+			notificationendpoint.Table: notificationendpoint.ValidColumn,
+			passwordtoken.Table:        passwordtoken.ValidColumn,
+			provider.Table:             provider.ValidColumn,
+			quotacounter.Table:         quotacounter.ValidColumn,
+			quotalease.Table:           quotalease.ValidColumn,
+			session.Table:              session.ValidColumn,
+			tenant.Table:               tenant.ValidColumn,
+			usagerecord.Table:          usagerecord.ValidColumn,
+			usagerollup.Table:          usagerollup.ValidColumn,
 		})
 	})
 	return columnCheck(t, c)

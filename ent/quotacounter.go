@@ -36,7 +36,9 @@ type QuotaCounter struct {
 	Held int64 `json:"held,omitempty"`
 	// SoftLimitReachedAt holds the value of the "soft_limit_reached_at" field.
 	SoftLimitReachedAt *time.Time `json:"soft_limit_reached_at,omitempty"`
-	selectValues       sql.SelectValues
+	// ExhaustedAt holds the value of the "exhausted_at" field.
+	ExhaustedAt  *time.Time `json:"exhausted_at,omitempty"`
+	selectValues sql.SelectValues
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -48,7 +50,7 @@ func (*QuotaCounter) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullInt64)
 		case quotacounter.FieldSubjectKind, quotacounter.FieldSubjectID, quotacounter.FieldMeter:
 			values[i] = new(sql.NullString)
-		case quotacounter.FieldCreatedAt, quotacounter.FieldUpdatedAt, quotacounter.FieldWindowStart, quotacounter.FieldSoftLimitReachedAt:
+		case quotacounter.FieldCreatedAt, quotacounter.FieldUpdatedAt, quotacounter.FieldWindowStart, quotacounter.FieldSoftLimitReachedAt, quotacounter.FieldExhaustedAt:
 			values[i] = new(sql.NullTime)
 		case quotacounter.FieldID:
 			values[i] = new(uuid.UUID)
@@ -128,6 +130,13 @@ func (_m *QuotaCounter) assignValues(columns []string, values []any) error {
 				_m.SoftLimitReachedAt = new(time.Time)
 				*_m.SoftLimitReachedAt = value.Time
 			}
+		case quotacounter.FieldExhaustedAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field exhausted_at", values[i])
+			} else if value.Valid {
+				_m.ExhaustedAt = new(time.Time)
+				*_m.ExhaustedAt = value.Time
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -190,6 +199,11 @@ func (_m *QuotaCounter) String() string {
 	builder.WriteString(", ")
 	if v := _m.SoftLimitReachedAt; v != nil {
 		builder.WriteString("soft_limit_reached_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	if v := _m.ExhaustedAt; v != nil {
+		builder.WriteString("exhausted_at=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
 	builder.WriteByte(')')

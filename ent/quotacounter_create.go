@@ -118,6 +118,20 @@ func (_c *QuotaCounterCreate) SetNillableSoftLimitReachedAt(v *time.Time) *Quota
 	return _c
 }
 
+// SetExhaustedAt sets the "exhausted_at" field.
+func (_c *QuotaCounterCreate) SetExhaustedAt(v time.Time) *QuotaCounterCreate {
+	_c.mutation.SetExhaustedAt(v)
+	return _c
+}
+
+// SetNillableExhaustedAt sets the "exhausted_at" field if the given value is not nil.
+func (_c *QuotaCounterCreate) SetNillableExhaustedAt(v *time.Time) *QuotaCounterCreate {
+	if v != nil {
+		_c.SetExhaustedAt(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *QuotaCounterCreate) SetID(v uuid.UUID) *QuotaCounterCreate {
 	_c.mutation.SetID(v)
@@ -302,6 +316,10 @@ func (_c *QuotaCounterCreate) createSpec() (*QuotaCounter, *sqlgraph.CreateSpec)
 		_spec.SetField(quotacounter.FieldSoftLimitReachedAt, field.TypeTime, value)
 		_node.SoftLimitReachedAt = &value
 	}
+	if value, ok := _c.mutation.ExhaustedAt(); ok {
+		_spec.SetField(quotacounter.FieldExhaustedAt, field.TypeTime, value)
+		_node.ExhaustedAt = &value
+	}
 	return _node, _spec
 }
 
@@ -417,6 +435,24 @@ func (u *QuotaCounterUpsert) UpdateSoftLimitReachedAt() *QuotaCounterUpsert {
 // ClearSoftLimitReachedAt clears the value of the "soft_limit_reached_at" field.
 func (u *QuotaCounterUpsert) ClearSoftLimitReachedAt() *QuotaCounterUpsert {
 	u.SetNull(quotacounter.FieldSoftLimitReachedAt)
+	return u
+}
+
+// SetExhaustedAt sets the "exhausted_at" field.
+func (u *QuotaCounterUpsert) SetExhaustedAt(v time.Time) *QuotaCounterUpsert {
+	u.Set(quotacounter.FieldExhaustedAt, v)
+	return u
+}
+
+// UpdateExhaustedAt sets the "exhausted_at" field to the value that was provided on create.
+func (u *QuotaCounterUpsert) UpdateExhaustedAt() *QuotaCounterUpsert {
+	u.SetExcluded(quotacounter.FieldExhaustedAt)
+	return u
+}
+
+// ClearExhaustedAt clears the value of the "exhausted_at" field.
+func (u *QuotaCounterUpsert) ClearExhaustedAt() *QuotaCounterUpsert {
+	u.SetNull(quotacounter.FieldExhaustedAt)
 	return u
 }
 
@@ -557,6 +593,27 @@ func (u *QuotaCounterUpsertOne) UpdateSoftLimitReachedAt() *QuotaCounterUpsertOn
 func (u *QuotaCounterUpsertOne) ClearSoftLimitReachedAt() *QuotaCounterUpsertOne {
 	return u.Update(func(s *QuotaCounterUpsert) {
 		s.ClearSoftLimitReachedAt()
+	})
+}
+
+// SetExhaustedAt sets the "exhausted_at" field.
+func (u *QuotaCounterUpsertOne) SetExhaustedAt(v time.Time) *QuotaCounterUpsertOne {
+	return u.Update(func(s *QuotaCounterUpsert) {
+		s.SetExhaustedAt(v)
+	})
+}
+
+// UpdateExhaustedAt sets the "exhausted_at" field to the value that was provided on create.
+func (u *QuotaCounterUpsertOne) UpdateExhaustedAt() *QuotaCounterUpsertOne {
+	return u.Update(func(s *QuotaCounterUpsert) {
+		s.UpdateExhaustedAt()
+	})
+}
+
+// ClearExhaustedAt clears the value of the "exhausted_at" field.
+func (u *QuotaCounterUpsertOne) ClearExhaustedAt() *QuotaCounterUpsertOne {
+	return u.Update(func(s *QuotaCounterUpsert) {
+		s.ClearExhaustedAt()
 	})
 }
 
@@ -864,6 +921,27 @@ func (u *QuotaCounterUpsertBulk) UpdateSoftLimitReachedAt() *QuotaCounterUpsertB
 func (u *QuotaCounterUpsertBulk) ClearSoftLimitReachedAt() *QuotaCounterUpsertBulk {
 	return u.Update(func(s *QuotaCounterUpsert) {
 		s.ClearSoftLimitReachedAt()
+	})
+}
+
+// SetExhaustedAt sets the "exhausted_at" field.
+func (u *QuotaCounterUpsertBulk) SetExhaustedAt(v time.Time) *QuotaCounterUpsertBulk {
+	return u.Update(func(s *QuotaCounterUpsert) {
+		s.SetExhaustedAt(v)
+	})
+}
+
+// UpdateExhaustedAt sets the "exhausted_at" field to the value that was provided on create.
+func (u *QuotaCounterUpsertBulk) UpdateExhaustedAt() *QuotaCounterUpsertBulk {
+	return u.Update(func(s *QuotaCounterUpsert) {
+		s.UpdateExhaustedAt()
+	})
+}
+
+// ClearExhaustedAt clears the value of the "exhausted_at" field.
+func (u *QuotaCounterUpsertBulk) ClearExhaustedAt() *QuotaCounterUpsertBulk {
+	return u.Update(func(s *QuotaCounterUpsert) {
+		s.ClearExhaustedAt()
 	})
 }
 

@@ -96,6 +96,26 @@ func (_u *QuotaCounterUpdate) ClearSoftLimitReachedAt() *QuotaCounterUpdate {
 	return _u
 }
 
+// SetExhaustedAt sets the "exhausted_at" field.
+func (_u *QuotaCounterUpdate) SetExhaustedAt(v time.Time) *QuotaCounterUpdate {
+	_u.mutation.SetExhaustedAt(v)
+	return _u
+}
+
+// SetNillableExhaustedAt sets the "exhausted_at" field if the given value is not nil.
+func (_u *QuotaCounterUpdate) SetNillableExhaustedAt(v *time.Time) *QuotaCounterUpdate {
+	if v != nil {
+		_u.SetExhaustedAt(*v)
+	}
+	return _u
+}
+
+// ClearExhaustedAt clears the value of the "exhausted_at" field.
+func (_u *QuotaCounterUpdate) ClearExhaustedAt() *QuotaCounterUpdate {
+	_u.mutation.ClearExhaustedAt()
+	return _u
+}
+
 // Mutation returns the QuotaCounterMutation object of the builder.
 func (_u *QuotaCounterUpdate) Mutation() *QuotaCounterMutation {
 	return _u.mutation
@@ -166,6 +186,12 @@ func (_u *QuotaCounterUpdate) sqlSave(ctx context.Context) (_node int, err error
 	}
 	if _u.mutation.SoftLimitReachedAtCleared() {
 		_spec.ClearField(quotacounter.FieldSoftLimitReachedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.ExhaustedAt(); ok {
+		_spec.SetField(quotacounter.FieldExhaustedAt, field.TypeTime, value)
+	}
+	if _u.mutation.ExhaustedAtCleared() {
+		_spec.ClearField(quotacounter.FieldExhaustedAt, field.TypeTime)
 	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -252,6 +278,26 @@ func (_u *QuotaCounterUpdateOne) SetNillableSoftLimitReachedAt(v *time.Time) *Qu
 // ClearSoftLimitReachedAt clears the value of the "soft_limit_reached_at" field.
 func (_u *QuotaCounterUpdateOne) ClearSoftLimitReachedAt() *QuotaCounterUpdateOne {
 	_u.mutation.ClearSoftLimitReachedAt()
+	return _u
+}
+
+// SetExhaustedAt sets the "exhausted_at" field.
+func (_u *QuotaCounterUpdateOne) SetExhaustedAt(v time.Time) *QuotaCounterUpdateOne {
+	_u.mutation.SetExhaustedAt(v)
+	return _u
+}
+
+// SetNillableExhaustedAt sets the "exhausted_at" field if the given value is not nil.
+func (_u *QuotaCounterUpdateOne) SetNillableExhaustedAt(v *time.Time) *QuotaCounterUpdateOne {
+	if v != nil {
+		_u.SetExhaustedAt(*v)
+	}
+	return _u
+}
+
+// ClearExhaustedAt clears the value of the "exhausted_at" field.
+func (_u *QuotaCounterUpdateOne) ClearExhaustedAt() *QuotaCounterUpdateOne {
+	_u.mutation.ClearExhaustedAt()
 	return _u
 }
 
@@ -355,6 +401,12 @@ func (_u *QuotaCounterUpdateOne) sqlSave(ctx context.Context) (_node *QuotaCount
 	}
 	if _u.mutation.SoftLimitReachedAtCleared() {
 		_spec.ClearField(quotacounter.FieldSoftLimitReachedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.ExhaustedAt(); ok {
+		_spec.SetField(quotacounter.FieldExhaustedAt, field.TypeTime, value)
+	}
+	if _u.mutation.ExhaustedAtCleared() {
+		_spec.ClearField(quotacounter.FieldExhaustedAt, field.TypeTime)
 	}
 	_node = &QuotaCounter{config: _u.config}
 	_spec.Assign = _node.assignValues

@@ -18,6 +18,8 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/model"
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
+	"github.com/tollgate-dev/tollgate/ent/notification"
+	"github.com/tollgate-dev/tollgate/ent/notificationendpoint"
 	"github.com/tollgate-dev/tollgate/ent/passwordtoken"
 	"github.com/tollgate-dev/tollgate/ent/provider"
 	"github.com/tollgate-dev/tollgate/ent/quotacounter"
@@ -480,6 +482,124 @@ func init() {
 	modelpriceDescID := modelpriceMixinFields0[0].Descriptor()
 	// modelprice.DefaultID holds the default value on creation for the id field.
 	modelprice.DefaultID = modelpriceDescID.Default.(func() uuid.UUID)
+	notificationMixin := schema.Notification{}.Mixin()
+	notificationMixinFields0 := notificationMixin[0].Fields()
+	_ = notificationMixinFields0
+	notificationMixinFields1 := notificationMixin[1].Fields()
+	_ = notificationMixinFields1
+	notificationFields := schema.Notification{}.Fields()
+	_ = notificationFields
+	// notificationDescCreatedAt is the schema descriptor for created_at field.
+	notificationDescCreatedAt := notificationMixinFields1[0].Descriptor()
+	// notification.DefaultCreatedAt holds the default value on creation for the created_at field.
+	notification.DefaultCreatedAt = notificationDescCreatedAt.Default.(func() time.Time)
+	// notificationDescUpdatedAt is the schema descriptor for updated_at field.
+	notificationDescUpdatedAt := notificationMixinFields1[1].Descriptor()
+	// notification.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	notification.DefaultUpdatedAt = notificationDescUpdatedAt.Default.(func() time.Time)
+	// notification.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	notification.UpdateDefaultUpdatedAt = notificationDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// notificationDescEventType is the schema descriptor for event_type field.
+	notificationDescEventType := notificationFields[1].Descriptor()
+	// notification.EventTypeValidator is a validator for the "event_type" field. It is called by the builders before save.
+	notification.EventTypeValidator = func() func(string) error {
+		validators := notificationDescEventType.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(event_type string) error {
+			for _, fn := range fns {
+				if err := fn(event_type); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// notificationDescDedupeKey is the schema descriptor for dedupe_key field.
+	notificationDescDedupeKey := notificationFields[5].Descriptor()
+	// notification.DedupeKeyValidator is a validator for the "dedupe_key" field. It is called by the builders before save.
+	notification.DedupeKeyValidator = notificationDescDedupeKey.Validators[0].(func(string) error)
+	// notificationDescAttempts is the schema descriptor for attempts field.
+	notificationDescAttempts := notificationFields[7].Descriptor()
+	// notification.DefaultAttempts holds the default value on creation for the attempts field.
+	notification.DefaultAttempts = notificationDescAttempts.Default.(int)
+	// notification.AttemptsValidator is a validator for the "attempts" field. It is called by the builders before save.
+	notification.AttemptsValidator = notificationDescAttempts.Validators[0].(func(int) error)
+	// notificationDescLastError is the schema descriptor for last_error field.
+	notificationDescLastError := notificationFields[11].Descriptor()
+	// notification.DefaultLastError holds the default value on creation for the last_error field.
+	notification.DefaultLastError = notificationDescLastError.Default.(string)
+	// notification.LastErrorValidator is a validator for the "last_error" field. It is called by the builders before save.
+	notification.LastErrorValidator = notificationDescLastError.Validators[0].(func(string) error)
+	// notificationDescResponseCode is the schema descriptor for response_code field.
+	notificationDescResponseCode := notificationFields[12].Descriptor()
+	// notification.DefaultResponseCode holds the default value on creation for the response_code field.
+	notification.DefaultResponseCode = notificationDescResponseCode.Default.(int)
+	// notificationDescID is the schema descriptor for id field.
+	notificationDescID := notificationMixinFields0[0].Descriptor()
+	// notification.DefaultID holds the default value on creation for the id field.
+	notification.DefaultID = notificationDescID.Default.(func() uuid.UUID)
+	notificationendpointMixin := schema.NotificationEndpoint{}.Mixin()
+	notificationendpointMixinFields0 := notificationendpointMixin[0].Fields()
+	_ = notificationendpointMixinFields0
+	notificationendpointMixinFields1 := notificationendpointMixin[1].Fields()
+	_ = notificationendpointMixinFields1
+	notificationendpointFields := schema.NotificationEndpoint{}.Fields()
+	_ = notificationendpointFields
+	// notificationendpointDescCreatedAt is the schema descriptor for created_at field.
+	notificationendpointDescCreatedAt := notificationendpointMixinFields1[0].Descriptor()
+	// notificationendpoint.DefaultCreatedAt holds the default value on creation for the created_at field.
+	notificationendpoint.DefaultCreatedAt = notificationendpointDescCreatedAt.Default.(func() time.Time)
+	// notificationendpointDescUpdatedAt is the schema descriptor for updated_at field.
+	notificationendpointDescUpdatedAt := notificationendpointMixinFields1[1].Descriptor()
+	// notificationendpoint.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	notificationendpoint.DefaultUpdatedAt = notificationendpointDescUpdatedAt.Default.(func() time.Time)
+	// notificationendpoint.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	notificationendpoint.UpdateDefaultUpdatedAt = notificationendpointDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// notificationendpointDescName is the schema descriptor for name field.
+	notificationendpointDescName := notificationendpointFields[1].Descriptor()
+	// notificationendpoint.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	notificationendpoint.NameValidator = func() func(string) error {
+		validators := notificationendpointDescName.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(name string) error {
+			for _, fn := range fns {
+				if err := fn(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// notificationendpointDescURL is the schema descriptor for url field.
+	notificationendpointDescURL := notificationendpointFields[3].Descriptor()
+	// notificationendpoint.DefaultURL holds the default value on creation for the url field.
+	notificationendpoint.DefaultURL = notificationendpointDescURL.Default.(string)
+	// notificationendpoint.URLValidator is a validator for the "url" field. It is called by the builders before save.
+	notificationendpoint.URLValidator = notificationendpointDescURL.Validators[0].(func(string) error)
+	// notificationendpointDescSecretKeyID is the schema descriptor for secret_key_id field.
+	notificationendpointDescSecretKeyID := notificationendpointFields[5].Descriptor()
+	// notificationendpoint.DefaultSecretKeyID holds the default value on creation for the secret_key_id field.
+	notificationendpoint.DefaultSecretKeyID = notificationendpointDescSecretKeyID.Default.(string)
+	// notificationendpointDescSecretPrefix is the schema descriptor for secret_prefix field.
+	notificationendpointDescSecretPrefix := notificationendpointFields[6].Descriptor()
+	// notificationendpoint.DefaultSecretPrefix holds the default value on creation for the secret_prefix field.
+	notificationendpoint.DefaultSecretPrefix = notificationendpointDescSecretPrefix.Default.(string)
+	// notificationendpoint.SecretPrefixValidator is a validator for the "secret_prefix" field. It is called by the builders before save.
+	notificationendpoint.SecretPrefixValidator = notificationendpointDescSecretPrefix.Validators[0].(func(string) error)
+	// notificationendpointDescDisabled is the schema descriptor for disabled field.
+	notificationendpointDescDisabled := notificationendpointFields[9].Descriptor()
+	// notificationendpoint.DefaultDisabled holds the default value on creation for the disabled field.
+	notificationendpoint.DefaultDisabled = notificationendpointDescDisabled.Default.(bool)
+	// notificationendpointDescID is the schema descriptor for id field.
+	notificationendpointDescID := notificationendpointMixinFields0[0].Descriptor()
+	// notificationendpoint.DefaultID holds the default value on creation for the id field.
+	notificationendpoint.DefaultID = notificationendpointDescID.Default.(func() uuid.UUID)
 	passwordtokenMixin := schema.PasswordToken{}.Mixin()
 	passwordtokenMixinFields0 := passwordtokenMixin[0].Fields()
 	_ = passwordtokenMixinFields0

@@ -62,9 +62,11 @@ type TenantEdges struct {
 	Policy *GatewayPolicy `json:"policy,omitempty"`
 	// DataKey holds the value of the data_key edge.
 	DataKey *DataKey `json:"data_key,omitempty"`
+	// NotificationEndpoints holds the value of the notification_endpoints edge.
+	NotificationEndpoints []*NotificationEndpoint `json:"notification_endpoints,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [7]bool
+	loadedTypes [8]bool
 }
 
 // AccountsOrErr returns the Accounts value or an error if the edge
@@ -132,6 +134,15 @@ func (e TenantEdges) DataKeyOrErr() (*DataKey, error) {
 		return nil, &NotFoundError{label: datakey.Label}
 	}
 	return nil, &NotLoadedError{edge: "data_key"}
+}
+
+// NotificationEndpointsOrErr returns the NotificationEndpoints value or an error if the edge
+// was not loaded in eager-loading.
+func (e TenantEdges) NotificationEndpointsOrErr() ([]*NotificationEndpoint, error) {
+	if e.loadedTypes[7] {
+		return e.NotificationEndpoints, nil
+	}
+	return nil, &NotLoadedError{edge: "notification_endpoints"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -273,6 +284,11 @@ func (_m *Tenant) QueryPolicy() *GatewayPolicyQuery {
 // QueryDataKey queries the "data_key" edge of the Tenant entity.
 func (_m *Tenant) QueryDataKey() *DataKeyQuery {
 	return NewTenantClient(_m.config).QueryDataKey(_m)
+}
+
+// QueryNotificationEndpoints queries the "notification_endpoints" edge of the Tenant entity.
+func (_m *Tenant) QueryNotificationEndpoints() *NotificationEndpointQuery {
+	return NewTenantClient(_m.config).QueryNotificationEndpoints(_m)
 }
 
 // Update returns a builder for updating this Tenant.

@@ -19,6 +19,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/datakey"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
 	"github.com/tollgate-dev/tollgate/ent/model"
+	"github.com/tollgate-dev/tollgate/ent/notificationendpoint"
 	"github.com/tollgate-dev/tollgate/ent/provider"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 )
@@ -280,6 +281,21 @@ func (_c *TenantCreate) SetNillableDataKeyID(id *uuid.UUID) *TenantCreate {
 // SetDataKey sets the "data_key" edge to the DataKey entity.
 func (_c *TenantCreate) SetDataKey(v *DataKey) *TenantCreate {
 	return _c.SetDataKeyID(v.ID)
+}
+
+// AddNotificationEndpointIDs adds the "notification_endpoints" edge to the NotificationEndpoint entity by IDs.
+func (_c *TenantCreate) AddNotificationEndpointIDs(ids ...uuid.UUID) *TenantCreate {
+	_c.mutation.AddNotificationEndpointIDs(ids...)
+	return _c
+}
+
+// AddNotificationEndpoints adds the "notification_endpoints" edges to the NotificationEndpoint entity.
+func (_c *TenantCreate) AddNotificationEndpoints(v ...*NotificationEndpoint) *TenantCreate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _c.AddNotificationEndpointIDs(ids...)
 }
 
 // Mutation returns the TenantMutation object of the builder.
@@ -596,6 +612,22 @@ func (_c *TenantCreate) createSpec() (*Tenant, *sqlgraph.CreateSpec) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(datakey.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.NotificationEndpointsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tenant.NotificationEndpointsTable,
+			Columns: []string{tenant.NotificationEndpointsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(notificationendpoint.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {

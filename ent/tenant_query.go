@@ -20,6 +20,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/datakey"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
 	"github.com/tollgate-dev/tollgate/ent/model"
+	"github.com/tollgate-dev/tollgate/ent/notificationendpoint"
 	"github.com/tollgate-dev/tollgate/ent/predicate"
 	"github.com/tollgate-dev/tollgate/ent/provider"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
@@ -28,18 +29,19 @@ import (
 // TenantQuery is the builder for querying Tenant entities.
 type TenantQuery struct {
 	config
-	ctx             *QueryContext
-	order           []tenant.OrderOption
-	inters          []Interceptor
-	predicates      []predicate.Tenant
-	withAccounts    *AccountQuery
-	withAPIKeys     *APIKeyQuery
-	withAdminTokens *AdminTokenQuery
-	withProviders   *ProviderQuery
-	withModels      *ModelQuery
-	withPolicy      *GatewayPolicyQuery
-	withDataKey     *DataKeyQuery
-	modifiers       []func(*sql.Selector)
+	ctx                       *QueryContext
+	order                     []tenant.OrderOption
+	inters                    []Interceptor
+	predicates                []predicate.Tenant
+	withAccounts              *AccountQuery
+	withAPIKeys               *APIKeyQuery
+	withAdminTokens           *AdminTokenQuery
+	withProviders             *ProviderQuery
+	withModels                *ModelQuery
+	withPolicy                *GatewayPolicyQuery
+	withDataKey               *DataKeyQuery
+	withNotificationEndpoints *NotificationEndpointQuery
+	modifiers                 []func(*sql.Selector)
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -223,6 +225,28 @@ func (_q *TenantQuery) QueryDataKey() *DataKeyQuery {
 			sqlgraph.From(tenant.Table, tenant.FieldID, selector),
 			sqlgraph.To(datakey.Table, datakey.FieldID),
 			sqlgraph.Edge(sqlgraph.O2O, false, tenant.DataKeyTable, tenant.DataKeyColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryNotificationEndpoints chains the current query on the "notification_endpoints" edge.
+func (_q *TenantQuery) QueryNotificationEndpoints() *NotificationEndpointQuery {
+	query := (&NotificationEndpointClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(tenant.Table, tenant.FieldID, selector),
+			sqlgraph.To(notificationendpoint.Table, notificationendpoint.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, tenant.NotificationEndpointsTable, tenant.NotificationEndpointsColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -417,18 +441,19 @@ func (_q *TenantQuery) Clone() *TenantQuery {
 		return nil
 	}
 	return &TenantQuery{
-		config:          _q.config,
-		ctx:             _q.ctx.Clone(),
-		order:           append([]tenant.OrderOption{}, _q.order...),
-		inters:          append([]Interceptor{}, _q.inters...),
-		predicates:      append([]predicate.Tenant{}, _q.predicates...),
-		withAccounts:    _q.withAccounts.Clone(),
-		withAPIKeys:     _q.withAPIKeys.Clone(),
-		withAdminTokens: _q.withAdminTokens.Clone(),
-		withProviders:   _q.withProviders.Clone(),
-		withModels:      _q.withModels.Clone(),
-		withPolicy:      _q.withPolicy.Clone(),
-		withDataKey:     _q.withDataKey.Clone(),
+		config:                    _q.config,
+		ctx:                       _q.ctx.Clone(),
+		order:                     append([]tenant.OrderOption{}, _q.order...),
+		inters:                    append([]Interceptor{}, _q.inters...),
+		predicates:                append([]predicate.Tenant{}, _q.predicates...),
+		withAccounts:              _q.withAccounts.Clone(),
+		withAPIKeys:               _q.withAPIKeys.Clone(),
+		withAdminTokens:           _q.withAdminTokens.Clone(),
+		withProviders:             _q.withProviders.Clone(),
+		withModels:                _q.withModels.Clone(),
+		withPolicy:                _q.withPolicy.Clone(),
+		withDataKey:               _q.withDataKey.Clone(),
+		withNotificationEndpoints: _q.withNotificationEndpoints.Clone(),
 		// clone intermediate query.
 		sql:  _q.sql.Clone(),
 		path: _q.path,
@@ -512,6 +537,17 @@ func (_q *TenantQuery) WithDataKey(opts ...func(*DataKeyQuery)) *TenantQuery {
 	return _q
 }
 
+// WithNotificationEndpoints tells the query-builder to eager-load the nodes that are connected to
+// the "notification_endpoints" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *TenantQuery) WithNotificationEndpoints(opts ...func(*NotificationEndpointQuery)) *TenantQuery {
+	query := (&NotificationEndpointClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withNotificationEndpoints = query
+	return _q
+}
+
 // GroupBy is used to group vertices by one or more fields/columns.
 // It is often used with aggregate functions, like: count, max, mean, min, sum.
 //
@@ -590,7 +626,7 @@ func (_q *TenantQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Tenan
 	var (
 		nodes       = []*Tenant{}
 		_spec       = _q.querySpec()
-		loadedTypes = [7]bool{
+		loadedTypes = [8]bool{
 			_q.withAccounts != nil,
 			_q.withAPIKeys != nil,
 			_q.withAdminTokens != nil,
@@ -598,6 +634,7 @@ func (_q *TenantQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Tenan
 			_q.withModels != nil,
 			_q.withPolicy != nil,
 			_q.withDataKey != nil,
+			_q.withNotificationEndpoints != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -665,6 +702,15 @@ func (_q *TenantQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Tenan
 	if query := _q.withDataKey; query != nil {
 		if err := _q.loadDataKey(ctx, query, nodes, nil,
 			func(n *Tenant, e *DataKey) { n.Edges.DataKey = e }); err != nil {
+			return nil, err
+		}
+	}
+	if query := _q.withNotificationEndpoints; query != nil {
+		if err := _q.loadNotificationEndpoints(ctx, query, nodes,
+			func(n *Tenant) { n.Edges.NotificationEndpoints = []*NotificationEndpoint{} },
+			func(n *Tenant, e *NotificationEndpoint) {
+				n.Edges.NotificationEndpoints = append(n.Edges.NotificationEndpoints, e)
+			}); err != nil {
 			return nil, err
 		}
 	}
@@ -869,6 +915,36 @@ func (_q *TenantQuery) loadDataKey(ctx context.Context, query *DataKeyQuery, nod
 	}
 	query.Where(predicate.DataKey(func(s *sql.Selector) {
 		s.Where(sql.InValues(s.C(tenant.DataKeyColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.TenantID
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "tenant_id" returned %v for node %v`, fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
+func (_q *TenantQuery) loadNotificationEndpoints(ctx context.Context, query *NotificationEndpointQuery, nodes []*Tenant, init func(*Tenant), assign func(*Tenant, *NotificationEndpoint)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[uuid.UUID]*Tenant)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(notificationendpoint.FieldTenantID)
+	}
+	query.Where(predicate.NotificationEndpoint(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(tenant.NotificationEndpointsColumn), fks...))
 	}))
 	neighbors, err := query.All(ctx)
 	if err != nil {

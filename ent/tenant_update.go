@@ -18,6 +18,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/datakey"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
 	"github.com/tollgate-dev/tollgate/ent/model"
+	"github.com/tollgate-dev/tollgate/ent/notificationendpoint"
 	"github.com/tollgate-dev/tollgate/ent/predicate"
 	"github.com/tollgate-dev/tollgate/ent/provider"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
@@ -273,6 +274,21 @@ func (_u *TenantUpdate) SetDataKey(v *DataKey) *TenantUpdate {
 	return _u.SetDataKeyID(v.ID)
 }
 
+// AddNotificationEndpointIDs adds the "notification_endpoints" edge to the NotificationEndpoint entity by IDs.
+func (_u *TenantUpdate) AddNotificationEndpointIDs(ids ...uuid.UUID) *TenantUpdate {
+	_u.mutation.AddNotificationEndpointIDs(ids...)
+	return _u
+}
+
+// AddNotificationEndpoints adds the "notification_endpoints" edges to the NotificationEndpoint entity.
+func (_u *TenantUpdate) AddNotificationEndpoints(v ...*NotificationEndpoint) *TenantUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddNotificationEndpointIDs(ids...)
+}
+
 // Mutation returns the TenantMutation object of the builder.
 func (_u *TenantUpdate) Mutation() *TenantMutation {
 	return _u.mutation
@@ -393,6 +409,27 @@ func (_u *TenantUpdate) ClearPolicy() *TenantUpdate {
 func (_u *TenantUpdate) ClearDataKey() *TenantUpdate {
 	_u.mutation.ClearDataKey()
 	return _u
+}
+
+// ClearNotificationEndpoints clears all "notification_endpoints" edges to the NotificationEndpoint entity.
+func (_u *TenantUpdate) ClearNotificationEndpoints() *TenantUpdate {
+	_u.mutation.ClearNotificationEndpoints()
+	return _u
+}
+
+// RemoveNotificationEndpointIDs removes the "notification_endpoints" edge to NotificationEndpoint entities by IDs.
+func (_u *TenantUpdate) RemoveNotificationEndpointIDs(ids ...uuid.UUID) *TenantUpdate {
+	_u.mutation.RemoveNotificationEndpointIDs(ids...)
+	return _u
+}
+
+// RemoveNotificationEndpoints removes "notification_endpoints" edges to NotificationEndpoint entities.
+func (_u *TenantUpdate) RemoveNotificationEndpoints(v ...*NotificationEndpoint) *TenantUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveNotificationEndpointIDs(ids...)
 }
 
 // Save executes the query and returns the number of nodes affected by the update operation.
@@ -796,6 +833,51 @@ func (_u *TenantUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 		}
 		_spec.Edges.Add = append(_spec.Edges.Add, edge)
 	}
+	if _u.mutation.NotificationEndpointsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tenant.NotificationEndpointsTable,
+			Columns: []string{tenant.NotificationEndpointsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(notificationendpoint.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedNotificationEndpointsIDs(); len(nodes) > 0 && !_u.mutation.NotificationEndpointsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tenant.NotificationEndpointsTable,
+			Columns: []string{tenant.NotificationEndpointsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(notificationendpoint.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.NotificationEndpointsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tenant.NotificationEndpointsTable,
+			Columns: []string{tenant.NotificationEndpointsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(notificationendpoint.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{tenant.Label}
@@ -1053,6 +1135,21 @@ func (_u *TenantUpdateOne) SetDataKey(v *DataKey) *TenantUpdateOne {
 	return _u.SetDataKeyID(v.ID)
 }
 
+// AddNotificationEndpointIDs adds the "notification_endpoints" edge to the NotificationEndpoint entity by IDs.
+func (_u *TenantUpdateOne) AddNotificationEndpointIDs(ids ...uuid.UUID) *TenantUpdateOne {
+	_u.mutation.AddNotificationEndpointIDs(ids...)
+	return _u
+}
+
+// AddNotificationEndpoints adds the "notification_endpoints" edges to the NotificationEndpoint entity.
+func (_u *TenantUpdateOne) AddNotificationEndpoints(v ...*NotificationEndpoint) *TenantUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddNotificationEndpointIDs(ids...)
+}
+
 // Mutation returns the TenantMutation object of the builder.
 func (_u *TenantUpdateOne) Mutation() *TenantMutation {
 	return _u.mutation
@@ -1173,6 +1270,27 @@ func (_u *TenantUpdateOne) ClearPolicy() *TenantUpdateOne {
 func (_u *TenantUpdateOne) ClearDataKey() *TenantUpdateOne {
 	_u.mutation.ClearDataKey()
 	return _u
+}
+
+// ClearNotificationEndpoints clears all "notification_endpoints" edges to the NotificationEndpoint entity.
+func (_u *TenantUpdateOne) ClearNotificationEndpoints() *TenantUpdateOne {
+	_u.mutation.ClearNotificationEndpoints()
+	return _u
+}
+
+// RemoveNotificationEndpointIDs removes the "notification_endpoints" edge to NotificationEndpoint entities by IDs.
+func (_u *TenantUpdateOne) RemoveNotificationEndpointIDs(ids ...uuid.UUID) *TenantUpdateOne {
+	_u.mutation.RemoveNotificationEndpointIDs(ids...)
+	return _u
+}
+
+// RemoveNotificationEndpoints removes "notification_endpoints" edges to NotificationEndpoint entities.
+func (_u *TenantUpdateOne) RemoveNotificationEndpoints(v ...*NotificationEndpoint) *TenantUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveNotificationEndpointIDs(ids...)
 }
 
 // Where appends a list predicates to the TenantUpdate builder.
@@ -1599,6 +1717,51 @@ func (_u *TenantUpdateOne) sqlSave(ctx context.Context) (_node *Tenant, err erro
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(datakey.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.NotificationEndpointsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tenant.NotificationEndpointsTable,
+			Columns: []string{tenant.NotificationEndpointsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(notificationendpoint.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedNotificationEndpointsIDs(); len(nodes) > 0 && !_u.mutation.NotificationEndpointsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tenant.NotificationEndpointsTable,
+			Columns: []string{tenant.NotificationEndpointsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(notificationendpoint.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.NotificationEndpointsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tenant.NotificationEndpointsTable,
+			Columns: []string{tenant.NotificationEndpointsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(notificationendpoint.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {

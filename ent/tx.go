@@ -38,6 +38,10 @@ type Tx struct {
 	ModelDeployment *ModelDeploymentClient
 	// ModelPrice is the client for interacting with the ModelPrice builders.
 	ModelPrice *ModelPriceClient
+	// Notification is the client for interacting with the Notification builders.
+	Notification *NotificationClient
+	// NotificationEndpoint is the client for interacting with the NotificationEndpoint builders.
+	NotificationEndpoint *NotificationEndpointClient
 	// PasswordToken is the client for interacting with the PasswordToken builders.
 	PasswordToken *PasswordTokenClient
 	// Provider is the client for interacting with the Provider builders.
@@ -197,6 +201,8 @@ func (tx *Tx) init() {
 	tx.Model = NewModelClient(tx.config)
 	tx.ModelDeployment = NewModelDeploymentClient(tx.config)
 	tx.ModelPrice = NewModelPriceClient(tx.config)
+	tx.Notification = NewNotificationClient(tx.config)
+	tx.NotificationEndpoint = NewNotificationEndpointClient(tx.config)
 	tx.PasswordToken = NewPasswordTokenClient(tx.config)
 	tx.Provider = NewProviderClient(tx.config)
 	tx.QuotaCounter = NewQuotaCounterClient(tx.config)

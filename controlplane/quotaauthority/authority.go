@@ -47,6 +47,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	quotav1 "github.com/tollgate-dev/tollgate/api/tollgate/quota/v1"
+	"github.com/tollgate-dev/tollgate/controlplane/notify"
 	"github.com/tollgate-dev/tollgate/controlplane/policy"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/ent"
@@ -299,6 +300,11 @@ func (a *Authority) apply(ctx context.Context, tx *ent.Tx, now time.Time, leaseI
 	if err := noteSoftLimit(ctx, tx, key, ctr, now); err != nil {
 		return nil, err
 	}
+	if limited {
+		if err := noteExhausted(ctx, tx, key, ctr, limit, req.GetNeed(), now); err != nil {
+			return nil, err
+		}
+	}
 	return a.answer(ctx, tx, resp, ctr, l, false)
 }
 
@@ -319,24 +325,77 @@ func noteSoftLimit(ctx context.Context, tx *ent.Tx, key counterKey, ctr *ent.Quo
 	if err := tx.QuotaCounter.UpdateOne(ctr).SetSoftLimitReachedAt(now).Exec(ctx); err != nil {
 		return fmt.Errorf("noting the soft limit: %w", err)
 	}
-	tenantID := key.subject
-	if key.kind == "key" {
-		k, err := tx.APIKey.Get(ctx, key.subject)
-		if ent.IsNotFound(err) {
-			return nil // the key is gone; nothing to flag
-		}
-		if err != nil {
-			return fmt.Errorf("reading the key: %w", err)
-		}
-		tenantID = k.TenantID
+	tenantID, ok, err := tenantOf(ctx, tx, key)
+	if err != nil || !ok {
+		return err // !ok: the key is gone; nothing to flag
 	}
 	alert := fmt.Sprintf("%s %s: %s soft limit reached", key.kind, key.id, budgetName(key.m))
 	if err := tx.Tenant.UpdateOneID(tenantID).SetBudgetAlertAt(now).SetBudgetAlert(alert).Exec(ctx); err != nil && !ent.IsNotFound(err) {
 		return fmt.Errorf("flagging the tenant: %w", err)
 	}
-	return tx.AuditEvent.Create().SetActor("quota-authority").SetTenantID(tenantID).
+	err = tx.AuditEvent.Create().SetActor("quota-authority").SetTenantID(tenantID).
 		SetAction("budget.soft_limit_reached").SetTargetType(key.kind).SetTargetID(key.id).
 		SetChangedFields([]string{budgetName(key.m)}).Exec(ctx)
+	if err != nil {
+		return err
+	}
+	return notify.Enqueue(ctx, tx, budgetEvent(notify.TypeBudgetSoftLimit, tenantID, key, soft, ctr.Settled))
+}
+
+// noteExhausted reports, once per window, that a budget is exhausted: its
+// settled spend reached the hard limit, or what is left of the limit is less
+// than the request waiting for this report needs, so requests are being
+// refused. Like the soft limit, it is written in the report's transaction.
+func noteExhausted(ctx context.Context, tx *ent.Tx, key counterKey, ctr *ent.QuotaCounter, limit, need int64, now time.Time) error {
+	if ctr.ExhaustedAt != nil || budgetName(key.m) == key.m.String() {
+		return nil // already reported, or not a budget
+	}
+	if left := limit - ctr.Settled; left > 0 && (need == 0 || left >= need) {
+		return nil
+	}
+	if err := tx.QuotaCounter.UpdateOne(ctr).SetExhaustedAt(now).Exec(ctx); err != nil {
+		return fmt.Errorf("noting the exhausted budget: %w", err)
+	}
+	tenantID, ok, err := tenantOf(ctx, tx, key)
+	if err != nil || !ok {
+		return err
+	}
+	err = tx.AuditEvent.Create().SetActor("quota-authority").SetTenantID(tenantID).
+		SetAction("budget.exhausted").SetTargetType(key.kind).SetTargetID(key.id).
+		SetChangedFields([]string{budgetName(key.m)}).Exec(ctx)
+	if err != nil {
+		return err
+	}
+	return notify.Enqueue(ctx, tx, budgetEvent(notify.TypeBudgetExhausted, tenantID, key, limit, ctr.Settled))
+}
+
+// tenantOf is the tenant a counter's subject belongs to; false when the
+// subject is a key that no longer exists.
+func tenantOf(ctx context.Context, tx *ent.Tx, key counterKey) (uuid.UUID, bool, error) {
+	if key.kind != "key" {
+		return key.subject, true, nil
+	}
+	k, err := tx.APIKey.Get(ctx, key.subject)
+	if ent.IsNotFound(err) {
+		return uuid.Nil, false, nil
+	}
+	if err != nil {
+		return uuid.Nil, false, fmt.Errorf("reading the key: %w", err)
+	}
+	return k.TenantID, true, nil
+}
+
+// budgetEvent is the notification of a budget's limit: which budget, in
+// which window, the limit and the spend settled so far, in micro-dollars.
+func budgetEvent(typ string, tenantID uuid.UUID, key counterKey, limit, settled int64) notify.Event {
+	return notify.Event{Type: typ, TenantID: tenantID, Data: map[string]any{
+		"subject_kind":   key.kind,
+		"subject_id":     key.id,
+		"budget":         budgetName(key.m),
+		"window_start":   key.window.Format(time.RFC3339),
+		"limit_micros":   limit,
+		"settled_micros": settled,
+	}}
 }
 
 func budgetName(m quotav1.Meter) string {

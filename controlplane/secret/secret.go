@@ -46,9 +46,12 @@ var (
 	Session = Kind{prefix: "tgses-", name: "session"}
 	// PasswordToken is the secret in an e-mailed link that sets a password.
 	PasswordToken = Kind{prefix: "tgpwd-", name: "password link"}
+	// WebhookSecret signs webhook deliveries (controlplane/notify). Unlike
+	// the others it is stored sealed rather than hashed: signing needs it.
+	WebhookSecret = Kind{prefix: "tgwhsec-", name: "webhook signing secret"}
 )
 
-var kinds = []Kind{APIKey, AdminToken, OperatorToken, Session, PasswordToken}
+var kinds = []Kind{APIKey, AdminToken, OperatorToken, Session, PasswordToken, WebhookSecret}
 
 const (
 	// BodyLen is the number of random characters after the prefix:

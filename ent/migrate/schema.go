@@ -386,6 +386,98 @@ var (
 			},
 		},
 	}
+	// NotificationsColumns holds the columns for the "notifications" table.
+	NotificationsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "event_id", Type: field.TypeUUID},
+		{Name: "event_type", Type: field.TypeString, Size: 64},
+		{Name: "tenant_id", Type: field.TypeUUID},
+		{Name: "data", Type: field.TypeJSON},
+		{Name: "dedupe_key", Type: field.TypeString, Nullable: true, Size: 200},
+		{Name: "status", Type: field.TypeEnum, Enums: []string{"pending", "delivered", "failed", "dead"}, Default: "pending"},
+		{Name: "attempts", Type: field.TypeInt, Default: 0},
+		{Name: "next_attempt_at", Type: field.TypeTime},
+		{Name: "last_attempt_at", Type: field.TypeTime, Nullable: true},
+		{Name: "delivered_at", Type: field.TypeTime, Nullable: true},
+		{Name: "last_error", Type: field.TypeString, Size: 1000, Default: ""},
+		{Name: "response_code", Type: field.TypeInt, Default: 0},
+		{Name: "endpoint_id", Type: field.TypeUUID},
+	}
+	// NotificationsTable holds the schema information for the "notifications" table.
+	NotificationsTable = &schema.Table{
+		Name:       "notifications",
+		Columns:    NotificationsColumns,
+		PrimaryKey: []*schema.Column{NotificationsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "notifications_notification_endpoints_notifications",
+				Columns:    []*schema.Column{NotificationsColumns[15]},
+				RefColumns: []*schema.Column{NotificationEndpointsColumns[0]},
+				OnDelete:   schema.Cascade,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "notification_status_next_attempt_at",
+				Unique:  false,
+				Columns: []*schema.Column{NotificationsColumns[8], NotificationsColumns[10]},
+			},
+			{
+				Name:    "notification_tenant_id_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{NotificationsColumns[5], NotificationsColumns[1]},
+			},
+			{
+				Name:    "notification_endpoint_id_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{NotificationsColumns[15], NotificationsColumns[1]},
+			},
+			{
+				Name:    "notification_endpoint_id_dedupe_key",
+				Unique:  true,
+				Columns: []*schema.Column{NotificationsColumns[15], NotificationsColumns[7]},
+			},
+		},
+	}
+	// NotificationEndpointsColumns holds the columns for the "notification_endpoints" table.
+	NotificationEndpointsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "name", Type: field.TypeString, Size: 63},
+		{Name: "kind", Type: field.TypeEnum, Enums: []string{"webhook", "email"}},
+		{Name: "url", Type: field.TypeString, Size: 2048, Default: ""},
+		{Name: "secret", Type: field.TypeBytes, Nullable: true},
+		{Name: "secret_key_id", Type: field.TypeString, Default: ""},
+		{Name: "secret_prefix", Type: field.TypeString, Size: 32, Default: ""},
+		{Name: "email_recipients", Type: field.TypeJSON, Nullable: true},
+		{Name: "event_types", Type: field.TypeJSON, Nullable: true},
+		{Name: "disabled", Type: field.TypeBool, Default: false},
+		{Name: "tenant_id", Type: field.TypeUUID},
+	}
+	// NotificationEndpointsTable holds the schema information for the "notification_endpoints" table.
+	NotificationEndpointsTable = &schema.Table{
+		Name:       "notification_endpoints",
+		Columns:    NotificationEndpointsColumns,
+		PrimaryKey: []*schema.Column{NotificationEndpointsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "notification_endpoints_tenants_notification_endpoints",
+				Columns:    []*schema.Column{NotificationEndpointsColumns[12]},
+				RefColumns: []*schema.Column{TenantsColumns[0]},
+				OnDelete:   schema.Cascade,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "notificationendpoint_tenant_id_name",
+				Unique:  true,
+				Columns: []*schema.Column{NotificationEndpointsColumns[12], NotificationEndpointsColumns[3]},
+			},
+		},
+	}
 	// PasswordTokensColumns holds the columns for the "password_tokens" table.
 	PasswordTokensColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -476,6 +568,7 @@ var (
 		{Name: "settled", Type: field.TypeInt64, Default: 0},
 		{Name: "held", Type: field.TypeInt64, Default: 0},
 		{Name: "soft_limit_reached_at", Type: field.TypeTime, Nullable: true},
+		{Name: "exhausted_at", Type: field.TypeTime, Nullable: true},
 	}
 	// QuotaCountersTable holds the schema information for the "quota_counters" table.
 	QuotaCountersTable = &schema.Table{
@@ -708,6 +801,8 @@ var (
 		ModelsTable,
 		ModelDeploymentsTable,
 		ModelPricesTable,
+		NotificationsTable,
+		NotificationEndpointsTable,
 		PasswordTokensTable,
 		ProvidersTable,
 		QuotaCountersTable,
@@ -731,6 +826,8 @@ func init() {
 	ModelDeploymentsTable.ForeignKeys[0].RefTable = ModelsTable
 	ModelDeploymentsTable.ForeignKeys[1].RefTable = ProvidersTable
 	ModelPricesTable.ForeignKeys[0].RefTable = ModelsTable
+	NotificationsTable.ForeignKeys[0].RefTable = NotificationEndpointsTable
+	NotificationEndpointsTable.ForeignKeys[0].RefTable = TenantsTable
 	PasswordTokensTable.ForeignKeys[0].RefTable = AccountsTable
 	ProvidersTable.ForeignKeys[0].RefTable = TenantsTable
 	SessionsTable.ForeignKeys[0].RefTable = AccountsTable

@@ -32,6 +32,8 @@ const (
 	FieldHeld = "held"
 	// FieldSoftLimitReachedAt holds the string denoting the soft_limit_reached_at field in the database.
 	FieldSoftLimitReachedAt = "soft_limit_reached_at"
+	// FieldExhaustedAt holds the string denoting the exhausted_at field in the database.
+	FieldExhaustedAt = "exhausted_at"
 	// Table holds the table name of the quotacounter in the database.
 	Table = "quota_counters"
 )
@@ -48,6 +50,7 @@ var Columns = []string{
 	FieldSettled,
 	FieldHeld,
 	FieldSoftLimitReachedAt,
+	FieldExhaustedAt,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -132,4 +135,9 @@ func ByHeld(opts ...sql.OrderTermOption) OrderOption {
 // BySoftLimitReachedAt orders the results by the soft_limit_reached_at field.
 func BySoftLimitReachedAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldSoftLimitReachedAt, opts...).ToFunc()
+}
+
+// ByExhaustedAt orders the results by the exhausted_at field.
+func ByExhaustedAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldExhaustedAt, opts...).ToFunc()
 }

@@ -100,6 +100,11 @@ func SoftLimitReachedAt(v time.Time) predicate.QuotaCounter {
 	return predicate.QuotaCounter(sql.FieldEQ(FieldSoftLimitReachedAt, v))
 }
 
+// ExhaustedAt applies equality check predicate on the "exhausted_at" field. It's identical to ExhaustedAtEQ.
+func ExhaustedAt(v time.Time) predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldEQ(FieldExhaustedAt, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.QuotaCounter {
 	return predicate.QuotaCounter(sql.FieldEQ(FieldCreatedAt, v))
@@ -543,6 +548,56 @@ func SoftLimitReachedAtIsNil() predicate.QuotaCounter {
 // SoftLimitReachedAtNotNil applies the NotNil predicate on the "soft_limit_reached_at" field.
 func SoftLimitReachedAtNotNil() predicate.QuotaCounter {
 	return predicate.QuotaCounter(sql.FieldNotNull(FieldSoftLimitReachedAt))
+}
+
+// ExhaustedAtEQ applies the EQ predicate on the "exhausted_at" field.
+func ExhaustedAtEQ(v time.Time) predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldEQ(FieldExhaustedAt, v))
+}
+
+// ExhaustedAtNEQ applies the NEQ predicate on the "exhausted_at" field.
+func ExhaustedAtNEQ(v time.Time) predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldNEQ(FieldExhaustedAt, v))
+}
+
+// ExhaustedAtIn applies the In predicate on the "exhausted_at" field.
+func ExhaustedAtIn(vs ...time.Time) predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldIn(FieldExhaustedAt, vs...))
+}
+
+// ExhaustedAtNotIn applies the NotIn predicate on the "exhausted_at" field.
+func ExhaustedAtNotIn(vs ...time.Time) predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldNotIn(FieldExhaustedAt, vs...))
+}
+
+// ExhaustedAtGT applies the GT predicate on the "exhausted_at" field.
+func ExhaustedAtGT(v time.Time) predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldGT(FieldExhaustedAt, v))
+}
+
+// ExhaustedAtGTE applies the GTE predicate on the "exhausted_at" field.
+func ExhaustedAtGTE(v time.Time) predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldGTE(FieldExhaustedAt, v))
+}
+
+// ExhaustedAtLT applies the LT predicate on the "exhausted_at" field.
+func ExhaustedAtLT(v time.Time) predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldLT(FieldExhaustedAt, v))
+}
+
+// ExhaustedAtLTE applies the LTE predicate on the "exhausted_at" field.
+func ExhaustedAtLTE(v time.Time) predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldLTE(FieldExhaustedAt, v))
+}
+
+// ExhaustedAtIsNil applies the IsNil predicate on the "exhausted_at" field.
+func ExhaustedAtIsNil() predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldIsNull(FieldExhaustedAt))
+}
+
+// ExhaustedAtNotNil applies the NotNil predicate on the "exhausted_at" field.
+func ExhaustedAtNotNil() predicate.QuotaCounter {
+	return predicate.QuotaCounter(sql.FieldNotNull(FieldExhaustedAt))
 }
 
 // And groups predicates with the AND operator between them.

@@ -31,6 +31,10 @@ func (QuotaCounter) Fields() []ent.Field {
 		// When settled spend first reached the budget's soft limit in this
 		// window: the crossing is reported once per window.
 		field.Time("soft_limit_reached_at").Optional().Nillable(),
+		// When the budget was first found exhausted in this window (its
+		// hard limit leaves less than a waiting request needs): likewise
+		// reported once per window.
+		field.Time("exhausted_at").Optional().Nillable(),
 	}
 }
 

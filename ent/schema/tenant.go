@@ -39,5 +39,6 @@ func (Tenant) Edges() []ent.Edge {
 		edge.To("models", Model.Type).Annotations(cascade),
 		edge.To("policy", GatewayPolicy.Type).Unique().Annotations(cascade),
 		edge.To("data_key", DataKey.Type).Unique().Annotations(cascade),
+		edge.To("notification_endpoints", NotificationEndpoint.Type).Annotations(cascade),
 	}
 }

@@ -50,6 +50,8 @@ const (
 	EdgePolicy = "policy"
 	// EdgeDataKey holds the string denoting the data_key edge name in mutations.
 	EdgeDataKey = "data_key"
+	// EdgeNotificationEndpoints holds the string denoting the notification_endpoints edge name in mutations.
+	EdgeNotificationEndpoints = "notification_endpoints"
 	// Table holds the table name of the tenant in the database.
 	Table = "tenants"
 	// AccountsTable is the table that holds the accounts relation/edge.
@@ -101,6 +103,13 @@ const (
 	DataKeyInverseTable = "data_keys"
 	// DataKeyColumn is the table column denoting the data_key relation/edge.
 	DataKeyColumn = "tenant_id"
+	// NotificationEndpointsTable is the table that holds the notification_endpoints relation/edge.
+	NotificationEndpointsTable = "notification_endpoints"
+	// NotificationEndpointsInverseTable is the table name for the NotificationEndpoint entity.
+	// It exists in this package in order to avoid circular dependency with the "notificationendpoint" package.
+	NotificationEndpointsInverseTable = "notification_endpoints"
+	// NotificationEndpointsColumn is the table column denoting the notification_endpoints relation/edge.
+	NotificationEndpointsColumn = "tenant_id"
 )
 
 // Columns holds all SQL columns for tenant fields.
@@ -327,6 +336,20 @@ func ByDataKeyField(field string, opts ...sql.OrderTermOption) OrderOption {
 		sqlgraph.OrderByNeighborTerms(s, newDataKeyStep(), sql.OrderByField(field, opts...))
 	}
 }
+
+// ByNotificationEndpointsCount orders the results by notification_endpoints count.
+func ByNotificationEndpointsCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newNotificationEndpointsStep(), opts...)
+	}
+}
+
+// ByNotificationEndpoints orders the results by notification_endpoints terms.
+func ByNotificationEndpoints(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newNotificationEndpointsStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
 func newAccountsStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
@@ -374,5 +397,12 @@ func newDataKeyStep() *sqlgraph.Step {
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(DataKeyInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.O2O, false, DataKeyTable, DataKeyColumn),
+	)
+}
+func newNotificationEndpointsStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(NotificationEndpointsInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2M, false, NotificationEndpointsTable, NotificationEndpointsColumn),
 	)
 }

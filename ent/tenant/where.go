@@ -802,6 +802,29 @@ func HasDataKeyWith(preds ...predicate.DataKey) predicate.Tenant {
 	})
 }
 
+// HasNotificationEndpoints applies the HasEdge predicate on the "notification_endpoints" edge.
+func HasNotificationEndpoints() predicate.Tenant {
+	return predicate.Tenant(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, NotificationEndpointsTable, NotificationEndpointsColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasNotificationEndpointsWith applies the HasEdge predicate on the "notification_endpoints" edge with a given conditions (other predicates).
+func HasNotificationEndpointsWith(preds ...predicate.NotificationEndpoint) predicate.Tenant {
+	return predicate.Tenant(func(s *sql.Selector) {
+		step := newNotificationEndpointsStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
 // And groups predicates with the AND operator between them.
 func And(predicates ...predicate.Tenant) predicate.Tenant {
 	return predicate.Tenant(sql.AndPredicates(predicates...))

@@ -50,6 +50,7 @@ type serverFlags struct {
 	maxContentDays int
 	dataPlane      xdstranslate.Options
 	telemetry      telemetryFlags
+	notify         notifyFlags
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet, defaultAdmin, defaultXDS, defaultListen string) {
@@ -71,6 +72,7 @@ func (f *serverFlags) register(fs *flag.FlagSet, defaultAdmin, defaultXDS, defau
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	f.telemetry.register(fs, "127.0.0.1:9464")
 	fs.IntVar(&f.maxContentDays, "max-content-days", contentlog.DefaultMaxDays, "the longest any tenant's request content is kept (caps each policy's content_retention_days; docs/privacy.md)")
+	f.notify.register(fs)
 }
 
 func runControlPlane(ctx context.Context, args []string, stderr io.Writer) (err error) {
@@ -191,6 +193,10 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	if cfg.flags.maxContentDays < 1 || cfg.flags.maxContentDays > 3660 {
 		return fmt.Errorf("%w: --max-content-days must be between 1 and 3660, got %d", errUsage, cfg.flags.maxContentDays)
 	}
+	notifier, err := cfg.flags.notify.deliverer(cfg.store, cfg.keyring, cfg.log)
+	if err != nil {
+		return err
+	}
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(adm.UnaryInterceptor()),
 		grpc.ChainStreamInterceptor(adm.StreamInterceptor()),
@@ -228,7 +234,7 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	recDone := make(chan struct{})
 	go func() { rec.Run(runCtx); close(recDone) }()
 	runner := jobs.New(cfg.store, replicaName(), cfg.log)
-	for _, j := range backgroundJobs(jobDeps{store: cfg.store, authority: authority}) {
+	for _, j := range backgroundJobs(jobDeps{store: cfg.store, authority: authority, notifier: notifier}) {
 		runner.Add(j)
 	}
 	jobsDone := make(chan struct{})

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/controlplane/jobs"
+	"github.com/tollgate-dev/tollgate/controlplane/notify"
 	"github.com/tollgate-dev/tollgate/controlplane/quotaauthority"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 )
@@ -15,6 +16,7 @@ import (
 type jobDeps struct {
 	store     *store.Store
 	authority *quotaauthority.Authority
+	notifier  *notify.Deliverer
 }
 
 // backgroundJobs lists the control plane's background jobs. Every replica
@@ -30,6 +32,15 @@ func backgroundJobs(d jobDeps) []jobs.Job {
 		}},
 		{Name: "quota.prune", Every: quotaauthority.PruneEvery, Run: func(ctx context.Context) error {
 			_, err := d.authority.Prune(ctx, time.Now())
+			return err
+		}},
+		{Name: "notify.deliver", Every: 5 * time.Second, Run: d.notifier.Run},
+		{Name: "notify.expiring_keys", Every: time.Hour, Run: func(ctx context.Context) error {
+			_, err := notify.WarnExpiringKeys(ctx, d.store, time.Now(), notify.DefaultExpiryThresholds)
+			return err
+		}},
+		{Name: "notify.prune", Every: time.Hour, Run: func(ctx context.Context) error {
+			_, err := d.notifier.Prune(ctx, time.Now().Add(-notify.DeliveryRetention))
 			return err
 		}},
 	}

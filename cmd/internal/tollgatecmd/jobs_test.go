@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tollgate-dev/tollgate/controlplane/keyring"
 	"github.com/tollgate-dev/tollgate/controlplane/quotaauthority"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/controlplane/store/storetest"
@@ -13,7 +14,12 @@ import (
 // area.verb convention the leases are listed by.
 func TestBackgroundJobsRun(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, st *store.Store) {
-		js := backgroundJobs(jobDeps{store: st, authority: quotaauthority.New(st, quotaauthority.Options{})})
+		var nf notifyFlags
+		notifier, err := nf.deliverer(st, testKeyring(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		js := backgroundJobs(jobDeps{store: st, authority: quotaauthority.New(st, quotaauthority.Options{}), notifier: notifier})
 		if len(js) == 0 {
 			t.Fatal("no background jobs")
 		}
@@ -34,4 +40,13 @@ func TestReplicaNamesDifferByProcess(t *testing.T) {
 	if n := replicaName(); !strings.Contains(n, "/") {
 		t.Fatalf("replica name %q lacks the process id", n)
 	}
+}
+
+func testKeyring(t *testing.T) *keyring.Keyring {
+	t.Helper()
+	ring, err := keyring.New(keyring.Key{ID: "test", Secret: make([]byte, keyring.SecretSize)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ring
 }
