@@ -44,6 +44,7 @@ type serverFlags struct {
 	xdsAddr       string
 	xdsInsecure   bool
 	xdsClientCA   string
+	healthAddr    string
 	noMigrate     bool
 	logLevel      slog.Level
 	// maxContentDays caps every policy's content_retention_days.
@@ -68,6 +69,7 @@ func (f *serverFlags) register(fs *flag.FlagSet, defaultAdmin, defaultXDS, defau
 	fs.BoolVar(&f.adminInsecure, "admin-insecure", false, "serve the admin API without TLS on a non-loopback address (only behind a network you trust, e.g. a service mesh)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate for the admin API")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key for the admin API")
+	fs.StringVar(&f.healthAddr, "health-addr", "", healthAddrUsage)
 	fs.BoolVar(&f.noMigrate, "no-migrate", false, "do not create or upgrade the database schema at start-up (run `tollgate migrate` instead)")
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	f.telemetry.register(fs, "127.0.0.1:9464")
@@ -239,7 +241,17 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	}
 	jobsDone := make(chan struct{})
 	go func() { _ = runner.Run(runCtx); close(jobsDone) }()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	var hg *grpc.Server
+	if cfg.flags.healthAddr != "" {
+		var haddr net.Addr
+		if hg, haddr, err = serveHealth(cfg.flags.healthAddr, hs, errc); err != nil {
+			_ = lis.Close() // nothing was served on them; the health listener's error is the one to report
+			_ = xlis.Close()
+			return err
+		}
+		cfg.log.Info("health checks listening", "addr", haddr.String())
+	}
 	go func() { errc <- fmt.Errorf("serving the admin API: %w", g.Serve(lis)) }()
 	go func() { errc <- fmt.Errorf("serving xDS: %w", xg.Serve(xlis)) }()
 	cfg.log.Info("admin API listening", "addr", lis.Addr().String(), "tls", creds != nil)
@@ -258,6 +270,9 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	<-jobsDone // likewise; a job in progress stops at its context
 	stopGracefully(g)
 	stopGracefully(xg)
+	if hg != nil {
+		hg.Stop() // health checks are unary and instant: nothing to drain
+	}
 	cfg.log.Info("control plane stopped")
 	return serveErr
 }

@@ -38,6 +38,7 @@ type extprocFlags struct {
 	xdsAddr  string
 	nodeID   string
 	spillDir string
+	health   string // host:port of the plaintext health service, or ""
 	tlsCert  string
 	tlsKey   string
 	tlsCA    string
@@ -55,6 +56,7 @@ func (f *extprocFlags) register(fs *flag.FlagSet, defaultListen, defaultXDS, def
 	fs.StringVar(&f.listen, "listen", defaultListen, "where Envoy reaches ext_proc: host:port, or unix:/path/to.sock")
 	fs.StringVar(&f.xdsAddr, "xds-addr", defaultXDS, "the control plane's xDS address (config in, usage out)")
 	fs.StringVar(&f.nodeID, "node-id", "extproc-"+host, "this ext_proc's node id at the control plane")
+	fs.StringVar(&f.health, "health-addr", "", healthAddrUsage)
 	fs.StringVar(&f.spillDir, "spill-dir", defaultSpill, "directory for usage records that could not be delivered yet")
 	fs.StringVar(&f.tlsCert, "xds-tls-cert", "", "client certificate for mutual TLS to the control plane")
 	fs.StringVar(&f.tlsKey, "xds-tls-key", "", "client key for mutual TLS to the control plane")
@@ -158,16 +160,28 @@ func serveExtProc(ctx context.Context, f extprocFlags, tel *runningTelemetry, lo
 		case <-runCtx.Done():
 		}
 	}()
-	errc := make(chan error, 1)
-	go func() { errc <- g.Serve(lis) }()
+	errc := make(chan error, 2)
+	if f.health != "" {
+		hg, haddr, err := serveHealth(f.health, hs, errc)
+		if err != nil {
+			_ = lis.Close() // nothing was served on it; the health listener's error is the one to report
+			return err
+		}
+		defer hg.Stop() // health checks are unary and instant: nothing to drain
+		log.Info("health checks listening", "addr", haddr.String())
+	}
+	go func() {
+		if err := g.Serve(lis); err != nil {
+			errc <- fmt.Errorf("serving ext_proc: %w", err)
+		}
+	}()
 	log.Info("ext_proc listening", "addr", lis.Addr().String(), "xds", f.xdsAddr)
 	if ready != nil {
 		ready(lis.Addr())
 	}
 	var serveErr error
 	select {
-	case err := <-errc:
-		serveErr = fmt.Errorf("serving ext_proc: %w", err)
+	case serveErr = <-errc:
 	case <-ctx.Done():
 	}
 	hs.Shutdown()
