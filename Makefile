@@ -38,6 +38,14 @@ tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## build the pi
 $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc: tools/go.mod tools/go.sum
 	$(GO) build $(TOOLS) -o $(BIN)/ github.com/bufbuild/buf/cmd/buf google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
 
+# Helm, pinned in tools/go.mod. The ldflags are those of Helm's own build: its
+# version, and the Kubernetes version it assumes without a cluster (that of
+# its client-go), which `helm template` checks the chart's kubeVersion against.
+HELM_VERSION = $(shell $(GO) list $(TOOLS) -m -f '{{.Version}}' helm.sh/helm/v3 2>/dev/null)
+HELM_K8S_MINOR = $(shell $(GO) list $(TOOLS) -m -f '{{.Version}}' k8s.io/client-go 2>/dev/null | cut -d. -f2)
+$(BIN)/helm: tools/go.mod tools/go.sum
+	$(GO) build $(TOOLS) -ldflags '-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(HELM_K8S_MINOR) -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(HELM_K8S_MINOR)' -o $(BIN)/ helm.sh/helm/v3/cmd/helm
+
 $(BIN)/golangci-lint: tools/go.mod tools/go.sum
 	$(GO) build $(TOOLS) -o $(BIN)/ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
