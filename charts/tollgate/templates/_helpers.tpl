@@ -154,3 +154,21 @@ seccompProfile:
       name: {{ include "tollgate.databaseSecret" . }}
       key: {{ include "tollgate.databaseSecretKey" . }}
 {{- end -}}
+
+{{/* NetworkPolicy ingress rule of the metrics port: this namespace and networkPolicy.metricsAllowedNamespaces. */}}
+{{- define "tollgate.metricsIngress" -}}
+{{- if .Values.metrics.enabled -}}
+- from:
+    - namespaceSelector:
+        matchExpressions:
+          - key: kubernetes.io/metadata.name
+            operator: In
+            values:
+              {{- range (prepend .Values.networkPolicy.metricsAllowedNamespaces .Release.Namespace | uniq) }}
+              - {{ . | quote }}
+              {{- end }}
+  ports:
+    - port: metrics
+      protocol: TCP
+{{- end -}}
+{{- end -}}

@@ -218,10 +218,20 @@ func serve(ctx context.Context, cfg serveConfig) error {
 		_ = lis.Close() // nothing was served on it; the refusal is the error
 		return fmt.Errorf("%w: refusing to serve the admin API without TLS on %s: tokens would cross the network in clear text; give --tls-cert and --tls-key, bind to 127.0.0.1, or pass --admin-insecure behind a network you trust", errUsage, lis.Addr())
 	}
+	var hlis net.Listener
+	if cfg.flags.healthAddr != "" {
+		if hlis, err = listenHealth(cfg.flags.healthAddr); err != nil {
+			_ = lis.Close() // nothing was served on it; the health listener's error is the one to report
+			return err
+		}
+	}
 	authority := quotaauthority.New(cfg.store, quotaauthority.Options{Logger: cfg.log})
 	xg, xlis, err := xdsServer(ctx, cfg, publisher, authority)
 	if err != nil {
-		_ = lis.Close() // nothing was served on it; the xDS error is the one to report
+		_ = lis.Close() // nothing was served on them; the xDS error is the one to report
+		if hlis != nil {
+			_ = hlis.Close()
+		}
 		return err
 	}
 	g := grpc.NewServer(opts...)
@@ -243,14 +253,9 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	go func() { _ = runner.Run(runCtx); close(jobsDone) }()
 	errc := make(chan error, 3)
 	var hg *grpc.Server
-	if cfg.flags.healthAddr != "" {
-		var haddr net.Addr
-		if hg, haddr, err = serveHealth(cfg.flags.healthAddr, hs, errc); err != nil {
-			_ = lis.Close() // nothing was served on them; the health listener's error is the one to report
-			_ = xlis.Close()
-			return err
-		}
-		cfg.log.Info("health checks listening", "addr", haddr.String())
+	if hlis != nil {
+		hg = serveHealth(hlis, hs, errc)
+		cfg.log.Info("health checks listening", "addr", hlis.Addr().String())
 	}
 	go func() { errc <- fmt.Errorf("serving the admin API: %w", g.Serve(lis)) }()
 	go func() { errc <- fmt.Errorf("serving xDS: %w", xg.Serve(xlis)) }()

@@ -162,13 +162,14 @@ func serveExtProc(ctx context.Context, f extprocFlags, tel *runningTelemetry, lo
 	}()
 	errc := make(chan error, 2)
 	if f.health != "" {
-		hg, haddr, err := serveHealth(f.health, hs, errc)
+		hlis, err := listenHealth(f.health)
 		if err != nil {
 			_ = lis.Close() // nothing was served on it; the health listener's error is the one to report
 			return err
 		}
+		hg := serveHealth(hlis, hs, errc)
 		defer hg.Stop() // health checks are unary and instant: nothing to drain
-		log.Info("health checks listening", "addr", haddr.String())
+		log.Info("health checks listening", "addr", hlis.Addr().String())
 	}
 	go func() {
 		if err := g.Serve(lis); err != nil {

@@ -12,15 +12,21 @@ import (
 // healthAddrUsage is the help of --health-addr, the same for every server.
 const healthAddrUsage = "also serve the gRPC health service, alone and in plaintext, on this address (for Kubernetes gRPC probes, which cannot speak TLS or reach a loopback port); empty: off"
 
-// serveHealth serves hs alone, in plaintext, on addr until the returned
-// server stops. The kubelet's gRPC probes cannot speak TLS and reach the
-// pod's IP, while the admin port requires TLS beyond loopback and ext_proc
-// listens on loopback; this port tells only the serving status.
-func serveHealth(addr string, hs *health.Server, errc chan<- error) (*grpc.Server, net.Addr, error) {
+// listenHealth listens for health checks on addr (--health-addr). The
+// kubelet's gRPC probes cannot speak TLS and reach the pod's IP, while the
+// admin port requires TLS beyond loopback and ext_proc listens on loopback:
+// this port tells nothing but the serving status.
+func listenHealth(addr string) (net.Listener, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("listening for health checks: %w", err)
+		return nil, fmt.Errorf("listening for health checks: %w", err)
 	}
+	return lis, nil
+}
+
+// serveHealth serves hs alone on lis until the returned server stops; a
+// failure to serve goes to errc.
+func serveHealth(lis net.Listener, hs *health.Server, errc chan<- error) *grpc.Server {
 	g := grpc.NewServer()
 	healthpb.RegisterHealthServer(g, hs)
 	go func() {
@@ -28,5 +34,5 @@ func serveHealth(addr string, hs *health.Server, errc chan<- error) (*grpc.Serve
 			errc <- fmt.Errorf("serving health checks: %w", err)
 		}
 	}()
-	return g, lis.Addr(), nil
+	return g
 }

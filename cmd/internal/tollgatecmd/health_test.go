@@ -1,8 +1,11 @@
 package tollgatecmd
 
 import (
+	"bytes"
 	"context"
+	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,5 +71,21 @@ func waitServing(t *testing.T, conn *grpc.ClientConn, what string) {
 			t.Fatalf("%s's health port not SERVING after 20s: %v %v", what, hc, err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A health port that cannot be bound stops the control plane at start-up
+// with the reason, rather than leaving it running without its probes.
+func TestHealthAddrInUseIsAnError(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = busy.Close() }() // the test is over; nothing to lose
+	var out, errb bytes.Buffer
+	code := Main(t.Context(), []string{"dev", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0",
+		"--extproc-listen", "127.0.0.1:0", "--dataplane", "none", "--metrics-addr", "", "--health-addr", busy.Addr().String()}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "listening for health checks") {
+		t.Errorf("exit %d, stderr %q; want a failure to listen for health checks", code, errb.String())
 	}
 }
