@@ -118,7 +118,7 @@ func (d *downstream) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.Proces
 		// requests). The new id replaces x-request-id below, so the access
 		// log, the tries' streams and the record all carry the same one.
 		d.req = &request{id: uuid.NewString(), api: ep.api, start: now, tenant: tenant, key: key,
-			noStore: !allowsProviderStorage(tenant), span: d.span}
+			noStore: !allowsProviderStorage(tenant), keepContent: keepsContent(tenant, key), span: d.span}
 		d.log = requestLogger(d.ctx, d.s.log, d.req.id)
 		d.req.log = d.log
 	}
@@ -392,6 +392,9 @@ func (d *downstream) usageRecord() *usagev1.UsageRecord {
 		if !t.firstByte.IsZero() {
 			rec.TtftMs = t.firstByte.Sub(r.start).Milliseconds()
 		}
+	}
+	if r.keepContent && r.body != nil {
+		rec.Content = r.content(t, d.s.contentLimit)
 	}
 	return rec
 }

@@ -30,6 +30,8 @@ type request struct {
 	body        []byte // as the client sent it; each try translates it for its provider
 	stream      bool
 	noStore     bool
+	// keepContent: the policy keeps this request's bodies (content.go).
+	keepContent bool
 	// outputCap is the policy's limit on output tokens: every try's request
 	// carries it as its output limit (0: none).
 	outputCap int64
@@ -65,6 +67,10 @@ type try struct {
 	firstByte  time.Time
 	errorType  string
 	complete   bool // the provider's response reached its end
+	// The response as the client received it, when the request keeps
+	// content, up to the capture limit (content.go).
+	response    []byte
+	responseCut bool
 }
 
 // inflight holds the requests between their downstream headers and the end

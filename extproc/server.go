@@ -62,6 +62,8 @@ type Server struct {
 	inflight *inflight
 	now      func() time.Time
 	tel      *instruments
+	// contentLimit bounds each captured body (content.go).
+	contentLimit int
 }
 
 // Options configure a Server.
@@ -80,12 +82,21 @@ type Options struct {
 	Meters       metric.MeterProvider
 	Tracers      trace.TracerProvider
 	TenantLabels bool
+	// ContentCaptureBytes bounds each body captured for tenants that keep
+	// content (DefaultContentCaptureBytes when 0, at most
+	// MaxContentCaptureBytes).
+	ContentCaptureBytes int
 }
 
 // New returns a Server.
 func New(o Options) *Server {
-	s := &Server{cfg: o.Config, usage: o.Usage, quota: o.Quota, log: o.Logger, inflight: newInflight(), now: o.Now}
+	s := &Server{cfg: o.Config, usage: o.Usage, quota: o.Quota, log: o.Logger, inflight: newInflight(), now: o.Now,
+		contentLimit: o.ContentCaptureBytes}
 	s.tel = newInstruments(o.Meters, o.Tracers, o.TenantLabels, s.InFlight)
+	if s.contentLimit <= 0 {
+		s.contentLimit = DefaultContentCaptureBytes
+	}
+	s.contentLimit = min(s.contentLimit, MaxContentCaptureBytes)
 	if s.log == nil {
 		s.log = slog.Default()
 	}

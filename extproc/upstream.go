@@ -194,6 +194,11 @@ func (u *upstream) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 	chunk := b.GetBody()
 	out, err := u.rt.Chunk(chunk, b.GetEndOfStream())
 	u.finishBody(err, b.GetEndOfStream())
+	if u.req.keepContent {
+		u.req.mu.Lock()
+		u.try.captureResponse(out, u.s.contentLimit)
+		u.req.mu.Unlock()
+	}
 	if err == nil && bytes.Equal(out, chunk) {
 		// Passthrough: leave the chunk as it is rather than send it back.
 		return continueResponseBody

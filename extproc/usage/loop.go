@@ -82,6 +82,9 @@ func (r *Recorder) collect(flush bool) {
 			r.pending = slices.Clone(r.pending[k:])
 		}
 	}
+	if r.queuedContent > 0 {
+		r.queuedContent = queuedContent(r.pending)
+	}
 	r.mu.Unlock()
 
 	for _, b := range overflow {
@@ -97,7 +100,7 @@ func (r *Recorder) collect(flush bool) {
 
 // spillRecords writes records to the spill as one batch.
 func (r *Recorder) spillRecords(recs []*usagev1.UsageRecord) *frame {
-	payload, err := proto.Marshal(&usagev1.IngestRequest{Records: recs})
+	payload, err := proto.Marshal(&usagev1.IngestRequest{Records: r.withoutContent(recs)})
 	if err != nil {
 		r.drop(len(recs), "encoding a batch for the spill failed: "+err.Error())
 		return nil
@@ -124,6 +127,8 @@ func (r *Recorder) send(b *batch) {
 	r.inFlight.Store(int64(len(r.inflight)))
 	if b.frame != nil {
 		r.spill.sent(b.frame)
+	} else {
+		r.limitBatchContent(b.records)
 	}
 	// Never blocks: the channel holds MaxInFlight and so does the window.
 	r.stream.send <- &usagev1.IngestRequest{BatchId: id, Records: b.records}

@@ -72,6 +72,10 @@ type Config struct {
 	// is dropped, counted and logged.
 	SegmentBytes  int64
 	MaxSpillBytes int64
+	// MaxContentBytes bounds the request content (docs/privacy.md) held by
+	// queued records (default 64 MiB); content arriving beyond it is
+	// dropped and the record marked content_lost.
+	MaxContentBytes int
 	// RetryMin and RetryMax bound the exponential backoff between attempts
 	// to open a stream (defaults 100 ms and 10 s).
 	RetryMin, RetryMax time.Duration
@@ -101,6 +105,7 @@ func (c *Config) setDefaults() error {
 	def(&c.OverflowBytes, 64<<20)
 	def(&c.BatchSize, 500)
 	def(&c.MaxInFlight, 4)
+	def(&c.MaxContentBytes, 64<<20)
 	defDur(&c.FlushInterval, 200*time.Millisecond)
 	defDur(&c.AckTimeout, 30*time.Second)
 	defDur(&c.RetryMin, 100*time.Millisecond)
@@ -138,6 +143,7 @@ type Recorder struct {
 	overflowN     int // records in overflow
 	overflowBytes int
 	closed        bool
+	queuedContent int // content bytes of the records in pending
 	lastDropLog   time.Time
 	dropsToLog    int64
 
@@ -153,6 +159,7 @@ type Recorder struct {
 
 	// Counters, for metrics (issue 9).
 	recorded, acked, rejected, dropped, spilled, replayed atomic.Int64
+	contentLost                                           atomic.Int64
 	spillBytes                                            atomicInt64
 	connected                                             atomic.Bool
 	inFlight                                              atomic.Int64
@@ -261,6 +268,13 @@ func (r *Recorder) Record(rec *usagev1.UsageRecord) {
 		return
 	}
 	if len(r.pending) < r.cfg.QueueSize {
+		if n := contentSize(rec); n > 0 {
+			if r.queuedContent+n > r.cfg.MaxContentBytes {
+				r.dropContent(rec)
+			} else {
+				r.queuedContent += n
+			}
+		}
 		r.pending = append(r.pending, rec)
 		n := len(r.pending)
 		r.mu.Unlock()
@@ -271,7 +285,9 @@ func (r *Recorder) Record(rec *usagev1.UsageRecord) {
 	}
 	r.mu.Unlock()
 	// The queue is full: the loop is busy writing to disk. Keep the record
-	// encoded (about a third of its size in memory) for the spill.
+	// encoded (about a third of its size in memory) for the spill, which
+	// never holds content.
+	r.dropContent(rec)
 	b, err := proto.Marshal(rec)
 	r.mu.Lock()
 	switch {
@@ -343,6 +359,9 @@ type Stats struct {
 	Dropped  int64 // records lost: queue and overflow full, spill full or failing, or recorded after Close
 	Spilled  int64 // records written to the spill
 	Replayed int64 // batches sent again from the spill
+	// ContentLost is the records whose request content was dropped (spilled,
+	// or over the memory bound for content); their usage is not affected.
+	ContentLost int64
 	// QueueDepth is the records in memory waiting for a batch.
 	QueueDepth int
 	// InFlight is the batches sent and not yet acknowledged.
@@ -357,7 +376,7 @@ type Stats struct {
 func (r *Recorder) Stats() Stats {
 	return Stats{
 		Recorded: r.recorded.Load(), Acked: r.acked.Load(), Rejected: r.rejected.Load(),
-		Dropped: r.dropped.Load(), Spilled: r.spilled.Load(), Replayed: r.replayed.Load(),
+		Dropped: r.dropped.Load(), Spilled: r.spilled.Load(), Replayed: r.replayed.Load(), ContentLost: r.contentLost.Load(),
 		QueueDepth: r.QueueDepth(), InFlight: int(r.inFlight.Load()),
 		SpillBytes: r.SpillBytes(), Connected: r.connected.Load(),
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
+	"github.com/tollgate-dev/tollgate/extproc"
 )
 
 // runDev runs everything one machine needs, with the embedded SQLite store:
@@ -122,7 +123,8 @@ func (d *devRun) run(parent context.Context) error {
 	epReady := make(chan net.Addr, 1)
 	epDone := make(chan error, 1)
 	go func() {
-		ef := extprocFlags{listen: d.extprocListen, xdsAddr: cp.xds.String(), nodeID: "extproc-dev", spillDir: filepath.Join(d.dir, "spill"), telemetry: d.flags.telemetry}
+		ef := extprocFlags{listen: d.extprocListen, xdsAddr: cp.xds.String(), nodeID: "extproc-dev", spillDir: filepath.Join(d.dir, "spill"), telemetry: d.flags.telemetry,
+			contentCapture: extproc.DefaultContentCaptureBytes}
 		epDone <- serveExtProc(ctx, ef, d.telemetry, d.log.With("process", "extproc"), func(a net.Addr) { epReady <- a })
 		stop()
 	}()

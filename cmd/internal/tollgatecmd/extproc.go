@@ -47,6 +47,8 @@ type extprocFlags struct {
 	quotaLedger   string // "lease" or "local"
 	rateFail      string // "open" or "closed"
 	leaseRequests int64
+	// contentCapture bounds each body captured for tenants that keep content.
+	contentCapture int
 
 	telemetry telemetryFlags
 }
@@ -65,6 +67,7 @@ func (f *extprocFlags) register(fs *flag.FlagSet, defaultListen, defaultXDS, def
 	fs.StringVar(&f.quotaLedger, "quota-ledger", "lease", "where limits and budgets are counted: lease (the control plane is the quota authority, shared by every replica) or local (this process only)")
 	fs.StringVar(&f.rateFail, "rate-limits-fail", "open", "rate and concurrency limits while the quota authority is unreachable: open (this replica's share, limit/N, counted locally) or closed (refused); budgets always fail closed")
 	fs.Int64Var(&f.leaseRequests, "quota-lease-requests", 8, "a quota lease's size, in requests of the size that asks for it (docs/policy.md: the accuracy bound)")
+	fs.IntVar(&f.contentCapture, "content-capture-bytes", extproc.DefaultContentCaptureBytes, "for tenants whose policy keeps request content (retention full): the most of each request and response body captured (docs/privacy.md)")
 	f.telemetry.register(fs, "127.0.0.1:9465")
 }
 
@@ -89,6 +92,9 @@ func runExtProc(ctx context.Context, args []string, stderr io.Writer) (err error
 // usage recorder talk to the control plane; Envoy talks to it. It exports
 // its metrics and traces through tel.
 func serveExtProc(ctx context.Context, f extprocFlags, tel *runningTelemetry, log *slog.Logger, ready func(net.Addr)) error {
+	if f.contentCapture < 1 || f.contentCapture > extproc.MaxContentCaptureBytes {
+		return fmt.Errorf("%w: --content-capture-bytes must be between 1 and %d, got %d", errUsage, extproc.MaxContentCaptureBytes, f.contentCapture)
+	}
 	creds, err := xdsClientCreds(f)
 	if err != nil {
 		return err
@@ -136,7 +142,8 @@ func serveExtProc(ctx context.Context, f extprocFlags, tel *runningTelemetry, lo
 		}
 	}
 	srv := extproc.New(extproc.Options{Config: cfg, Usage: rec, Quota: q, Logger: log,
-		Meters: meters, Tracers: tel.tel.Tracers(), TenantLabels: f.telemetry.tenantLabels})
+		Meters: meters, Tracers: tel.tel.Tracers(), TenantLabels: f.telemetry.tenantLabels,
+		ContentCaptureBytes: f.contentCapture})
 	go srv.Maintain(runCtx, 30*time.Second)
 
 	lis, err := listenExtProc(f.listen)
