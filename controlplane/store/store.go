@@ -40,8 +40,9 @@ type Store struct {
 	maxAttempts int
 
 	// retries counts transaction attempts after the first, for tests (see
-	// export_test.go); it is cheap enough to keep in production.
+	// export_test.go) and metrics.
 	retries atomic.Uint64
+	metrics *storeMetrics // nil until Instrument
 }
 
 // Open connects to the database dsn names and checks that it answers. See

@@ -24,10 +24,15 @@ const (
 // requires. fn may run more than once; see the package documentation for
 // what that demands of fn and for how errors are reported.
 func (s *Store) InTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
+	start := time.Now()
+	var err error
 	if s.dialect == CockroachDB {
-		return s.inSavepointTx(ctx, fn)
+		err = s.inSavepointTx(ctx, fn)
+	} else {
+		err = s.inRetriedTx(ctx, fn)
 	}
-	return s.inRetriedTx(ctx, fn)
+	s.metrics.txDone(ctx, start, err)
+	return err
 }
 
 // inRetriedTx retries the whole transaction, for PostgreSQL and SQLite.

@@ -15,6 +15,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -42,6 +43,13 @@ type plane struct {
 
 func startPlane(t *testing.T, st *store.Store) *plane {
 	t.Helper()
+	return startPlaneWith(t, st, nil)
+}
+
+// startPlaneWith is startPlane whose xDS server exports its metrics to mp
+// (none when nil).
+func startPlaneWith(t *testing.T, st *store.Store, mp metric.MeterProvider) *plane {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -61,6 +69,11 @@ func startPlane(t *testing.T, st *store.Store) *plane {
 	}
 	g := grpc.NewServer(grpc.ChainUnaryInterceptor(adm.UnaryInterceptor()))
 	adm.Register(g)
+	if mp != nil {
+		if err := pub.Instrument(mp); err != nil {
+			t.Fatal(err)
+		}
+	}
 	xds.Register(ctx, g, pub)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

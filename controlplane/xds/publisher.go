@@ -72,6 +72,7 @@ type Publisher struct {
 	nodes   map[string]bool
 	served  map[string]map[string]proto.Message // ext_proc resources by type and name
 	status  Status
+	metrics *xdsMetrics // nil until Instrument
 }
 
 // NewPublisher returns a publisher with empty caches.
@@ -120,6 +121,7 @@ func (p *Publisher) Publish(ctx context.Context, envoy *xdstranslate.Envoy, cfg 
 	defer p.mu.Unlock()
 	p.status.Errors = errorLines(translateErr)
 	var errs []error
+	changed := false
 	if envoy != nil {
 		snap, err := envoySnapshot(envoy)
 		if err == nil {
@@ -131,7 +133,7 @@ func (p *Publisher) Publish(ctx context.Context, envoy *xdstranslate.Envoy, cfg 
 		case p.current == nil || snap.GetVersion(resource.ListenerType) != p.current.GetVersion(resource.ListenerType) ||
 			snap.GetVersion(resource.RouteType) != p.current.GetVersion(resource.RouteType) ||
 			snap.GetVersion(resource.ClusterType) != p.current.GetVersion(resource.ClusterType):
-			p.current = snap
+			p.current, changed = snap, true
 			for node := range p.nodes {
 				if err := p.snapshots.SetSnapshot(ctx, node, snap); err != nil {
 					errs = append(errs, fmt.Errorf("setting the snapshot of node %s: %w", node, err))
@@ -142,10 +144,13 @@ func (p *Publisher) Publish(ctx context.Context, envoy *xdstranslate.Envoy, cfg 
 		}
 	}
 	if cfg != nil {
-		publishConfig(p, KeyType, cfg.Keys)
-		publishConfig(p, TenantType, cfg.Tenants)
-		publishConfig(p, ProviderType, cfg.Providers)
-		publishConfig(p, ModelType, cfg.Models)
+		changed = publishConfig(p, KeyType, cfg.Keys) || changed
+		changed = publishConfig(p, TenantType, cfg.Tenants) || changed
+		changed = publishConfig(p, ProviderType, cfg.Providers) || changed
+		changed = publishConfig(p, ModelType, cfg.Models) || changed
+	}
+	if changed {
+		p.metrics.published(time.Now())
 	}
 	p.status.Resources = p.countResources()
 	err := errors.Join(errs...)
@@ -157,7 +162,8 @@ func (p *Publisher) Publish(ctx context.Context, envoy *xdstranslate.Envoy, cfg 
 
 // publishConfig updates one linear cache with what changed since the last
 // publication, so that one revoked key is one small delta, not every key.
-func publishConfig[M proto.Message](p *Publisher, typeURL string, next map[string]M) {
+// It reports whether anything changed.
+func publishConfig[M proto.Message](p *Publisher, typeURL string, next map[string]M) bool {
 	prev := p.served[typeURL]
 	updated := map[string]types.Resource{}
 	var deleted []string
@@ -172,12 +178,12 @@ func publishConfig[M proto.Message](p *Publisher, typeURL string, next map[strin
 		}
 	}
 	if len(updated) == 0 && len(deleted) == 0 {
-		return
+		return false
 	}
 	sort.Strings(deleted)
 	if err := p.config[typeURL].UpdateResources(updated, deleted); err != nil {
 		p.log.Error("updating ext_proc config cache", "type", typeURL, "err", err)
-		return
+		return false
 	}
 	served := make(map[string]proto.Message, len(next))
 	for name, m := range next {
@@ -185,6 +191,7 @@ func publishConfig[M proto.Message](p *Publisher, typeURL string, next map[strin
 	}
 	p.served[typeURL] = served
 	p.log.Debug("ext_proc config published", "type", typeURL, "updated", len(updated), "deleted", len(deleted))
+	return true
 }
 
 func (p *Publisher) countResources() map[string]int {

@@ -87,6 +87,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	g, err := ir.Load(ctx, r.Store, time.Now())
 	if err != nil {
 		r.Log.Error("xds: loading the gateway; still serving the last configuration", "err", err)
+		r.Publisher.observer().reconciled(start, err)
 		return err
 	}
 	envoy, envoyErr := xdstranslate.TranslateEnvoy(g, r.Options)
@@ -98,7 +99,9 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 			r.Log.Error("xds: part of the configuration is not served", "err", err)
 		}
 	}
-	if err := r.Publisher.Publish(ctx, envoy, cfg, joinErrs(envoyErr, cfgErr)); err != nil {
+	err = r.Publisher.Publish(ctx, envoy, cfg, joinErrs(envoyErr, cfgErr))
+	r.Publisher.observer().reconciled(start, err)
+	if err != nil {
 		r.Log.Error("xds: publishing; still serving the last configuration", "err", err)
 		return err
 	}

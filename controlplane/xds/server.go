@@ -31,14 +31,33 @@ func callbacks(p *Publisher) serverv3.Callbacks {
 			p.nodeConnected(ctx, n.GetId())
 		}
 	}
+	m := p.observer() // nil without Instrument: its methods do nothing
 	return serverv3.CallbackFuncs{
-		StreamRequestFunc: func(_ int64, r *discoverygrpc.DiscoveryRequest) error {
-			seen(context.Background(), r.GetNode())
+		StreamOpenFunc: func(_ context.Context, id int64, _ string) error {
+			m.opened(id, false)
 			return nil
 		},
-		StreamDeltaRequestFunc: func(_ int64, r *discoverygrpc.DeltaDiscoveryRequest) error {
-			seen(context.Background(), r.GetNode())
+		DeltaStreamOpenFunc: func(_ context.Context, id int64, _ string) error {
+			m.opened(id, true)
 			return nil
+		},
+		StreamClosedFunc:      func(id int64, _ *corev3.Node) { m.closed(id) },
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { m.closed(id) },
+		StreamRequestFunc: func(id int64, r *discoverygrpc.DiscoveryRequest) error {
+			seen(context.Background(), r.GetNode())
+			m.requested(id, r.GetNode())
+			return nil
+		},
+		StreamDeltaRequestFunc: func(id int64, r *discoverygrpc.DeltaDiscoveryRequest) error {
+			seen(context.Background(), r.GetNode())
+			m.requested(id, r.GetNode())
+			return nil
+		},
+		StreamResponseFunc: func(_ context.Context, id int64, _ *discoverygrpc.DiscoveryRequest, r *discoverygrpc.DiscoveryResponse) {
+			m.responded(id, r.GetTypeUrl())
+		},
+		StreamDeltaResponseFunc: func(id int64, _ *discoverygrpc.DeltaDiscoveryRequest, r *discoverygrpc.DeltaDiscoveryResponse) {
+			m.responded(id, r.GetTypeUrl())
 		},
 	}
 }

@@ -172,6 +172,15 @@ func serve(ctx context.Context, cfg serveConfig) error {
 		cfg.log.Info("database schema is up to date", "dialect", cfg.store.Dialect(), "duration_ms", time.Since(start).Milliseconds())
 	}
 	publisher := xds.NewPublisher(cfg.log)
+	if cfg.telemetry != nil {
+		mp := cfg.telemetry.tel.Meters()
+		if err := cfg.store.Instrument(mp); err != nil {
+			return err
+		}
+		if err := publisher.Instrument(mp); err != nil {
+			return err
+		}
+	}
 	rec := &xds.Reconciler{Store: cfg.store, Keyring: cfg.keyring, Options: cfg.flags.dataPlane, Publisher: publisher, Log: cfg.log}
 	rec.Init()
 	sessions, err := signin.New(cfg.store, signin.Options{OperatorToken: cfg.operatorToken, Logger: cfg.log})

@@ -122,6 +122,22 @@ func TestControlPlaneServesMetrics(t *testing.T) {
 	if _, ok := fams.Sum("process_resident_memory_bytes"); !ok {
 		t.Error("no process_resident_memory_bytes: the process collector is not registered")
 	}
+	// The store and the xDS server are instrumented: the reconciler
+	// publishes soon after start (in the background, so wait for it).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if n, _ := fams.Sum("tollgate_xds_reconcile_duration_seconds", "tollgate_outcome", "published"); n >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no reconciliation in the metrics after 30s; logs:\n%s", logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+		fams = scrape(t, "http://"+addr+"/metrics", logs)
+	}
+	if _, ok := fams.Sum("db_client_connection_count", "db_system_name", "sqlite", "db_client_connection_state", "idle"); !ok {
+		t.Error("no db_client_connection_count: the store is not instrumented")
+	}
 }
 
 // `tollgate dev` serves one /metrics for the processes it runs and prints

@@ -1,0 +1,75 @@
+package xds_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/controlplane/secret"
+	"github.com/tollgate-dev/tollgate/controlplane/store"
+	"github.com/tollgate-dev/tollgate/controlplane/store/storetest"
+	"github.com/tollgate-dev/tollgate/controlplane/xdstranslate"
+	"github.com/tollgate-dev/tollgate/extproc/configclient"
+	"github.com/tollgate-dev/tollgate/telemetry"
+)
+
+// The xDS metrics follow a config client: its stream and node while it is
+// connected, the resources served, each reconciliation, and the time
+// changes take to reach it.
+func TestXDSMetrics(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, st *store.Store) {
+		tel, err := telemetry.New(t.Context(), telemetry.Options{Service: "xds-test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tel.Shutdown(context.Background()) }()
+		gather := func() telemetry.Families {
+			fams, err := tel.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return fams
+		}
+		p := startPlaneWith(t, st, tel.Meters())
+		client := configclient.New(p.conn, "extproc-metrics", slog.New(slog.DiscardHandler))
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { client.Run(ctx); close(done) }()
+		eventually(t, 5*time.Second, "the client connects", func() bool {
+			n, _ := gather().Sum("tollgate_xds_nodes_connected")
+			return n == 1
+		})
+		_, key, _ := p.setup()
+		hash := xdstranslate.KeyResourceName(secret.Hash(key.GetSecret()))
+		eventually(t, 5*time.Second, "the key reaches ext_proc", func() bool { return client.Key(hash) != nil })
+		eventually(t, 5*time.Second, "a push to the open stream is measured", func() bool {
+			n, _ := gather().Sum("tollgate_xds_push_duration_seconds", "tollgate_xds_type", "Key")
+			return n >= 1
+		})
+		fams := gather()
+		if n, ok := fams.Sum("tollgate_xds_streams", "tollgate_xds_protocol", "delta"); !ok || n < 1 {
+			t.Errorf("delta streams = %v, want the client's", n)
+		}
+		if n, ok := fams.Sum("tollgate_xds_resources", "tollgate_xds_type", "Key"); !ok || n != 1 {
+			t.Errorf("keys served = %v, want 1", n)
+		}
+		if n, ok := fams.Sum("tollgate_xds_responses_total", "tollgate_xds_type", "Key"); !ok || n < 1 {
+			t.Errorf("key responses = %v", n)
+		}
+		if n, ok := fams.Sum("tollgate_xds_reconcile_duration_seconds", "tollgate_outcome", "published"); !ok || n < 1 {
+			t.Errorf("reconciliations = %v", n)
+		}
+		if n, ok := fams.Sum("tollgate_xds_config_errors"); !ok || n != 0 {
+			t.Errorf("config errors = %v, want 0", n)
+		}
+		cancel()
+		<-done
+		eventually(t, 5*time.Second, "the stream closes", func() bool {
+			f := gather()
+			n, _ := f.Sum("tollgate_xds_nodes_connected")
+			s, _ := f.Sum("tollgate_xds_streams")
+			return n == 0 && s == 0
+		})
+	})
+}
