@@ -20,6 +20,8 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/contentlog"
 	"github.com/tollgate-dev/tollgate/ent/datakey"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
+	"github.com/tollgate-dev/tollgate/ent/invoice"
+	"github.com/tollgate-dev/tollgate/ent/invoiceline"
 	"github.com/tollgate-dev/tollgate/ent/joblease"
 	"github.com/tollgate-dev/tollgate/ent/model"
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
@@ -102,6 +104,8 @@ func checkColumn(t, c string) error {
 			contentlog.Table:           contentlog.ValidColumn,
 			datakey.Table:              datakey.ValidColumn,
 			gatewaypolicy.Table:        gatewaypolicy.ValidColumn,
+			invoice.Table:              invoice.ValidColumn,
+			invoiceline.Table:          invoiceline.ValidColumn,
 			joblease.Table:             joblease.ValidColumn,
 			model.Table:                model.ValidColumn,
 			modeldeployment.Table:      modeldeployment.ValidColumn,

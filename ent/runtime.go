@@ -14,6 +14,8 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/contentlog"
 	"github.com/tollgate-dev/tollgate/ent/datakey"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
+	"github.com/tollgate-dev/tollgate/ent/invoice"
+	"github.com/tollgate-dev/tollgate/ent/invoiceline"
 	"github.com/tollgate-dev/tollgate/ent/joblease"
 	"github.com/tollgate-dev/tollgate/ent/model"
 	"github.com/tollgate-dev/tollgate/ent/modeldeployment"
@@ -313,6 +315,104 @@ func init() {
 	gatewaypolicyDescID := gatewaypolicyMixinFields0[0].Descriptor()
 	// gatewaypolicy.DefaultID holds the default value on creation for the id field.
 	gatewaypolicy.DefaultID = gatewaypolicyDescID.Default.(func() uuid.UUID)
+	invoiceMixin := schema.Invoice{}.Mixin()
+	invoiceMixinFields0 := invoiceMixin[0].Fields()
+	_ = invoiceMixinFields0
+	invoiceMixinFields1 := invoiceMixin[1].Fields()
+	_ = invoiceMixinFields1
+	invoiceFields := schema.Invoice{}.Fields()
+	_ = invoiceFields
+	// invoiceDescCreatedAt is the schema descriptor for created_at field.
+	invoiceDescCreatedAt := invoiceMixinFields1[0].Descriptor()
+	// invoice.DefaultCreatedAt holds the default value on creation for the created_at field.
+	invoice.DefaultCreatedAt = invoiceDescCreatedAt.Default.(func() time.Time)
+	// invoiceDescUpdatedAt is the schema descriptor for updated_at field.
+	invoiceDescUpdatedAt := invoiceMixinFields1[1].Descriptor()
+	// invoice.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	invoice.DefaultUpdatedAt = invoiceDescUpdatedAt.Default.(func() time.Time)
+	// invoice.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	invoice.UpdateDefaultUpdatedAt = invoiceDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// invoiceDescNumber is the schema descriptor for number field.
+	invoiceDescNumber := invoiceFields[1].Descriptor()
+	// invoice.NumberValidator is a validator for the "number" field. It is called by the builders before save.
+	invoice.NumberValidator = func() func(string) error {
+		validators := invoiceDescNumber.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(number string) error {
+			for _, fn := range fns {
+				if err := fn(number); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// invoiceDescCurrency is the schema descriptor for currency field.
+	invoiceDescCurrency := invoiceFields[5].Descriptor()
+	// invoice.CurrencyValidator is a validator for the "currency" field. It is called by the builders before save.
+	invoice.CurrencyValidator = invoiceDescCurrency.Validators[0].(func(string) error)
+	// invoiceDescExchangeRateMicros is the schema descriptor for exchange_rate_micros field.
+	invoiceDescExchangeRateMicros := invoiceFields[6].Descriptor()
+	// invoice.ExchangeRateMicrosValidator is a validator for the "exchange_rate_micros" field. It is called by the builders before save.
+	invoice.ExchangeRateMicrosValidator = invoiceDescExchangeRateMicros.Validators[0].(func(int64) error)
+	// invoiceDescRequests is the schema descriptor for requests field.
+	invoiceDescRequests := invoiceFields[9].Descriptor()
+	// invoice.RequestsValidator is a validator for the "requests" field. It is called by the builders before save.
+	invoice.RequestsValidator = invoiceDescRequests.Validators[0].(func(int64) error)
+	// invoiceDescBillingName is the schema descriptor for billing_name field.
+	invoiceDescBillingName := invoiceFields[10].Descriptor()
+	// invoice.DefaultBillingName holds the default value on creation for the billing_name field.
+	invoice.DefaultBillingName = invoiceDescBillingName.Default.(string)
+	// invoice.BillingNameValidator is a validator for the "billing_name" field. It is called by the builders before save.
+	invoice.BillingNameValidator = invoiceDescBillingName.Validators[0].(func(string) error)
+	// invoiceDescBillingEmail is the schema descriptor for billing_email field.
+	invoiceDescBillingEmail := invoiceFields[11].Descriptor()
+	// invoice.DefaultBillingEmail holds the default value on creation for the billing_email field.
+	invoice.DefaultBillingEmail = invoiceDescBillingEmail.Default.(string)
+	// invoice.BillingEmailValidator is a validator for the "billing_email" field. It is called by the builders before save.
+	invoice.BillingEmailValidator = invoiceDescBillingEmail.Validators[0].(func(string) error)
+	// invoiceDescBillingReference is the schema descriptor for billing_reference field.
+	invoiceDescBillingReference := invoiceFields[12].Descriptor()
+	// invoice.DefaultBillingReference holds the default value on creation for the billing_reference field.
+	invoice.DefaultBillingReference = invoiceDescBillingReference.Default.(string)
+	// invoice.BillingReferenceValidator is a validator for the "billing_reference" field. It is called by the builders before save.
+	invoice.BillingReferenceValidator = invoiceDescBillingReference.Validators[0].(func(string) error)
+	// invoiceDescID is the schema descriptor for id field.
+	invoiceDescID := invoiceMixinFields0[0].Descriptor()
+	// invoice.DefaultID holds the default value on creation for the id field.
+	invoice.DefaultID = invoiceDescID.Default.(func() uuid.UUID)
+	invoicelineMixin := schema.InvoiceLine{}.Mixin()
+	invoicelineMixinFields0 := invoicelineMixin[0].Fields()
+	_ = invoicelineMixinFields0
+	invoicelineFields := schema.InvoiceLine{}.Fields()
+	_ = invoicelineFields
+	// invoicelineDescPosition is the schema descriptor for position field.
+	invoicelineDescPosition := invoicelineFields[1].Descriptor()
+	// invoiceline.PositionValidator is a validator for the "position" field. It is called by the builders before save.
+	invoiceline.PositionValidator = invoicelineDescPosition.Validators[0].(func(int) error)
+	// invoicelineDescModel is the schema descriptor for model field.
+	invoicelineDescModel := invoicelineFields[2].Descriptor()
+	// invoiceline.DefaultModel holds the default value on creation for the model field.
+	invoiceline.DefaultModel = invoicelineDescModel.Default.(string)
+	// invoicelineDescUnitPriceMicrosPerMtok is the schema descriptor for unit_price_micros_per_mtok field.
+	invoicelineDescUnitPriceMicrosPerMtok := invoicelineFields[5].Descriptor()
+	// invoiceline.DefaultUnitPriceMicrosPerMtok holds the default value on creation for the unit_price_micros_per_mtok field.
+	invoiceline.DefaultUnitPriceMicrosPerMtok = invoicelineDescUnitPriceMicrosPerMtok.Default.(int64)
+	// invoiceline.UnitPriceMicrosPerMtokValidator is a validator for the "unit_price_micros_per_mtok" field. It is called by the builders before save.
+	invoiceline.UnitPriceMicrosPerMtokValidator = invoicelineDescUnitPriceMicrosPerMtok.Validators[0].(func(int64) error)
+	// invoicelineDescQuantity is the schema descriptor for quantity field.
+	invoicelineDescQuantity := invoicelineFields[6].Descriptor()
+	// invoiceline.DefaultQuantity holds the default value on creation for the quantity field.
+	invoiceline.DefaultQuantity = invoicelineDescQuantity.Default.(int64)
+	// invoiceline.QuantityValidator is a validator for the "quantity" field. It is called by the builders before save.
+	invoiceline.QuantityValidator = invoicelineDescQuantity.Validators[0].(func(int64) error)
+	// invoicelineDescID is the schema descriptor for id field.
+	invoicelineDescID := invoicelineMixinFields0[0].Descriptor()
+	// invoiceline.DefaultID holds the default value on creation for the id field.
+	invoiceline.DefaultID = invoicelineDescID.Default.(func() uuid.UUID)
 	jobleaseFields := schema.JobLease{}.Fields()
 	_ = jobleaseFields
 	// jobleaseDescHolder is the schema descriptor for holder field.
@@ -910,8 +1010,14 @@ func init() {
 	tenant.DefaultPlan = tenantDescPlan.Default.(string)
 	// tenant.PlanValidator is a validator for the "plan" field. It is called by the builders before save.
 	tenant.PlanValidator = tenantDescPlan.Validators[0].(func(string) error)
+	// tenantDescCurrency is the schema descriptor for currency field.
+	tenantDescCurrency := tenantFields[6].Descriptor()
+	// tenant.DefaultCurrency holds the default value on creation for the currency field.
+	tenant.DefaultCurrency = tenantDescCurrency.Default.(string)
+	// tenant.CurrencyValidator is a validator for the "currency" field. It is called by the builders before save.
+	tenant.CurrencyValidator = tenantDescCurrency.Validators[0].(func(string) error)
 	// tenantDescBudgetAlert is the schema descriptor for budget_alert field.
-	tenantDescBudgetAlert := tenantFields[7].Descriptor()
+	tenantDescBudgetAlert := tenantFields[8].Descriptor()
 	// tenant.DefaultBudgetAlert holds the default value on creation for the budget_alert field.
 	tenant.DefaultBudgetAlert = tenantDescBudgetAlert.Default.(string)
 	// tenant.BudgetAlertValidator is a validator for the "budget_alert" field. It is called by the builders before save.

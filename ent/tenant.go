@@ -36,6 +36,8 @@ type Tenant struct {
 	BillingReference string `json:"billing_reference,omitempty"`
 	// Plan holds the value of the "plan" field.
 	Plan string `json:"plan,omitempty"`
+	// Currency holds the value of the "currency" field.
+	Currency string `json:"currency,omitempty"`
 	// BudgetAlertAt holds the value of the "budget_alert_at" field.
 	BudgetAlertAt *time.Time `json:"budget_alert_at,omitempty"`
 	// BudgetAlert holds the value of the "budget_alert" field.
@@ -150,7 +152,7 @@ func (*Tenant) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case tenant.FieldName, tenant.FieldSlug, tenant.FieldStatus, tenant.FieldBillingEmail, tenant.FieldBillingReference, tenant.FieldPlan, tenant.FieldBudgetAlert:
+		case tenant.FieldName, tenant.FieldSlug, tenant.FieldStatus, tenant.FieldBillingEmail, tenant.FieldBillingReference, tenant.FieldPlan, tenant.FieldCurrency, tenant.FieldBudgetAlert:
 			values[i] = new(sql.NullString)
 		case tenant.FieldCreatedAt, tenant.FieldUpdatedAt, tenant.FieldBudgetAlertAt:
 			values[i] = new(sql.NullTime)
@@ -224,6 +226,12 @@ func (_m *Tenant) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field plan", values[i])
 			} else if value.Valid {
 				_m.Plan = value.String
+			}
+		case tenant.FieldCurrency:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field currency", values[i])
+			} else if value.Valid {
+				_m.Currency = value.String
 			}
 		case tenant.FieldBudgetAlertAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {
@@ -337,6 +345,9 @@ func (_m *Tenant) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("plan=")
 	builder.WriteString(_m.Plan)
+	builder.WriteString(", ")
+	builder.WriteString("currency=")
+	builder.WriteString(_m.Currency)
 	builder.WriteString(", ")
 	if v := _m.BudgetAlertAt; v != nil {
 		builder.WriteString("budget_alert_at=")

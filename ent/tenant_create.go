@@ -128,6 +128,20 @@ func (_c *TenantCreate) SetNillablePlan(v *string) *TenantCreate {
 	return _c
 }
 
+// SetCurrency sets the "currency" field.
+func (_c *TenantCreate) SetCurrency(v string) *TenantCreate {
+	_c.mutation.SetCurrency(v)
+	return _c
+}
+
+// SetNillableCurrency sets the "currency" field if the given value is not nil.
+func (_c *TenantCreate) SetNillableCurrency(v *string) *TenantCreate {
+	if v != nil {
+		_c.SetCurrency(*v)
+	}
+	return _c
+}
+
 // SetBudgetAlertAt sets the "budget_alert_at" field.
 func (_c *TenantCreate) SetBudgetAlertAt(v time.Time) *TenantCreate {
 	_c.mutation.SetBudgetAlertAt(v)
@@ -357,6 +371,10 @@ func (_c *TenantCreate) defaults() {
 		v := tenant.DefaultPlan
 		_c.mutation.SetPlan(v)
 	}
+	if _, ok := _c.mutation.Currency(); !ok {
+		v := tenant.DefaultCurrency
+		_c.mutation.SetCurrency(v)
+	}
 	if _, ok := _c.mutation.BudgetAlert(); !ok {
 		v := tenant.DefaultBudgetAlert
 		_c.mutation.SetBudgetAlert(v)
@@ -421,6 +439,14 @@ func (_c *TenantCreate) check() error {
 	if v, ok := _c.mutation.Plan(); ok {
 		if err := tenant.PlanValidator(v); err != nil {
 			return &ValidationError{Name: "plan", err: fmt.Errorf(`ent: validator failed for field "Tenant.plan": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.Currency(); !ok {
+		return &ValidationError{Name: "currency", err: errors.New(`ent: missing required field "Tenant.currency"`)}
+	}
+	if v, ok := _c.mutation.Currency(); ok {
+		if err := tenant.CurrencyValidator(v); err != nil {
+			return &ValidationError{Name: "currency", err: fmt.Errorf(`ent: validator failed for field "Tenant.currency": %w`, err)}
 		}
 	}
 	if _, ok := _c.mutation.BudgetAlert(); !ok {
@@ -498,6 +524,10 @@ func (_c *TenantCreate) createSpec() (*Tenant, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Plan(); ok {
 		_spec.SetField(tenant.FieldPlan, field.TypeString, value)
 		_node.Plan = value
+	}
+	if value, ok := _c.mutation.Currency(); ok {
+		_spec.SetField(tenant.FieldCurrency, field.TypeString, value)
+		_node.Currency = value
 	}
 	if value, ok := _c.mutation.BudgetAlertAt(); ok {
 		_spec.SetField(tenant.FieldBudgetAlertAt, field.TypeTime, value)
@@ -771,6 +801,18 @@ func (u *TenantUpsert) UpdatePlan() *TenantUpsert {
 	return u
 }
 
+// SetCurrency sets the "currency" field.
+func (u *TenantUpsert) SetCurrency(v string) *TenantUpsert {
+	u.Set(tenant.FieldCurrency, v)
+	return u
+}
+
+// UpdateCurrency sets the "currency" field to the value that was provided on create.
+func (u *TenantUpsert) UpdateCurrency() *TenantUpsert {
+	u.SetExcluded(tenant.FieldCurrency)
+	return u
+}
+
 // SetBudgetAlertAt sets the "budget_alert_at" field.
 func (u *TenantUpsert) SetBudgetAlertAt(v time.Time) *TenantUpsert {
 	u.Set(tenant.FieldBudgetAlertAt, v)
@@ -947,6 +989,20 @@ func (u *TenantUpsertOne) SetPlan(v string) *TenantUpsertOne {
 func (u *TenantUpsertOne) UpdatePlan() *TenantUpsertOne {
 	return u.Update(func(s *TenantUpsert) {
 		s.UpdatePlan()
+	})
+}
+
+// SetCurrency sets the "currency" field.
+func (u *TenantUpsertOne) SetCurrency(v string) *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetCurrency(v)
+	})
+}
+
+// UpdateCurrency sets the "currency" field to the value that was provided on create.
+func (u *TenantUpsertOne) UpdateCurrency() *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateCurrency()
 	})
 }
 
@@ -1298,6 +1354,20 @@ func (u *TenantUpsertBulk) SetPlan(v string) *TenantUpsertBulk {
 func (u *TenantUpsertBulk) UpdatePlan() *TenantUpsertBulk {
 	return u.Update(func(s *TenantUpsert) {
 		s.UpdatePlan()
+	})
+}
+
+// SetCurrency sets the "currency" field.
+func (u *TenantUpsertBulk) SetCurrency(v string) *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetCurrency(v)
+	})
+}
+
+// UpdateCurrency sets the "currency" field to the value that was provided on create.
+func (u *TenantUpsertBulk) UpdateCurrency() *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateCurrency()
 	})
 }
 

@@ -127,6 +127,20 @@ func (_u *TenantUpdate) SetNillablePlan(v *string) *TenantUpdate {
 	return _u
 }
 
+// SetCurrency sets the "currency" field.
+func (_u *TenantUpdate) SetCurrency(v string) *TenantUpdate {
+	_u.mutation.SetCurrency(v)
+	return _u
+}
+
+// SetNillableCurrency sets the "currency" field if the given value is not nil.
+func (_u *TenantUpdate) SetNillableCurrency(v *string) *TenantUpdate {
+	if v != nil {
+		_u.SetCurrency(*v)
+	}
+	return _u
+}
+
 // SetBudgetAlertAt sets the "budget_alert_at" field.
 func (_u *TenantUpdate) SetBudgetAlertAt(v time.Time) *TenantUpdate {
 	_u.mutation.SetBudgetAlertAt(v)
@@ -500,6 +514,11 @@ func (_u *TenantUpdate) check() error {
 			return &ValidationError{Name: "plan", err: fmt.Errorf(`ent: validator failed for field "Tenant.plan": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Currency(); ok {
+		if err := tenant.CurrencyValidator(v); err != nil {
+			return &ValidationError{Name: "currency", err: fmt.Errorf(`ent: validator failed for field "Tenant.currency": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.BudgetAlert(); ok {
 		if err := tenant.BudgetAlertValidator(v); err != nil {
 			return &ValidationError{Name: "budget_alert", err: fmt.Errorf(`ent: validator failed for field "Tenant.budget_alert": %w`, err)}
@@ -540,6 +559,9 @@ func (_u *TenantUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.Plan(); ok {
 		_spec.SetField(tenant.FieldPlan, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.Currency(); ok {
+		_spec.SetField(tenant.FieldCurrency, field.TypeString, value)
 	}
 	if value, ok := _u.mutation.BudgetAlertAt(); ok {
 		_spec.SetField(tenant.FieldBudgetAlertAt, field.TypeTime, value)
@@ -988,6 +1010,20 @@ func (_u *TenantUpdateOne) SetNillablePlan(v *string) *TenantUpdateOne {
 	return _u
 }
 
+// SetCurrency sets the "currency" field.
+func (_u *TenantUpdateOne) SetCurrency(v string) *TenantUpdateOne {
+	_u.mutation.SetCurrency(v)
+	return _u
+}
+
+// SetNillableCurrency sets the "currency" field if the given value is not nil.
+func (_u *TenantUpdateOne) SetNillableCurrency(v *string) *TenantUpdateOne {
+	if v != nil {
+		_u.SetCurrency(*v)
+	}
+	return _u
+}
+
 // SetBudgetAlertAt sets the "budget_alert_at" field.
 func (_u *TenantUpdateOne) SetBudgetAlertAt(v time.Time) *TenantUpdateOne {
 	_u.mutation.SetBudgetAlertAt(v)
@@ -1374,6 +1410,11 @@ func (_u *TenantUpdateOne) check() error {
 			return &ValidationError{Name: "plan", err: fmt.Errorf(`ent: validator failed for field "Tenant.plan": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Currency(); ok {
+		if err := tenant.CurrencyValidator(v); err != nil {
+			return &ValidationError{Name: "currency", err: fmt.Errorf(`ent: validator failed for field "Tenant.currency": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.BudgetAlert(); ok {
 		if err := tenant.BudgetAlertValidator(v); err != nil {
 			return &ValidationError{Name: "budget_alert", err: fmt.Errorf(`ent: validator failed for field "Tenant.budget_alert": %w`, err)}
@@ -1431,6 +1472,9 @@ func (_u *TenantUpdateOne) sqlSave(ctx context.Context) (_node *Tenant, err erro
 	}
 	if value, ok := _u.mutation.Plan(); ok {
 		_spec.SetField(tenant.FieldPlan, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.Currency(); ok {
+		_spec.SetField(tenant.FieldCurrency, field.TypeString, value)
 	}
 	if value, ok := _u.mutation.BudgetAlertAt(); ok {
 		_spec.SetField(tenant.FieldBudgetAlertAt, field.TypeTime, value)

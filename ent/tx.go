@@ -30,6 +30,10 @@ type Tx struct {
 	DataKey *DataKeyClient
 	// GatewayPolicy is the client for interacting with the GatewayPolicy builders.
 	GatewayPolicy *GatewayPolicyClient
+	// Invoice is the client for interacting with the Invoice builders.
+	Invoice *InvoiceClient
+	// InvoiceLine is the client for interacting with the InvoiceLine builders.
+	InvoiceLine *InvoiceLineClient
 	// JobLease is the client for interacting with the JobLease builders.
 	JobLease *JobLeaseClient
 	// Model is the client for interacting with the Model builders.
@@ -197,6 +201,8 @@ func (tx *Tx) init() {
 	tx.ContentLog = NewContentLogClient(tx.config)
 	tx.DataKey = NewDataKeyClient(tx.config)
 	tx.GatewayPolicy = NewGatewayPolicyClient(tx.config)
+	tx.Invoice = NewInvoiceClient(tx.config)
+	tx.InvoiceLine = NewInvoiceLineClient(tx.config)
 	tx.JobLease = NewJobLeaseClient(tx.config)
 	tx.Model = NewModelClient(tx.config)
 	tx.ModelDeployment = NewModelDeploymentClient(tx.config)

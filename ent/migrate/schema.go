@@ -260,6 +260,80 @@ var (
 			},
 		},
 	}
+	// InvoicesColumns holds the columns for the "invoices" table.
+	InvoicesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "tenant_id", Type: field.TypeUUID},
+		{Name: "number", Type: field.TypeString, Size: 100},
+		{Name: "period_start", Type: field.TypeTime},
+		{Name: "period_end", Type: field.TypeTime},
+		{Name: "status", Type: field.TypeEnum, Enums: []string{"draft", "issued", "paid", "void"}, Default: "draft"},
+		{Name: "currency", Type: field.TypeString, Size: 3},
+		{Name: "exchange_rate_micros", Type: field.TypeInt64},
+		{Name: "total_micros", Type: field.TypeInt64},
+		{Name: "total_currency_micros", Type: field.TypeInt64},
+		{Name: "requests", Type: field.TypeInt64},
+		{Name: "billing_name", Type: field.TypeString, Size: 200, Default: ""},
+		{Name: "billing_email", Type: field.TypeString, Size: 320, Default: ""},
+		{Name: "billing_reference", Type: field.TypeString, Size: 200, Default: ""},
+		{Name: "issued_at", Type: field.TypeTime, Nullable: true},
+		{Name: "paid_at", Type: field.TypeTime, Nullable: true},
+		{Name: "voided_at", Type: field.TypeTime, Nullable: true},
+	}
+	// InvoicesTable holds the schema information for the "invoices" table.
+	InvoicesTable = &schema.Table{
+		Name:       "invoices",
+		Columns:    InvoicesColumns,
+		PrimaryKey: []*schema.Column{InvoicesColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "invoice_tenant_id_period_start",
+				Unique:  true,
+				Columns: []*schema.Column{InvoicesColumns[3], InvoicesColumns[5]},
+			},
+			{
+				Name:    "invoice_period_start",
+				Unique:  false,
+				Columns: []*schema.Column{InvoicesColumns[5]},
+			},
+		},
+	}
+	// InvoiceLinesColumns holds the columns for the "invoice_lines" table.
+	InvoiceLinesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "position", Type: field.TypeInt},
+		{Name: "model", Type: field.TypeString, Default: ""},
+		{Name: "kind", Type: field.TypeEnum, Enums: []string{"input", "cached_input", "output", "adjustment"}},
+		{Name: "price_effective_from", Type: field.TypeTime, Nullable: true},
+		{Name: "unit_price_micros_per_mtok", Type: field.TypeInt64, Default: 0},
+		{Name: "quantity", Type: field.TypeInt64, Default: 0},
+		{Name: "amount_micros", Type: field.TypeInt64},
+		{Name: "amount_currency_micros", Type: field.TypeInt64},
+		{Name: "invoice_id", Type: field.TypeUUID},
+	}
+	// InvoiceLinesTable holds the schema information for the "invoice_lines" table.
+	InvoiceLinesTable = &schema.Table{
+		Name:       "invoice_lines",
+		Columns:    InvoiceLinesColumns,
+		PrimaryKey: []*schema.Column{InvoiceLinesColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "invoice_lines_invoices_lines",
+				Columns:    []*schema.Column{InvoiceLinesColumns[9]},
+				RefColumns: []*schema.Column{InvoicesColumns[0]},
+				OnDelete:   schema.Cascade,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "invoiceline_invoice_id_position",
+				Unique:  true,
+				Columns: []*schema.Column{InvoiceLinesColumns[9], InvoiceLinesColumns[1]},
+			},
+		},
+	}
 	// JobLeasesColumns holds the columns for the "job_leases" table.
 	JobLeasesColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeString, Size: 100},
@@ -671,6 +745,7 @@ var (
 		{Name: "billing_email", Type: field.TypeString, Size: 320, Default: ""},
 		{Name: "billing_reference", Type: field.TypeString, Size: 200, Default: ""},
 		{Name: "plan", Type: field.TypeString, Size: 100, Default: ""},
+		{Name: "currency", Type: field.TypeString, Size: 3, Default: "USD"},
 		{Name: "budget_alert_at", Type: field.TypeTime, Nullable: true},
 		{Name: "budget_alert", Type: field.TypeString, Size: 200, Default: ""},
 	}
@@ -797,6 +872,8 @@ var (
 		ContentLogsTable,
 		DataKeysTable,
 		GatewayPoliciesTable,
+		InvoicesTable,
+		InvoiceLinesTable,
 		JobLeasesTable,
 		ModelsTable,
 		ModelDeploymentsTable,
@@ -822,6 +899,7 @@ func init() {
 	DataKeysTable.ForeignKeys[0].RefTable = TenantsTable
 	GatewayPoliciesTable.ForeignKeys[0].RefTable = APIKeysTable
 	GatewayPoliciesTable.ForeignKeys[1].RefTable = TenantsTable
+	InvoiceLinesTable.ForeignKeys[0].RefTable = InvoicesTable
 	ModelsTable.ForeignKeys[0].RefTable = TenantsTable
 	ModelDeploymentsTable.ForeignKeys[0].RefTable = ModelsTable
 	ModelDeploymentsTable.ForeignKeys[1].RefTable = ProvidersTable

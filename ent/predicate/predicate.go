@@ -30,6 +30,12 @@ type DataKey func(*sql.Selector)
 // GatewayPolicy is the predicate function for gatewaypolicy builders.
 type GatewayPolicy func(*sql.Selector)
 
+// Invoice is the predicate function for invoice builders.
+type Invoice func(*sql.Selector)
+
+// InvoiceLine is the predicate function for invoiceline builders.
+type InvoiceLine func(*sql.Selector)
+
 // JobLease is the predicate function for joblease builders.
 type JobLease func(*sql.Selector)
 

@@ -21,6 +21,10 @@ func (Tenant) Fields() []ent.Field {
 		field.String("billing_email").Default("").MaxLen(320),
 		field.String("billing_reference").Default("").MaxLen(200),
 		field.String("plan").Default("").MaxLen(100),
+		// ISO 4217 code of the currency the tenant's invoices are rendered
+		// in; amounts are kept in micro-dollars and converted at the
+		// operator's exchange rate, which each invoice records.
+		field.String("currency").Default("USD").MaxLen(3),
 		// The last time one of the tenant's budgets (its own or a key's)
 		// crossed its soft limit, and which: the flag operators and tenant
 		// admins see.

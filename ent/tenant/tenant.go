@@ -32,6 +32,8 @@ const (
 	FieldBillingReference = "billing_reference"
 	// FieldPlan holds the string denoting the plan field in the database.
 	FieldPlan = "plan"
+	// FieldCurrency holds the string denoting the currency field in the database.
+	FieldCurrency = "currency"
 	// FieldBudgetAlertAt holds the string denoting the budget_alert_at field in the database.
 	FieldBudgetAlertAt = "budget_alert_at"
 	// FieldBudgetAlert holds the string denoting the budget_alert field in the database.
@@ -123,6 +125,7 @@ var Columns = []string{
 	FieldBillingEmail,
 	FieldBillingReference,
 	FieldPlan,
+	FieldCurrency,
 	FieldBudgetAlertAt,
 	FieldBudgetAlert,
 }
@@ -160,6 +163,10 @@ var (
 	DefaultPlan string
 	// PlanValidator is a validator for the "plan" field. It is called by the builders before save.
 	PlanValidator func(string) error
+	// DefaultCurrency holds the default value on creation for the "currency" field.
+	DefaultCurrency string
+	// CurrencyValidator is a validator for the "currency" field. It is called by the builders before save.
+	CurrencyValidator func(string) error
 	// DefaultBudgetAlert holds the default value on creation for the "budget_alert" field.
 	DefaultBudgetAlert string
 	// BudgetAlertValidator is a validator for the "budget_alert" field. It is called by the builders before save.
@@ -241,6 +248,11 @@ func ByBillingReference(opts ...sql.OrderTermOption) OrderOption {
 // ByPlan orders the results by the plan field.
 func ByPlan(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldPlan, opts...).ToFunc()
+}
+
+// ByCurrency orders the results by the currency field.
+func ByCurrency(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldCurrency, opts...).ToFunc()
 }
 
 // ByBudgetAlertAt orders the results by the budget_alert_at field.
