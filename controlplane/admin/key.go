@@ -12,6 +12,7 @@ import (
 
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/invalid"
+	"github.com/tollgate-dev/tollgate/controlplane/notify"
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
 	"github.com/tollgate-dev/tollgate/ent"
 	"github.com/tollgate-dev/tollgate/ent/account"
@@ -292,7 +293,14 @@ func (s *keyService) RevokeKey(ctx context.Context, req *adminv1.RevokeKeyReques
 		if revoked, err = tx.APIKey.UpdateOne(k).SetRevokedAt(s.clock()).Save(ctx); err != nil {
 			return err
 		}
-		return record(ctx, tx, p, event{action: "key.revoke", targetType: "key", targetID: k.ID, tenantID: &k.TenantID})
+		if err := record(ctx, tx, p, event{action: "key.revoke", targetType: "key", targetID: k.ID, tenantID: &k.TenantID}); err != nil {
+			return err
+		}
+		if !p.Operator {
+			return nil // a tenant's own revocation is no news to it
+		}
+		return notify.Enqueue(ctx, tx, notify.Event{Type: notify.TypeKeyRevokedByOperator, TenantID: k.TenantID,
+			Data: map[string]any{"key_id": k.ID.String(), "key_name": k.Name, "key_prefix": k.Prefix, "actor": p.Actor()}})
 	})
 	if err != nil {
 		return nil, s.toStatus(ctx, "revoke key", err)

@@ -7,6 +7,7 @@ import (
 
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/invalid"
+	"github.com/tollgate-dev/tollgate/controlplane/notify"
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
 	"github.com/tollgate-dev/tollgate/ent"
 	"github.com/tollgate-dev/tollgate/ent/admintoken"
@@ -88,7 +89,10 @@ func (s *tokenService) CreateAdminToken(ctx context.Context, req *adminv1.Create
 		if err != nil {
 			return err
 		}
-		return record(ctx, tx, p, event{action: "admin_token.create", targetType: "admin_token", targetID: created.ID, tenantID: &t.ID})
+		if err := record(ctx, tx, p, event{action: "admin_token.create", targetType: "admin_token", targetID: created.ID, tenantID: &t.ID}); err != nil {
+			return err
+		}
+		return notify.Enqueue(ctx, tx, notify.Event{Type: notify.TypeAdminTokenCreated, TenantID: t.ID, Data: adminTokenNotice(created, p)})
 	})
 	if err != nil {
 		return nil, s.toStatus(ctx, "create admin token", err)
@@ -118,10 +122,19 @@ func (s *tokenService) RevokeAdminToken(ctx context.Context, req *adminv1.Revoke
 		if revoked, err = tx.AdminToken.UpdateOne(t).SetRevokedAt(s.clock()).Save(ctx); err != nil {
 			return err
 		}
-		return record(ctx, tx, p, event{action: "admin_token.revoke", targetType: "admin_token", targetID: t.ID, tenantID: &t.TenantID})
+		if err := record(ctx, tx, p, event{action: "admin_token.revoke", targetType: "admin_token", targetID: t.ID, tenantID: &t.TenantID}); err != nil {
+			return err
+		}
+		return notify.Enqueue(ctx, tx, notify.Event{Type: notify.TypeAdminTokenRevoked, TenantID: t.TenantID, Data: adminTokenNotice(revoked, p)})
 	})
 	if err != nil {
 		return nil, s.toStatus(ctx, "revoke admin token", err)
 	}
 	return &adminv1.RevokeAdminTokenResponse{AdminToken: adminTokenToProto(revoked)}, nil
+}
+
+// adminTokenNotice describes an admin token in a security notice: which
+// token (never its secret) and who acted.
+func adminTokenNotice(t *ent.AdminToken, p Principal) map[string]any {
+	return map[string]any{"admin_token_id": t.ID.String(), "name": t.Name, "prefix": t.Prefix, "actor": p.Actor()}
 }

@@ -63,6 +63,9 @@ type (
 	fakeUsage struct {
 		adminv1.UnimplementedUsageServiceServer
 	}
+	fakeNotifications struct {
+		adminv1.UnimplementedNotificationServiceServer
+	}
 )
 
 // call is one request the fake server received.
@@ -105,6 +108,7 @@ func newFakeServer(t *testing.T, opts ...grpc.ServerOption) *fakeServer {
 	adminv1.RegisterAuditServiceServer(s, fakeAudit{})
 	adminv1.RegisterStatusServiceServer(s, fakeStatus{})
 	adminv1.RegisterUsageServiceServer(s, fakeUsage{})
+	adminv1.RegisterNotificationServiceServer(s, fakeNotifications{})
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
 	return f

@@ -98,6 +98,7 @@ func (c *cli) rootCmd() *cobra.Command {
 		c.policyCmd(),
 		c.auditCmd(),
 		c.usageCmd(),
+		c.notificationCmd(),
 		c.statusCmd(),
 		c.versionCmd(),
 	)
