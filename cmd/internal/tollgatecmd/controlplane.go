@@ -26,6 +26,7 @@ import (
 	"github.com/tollgate-dev/tollgate/controlplane/contentlog"
 	"github.com/tollgate-dev/tollgate/controlplane/jobs"
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
+	"github.com/tollgate-dev/tollgate/controlplane/privacy"
 	"github.com/tollgate-dev/tollgate/controlplane/quotaauthority"
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
 	"github.com/tollgate-dev/tollgate/controlplane/signin"
@@ -254,8 +255,13 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	defer stopRun()
 	recDone := make(chan struct{})
 	go func() { rec.Run(runCtx); close(recDone) }()
+	vault, err := contentlog.NewVault(cfg.keyring)
+	if err != nil {
+		return err
+	}
 	runner := jobs.New(cfg.store, replicaName(), cfg.log)
-	for _, j := range backgroundJobs(jobDeps{store: cfg.store, authority: authority, notifier: notifier}) {
+	deps := jobDeps{store: cfg.store, authority: authority, notifier: notifier, purger: privacy.NewPurger(cfg.store, vault, cfg.log)}
+	for _, j := range backgroundJobs(deps) {
 		runner.Add(j)
 	}
 	jobsDone := make(chan struct{})

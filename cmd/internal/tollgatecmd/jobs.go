@@ -8,6 +8,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/controlplane/jobs"
 	"github.com/tollgate-dev/tollgate/controlplane/notify"
+	"github.com/tollgate-dev/tollgate/controlplane/privacy"
 	"github.com/tollgate-dev/tollgate/controlplane/quotaauthority"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 )
@@ -17,6 +18,7 @@ type jobDeps struct {
 	store     *store.Store
 	authority *quotaauthority.Authority
 	notifier  *notify.Deliverer
+	purger    *privacy.Purger
 }
 
 // backgroundJobs lists the control plane's background jobs. Every replica
@@ -34,6 +36,7 @@ func backgroundJobs(d jobDeps) []jobs.Job {
 			_, err := d.authority.Prune(ctx, time.Now())
 			return err
 		}},
+		{Name: privacy.PurgeJob, Every: privacy.PurgeEvery, Run: d.purger.Run},
 		{Name: "notify.deliver", Every: 5 * time.Second, Run: d.notifier.Run},
 		{Name: "notify.expiring_keys", Every: time.Hour, Run: func(ctx context.Context) error {
 			_, err := notify.WarnExpiringKeys(ctx, d.store, time.Now(), notify.DefaultExpiryThresholds)

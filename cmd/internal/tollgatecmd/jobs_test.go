@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
+	"github.com/tollgate-dev/tollgate/controlplane/privacy"
 	"github.com/tollgate-dev/tollgate/controlplane/quotaauthority"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/controlplane/store/storetest"
@@ -19,7 +20,8 @@ func TestBackgroundJobsRun(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		js := backgroundJobs(jobDeps{store: st, authority: quotaauthority.New(st, quotaauthority.Options{}), notifier: notifier})
+		js := backgroundJobs(jobDeps{store: st, authority: quotaauthority.New(st, quotaauthority.Options{}), notifier: notifier,
+			purger: privacy.NewPurger(st, nil, nil)})
 		if len(js) == 0 {
 			t.Fatal("no background jobs")
 		}
