@@ -20,8 +20,8 @@ help: ## show this help
 build: ## build bin/tollgate and bin/tollgatectl
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/tollgate ./cmd/tollgatectl
 
-test: ## run every test (PostgreSQL too when TOLLGATE_TEST_POSTGRES_DSN is set; .ci/run sets it)
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+test: $(BIN)/helm ## run every test (PostgreSQL too when TOLLGATE_TEST_POSTGRES_DSN is set; .ci/run sets it)
+	TOLLGATE_HELM=$(BIN)/helm $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 e2e: ## run the end-to-end suite (SDKs → test data plane → ext_proc → fake providers); make test includes it
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./test/e2e/...
@@ -49,10 +49,12 @@ $(BIN)/helm: tools/go.mod tools/go.sum
 $(BIN)/golangci-lint: tools/go.mod tools/go.sum
 	$(GO) build $(TOOLS) -o $(BIN)/ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
-generate: tools ## regenerate ent and protobuf code
+generate: tools ## regenerate ent and protobuf code and the chart's README
 	cd ent && $(GO) generate ./...
 	$(BIN)/buf lint
 	PATH="$(BIN):$$PATH" $(BIN)/buf generate
+	cp envoy/bootstrap.yaml.tmpl charts/tollgate/files/envoy-bootstrap.yaml.tmpl
+	$(GO) run ./test/helm/valuesdoc/chart-readme charts/tollgate
 
 fmt: ## format the Go code
 	gofmt -w $$(git ls-files '*.go')
