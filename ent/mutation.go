@@ -20736,6 +20736,16 @@ type UsageRecordMutation struct {
 	addlatency_ms          *int64
 	ttft_ms                *int64
 	addttft_ms             *int64
+	redacted_emails        *int32
+	addredacted_emails     *int32
+	redacted_phones        *int32
+	addredacted_phones     *int32
+	redacted_cards         *int32
+	addredacted_cards      *int32
+	redacted_ibans         *int32
+	addredacted_ibans      *int32
+	redacted_secrets       *int32
+	addredacted_secrets    *int32
 	created_at             *time.Time
 	clearedFields          map[string]struct{}
 	done                   bool
@@ -21632,6 +21642,286 @@ func (m *UsageRecordMutation) ResetTtftMs() {
 	m.addttft_ms = nil
 }
 
+// SetRedactedEmails sets the "redacted_emails" field.
+func (m *UsageRecordMutation) SetRedactedEmails(i int32) {
+	m.redacted_emails = &i
+	m.addredacted_emails = nil
+}
+
+// RedactedEmails returns the value of the "redacted_emails" field in the mutation.
+func (m *UsageRecordMutation) RedactedEmails() (r int32, exists bool) {
+	v := m.redacted_emails
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRedactedEmails returns the old "redacted_emails" field's value of the UsageRecord entity.
+// If the UsageRecord object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRecordMutation) OldRedactedEmails(ctx context.Context) (v int32, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRedactedEmails is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRedactedEmails requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRedactedEmails: %w", err)
+	}
+	return oldValue.RedactedEmails, nil
+}
+
+// AddRedactedEmails adds i to the "redacted_emails" field.
+func (m *UsageRecordMutation) AddRedactedEmails(i int32) {
+	if m.addredacted_emails != nil {
+		*m.addredacted_emails += i
+	} else {
+		m.addredacted_emails = &i
+	}
+}
+
+// AddedRedactedEmails returns the value that was added to the "redacted_emails" field in this mutation.
+func (m *UsageRecordMutation) AddedRedactedEmails() (r int32, exists bool) {
+	v := m.addredacted_emails
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetRedactedEmails resets all changes to the "redacted_emails" field.
+func (m *UsageRecordMutation) ResetRedactedEmails() {
+	m.redacted_emails = nil
+	m.addredacted_emails = nil
+}
+
+// SetRedactedPhones sets the "redacted_phones" field.
+func (m *UsageRecordMutation) SetRedactedPhones(i int32) {
+	m.redacted_phones = &i
+	m.addredacted_phones = nil
+}
+
+// RedactedPhones returns the value of the "redacted_phones" field in the mutation.
+func (m *UsageRecordMutation) RedactedPhones() (r int32, exists bool) {
+	v := m.redacted_phones
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRedactedPhones returns the old "redacted_phones" field's value of the UsageRecord entity.
+// If the UsageRecord object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRecordMutation) OldRedactedPhones(ctx context.Context) (v int32, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRedactedPhones is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRedactedPhones requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRedactedPhones: %w", err)
+	}
+	return oldValue.RedactedPhones, nil
+}
+
+// AddRedactedPhones adds i to the "redacted_phones" field.
+func (m *UsageRecordMutation) AddRedactedPhones(i int32) {
+	if m.addredacted_phones != nil {
+		*m.addredacted_phones += i
+	} else {
+		m.addredacted_phones = &i
+	}
+}
+
+// AddedRedactedPhones returns the value that was added to the "redacted_phones" field in this mutation.
+func (m *UsageRecordMutation) AddedRedactedPhones() (r int32, exists bool) {
+	v := m.addredacted_phones
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetRedactedPhones resets all changes to the "redacted_phones" field.
+func (m *UsageRecordMutation) ResetRedactedPhones() {
+	m.redacted_phones = nil
+	m.addredacted_phones = nil
+}
+
+// SetRedactedCards sets the "redacted_cards" field.
+func (m *UsageRecordMutation) SetRedactedCards(i int32) {
+	m.redacted_cards = &i
+	m.addredacted_cards = nil
+}
+
+// RedactedCards returns the value of the "redacted_cards" field in the mutation.
+func (m *UsageRecordMutation) RedactedCards() (r int32, exists bool) {
+	v := m.redacted_cards
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRedactedCards returns the old "redacted_cards" field's value of the UsageRecord entity.
+// If the UsageRecord object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRecordMutation) OldRedactedCards(ctx context.Context) (v int32, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRedactedCards is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRedactedCards requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRedactedCards: %w", err)
+	}
+	return oldValue.RedactedCards, nil
+}
+
+// AddRedactedCards adds i to the "redacted_cards" field.
+func (m *UsageRecordMutation) AddRedactedCards(i int32) {
+	if m.addredacted_cards != nil {
+		*m.addredacted_cards += i
+	} else {
+		m.addredacted_cards = &i
+	}
+}
+
+// AddedRedactedCards returns the value that was added to the "redacted_cards" field in this mutation.
+func (m *UsageRecordMutation) AddedRedactedCards() (r int32, exists bool) {
+	v := m.addredacted_cards
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetRedactedCards resets all changes to the "redacted_cards" field.
+func (m *UsageRecordMutation) ResetRedactedCards() {
+	m.redacted_cards = nil
+	m.addredacted_cards = nil
+}
+
+// SetRedactedIbans sets the "redacted_ibans" field.
+func (m *UsageRecordMutation) SetRedactedIbans(i int32) {
+	m.redacted_ibans = &i
+	m.addredacted_ibans = nil
+}
+
+// RedactedIbans returns the value of the "redacted_ibans" field in the mutation.
+func (m *UsageRecordMutation) RedactedIbans() (r int32, exists bool) {
+	v := m.redacted_ibans
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRedactedIbans returns the old "redacted_ibans" field's value of the UsageRecord entity.
+// If the UsageRecord object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRecordMutation) OldRedactedIbans(ctx context.Context) (v int32, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRedactedIbans is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRedactedIbans requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRedactedIbans: %w", err)
+	}
+	return oldValue.RedactedIbans, nil
+}
+
+// AddRedactedIbans adds i to the "redacted_ibans" field.
+func (m *UsageRecordMutation) AddRedactedIbans(i int32) {
+	if m.addredacted_ibans != nil {
+		*m.addredacted_ibans += i
+	} else {
+		m.addredacted_ibans = &i
+	}
+}
+
+// AddedRedactedIbans returns the value that was added to the "redacted_ibans" field in this mutation.
+func (m *UsageRecordMutation) AddedRedactedIbans() (r int32, exists bool) {
+	v := m.addredacted_ibans
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetRedactedIbans resets all changes to the "redacted_ibans" field.
+func (m *UsageRecordMutation) ResetRedactedIbans() {
+	m.redacted_ibans = nil
+	m.addredacted_ibans = nil
+}
+
+// SetRedactedSecrets sets the "redacted_secrets" field.
+func (m *UsageRecordMutation) SetRedactedSecrets(i int32) {
+	m.redacted_secrets = &i
+	m.addredacted_secrets = nil
+}
+
+// RedactedSecrets returns the value of the "redacted_secrets" field in the mutation.
+func (m *UsageRecordMutation) RedactedSecrets() (r int32, exists bool) {
+	v := m.redacted_secrets
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRedactedSecrets returns the old "redacted_secrets" field's value of the UsageRecord entity.
+// If the UsageRecord object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRecordMutation) OldRedactedSecrets(ctx context.Context) (v int32, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRedactedSecrets is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRedactedSecrets requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRedactedSecrets: %w", err)
+	}
+	return oldValue.RedactedSecrets, nil
+}
+
+// AddRedactedSecrets adds i to the "redacted_secrets" field.
+func (m *UsageRecordMutation) AddRedactedSecrets(i int32) {
+	if m.addredacted_secrets != nil {
+		*m.addredacted_secrets += i
+	} else {
+		m.addredacted_secrets = &i
+	}
+}
+
+// AddedRedactedSecrets returns the value that was added to the "redacted_secrets" field in this mutation.
+func (m *UsageRecordMutation) AddedRedactedSecrets() (r int32, exists bool) {
+	v := m.addredacted_secrets
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetRedactedSecrets resets all changes to the "redacted_secrets" field.
+func (m *UsageRecordMutation) ResetRedactedSecrets() {
+	m.redacted_secrets = nil
+	m.addredacted_secrets = nil
+}
+
 // SetCreatedAt sets the "created_at" field.
 func (m *UsageRecordMutation) SetCreatedAt(t time.Time) {
 	m.created_at = &t
@@ -21702,7 +21992,7 @@ func (m *UsageRecordMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *UsageRecordMutation) Fields() []string {
-	fields := make([]string, 0, 18)
+	fields := make([]string, 0, 23)
 	if m.request_id != nil {
 		fields = append(fields, usagerecord.FieldRequestID)
 	}
@@ -21754,6 +22044,21 @@ func (m *UsageRecordMutation) Fields() []string {
 	if m.ttft_ms != nil {
 		fields = append(fields, usagerecord.FieldTtftMs)
 	}
+	if m.redacted_emails != nil {
+		fields = append(fields, usagerecord.FieldRedactedEmails)
+	}
+	if m.redacted_phones != nil {
+		fields = append(fields, usagerecord.FieldRedactedPhones)
+	}
+	if m.redacted_cards != nil {
+		fields = append(fields, usagerecord.FieldRedactedCards)
+	}
+	if m.redacted_ibans != nil {
+		fields = append(fields, usagerecord.FieldRedactedIbans)
+	}
+	if m.redacted_secrets != nil {
+		fields = append(fields, usagerecord.FieldRedactedSecrets)
+	}
 	if m.created_at != nil {
 		fields = append(fields, usagerecord.FieldCreatedAt)
 	}
@@ -21799,6 +22104,16 @@ func (m *UsageRecordMutation) Field(name string) (ent.Value, bool) {
 		return m.LatencyMs()
 	case usagerecord.FieldTtftMs:
 		return m.TtftMs()
+	case usagerecord.FieldRedactedEmails:
+		return m.RedactedEmails()
+	case usagerecord.FieldRedactedPhones:
+		return m.RedactedPhones()
+	case usagerecord.FieldRedactedCards:
+		return m.RedactedCards()
+	case usagerecord.FieldRedactedIbans:
+		return m.RedactedIbans()
+	case usagerecord.FieldRedactedSecrets:
+		return m.RedactedSecrets()
 	case usagerecord.FieldCreatedAt:
 		return m.CreatedAt()
 	}
@@ -21844,6 +22159,16 @@ func (m *UsageRecordMutation) OldField(ctx context.Context, name string) (ent.Va
 		return m.OldLatencyMs(ctx)
 	case usagerecord.FieldTtftMs:
 		return m.OldTtftMs(ctx)
+	case usagerecord.FieldRedactedEmails:
+		return m.OldRedactedEmails(ctx)
+	case usagerecord.FieldRedactedPhones:
+		return m.OldRedactedPhones(ctx)
+	case usagerecord.FieldRedactedCards:
+		return m.OldRedactedCards(ctx)
+	case usagerecord.FieldRedactedIbans:
+		return m.OldRedactedIbans(ctx)
+	case usagerecord.FieldRedactedSecrets:
+		return m.OldRedactedSecrets(ctx)
 	case usagerecord.FieldCreatedAt:
 		return m.OldCreatedAt(ctx)
 	}
@@ -21974,6 +22299,41 @@ func (m *UsageRecordMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetTtftMs(v)
 		return nil
+	case usagerecord.FieldRedactedEmails:
+		v, ok := value.(int32)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRedactedEmails(v)
+		return nil
+	case usagerecord.FieldRedactedPhones:
+		v, ok := value.(int32)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRedactedPhones(v)
+		return nil
+	case usagerecord.FieldRedactedCards:
+		v, ok := value.(int32)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRedactedCards(v)
+		return nil
+	case usagerecord.FieldRedactedIbans:
+		v, ok := value.(int32)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRedactedIbans(v)
+		return nil
+	case usagerecord.FieldRedactedSecrets:
+		v, ok := value.(int32)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRedactedSecrets(v)
+		return nil
 	case usagerecord.FieldCreatedAt:
 		v, ok := value.(time.Time)
 		if !ok {
@@ -22013,6 +22373,21 @@ func (m *UsageRecordMutation) AddedFields() []string {
 	if m.addttft_ms != nil {
 		fields = append(fields, usagerecord.FieldTtftMs)
 	}
+	if m.addredacted_emails != nil {
+		fields = append(fields, usagerecord.FieldRedactedEmails)
+	}
+	if m.addredacted_phones != nil {
+		fields = append(fields, usagerecord.FieldRedactedPhones)
+	}
+	if m.addredacted_cards != nil {
+		fields = append(fields, usagerecord.FieldRedactedCards)
+	}
+	if m.addredacted_ibans != nil {
+		fields = append(fields, usagerecord.FieldRedactedIbans)
+	}
+	if m.addredacted_secrets != nil {
+		fields = append(fields, usagerecord.FieldRedactedSecrets)
+	}
 	return fields
 }
 
@@ -22037,6 +22412,16 @@ func (m *UsageRecordMutation) AddedField(name string) (ent.Value, bool) {
 		return m.AddedLatencyMs()
 	case usagerecord.FieldTtftMs:
 		return m.AddedTtftMs()
+	case usagerecord.FieldRedactedEmails:
+		return m.AddedRedactedEmails()
+	case usagerecord.FieldRedactedPhones:
+		return m.AddedRedactedPhones()
+	case usagerecord.FieldRedactedCards:
+		return m.AddedRedactedCards()
+	case usagerecord.FieldRedactedIbans:
+		return m.AddedRedactedIbans()
+	case usagerecord.FieldRedactedSecrets:
+		return m.AddedRedactedSecrets()
 	}
 	return nil, false
 }
@@ -22101,6 +22486,41 @@ func (m *UsageRecordMutation) AddField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.AddTtftMs(v)
+		return nil
+	case usagerecord.FieldRedactedEmails:
+		v, ok := value.(int32)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddRedactedEmails(v)
+		return nil
+	case usagerecord.FieldRedactedPhones:
+		v, ok := value.(int32)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddRedactedPhones(v)
+		return nil
+	case usagerecord.FieldRedactedCards:
+		v, ok := value.(int32)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddRedactedCards(v)
+		return nil
+	case usagerecord.FieldRedactedIbans:
+		v, ok := value.(int32)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddRedactedIbans(v)
+		return nil
+	case usagerecord.FieldRedactedSecrets:
+		v, ok := value.(int32)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddRedactedSecrets(v)
 		return nil
 	}
 	return fmt.Errorf("unknown UsageRecord numeric field %s", name)
@@ -22188,6 +22608,21 @@ func (m *UsageRecordMutation) ResetField(name string) error {
 		return nil
 	case usagerecord.FieldTtftMs:
 		m.ResetTtftMs()
+		return nil
+	case usagerecord.FieldRedactedEmails:
+		m.ResetRedactedEmails()
+		return nil
+	case usagerecord.FieldRedactedPhones:
+		m.ResetRedactedPhones()
+		return nil
+	case usagerecord.FieldRedactedCards:
+		m.ResetRedactedCards()
+		return nil
+	case usagerecord.FieldRedactedIbans:
+		m.ResetRedactedIbans()
+		return nil
+	case usagerecord.FieldRedactedSecrets:
+		m.ResetRedactedSecrets()
 		return nil
 	case usagerecord.FieldCreatedAt:
 		m.ResetCreatedAt()

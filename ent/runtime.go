@@ -1119,6 +1119,36 @@ func init() {
 	usagerecord.DefaultTtftMs = usagerecordDescTtftMs.Default.(int64)
 	// usagerecord.TtftMsValidator is a validator for the "ttft_ms" field. It is called by the builders before save.
 	usagerecord.TtftMsValidator = usagerecordDescTtftMs.Validators[0].(func(int64) error)
+	// usagerecordDescRedactedEmails is the schema descriptor for redacted_emails field.
+	usagerecordDescRedactedEmails := usagerecordFields[17].Descriptor()
+	// usagerecord.DefaultRedactedEmails holds the default value on creation for the redacted_emails field.
+	usagerecord.DefaultRedactedEmails = usagerecordDescRedactedEmails.Default.(int32)
+	// usagerecord.RedactedEmailsValidator is a validator for the "redacted_emails" field. It is called by the builders before save.
+	usagerecord.RedactedEmailsValidator = usagerecordDescRedactedEmails.Validators[0].(func(int32) error)
+	// usagerecordDescRedactedPhones is the schema descriptor for redacted_phones field.
+	usagerecordDescRedactedPhones := usagerecordFields[18].Descriptor()
+	// usagerecord.DefaultRedactedPhones holds the default value on creation for the redacted_phones field.
+	usagerecord.DefaultRedactedPhones = usagerecordDescRedactedPhones.Default.(int32)
+	// usagerecord.RedactedPhonesValidator is a validator for the "redacted_phones" field. It is called by the builders before save.
+	usagerecord.RedactedPhonesValidator = usagerecordDescRedactedPhones.Validators[0].(func(int32) error)
+	// usagerecordDescRedactedCards is the schema descriptor for redacted_cards field.
+	usagerecordDescRedactedCards := usagerecordFields[19].Descriptor()
+	// usagerecord.DefaultRedactedCards holds the default value on creation for the redacted_cards field.
+	usagerecord.DefaultRedactedCards = usagerecordDescRedactedCards.Default.(int32)
+	// usagerecord.RedactedCardsValidator is a validator for the "redacted_cards" field. It is called by the builders before save.
+	usagerecord.RedactedCardsValidator = usagerecordDescRedactedCards.Validators[0].(func(int32) error)
+	// usagerecordDescRedactedIbans is the schema descriptor for redacted_ibans field.
+	usagerecordDescRedactedIbans := usagerecordFields[20].Descriptor()
+	// usagerecord.DefaultRedactedIbans holds the default value on creation for the redacted_ibans field.
+	usagerecord.DefaultRedactedIbans = usagerecordDescRedactedIbans.Default.(int32)
+	// usagerecord.RedactedIbansValidator is a validator for the "redacted_ibans" field. It is called by the builders before save.
+	usagerecord.RedactedIbansValidator = usagerecordDescRedactedIbans.Validators[0].(func(int32) error)
+	// usagerecordDescRedactedSecrets is the schema descriptor for redacted_secrets field.
+	usagerecordDescRedactedSecrets := usagerecordFields[21].Descriptor()
+	// usagerecord.DefaultRedactedSecrets holds the default value on creation for the redacted_secrets field.
+	usagerecord.DefaultRedactedSecrets = usagerecordDescRedactedSecrets.Default.(int32)
+	// usagerecord.RedactedSecretsValidator is a validator for the "redacted_secrets" field. It is called by the builders before save.
+	usagerecord.RedactedSecretsValidator = usagerecordDescRedactedSecrets.Validators[0].(func(int32) error)
 	// usagerecordDescID is the schema descriptor for id field.
 	usagerecordDescID := usagerecordMixinFields0[0].Descriptor()
 	// usagerecord.DefaultID holds the default value on creation for the id field.

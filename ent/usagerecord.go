@@ -52,6 +52,16 @@ type UsageRecord struct {
 	LatencyMs int64 `json:"latency_ms,omitempty"`
 	// TtftMs holds the value of the "ttft_ms" field.
 	TtftMs int64 `json:"ttft_ms,omitempty"`
+	// RedactedEmails holds the value of the "redacted_emails" field.
+	RedactedEmails int32 `json:"redacted_emails,omitempty"`
+	// RedactedPhones holds the value of the "redacted_phones" field.
+	RedactedPhones int32 `json:"redacted_phones,omitempty"`
+	// RedactedCards holds the value of the "redacted_cards" field.
+	RedactedCards int32 `json:"redacted_cards,omitempty"`
+	// RedactedIbans holds the value of the "redacted_ibans" field.
+	RedactedIbans int32 `json:"redacted_ibans,omitempty"`
+	// RedactedSecrets holds the value of the "redacted_secrets" field.
+	RedactedSecrets int32 `json:"redacted_secrets,omitempty"`
 	// CreatedAt holds the value of the "created_at" field.
 	CreatedAt    time.Time `json:"created_at,omitempty"`
 	selectValues sql.SelectValues
@@ -66,7 +76,7 @@ func (*UsageRecord) scanValues(columns []string) ([]any, error) {
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
 		case usagerecord.FieldEstimated, usagerecord.FieldStreamed:
 			values[i] = new(sql.NullBool)
-		case usagerecord.FieldInputTokens, usagerecord.FieldOutputTokens, usagerecord.FieldCachedInputTokens, usagerecord.FieldReasoningTokens, usagerecord.FieldCostMicros, usagerecord.FieldStatusCode, usagerecord.FieldLatencyMs, usagerecord.FieldTtftMs:
+		case usagerecord.FieldInputTokens, usagerecord.FieldOutputTokens, usagerecord.FieldCachedInputTokens, usagerecord.FieldReasoningTokens, usagerecord.FieldCostMicros, usagerecord.FieldStatusCode, usagerecord.FieldLatencyMs, usagerecord.FieldTtftMs, usagerecord.FieldRedactedEmails, usagerecord.FieldRedactedPhones, usagerecord.FieldRedactedCards, usagerecord.FieldRedactedIbans, usagerecord.FieldRedactedSecrets:
 			values[i] = new(sql.NullInt64)
 		case usagerecord.FieldRequestID, usagerecord.FieldModel, usagerecord.FieldProvider, usagerecord.FieldUpstreamModel, usagerecord.FieldErrorType:
 			values[i] = new(sql.NullString)
@@ -198,6 +208,36 @@ func (_m *UsageRecord) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.TtftMs = value.Int64
 			}
+		case usagerecord.FieldRedactedEmails:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field redacted_emails", values[i])
+			} else if value.Valid {
+				_m.RedactedEmails = int32(value.Int64)
+			}
+		case usagerecord.FieldRedactedPhones:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field redacted_phones", values[i])
+			} else if value.Valid {
+				_m.RedactedPhones = int32(value.Int64)
+			}
+		case usagerecord.FieldRedactedCards:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field redacted_cards", values[i])
+			} else if value.Valid {
+				_m.RedactedCards = int32(value.Int64)
+			}
+		case usagerecord.FieldRedactedIbans:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field redacted_ibans", values[i])
+			} else if value.Valid {
+				_m.RedactedIbans = int32(value.Int64)
+			}
+		case usagerecord.FieldRedactedSecrets:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field redacted_secrets", values[i])
+			} else if value.Valid {
+				_m.RedactedSecrets = int32(value.Int64)
+			}
 		case usagerecord.FieldCreatedAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {
 				return fmt.Errorf("unexpected type %T for field created_at", values[i])
@@ -292,6 +332,21 @@ func (_m *UsageRecord) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("ttft_ms=")
 	builder.WriteString(fmt.Sprintf("%v", _m.TtftMs))
+	builder.WriteString(", ")
+	builder.WriteString("redacted_emails=")
+	builder.WriteString(fmt.Sprintf("%v", _m.RedactedEmails))
+	builder.WriteString(", ")
+	builder.WriteString("redacted_phones=")
+	builder.WriteString(fmt.Sprintf("%v", _m.RedactedPhones))
+	builder.WriteString(", ")
+	builder.WriteString("redacted_cards=")
+	builder.WriteString(fmt.Sprintf("%v", _m.RedactedCards))
+	builder.WriteString(", ")
+	builder.WriteString("redacted_ibans=")
+	builder.WriteString(fmt.Sprintf("%v", _m.RedactedIbans))
+	builder.WriteString(", ")
+	builder.WriteString("redacted_secrets=")
+	builder.WriteString(fmt.Sprintf("%v", _m.RedactedSecrets))
 	builder.WriteString(", ")
 	builder.WriteString("created_at=")
 	builder.WriteString(_m.CreatedAt.Format(time.ANSIC))

@@ -246,6 +246,76 @@ func (_c *UsageRecordCreate) SetNillableTtftMs(v *int64) *UsageRecordCreate {
 	return _c
 }
 
+// SetRedactedEmails sets the "redacted_emails" field.
+func (_c *UsageRecordCreate) SetRedactedEmails(v int32) *UsageRecordCreate {
+	_c.mutation.SetRedactedEmails(v)
+	return _c
+}
+
+// SetNillableRedactedEmails sets the "redacted_emails" field if the given value is not nil.
+func (_c *UsageRecordCreate) SetNillableRedactedEmails(v *int32) *UsageRecordCreate {
+	if v != nil {
+		_c.SetRedactedEmails(*v)
+	}
+	return _c
+}
+
+// SetRedactedPhones sets the "redacted_phones" field.
+func (_c *UsageRecordCreate) SetRedactedPhones(v int32) *UsageRecordCreate {
+	_c.mutation.SetRedactedPhones(v)
+	return _c
+}
+
+// SetNillableRedactedPhones sets the "redacted_phones" field if the given value is not nil.
+func (_c *UsageRecordCreate) SetNillableRedactedPhones(v *int32) *UsageRecordCreate {
+	if v != nil {
+		_c.SetRedactedPhones(*v)
+	}
+	return _c
+}
+
+// SetRedactedCards sets the "redacted_cards" field.
+func (_c *UsageRecordCreate) SetRedactedCards(v int32) *UsageRecordCreate {
+	_c.mutation.SetRedactedCards(v)
+	return _c
+}
+
+// SetNillableRedactedCards sets the "redacted_cards" field if the given value is not nil.
+func (_c *UsageRecordCreate) SetNillableRedactedCards(v *int32) *UsageRecordCreate {
+	if v != nil {
+		_c.SetRedactedCards(*v)
+	}
+	return _c
+}
+
+// SetRedactedIbans sets the "redacted_ibans" field.
+func (_c *UsageRecordCreate) SetRedactedIbans(v int32) *UsageRecordCreate {
+	_c.mutation.SetRedactedIbans(v)
+	return _c
+}
+
+// SetNillableRedactedIbans sets the "redacted_ibans" field if the given value is not nil.
+func (_c *UsageRecordCreate) SetNillableRedactedIbans(v *int32) *UsageRecordCreate {
+	if v != nil {
+		_c.SetRedactedIbans(*v)
+	}
+	return _c
+}
+
+// SetRedactedSecrets sets the "redacted_secrets" field.
+func (_c *UsageRecordCreate) SetRedactedSecrets(v int32) *UsageRecordCreate {
+	_c.mutation.SetRedactedSecrets(v)
+	return _c
+}
+
+// SetNillableRedactedSecrets sets the "redacted_secrets" field if the given value is not nil.
+func (_c *UsageRecordCreate) SetNillableRedactedSecrets(v *int32) *UsageRecordCreate {
+	if v != nil {
+		_c.SetRedactedSecrets(*v)
+	}
+	return _c
+}
+
 // SetCreatedAt sets the "created_at" field.
 func (_c *UsageRecordCreate) SetCreatedAt(v time.Time) *UsageRecordCreate {
 	_c.mutation.SetCreatedAt(v)
@@ -357,6 +427,26 @@ func (_c *UsageRecordCreate) defaults() {
 		v := usagerecord.DefaultTtftMs
 		_c.mutation.SetTtftMs(v)
 	}
+	if _, ok := _c.mutation.RedactedEmails(); !ok {
+		v := usagerecord.DefaultRedactedEmails
+		_c.mutation.SetRedactedEmails(v)
+	}
+	if _, ok := _c.mutation.RedactedPhones(); !ok {
+		v := usagerecord.DefaultRedactedPhones
+		_c.mutation.SetRedactedPhones(v)
+	}
+	if _, ok := _c.mutation.RedactedCards(); !ok {
+		v := usagerecord.DefaultRedactedCards
+		_c.mutation.SetRedactedCards(v)
+	}
+	if _, ok := _c.mutation.RedactedIbans(); !ok {
+		v := usagerecord.DefaultRedactedIbans
+		_c.mutation.SetRedactedIbans(v)
+	}
+	if _, ok := _c.mutation.RedactedSecrets(); !ok {
+		v := usagerecord.DefaultRedactedSecrets
+		_c.mutation.SetRedactedSecrets(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := usagerecord.DefaultID()
 		_c.mutation.SetID(v)
@@ -451,6 +541,46 @@ func (_c *UsageRecordCreate) check() error {
 	if v, ok := _c.mutation.TtftMs(); ok {
 		if err := usagerecord.TtftMsValidator(v); err != nil {
 			return &ValidationError{Name: "ttft_ms", err: fmt.Errorf(`ent: validator failed for field "UsageRecord.ttft_ms": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.RedactedEmails(); !ok {
+		return &ValidationError{Name: "redacted_emails", err: errors.New(`ent: missing required field "UsageRecord.redacted_emails"`)}
+	}
+	if v, ok := _c.mutation.RedactedEmails(); ok {
+		if err := usagerecord.RedactedEmailsValidator(v); err != nil {
+			return &ValidationError{Name: "redacted_emails", err: fmt.Errorf(`ent: validator failed for field "UsageRecord.redacted_emails": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.RedactedPhones(); !ok {
+		return &ValidationError{Name: "redacted_phones", err: errors.New(`ent: missing required field "UsageRecord.redacted_phones"`)}
+	}
+	if v, ok := _c.mutation.RedactedPhones(); ok {
+		if err := usagerecord.RedactedPhonesValidator(v); err != nil {
+			return &ValidationError{Name: "redacted_phones", err: fmt.Errorf(`ent: validator failed for field "UsageRecord.redacted_phones": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.RedactedCards(); !ok {
+		return &ValidationError{Name: "redacted_cards", err: errors.New(`ent: missing required field "UsageRecord.redacted_cards"`)}
+	}
+	if v, ok := _c.mutation.RedactedCards(); ok {
+		if err := usagerecord.RedactedCardsValidator(v); err != nil {
+			return &ValidationError{Name: "redacted_cards", err: fmt.Errorf(`ent: validator failed for field "UsageRecord.redacted_cards": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.RedactedIbans(); !ok {
+		return &ValidationError{Name: "redacted_ibans", err: errors.New(`ent: missing required field "UsageRecord.redacted_ibans"`)}
+	}
+	if v, ok := _c.mutation.RedactedIbans(); ok {
+		if err := usagerecord.RedactedIbansValidator(v); err != nil {
+			return &ValidationError{Name: "redacted_ibans", err: fmt.Errorf(`ent: validator failed for field "UsageRecord.redacted_ibans": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.RedactedSecrets(); !ok {
+		return &ValidationError{Name: "redacted_secrets", err: errors.New(`ent: missing required field "UsageRecord.redacted_secrets"`)}
+	}
+	if v, ok := _c.mutation.RedactedSecrets(); ok {
+		if err := usagerecord.RedactedSecretsValidator(v); err != nil {
+			return &ValidationError{Name: "redacted_secrets", err: fmt.Errorf(`ent: validator failed for field "UsageRecord.redacted_secrets": %w`, err)}
 		}
 	}
 	if _, ok := _c.mutation.CreatedAt(); !ok {
@@ -559,6 +689,26 @@ func (_c *UsageRecordCreate) createSpec() (*UsageRecord, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.TtftMs(); ok {
 		_spec.SetField(usagerecord.FieldTtftMs, field.TypeInt64, value)
 		_node.TtftMs = value
+	}
+	if value, ok := _c.mutation.RedactedEmails(); ok {
+		_spec.SetField(usagerecord.FieldRedactedEmails, field.TypeInt32, value)
+		_node.RedactedEmails = value
+	}
+	if value, ok := _c.mutation.RedactedPhones(); ok {
+		_spec.SetField(usagerecord.FieldRedactedPhones, field.TypeInt32, value)
+		_node.RedactedPhones = value
+	}
+	if value, ok := _c.mutation.RedactedCards(); ok {
+		_spec.SetField(usagerecord.FieldRedactedCards, field.TypeInt32, value)
+		_node.RedactedCards = value
+	}
+	if value, ok := _c.mutation.RedactedIbans(); ok {
+		_spec.SetField(usagerecord.FieldRedactedIbans, field.TypeInt32, value)
+		_node.RedactedIbans = value
+	}
+	if value, ok := _c.mutation.RedactedSecrets(); ok {
+		_spec.SetField(usagerecord.FieldRedactedSecrets, field.TypeInt32, value)
+		_node.RedactedSecrets = value
 	}
 	if value, ok := _c.mutation.CreatedAt(); ok {
 		_spec.SetField(usagerecord.FieldCreatedAt, field.TypeTime, value)
@@ -683,6 +833,21 @@ func (u *UsageRecordUpsertOne) UpdateNewValues() *UsageRecordUpsertOne {
 		}
 		if _, exists := u.create.mutation.TtftMs(); exists {
 			s.SetIgnore(usagerecord.FieldTtftMs)
+		}
+		if _, exists := u.create.mutation.RedactedEmails(); exists {
+			s.SetIgnore(usagerecord.FieldRedactedEmails)
+		}
+		if _, exists := u.create.mutation.RedactedPhones(); exists {
+			s.SetIgnore(usagerecord.FieldRedactedPhones)
+		}
+		if _, exists := u.create.mutation.RedactedCards(); exists {
+			s.SetIgnore(usagerecord.FieldRedactedCards)
+		}
+		if _, exists := u.create.mutation.RedactedIbans(); exists {
+			s.SetIgnore(usagerecord.FieldRedactedIbans)
+		}
+		if _, exists := u.create.mutation.RedactedSecrets(); exists {
+			s.SetIgnore(usagerecord.FieldRedactedSecrets)
 		}
 		if _, exists := u.create.mutation.CreatedAt(); exists {
 			s.SetIgnore(usagerecord.FieldCreatedAt)
@@ -951,6 +1116,21 @@ func (u *UsageRecordUpsertBulk) UpdateNewValues() *UsageRecordUpsertBulk {
 			}
 			if _, exists := b.mutation.TtftMs(); exists {
 				s.SetIgnore(usagerecord.FieldTtftMs)
+			}
+			if _, exists := b.mutation.RedactedEmails(); exists {
+				s.SetIgnore(usagerecord.FieldRedactedEmails)
+			}
+			if _, exists := b.mutation.RedactedPhones(); exists {
+				s.SetIgnore(usagerecord.FieldRedactedPhones)
+			}
+			if _, exists := b.mutation.RedactedCards(); exists {
+				s.SetIgnore(usagerecord.FieldRedactedCards)
+			}
+			if _, exists := b.mutation.RedactedIbans(); exists {
+				s.SetIgnore(usagerecord.FieldRedactedIbans)
+			}
+			if _, exists := b.mutation.RedactedSecrets(); exists {
+				s.SetIgnore(usagerecord.FieldRedactedSecrets)
 			}
 			if _, exists := b.mutation.CreatedAt(); exists {
 				s.SetIgnore(usagerecord.FieldCreatedAt)

@@ -93,3 +93,31 @@ func BenchmarkNonStreamingRequestWithPolicies(b *testing.B) {
 		benchRequest(b, f, fmt.Sprint("r", i), chatBody, "application/json", []string{answer})
 	}
 }
+
+// BenchmarkRedaction is BenchmarkNonStreamingRequest with the tenant's
+// redaction off and on, for a short prompt and a ~9 KB one (prose, code
+// and numbers, with an e-mail address, a phone number and a card number
+// to replace): compare off and on in one run for the cost of redaction.
+func BenchmarkRedaction(b *testing.B) {
+	answer := `{"id":"c1","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"Done."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":1,"total_tokens":13}}`
+	long := strings.Repeat("The quarterly report (v2.3, 2024-01-15) lists 1,234 orders; see https://example.com/r/12345 and call getUserAccountSettings(42). ", 70) +
+		"Contact ada@example.com or +49 30 1234567, card 4111 1111 1111 1111."
+	prompts := []struct{ name, body string }{
+		{"short", chatBody},
+		{"9KB", `{"model":"smart","messages":[{"role":"system","content":"Summarize."},{"role":"user","content":"` + long + `"}]}`},
+	}
+	for _, p := range prompts {
+		for _, on := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/redact=%v", p.name, on), func(b *testing.B) {
+				f := benchFixture(b)
+				f.cfg.tenants[tenantID].Policy = &configv1.Policy{Redact: on}
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					i++
+					benchRequest(b, f, fmt.Sprint("r", i), p.body, "application/json", []string{answer})
+				}
+			})
+		}
+	}
+}

@@ -210,6 +210,11 @@ func (d *downstream) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 		return d.refuse(e)
 	}
 	r.model, r.deployments, r.stream, r.body = m, deps, f.Stream, b.GetBody()
+	if redacts(r.tenant, r.key) {
+		if r.body, r.redactions, e = redactBody(r.api, r.body); e != nil {
+			return d.refuse(e)
+		}
+	}
 	// Translate for the first deployment now, so that a request that no
 	// provider could take is refused with a 400 before it leaves; each try
 	// translates again for its own deployment.
@@ -365,6 +370,7 @@ func (d *downstream) usageRecord() *usagev1.UsageRecord {
 	if r.model != nil {
 		rec.Model = r.model.GetName()
 	}
+	rec.Redactions = r.redactions
 	t, tries := r.outcome()
 	switch {
 	case d.refusedStatus != 0:

@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	configv1 "github.com/tollgate-dev/tollgate/api/tollgate/config/v1"
+	usagev1 "github.com/tollgate-dev/tollgate/api/tollgate/usage/v1"
 	"github.com/tollgate-dev/tollgate/extproc/quota"
 	"github.com/tollgate-dev/tollgate/extproc/translate"
 )
@@ -27,9 +28,12 @@ type request struct {
 	// privacy requirement), in the model's order.
 	deployments []*configv1.Deployment
 	requirement requirement
-	body        []byte // as the client sent it; each try translates it for its provider
-	stream      bool
-	noStore     bool
+	// redactions counts what redaction replaced in body; nil when the
+	// policy does not redact.
+	redactions *usagev1.Redactions
+	body       []byte // as the client sent it (redacted if the policy says so); each try translates it for its provider
+	stream     bool
+	noStore    bool
 	// keepContent: the policy keeps this request's bodies (content.go).
 	keepContent bool
 	// outputCap is the policy's limit on output tokens: every try's request

@@ -5,6 +5,8 @@ import (
 	"net/http"
 
 	configv1 "github.com/tollgate-dev/tollgate/api/tollgate/config/v1"
+	usagev1 "github.com/tollgate-dev/tollgate/api/tollgate/usage/v1"
+	"github.com/tollgate-dev/tollgate/extproc/redact"
 	"github.com/tollgate-dev/tollgate/extproc/translate"
 )
 
@@ -86,4 +88,35 @@ func tryAllowed(r *request, d *configv1.Deployment, p *configv1.Provider) *trans
 	}
 	return &translate.Error{Status: http.StatusForbidden, Type: "permission_error", Code: "no_permitted_deployment",
 		Message: fmt.Sprintf("The request would go to the provider %q, which does not guarantee %s as your organization's policy requires; it was not sent.", p.GetName(), r.requirement.what())}
+}
+
+// promptFields are where each client API keeps prompt text.
+var promptFields = map[translate.ClientAPI]redact.Fields{
+	translate.OpenAIChat:        redact.OpenAIChat,
+	translate.OpenAIResponses:   redact.OpenAIResponses,
+	translate.OpenAIEmbeddings:  redact.OpenAIEmbeddings,
+	translate.AnthropicMessages: redact.AnthropicMessages,
+}
+
+// redacts says whether the request's prompt is redacted: the tenant's
+// policy or the key's may ask for it.
+func redacts(tenant *configv1.Tenant, key *configv1.Key) bool {
+	return tenant.GetPolicy().GetRedact() || key.GetPolicy().GetRedact()
+}
+
+// redactBody replaces personal data and secrets in the prompt text of
+// body before any translation, so that every try sends the redacted text.
+func redactBody(api translate.ClientAPI, body []byte) ([]byte, *usagev1.Redactions, *translate.Error) {
+	out, c, err := redact.Body(body, promptFields[api])
+	if err != nil {
+		return nil, nil, &translate.Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: translate.CodeInvalidJSON,
+			Message: "We could not parse the JSON body of your request: " + err.Error()}
+	}
+	return out, &usagev1.Redactions{
+		Emails:  int32(c[redact.Email]),
+		Phones:  int32(c[redact.Phone]),
+		Cards:   int32(c[redact.Card]),
+		Ibans:   int32(c[redact.IBAN]),
+		Secrets: int32(c[redact.Secret]),
+	}, nil
 }

@@ -132,3 +132,37 @@ func TestMissingPrivacyRouteIsRefusedNotWidened(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// With redaction on, every try sends the redacted prompt and the usage
+// record counts what was replaced; without it, the prompt goes as sent.
+func TestRedactionReachesEveryTryAndTheUsageRecord(t *testing.T) {
+	const body = `{"model":"smart","messages":[{"role":"user","content":"I am ada@example.com, card 4111 1111 1111 1111, call +49 30 1234567"}]}`
+	for _, on := range []bool{true, false} {
+		f := newFixture(t)
+		f.cfg.tenants[tenantID].Policy = &configv1.Policy{Redact: on}
+		ds, r, id := f.admit(t, body)
+		if ir := r.GetImmediateResponse(); ir != nil {
+			t.Fatalf("refused: %s", ir.GetBody())
+		}
+		for _, dep := range []string{anthropicD, openaiD} {
+			us := f.open()
+			_, _, common := mutations(us.exchange(t, upstreamHeaders(dep, ":path", "/v1/chat/completions", "x-request-id", id)))
+			sent := string(common.GetBodyMutation().GetBody())
+			redacted := strings.Contains(sent, "[EMAIL]") && strings.Contains(sent, "[CARD]") && strings.Contains(sent, "[PHONE]")
+			leaked := strings.Contains(sent, "ada@example.com") || strings.Contains(sent, "4111") || strings.Contains(sent, "1234567")
+			if on && (!redacted || leaked) || !on && (redacted || !leaked) {
+				t.Errorf("redact=%v, try at %s sent %s", on, dep, sent)
+			}
+			us.close(t)
+		}
+		ds.close(t)
+		rec := f.usage.records()[0]
+		red := rec.GetRedactions()
+		if on && (red.GetEmails() != 1 || red.GetCards() != 1 || red.GetPhones() != 1 || red.GetIbans() != 0 || red.GetSecrets() != 0) {
+			t.Errorf("redactions on the usage record = %v", red)
+		}
+		if !on && red != nil {
+			t.Errorf("redactions recorded with redaction off: %v", red)
+		}
+	}
+}

@@ -72,10 +72,13 @@ var recordColumns = []string{
 	usagerecord.FieldReasoningTokens, usagerecord.FieldEstimated, usagerecord.FieldCostMicros,
 	usagerecord.FieldStatusCode, usagerecord.FieldErrorType, usagerecord.FieldStreamed,
 	usagerecord.FieldLatencyMs, usagerecord.FieldTtftMs, usagerecord.FieldCreatedAt,
+	usagerecord.FieldRedactedEmails, usagerecord.FieldRedactedPhones, usagerecord.FieldRedactedCards,
+	usagerecord.FieldRedactedIbans, usagerecord.FieldRedactedSecrets,
 }
 
 func recordValues(rw row) []any {
 	r := rw.rec
+	red := r.GetRedactions()
 	var key any // NULL without a key
 	if rw.keyID != nil {
 		key = *rw.keyID
@@ -87,6 +90,7 @@ func recordValues(rw row) []any {
 		r.GetReasoningTokens(), r.GetEstimated(), r.GetCostMicros(),
 		r.GetStatusCode(), r.GetErrorType(), r.GetStreamed(),
 		r.GetLatencyMs(), r.GetTtftMs(), rw.time,
+		red.GetEmails(), red.GetPhones(), red.GetCards(), red.GetIbans(), red.GetSecrets(),
 	}
 }
 
@@ -110,6 +114,11 @@ func checkRecord(rw row) error {
 		{usagerecord.FieldCostMicros, usagerecord.CostMicrosValidator(r.GetCostMicros())},
 		{usagerecord.FieldLatencyMs, usagerecord.LatencyMsValidator(r.GetLatencyMs())},
 		{usagerecord.FieldTtftMs, usagerecord.TtftMsValidator(r.GetTtftMs())},
+		{usagerecord.FieldRedactedEmails, usagerecord.RedactedEmailsValidator(r.GetRedactions().GetEmails())},
+		{usagerecord.FieldRedactedPhones, usagerecord.RedactedPhonesValidator(r.GetRedactions().GetPhones())},
+		{usagerecord.FieldRedactedCards, usagerecord.RedactedCardsValidator(r.GetRedactions().GetCards())},
+		{usagerecord.FieldRedactedIbans, usagerecord.RedactedIbansValidator(r.GetRedactions().GetIbans())},
+		{usagerecord.FieldRedactedSecrets, usagerecord.RedactedSecretsValidator(r.GetRedactions().GetSecrets())},
 	} {
 		if c.err != nil {
 			return fmt.Errorf("%w: %s: %w", errRefused, c.field, c.err)

@@ -775,6 +775,11 @@ var (
 		{Name: "streamed", Type: field.TypeBool, Default: false},
 		{Name: "latency_ms", Type: field.TypeInt64, Default: 0},
 		{Name: "ttft_ms", Type: field.TypeInt64, Default: 0},
+		{Name: "redacted_emails", Type: field.TypeInt32, Default: 0},
+		{Name: "redacted_phones", Type: field.TypeInt32, Default: 0},
+		{Name: "redacted_cards", Type: field.TypeInt32, Default: 0},
+		{Name: "redacted_ibans", Type: field.TypeInt32, Default: 0},
+		{Name: "redacted_secrets", Type: field.TypeInt32, Default: 0},
 		{Name: "created_at", Type: field.TypeTime},
 	}
 	// UsageRecordsTable holds the schema information for the "usage_records" table.
@@ -786,17 +791,17 @@ var (
 			{
 				Name:    "usagerecord_tenant_id_created_at",
 				Unique:  false,
-				Columns: []*schema.Column{UsageRecordsColumns[2], UsageRecordsColumns[18]},
+				Columns: []*schema.Column{UsageRecordsColumns[2], UsageRecordsColumns[23]},
 			},
 			{
 				Name:    "usagerecord_api_key_id_created_at",
 				Unique:  false,
-				Columns: []*schema.Column{UsageRecordsColumns[3], UsageRecordsColumns[18]},
+				Columns: []*schema.Column{UsageRecordsColumns[3], UsageRecordsColumns[23]},
 			},
 			{
 				Name:    "usagerecord_created_at",
 				Unique:  false,
-				Columns: []*schema.Column{UsageRecordsColumns[18]},
+				Columns: []*schema.Column{UsageRecordsColumns[23]},
 			},
 		},
 	}

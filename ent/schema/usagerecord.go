@@ -33,6 +33,13 @@ func (UsageRecord) Fields() []ent.Field {
 		field.Bool("streamed").Default(false).Immutable(),
 		field.Int64("latency_ms").Default(0).NonNegative().Immutable(),
 		field.Int64("ttft_ms").Default(0).NonNegative().Immutable(),
+		// How many values redaction replaced in the prompt, by kind (only
+		// the counts: the values never leave ext_proc).
+		field.Int32("redacted_emails").Default(0).NonNegative().Immutable(),
+		field.Int32("redacted_phones").Default(0).NonNegative().Immutable(),
+		field.Int32("redacted_cards").Default(0).NonNegative().Immutable(),
+		field.Int32("redacted_ibans").Default(0).NonNegative().Immutable(),
+		field.Int32("redacted_secrets").Default(0).NonNegative().Immutable(),
 		// created_at is when the request arrived at the gateway, not when the
 		// record reached the store.
 		field.Time("created_at").Immutable(),

@@ -46,6 +46,16 @@ const (
 	FieldLatencyMs = "latency_ms"
 	// FieldTtftMs holds the string denoting the ttft_ms field in the database.
 	FieldTtftMs = "ttft_ms"
+	// FieldRedactedEmails holds the string denoting the redacted_emails field in the database.
+	FieldRedactedEmails = "redacted_emails"
+	// FieldRedactedPhones holds the string denoting the redacted_phones field in the database.
+	FieldRedactedPhones = "redacted_phones"
+	// FieldRedactedCards holds the string denoting the redacted_cards field in the database.
+	FieldRedactedCards = "redacted_cards"
+	// FieldRedactedIbans holds the string denoting the redacted_ibans field in the database.
+	FieldRedactedIbans = "redacted_ibans"
+	// FieldRedactedSecrets holds the string denoting the redacted_secrets field in the database.
+	FieldRedactedSecrets = "redacted_secrets"
 	// FieldCreatedAt holds the string denoting the created_at field in the database.
 	FieldCreatedAt = "created_at"
 	// Table holds the table name of the usagerecord in the database.
@@ -72,6 +82,11 @@ var Columns = []string{
 	FieldStreamed,
 	FieldLatencyMs,
 	FieldTtftMs,
+	FieldRedactedEmails,
+	FieldRedactedPhones,
+	FieldRedactedCards,
+	FieldRedactedIbans,
+	FieldRedactedSecrets,
 	FieldCreatedAt,
 }
 
@@ -130,6 +145,26 @@ var (
 	DefaultTtftMs int64
 	// TtftMsValidator is a validator for the "ttft_ms" field. It is called by the builders before save.
 	TtftMsValidator func(int64) error
+	// DefaultRedactedEmails holds the default value on creation for the "redacted_emails" field.
+	DefaultRedactedEmails int32
+	// RedactedEmailsValidator is a validator for the "redacted_emails" field. It is called by the builders before save.
+	RedactedEmailsValidator func(int32) error
+	// DefaultRedactedPhones holds the default value on creation for the "redacted_phones" field.
+	DefaultRedactedPhones int32
+	// RedactedPhonesValidator is a validator for the "redacted_phones" field. It is called by the builders before save.
+	RedactedPhonesValidator func(int32) error
+	// DefaultRedactedCards holds the default value on creation for the "redacted_cards" field.
+	DefaultRedactedCards int32
+	// RedactedCardsValidator is a validator for the "redacted_cards" field. It is called by the builders before save.
+	RedactedCardsValidator func(int32) error
+	// DefaultRedactedIbans holds the default value on creation for the "redacted_ibans" field.
+	DefaultRedactedIbans int32
+	// RedactedIbansValidator is a validator for the "redacted_ibans" field. It is called by the builders before save.
+	RedactedIbansValidator func(int32) error
+	// DefaultRedactedSecrets holds the default value on creation for the "redacted_secrets" field.
+	DefaultRedactedSecrets int32
+	// RedactedSecretsValidator is a validator for the "redacted_secrets" field. It is called by the builders before save.
+	RedactedSecretsValidator func(int32) error
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -225,6 +260,31 @@ func ByLatencyMs(opts ...sql.OrderTermOption) OrderOption {
 // ByTtftMs orders the results by the ttft_ms field.
 func ByTtftMs(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldTtftMs, opts...).ToFunc()
+}
+
+// ByRedactedEmails orders the results by the redacted_emails field.
+func ByRedactedEmails(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRedactedEmails, opts...).ToFunc()
+}
+
+// ByRedactedPhones orders the results by the redacted_phones field.
+func ByRedactedPhones(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRedactedPhones, opts...).ToFunc()
+}
+
+// ByRedactedCards orders the results by the redacted_cards field.
+func ByRedactedCards(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRedactedCards, opts...).ToFunc()
+}
+
+// ByRedactedIbans orders the results by the redacted_ibans field.
+func ByRedactedIbans(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRedactedIbans, opts...).ToFunc()
+}
+
+// ByRedactedSecrets orders the results by the redacted_secrets field.
+func ByRedactedSecrets(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRedactedSecrets, opts...).ToFunc()
 }
 
 // ByCreatedAt orders the results by the created_at field.

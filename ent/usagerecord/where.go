@@ -140,6 +140,31 @@ func TtftMs(v int64) predicate.UsageRecord {
 	return predicate.UsageRecord(sql.FieldEQ(FieldTtftMs, v))
 }
 
+// RedactedEmails applies equality check predicate on the "redacted_emails" field. It's identical to RedactedEmailsEQ.
+func RedactedEmails(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldEQ(FieldRedactedEmails, v))
+}
+
+// RedactedPhones applies equality check predicate on the "redacted_phones" field. It's identical to RedactedPhonesEQ.
+func RedactedPhones(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldEQ(FieldRedactedPhones, v))
+}
+
+// RedactedCards applies equality check predicate on the "redacted_cards" field. It's identical to RedactedCardsEQ.
+func RedactedCards(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldEQ(FieldRedactedCards, v))
+}
+
+// RedactedIbans applies equality check predicate on the "redacted_ibans" field. It's identical to RedactedIbansEQ.
+func RedactedIbans(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldEQ(FieldRedactedIbans, v))
+}
+
+// RedactedSecrets applies equality check predicate on the "redacted_secrets" field. It's identical to RedactedSecretsEQ.
+func RedactedSecrets(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldEQ(FieldRedactedSecrets, v))
+}
+
 // CreatedAt applies equality check predicate on the "created_at" field. It's identical to CreatedAtEQ.
 func CreatedAt(v time.Time) predicate.UsageRecord {
 	return predicate.UsageRecord(sql.FieldEQ(FieldCreatedAt, v))
@@ -898,6 +923,206 @@ func TtftMsLT(v int64) predicate.UsageRecord {
 // TtftMsLTE applies the LTE predicate on the "ttft_ms" field.
 func TtftMsLTE(v int64) predicate.UsageRecord {
 	return predicate.UsageRecord(sql.FieldLTE(FieldTtftMs, v))
+}
+
+// RedactedEmailsEQ applies the EQ predicate on the "redacted_emails" field.
+func RedactedEmailsEQ(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldEQ(FieldRedactedEmails, v))
+}
+
+// RedactedEmailsNEQ applies the NEQ predicate on the "redacted_emails" field.
+func RedactedEmailsNEQ(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldNEQ(FieldRedactedEmails, v))
+}
+
+// RedactedEmailsIn applies the In predicate on the "redacted_emails" field.
+func RedactedEmailsIn(vs ...int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldIn(FieldRedactedEmails, vs...))
+}
+
+// RedactedEmailsNotIn applies the NotIn predicate on the "redacted_emails" field.
+func RedactedEmailsNotIn(vs ...int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldNotIn(FieldRedactedEmails, vs...))
+}
+
+// RedactedEmailsGT applies the GT predicate on the "redacted_emails" field.
+func RedactedEmailsGT(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldGT(FieldRedactedEmails, v))
+}
+
+// RedactedEmailsGTE applies the GTE predicate on the "redacted_emails" field.
+func RedactedEmailsGTE(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldGTE(FieldRedactedEmails, v))
+}
+
+// RedactedEmailsLT applies the LT predicate on the "redacted_emails" field.
+func RedactedEmailsLT(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldLT(FieldRedactedEmails, v))
+}
+
+// RedactedEmailsLTE applies the LTE predicate on the "redacted_emails" field.
+func RedactedEmailsLTE(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldLTE(FieldRedactedEmails, v))
+}
+
+// RedactedPhonesEQ applies the EQ predicate on the "redacted_phones" field.
+func RedactedPhonesEQ(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldEQ(FieldRedactedPhones, v))
+}
+
+// RedactedPhonesNEQ applies the NEQ predicate on the "redacted_phones" field.
+func RedactedPhonesNEQ(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldNEQ(FieldRedactedPhones, v))
+}
+
+// RedactedPhonesIn applies the In predicate on the "redacted_phones" field.
+func RedactedPhonesIn(vs ...int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldIn(FieldRedactedPhones, vs...))
+}
+
+// RedactedPhonesNotIn applies the NotIn predicate on the "redacted_phones" field.
+func RedactedPhonesNotIn(vs ...int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldNotIn(FieldRedactedPhones, vs...))
+}
+
+// RedactedPhonesGT applies the GT predicate on the "redacted_phones" field.
+func RedactedPhonesGT(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldGT(FieldRedactedPhones, v))
+}
+
+// RedactedPhonesGTE applies the GTE predicate on the "redacted_phones" field.
+func RedactedPhonesGTE(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldGTE(FieldRedactedPhones, v))
+}
+
+// RedactedPhonesLT applies the LT predicate on the "redacted_phones" field.
+func RedactedPhonesLT(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldLT(FieldRedactedPhones, v))
+}
+
+// RedactedPhonesLTE applies the LTE predicate on the "redacted_phones" field.
+func RedactedPhonesLTE(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldLTE(FieldRedactedPhones, v))
+}
+
+// RedactedCardsEQ applies the EQ predicate on the "redacted_cards" field.
+func RedactedCardsEQ(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldEQ(FieldRedactedCards, v))
+}
+
+// RedactedCardsNEQ applies the NEQ predicate on the "redacted_cards" field.
+func RedactedCardsNEQ(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldNEQ(FieldRedactedCards, v))
+}
+
+// RedactedCardsIn applies the In predicate on the "redacted_cards" field.
+func RedactedCardsIn(vs ...int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldIn(FieldRedactedCards, vs...))
+}
+
+// RedactedCardsNotIn applies the NotIn predicate on the "redacted_cards" field.
+func RedactedCardsNotIn(vs ...int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldNotIn(FieldRedactedCards, vs...))
+}
+
+// RedactedCardsGT applies the GT predicate on the "redacted_cards" field.
+func RedactedCardsGT(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldGT(FieldRedactedCards, v))
+}
+
+// RedactedCardsGTE applies the GTE predicate on the "redacted_cards" field.
+func RedactedCardsGTE(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldGTE(FieldRedactedCards, v))
+}
+
+// RedactedCardsLT applies the LT predicate on the "redacted_cards" field.
+func RedactedCardsLT(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldLT(FieldRedactedCards, v))
+}
+
+// RedactedCardsLTE applies the LTE predicate on the "redacted_cards" field.
+func RedactedCardsLTE(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldLTE(FieldRedactedCards, v))
+}
+
+// RedactedIbansEQ applies the EQ predicate on the "redacted_ibans" field.
+func RedactedIbansEQ(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldEQ(FieldRedactedIbans, v))
+}
+
+// RedactedIbansNEQ applies the NEQ predicate on the "redacted_ibans" field.
+func RedactedIbansNEQ(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldNEQ(FieldRedactedIbans, v))
+}
+
+// RedactedIbansIn applies the In predicate on the "redacted_ibans" field.
+func RedactedIbansIn(vs ...int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldIn(FieldRedactedIbans, vs...))
+}
+
+// RedactedIbansNotIn applies the NotIn predicate on the "redacted_ibans" field.
+func RedactedIbansNotIn(vs ...int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldNotIn(FieldRedactedIbans, vs...))
+}
+
+// RedactedIbansGT applies the GT predicate on the "redacted_ibans" field.
+func RedactedIbansGT(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldGT(FieldRedactedIbans, v))
+}
+
+// RedactedIbansGTE applies the GTE predicate on the "redacted_ibans" field.
+func RedactedIbansGTE(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldGTE(FieldRedactedIbans, v))
+}
+
+// RedactedIbansLT applies the LT predicate on the "redacted_ibans" field.
+func RedactedIbansLT(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldLT(FieldRedactedIbans, v))
+}
+
+// RedactedIbansLTE applies the LTE predicate on the "redacted_ibans" field.
+func RedactedIbansLTE(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldLTE(FieldRedactedIbans, v))
+}
+
+// RedactedSecretsEQ applies the EQ predicate on the "redacted_secrets" field.
+func RedactedSecretsEQ(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldEQ(FieldRedactedSecrets, v))
+}
+
+// RedactedSecretsNEQ applies the NEQ predicate on the "redacted_secrets" field.
+func RedactedSecretsNEQ(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldNEQ(FieldRedactedSecrets, v))
+}
+
+// RedactedSecretsIn applies the In predicate on the "redacted_secrets" field.
+func RedactedSecretsIn(vs ...int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldIn(FieldRedactedSecrets, vs...))
+}
+
+// RedactedSecretsNotIn applies the NotIn predicate on the "redacted_secrets" field.
+func RedactedSecretsNotIn(vs ...int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldNotIn(FieldRedactedSecrets, vs...))
+}
+
+// RedactedSecretsGT applies the GT predicate on the "redacted_secrets" field.
+func RedactedSecretsGT(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldGT(FieldRedactedSecrets, v))
+}
+
+// RedactedSecretsGTE applies the GTE predicate on the "redacted_secrets" field.
+func RedactedSecretsGTE(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldGTE(FieldRedactedSecrets, v))
+}
+
+// RedactedSecretsLT applies the LT predicate on the "redacted_secrets" field.
+func RedactedSecretsLT(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldLT(FieldRedactedSecrets, v))
+}
+
+// RedactedSecretsLTE applies the LTE predicate on the "redacted_secrets" field.
+func RedactedSecretsLTE(v int32) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldLTE(FieldRedactedSecrets, v))
 }
 
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.

@@ -1,7 +1,6 @@
 package redact
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,7 +60,8 @@ var ErrNotJSON = errors.New("redact: the body is not a JSON object")
 // replaced. Everything else stays byte for byte; a body with nothing to
 // redact is returned as it is.
 func Body(body []byte, fields Fields) ([]byte, Counts, error) {
-	w := walker{src: body, fields: fields, path: make([]string, 0, 8)}
+	w := walker{src: body, fields: fields}
+	w.path = w.pathBuf[:0]
 	i := w.space(0)
 	if i >= len(body) || body[i] != '{' {
 		return nil, Counts{}, ErrNotJSON
@@ -85,12 +85,19 @@ func Body(body []byte, fields Fields) ([]byte, Counts, error) {
 type walker struct {
 	src    []byte
 	fields Fields
-	path   []string
-	out    []byte // nil until the first change
-	copied int    // src[:copied] is in out
-	counts Counts
-	depth  int
+	// path holds member names (slices of src, or decoded when escaped)
+	// and arrayElem for array elements.
+	path    [][]byte
+	pathBuf [8][]byte
+	out     []byte // nil until the first change
+	copied  int    // src[:copied] is in out
+	counts  Counts
+	depth   int
 }
+
+// arrayElem stands in the path for an element of an array, as "*" does in
+// Fields.
+var arrayElem = []byte("*")
 
 // maxDepth bounds nesting, as encoding/json does, so a hostile body cannot
 // exhaust the stack.
@@ -117,12 +124,12 @@ func (w *walker) value(i int) (int, error) {
 	if i >= len(w.src) {
 		return 0, w.errAt(i, "unexpected end")
 	}
-	switch c := w.src[i]; {
-	case c == '{':
+	switch w.src[i] {
+	case '{':
 		return w.object(i)
-	case c == '[':
+	case '[':
 		return w.array(i)
-	case c == '"':
+	case '"':
 		end, escaped, err := w.stringEnd(i)
 		if err != nil {
 			return 0, err
@@ -168,11 +175,13 @@ func (w *walker) object(i int) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		name := string(w.src[i+1 : end-1])
+		name := w.src[i+1 : end-1]
 		if escaped {
-			if err := json.Unmarshal(w.src[i:end], &name); err != nil {
+			var decoded string
+			if err := json.Unmarshal(w.src[i:end], &decoded); err != nil {
 				return 0, w.errAt(i, "bad member name")
 			}
+			name = []byte(decoded)
 		}
 		i = w.space(end)
 		if i >= len(w.src) || w.src[i] != ':' {
@@ -205,7 +214,7 @@ func (w *walker) array(i int) (int, error) {
 	if i < len(w.src) && w.src[i] == ']' {
 		return i + 1, nil
 	}
-	w.path = append(w.path, "*")
+	w.path = append(w.path, arrayElem)
 	defer func() { w.path = w.path[:len(w.path)-1] }()
 	for {
 		var err error
@@ -248,7 +257,7 @@ func (w *walker) matches() bool {
 		}
 		ok := true
 		for k, seg := range f {
-			if seg != w.path[k] && seg != "*" {
+			if seg != "*" && seg != string(w.path[k]) {
 				ok = false
 				break
 			}
@@ -286,14 +295,38 @@ func (w *walker) redactString(i, end int, escaped bool) {
 }
 
 // appendJSONString writes s as a JSON string, escaping only what JSON
-// requires (not <, > and &, as encoding/json would).
+// requires (not <, > and &, as encoding/json would); invalid UTF-8 becomes
+// U+FFFD, as encoding/json writes it.
 func appendJSONString(dst []byte, s string) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "\uFFFD")
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			switch {
+			case b == '"' || b == '\\':
+				dst = append(dst, '\\', b)
+			case b == '\n':
+				dst = append(dst, '\\', 'n')
+			case b == '\r':
+				dst = append(dst, '\\', 'r')
+			case b == '\t':
+				dst = append(dst, '\\', 't')
+			case b < 0x20:
+				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xf])
+			default:
+				dst = append(dst, b)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, "\\ufffd"...)
+		} else {
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
 	}
-	_ = enc.Encode(s) // a string always encodes
-	return append(dst, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
+	return append(dst, '"')
 }

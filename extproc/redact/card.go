@@ -1,6 +1,8 @@
 package redact
 
-// nextCard finds a payment card number: 13 to 19 digits, written without
+// nextNumber finds the next payment card or phone number (phone.go).
+//
+// A payment card number is 13 to 19 digits, written without
 // separators or in groups of 3 to 6 split by single spaces or single
 // dashes (all the same), starting with 2 to 6 (the networks' ranges:
 // Mastercard 2 and 5, Amex, Diners and JCB 3, Visa 4, Discover, Maestro
@@ -8,15 +10,18 @@ package redact
 // other lengths or starting digits, those that fail the Luhn check (nine
 // in ten random numbers), and digits mixed with other separators (dates,
 // versions, IP addresses).
-func nextCard(s string, from int) (int, int, bool) {
+func nextNumber(s string, from int) (start, end int, k Kind, ok bool) {
 	var r numberRun
 	for nextNumberRun(s, from, &r) {
-		if isCard(&r) {
-			return r.start, r.end, true
+		switch {
+		case isCard(&r):
+			return r.start, r.end, Card, true
+		case isPhone(&r):
+			return r.start, r.end, Phone, true
 		}
 		from = r.end
 	}
-	return 0, 0, false
+	return 0, 0, 0, false
 }
 
 func isCard(r *numberRun) bool {

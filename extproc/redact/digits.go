@@ -34,12 +34,15 @@ func nextNumberRun(s string, from int, r *numberRun) bool {
 			}
 			continue
 		}
-		if i > 1 && (s[i-1] == '.' || s[i-1] == '-' || s[i-1] == ',' || s[i-1] == '/') && isDigit(s[i-2]) {
+		if i > 1 && isNumberJoin(s[i-1]) && isDigit(s[i-2]) {
 			continue
 		}
 		if readRun(s, i, r) {
 			return true
 		}
+		// Nothing inside a run that is not a number is one either (the
+		// tail of a too-long number is not a phone number).
+		i = max(i, r.end-1)
 	}
 	return false
 }
@@ -86,14 +89,29 @@ func readRun(s string, i int, r *numberRun) bool {
 			k++
 		}
 		r.end = j
-		if r.nd >= maxRunDigits || sep == 0 || k >= len(s) || !(isDigit(s[k]) || (s[k] == '(' && r.parenGroup < 0 && r.ng < 2)) {
+		if r.nd >= maxRunDigits || sep == 0 || k >= len(s) {
+			break
+		}
+		if opensGroup := s[k] == '(' && r.parenGroup < 0 && r.ng < 2; !isDigit(s[k]) && !opensGroup {
 			break
 		}
 		r.seps[r.ng-1] = sep
 		j = k
 	}
-	// A run that goes on into a word ("123abc") is not a number.
-	return !(r.end < len(s) && (isAlnum(s[r.end]) || s[r.end] == '_'))
+	// A run that goes on into a word ("123abc") or straight into another
+	// number ("555+1234") is not a number.
+	if r.end < len(s) && (isAlnum(s[r.end]) || s[r.end] == '_' || s[r.end] == '+' || s[r.end] == '(') {
+		return false
+	}
+	// Nor one followed by a separator and more digits that it could not
+	// take ("000 000,5": an amount), as a run is not taken from after one.
+	return r.end+1 >= len(s) || !isNumberJoin(s[r.end]) || !isDigit(s[r.end+1])
+}
+
+// isNumberJoin are the characters between digits that make them one
+// number, for the boundary of a run.
+func isNumberJoin(b byte) bool {
+	return b == '.' || b == '-' || b == ',' || b == '/'
 }
 
 // separators says whether every separator is sep.

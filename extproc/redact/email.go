@@ -9,6 +9,8 @@ import "strings"
 // pins (pkg@1.2.3: numeric last label) and file names with a density
 // suffix (icon@2x.png: a file extension is not a top-level domain).
 func nextEmail(s string, from int) (int, int, bool) {
+	// Nothing before from: it is the end of the previous match.
+	from0 := from
 	for {
 		at := strings.IndexByte(s[from:], '@')
 		if at < 0 {
@@ -17,7 +19,7 @@ func nextEmail(s string, from int) (int, int, bool) {
 		at += from
 		from = at + 1
 		start := at
-		for start > 0 && isLocalChar(s[start-1]) {
+		for start > from0 && isLocalChar(s[start-1]) {
 			start--
 		}
 		// The local part neither starts nor ends with a dot.

@@ -3,7 +3,9 @@ package redact
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // Redacting text twice finds nothing new: placeholders never look like a
@@ -63,3 +65,25 @@ func FuzzBody(f *testing.F) {
 		}
 	})
 }
+
+// appendJSONString writes what encoding/json reads back as the string
+// (invalid UTF-8 as U+FFFD).
+func FuzzJSONString(f *testing.F) {
+	for _, s := range []string{"", "plain", "quote \" backslash \\ nl \n tab \t cr \r", "\x00\x1f\x7f", "<&>", "Grüße 😀", "bad \xff utf8 \xc3", "\u2028"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		enc := appendJSONString(nil, s)
+		var got string
+		if err := json.Unmarshal(enc, &got); err != nil {
+			t.Fatalf("%q encoded as invalid JSON %s: %v", s, enc, err)
+		}
+		if want := strings.ToValidUTF8(s, "\uFFFD"); got != want && !invalidRunes(s) {
+			t.Errorf("%q read back as %q", s, got)
+		}
+	})
+}
+
+// invalidRunes: ToValidUTF8 replaces a run of invalid bytes with one
+// U+FFFD, encoding/json and appendJSONString one per byte; both are fine.
+func invalidRunes(s string) bool { return !utf8.ValidString(s) }

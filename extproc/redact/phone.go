@@ -1,6 +1,6 @@
 package redact
 
-// nextPhone finds a phone number in one of the forms people write them:
+// isPhone matches a phone number in one of the forms people write them:
 //
 //   - international: + and 8 to 15 digits, in groups split by single
 //     spaces, dashes, dots or a parenthesised area code ("+49 30 1234567",
@@ -16,17 +16,6 @@ package redact
 // Digits without separators and without + are not matched (they are as
 // often order numbers or ids), nor are dates ("2024-01-15",
 // "01.02.2024"), times, versions, IP addresses, amounts or ISBNs.
-func nextPhone(s string, from int) (int, int, bool) {
-	var r numberRun
-	for nextNumberRun(s, from, &r) {
-		if isPhone(&r) {
-			return r.start, r.end, true
-		}
-		from = r.end
-	}
-	return 0, 0, false
-}
-
 func isPhone(r *numberRun) bool {
 	n := r.nd
 	switch {

@@ -21,9 +21,10 @@ import "strings"
 // Kind is a kind of value that is redacted.
 type Kind int
 
-// The kinds, in the order Text looks for them: a secret or an IBAN can
-// contain runs of digits that would otherwise look like a card or a phone
-// number.
+// The kinds. Text looks for secrets first, then e-mail addresses, IBANs,
+// and cards and phone numbers last (in one pass over runs of digits): a
+// secret or an IBAN can contain runs of digits that would otherwise look
+// like a card or a phone number.
 const (
 	Secret Kind = iota
 	Email
@@ -32,6 +33,10 @@ const (
 	Phone
 	numKinds
 )
+
+// passes are the scans Text makes, in order; numbers finds cards and phone
+// numbers.
+var passes = [...]Kind{Secret, Email, IBAN, Card}
 
 // Placeholder is the text that replaces a value of kind k.
 func (k Kind) Placeholder() string {
@@ -61,32 +66,34 @@ func (c *Counts) Add(o Counts) {
 	}
 }
 
-// next finds the next value of kind k in s at or after from, and returns
-// its span; ok is false when there is none. Detectors run in time linear
-// in len(s) over all the calls of one pass (st carries what a pass
+// next finds the next value of pass p in s at or after from, and returns
+// its span and kind; ok is false when there is none. Detectors run in time
+// linear in len(s) over all the calls of one pass (st carries what a pass
 // learnt), so that no prompt can make redaction slow. (A switch, not a
 // table of funcs: direct calls keep st on the stack.)
-func next(k Kind, s string, from int, st *passState) (start, end int, ok bool) {
-	switch k {
+func next(p Kind, s string, from int, st *passState) (start, end int, k Kind, ok bool) {
+	switch p {
 	case Secret:
-		return nextSecret(s, from, st)
+		start, end, ok = nextSecret(s, from, st)
 	case Email:
-		return nextEmail(s, from)
+		start, end, ok = nextEmail(s, from)
 	case IBAN:
-		return nextIBAN(s, from)
-	case Card:
-		return nextCard(s, from)
+		start, end, ok = nextIBAN(s, from)
 	default:
-		return nextPhone(s, from)
+		return nextNumber(s, from)
 	}
+	return start, end, p, ok
 }
 
 // passState is what a detector remembers between the calls of one pass.
 type passState struct {
 	// lastPEMEnd is the last "-----END " in s (-1 if none): a PEM block
-	// cannot start after it.
+	// cannot start after it. It is found when first needed (unknown
+	// before): most text has no PEM header, and the search is slow.
 	lastPEMEnd int
 }
+
+const unknown = -2
 
 // Text returns s with every value it detects replaced by its kind's
 // placeholder, and adds what it replaced to c. Each kind runs over the
@@ -94,32 +101,30 @@ type passState struct {
 // detector matches. A string without anything to replace is returned as
 // it is, without allocating.
 func Text(s string, c *Counts) string {
-	for k := Kind(0); k < numKinds; k++ {
-		s = replaceAll(s, k, c)
+	for _, p := range passes {
+		s = replaceAll(s, p, c)
 	}
 	return s
 }
 
-func replaceAll(s string, k Kind, c *Counts) string {
-	st := passState{lastPEMEnd: -1}
-	if k == Secret {
-		st.lastPEMEnd = strings.LastIndex(s, pemEnd)
-	}
-	start, end, ok := next(k, s, 0, &st)
+func replaceAll(s string, p Kind, c *Counts) string {
+	st := passState{lastPEMEnd: unknown}
+	start, end, k, ok := next(p, s, 0, &st)
 	if !ok {
 		return s
 	}
-	out := make([]byte, 0, len(s))
+	var out strings.Builder
+	out.Grow(len(s))
 	last := 0
 	for ok {
-		out = append(out, s[last:start]...)
-		out = append(out, k.Placeholder()...)
+		out.WriteString(s[last:start])
+		out.WriteString(k.Placeholder())
 		c[k]++
 		last = end
-		start, end, ok = next(k, s, end, &st)
+		start, end, k, ok = next(p, s, end, &st)
 	}
-	out = append(out, s[last:]...)
-	return string(out)
+	out.WriteString(s[last:])
+	return out.String()
 }
 
 // Character classes, by byte: the detectors look at ASCII only; other

@@ -26,13 +26,19 @@ func nextSecret(s string, from int, st *passState) (int, int, bool) {
 		for j < len(s) && isTokenChar(s[j]) {
 			j++
 		}
-		if end, ok := pemBlock(s, i, st.lastPEMEnd); ok {
-			return i, end, true
+		switch {
+		case s[i] == '-':
+			if end, ok := pemBlock(s, i, st); ok {
+				return i, end, true
+			}
+		case j-i < minKeyLen:
+			// Most words: too short for any key.
+		case s[i] == 'e':
+			if end, ok := jwt(s, i, j); ok {
+				return i, end, true
+			}
 		}
-		if end, ok := jwt(s, i, j); ok {
-			return i, end, true
-		}
-		if prefixedKey(s[i:j]) || randomLooking(s[i:j]) {
+		if j-i >= minKeyLen && (prefixedKey(s[i:j]) || randomLooking(s[i:j])) {
 			return i, j, true
 		}
 		i = j
@@ -55,8 +61,15 @@ var keyPrefixes = []struct {
 	{"hf_", 30},
 }
 
+// minKeyLen is the shortest token prefixedKey, randomLooking or jwt can
+// match (xoxb- and ten characters).
+const minKeyLen = 15
+
 func prefixedKey(tok string) bool {
 	for _, p := range keyPrefixes {
+		if p.prefix[0] != tok[0] {
+			continue
+		}
 		if rest, ok := strings.CutPrefix(tok, p.prefix); ok && len(rest) >= p.min && hasDigitOrUpper(rest) {
 			return true
 		}
@@ -168,15 +181,21 @@ const (
 )
 
 // pemBlock matches -----BEGIN … PRIVATE KEY----- … -----END …-----,
-// starting at i; lastEnd is the last "-----END " in s.
-func pemBlock(s string, i, lastEnd int) (int, bool) {
+// starting at i.
+func pemBlock(s string, i int, st *passState) (int, bool) {
 	rest := s[i:]
-	if !strings.HasPrefix(rest, pemBegin) || lastEnd < i {
+	if !strings.HasPrefix(rest, pemBegin) {
+		return 0, false
+	}
+	if st.lastPEMEnd == unknown {
+		st.lastPEMEnd = strings.LastIndex(s, pemEnd)
+	}
+	if st.lastPEMEnd < i {
 		return 0, false
 	}
 	head := rest[:min(len(rest), 64)]
-	close := strings.Index(head[len(pemBegin):], "-----")
-	if close < 0 || !strings.HasSuffix(head[:len(pemBegin)+close], "PRIVATE KEY") {
+	dashes := strings.Index(head[len(pemBegin):], "-----")
+	if dashes < 0 || !strings.HasSuffix(head[:len(pemBegin)+dashes], "PRIVATE KEY") {
 		return 0, false
 	}
 	// The nearest end; each byte is scanned here once per pass, as the

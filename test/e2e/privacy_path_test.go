@@ -18,6 +18,7 @@ import (
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/controlplane/store/storetest"
 	"github.com/tollgate-dev/tollgate/ent"
+	"github.com/tollgate-dev/tollgate/ent/usagerecord"
 	"github.com/tollgate-dev/tollgate/test/fakeprovider"
 )
 
@@ -31,6 +32,7 @@ func TestPrivacyOnTheDataPath(t *testing.T) {
 		t.Run("a restricted account's keys are refused, its tenant's other keys are not", func(t *testing.T) { g.restrictedAccount(t) })
 		t.Run("require_no_training routes only to deployments that guarantee it", func(t *testing.T) { g.noTrainingRouting(t) })
 		t.Run("OpenAI and Azure OpenAI are told not to store requests", func(t *testing.T) { g.providerStorageOff(t) })
+		t.Run("redaction: the provider sees placeholders, the usage record the counts", func(t *testing.T) { g.redaction(t) })
 	})
 }
 
@@ -365,4 +367,89 @@ func (g *gateway) providerStorageOff(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func (g *gateway) redaction(t *testing.T) {
+	key, tenantID, _ := g.tenantKey(t, "redacting-co", "")
+	g.setPolicy(t, &adminv1.Policy{Target: &adminv1.PolicyTarget{Target: &adminv1.PolicyTarget_Tenant{Tenant: tenantID}}, Redact: true})
+	const prompt = "I am ada@example.com (+49 30 1234567); pay DE89 3704 0044 0532 0130 00 with 4111 1111 1111 1111 using sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"
+	values := []string{"ada@example.com", "1234567", "DE89", "4111", "sk-proj-"}
+	anth := g.fakes[fakeprovider.Anthropic]
+	var sent string
+	g.eventually(defaultWait, "the policy's redaction reaches the data plane", func() error {
+		if _, err := g.chatError(t, key, "claude-sonnet-4-5", prompt); err != nil {
+			return err
+		}
+		last, _ := anth.LastRequest()
+		sent = string(last.Body)
+		if !strings.Contains(sent, "[EMAIL]") {
+			return fmt.Errorf("the provider received %s", sent)
+		}
+		return nil
+	})
+	for _, v := range values {
+		if strings.Contains(sent, v) {
+			t.Errorf("the provider received %q: %s", v, sent)
+		}
+	}
+	for _, p := range []string{"[EMAIL]", "[PHONE]", "[IBAN]", "[CARD]", "[SECRET]"} {
+		if !strings.Contains(sent, p) {
+			t.Errorf("the provider did not receive %s: %s", p, sent)
+		}
+	}
+	var rec *ent.UsageRecord
+	g.eventually(defaultWait, "the usage record with the counts", func() error {
+		var err error
+		rec, err = g.store.Client().UsageRecord.Query().
+			Where(usagerecord.TenantID(uuid.MustParse(tenantID)), usagerecord.RedactedEmailsGT(0)).
+			Order(ent.Desc(usagerecord.FieldCreatedAt)).First(t.Context())
+		return err
+	})
+	if rec.RedactedEmails != 1 || rec.RedactedPhones != 1 || rec.RedactedIbans != 1 || rec.RedactedCards != 1 || rec.RedactedSecrets != 1 {
+		t.Errorf("usage record counts: emails %d phones %d ibans %d cards %d secrets %d, want 1 each",
+			rec.RedactedEmails, rec.RedactedPhones, rec.RedactedIbans, rec.RedactedCards, rec.RedactedSecrets)
+	}
+	// The counts, never the values: nothing of the prompt is in the store.
+	g.assertNotStored(t, values...)
+
+	// The Responses API and an Anthropic client are redacted too.
+	oa := g.fakes[fakeprovider.OpenAI]
+	client := g.openai(key)
+	if _, err := client.Responses.New(t.Context(), responses.ResponseNewParams{
+		Model: "gpt-4o-mini", Instructions: openai.String("Reply to ada@example.com"),
+		Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("card 4111 1111 1111 1111")},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if last, _ := oa.LastRequest(); strings.Contains(string(last.Body), "ada@example.com") || strings.Contains(string(last.Body), "4111") {
+		t.Errorf("Responses: the provider received %s", last.Body)
+	}
+	ac := g.anthropic(key)
+	if _, err := ac.Messages.New(t.Context(), anthropic.MessageNewParams{
+		Model: "gpt-4o-mini", MaxTokens: 10, System: []anthropic.TextBlockParam{{Text: "Reply to ada@example.com"}},
+		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("call +49 30 1234567"))},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if last, _ := oa.LastRequest(); strings.Contains(string(last.Body), "ada@example.com") || strings.Contains(string(last.Body), "1234567") {
+		t.Errorf("Anthropic Messages: the provider received %s", last.Body)
+	}
+}
+
+// assertNotStored fails if any text column of the usage records holds one
+// of values.
+func (g *gateway) assertNotStored(t *testing.T, values ...string) {
+	t.Helper()
+	recs, err := g.store.Client().UsageRecord.Query().All(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		row := fmt.Sprintf("%+v", *r)
+		for _, v := range values {
+			if strings.Contains(row, v) {
+				t.Errorf("a usage record holds %q: %s", v, row)
+			}
+		}
+	}
 }

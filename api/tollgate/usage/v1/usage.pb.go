@@ -69,7 +69,10 @@ type UsageRecord struct {
 	// Content was captured but could not be delivered: the record went
 	// through the spill directory, or the memory reserved for content waiting
 	// to be sent was full. The usage itself is complete.
-	ContentLost   bool `protobuf:"varint,20,opt,name=content_lost,json=contentLost,proto3" json:"content_lost,omitempty"`
+	ContentLost bool `protobuf:"varint,20,opt,name=content_lost,json=contentLost,proto3" json:"content_lost,omitempty"`
+	// What redaction replaced in the prompt (the tenant's or key's policy
+	// privacy.redact), by kind; unset when redaction was off.
+	Redactions    *Redactions `protobuf:"bytes,21,opt,name=redactions,proto3" json:"redactions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -244,6 +247,91 @@ func (x *UsageRecord) GetContentLost() bool {
 	return false
 }
 
+func (x *UsageRecord) GetRedactions() *Redactions {
+	if x != nil {
+		return x.Redactions
+	}
+	return nil
+}
+
+// Redactions counts the values replaced by placeholders, by kind. Never the
+// values themselves.
+type Redactions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Emails        int32                  `protobuf:"varint,1,opt,name=emails,proto3" json:"emails,omitempty"`
+	Phones        int32                  `protobuf:"varint,2,opt,name=phones,proto3" json:"phones,omitempty"`
+	Cards         int32                  `protobuf:"varint,3,opt,name=cards,proto3" json:"cards,omitempty"`
+	Ibans         int32                  `protobuf:"varint,4,opt,name=ibans,proto3" json:"ibans,omitempty"`
+	Secrets       int32                  `protobuf:"varint,5,opt,name=secrets,proto3" json:"secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Redactions) Reset() {
+	*x = Redactions{}
+	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Redactions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Redactions) ProtoMessage() {}
+
+func (x *Redactions) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Redactions.ProtoReflect.Descriptor instead.
+func (*Redactions) Descriptor() ([]byte, []int) {
+	return file_tollgate_usage_v1_usage_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Redactions) GetEmails() int32 {
+	if x != nil {
+		return x.Emails
+	}
+	return 0
+}
+
+func (x *Redactions) GetPhones() int32 {
+	if x != nil {
+		return x.Phones
+	}
+	return 0
+}
+
+func (x *Redactions) GetCards() int32 {
+	if x != nil {
+		return x.Cards
+	}
+	return 0
+}
+
+func (x *Redactions) GetIbans() int32 {
+	if x != nil {
+		return x.Ibans
+	}
+	return 0
+}
+
+func (x *Redactions) GetSecrets() int32 {
+	if x != nil {
+		return x.Secrets
+	}
+	return 0
+}
+
 // Content is what the client sent and what it received, as far as the
 // capture limit (ext_proc's --content-capture-bytes per body).
 type Content struct {
@@ -261,7 +349,7 @@ type Content struct {
 
 func (x *Content) Reset() {
 	*x = Content{}
-	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[1]
+	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -273,7 +361,7 @@ func (x *Content) String() string {
 func (*Content) ProtoMessage() {}
 
 func (x *Content) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[1]
+	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -286,7 +374,7 @@ func (x *Content) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Content.ProtoReflect.Descriptor instead.
 func (*Content) Descriptor() ([]byte, []int) {
-	return file_tollgate_usage_v1_usage_proto_rawDescGZIP(), []int{1}
+	return file_tollgate_usage_v1_usage_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Content) GetRequestBody() []byte {
@@ -322,7 +410,7 @@ type IngestRequest struct {
 
 func (x *IngestRequest) Reset() {
 	*x = IngestRequest{}
-	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[2]
+	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -334,7 +422,7 @@ func (x *IngestRequest) String() string {
 func (*IngestRequest) ProtoMessage() {}
 
 func (x *IngestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[2]
+	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -347,7 +435,7 @@ func (x *IngestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestRequest.ProtoReflect.Descriptor instead.
 func (*IngestRequest) Descriptor() ([]byte, []int) {
-	return file_tollgate_usage_v1_usage_proto_rawDescGZIP(), []int{2}
+	return file_tollgate_usage_v1_usage_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *IngestRequest) GetBatchId() uint64 {
@@ -382,7 +470,7 @@ type IngestResponse struct {
 
 func (x *IngestResponse) Reset() {
 	*x = IngestResponse{}
-	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[3]
+	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -394,7 +482,7 @@ func (x *IngestResponse) String() string {
 func (*IngestResponse) ProtoMessage() {}
 
 func (x *IngestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[3]
+	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -407,7 +495,7 @@ func (x *IngestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestResponse.ProtoReflect.Descriptor instead.
 func (*IngestResponse) Descriptor() ([]byte, []int) {
-	return file_tollgate_usage_v1_usage_proto_rawDescGZIP(), []int{3}
+	return file_tollgate_usage_v1_usage_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *IngestResponse) GetBatchId() uint64 {
@@ -445,7 +533,7 @@ type RejectedRecord struct {
 
 func (x *RejectedRecord) Reset() {
 	*x = RejectedRecord{}
-	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[4]
+	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -457,7 +545,7 @@ func (x *RejectedRecord) String() string {
 func (*RejectedRecord) ProtoMessage() {}
 
 func (x *RejectedRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[4]
+	mi := &file_tollgate_usage_v1_usage_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -470,7 +558,7 @@ func (x *RejectedRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectedRecord.ProtoReflect.Descriptor instead.
 func (*RejectedRecord) Descriptor() ([]byte, []int) {
-	return file_tollgate_usage_v1_usage_proto_rawDescGZIP(), []int{4}
+	return file_tollgate_usage_v1_usage_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RejectedRecord) GetIndex() int32 {
@@ -498,7 +586,7 @@ var File_tollgate_usage_v1_usage_proto protoreflect.FileDescriptor
 
 const file_tollgate_usage_v1_usage_proto_rawDesc = "" +
 	"\n" +
-	"\x1dtollgate/usage/v1/usage.proto\x12\x11tollgate.usage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x05\n" +
+	"\x1dtollgate/usage/v1/usage.proto\x12\x11tollgate.usage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf7\x05\n" +
 	"\vUsageRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1b\n" +
@@ -525,7 +613,17 @@ const file_tollgate_usage_v1_usage_proto_rawDesc = "" +
 	"\attft_ms\x18\x11 \x01(\x03R\x06ttftMs\x12.\n" +
 	"\x04time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x124\n" +
 	"\acontent\x18\x13 \x01(\v2\x1a.tollgate.usage.v1.ContentR\acontent\x12!\n" +
-	"\fcontent_lost\x18\x14 \x01(\bR\vcontentLost\"o\n" +
+	"\fcontent_lost\x18\x14 \x01(\bR\vcontentLost\x12=\n" +
+	"\n" +
+	"redactions\x18\x15 \x01(\v2\x1d.tollgate.usage.v1.RedactionsR\n" +
+	"redactions\"\x82\x01\n" +
+	"\n" +
+	"Redactions\x12\x16\n" +
+	"\x06emails\x18\x01 \x01(\x05R\x06emails\x12\x16\n" +
+	"\x06phones\x18\x02 \x01(\x05R\x06phones\x12\x14\n" +
+	"\x05cards\x18\x03 \x01(\x05R\x05cards\x12\x14\n" +
+	"\x05ibans\x18\x04 \x01(\x05R\x05ibans\x12\x18\n" +
+	"\asecrets\x18\x05 \x01(\x05R\asecrets\"o\n" +
 	"\aContent\x12!\n" +
 	"\frequest_body\x18\x01 \x01(\fR\vrequestBody\x12#\n" +
 	"\rresponse_body\x18\x02 \x01(\fR\fresponseBody\x12\x1c\n" +
@@ -557,27 +655,29 @@ func file_tollgate_usage_v1_usage_proto_rawDescGZIP() []byte {
 	return file_tollgate_usage_v1_usage_proto_rawDescData
 }
 
-var file_tollgate_usage_v1_usage_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_tollgate_usage_v1_usage_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_tollgate_usage_v1_usage_proto_goTypes = []any{
 	(*UsageRecord)(nil),           // 0: tollgate.usage.v1.UsageRecord
-	(*Content)(nil),               // 1: tollgate.usage.v1.Content
-	(*IngestRequest)(nil),         // 2: tollgate.usage.v1.IngestRequest
-	(*IngestResponse)(nil),        // 3: tollgate.usage.v1.IngestResponse
-	(*RejectedRecord)(nil),        // 4: tollgate.usage.v1.RejectedRecord
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*Redactions)(nil),            // 1: tollgate.usage.v1.Redactions
+	(*Content)(nil),               // 2: tollgate.usage.v1.Content
+	(*IngestRequest)(nil),         // 3: tollgate.usage.v1.IngestRequest
+	(*IngestResponse)(nil),        // 4: tollgate.usage.v1.IngestResponse
+	(*RejectedRecord)(nil),        // 5: tollgate.usage.v1.RejectedRecord
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
 }
 var file_tollgate_usage_v1_usage_proto_depIdxs = []int32{
-	5, // 0: tollgate.usage.v1.UsageRecord.time:type_name -> google.protobuf.Timestamp
-	1, // 1: tollgate.usage.v1.UsageRecord.content:type_name -> tollgate.usage.v1.Content
-	0, // 2: tollgate.usage.v1.IngestRequest.records:type_name -> tollgate.usage.v1.UsageRecord
-	4, // 3: tollgate.usage.v1.IngestResponse.rejected:type_name -> tollgate.usage.v1.RejectedRecord
-	2, // 4: tollgate.usage.v1.UsageIngestService.Ingest:input_type -> tollgate.usage.v1.IngestRequest
-	3, // 5: tollgate.usage.v1.UsageIngestService.Ingest:output_type -> tollgate.usage.v1.IngestResponse
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	6, // 0: tollgate.usage.v1.UsageRecord.time:type_name -> google.protobuf.Timestamp
+	2, // 1: tollgate.usage.v1.UsageRecord.content:type_name -> tollgate.usage.v1.Content
+	1, // 2: tollgate.usage.v1.UsageRecord.redactions:type_name -> tollgate.usage.v1.Redactions
+	0, // 3: tollgate.usage.v1.IngestRequest.records:type_name -> tollgate.usage.v1.UsageRecord
+	5, // 4: tollgate.usage.v1.IngestResponse.rejected:type_name -> tollgate.usage.v1.RejectedRecord
+	3, // 5: tollgate.usage.v1.UsageIngestService.Ingest:input_type -> tollgate.usage.v1.IngestRequest
+	4, // 6: tollgate.usage.v1.UsageIngestService.Ingest:output_type -> tollgate.usage.v1.IngestResponse
+	6, // [6:7] is the sub-list for method output_type
+	5, // [5:6] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_usage_v1_usage_proto_init() }
@@ -591,7 +691,7 @@ func file_tollgate_usage_v1_usage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tollgate_usage_v1_usage_proto_rawDesc), len(file_tollgate_usage_v1_usage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
