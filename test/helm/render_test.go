@@ -441,6 +441,9 @@ func checkBootstrap(t *testing.T, objs []object, p envoy.Params) {
 			}
 		}
 	}
+	if p.XDSTLS != nil {
+		checkCertificates(t, objs, spec, p.XDSTLS.ServerName)
+	}
 	if got, want := flagValue(extproc.Args, "--listen"), fmt.Sprintf("%s:%d", p.ExtProcHost, p.ExtProcPort); got != want {
 		t.Errorf("ext_proc listens on %q, the bootstrap sends requests to %q", got, want)
 	}
@@ -526,5 +529,31 @@ func checkMigration(t *testing.T, objs []object) {
 		if err1 != nil || err2 != nil || sw >= jw {
 			t.Errorf("the DSN Secret's hook weight %s is not below the Job's %s", s.Annotations["helm.sh/hook-weight"], job.Annotations["helm.sh/hook-weight"])
 		}
+	}
+}
+
+// With cert-manager, the server certificate names the xDS host Envoy and
+// ext_proc verify and lands in the Secret the control plane mounts; the
+// client certificate lands in the Secret the Envoy pod mounts.
+func checkCertificates(t *testing.T, objs []object, envoyPod corev1.PodSpec, xdsServerName string) {
+	t.Helper()
+	certs := all[*certificate](objs)
+	if len(certs) == 0 {
+		return // tls.mode=secret: the operator's certificates
+	}
+	server := find[*certificate](t, objs, release+"-server")
+	client := find[*certificate](t, objs, release+"-dataplane")
+	if !slices.Contains(server.Spec.DNSNames, xdsServerName) {
+		t.Errorf("the server certificate's names %v lack %q, which Envoy and ext_proc verify", server.Spec.DNSNames, xdsServerName)
+	}
+	if !slices.Equal(server.Spec.Usages, []string{"server auth"}) || !slices.Equal(client.Spec.Usages, []string{"client auth"}) {
+		t.Errorf("certificate usages: server %v, client %v", server.Spec.Usages, client.Spec.Usages)
+	}
+	cp := find[*appsv1.Deployment](t, objs, release+"-controlplane").Spec.Template.Spec
+	if !slices.ContainsFunc(cp.Volumes, func(v corev1.Volume) bool { return v.Secret != nil && v.Secret.SecretName == server.Spec.SecretName }) {
+		t.Errorf("the control plane does not mount the server certificate's Secret %s", server.Spec.SecretName)
+	}
+	if !slices.ContainsFunc(envoyPod.Volumes, func(v corev1.Volume) bool { return v.Secret != nil && v.Secret.SecretName == client.Spec.SecretName }) {
+		t.Errorf("the Envoy pod does not mount the client certificate's Secret %s", client.Spec.SecretName)
 	}
 }
