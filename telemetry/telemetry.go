@@ -213,6 +213,17 @@ func (t *Telemetry) Gather() (Families, error) {
 	return Families(mfs), err
 }
 
+// ForceFlush exports the spans and pushed metrics buffered so far, within
+// ctx, without waiting for the next batch.
+func (t *Telemetry) ForceFlush(ctx context.Context) error {
+	var errs []error
+	if t.sdkTrace != nil {
+		errs = append(errs, t.sdkTrace.ForceFlush(ctx))
+	}
+	errs = append(errs, t.meters.ForceFlush(ctx))
+	return errors.Join(errs...)
+}
+
 // Shutdown flushes and stops the exporters, within ctx.
 func (t *Telemetry) Shutdown(ctx context.Context) error {
 	var errs []error

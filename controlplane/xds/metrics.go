@@ -24,9 +24,16 @@ type xdsMetrics struct {
 	// streams are the open streams: the node each serves (once known) and,
 	// by resource type, the last publication it has been sent a response
 	// since.
-	streams map[int64]*streamState
+	streams map[streamKey]*streamState
 	pubSeq  uint64
 	pubTime time.Time
+}
+
+// streamKey names a stream: the state-of-the-world and delta servers
+// number their streams each from 1.
+type streamKey struct {
+	id    int64
+	delta bool
 }
 
 type streamState struct {
@@ -40,7 +47,7 @@ type streamState struct {
 // Register.
 func (p *Publisher) Instrument(mp metric.MeterProvider) error {
 	m := mp.Meter("github.com/tollgate-dev/tollgate/controlplane/xds")
-	x := &xdsMetrics{streams: map[int64]*streamState{}}
+	x := &xdsMetrics{streams: map[streamKey]*streamState{}}
 	var errs [7]error
 	x.push, errs[0] = m.Float64Histogram("tollgate.xds.push.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time from a new configuration being published to the first response of each resource type on each stream that was open then, by resource type."),
@@ -140,26 +147,26 @@ func (x *xdsMetrics) opened(id int64, delta bool) {
 		return
 	}
 	x.mu.Lock()
-	x.streams[id] = &streamState{delta: delta, opened: x.pubSeq, seen: map[string]uint64{}}
+	x.streams[streamKey{id, delta}] = &streamState{delta: delta, opened: x.pubSeq, seen: map[string]uint64{}}
 	x.mu.Unlock()
 }
 
-func (x *xdsMetrics) closed(id int64) {
+func (x *xdsMetrics) closed(id int64, delta bool) {
 	if x == nil {
 		return
 	}
 	x.mu.Lock()
-	delete(x.streams, id)
+	delete(x.streams, streamKey{id, delta})
 	x.mu.Unlock()
 }
 
 // requested notes the node a stream serves.
-func (x *xdsMetrics) requested(id int64, n *corev3.Node) {
+func (x *xdsMetrics) requested(id int64, delta bool, n *corev3.Node) {
 	if x == nil || n.GetId() == "" {
 		return
 	}
 	x.mu.Lock()
-	if s := x.streams[id]; s != nil {
+	if s := x.streams[streamKey{id, delta}]; s != nil {
 		s.node = n.GetId()
 	}
 	x.mu.Unlock()
@@ -168,14 +175,14 @@ func (x *xdsMetrics) requested(id int64, n *corev3.Node) {
 // responded counts a response and, for the first one of its type on its
 // stream since a publication, records how long the publication took to
 // reach it.
-func (x *xdsMetrics) responded(id int64, typeURL string) {
+func (x *xdsMetrics) responded(id int64, delta bool, typeURL string) {
 	if x == nil {
 		return
 	}
 	typ := metric.WithAttributes(attribute.String("tollgate.xds.type", shortType(typeURL)))
 	x.responses.Add(context.Background(), 1, typ)
 	x.mu.Lock()
-	s := x.streams[id]
+	s := x.streams[streamKey{id, delta}]
 	var lag time.Duration
 	push := false
 	if s != nil {

@@ -41,23 +41,23 @@ func callbacks(p *Publisher) serverv3.Callbacks {
 			m.opened(id, true)
 			return nil
 		},
-		StreamClosedFunc:      func(id int64, _ *corev3.Node) { m.closed(id) },
-		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { m.closed(id) },
+		StreamClosedFunc:      func(id int64, _ *corev3.Node) { m.closed(id, false) },
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { m.closed(id, true) },
 		StreamRequestFunc: func(id int64, r *discoverygrpc.DiscoveryRequest) error {
 			seen(context.Background(), r.GetNode())
-			m.requested(id, r.GetNode())
+			m.requested(id, false, r.GetNode())
 			return nil
 		},
 		StreamDeltaRequestFunc: func(id int64, r *discoverygrpc.DeltaDiscoveryRequest) error {
 			seen(context.Background(), r.GetNode())
-			m.requested(id, r.GetNode())
+			m.requested(id, true, r.GetNode())
 			return nil
 		},
 		StreamResponseFunc: func(_ context.Context, id int64, _ *discoverygrpc.DiscoveryRequest, r *discoverygrpc.DiscoveryResponse) {
-			m.responded(id, r.GetTypeUrl())
+			m.responded(id, false, r.GetTypeUrl())
 		},
 		StreamDeltaResponseFunc: func(id int64, _ *discoverygrpc.DeltaDiscoveryRequest, r *discoverygrpc.DeltaDiscoveryResponse) {
-			m.responded(id, r.GetTypeUrl())
+			m.responded(id, true, r.GetTypeUrl())
 		},
 	}
 }

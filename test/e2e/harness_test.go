@@ -43,6 +43,7 @@ import (
 	"github.com/tollgate-dev/tollgate/extproc/configclient"
 	"github.com/tollgate-dev/tollgate/extproc/quota"
 	"github.com/tollgate-dev/tollgate/extproc/usage"
+	"github.com/tollgate-dev/tollgate/telemetry"
 	"github.com/tollgate-dev/tollgate/test/fakeprovider"
 	"github.com/tollgate-dev/tollgate/test/testport"
 )
@@ -65,6 +66,13 @@ type gateway struct {
 	// same address and store.
 	xdsAddr             string
 	restartControlPlane func()
+	// Telemetry, as `tollgate controlplane` and `tollgate extproc` export
+	// it: each one's /metrics URL, ext_proc's providers (its traces go to
+	// the OTLP receiver).
+	controlPlaneMetrics string
+	extprocMetrics      string
+	extprocTelemetry    *telemetry.Telemetry
+	otlp                *otlpReceiver
 }
 
 type lockedBuffer struct {
@@ -134,7 +142,17 @@ func startGateway(t *testing.T, st *store.Store) *gateway {
 	}
 	opts := xdstranslate.DefaultOptions()
 	opts.ListenAddress, opts.ListenPort = "127.0.0.1", uint32(freePort(t))
+	g.otlp = startOTLPReceiver(t)
+	cpTel, cpURL := startTelemetry(t, "tollgate-controlplane", "")
+	epTel, epURL := startTelemetry(t, "tollgate-extproc", g.otlp.addr)
+	g.controlPlaneMetrics, g.extprocMetrics, g.extprocTelemetry = cpURL, epURL, epTel
+	if err := st.Instrument(cpTel.Meters()); err != nil {
+		t.Fatal(err)
+	}
 	pub := xds.NewPublisher(log)
+	if err := pub.Instrument(cpTel.Meters()); err != nil {
+		t.Fatal(err)
+	}
 	rec := &xds.Reconciler{Store: st, Keyring: ring, Options: opts, Publisher: pub, Log: log, PollInterval: 100 * time.Millisecond}
 	rec.Init()
 	adm, err := admin.New(admin.Config{Store: st, Keyring: ring, OperatorToken: op.Plaintext, Logger: log, Changed: rec.Notify})
@@ -182,6 +200,9 @@ func startGateway(t *testing.T, st *store.Store) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := recorder.Instrument(epTel.Meters()); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		c, stop := context.WithTimeout(context.Background(), 10*time.Second)
 		defer stop()
@@ -190,7 +211,8 @@ func startGateway(t *testing.T, st *store.Store) *gateway {
 		}
 	})
 	epSrv := grpc.NewServer()
-	extprocv3.RegisterExternalProcessorServer(epSrv, extproc.New(extproc.Options{Config: cfg, Usage: recorder, Quota: quota.New(quota.Options{}), Logger: log}))
+	extprocv3.RegisterExternalProcessorServer(epSrv, extproc.New(extproc.Options{Config: cfg, Usage: recorder, Quota: quota.New(quota.Options{}), Logger: log,
+		Meters: epTel.Meters(), Tracers: epTel.Tracers()}))
 	epLis := listen(t)
 	serveGRPC(t, epSrv, epLis)
 
@@ -224,6 +246,29 @@ func startGateway(t *testing.T, st *store.Store) *gateway {
 	g.op = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+op.Plaintext)
 	g.configure()
 	return g
+}
+
+// startTelemetry builds a process's providers (traces to otlpAddr when it
+// is not empty, every one sampled) and serves its /metrics.
+func startTelemetry(t *testing.T, service, otlpAddr string) (*telemetry.Telemetry, string) {
+	t.Helper()
+	tel, err := telemetry.New(t.Context(), telemetry.Options{Service: service, OTLPEndpoint: otlpAddr, OTLPInsecure: true, TraceSampleRatio: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := telemetry.ServeMetrics("127.0.0.1:0", tel.Handler(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Close(); err != nil {
+			t.Errorf("closing %s's metrics server: %v", service, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(ctx) // the receiver may be gone already
+	})
+	return tel, "http://" + srv.Addr().String() + "/metrics"
 }
 
 func hostPort(t *testing.T, a net.Addr) (string, uint16) {

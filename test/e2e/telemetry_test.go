@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/tollgate-dev/tollgate/controlplane/store"
+	"github.com/tollgate-dev/tollgate/controlplane/store/storetest"
+	"github.com/tollgate-dev/tollgate/telemetry"
+	"github.com/tollgate-dev/tollgate/test/fakeprovider"
+)
+
+// scrape GETs a /metrics URL as Prometheus would.
+func scrape(t *testing.T, url string) telemetry.Families {
+	t.Helper()
+	resp, err := http.Get(url) //nolint:noctx // loopback, in a test
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	fams, err := telemetry.ParseExposition(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fams
+}
+
+// An SDK's streamed request leaves its metrics on ext_proc's and the
+// control plane's /metrics, and its trace at the OTLP receiver: the
+// client's trace continued through ext_proc's phases and the try, whose
+// span the provider received as its parent.
+func TestMetricsAndTracesOfARequest(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, st *store.Store) {
+		g := startGateway(t, st)
+		const traceID = "0af7651916cd43dd8448eb211c80319c"
+		before := g.usageCount(t)
+		client := g.openai(g.key)
+		stream := client.Chat.Completions.NewStreaming(t.Context(), openai.ChatCompletionNewParams{
+			Model:    "gpt-4o-mini",
+			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("What is the capital of France?")},
+		}, option.WithHeader("traceparent", "00-"+traceID+"-b7ad6b7169203331-01"))
+		var content strings.Builder
+		for stream.Next() {
+			for _, c := range stream.Current().Choices {
+				content.WriteString(c.Delta.Content)
+			}
+		}
+		if err := stream.Err(); err != nil {
+			t.Fatal(err)
+		}
+		rec := g.newUsage(t, before, g.fakes[fakeprovider.OpenAI], "gpt-4o-mini")
+
+		// ext_proc's metrics, under the GenAI conventions.
+		ep := scrape(t, g.extprocMetrics)
+		labels := []string{"gen_ai_provider_name", "openai", "gen_ai_request_model", "gpt-4o-mini", "gen_ai_response_model", "gpt-4o-mini"}
+		if in, ok := ep.HistogramSum("gen_ai_client_token_usage", append(labels, "gen_ai_token_type", "input")...); !ok || int64(in) != rec.InputTokens {
+			t.Errorf("input tokens in the metrics = %v (found %v), in the usage record %d", in, ok, rec.InputTokens)
+		}
+		if out, ok := ep.HistogramSum("gen_ai_client_token_usage", append(labels, "gen_ai_token_type", "output")...); !ok || int64(out) != rec.OutputTokens {
+			t.Errorf("output tokens in the metrics = %v (found %v), in the usage record %d", out, ok, rec.OutputTokens)
+		}
+		for _, name := range []string{"gen_ai_client_operation_duration_seconds", "gen_ai_client_operation_time_to_first_chunk_seconds"} {
+			if n, ok := ep.Sum(name, append(labels, "http_response_status_code", "200")...); !ok || n < 1 {
+				t.Errorf("%s observations = %v (found %v), want the request", name, n, ok)
+			}
+		}
+		for _, phase := range []string{"request_headers", "request_body", "response_headers", "response_body"} {
+			if n, ok := ep.Sum("tollgate_extproc_phase_duration_seconds", "tollgate_extproc_stream", "upstream", "tollgate_extproc_phase", phase); phase != "request_body" && (!ok || n < 1) {
+				t.Errorf("upstream %s phase observations = %v (found %v)", phase, n, ok)
+			}
+		}
+		if _, ok := ep.Sum("tollgate_usage_queue_records"); !ok {
+			t.Error("no usage queue depth on ext_proc's /metrics")
+		}
+		if _, ok := ep.Sum("tollgate_usage_spill_size_bytes"); !ok {
+			t.Error("no usage spill size on ext_proc's /metrics")
+		}
+		g.eventually(10*time.Second, "the usage record is acknowledged in the metrics", func() error {
+			if n, _ := scrape(t, g.extprocMetrics).Sum("tollgate_usage_records_total", "tollgate_outcome", "acked"); n < 1 {
+				return fmt.Errorf("acked records %v", n)
+			}
+			return nil
+		})
+
+		// The control plane's: both nodes connected, configuration pushed,
+		// the usage record stored in a transaction.
+		cp := scrape(t, g.controlPlaneMetrics)
+		if n, ok := cp.Sum("tollgate_xds_nodes_connected"); !ok || n < 2 {
+			t.Errorf("connected nodes = %v (found %v), want the data plane and ext_proc", n, ok)
+		}
+		if n, ok := cp.Sum("tollgate_xds_reconcile_duration_seconds", "tollgate_outcome", "published"); !ok || n < 1 {
+			t.Errorf("reconciliations = %v (found %v)", n, ok)
+		}
+		if n, ok := cp.Sum("tollgate_xds_push_duration_seconds"); !ok || n < 1 {
+			t.Errorf("pushes = %v (found %v): the configuration made after the nodes connected", n, ok)
+		}
+		if n, ok := cp.Sum("tollgate_db_transaction_duration_seconds", "tollgate_outcome", "committed"); !ok || n < 1 {
+			t.Errorf("committed transactions = %v (found %v)", n, ok)
+		}
+
+		// The trace, as the OTLP receiver got it.
+		flushCtx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		if err := g.extprocTelemetry.ForceFlush(flushCtx); err != nil {
+			t.Fatal(err)
+		}
+		id, _ := hex.DecodeString(traceID)
+		var spans []*tracepb.Span
+		g.eventually(10*time.Second, "the request's spans reach the OTLP receiver", func() error {
+			spans = g.otlp.trace(id)
+			if len(spans) < 2 {
+				return fmt.Errorf("%d spans", len(spans))
+			}
+			return nil
+		})
+		byName := map[string]*tracepb.Span{}
+		for _, s := range spans {
+			byName[s.GetName()] = s
+			for _, a := range s.GetAttributes() {
+				if v := a.GetValue().String(); strings.Contains(v, "capital of France") || (content.Len() > 0 && strings.Contains(v, content.String())) || strings.Contains(v, g.key) {
+					t.Errorf("span %s attribute %s carries content or the key: %s", s.GetName(), a.GetKey(), v)
+				}
+			}
+		}
+		root, try := byName["tollgate.request"], byName["chat gpt-4o-mini"]
+		if root == nil || try == nil {
+			t.Fatalf("spans %v: want tollgate.request and chat gpt-4o-mini", spanNames(spans))
+		}
+		if hex.EncodeToString(root.GetParentSpanId()) != "b7ad6b7169203331" {
+			t.Errorf("the request span's parent is %x, want the client's span", root.GetParentSpanId())
+		}
+		if string(try.GetParentSpanId()) != string(root.GetSpanId()) {
+			t.Errorf("the try span's parent is %x, want the request span %x", try.GetParentSpanId(), root.GetSpanId())
+		}
+		for _, n := range []string{"ext_proc request_headers", "ext_proc request_body", "ext_proc response_headers", "ext_proc response_body"} {
+			if byName[n] == nil {
+				t.Errorf("no span %q among %v", n, spanNames(spans))
+			}
+		}
+		last, _ := g.fakes[fakeprovider.OpenAI].LastRequest()
+		want := "00-" + traceID + "-" + hex.EncodeToString(try.GetSpanId()) + "-01"
+		if got := last.Header.Get("traceparent"); got != want {
+			t.Errorf("the provider received traceparent %q, want the try's span %q", got, want)
+		}
+	})
+}
+
+func spanNames(spans []*tracepb.Span) []string {
+	var out []string
+	for _, s := range spans {
+		out = append(out, s.GetName())
+	}
+	return out
+}
