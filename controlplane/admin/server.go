@@ -101,6 +101,7 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 	adminv1.RegisterStatusServiceServer(g, &statusService{Server: s})
 	adminv1.RegisterUsageServiceServer(g, &usageService{Server: s})
 	adminv1.RegisterNotificationServiceServer(g, &notificationService{Server: s})
+	adminv1.RegisterPrivacyServiceServer(g, newPrivacyService(s))
 }
 
 // mutate runs fn in a transaction that also records a config change (how

@@ -15,10 +15,14 @@ import (
 	"github.com/tollgate-dev/tollgate/controlplane/contentlog"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/ent"
+	"github.com/tollgate-dev/tollgate/ent/apikey"
 	entcontentlog "github.com/tollgate-dev/tollgate/ent/contentlog"
 	"github.com/tollgate-dev/tollgate/ent/datakey"
 	"github.com/tollgate-dev/tollgate/ent/gatewaypolicy"
+	"github.com/tollgate-dev/tollgate/ent/invoice"
+	"github.com/tollgate-dev/tollgate/ent/invoiceline"
 	"github.com/tollgate-dev/tollgate/ent/predicate"
+	"github.com/tollgate-dev/tollgate/ent/tenant"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
 )
 
@@ -45,14 +49,21 @@ type Purger struct {
 	// Batch is the most rows per transaction; Now the clock. Tests set them.
 	Batch int
 	Now   func() time.Time
+	// InvoiceRetention is the legal period for which invoices of erased
+	// tenants are kept (blanked) after their period ends.
+	InvoiceRetention time.Duration
 }
+
+// DefaultInvoiceRetention is ten years, the longest period common
+// bookkeeping law asks invoices to be kept for.
+const DefaultInvoiceRetention = 10 * 365 * 24 * time.Hour
 
 // NewPurger returns a Purger.
 func NewPurger(st *store.Store, vault *contentlog.Vault, log *slog.Logger) *Purger {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Purger{store: st, vault: vault, log: log, Batch: DefaultPurgeBatch, Now: time.Now}
+	return &Purger{store: st, vault: vault, log: log, Batch: DefaultPurgeBatch, Now: time.Now, InvoiceRetention: DefaultInvoiceRetention}
 }
 
 // PurgeStats counts what one run deleted.
@@ -61,6 +72,7 @@ type PurgeStats struct {
 	ShreddedContent int // content whose data key is gone
 	Usage           int
 	RewrappedKeys   int
+	Invoices        int // of erased tenants, past the legal period
 	Batches         int
 }
 
@@ -76,9 +88,14 @@ func (p *Purger) Purge(ctx context.Context) (PurgeStats, error) {
 	var st PurgeStats
 	now := p.Now().UTC()
 	expired := entcontentlog.ExpiresAtLTE(now)
-	// Content whose data key no longer exists can never be read again.
+	// Content whose data key no longer exists can never be read again; the
+	// content of a deleted key (an erased account's) goes with the key.
 	shredded := predicate.ContentLog(func(s *entsql.Selector) {
-		s.Where(entsql.NotIn(s.C(entcontentlog.FieldDataKeyID), entsql.Select(datakey.FieldID).From(entsql.Table(datakey.Table))))
+		s.Where(entsql.Or(
+			entsql.NotIn(s.C(entcontentlog.FieldDataKeyID), entsql.Select(datakey.FieldID).From(entsql.Table(datakey.Table))),
+			entsql.And(entsql.NotNull(s.C(entcontentlog.FieldAPIKeyID)),
+				entsql.NotIn(s.C(entcontentlog.FieldAPIKeyID), entsql.Select(apikey.FieldID).From(entsql.Table(apikey.Table)))),
+		))
 	})
 	for _, step := range []struct {
 		count *int
@@ -106,6 +123,13 @@ func (p *Purger) Purge(ctx context.Context) (PurgeStats, error) {
 		if err != nil {
 			return st, err
 		}
+	}
+	n, batches, err := p.drain(ctx, func(ctx context.Context, tx *ent.Tx) (int, error) {
+		return deleteInvoices(ctx, tx, now.Add(-p.InvoiceRetention), p.Batch)
+	})
+	st.Invoices, st.Batches = n, st.Batches+batches
+	if err != nil {
+		return st, err
 	}
 	if p.vault != nil {
 		n, batches, err := p.drain(ctx, func(ctx context.Context, tx *ent.Tx) (int, error) {
@@ -157,6 +181,25 @@ func deleteContent(ctx context.Context, tx *ent.Tx, pred predicate.ContentLog, l
 	n, err := tx.ContentLog.Delete().Where(entcontentlog.IDIn(ids...)).Exec(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("deleting content: %w", err)
+	}
+	return n, nil
+}
+
+// deleteInvoices deletes invoices (and their lines) of tenants that no
+// longer exist whose period ended before before.
+func deleteInvoices(ctx context.Context, tx *ent.Tx, before time.Time, limit int) (int, error) {
+	ids, err := tx.Invoice.Query().Where(invoice.PeriodEndLT(before), func(s *entsql.Selector) {
+		s.Where(entsql.NotIn(s.C(invoice.FieldTenantID), entsql.Select(tenant.FieldID).From(entsql.Table(tenant.Table))))
+	}).Limit(limit).IDs(ctx)
+	if err != nil || len(ids) == 0 {
+		return 0, err
+	}
+	if _, err := tx.InvoiceLine.Delete().Where(invoiceline.InvoiceIDIn(ids...)).Exec(ctx); err != nil {
+		return 0, fmt.Errorf("deleting invoice lines: %w", err)
+	}
+	n, err := tx.Invoice.Delete().Where(invoice.IDIn(ids...)).Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("deleting invoices: %w", err)
 	}
 	return n, nil
 }
