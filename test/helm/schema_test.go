@@ -27,6 +27,7 @@ func TestBadValuesAreRejected(t *testing.T) {
 		{"SQLite DSN", []string{"--set", "database.dsn=sqlite:///var/lib/tollgate/db"}, "at '/database/dsn'"},
 		{"no database", []string{"--set", "database.existingSecret="}, "no database: set database.existingSecret"},
 		{"in-chart CockroachDB and a DSN", []string{"--set", "cockroachdb.enabled=true,database.dsn=postgres://h/db"}, "leave database.dsn empty"},
+		{"grace period shorter than the preStop sleep", []string{"--set", "envoy.preStopSleepSeconds=60"}, "must exceed envoy.preStopSleepSeconds"},
 		{"TLS from Secrets without their names", []string{"--set", "tls.mode=secret"}, "tls.mode=secret needs tls.serverSecret and tls.clientSecret"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

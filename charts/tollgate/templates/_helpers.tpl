@@ -101,6 +101,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- if not (or .Values.cockroachdb.enabled $db.dsn $db.existingSecret) -}}
 {{- fail "no database: set database.existingSecret (a Secret with the CockroachDB DSN), database.dsn, or cockroachdb.enabled=true for a trial" -}}
 {{- end -}}
+{{- if ge (int .Values.envoy.preStopSleepSeconds) (int .Values.envoy.terminationGracePeriodSeconds) -}}
+{{- fail "envoy.terminationGracePeriodSeconds must exceed envoy.preStopSleepSeconds, or the kubelet kills Envoy during its sleep" -}}
+{{- end -}}
 {{- if and (eq .Values.tls.mode "secret") (or (not .Values.tls.serverSecret) (not .Values.tls.clientSecret)) -}}
 {{- fail "tls.mode=secret needs tls.serverSecret and tls.clientSecret" -}}
 {{- end -}}
