@@ -12,7 +12,7 @@ LDFLAGS  := -s -w -X github.com/tollgate-dev/tollgate/cmd/internal/tollgatecmd.V
 # Test timeout for the whole run; store tests on PostgreSQL are the slowest.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: help build test e2e e2e-envoy check run lint generate tools fmt vet
+.PHONY: help build test e2e e2e-envoy check run lint generate tools fmt vet web-vendor
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,6 +56,18 @@ generate: tools ## regenerate ent and protobuf code and the chart's README
 	cp envoy/bootstrap.yaml.tmpl charts/tollgate/files/envoy-bootstrap.yaml.tmpl
 	$(GO) run ./test/helm/valuesdoc/chart-readme charts/tollgate
 
+# The web console's browser libraries come from the npm registry, pinned by
+# controlplane/web/npm/package-lock.json (npm ci checks each package against
+# the lockfile's integrity hash). Their dist files are committed under
+# controlplane/web/static/vendor so that building Tollgate needs no npm.
+WEB_NPM    := controlplane/web/npm
+WEB_VENDOR := controlplane/web/static/vendor
+
+web-vendor: ## reinstall the web console's chart library from its lockfile and copy its dist files into the embedded assets
+	cd $(WEB_NPM) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	cp $(WEB_NPM)/node_modules/uplot/dist/uPlot.iife.min.js $(WEB_NPM)/node_modules/uplot/dist/uPlot.min.css $(WEB_VENDOR)/
+	cp $(WEB_NPM)/node_modules/uplot/LICENSE $(WEB_VENDOR)/uPlot.LICENSE
+
 fmt: ## format the Go code
 	gofmt -w $$(git ls-files '*.go')
 
@@ -65,7 +77,7 @@ vet:
 lint: $(BIN)/golangci-lint ## run golangci-lint
 	$(BIN)/golangci-lint run ./...
 
-check: generate vet ## regenerate everything and fail if anything differs from what is committed
+check: generate vet web-vendor ## regenerate everything (web-vendor included) and fail if anything differs from what is committed
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	@if [ -n "$$(git status --porcelain)" ]; then \

@@ -8,9 +8,11 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/invalid"
+	"github.com/tollgate-dev/tollgate/controlplane/signin"
 	"github.com/tollgate-dev/tollgate/ent"
 	"github.com/tollgate-dev/tollgate/ent/account"
 )
@@ -242,4 +244,30 @@ func (s *accountService) DeleteAccount(ctx context.Context, req *adminv1.DeleteA
 		return nil, s.toStatus(ctx, "delete account", err)
 	}
 	return &adminv1.DeleteAccountResponse{}, nil
+}
+
+func (s *accountService) CreatePasswordLink(ctx context.Context, req *adminv1.CreatePasswordLinkRequest) (*adminv1.CreatePasswordLinkResponse, error) {
+	p := principalFrom(ctx)
+	if s.sessions == nil {
+		return nil, status.Error(codes.FailedPrecondition, "this control plane has no web console sessions")
+	}
+	a, err := getAccount(ctx, s.store.Client().Account, p, "id", req.GetId())
+	if err != nil {
+		return nil, s.toStatus(ctx, "create password link", err)
+	}
+	if err := ownerCheck(p, a.Role); err != nil {
+		return nil, err
+	}
+	var link signin.PasswordLink
+	err = s.store.InTx(ctx, func(tx *ent.Tx) error {
+		var err error
+		if link, err = s.sessions.IssuePasswordLinkTx(ctx, tx, a.ID); err != nil {
+			return err
+		}
+		return record(ctx, tx, p, event{action: "account.password_link", targetType: "account", targetID: a.ID, tenantID: &a.TenantID})
+	})
+	if err != nil {
+		return nil, s.toStatus(ctx, "create password link", err)
+	}
+	return &adminv1.CreatePasswordLinkResponse{Secret: link.Secret, ExpireTime: timestamppb.New(link.Expires)}, nil
 }

@@ -581,32 +581,38 @@ func (s *Service) RequestPasswordReset(ctx context.Context, email, addr string) 
 
 // IssuePasswordLink makes a single-use link that sets account id's
 // password. The caller must be entitled to it: the account's own reset, or
-// an administrator who just created or manages the account through the
-// admin API.
+// an administrator through the admin API (AccountService.CreatePasswordLink).
 func (s *Service) IssuePasswordLink(ctx context.Context, id uuid.UUID) (PasswordLink, error) {
+	var link PasswordLink
+	err := s.store.InTx(ctx, func(tx *ent.Tx) error {
+		var err error
+		link, err = s.IssuePasswordLinkTx(ctx, tx, id)
+		return err
+	})
+	if err != nil {
+		return PasswordLink{}, fmt.Errorf("making a password link: %w", err)
+	}
+	return link, nil
+}
+
+// IssuePasswordLinkTx is IssuePasswordLink inside the caller's transaction,
+// so that the link lands together with the caller's audit event.
+func (s *Service) IssuePasswordLinkTx(ctx context.Context, tx *ent.Tx, id uuid.UUID) (PasswordLink, error) {
 	sec, err := secret.New(secret.PasswordToken)
 	if err != nil {
 		return PasswordLink{}, err
 	}
-	now := s.now()
-	var link PasswordLink
-	err = s.store.InTx(ctx, func(tx *ent.Tx) error {
-		a, err := tx.Account.Query().Where(account.ID(id)).WithTenant().Only(ctx)
-		if err != nil {
-			return err
-		}
-		row, err := tx.PasswordToken.Create().SetAccountID(a.ID).SetHash(sec.Hash).SetExpiresAt(now.Add(s.opt.PasswordLinkTTL)).Save(ctx)
-		if err != nil {
-			return err
-		}
-		link = PasswordLink{Secret: sec.Plaintext, AccountID: a.ID, Email: a.Email, Name: a.Name, Expires: row.ExpiresAt}
-		if t := a.Edges.Tenant; t != nil {
-			link.TenantName, link.TenantSlug = t.Name, t.Slug
-		}
-		return nil
-	})
+	a, err := tx.Account.Query().Where(account.ID(id)).WithTenant().Only(ctx)
 	if err != nil {
-		return PasswordLink{}, fmt.Errorf("making a password link: %w", err)
+		return PasswordLink{}, err
+	}
+	row, err := tx.PasswordToken.Create().SetAccountID(a.ID).SetHash(sec.Hash).SetExpiresAt(s.now().Add(s.opt.PasswordLinkTTL)).Save(ctx)
+	if err != nil {
+		return PasswordLink{}, err
+	}
+	link := PasswordLink{Secret: sec.Plaintext, AccountID: a.ID, Email: a.Email, Name: a.Name, Expires: row.ExpiresAt}
+	if t := a.Edges.Tenant; t != nil {
+		link.TenantName, link.TenantSlug = t.Name, t.Slug
 	}
 	return link, nil
 }

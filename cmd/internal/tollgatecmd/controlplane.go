@@ -53,6 +53,7 @@ type serverFlags struct {
 	dataPlane      xdstranslate.Options
 	telemetry      telemetryFlags
 	notify         notifyFlags
+	web            webFlags
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet, defaultAdmin, defaultXDS, defaultListen string) {
@@ -74,6 +75,7 @@ func (f *serverFlags) register(fs *flag.FlagSet, defaultAdmin, defaultXDS, defau
 	fs.BoolVar(&f.noMigrate, "no-migrate", false, "do not create or upgrade the database schema at start-up (run `tollgate migrate` instead)")
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	f.telemetry.register(fs, "127.0.0.1:9464")
+	f.web.register(fs, "127.0.0.1:7080")
 	fs.IntVar(&f.maxContentDays, "max-content-days", contentlog.DefaultMaxDays, "the longest any tenant's request content is kept (caps each policy's content_retention_days; docs/privacy.md)")
 	f.notify.register(fs)
 }
@@ -161,6 +163,8 @@ type serveConfig struct {
 	telemetry     *runningTelemetry
 	// ready, if set, receives the addresses once they accept calls.
 	ready func(adminAddr, xdsAddr net.Addr)
+	// webReady, if set, receives the console's URL ("" without one).
+	webReady func(url string)
 }
 
 // serve runs the control plane until ctx is done.
@@ -266,7 +270,22 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	}
 	jobsDone := make(chan struct{})
 	go func() { _ = runner.Run(runCtx); close(jobsDone) }()
-	errc := make(chan error, 3)
+	console, err := startWeb(runCtx, cfg, adm, sessions)
+	if err != nil {
+		stopRun()
+		<-recDone
+		<-jobsDone
+		_ = lis.Close()  // nothing was served on it; the console's error is the one to report
+		_ = xlis.Close() // likewise
+		if hlis != nil {
+			_ = hlis.Close()
+		}
+		return err
+	}
+	errc := make(chan error, 4)
+	if console != nil {
+		go func() { errc <- <-console.errc }()
+	}
 	var hg *grpc.Server
 	if hlis != nil {
 		hg = serveHealth(hlis, hs, errc)
@@ -276,6 +295,9 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	go func() { errc <- fmt.Errorf("serving xDS: %w", xg.Serve(xlis)) }()
 	cfg.log.Info("admin API listening", "addr", lis.Addr().String(), "tls", creds != nil)
 	cfg.log.Info("xDS listening", "addr", xlis.Addr().String())
+	if cfg.webReady != nil {
+		cfg.webReady(console.URL()) // before ready: dev prints both once ready fires
+	}
 	if cfg.ready != nil {
 		cfg.ready(lis.Addr(), xlis.Addr())
 	}
@@ -286,6 +308,7 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	}
 	hs.Shutdown()
 	stopRun()
+	console.stop()
 	<-recDone  // it logs to the caller's writer: done before serve returns
 	<-jobsDone // likewise; a job in progress stops at its context
 	stopGracefully(g)

@@ -46,7 +46,7 @@ func TestDevRefusesEnvoyModeWithoutEnvoy(t *testing.T) {
 	t.Setenv("ENVOY_BIN", "")
 	var out, errb bytes.Buffer
 	code := Main(t.Context(), []string{"dev", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0",
-		"--extproc-listen", "127.0.0.1:0", "--dataplane", "envoy", "--metrics-addr", ""}, &out, &errb)
+		"--extproc-listen", "127.0.0.1:0", "--dataplane", "envoy", "--metrics-addr", "", "--web-addr", ""}, &out, &errb)
 	if code != 2 || !strings.Contains(errb.String(), "ENVOY_BIN") {
 		t.Errorf("exit %d, stderr %q; want a usage error naming ENVOY_BIN", code, errb.String())
 	}

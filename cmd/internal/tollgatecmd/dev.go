@@ -98,6 +98,8 @@ type devRun struct {
 	telemetry     *runningTelemetry
 	stdout        io.Writer
 	stderr        io.Writer
+	// webURL is the console's address, once serve has started it.
+	webURL string
 }
 
 func (d *devRun) run(parent context.Context) error {
@@ -109,7 +111,8 @@ func (d *devRun) run(parent context.Context) error {
 	go func() {
 		cpDone <- serve(ctx, serveConfig{
 			flags: d.flags, store: d.store, keyring: d.keyring, operatorToken: d.token, log: d.log, telemetry: d.telemetry,
-			ready: func(admin, xds net.Addr) { cpReady <- addrs{admin, xds} },
+			ready:    func(admin, xds net.Addr) { cpReady <- addrs{admin, xds} },
+			webReady: func(url string) { d.webURL = url },
 		})
 		stop()
 	}()
@@ -221,6 +224,10 @@ func printBanner(w io.Writer, d *devRun, admin, xds, extproc net.Addr, dp *runni
 	if metrics == "" {
 		metrics = "none (--metrics-addr is empty)"
 	}
+	console := "none (--web-addr is empty)"
+	if d.webURL != "" {
+		console = d.webURL + "  (operator: sign in with the operator token)"
+	}
 	fakes := ""
 	if d.fakes {
 		fakes = "  fake providers  on: gpt-4o-mini, gpt-4o, text-embedding-3-small, claude-sonnet-4-5, gemini-2.5-flash\n"
@@ -229,6 +236,7 @@ func printBanner(w io.Writer, d *devRun, admin, xds, extproc net.Addr, dp *runni
 %s
   traffic         %s  (OpenAI and Anthropic APIs, e.g. POST /v1/chat/completions)
   admin API       %s
+  web console     %s
   xDS             %s
   ext_proc        %s
   metrics         %s
@@ -244,5 +252,5 @@ Try:
        -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'
 
 Stop with Ctrl-C.
-`, warning, traffic, admin, xds, extproc, metrics, d.dir, d.tokenPath, fakes, traffic)
+`, warning, traffic, admin, console, xds, extproc, metrics, d.dir, d.tokenPath, fakes, traffic)
 }

@@ -61,7 +61,7 @@ func startDevWith(t *testing.T, dir string, args ...string) devAddrs {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	stderr := &syncBuffer{}
-	all := append([]string{"dev", "--data-dir", dir, "--admin-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--extproc-listen", "127.0.0.1:0", "--dataplane", "none", "--metrics-addr", "127.0.0.1:0"}, args...)
+	all := append([]string{"dev", "--data-dir", dir, "--admin-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--extproc-listen", "127.0.0.1:0", "--dataplane", "none", "--metrics-addr", "127.0.0.1:0", "--web-addr", "127.0.0.1:0"}, args...)
 	done := make(chan int, 1)
 	go func() {
 		done <- Main(ctx, all, pw, stderr)
@@ -260,7 +260,7 @@ func TestUsageErrors(t *testing.T) {
 func TestAdminAPIRefusesPlaintextBeyondLoopback(t *testing.T) {
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
-	code := Main(t.Context(), []string{"dev", "--data-dir", dir, "--admin-addr", "0.0.0.0:0", "--xds-addr", "127.0.0.1:0", "--extproc-listen", "127.0.0.1:0", "--dataplane", "none", "--metrics-addr", ""}, &out, &errb)
+	code := Main(t.Context(), []string{"dev", "--data-dir", dir, "--admin-addr", "0.0.0.0:0", "--xds-addr", "127.0.0.1:0", "--extproc-listen", "127.0.0.1:0", "--dataplane", "none", "--metrics-addr", "", "--web-addr", ""}, &out, &errb)
 	if code != 2 || !strings.Contains(errb.String(), "without TLS") {
 		t.Errorf("exit %d, stderr %q; want a refusal to serve without TLS", code, errb.String())
 	}
@@ -268,7 +268,7 @@ func TestAdminAPIRefusesPlaintextBeyondLoopback(t *testing.T) {
 
 func TestXDSRefusesPlaintextBeyondLoopback(t *testing.T) {
 	var out, errb bytes.Buffer
-	code := Main(t.Context(), []string{"dev", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--xds-addr", "0.0.0.0:0", "--metrics-addr", ""}, &out, &errb)
+	code := Main(t.Context(), []string{"dev", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--xds-addr", "0.0.0.0:0", "--metrics-addr", "", "--web-addr", ""}, &out, &errb)
 	if code != 2 || !strings.Contains(errb.String(), "without mutual TLS") {
 		t.Errorf("exit %d, stderr %q; want a refusal to serve xDS without mutual TLS", code, errb.String())
 	}

@@ -113,7 +113,7 @@ func TestControlPlaneServesMetrics(t *testing.T) {
 	addr := "127.0.0.1:" + freePort(t)
 	logs := runUntilCancelled(t, "controlplane", "--database", "sqlite://"+filepath.Join(dir, "t.db"),
 		"--master-key-file", filepath.Join(dir, "master.key"), "--operator-token-file", filepath.Join(dir, "token"),
-		"--admin-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--metrics-addr", addr)
+		"--admin-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--metrics-addr", addr, "--web-addr", "")
 	waitForLog(t, logs, "admin API listening")
 	fams := scrape(t, "http://"+addr+"/metrics", logs)
 	if got := serviceOf(fams); len(got) != 1 || got[0] != "tollgate-controlplane" {

@@ -666,6 +666,104 @@ func (*DeleteAccountResponse) Descriptor() ([]byte, []int) {
 	return file_tollgate_admin_v1_account_proto_rawDescGZIP(), []int{10}
 }
 
+type CreatePasswordLinkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The account's id.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreatePasswordLinkRequest) Reset() {
+	*x = CreatePasswordLinkRequest{}
+	mi := &file_tollgate_admin_v1_account_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreatePasswordLinkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreatePasswordLinkRequest) ProtoMessage() {}
+
+func (x *CreatePasswordLinkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_admin_v1_account_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreatePasswordLinkRequest.ProtoReflect.Descriptor instead.
+func (*CreatePasswordLinkRequest) Descriptor() ([]byte, []int) {
+	return file_tollgate_admin_v1_account_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CreatePasswordLinkRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type CreatePasswordLinkResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The link's secret, shown this once.
+	Secret        string                 `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreatePasswordLinkResponse) Reset() {
+	*x = CreatePasswordLinkResponse{}
+	mi := &file_tollgate_admin_v1_account_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreatePasswordLinkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreatePasswordLinkResponse) ProtoMessage() {}
+
+func (x *CreatePasswordLinkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_admin_v1_account_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreatePasswordLinkResponse.ProtoReflect.Descriptor instead.
+func (*CreatePasswordLinkResponse) Descriptor() ([]byte, []int) {
+	return file_tollgate_admin_v1_account_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CreatePasswordLinkResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *CreatePasswordLinkResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
 var File_tollgate_admin_v1_account_proto protoreflect.FileDescriptor
 
 const file_tollgate_admin_v1_account_proto_rawDesc = "" +
@@ -709,20 +807,27 @@ const file_tollgate_admin_v1_account_proto_rawDesc = "" +
 	"\aaccount\x18\x01 \x01(\v2\x1a.tollgate.admin.v1.AccountR\aaccount\"&\n" +
 	"\x14DeleteAccountRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x17\n" +
-	"\x15DeleteAccountResponse*\x8d\x01\n" +
+	"\x15DeleteAccountResponse\"+\n" +
+	"\x19CreatePasswordLinkRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"q\n" +
+	"\x1aCreatePasswordLinkResponse\x12\x16\n" +
+	"\x06secret\x18\x01 \x01(\tR\x06secret\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime*\x8d\x01\n" +
 	"\vAccountRole\x12\x1c\n" +
 	"\x18ACCOUNT_ROLE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ACCOUNT_ROLE_OWNER\x10\x01\x12\x16\n" +
 	"\x12ACCOUNT_ROLE_ADMIN\x10\x02\x12\x17\n" +
 	"\x13ACCOUNT_ROLE_MEMBER\x10\x03\x12\x17\n" +
-	"\x13ACCOUNT_ROLE_VIEWER\x10\x042\xf8\x03\n" +
+	"\x13ACCOUNT_ROLE_VIEWER\x10\x042\xeb\x04\n" +
 	"\x0eAccountService\x12Y\n" +
 	"\n" +
 	"GetAccount\x12$.tollgate.admin.v1.GetAccountRequest\x1a%.tollgate.admin.v1.GetAccountResponse\x12_\n" +
 	"\fListAccounts\x12&.tollgate.admin.v1.ListAccountsRequest\x1a'.tollgate.admin.v1.ListAccountsResponse\x12b\n" +
 	"\rCreateAccount\x12'.tollgate.admin.v1.CreateAccountRequest\x1a(.tollgate.admin.v1.CreateAccountResponse\x12b\n" +
 	"\rUpdateAccount\x12'.tollgate.admin.v1.UpdateAccountRequest\x1a(.tollgate.admin.v1.UpdateAccountResponse\x12b\n" +
-	"\rDeleteAccount\x12'.tollgate.admin.v1.DeleteAccountRequest\x1a(.tollgate.admin.v1.DeleteAccountResponseB@Z>github.com/tollgate-dev/tollgate/api/tollgate/admin/v1;adminv1b\x06proto3"
+	"\rDeleteAccount\x12'.tollgate.admin.v1.DeleteAccountRequest\x1a(.tollgate.admin.v1.DeleteAccountResponse\x12q\n" +
+	"\x12CreatePasswordLink\x12,.tollgate.admin.v1.CreatePasswordLinkRequest\x1a-.tollgate.admin.v1.CreatePasswordLinkResponseB@Z>github.com/tollgate-dev/tollgate/api/tollgate/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_tollgate_admin_v1_account_proto_rawDescOnce sync.Once
@@ -737,49 +842,54 @@ func file_tollgate_admin_v1_account_proto_rawDescGZIP() []byte {
 }
 
 var file_tollgate_admin_v1_account_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tollgate_admin_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_tollgate_admin_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_tollgate_admin_v1_account_proto_goTypes = []any{
-	(AccountRole)(0),              // 0: tollgate.admin.v1.AccountRole
-	(*Account)(nil),               // 1: tollgate.admin.v1.Account
-	(*GetAccountRequest)(nil),     // 2: tollgate.admin.v1.GetAccountRequest
-	(*GetAccountResponse)(nil),    // 3: tollgate.admin.v1.GetAccountResponse
-	(*ListAccountsRequest)(nil),   // 4: tollgate.admin.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),  // 5: tollgate.admin.v1.ListAccountsResponse
-	(*CreateAccountRequest)(nil),  // 6: tollgate.admin.v1.CreateAccountRequest
-	(*CreateAccountResponse)(nil), // 7: tollgate.admin.v1.CreateAccountResponse
-	(*UpdateAccountRequest)(nil),  // 8: tollgate.admin.v1.UpdateAccountRequest
-	(*UpdateAccountResponse)(nil), // 9: tollgate.admin.v1.UpdateAccountResponse
-	(*DeleteAccountRequest)(nil),  // 10: tollgate.admin.v1.DeleteAccountRequest
-	(*DeleteAccountResponse)(nil), // 11: tollgate.admin.v1.DeleteAccountResponse
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil), // 13: google.protobuf.FieldMask
+	(AccountRole)(0),                   // 0: tollgate.admin.v1.AccountRole
+	(*Account)(nil),                    // 1: tollgate.admin.v1.Account
+	(*GetAccountRequest)(nil),          // 2: tollgate.admin.v1.GetAccountRequest
+	(*GetAccountResponse)(nil),         // 3: tollgate.admin.v1.GetAccountResponse
+	(*ListAccountsRequest)(nil),        // 4: tollgate.admin.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),       // 5: tollgate.admin.v1.ListAccountsResponse
+	(*CreateAccountRequest)(nil),       // 6: tollgate.admin.v1.CreateAccountRequest
+	(*CreateAccountResponse)(nil),      // 7: tollgate.admin.v1.CreateAccountResponse
+	(*UpdateAccountRequest)(nil),       // 8: tollgate.admin.v1.UpdateAccountRequest
+	(*UpdateAccountResponse)(nil),      // 9: tollgate.admin.v1.UpdateAccountResponse
+	(*DeleteAccountRequest)(nil),       // 10: tollgate.admin.v1.DeleteAccountRequest
+	(*DeleteAccountResponse)(nil),      // 11: tollgate.admin.v1.DeleteAccountResponse
+	(*CreatePasswordLinkRequest)(nil),  // 12: tollgate.admin.v1.CreatePasswordLinkRequest
+	(*CreatePasswordLinkResponse)(nil), // 13: tollgate.admin.v1.CreatePasswordLinkResponse
+	(*timestamppb.Timestamp)(nil),      // 14: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),      // 15: google.protobuf.FieldMask
 }
 var file_tollgate_admin_v1_account_proto_depIdxs = []int32{
 	0,  // 0: tollgate.admin.v1.Account.role:type_name -> tollgate.admin.v1.AccountRole
-	12, // 1: tollgate.admin.v1.Account.create_time:type_name -> google.protobuf.Timestamp
-	12, // 2: tollgate.admin.v1.Account.update_time:type_name -> google.protobuf.Timestamp
+	14, // 1: tollgate.admin.v1.Account.create_time:type_name -> google.protobuf.Timestamp
+	14, // 2: tollgate.admin.v1.Account.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 3: tollgate.admin.v1.GetAccountResponse.account:type_name -> tollgate.admin.v1.Account
 	1,  // 4: tollgate.admin.v1.ListAccountsResponse.accounts:type_name -> tollgate.admin.v1.Account
 	1,  // 5: tollgate.admin.v1.CreateAccountRequest.account:type_name -> tollgate.admin.v1.Account
 	1,  // 6: tollgate.admin.v1.CreateAccountResponse.account:type_name -> tollgate.admin.v1.Account
 	1,  // 7: tollgate.admin.v1.UpdateAccountRequest.account:type_name -> tollgate.admin.v1.Account
-	13, // 8: tollgate.admin.v1.UpdateAccountRequest.update_mask:type_name -> google.protobuf.FieldMask
+	15, // 8: tollgate.admin.v1.UpdateAccountRequest.update_mask:type_name -> google.protobuf.FieldMask
 	1,  // 9: tollgate.admin.v1.UpdateAccountResponse.account:type_name -> tollgate.admin.v1.Account
-	2,  // 10: tollgate.admin.v1.AccountService.GetAccount:input_type -> tollgate.admin.v1.GetAccountRequest
-	4,  // 11: tollgate.admin.v1.AccountService.ListAccounts:input_type -> tollgate.admin.v1.ListAccountsRequest
-	6,  // 12: tollgate.admin.v1.AccountService.CreateAccount:input_type -> tollgate.admin.v1.CreateAccountRequest
-	8,  // 13: tollgate.admin.v1.AccountService.UpdateAccount:input_type -> tollgate.admin.v1.UpdateAccountRequest
-	10, // 14: tollgate.admin.v1.AccountService.DeleteAccount:input_type -> tollgate.admin.v1.DeleteAccountRequest
-	3,  // 15: tollgate.admin.v1.AccountService.GetAccount:output_type -> tollgate.admin.v1.GetAccountResponse
-	5,  // 16: tollgate.admin.v1.AccountService.ListAccounts:output_type -> tollgate.admin.v1.ListAccountsResponse
-	7,  // 17: tollgate.admin.v1.AccountService.CreateAccount:output_type -> tollgate.admin.v1.CreateAccountResponse
-	9,  // 18: tollgate.admin.v1.AccountService.UpdateAccount:output_type -> tollgate.admin.v1.UpdateAccountResponse
-	11, // 19: tollgate.admin.v1.AccountService.DeleteAccount:output_type -> tollgate.admin.v1.DeleteAccountResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	14, // 10: tollgate.admin.v1.CreatePasswordLinkResponse.expire_time:type_name -> google.protobuf.Timestamp
+	2,  // 11: tollgate.admin.v1.AccountService.GetAccount:input_type -> tollgate.admin.v1.GetAccountRequest
+	4,  // 12: tollgate.admin.v1.AccountService.ListAccounts:input_type -> tollgate.admin.v1.ListAccountsRequest
+	6,  // 13: tollgate.admin.v1.AccountService.CreateAccount:input_type -> tollgate.admin.v1.CreateAccountRequest
+	8,  // 14: tollgate.admin.v1.AccountService.UpdateAccount:input_type -> tollgate.admin.v1.UpdateAccountRequest
+	10, // 15: tollgate.admin.v1.AccountService.DeleteAccount:input_type -> tollgate.admin.v1.DeleteAccountRequest
+	12, // 16: tollgate.admin.v1.AccountService.CreatePasswordLink:input_type -> tollgate.admin.v1.CreatePasswordLinkRequest
+	3,  // 17: tollgate.admin.v1.AccountService.GetAccount:output_type -> tollgate.admin.v1.GetAccountResponse
+	5,  // 18: tollgate.admin.v1.AccountService.ListAccounts:output_type -> tollgate.admin.v1.ListAccountsResponse
+	7,  // 19: tollgate.admin.v1.AccountService.CreateAccount:output_type -> tollgate.admin.v1.CreateAccountResponse
+	9,  // 20: tollgate.admin.v1.AccountService.UpdateAccount:output_type -> tollgate.admin.v1.UpdateAccountResponse
+	11, // 21: tollgate.admin.v1.AccountService.DeleteAccount:output_type -> tollgate.admin.v1.DeleteAccountResponse
+	13, // 22: tollgate.admin.v1.AccountService.CreatePasswordLink:output_type -> tollgate.admin.v1.CreatePasswordLinkResponse
+	17, // [17:23] is the sub-list for method output_type
+	11, // [11:17] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_admin_v1_account_proto_init() }
@@ -793,7 +903,7 @@ func file_tollgate_admin_v1_account_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tollgate_admin_v1_account_proto_rawDesc), len(file_tollgate_admin_v1_account_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,11 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AccountService_GetAccount_FullMethodName    = "/tollgate.admin.v1.AccountService/GetAccount"
-	AccountService_ListAccounts_FullMethodName  = "/tollgate.admin.v1.AccountService/ListAccounts"
-	AccountService_CreateAccount_FullMethodName = "/tollgate.admin.v1.AccountService/CreateAccount"
-	AccountService_UpdateAccount_FullMethodName = "/tollgate.admin.v1.AccountService/UpdateAccount"
-	AccountService_DeleteAccount_FullMethodName = "/tollgate.admin.v1.AccountService/DeleteAccount"
+	AccountService_GetAccount_FullMethodName         = "/tollgate.admin.v1.AccountService/GetAccount"
+	AccountService_ListAccounts_FullMethodName       = "/tollgate.admin.v1.AccountService/ListAccounts"
+	AccountService_CreateAccount_FullMethodName      = "/tollgate.admin.v1.AccountService/CreateAccount"
+	AccountService_UpdateAccount_FullMethodName      = "/tollgate.admin.v1.AccountService/UpdateAccount"
+	AccountService_DeleteAccount_FullMethodName      = "/tollgate.admin.v1.AccountService/DeleteAccount"
+	AccountService_CreatePasswordLink_FullMethodName = "/tollgate.admin.v1.AccountService/CreatePasswordLink"
 )
 
 // AccountServiceClient is the client API for AccountService service.
@@ -37,6 +38,12 @@ type AccountServiceClient interface {
 	CreateAccount(ctx context.Context, in *CreateAccountRequest, opts ...grpc.CallOption) (*CreateAccountResponse, error)
 	UpdateAccount(ctx context.Context, in *UpdateAccountRequest, opts ...grpc.CallOption) (*UpdateAccountResponse, error)
 	DeleteAccount(ctx context.Context, in *DeleteAccountRequest, opts ...grpc.CallOption) (*DeleteAccountResponse, error)
+	// CreatePasswordLink makes a single-use secret that sets the account's
+	// password in the web console (/signin/password?token=…), for a new
+	// account or a forgotten password. Give it only to the account's owner:
+	// whoever holds it can sign in as the account. Only an owner may make one
+	// for an owner.
+	CreatePasswordLink(ctx context.Context, in *CreatePasswordLinkRequest, opts ...grpc.CallOption) (*CreatePasswordLinkResponse, error)
 }
 
 type accountServiceClient struct {
@@ -97,6 +104,16 @@ func (c *accountServiceClient) DeleteAccount(ctx context.Context, in *DeleteAcco
 	return out, nil
 }
 
+func (c *accountServiceClient) CreatePasswordLink(ctx context.Context, in *CreatePasswordLinkRequest, opts ...grpc.CallOption) (*CreatePasswordLinkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreatePasswordLinkResponse)
+	err := c.cc.Invoke(ctx, AccountService_CreatePasswordLink_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AccountServiceServer is the server API for AccountService service.
 // All implementations must embed UnimplementedAccountServiceServer
 // for forward compatibility.
@@ -108,6 +125,12 @@ type AccountServiceServer interface {
 	CreateAccount(context.Context, *CreateAccountRequest) (*CreateAccountResponse, error)
 	UpdateAccount(context.Context, *UpdateAccountRequest) (*UpdateAccountResponse, error)
 	DeleteAccount(context.Context, *DeleteAccountRequest) (*DeleteAccountResponse, error)
+	// CreatePasswordLink makes a single-use secret that sets the account's
+	// password in the web console (/signin/password?token=…), for a new
+	// account or a forgotten password. Give it only to the account's owner:
+	// whoever holds it can sign in as the account. Only an owner may make one
+	// for an owner.
+	CreatePasswordLink(context.Context, *CreatePasswordLinkRequest) (*CreatePasswordLinkResponse, error)
 	mustEmbedUnimplementedAccountServiceServer()
 }
 
@@ -132,6 +155,9 @@ func (UnimplementedAccountServiceServer) UpdateAccount(context.Context, *UpdateA
 }
 func (UnimplementedAccountServiceServer) DeleteAccount(context.Context, *DeleteAccountRequest) (*DeleteAccountResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteAccount not implemented")
+}
+func (UnimplementedAccountServiceServer) CreatePasswordLink(context.Context, *CreatePasswordLinkRequest) (*CreatePasswordLinkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreatePasswordLink not implemented")
 }
 func (UnimplementedAccountServiceServer) mustEmbedUnimplementedAccountServiceServer() {}
 func (UnimplementedAccountServiceServer) testEmbeddedByValue()                        {}
@@ -244,6 +270,24 @@ func _AccountService_DeleteAccount_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AccountService_CreatePasswordLink_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreatePasswordLinkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).CreatePasswordLink(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_CreatePasswordLink_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).CreatePasswordLink(ctx, req.(*CreatePasswordLinkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AccountService_ServiceDesc is the grpc.ServiceDesc for AccountService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -270,6 +314,10 @@ var AccountService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteAccount",
 			Handler:    _AccountService_DeleteAccount_Handler,
+		},
+		{
+			MethodName: "CreatePasswordLink",
+			Handler:    _AccountService_CreatePasswordLink_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
