@@ -391,3 +391,73 @@ func enqueue(t *testing.T, s *store.Store, tenant uuid.UUID, typ string) {
 		t.Fatal(err)
 	}
 }
+
+// Each --smtp-tls mode against relays that offer STARTTLS, nothing, or
+// implicit TLS: mail goes out encrypted whenever the relay allows it, in
+// clear only under starttls-if-offered to a relay without TLS, and never
+// when STARTTLS is required but missing (a retried failure: the operator
+// may fix the relay).
+func TestSMTPTLSModes(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		sink      int
+		mode      string
+		delivered bool
+		tls       bool
+	}{
+		{"starttls-if-offered, offered", sinkStartTLS, notify.SMTPStartTLSIfOffered, true, true},
+		{"starttls-if-offered, not offered", sinkPlain, notify.SMTPStartTLSIfOffered, true, false},
+		{"starttls required, not offered", sinkPlain, notify.SMTPStartTLS, false, false},
+		{"implicit TLS", sinkImplicit, notify.SMTPImplicitTLS, true, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, storetest.SQLite(t))
+			sink := newMailSinkTLS(t, 0, c.sink)
+			f.email("ops@acme.example")
+			enqueue(t, f.s, f.tenant, notify.TypeAdminTokenCreated)
+			conf := f.smtp(sink)
+			conf.TLS = c.mode
+			if err := f.deliverer(notify.Options{SMTP: conf}).Run(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			_, mails := sink.state()
+			n := f.notifications()[0]
+			if c.delivered != (len(mails) == 1) || (c.delivered && mails[0].tls != c.tls) {
+				t.Fatalf("%d mails (%+v); delivery %s (%q)", len(mails), mails, n.Status, n.LastError)
+			}
+			if !c.delivered && (n.Status != notification.StatusPending || !strings.Contains(n.LastError, "STARTTLS")) {
+				t.Errorf("delivery %s (%q), want pending with the reason", n.Status, n.LastError)
+			}
+		})
+	}
+}
+
+// Pruning removes finished deliveries past the retention, never pending
+// ones.
+func TestPruneKeepsPendingDeliveries(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		f := newFixture(t, s)
+		f.webhook("https://hooks.example/x")
+		for range 3 {
+			enqueue(t, s, f.tenant, notify.TypeAdminTokenCreated)
+		}
+		ns := f.notifications()
+		if err := s.Client().Notification.UpdateOne(ns[0]).SetStatus(notification.StatusDelivered).Exec(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Client().Notification.UpdateOne(ns[1]).SetStatus(notification.StatusDead).Exec(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		d := f.deliverer(notify.Options{})
+		if n, err := d.Prune(t.Context(), ns[0].CreatedAt); err != nil || n != 0 {
+			t.Fatalf("pruned %d (%v) before the oldest was created", n, err)
+		}
+		n, err := d.Prune(t.Context(), time.Now().Add(time.Hour))
+		if err != nil || n != 2 {
+			t.Fatalf("pruned %d (%v), want the 2 finished", n, err)
+		}
+		if left := f.notifications(); len(left) != 1 || left[0].ID != ns[2].ID {
+			t.Errorf("left %v, want the pending one", left)
+		}
+	})
+}

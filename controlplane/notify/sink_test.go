@@ -89,17 +89,34 @@ type sunkMail struct {
 }
 
 func newMailSink(t *testing.T, failures int) *mailSink {
+	return newMailSinkTLS(t, failures, sinkStartTLS)
+}
+
+// How a sink offers TLS.
+const (
+	sinkStartTLS = iota // STARTTLS offered
+	sinkPlain           // no TLS at all
+	sinkImplicit        // TLS from the first byte
+)
+
+func newMailSinkTLS(t *testing.T, failures, mode int) *mailSink {
 	cert, roots := selfSigned(t)
 	s := &mailSink{failures: failures, roots: roots}
 	srv := smtpd.NewServer(smtpd.BackendFunc(func(c *smtpd.Conn) (smtpd.Session, error) {
 		return &sinkSession{sink: s, conn: c}, nil
 	}))
 	srv.Domain = "sink.test"
-	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	tlsConf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	srv.ReadTimeout, srv.WriteTimeout = time.Minute, time.Minute
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	switch mode {
+	case sinkStartTLS:
+		srv.TLSConfig = tlsConf
+	case sinkImplicit:
+		lis = tls.NewListener(lis, tlsConf)
 	}
 	s.addr = lis.Addr().String()
 	done := make(chan error, 1)
