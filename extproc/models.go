@@ -25,10 +25,15 @@ type anthropicModel struct {
 	CreatedAt   string `json:"created_at"`
 }
 
-// usableModels lists the models a key may use, by name.
+// usableModels lists the models a key may use, by name: allowed by its
+// lists, and served by a deployment its privacy requirements permit.
 func usableModels(cfg Config, key *configv1.Key, tenant *configv1.Tenant) []string {
 	var names []string
+	q := privacyRequirement(tenant, key)
 	for _, m := range cfg.Models(tenant.GetTenantId()) {
+		if _, _, e := privacyRoute(m, q); e != nil && e.Status == http.StatusForbidden {
+			continue
+		}
 		if modelAllowed(key, tenant, m.GetName()) == nil {
 			names = append(names, m.GetName())
 		}

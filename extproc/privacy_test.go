@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -164,5 +165,36 @@ func TestRedactionReachesEveryTryAndTheUsageRecord(t *testing.T) {
 		if !on && red != nil {
 			t.Errorf("redactions recorded with redaction off: %v", red)
 		}
+	}
+}
+
+// GET /v1/models leaves out a model no deployment of which the key's
+// requirements permit.
+func TestModelListLeavesOutModelsNoPermittedDeploymentServes(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		policy *configv1.Policy
+		listed bool
+	}{
+		{"no requirement", nil, true},
+		{"a requirement one deployment meets", &configv1.Policy{RequireNoTraining: true}, true},
+		{"a requirement none meets", &configv1.Policy{RequireZeroRetention: true}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := privacyFixture(t)
+			f.cfg.models[0].Deployments[1].ZeroRetention = false
+			for _, k := range f.cfg.keys {
+				k.Policy = c.policy
+			}
+			ds := f.open()
+			status, body := immediateOf(t, ds.exchange(t, reqHeaders(true, ":method", "GET", ":path", "/v1/models", "authorization", "Bearer "+f.key)))
+			listed := strings.Contains(fmt.Sprint(body), "smart")
+			if status != 200 || listed != c.listed {
+				t.Errorf("%d %v: smart listed %v, want %v", status, body, listed, c.listed)
+			}
+			if err := <-ds.done; err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

@@ -186,8 +186,11 @@ func checkDeployments(in []*adminv1.Deployment) ([]deploymentSpec, error) {
 
 // checkDeploymentProviders makes sure each provider exists and may serve a
 // model of this owner: platform models use platform providers only; a
-// tenant's model may use the platform's or its own.
-func checkDeploymentProviders(ctx context.Context, tx *ent.Tx, owner *uuid.UUID, ds []deploymentSpec) error {
+// tenant's model may use the platform's or its own. What a platform
+// provider guarantees is in the operator's contract with it, so only the
+// operator declares it: a tenant admin who could would satisfy the
+// operator's privacy requirements on the tenant by saying so.
+func checkDeploymentProviders(ctx context.Context, tx *ent.Tx, p Principal, owner *uuid.UUID, ds []deploymentSpec) error {
 	var errs []error
 	for i, d := range ds {
 		f := fmt.Sprintf("model.deployments[%d].provider_id", i)
@@ -201,6 +204,10 @@ func checkDeploymentProviders(ctx context.Context, tx *ent.Tx, owner *uuid.UUID,
 		}
 		switch {
 		case pr.TenantID == nil:
+			if !p.Operator && (d.noTraining || d.retention != modeldeployment.RetentionUnknown) {
+				return status.Errorf(codes.PermissionDenied,
+					"model.deployments[%d]: only the operator may declare what a platform provider guarantees (no_training, retention); leave them unset, or use a provider of your own", i)
+			}
 		case owner == nil:
 			// Do not reveal whether another tenant's provider exists.
 			errs = append(errs, invalid.Field(f, "no platform provider %s; platform models can use platform providers only", d.providerID))
@@ -358,7 +365,7 @@ func (s *modelService) CreateModel(ctx context.Context, req *adminv1.CreateModel
 		if err := checkModelNameFree(ctx, tx, owner, in.GetName(), uuid.Nil); err != nil {
 			return err
 		}
-		if err := checkDeploymentProviders(ctx, tx, owner, ds); err != nil {
+		if err := checkDeploymentProviders(ctx, tx, p, owner, ds); err != nil {
 			return err
 		}
 		m, err := tx.Model.Create().SetNillableTenantID(owner).SetName(in.GetName()).SetContextWindow(in.GetContextWindow()).Save(ctx)
@@ -440,7 +447,7 @@ func (s *modelService) UpdateModel(ctx context.Context, req *adminv1.UpdateModel
 			case "context_window":
 				u.SetContextWindow(in.GetContextWindow())
 			case "deployments":
-				if err := checkDeploymentProviders(ctx, tx, m.TenantID, ds); err != nil {
+				if err := checkDeploymentProviders(ctx, tx, p, m.TenantID, ds); err != nil {
 					return err
 				}
 				if _, err := tx.ModelDeployment.Delete().Where(modeldeployment.ModelID(m.ID)).Exec(ctx); err != nil {

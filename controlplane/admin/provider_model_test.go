@@ -2,6 +2,8 @@ package admin
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -222,12 +224,34 @@ func TestModelDeploymentProvidersFollowOwnership(t *testing.T) {
 			t.Errorf("violations %v", f)
 		}
 		wantCode(t, mk("", platform.GetId()), codes.PermissionDenied)
+
+		// What a provider guarantees is declared by whoever holds the
+		// contract: the tenant for its own provider, only the operator for
+		// the platform's.
+		declare := func(ctx context.Context, providerID string) error {
+			_, err := h.models().CreateModel(ctx, &adminv1.CreateModelRequest{Model: &adminv1.Model{
+				TenantId: acme.GetId(), Name: "g-" + providerID[:8], Pricing: &adminv1.Pricing{},
+				Deployments: []*adminv1.Deployment{{ProviderId: providerID, UpstreamModel: "llama3", NoTraining: true, Retention: adminv1.DataRetention_DATA_RETENTION_ZERO}},
+			}})
+			return err
+		}
+		before := rowCounts(t, st)
+		wantCode(t, declare(admin, platform.GetId()), codes.PermissionDenied)
+		if after := rowCounts(t, st); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("a refused declaration wrote rows: %v → %v", before, after)
+		}
+		if err := declare(admin, own.GetId()); err != nil {
+			t.Errorf("a tenant declaring its own provider's guarantees: %v", err)
+		}
+		if err := declare(h.op(), platform.GetId()); err != nil {
+			t.Errorf("the operator declaring a platform provider's guarantees for a tenant's model: %v", err)
+		}
 		list, err := h.models().ListModels(admin, &adminv1.ListModelsRequest{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(list.GetModels()) != 2 {
-			t.Errorf("tenant admin lists %d models, want its 2", len(list.GetModels()))
+		if len(list.GetModels()) != 4 {
+			t.Errorf("tenant admin lists %d models, want its 4", len(list.GetModels()))
 		}
 	})
 }
