@@ -1,12 +1,14 @@
 package helm
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
@@ -97,4 +99,54 @@ func generated(t *testing.T) map[string]string {
 		}
 	}
 	return out
+}
+
+// Every field values.schema.json lists is in values.yaml, where it is
+// documented: the schema admits no field a reader of the README cannot
+// find, short of the optional parts of a field documented whole (a
+// resources map). The other direction, values.yaml fields the schema
+// rejects, is helm lint's.
+func TestSchemaListsOnlyValuesFields(t *testing.T) {
+	var schema map[string]any
+	b, err := os.ReadFile(filepath.Join(chartDir, "values.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &schema); err != nil {
+		t.Fatal(err)
+	}
+	var values map[string]any
+	if b, err = os.ReadFile(filepath.Join(chartDir, "values.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &values); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := valuesdoc.Rows(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{} // fields documented whole, like resources
+	for _, r := range rows {
+		documented[r.Key] = true
+	}
+	var walk func(path string, s map[string]any, v any)
+	walk = func(path string, s map[string]any, v any) {
+		if s["additionalProperties"] != false {
+			return // a free-form map (annotations, resources lists, affinity)
+		}
+		vm, _ := v.(map[string]any)
+		props, _ := s["properties"].(map[string]any)
+		for name, sub := range props {
+			val, ok := vm[name]
+			if !ok {
+				t.Errorf("values.schema.json lists %s%s, which values.yaml lacks", path, name)
+				continue
+			}
+			if subSchema, ok := sub.(map[string]any); ok && !documented[path+name] {
+				walk(path+name+".", subSchema, val)
+			}
+		}
+	}
+	walk("", schema, values)
 }
