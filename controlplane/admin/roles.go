@@ -42,6 +42,8 @@ var leastRoles = map[string]account.Role{
 	adminPrefix + "KeyService/RotateKey": account.RoleMember,
 	adminPrefix + "KeyService/RevokeKey": account.RoleMember,
 	adminPrefix + "KeyService/DeleteKey": account.RoleMember,
+	// An invoice's export is a read like GetInvoice.
+	adminPrefix + "BillingService/ExportInvoice": account.RoleViewer,
 	// Anyone may correct their own name; changing others' needs admin.
 	adminPrefix + "AccountService/UpdateAccount": account.RoleViewer,
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
+	"github.com/tollgate-dev/tollgate/controlplane/billing"
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
 	"github.com/tollgate-dev/tollgate/controlplane/signin"
@@ -42,6 +43,9 @@ type Config struct {
 	// Sessions, if set, lets web console sessions call the API as their
 	// account (or as the operator), limited by the account's role.
 	Sessions *signin.Service
+	// Billing creates and moves invoices (BillingService); one with the
+	// default settings when nil.
+	Billing *billing.Service
 }
 
 // Server holds the state shared by the admin services.
@@ -54,6 +58,7 @@ type Server struct {
 	now          func() time.Time
 	configStatus func() ConfigStatus
 	sessions     *signin.Service
+	billing      *billing.Service
 }
 
 // New checks cfg and returns a Server.
@@ -76,12 +81,16 @@ func New(cfg Config) (*Server, error) {
 		now:          cfg.Now,
 		configStatus: cfg.ConfigStatus,
 		sessions:     cfg.Sessions,
+		billing:      cfg.Billing,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.billing == nil {
+		s.billing = billing.New(billing.Config{Store: cfg.Store, Log: s.log, Now: s.now})
 	}
 	return s, nil
 }
@@ -102,6 +111,7 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 	adminv1.RegisterUsageServiceServer(g, &usageService{Server: s})
 	adminv1.RegisterNotificationServiceServer(g, &notificationService{Server: s})
 	adminv1.RegisterPrivacyServiceServer(g, newPrivacyService(s))
+	adminv1.RegisterBillingServiceServer(g, &billingService{Server: s})
 }
 
 // mutate runs fn in a transaction that also records a config change (how

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"errors"
 
@@ -8,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
+	"github.com/tollgate-dev/tollgate/controlplane/billing"
 	"github.com/tollgate-dev/tollgate/controlplane/invalid"
 	"github.com/tollgate-dev/tollgate/ent"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
@@ -46,6 +48,7 @@ func tenantToProto(t *ent.Tenant) *adminv1.Tenant {
 		UpdateTime:       ts(t.UpdatedAt),
 		BudgetAlertTime:  tsp(t.BudgetAlertAt),
 		BudgetAlert:      t.BudgetAlert,
+		Currency:         t.Currency,
 	}
 }
 
@@ -102,6 +105,8 @@ func (s *tenantService) CreateTenant(ctx context.Context, req *adminv1.CreateTen
 	errs = append(errs, checkText("tenant.name", in.GetName(), 200, false))
 	errs = append(errs, checkText("tenant.billing_reference", in.GetBillingReference(), 200, false))
 	errs = append(errs, checkText("tenant.plan", in.GetPlan(), 100, false))
+	currency := cmp.Or(in.GetCurrency(), billing.USD)
+	errs = append(errs, billing.CheckCurrency("tenant.currency", currency))
 	email, err := normalizeEmail("tenant.billing_email", in.GetBillingEmail(), false)
 	errs = append(errs, err)
 	if in.GetStatus() != adminv1.TenantStatus_TENANT_STATUS_UNSPECIFIED {
@@ -135,6 +140,7 @@ func (s *tenantService) CreateTenant(ctx context.Context, req *adminv1.CreateTen
 			SetBillingEmail(email).
 			SetBillingReference(in.GetBillingReference()).
 			SetPlan(in.GetPlan()).
+			SetCurrency(currency).
 			Save(ctx)
 		if err != nil {
 			return err
@@ -153,7 +159,7 @@ func (s *tenantService) UpdateTenant(ctx context.Context, req *adminv1.UpdateTen
 	if in == nil {
 		return nil, badRequest(invalid.Field("tenant", "is required"))
 	}
-	paths, err := maskPaths(req.GetUpdateMask(), "name", "status", "billing_email", "billing_reference", "plan")
+	paths, err := maskPaths(req.GetUpdateMask(), "name", "status", "billing_email", "billing_reference", "plan", "currency")
 	if err != nil {
 		return nil, badRequest(err)
 	}
@@ -183,6 +189,12 @@ func (s *tenantService) UpdateTenant(ctx context.Context, req *adminv1.UpdateTen
 			errs = append(errs, checkText("tenant.billing_reference", in.GetBillingReference(), 200, false))
 		case "plan":
 			errs = append(errs, checkText("tenant.plan", in.GetPlan(), 100, false))
+		case "currency":
+			// Invoices are the operator's terms.
+			if err := requireOperator(p, "change a tenant's currency"); err != nil {
+				return nil, err
+			}
+			errs = append(errs, billing.CheckCurrency("tenant.currency", in.GetCurrency()))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -208,6 +220,8 @@ func (s *tenantService) UpdateTenant(ctx context.Context, req *adminv1.UpdateTen
 				u.SetBillingReference(in.GetBillingReference())
 			case "plan":
 				u.SetPlan(in.GetPlan())
+			case "currency":
+				u.SetCurrency(in.GetCurrency())
 			}
 		}
 		if updated, err = u.Save(ctx); err != nil {

@@ -441,3 +441,12 @@ func TestConvertRoundsHalfAwayFromZero(t *testing.T) {
 		t.Errorf("perMillion overflowed: %d", got)
 	}
 }
+
+func TestDecimal(t *testing.T) {
+	for m, want := range map[int64]string{0: "0.000000", 1500: "0.001500", -2: "-0.000002", 12_345_678: "12.345678",
+		-9223372036854775808: "-9223372036854.775808"} {
+		if got := Decimal(m); got != want {
+			t.Errorf("Decimal(%d) = %q, want %q", m, got, want)
+		}
+	}
+}

@@ -66,6 +66,9 @@ type (
 	fakeNotifications struct {
 		adminv1.UnimplementedNotificationServiceServer
 	}
+	fakeBilling struct {
+		adminv1.UnimplementedBillingServiceServer
+	}
 )
 
 // call is one request the fake server received.
@@ -109,6 +112,7 @@ func newFakeServer(t *testing.T, opts ...grpc.ServerOption) *fakeServer {
 	adminv1.RegisterStatusServiceServer(s, fakeStatus{})
 	adminv1.RegisterUsageServiceServer(s, fakeUsage{})
 	adminv1.RegisterNotificationServiceServer(s, fakeNotifications{})
+	adminv1.RegisterBillingServiceServer(s, fakeBilling{})
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
 	return f

@@ -99,6 +99,7 @@ func (c *cli) rootCmd() *cobra.Command {
 		c.auditCmd(),
 		c.usageCmd(),
 		c.notificationCmd(),
+		c.billingCmd(),
 		c.statusCmd(),
 		c.versionCmd(),
 	)

@@ -29,14 +29,14 @@ func (c *cli) tenants() (adminv1.TenantServiceClient, error) {
 }
 
 func tenantTable(t *table, tenants ...*adminv1.Tenant) {
-	t.row("ID", "SLUG", "NAME", "STATUS", "PLAN", "BILLING_EMAIL", "BILLING_REFERENCE", "BUDGET_ALERT", "CREATED")
+	t.row("ID", "SLUG", "NAME", "STATUS", "PLAN", "CURRENCY", "BILLING_EMAIL", "BILLING_REFERENCE", "BUDGET_ALERT", "CREATED")
 	for _, x := range tenants {
 		alert := "-"
 		if x.GetBudgetAlert() != "" {
 			alert = timestamp(x.GetBudgetAlertTime()) + " " + x.GetBudgetAlert()
 		}
 		t.row(x.GetId(), x.GetSlug(), x.GetName(), enumName(x.GetStatus(), "TENANT_STATUS_"),
-			x.GetPlan(), x.GetBillingEmail(), x.GetBillingReference(), alert, timestamp(x.GetCreateTime()))
+			x.GetPlan(), x.GetCurrency(), x.GetBillingEmail(), x.GetBillingReference(), alert, timestamp(x.GetCreateTime()))
 	}
 }
 
@@ -125,6 +125,7 @@ and hyphens, starting with a letter. The tenant starts active.`,
 	f.StringVar(&tenant.BillingEmail, "billing-email", "", "where invoices go")
 	f.StringVar(&tenant.BillingReference, "billing-reference", "", "the tenant's reference in your billing system")
 	f.StringVar(&tenant.Plan, "plan", "", "plan name, for your own records")
+	f.StringVar(&tenant.Currency, "currency", "", "ISO 4217 code invoices are rendered in (default USD; needs the control plane's --exchange-rate for it)")
 	return cmd
 }
 
@@ -134,8 +135,8 @@ func (c *cli) tenantUpdate() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "update SLUG|ID",
 		Short: "Change a tenant",
-		Long: `Change a tenant. Only the flags given are changed; --status may be changed by
-the operator only. A suspended or restricted tenant's requests are refused.`,
+		Long: `Change a tenant. Only the flags given are changed; --status and --currency may
+be changed by the operator only. A suspended or restricted tenant's requests are refused.`,
 		Example: `  tollgatectl tenant update acme --status suspended
   tollgatectl tenant update acme --plan enterprise --billing-email ap@acme.example`,
 		Args: exactArgs("SLUG|ID"),
@@ -146,6 +147,7 @@ the operator only. A suspended or restricted tenant's requests are refused.`,
 				{"billing-email", "billing_email"},
 				{"billing-reference", "billing_reference"},
 				{"plan", "plan"},
+				{"currency", "currency"},
 			})
 			if err != nil {
 				return err
@@ -177,6 +179,7 @@ the operator only. A suspended or restricted tenant's requests are refused.`,
 	f.StringVar(&tenant.BillingEmail, "billing-email", "", "where invoices go")
 	f.StringVar(&tenant.BillingReference, "billing-reference", "", "the tenant's reference in your billing system")
 	f.StringVar(&tenant.Plan, "plan", "", "plan name")
+	f.StringVar(&tenant.Currency, "currency", "", "ISO 4217 code invoices are rendered in (operator only)")
 	return cmd
 }
 

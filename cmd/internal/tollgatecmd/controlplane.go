@@ -54,6 +54,7 @@ type serverFlags struct {
 	telemetry      telemetryFlags
 	notify         notifyFlags
 	web            webFlags
+	billing        billingFlags
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet, defaultAdmin, defaultXDS, defaultListen string) {
@@ -78,6 +79,7 @@ func (f *serverFlags) register(fs *flag.FlagSet, defaultAdmin, defaultXDS, defau
 	f.web.register(fs, "127.0.0.1:7080")
 	fs.IntVar(&f.maxContentDays, "max-content-days", contentlog.DefaultMaxDays, "the longest any tenant's request content is kept (caps each policy's content_retention_days; docs/privacy.md)")
 	f.notify.register(fs)
+	f.billing.register(fs)
 }
 
 func runControlPlane(ctx context.Context, args []string, stderr io.Writer) (err error) {
@@ -192,9 +194,13 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	if err != nil {
 		return err
 	}
+	bill, err := cfg.flags.billing.service(cfg.store, cfg.log)
+	if err != nil {
+		return err
+	}
 	adm, err := admin.New(admin.Config{
 		Store: cfg.store, Keyring: cfg.keyring, OperatorToken: cfg.operatorToken, Logger: cfg.log,
-		Changed: rec.Notify, Sessions: sessions,
+		Changed: rec.Notify, Sessions: sessions, Billing: bill,
 		ConfigStatus: func() admin.ConfigStatus {
 			st := publisher.Status()
 			return admin.ConfigStatus{Version: st.Version, PublishTime: st.PublishTime, Errors: st.Errors, Nodes: st.Nodes, Resources: st.Resources}
@@ -264,7 +270,7 @@ func serve(ctx context.Context, cfg serveConfig) error {
 		return err
 	}
 	runner := jobs.New(cfg.store, replicaName(), cfg.log)
-	deps := jobDeps{store: cfg.store, authority: authority, notifier: notifier, purger: privacy.NewPurger(cfg.store, vault, cfg.log)}
+	deps := jobDeps{store: cfg.store, authority: authority, notifier: notifier, purger: privacy.NewPurger(cfg.store, vault, cfg.log), billing: bill}
 	for _, j := range backgroundJobs(deps) {
 		runner.Add(j)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/tollgate-dev/tollgate/controlplane/billing"
 	"github.com/tollgate-dev/tollgate/controlplane/jobs"
 	"github.com/tollgate-dev/tollgate/controlplane/notify"
 	"github.com/tollgate-dev/tollgate/controlplane/privacy"
@@ -19,6 +20,7 @@ type jobDeps struct {
 	authority *quotaauthority.Authority
 	notifier  *notify.Deliverer
 	purger    *privacy.Purger
+	billing   *billing.Service
 }
 
 // backgroundJobs lists the control plane's background jobs. Every replica
@@ -42,6 +44,7 @@ func backgroundJobs(d jobDeps) []jobs.Job {
 			_, err := notify.WarnExpiringKeys(ctx, d.store, time.Now(), notify.DefaultExpiryThresholds)
 			return err
 		}},
+		{Name: billing.JobName, Every: time.Hour, Run: d.billing.IssueDue},
 		{Name: "notify.prune", Every: time.Hour, Run: func(ctx context.Context) error {
 			_, err := d.notifier.Prune(ctx, time.Now().Add(-notify.DeliveryRetention))
 			return err

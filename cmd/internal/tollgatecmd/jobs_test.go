@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tollgate-dev/tollgate/controlplane/billing"
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
 	"github.com/tollgate-dev/tollgate/controlplane/privacy"
 	"github.com/tollgate-dev/tollgate/controlplane/quotaauthority"
@@ -21,7 +22,7 @@ func TestBackgroundJobsRun(t *testing.T) {
 			t.Fatal(err)
 		}
 		js := backgroundJobs(jobDeps{store: st, authority: quotaauthority.New(st, quotaauthority.Options{}), notifier: notifier,
-			purger: privacy.NewPurger(st, nil, nil)})
+			purger: privacy.NewPurger(st, nil, nil), billing: billing.New(billing.Config{Store: st})})
 		if len(js) == 0 {
 			t.Fatal("no background jobs")
 		}

@@ -103,7 +103,11 @@ type Tenant struct {
 	// of its keys') crossed its soft limit, and which.
 	BudgetAlertTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=budget_alert_time,json=budgetAlertTime,proto3" json:"budget_alert_time,omitempty"`
 	// Output only.
-	BudgetAlert   string `protobuf:"bytes,11,opt,name=budget_alert,json=budgetAlert,proto3" json:"budget_alert,omitempty"`
+	BudgetAlert string `protobuf:"bytes,11,opt,name=budget_alert,json=budgetAlert,proto3" json:"budget_alert,omitempty"`
+	// ISO 4217 code of the currency invoices are rendered in (amounts are
+	// kept in micro-dollars and converted at the operator's exchange rate).
+	// Defaults to USD; the operator only may change it.
+	Currency      string `protobuf:"bytes,12,opt,name=currency,proto3" json:"currency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -211,6 +215,13 @@ func (x *Tenant) GetBudgetAlertTime() *timestamppb.Timestamp {
 func (x *Tenant) GetBudgetAlert() string {
 	if x != nil {
 		return x.BudgetAlert
+	}
+	return ""
+}
+
+func (x *Tenant) GetCurrency() string {
+	if x != nil {
+		return x.Currency
 	}
 	return ""
 }
@@ -513,8 +524,8 @@ type UpdateTenantRequest struct {
 	// id or slug identifies the tenant; the fields named in update_mask are
 	// changed.
 	Tenant *Tenant `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	// Paths: name, status, billing_email, billing_reference, plan. Status may
-	// be changed by the operator only.
+	// Paths: name, status, billing_email, billing_reference, plan, currency.
+	// Status and currency may be changed by the operator only.
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -695,7 +706,7 @@ var File_tollgate_admin_v1_tenant_proto protoreflect.FileDescriptor
 
 const file_tollgate_admin_v1_tenant_proto_rawDesc = "" +
 	"\n" +
-	"\x1etollgate/admin/v1/tenant.proto\x12\x11tollgate.admin.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x03\n" +
+	"\x1etollgate/admin/v1/tenant.proto\x12\x11tollgate.admin.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe0\x03\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04slug\x18\x02 \x01(\tR\x04slug\x12\x12\n" +
@@ -710,7 +721,8 @@ const file_tollgate_admin_v1_tenant_proto_rawDesc = "" +
 	"updateTime\x12F\n" +
 	"\x11budget_alert_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\x0fbudgetAlertTime\x12!\n" +
-	"\fbudget_alert\x18\v \x01(\tR\vbudgetAlert\"*\n" +
+	"\fbudget_alert\x18\v \x01(\tR\vbudgetAlert\x12\x1a\n" +
+	"\bcurrency\x18\f \x01(\tR\bcurrency\"*\n" +
 	"\x10GetTenantRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\"F\n" +
 	"\x11GetTenantResponse\x121\n" +
