@@ -84,6 +84,7 @@ var cases = []renderCase{
 	{name: "cockroachdb", bootstrap: bootstrapParams(nil)},
 	{name: "cert-manager", bootstrap: bootstrapParams(tlsParams())},
 	{name: "hpa-off", bootstrap: bootstrapParams(tlsParams())},
+	{name: "notifications", bootstrap: bootstrapParams(tlsParams())},
 }
 
 func (c renderCase) valuesArgs() []string {
