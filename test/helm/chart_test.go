@@ -132,7 +132,7 @@ func TestSchemaListsOnlyValuesFields(t *testing.T) {
 	}
 	var walk func(path string, s map[string]any, v any)
 	walk = func(path string, s map[string]any, v any) {
-		if s["additionalProperties"] != false {
+		if allowsOthers, ok := s["additionalProperties"].(bool); !ok || allowsOthers {
 			return // a free-form map (annotations, resources lists, affinity)
 		}
 		vm, _ := v.(map[string]any)
