@@ -313,11 +313,14 @@ func (d *downstream) finish() {
 		d.settle(rec)
 		d.s.usage.Record(rec)
 		t, _ := r.outcome()
-		provider := t.provider
+		provider, firstChunk := t.provider, t.firstByte.Sub(r.start)
 		if rec.GetProvider() == "" {
 			provider = nil
 		}
-		d.s.tel.requestEnded(context.Background(), d.span, r.api, provider, rec)
+		if t.firstByte.IsZero() {
+			firstChunk = -1
+		}
+		d.s.tel.requestEnded(context.Background(), d.span, r.api, provider, firstChunk, rec)
 		d.log.Debug("request finished", "status", rec.GetStatusCode(), "error_type", rec.GetErrorType(), "model", rec.GetModel(),
 			"provider", rec.GetProvider(), "upstream_model", rec.GetUpstreamModel(), "input_tokens", rec.GetInputTokens(),
 			"output_tokens", rec.GetOutputTokens(), "estimated", rec.GetEstimated(), "cost_micros", rec.GetCostMicros(),

@@ -224,9 +224,10 @@ func errorTypeOf(rec *usagev1.UsageRecord) string {
 }
 
 // requestEnded records a finished request's metrics from its usage record,
-// and ends its span. provider is the last try's provider kind (nil when no
-// try was made).
-func (in *instruments) requestEnded(ctx context.Context, span trace.Span, api translate.ClientAPI, provider *configv1.Provider, rec *usagev1.UsageRecord) {
+// and ends its span. provider is the last try's provider (nil when no try
+// was made); firstChunk is the time to its response's first chunk,
+// negative when none came.
+func (in *instruments) requestEnded(ctx context.Context, span trace.Span, api translate.ClientAPI, provider *configv1.Provider, firstChunk time.Duration, rec *usagev1.UsageRecord) {
 	attrs := make([]otelattr.KeyValue, 0, 8)
 	attrs = append(attrs, attrOperation.String(operationOf(api)), attrStatus.Int(int(rec.GetStatusCode())))
 	if provider != nil {
@@ -247,8 +248,8 @@ func (in *instruments) requestEnded(ctx context.Context, span trace.Span, api tr
 	}
 	set := otelattr.NewSet(attrs...)
 	in.duration.Record(ctx, float64(rec.GetLatencyMs())/1000, metric.WithAttributeSet(set))
-	if rec.GetStreamed() && rec.GetTtftMs() > 0 {
-		in.firstChunk.Record(ctx, float64(rec.GetTtftMs())/1000, metric.WithAttributeSet(set))
+	if rec.GetStreamed() && firstChunk >= 0 {
+		in.firstChunk.Record(ctx, firstChunk.Seconds(), metric.WithAttributeSet(set))
 	}
 	if provider != nil {
 		// Token usage has no error.type or status in the conventions:
