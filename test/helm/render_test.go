@@ -176,6 +176,12 @@ var kinds = map[string]func() any{
 // Go type does not have (a misspelt or misplaced one) is an error.
 func decode(t *testing.T, rendered []byte) []object {
 	t.Helper()
+	return decodeIn(t, rendered, namespace)
+}
+
+// decodeIn is decode for a render into namespace ns.
+func decodeIn(t *testing.T, rendered []byte, ns string) []object {
+	t.Helper()
 	r := k8syaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(rendered)))
 	var objs []object
 	for {
@@ -206,8 +212,8 @@ func decode(t *testing.T, rendered []byte) []object {
 			t.Errorf("%s %s does not decode strictly: %v", meta.Kind, meta.Metadata.Name, err)
 			continue
 		}
-		if meta.Metadata.Namespace != namespace && meta.Kind != "" {
-			t.Errorf("%s %s: namespace %q, want the release's (%q)", meta.Kind, meta.Metadata.Name, meta.Metadata.Namespace, namespace)
+		if meta.Metadata.Namespace != ns {
+			t.Errorf("%s %s: namespace %q, want the release's (%q)", meta.Kind, meta.Metadata.Name, meta.Metadata.Namespace, ns)
 		}
 		objs = append(objs, object{Kind: meta.Kind, Name: meta.Metadata.Name, Raw: doc, Obj: o})
 	}
