@@ -124,32 +124,43 @@ func (g *gateway) restrictedTenant(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	setStatus(adminv1.TenantStatus_TENANT_STATUS_RESTRICTED)
-	g.eventually(defaultWait, "the restriction reaches the data plane", func() error {
-		if oe, err := g.chatError(t, key, "gpt-4o-mini", "hi"); oe == nil || oe.StatusCode != http.StatusForbidden {
-			return fmt.Errorf("still served: %w", err)
-		}
-		return nil
-	})
-	g.assertRestricted(t, key)
-	setStatus(adminv1.TenantStatus_TENANT_STATUS_ACTIVE)
-	g.eventually(defaultWait, "the lifted restriction reaches the data plane", func() error {
-		_, err := g.chatError(t, key, "gpt-4o-mini", "hi")
-		return err
-	})
+	// Restricted by PrivacyService, then by the operator setting the
+	// tenant's status: the same refusal either way.
+	for _, way := range []struct {
+		name           string
+		restrict, lift func()
+	}{
+		{"PrivacyService", func() { g.restrict(t, "restricted-co", "", true) }, func() { g.restrict(t, "restricted-co", "", false) }},
+		{"TenantService status", func() { setStatus(adminv1.TenantStatus_TENANT_STATUS_RESTRICTED) }, func() { setStatus(adminv1.TenantStatus_TENANT_STATUS_ACTIVE) }},
+	} {
+		way.restrict()
+		g.eventually(defaultWait, way.name+": the restriction reaches the data plane", func() error {
+			if oe, err := g.chatError(t, key, "gpt-4o-mini", "hi"); oe == nil || oe.StatusCode != http.StatusForbidden {
+				return fmt.Errorf("still served: %w", err)
+			}
+			return nil
+		})
+		g.assertRestricted(t, key)
+		way.lift()
+		g.eventually(defaultWait, way.name+": the lifted restriction reaches the data plane", func() error {
+			_, err := g.chatError(t, key, "gpt-4o-mini", "hi")
+			return err
+		})
+	}
 }
 
-// restrictAccount marks an account restricted in the store, in one
-// transaction with the config change note, as PrivacyService does.
-func (g *gateway) restrictAccount(t *testing.T, accountID string, restricted bool) {
+// restrict restricts (or lifts the restriction of) a tenant, or one of its
+// accounts, through PrivacyService.
+func (g *gateway) restrict(t *testing.T, tenant, accountID string, on bool) {
 	t.Helper()
-	id := uuid.MustParse(accountID)
-	err := g.store.InTx(t.Context(), func(tx *ent.Tx) error {
-		if err := tx.Account.UpdateOneID(id).SetRestricted(restricted).Exec(t.Context()); err != nil {
-			return err
-		}
-		return store.RecordConfigChange(t.Context(), tx)
-	})
+	subject := &adminv1.PrivacySubject{Tenant: tenant, AccountId: accountID}
+	c := adminv1.NewPrivacyServiceClient(g.admin)
+	var err error
+	if on {
+		_, err = c.Restrict(g.op, &adminv1.RestrictRequest{Subject: subject})
+	} else {
+		_, err = c.Unrestrict(g.op, &adminv1.UnrestrictRequest{Subject: subject})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +172,7 @@ func (g *gateway) restrictedAccount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.restrictAccount(t, accountID, true)
+	g.restrict(t, "account-co", accountID, true)
 	g.eventually(defaultWait, "the account's restriction reaches the data plane", func() error {
 		if oe, err := g.chatError(t, key, "gpt-4o-mini", "hi"); oe == nil || oe.StatusCode != http.StatusForbidden {
 			return fmt.Errorf("still served: %w", err)
@@ -176,7 +187,7 @@ func (g *gateway) restrictedAccount(t *testing.T) {
 	if err != nil || !ar.GetAccount().GetRestricted() {
 		t.Errorf("GetAccount shows restricted=%v (%v), want true", ar.GetAccount().GetRestricted(), err)
 	}
-	g.restrictAccount(t, accountID, false)
+	g.restrict(t, "account-co", accountID, false)
 	g.eventually(defaultWait, "the lifted restriction reaches the data plane", func() error {
 		_, err := g.chatError(t, key, "gpt-4o-mini", "hi")
 		return err
@@ -373,7 +384,8 @@ func (g *gateway) redaction(t *testing.T) {
 	key, tenantID, _ := g.tenantKey(t, "redacting-co", "")
 	g.setPolicy(t, &adminv1.Policy{Target: &adminv1.PolicyTarget{Target: &adminv1.PolicyTarget_Tenant{Tenant: tenantID}}, Redact: true})
 	const prompt = "I am ada@example.com (+49 30 1234567); pay DE89 3704 0044 0532 0130 00 with 4111 1111 1111 1111 using sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"
-	values := []string{"ada@example.com", "1234567", "DE89", "4111", "sk-proj-"}
+	// Each value, long enough not to occur by chance (in a UUID, say).
+	values := []string{"ada@example.com", "+49 30 1234567", "DE89 3704 0044", "4111 1111 1111", "sk-proj-Ab3dEf"}
 	anth := g.fakes[fakeprovider.Anthropic]
 	var sent string
 	g.eventually(defaultWait, "the policy's redaction reaches the data plane", func() error {
@@ -436,8 +448,7 @@ func (g *gateway) redaction(t *testing.T) {
 	}
 }
 
-// assertNotStored fails if any text column of the usage records holds one
-// of values.
+// assertNotStored fails if any usage record holds one of values.
 func (g *gateway) assertNotStored(t *testing.T, values ...string) {
 	t.Helper()
 	recs, err := g.store.Client().UsageRecord.Query().All(t.Context())
@@ -445,7 +456,7 @@ func (g *gateway) assertNotStored(t *testing.T, values ...string) {
 		t.Fatal(err)
 	}
 	for _, r := range recs {
-		row := fmt.Sprintf("%+v", *r)
+		row := r.String()
 		for _, v := range values {
 			if strings.Contains(row, v) {
 				t.Errorf("a usage record holds %q: %s", v, row)
