@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
@@ -251,6 +252,41 @@ func TestSecurityNoticesAreEnqueued(t *testing.T) {
 		want := []string{notify.TypeAdminTokenCreated, notify.TypeAdminTokenCreated, notify.TypeAdminTokenRevoked, notify.TypeKeyRevokedByOperator}
 		if !slices.Equal(types, want) {
 			t.Errorf("notices %v, want %v", types, want)
+		}
+	})
+}
+
+// The operator issuing a draft invoice notifies the tenant, in the issuing
+// transaction.
+func TestIssuingAnInvoiceNotifies(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		h := newHarness(t, s)
+		acme := h.createTenant("acme")
+		_, err := h.notifications().CreateNotificationEndpoint(h.op(), &adminv1.CreateNotificationEndpointRequest{Tenant: "acme", Endpoint: &adminv1.NotificationEndpoint{
+			Name: "finance", Kind: adminv1.NotificationEndpointKind_NOTIFICATION_ENDPOINT_KIND_EMAIL, EmailRecipients: []string{"billing@acme.example"},
+			EventTypes: []string{notify.TypeInvoiceIssued}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
+		inv, err := s.Client().Invoice.Create().SetTenantID(uuid.MustParse(acme.GetId())).SetNumber("TG-202610-acme").
+			SetPeriodStart(start).SetPeriodEnd(start.AddDate(0, 1, 0)).SetCurrency("USD").SetExchangeRateMicros(1_000_000).
+			SetTotalMicros(2_000_000).SetTotalCurrencyMicros(2_000_000).SetRequests(7).Save(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = adminv1.NewBillingServiceClient(h.conn).TransitionInvoice(h.op(), &adminv1.TransitionInvoiceRequest{
+			Id: inv.ID.String(), Status: adminv1.InvoiceStatus_INVOICE_STATUS_ISSUED})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds, err := h.notifications().ListNotificationDeliveries(h.op(), &adminv1.ListNotificationDeliveriesRequest{Tenant: "acme"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds.GetDeliveries()) != 1 || ds.GetDeliveries()[0].GetEventType() != notify.TypeInvoiceIssued ||
+			ds.GetDeliveries()[0].GetData().GetFields()["number"].GetStringValue() != "TG-202610-acme" {
+			t.Fatalf("deliveries %v, want one invoice.issued", ds.GetDeliveries())
 		}
 	})
 }

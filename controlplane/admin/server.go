@@ -19,6 +19,7 @@ import (
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/billing"
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
+	"github.com/tollgate-dev/tollgate/controlplane/notify"
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
 	"github.com/tollgate-dev/tollgate/controlplane/signin"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
@@ -90,7 +91,7 @@ func New(cfg Config) (*Server, error) {
 		s.now = time.Now
 	}
 	if s.billing == nil {
-		s.billing = billing.New(billing.Config{Store: cfg.Store, Log: s.log, Now: s.now})
+		s.billing = billing.New(billing.Config{Store: cfg.Store, Log: s.log, Now: s.now, OnIssued: notify.InvoiceIssued})
 	}
 	return s, nil
 }

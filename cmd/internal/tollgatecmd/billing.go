@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/controlplane/billing"
+	"github.com/tollgate-dev/tollgate/controlplane/notify"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 )
 
@@ -38,5 +39,6 @@ func (f *billingFlags) service(st *store.Store, log *slog.Logger) (*billing.Serv
 	if f.grace < 0 {
 		return nil, fmt.Errorf("%w: --invoice-grace must not be negative, got %s", errUsage, f.grace)
 	}
-	return billing.New(billing.Config{Store: st, Log: log, Rates: f.rates, Grace: f.grace, Drafts: f.drafts}), nil
+	return billing.New(billing.Config{Store: st, Log: log, Rates: f.rates, Grace: f.grace, Drafts: f.drafts,
+		OnIssued: notify.InvoiceIssued}), nil
 }
