@@ -12,7 +12,7 @@ LDFLAGS  := -s -w -X github.com/tollgate-dev/tollgate/cmd/internal/tollgatecmd.V
 # Test timeout for the whole run; store tests on PostgreSQL are the slowest.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: help build test e2e e2e-envoy check run lint generate tools fmt vet web-vendor
+.PHONY: help build test e2e e2e-envoy check run lint generate tools fmt vet helm web-vendor
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +43,8 @@ $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc: tools/go.mod tools/go
 # its client-go), which `helm template` checks the chart's kubeVersion against.
 HELM_VERSION = $(shell $(GO) list $(TOOLS) -m -f '{{.Version}}' helm.sh/helm/v3 2>/dev/null)
 HELM_K8S_MINOR = $(shell $(GO) list $(TOOLS) -m -f '{{.Version}}' k8s.io/client-go 2>/dev/null | cut -d. -f2)
+helm: $(BIN)/helm ## build the pinned helm into bin/ (make test does; test/helm uses it)
+
 $(BIN)/helm: tools/go.mod tools/go.sum
 	$(GO) build $(TOOLS) -ldflags '-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(HELM_K8S_MINOR) -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(HELM_K8S_MINOR)' -o $(BIN)/ helm.sh/helm/v3/cmd/helm
 

@@ -5,7 +5,7 @@
 // secret in a ConfigMap, a container without probes or limits, an Envoy
 // bootstrap that is not envoy/'s, a flag tollgate does not have.
 //
-// The helm binary is bin/helm (`make bin/helm`, pinned in tools/go.mod);
+// The helm binary is bin/helm (`make helm`, pinned in tools/go.mod);
 // `make test` passes it in TOLLGATE_HELM. Without one the tests skip,
 // unless TOLLGATE_TEST_REQUIRE_HELM=1 (.ci/run sets it), when they fail.
 package helm
@@ -99,7 +99,7 @@ func helmBin(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("TOLLGATE_HELM"); p != "" {
 		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("TOLLGATE_HELM: %v (make bin/helm builds it)", err)
+			t.Fatalf("TOLLGATE_HELM: %v (make helm builds it)", err)
 		}
 		return p
 	}
@@ -112,9 +112,9 @@ func helmBin(t *testing.T) string {
 		return p
 	}
 	if os.Getenv("TOLLGATE_TEST_REQUIRE_HELM") == "1" {
-		t.Fatal("TOLLGATE_TEST_REQUIRE_HELM=1 but no helm: run make bin/helm or set TOLLGATE_HELM")
+		t.Fatal("TOLLGATE_TEST_REQUIRE_HELM=1 but no helm: run make helm or set TOLLGATE_HELM")
 	}
-	t.Skip("no helm binary: make bin/helm builds the pinned one (make test does)")
+	t.Skip("no helm binary: make helm builds the pinned one (make test does)")
 	return ""
 }
 
