@@ -12,7 +12,7 @@ LDFLAGS  := -s -w -X github.com/tollgate-dev/tollgate/cmd/internal/tollgatecmd.V
 # Test timeout for the whole run; store tests on PostgreSQL are the slowest.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: help build test e2e e2e-envoy check run lint generate tools fmt vet helm web-vendor
+.PHONY: help build test e2e e2e-envoy check run lint generate tools fmt vet helm web-vendor screenshots
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,6 +69,9 @@ web-vendor: ## reinstall the web console's chart library from its lockfile and c
 	cd $(WEB_NPM) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	cp $(WEB_NPM)/node_modules/uplot/dist/uPlot.iife.min.js $(WEB_NPM)/node_modules/uplot/dist/uPlot.min.css $(WEB_VENDOR)/
 	cp $(WEB_NPM)/node_modules/uplot/LICENSE $(WEB_VENDOR)/uPlot.LICENSE
+
+screenshots: ## retake the web console's screenshots in docs/img (needs Chromium)
+	TOLLGATE_SCREENSHOTS=$(CURDIR)/docs/img $(GO) test -count=1 -run TestConsoleInABrowser ./cmd/internal/tollgatecmd/
 
 fmt: ## format the Go code
 	gofmt -w $$(git ls-files '*.go')

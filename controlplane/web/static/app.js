@@ -30,7 +30,7 @@
   var palette = ["#0b5cad", "#c2410c", "#15803d", "#7e22ce", "#be123c", "#0e7490", "#4d7c0f", "#a16207"];
   function fmt(unit, v) {
     if (v == null) return "";
-    if (unit === "usd") return "$" + (v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(4));
+    if (unit === "usd") return "$" + (v === 0 ? "0" : v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : Number(v.toPrecision(2)).toString());
     if (unit === "ms") return Math.round(v) + " ms";
     if (unit === "pct") return v.toFixed(1) + "%";
     return v >= 1e6 ? (v / 1e6).toFixed(1) + "M" : v >= 1e3 ? (v / 1e3).toFixed(1) + "k" : String(Math.round(v));
@@ -48,10 +48,13 @@
       data.push(s.values);
     });
     var width = Math.max(280, el.clientWidth);
+    var y = { values: function (u, vals) { return vals.map(function (v) { return fmt(c.unit, v); }); }, size: 72 };
+    // Counts have whole ticks: one request is not 0.2, 0.4, 0.6 of one.
+    if (c.unit === "count") y.incrs = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7, 1e8, 1e9];
     var plot = new uPlot({
-      width: width, height: 220, series: series,
-      axes: [{}, { values: function (u, vals) { return vals.map(function (v) { return fmt(c.unit, v); }); }, size: 60 }],
-      scales: { x: { time: true } }, legend: { show: true }, cursor: { drag: { x: false, y: false } }
+      width: width, height: 220, series: series, axes: [{}, y],
+      scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
+      legend: { show: true }, cursor: { drag: { x: false, y: false } }
     }, data, el);
     el.setAttribute("data-drawn", String(c.series.length));
     if (window.ResizeObserver) {

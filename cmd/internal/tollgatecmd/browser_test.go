@@ -1,0 +1,250 @@
+package tollgatecmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/chromedp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
+)
+
+// Environment of the browser tests.
+const (
+	// envRequireBrowser=1 turns a missing Chromium from a skip into a
+	// failure (.ci/run sets it).
+	envRequireBrowser = "TOLLGATE_TEST_REQUIRE_BROWSER"
+	// envChromium names the browser binary; else chromium on PATH.
+	envChromium = "TOLLGATE_CHROMIUM"
+	// envScreenshots names a directory to save the console's screenshots
+	// in (docs/img: `make screenshots`).
+	envScreenshots = "TOLLGATE_SCREENSHOTS"
+)
+
+// chromium finds the browser, or skips (fails when it is required).
+func chromium(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv(envChromium); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv(envRequireBrowser) == "1" {
+		t.Fatalf("no Chromium found (install Debian's chromium package or set %s) and %s=1", envChromium, envRequireBrowser)
+	}
+	t.Skipf("no Chromium found; install Debian's chromium package or set %s", envChromium)
+	return ""
+}
+
+// The console in a real browser, against `tollgate dev` with the test data
+// plane and fake providers: a new owner sets a password from a link, signs
+// in, creates a key and copies it; a request made with the key through the
+// data plane shows up on the usage page's chart and table.
+func TestConsoleInABrowser(t *testing.T) {
+	bin := chromium(t)
+	dir := t.TempDir()
+	d := startDevWith(t, dir, "--fake-providers", "--dataplane", "test", "--listen-port", freePort(t), "--envoy-admin-port", freePort(t))
+	m := regexp.MustCompile(`(?m)^\s+web console\s+(http://\S+)`).FindStringSubmatch(d.banner)
+	if m == nil {
+		t.Fatalf("no web console in the banner:\n%s", d.banner)
+	}
+	console := m[1]
+
+	token, err := os.ReadFile(filepath.Join(dir, "operator-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+strings.TrimSpace(string(token)))
+	conn, err := grpc.NewClient(d.admin, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	if _, err := adminv1.NewTenantServiceClient(conn).CreateTenant(op, &adminv1.CreateTenantRequest{Tenant: &adminv1.Tenant{Slug: "acme", Name: "Acme Corp"}}); err != nil {
+		t.Fatal(err)
+	}
+	acct, err := adminv1.NewAccountServiceClient(conn).CreateAccount(op, &adminv1.CreateAccountRequest{Tenant: "acme", Account: &adminv1.Account{Email: "olga@acme.example", Name: "Olga", Role: adminv1.AccountRole_ACCOUNT_ROLE_OWNER}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err := adminv1.NewAccountServiceClient(conn).CreatePasswordLink(op, &adminv1.CreatePasswordLinkRequest{Id: acct.GetAccount().GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
+		chromedp.WindowSize(1280, 900), chromedp.UserDataDir(filepath.Join(dir, "chromium")))
+	actx, cancelAlloc := chromedp.NewExecAllocator(t.Context(), opts...)
+	defer cancelAlloc()
+	ctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	shots := newScreenshots(t)
+
+	const pw = "a long and private passphrase"
+	do(t, ctx, "set the password from the link",
+		chromedp.Navigate(console+"/signin/password?token="+link.GetSecret()),
+		chromedp.WaitVisible(`#password`),
+		chromedp.SendKeys(`#password`, pw),
+		chromedp.SendKeys(`#confirm`, pw),
+		chromedp.Submit(`#password`),
+		chromedp.WaitVisible(`p.flash`),
+	)
+	shots.take(ctx, "signin")
+	do(t, ctx, "sign in",
+		chromedp.SendKeys(`#email`, "olga@acme.example"),
+		chromedp.SendKeys(`#password`, pw),
+		chromedp.Submit(`#email`),
+		chromedp.WaitVisible(`#month`),
+	)
+
+	// A key: created in the form, its secret shown once, copied with the
+	// button.
+	for _, name := range []string{"clipboard-read", "clipboard-write"} {
+		if _, err := chromedp.CallBrowser(ctx, browser.SetPermission, browser.SetPermissionParams{
+			Permission: &browser.PermissionDescriptor{Name: name}, Setting: browser.PermissionSettingGranted, Origin: console,
+		}); err != nil {
+			t.Fatalf("allowing %s: %v", name, err)
+		}
+	}
+	do(t, ctx, "create a key",
+		chromedp.Navigate(console+"/t/acme/keys"),
+		chromedp.WaitVisible(`#name`),
+		chromedp.SendKeys(`#name`, "checkout service"),
+		chromedp.Submit(`#name`),
+		chromedp.WaitVisible(`#new-secret`),
+	)
+	secret := get(t, ctx, "the secret", chromedp.Value(`#new-secret`))
+	do(t, ctx, "copy it", chromedp.Click(`button[data-copy]`))
+	get(t, ctx, "the copy status", chromedp.Poll[bool](`document.querySelector(".copy-status").textContent !== ""`, chromedp.WithPollingTimeout(10*time.Second)))
+	status := get(t, ctx, "the copy status", chromedp.Text(`.copy-status`))
+	copied := get(t, ctx, "the clipboard", chromedp.Evaluate[string](`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise))
+	if !strings.HasPrefix(secret, "tg-") {
+		t.Fatalf("the page shows no key secret: %q", secret)
+	}
+	if status != "Copied" || copied != secret {
+		t.Fatalf("copy: status %q, clipboard %q, want %q", status, copied, secret)
+	}
+	shots.take(ctx, "key-created")
+
+	// A request through the data plane with the copied key.
+	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello from the browser test"}]}`
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+d.traffic+"/v1/chat/completions", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+copied)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		// A new key reaches ext_proc within about a second.
+		if resp.StatusCode != http.StatusUnauthorized || time.Now().After(deadline) {
+			t.Fatalf("chat completion: %d %s", resp.StatusCode, got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The usage page: reload until the request's rollup is in (usage
+	// arrives in batches), then the chart is drawn and the table names the
+	// model.
+	usageURL := console + "/t/acme/usage?metric=requests&group=model"
+	var rows string
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		do(t, ctx, "open the usage page", chromedp.Navigate(usageURL), chromedp.WaitVisible(`#table-title`))
+		rows = get(t, ctx, "the usage table", chromedp.Text(`#usage-table tbody`))
+		if strings.Contains(rows, "gpt-4o-mini") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the request did not appear on the usage page within 60s; table: %q\nlogs:\n%s", rows, d.logs)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	do(t, ctx, "the chart", chromedp.WaitVisible(`.chart-area[data-drawn] canvas`))
+	drawn := get(t, ctx, "the chart's series", chromedp.AttributeValue(`.chart-area`, "data-drawn")).Value
+	points := get(t, ctx, "the chart's points", chromedp.Evaluate[string](`String(JSON.parse(document.querySelector(".chart-area").dataset.chart).series[0].values.reduce((a, b) => a + b, 0))`))
+	if drawn != "1" || points != "1" {
+		t.Errorf("the usage chart: %s series drawn, %s requests plotted; want 1 and 1", drawn, points)
+	}
+	shots.take(ctx, "usage")
+	for name, path := range map[string]string{"overview": "/t/acme/", "keys": "/t/acme/keys", "limits": "/t/acme/limits", "people": "/t/acme/people", "audit": "/t/acme/audit", "account": "/account"} {
+		do(t, ctx, "open "+name, chromedp.Navigate(console+path), chromedp.WaitVisible(`main h1`))
+		if name == "overview" {
+			do(t, ctx, "overview charts", chromedp.WaitVisible(`.chart-area[data-drawn] canvas`))
+		}
+		shots.take(ctx, name)
+	}
+
+	// Keyboard: the skip link is the first stop and moves focus to main.
+	do(t, ctx, "keyboard", chromedp.Navigate(console+"/t/acme/keys"), chromedp.WaitVisible(`main h1`), chromedp.KeyEvent("\t"))
+	focused := get(t, ctx, "the focused element", chromedp.Evaluate[string](`document.activeElement.className`))
+	if focused != "skip" {
+		t.Errorf("the first Tab stop is %q, want the skip link", focused)
+	}
+}
+
+func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) { //nolint:revive // t first, as in every helper here
+	t.Helper()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func get[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T { //nolint:revive // likewise
+	t.Helper()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+// screenshots saves full-page screenshots when envScreenshots names a
+// directory.
+type screenshots struct {
+	t   *testing.T
+	dir string
+}
+
+func newScreenshots(t *testing.T) *screenshots {
+	return &screenshots{t: t, dir: os.Getenv(envScreenshots)}
+}
+
+func (s *screenshots) take(ctx context.Context, name string) {
+	s.t.Helper()
+	if s.dir == "" {
+		return
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		s.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(s.dir, fmt.Sprintf("console-%s.png", name)), png, 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+}
