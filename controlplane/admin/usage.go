@@ -56,6 +56,12 @@ func usageRecordToProto(u *ent.UsageRecord) *adminv1.UsageRecord {
 	if u.APIKeyID != nil {
 		out.KeyId = u.APIKeyID.String()
 	}
+	if u.RedactedEmails+u.RedactedPhones+u.RedactedCards+u.RedactedIbans+u.RedactedSecrets > 0 {
+		out.Redactions = &adminv1.Redactions{
+			Emails: u.RedactedEmails, Phones: u.RedactedPhones, Cards: u.RedactedCards,
+			Ibans: u.RedactedIbans, Secrets: u.RedactedSecrets,
+		}
+	}
 	return out
 }
 

@@ -423,6 +423,20 @@ func (g *gateway) redaction(t *testing.T) {
 	}
 	// The counts, never the values: nothing of the prompt is in the store.
 	g.assertNotStored(t, values...)
+	// The admin API shows the counts.
+	list, err := adminv1.NewUsageServiceClient(g.admin).ListUsageRecords(g.op, &adminv1.ListUsageRecordsRequest{Tenant: "redacting-co"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := false
+	for _, r := range list.GetRecords() {
+		if red := r.GetRedactions(); red.GetEmails() == 1 && red.GetPhones() == 1 && red.GetIbans() == 1 && red.GetCards() == 1 && red.GetSecrets() == 1 {
+			shown = true
+		}
+	}
+	if !shown {
+		t.Errorf("ListUsageRecords does not show the redaction counts: %v", list.GetRecords())
+	}
 
 	// The Responses API and an Anthropic client are redacted too.
 	oa := g.fakes[fakeprovider.OpenAI]

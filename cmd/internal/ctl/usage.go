@@ -72,6 +72,10 @@ func usageTable(t *table, recs ...*adminv1.UsageRecord) {
 		if r.GetEstimated() {
 			flags = append(flags, "estimated")
 		}
+		if red := r.GetRedactions(); red != nil {
+			n := red.GetEmails() + red.GetPhones() + red.GetCards() + red.GetIbans() + red.GetSecrets()
+			flags = append(flags, "redacted:"+itoa(n))
+		}
 		status := ""
 		if r.GetStatusCode() != 0 {
 			status = itoa(r.GetStatusCode())

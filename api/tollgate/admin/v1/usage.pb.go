@@ -176,7 +176,10 @@ type UsageRecord struct {
 	// Time to first token (first byte of the response body).
 	TtftMs int64 `protobuf:"varint,18,opt,name=ttft_ms,json=ttftMs,proto3" json:"ttft_ms,omitempty"`
 	// When the request arrived at the gateway.
-	Time          *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=time,proto3" json:"time,omitempty"`
+	Time *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=time,proto3" json:"time,omitempty"`
+	// What redaction (policy privacy.redact) replaced in the prompt, by
+	// kind; unset when it replaced nothing. Never the values.
+	Redactions    *Redactions `protobuf:"bytes,20,opt,name=redactions,proto3" json:"redactions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -344,6 +347,90 @@ func (x *UsageRecord) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *UsageRecord) GetRedactions() *Redactions {
+	if x != nil {
+		return x.Redactions
+	}
+	return nil
+}
+
+// Redactions counts the values redaction replaced with placeholders.
+type Redactions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Emails        int32                  `protobuf:"varint,1,opt,name=emails,proto3" json:"emails,omitempty"`
+	Phones        int32                  `protobuf:"varint,2,opt,name=phones,proto3" json:"phones,omitempty"`
+	Cards         int32                  `protobuf:"varint,3,opt,name=cards,proto3" json:"cards,omitempty"`
+	Ibans         int32                  `protobuf:"varint,4,opt,name=ibans,proto3" json:"ibans,omitempty"`
+	Secrets       int32                  `protobuf:"varint,5,opt,name=secrets,proto3" json:"secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Redactions) Reset() {
+	*x = Redactions{}
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Redactions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Redactions) ProtoMessage() {}
+
+func (x *Redactions) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Redactions.ProtoReflect.Descriptor instead.
+func (*Redactions) Descriptor() ([]byte, []int) {
+	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Redactions) GetEmails() int32 {
+	if x != nil {
+		return x.Emails
+	}
+	return 0
+}
+
+func (x *Redactions) GetPhones() int32 {
+	if x != nil {
+		return x.Phones
+	}
+	return 0
+}
+
+func (x *Redactions) GetCards() int32 {
+	if x != nil {
+		return x.Cards
+	}
+	return 0
+}
+
+func (x *Redactions) GetIbans() int32 {
+	if x != nil {
+		return x.Ibans
+	}
+	return 0
+}
+
+func (x *Redactions) GetSecrets() int32 {
+	if x != nil {
+		return x.Secrets
+	}
+	return 0
+}
+
 type ListUsageRecordsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The tenant's id or slug. Tenant admins may name only their own (or
@@ -365,7 +452,7 @@ type ListUsageRecordsRequest struct {
 
 func (x *ListUsageRecordsRequest) Reset() {
 	*x = ListUsageRecordsRequest{}
-	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[1]
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -377,7 +464,7 @@ func (x *ListUsageRecordsRequest) String() string {
 func (*ListUsageRecordsRequest) ProtoMessage() {}
 
 func (x *ListUsageRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[1]
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -390,7 +477,7 @@ func (x *ListUsageRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsageRecordsRequest.ProtoReflect.Descriptor instead.
 func (*ListUsageRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{1}
+	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ListUsageRecordsRequest) GetTenant() string {
@@ -453,7 +540,7 @@ type ListUsageRecordsResponse struct {
 
 func (x *ListUsageRecordsResponse) Reset() {
 	*x = ListUsageRecordsResponse{}
-	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[2]
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -465,7 +552,7 @@ func (x *ListUsageRecordsResponse) String() string {
 func (*ListUsageRecordsResponse) ProtoMessage() {}
 
 func (x *ListUsageRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[2]
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -478,7 +565,7 @@ func (x *ListUsageRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsageRecordsResponse.ProtoReflect.Descriptor instead.
 func (*ListUsageRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{2}
+	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListUsageRecordsResponse) GetRecords() []*UsageRecord {
@@ -516,7 +603,7 @@ type SummarizeUsageRequest struct {
 
 func (x *SummarizeUsageRequest) Reset() {
 	*x = SummarizeUsageRequest{}
-	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[3]
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -528,7 +615,7 @@ func (x *SummarizeUsageRequest) String() string {
 func (*SummarizeUsageRequest) ProtoMessage() {}
 
 func (x *SummarizeUsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[3]
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -541,7 +628,7 @@ func (x *SummarizeUsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SummarizeUsageRequest.ProtoReflect.Descriptor instead.
 func (*SummarizeUsageRequest) Descriptor() ([]byte, []int) {
-	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{3}
+	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SummarizeUsageRequest) GetTenant() string {
@@ -620,7 +707,7 @@ type UsageTotals struct {
 
 func (x *UsageTotals) Reset() {
 	*x = UsageTotals{}
-	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[4]
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -632,7 +719,7 @@ func (x *UsageTotals) String() string {
 func (*UsageTotals) ProtoMessage() {}
 
 func (x *UsageTotals) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[4]
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -645,7 +732,7 @@ func (x *UsageTotals) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageTotals.ProtoReflect.Descriptor instead.
 func (*UsageTotals) Descriptor() ([]byte, []int) {
-	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{4}
+	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UsageTotals) GetRequests() int64 {
@@ -739,7 +826,7 @@ type UsageGroup struct {
 
 func (x *UsageGroup) Reset() {
 	*x = UsageGroup{}
-	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[5]
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -751,7 +838,7 @@ func (x *UsageGroup) String() string {
 func (*UsageGroup) ProtoMessage() {}
 
 func (x *UsageGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[5]
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -764,7 +851,7 @@ func (x *UsageGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageGroup.ProtoReflect.Descriptor instead.
 func (*UsageGroup) Descriptor() ([]byte, []int) {
-	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{5}
+	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UsageGroup) GetKey() string {
@@ -797,7 +884,7 @@ type SummarizeUsageResponse struct {
 
 func (x *SummarizeUsageResponse) Reset() {
 	*x = SummarizeUsageResponse{}
-	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[6]
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -809,7 +896,7 @@ func (x *SummarizeUsageResponse) String() string {
 func (*SummarizeUsageResponse) ProtoMessage() {}
 
 func (x *SummarizeUsageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[6]
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -822,7 +909,7 @@ func (x *SummarizeUsageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SummarizeUsageResponse.ProtoReflect.Descriptor instead.
 func (*SummarizeUsageResponse) Descriptor() ([]byte, []int) {
-	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{6}
+	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SummarizeUsageResponse) GetGroups() []*UsageGroup {
@@ -874,7 +961,7 @@ type GetUsageTimeSeriesRequest struct {
 
 func (x *GetUsageTimeSeriesRequest) Reset() {
 	*x = GetUsageTimeSeriesRequest{}
-	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[7]
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +973,7 @@ func (x *GetUsageTimeSeriesRequest) String() string {
 func (*GetUsageTimeSeriesRequest) ProtoMessage() {}
 
 func (x *GetUsageTimeSeriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[7]
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +986,7 @@ func (x *GetUsageTimeSeriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUsageTimeSeriesRequest.ProtoReflect.Descriptor instead.
 func (*GetUsageTimeSeriesRequest) Descriptor() ([]byte, []int) {
-	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{7}
+	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetUsageTimeSeriesRequest) GetTenant() string {
@@ -970,7 +1057,7 @@ type UsagePoint struct {
 
 func (x *UsagePoint) Reset() {
 	*x = UsagePoint{}
-	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[8]
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1069,7 @@ func (x *UsagePoint) String() string {
 func (*UsagePoint) ProtoMessage() {}
 
 func (x *UsagePoint) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[8]
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1082,7 @@ func (x *UsagePoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsagePoint.ProtoReflect.Descriptor instead.
 func (*UsagePoint) Descriptor() ([]byte, []int) {
-	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{8}
+	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UsagePoint) GetStartTime() *timestamppb.Timestamp {
@@ -1027,7 +1114,7 @@ type UsageSeries struct {
 
 func (x *UsageSeries) Reset() {
 	*x = UsageSeries{}
-	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[9]
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1126,7 @@ func (x *UsageSeries) String() string {
 func (*UsageSeries) ProtoMessage() {}
 
 func (x *UsageSeries) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[9]
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1139,7 @@ func (x *UsageSeries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageSeries.ProtoReflect.Descriptor instead.
 func (*UsageSeries) Descriptor() ([]byte, []int) {
-	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{9}
+	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UsageSeries) GetKey() string {
@@ -1090,7 +1177,7 @@ type GetUsageTimeSeriesResponse struct {
 
 func (x *GetUsageTimeSeriesResponse) Reset() {
 	*x = GetUsageTimeSeriesResponse{}
-	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[10]
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1189,7 @@ func (x *GetUsageTimeSeriesResponse) String() string {
 func (*GetUsageTimeSeriesResponse) ProtoMessage() {}
 
 func (x *GetUsageTimeSeriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[10]
+	mi := &file_tollgate_admin_v1_usage_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1202,7 @@ func (x *GetUsageTimeSeriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUsageTimeSeriesResponse.ProtoReflect.Descriptor instead.
 func (*GetUsageTimeSeriesResponse) Descriptor() ([]byte, []int) {
-	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{10}
+	return file_tollgate_admin_v1_usage_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetUsageTimeSeriesResponse) GetSeries() []*UsageSeries {
@@ -1150,7 +1237,7 @@ var File_tollgate_admin_v1_usage_proto protoreflect.FileDescriptor
 
 const file_tollgate_admin_v1_usage_proto_rawDesc = "" +
 	"\n" +
-	"\x1dtollgate/admin/v1/usage.proto\x12\x11tollgate.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\x04\n" +
+	"\x1dtollgate/admin/v1/usage.proto\x12\x11tollgate.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x05\n" +
 	"\vUsageRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -1176,7 +1263,17 @@ const file_tollgate_admin_v1_usage_proto_rawDesc = "" +
 	"\n" +
 	"latency_ms\x18\x11 \x01(\x03R\tlatencyMs\x12\x17\n" +
 	"\attft_ms\x18\x12 \x01(\x03R\x06ttftMs\x12.\n" +
-	"\x04time\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x8c\x02\n" +
+	"\x04time\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12=\n" +
+	"\n" +
+	"redactions\x18\x14 \x01(\v2\x1d.tollgate.admin.v1.RedactionsR\n" +
+	"redactions\"\x82\x01\n" +
+	"\n" +
+	"Redactions\x12\x16\n" +
+	"\x06emails\x18\x01 \x01(\x05R\x06emails\x12\x16\n" +
+	"\x06phones\x18\x02 \x01(\x05R\x06phones\x12\x14\n" +
+	"\x05cards\x18\x03 \x01(\x05R\x05cards\x12\x14\n" +
+	"\x05ibans\x18\x04 \x01(\x05R\x05ibans\x12\x18\n" +
+	"\asecrets\x18\x05 \x01(\x05R\asecrets\"\x8c\x02\n" +
 	"\x17ListUsageRecordsRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x14\n" +
@@ -1279,59 +1376,61 @@ func file_tollgate_admin_v1_usage_proto_rawDescGZIP() []byte {
 }
 
 var file_tollgate_admin_v1_usage_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tollgate_admin_v1_usage_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_tollgate_admin_v1_usage_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_tollgate_admin_v1_usage_proto_goTypes = []any{
 	(UsageGroupBy)(0),                  // 0: tollgate.admin.v1.UsageGroupBy
 	(UsageGranularity)(0),              // 1: tollgate.admin.v1.UsageGranularity
 	(*UsageRecord)(nil),                // 2: tollgate.admin.v1.UsageRecord
-	(*ListUsageRecordsRequest)(nil),    // 3: tollgate.admin.v1.ListUsageRecordsRequest
-	(*ListUsageRecordsResponse)(nil),   // 4: tollgate.admin.v1.ListUsageRecordsResponse
-	(*SummarizeUsageRequest)(nil),      // 5: tollgate.admin.v1.SummarizeUsageRequest
-	(*UsageTotals)(nil),                // 6: tollgate.admin.v1.UsageTotals
-	(*UsageGroup)(nil),                 // 7: tollgate.admin.v1.UsageGroup
-	(*SummarizeUsageResponse)(nil),     // 8: tollgate.admin.v1.SummarizeUsageResponse
-	(*GetUsageTimeSeriesRequest)(nil),  // 9: tollgate.admin.v1.GetUsageTimeSeriesRequest
-	(*UsagePoint)(nil),                 // 10: tollgate.admin.v1.UsagePoint
-	(*UsageSeries)(nil),                // 11: tollgate.admin.v1.UsageSeries
-	(*GetUsageTimeSeriesResponse)(nil), // 12: tollgate.admin.v1.GetUsageTimeSeriesResponse
-	(*timestamppb.Timestamp)(nil),      // 13: google.protobuf.Timestamp
+	(*Redactions)(nil),                 // 3: tollgate.admin.v1.Redactions
+	(*ListUsageRecordsRequest)(nil),    // 4: tollgate.admin.v1.ListUsageRecordsRequest
+	(*ListUsageRecordsResponse)(nil),   // 5: tollgate.admin.v1.ListUsageRecordsResponse
+	(*SummarizeUsageRequest)(nil),      // 6: tollgate.admin.v1.SummarizeUsageRequest
+	(*UsageTotals)(nil),                // 7: tollgate.admin.v1.UsageTotals
+	(*UsageGroup)(nil),                 // 8: tollgate.admin.v1.UsageGroup
+	(*SummarizeUsageResponse)(nil),     // 9: tollgate.admin.v1.SummarizeUsageResponse
+	(*GetUsageTimeSeriesRequest)(nil),  // 10: tollgate.admin.v1.GetUsageTimeSeriesRequest
+	(*UsagePoint)(nil),                 // 11: tollgate.admin.v1.UsagePoint
+	(*UsageSeries)(nil),                // 12: tollgate.admin.v1.UsageSeries
+	(*GetUsageTimeSeriesResponse)(nil), // 13: tollgate.admin.v1.GetUsageTimeSeriesResponse
+	(*timestamppb.Timestamp)(nil),      // 14: google.protobuf.Timestamp
 }
 var file_tollgate_admin_v1_usage_proto_depIdxs = []int32{
-	13, // 0: tollgate.admin.v1.UsageRecord.time:type_name -> google.protobuf.Timestamp
-	13, // 1: tollgate.admin.v1.ListUsageRecordsRequest.start_time:type_name -> google.protobuf.Timestamp
-	13, // 2: tollgate.admin.v1.ListUsageRecordsRequest.end_time:type_name -> google.protobuf.Timestamp
-	2,  // 3: tollgate.admin.v1.ListUsageRecordsResponse.records:type_name -> tollgate.admin.v1.UsageRecord
-	13, // 4: tollgate.admin.v1.SummarizeUsageRequest.start_time:type_name -> google.protobuf.Timestamp
-	13, // 5: tollgate.admin.v1.SummarizeUsageRequest.end_time:type_name -> google.protobuf.Timestamp
-	0,  // 6: tollgate.admin.v1.SummarizeUsageRequest.group_by:type_name -> tollgate.admin.v1.UsageGroupBy
-	6,  // 7: tollgate.admin.v1.UsageGroup.totals:type_name -> tollgate.admin.v1.UsageTotals
-	7,  // 8: tollgate.admin.v1.SummarizeUsageResponse.groups:type_name -> tollgate.admin.v1.UsageGroup
-	6,  // 9: tollgate.admin.v1.SummarizeUsageResponse.totals:type_name -> tollgate.admin.v1.UsageTotals
-	13, // 10: tollgate.admin.v1.SummarizeUsageResponse.start_time:type_name -> google.protobuf.Timestamp
-	13, // 11: tollgate.admin.v1.SummarizeUsageResponse.end_time:type_name -> google.protobuf.Timestamp
-	13, // 12: tollgate.admin.v1.GetUsageTimeSeriesRequest.start_time:type_name -> google.protobuf.Timestamp
-	13, // 13: tollgate.admin.v1.GetUsageTimeSeriesRequest.end_time:type_name -> google.protobuf.Timestamp
-	1,  // 14: tollgate.admin.v1.GetUsageTimeSeriesRequest.granularity:type_name -> tollgate.admin.v1.UsageGranularity
-	0,  // 15: tollgate.admin.v1.GetUsageTimeSeriesRequest.split_by:type_name -> tollgate.admin.v1.UsageGroupBy
-	13, // 16: tollgate.admin.v1.UsagePoint.start_time:type_name -> google.protobuf.Timestamp
-	6,  // 17: tollgate.admin.v1.UsagePoint.totals:type_name -> tollgate.admin.v1.UsageTotals
-	10, // 18: tollgate.admin.v1.UsageSeries.points:type_name -> tollgate.admin.v1.UsagePoint
-	6,  // 19: tollgate.admin.v1.UsageSeries.totals:type_name -> tollgate.admin.v1.UsageTotals
-	11, // 20: tollgate.admin.v1.GetUsageTimeSeriesResponse.series:type_name -> tollgate.admin.v1.UsageSeries
-	13, // 21: tollgate.admin.v1.GetUsageTimeSeriesResponse.start_time:type_name -> google.protobuf.Timestamp
-	13, // 22: tollgate.admin.v1.GetUsageTimeSeriesResponse.end_time:type_name -> google.protobuf.Timestamp
-	1,  // 23: tollgate.admin.v1.GetUsageTimeSeriesResponse.granularity:type_name -> tollgate.admin.v1.UsageGranularity
-	3,  // 24: tollgate.admin.v1.UsageService.ListUsageRecords:input_type -> tollgate.admin.v1.ListUsageRecordsRequest
-	5,  // 25: tollgate.admin.v1.UsageService.SummarizeUsage:input_type -> tollgate.admin.v1.SummarizeUsageRequest
-	9,  // 26: tollgate.admin.v1.UsageService.GetUsageTimeSeries:input_type -> tollgate.admin.v1.GetUsageTimeSeriesRequest
-	4,  // 27: tollgate.admin.v1.UsageService.ListUsageRecords:output_type -> tollgate.admin.v1.ListUsageRecordsResponse
-	8,  // 28: tollgate.admin.v1.UsageService.SummarizeUsage:output_type -> tollgate.admin.v1.SummarizeUsageResponse
-	12, // 29: tollgate.admin.v1.UsageService.GetUsageTimeSeries:output_type -> tollgate.admin.v1.GetUsageTimeSeriesResponse
-	27, // [27:30] is the sub-list for method output_type
-	24, // [24:27] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	14, // 0: tollgate.admin.v1.UsageRecord.time:type_name -> google.protobuf.Timestamp
+	3,  // 1: tollgate.admin.v1.UsageRecord.redactions:type_name -> tollgate.admin.v1.Redactions
+	14, // 2: tollgate.admin.v1.ListUsageRecordsRequest.start_time:type_name -> google.protobuf.Timestamp
+	14, // 3: tollgate.admin.v1.ListUsageRecordsRequest.end_time:type_name -> google.protobuf.Timestamp
+	2,  // 4: tollgate.admin.v1.ListUsageRecordsResponse.records:type_name -> tollgate.admin.v1.UsageRecord
+	14, // 5: tollgate.admin.v1.SummarizeUsageRequest.start_time:type_name -> google.protobuf.Timestamp
+	14, // 6: tollgate.admin.v1.SummarizeUsageRequest.end_time:type_name -> google.protobuf.Timestamp
+	0,  // 7: tollgate.admin.v1.SummarizeUsageRequest.group_by:type_name -> tollgate.admin.v1.UsageGroupBy
+	7,  // 8: tollgate.admin.v1.UsageGroup.totals:type_name -> tollgate.admin.v1.UsageTotals
+	8,  // 9: tollgate.admin.v1.SummarizeUsageResponse.groups:type_name -> tollgate.admin.v1.UsageGroup
+	7,  // 10: tollgate.admin.v1.SummarizeUsageResponse.totals:type_name -> tollgate.admin.v1.UsageTotals
+	14, // 11: tollgate.admin.v1.SummarizeUsageResponse.start_time:type_name -> google.protobuf.Timestamp
+	14, // 12: tollgate.admin.v1.SummarizeUsageResponse.end_time:type_name -> google.protobuf.Timestamp
+	14, // 13: tollgate.admin.v1.GetUsageTimeSeriesRequest.start_time:type_name -> google.protobuf.Timestamp
+	14, // 14: tollgate.admin.v1.GetUsageTimeSeriesRequest.end_time:type_name -> google.protobuf.Timestamp
+	1,  // 15: tollgate.admin.v1.GetUsageTimeSeriesRequest.granularity:type_name -> tollgate.admin.v1.UsageGranularity
+	0,  // 16: tollgate.admin.v1.GetUsageTimeSeriesRequest.split_by:type_name -> tollgate.admin.v1.UsageGroupBy
+	14, // 17: tollgate.admin.v1.UsagePoint.start_time:type_name -> google.protobuf.Timestamp
+	7,  // 18: tollgate.admin.v1.UsagePoint.totals:type_name -> tollgate.admin.v1.UsageTotals
+	11, // 19: tollgate.admin.v1.UsageSeries.points:type_name -> tollgate.admin.v1.UsagePoint
+	7,  // 20: tollgate.admin.v1.UsageSeries.totals:type_name -> tollgate.admin.v1.UsageTotals
+	12, // 21: tollgate.admin.v1.GetUsageTimeSeriesResponse.series:type_name -> tollgate.admin.v1.UsageSeries
+	14, // 22: tollgate.admin.v1.GetUsageTimeSeriesResponse.start_time:type_name -> google.protobuf.Timestamp
+	14, // 23: tollgate.admin.v1.GetUsageTimeSeriesResponse.end_time:type_name -> google.protobuf.Timestamp
+	1,  // 24: tollgate.admin.v1.GetUsageTimeSeriesResponse.granularity:type_name -> tollgate.admin.v1.UsageGranularity
+	4,  // 25: tollgate.admin.v1.UsageService.ListUsageRecords:input_type -> tollgate.admin.v1.ListUsageRecordsRequest
+	6,  // 26: tollgate.admin.v1.UsageService.SummarizeUsage:input_type -> tollgate.admin.v1.SummarizeUsageRequest
+	10, // 27: tollgate.admin.v1.UsageService.GetUsageTimeSeries:input_type -> tollgate.admin.v1.GetUsageTimeSeriesRequest
+	5,  // 28: tollgate.admin.v1.UsageService.ListUsageRecords:output_type -> tollgate.admin.v1.ListUsageRecordsResponse
+	9,  // 29: tollgate.admin.v1.UsageService.SummarizeUsage:output_type -> tollgate.admin.v1.SummarizeUsageResponse
+	13, // 30: tollgate.admin.v1.UsageService.GetUsageTimeSeries:output_type -> tollgate.admin.v1.GetUsageTimeSeriesResponse
+	28, // [28:31] is the sub-list for method output_type
+	25, // [25:28] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_admin_v1_usage_proto_init() }
@@ -1345,7 +1444,7 @@ func file_tollgate_admin_v1_usage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tollgate_admin_v1_usage_proto_rawDesc), len(file_tollgate_admin_v1_usage_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
