@@ -30,6 +30,14 @@ e2e-envoy: ## run the end-to-end suite against real Envoy (needs ENVOY_BIN or en
 	@if [ -z "$${ENVOY_BIN:-}" ] && ! command -v envoy >/dev/null; then echo "e2e-envoy needs ENVOY_BIN=/path/to/envoy or envoy on PATH"; exit 2; fi
 	TOLLGATE_E2E_ENVOY=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./test/e2e/...
 
+# Records for bench-usage: docs/benchmarks.md reports 10 million.
+BENCH_USAGE_RECORDS ?= 10000000
+
+.PHONY: bench-usage
+bench-usage: ## load BENCH_USAGE_RECORDS usage records into PostgreSQL and time analytics queries (needs TOLLGATE_TEST_POSTGRES_DSN; not part of make test)
+	@if [ -z "$${TOLLGATE_TEST_POSTGRES_DSN:-}" ]; then echo 'bench-usage needs PostgreSQL: eval "export $$(.ci/postgres.sh)"'; exit 2; fi
+	TOLLGATE_BENCH_USAGE_RECORDS=$(BENCH_USAGE_RECORDS) $(GO) test -run XXX -bench UsageAnalytics -benchtime 5x -timeout 90m -v ./controlplane/rollup/
+
 run: build ## run Tollgate on this machine (SQLite; traffic on 127.0.0.1:10000, admin API on 127.0.0.1:7070)
 	$(BIN)/tollgate dev $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(RUN_FLAGS)
 

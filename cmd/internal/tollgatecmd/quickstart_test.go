@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
@@ -108,6 +109,24 @@ func TestDevQuickstartWithFakeProviders(t *testing.T) {
 			want := (r.InputTokens*150_000 + r.OutputTokens*600_000 + 500_000) / 1_000_000
 			if r.CostMicros != want {
 				t.Errorf("cost %d µ$, want %d", r.CostMicros, want)
+			}
+			// The analytics read the rollups written with the record.
+			series, err := adminv1.NewUsageServiceClient(conn).GetUsageTimeSeries(ctx, &adminv1.GetUsageTimeSeriesRequest{
+				Tenant: "acme", Granularity: adminv1.UsageGranularity_USAGE_GRANULARITY_HOUR, SplitBy: adminv1.UsageGroupBy_USAGE_GROUP_BY_MODEL,
+				StartTime: timestamppb.New(r.CreatedAt.Add(-time.Hour)),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var tot *adminv1.UsageTotals
+			for _, se := range series.GetSeries() {
+				if se.GetKey() == "gpt-4o-mini" {
+					tot = se.GetTotals()
+				}
+			}
+			if tot.GetInputTokens() != r.InputTokens || tot.GetOutputTokens() != r.OutputTokens || tot.GetCostMicros() != r.CostMicros ||
+				tot.GetLatencyP50Ms() <= 0 {
+				t.Errorf("usage series %v; the record is %+v", series.GetSeries(), r)
 			}
 			break
 		}
