@@ -30,6 +30,7 @@ import (
 
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/admin"
+	"github.com/tollgate-dev/tollgate/controlplane/contentlog"
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
 	"github.com/tollgate-dev/tollgate/controlplane/quotaauthority"
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
@@ -159,13 +160,18 @@ func startGateway(t *testing.T, st *store.Store) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	adminSrv := grpc.NewServer(grpc.ChainUnaryInterceptor(adm.UnaryInterceptor()))
+	adminSrv := grpc.NewServer(grpc.ChainUnaryInterceptor(adm.UnaryInterceptor()), grpc.ChainStreamInterceptor(adm.StreamInterceptor()))
 	adm.Register(adminSrv)
 	adminLis := listen(t)
 	serveGRPC(t, adminSrv, adminLis)
+	vault, err := contentlog.NewVault(ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := contentlog.NewWriter(vault, contentlog.DefaultMaxDays, log)
 	xdsSrv := grpc.NewServer()
 	xds.Register(ctx, xdsSrv, pub)
-	usageingest.New(st, log).Register(xdsSrv)
+	usageingest.New(st, log).KeepContent(content).Register(xdsSrv)
 	quotaauthority.New(st, quotaauthority.Options{Logger: log}).Register(xdsSrv)
 	xdsLis := listen(t)
 	serveGRPC(t, xdsSrv, xdsLis)
@@ -182,7 +188,7 @@ func startGateway(t *testing.T, st *store.Store) *gateway {
 		}
 		xdsSrv = grpc.NewServer()
 		xds.Register(ctx, xdsSrv, pub)
-		usageingest.New(st, log).Register(xdsSrv)
+		usageingest.New(st, log).KeepContent(content).Register(xdsSrv)
 		quotaauthority.New(st, quotaauthority.Options{Logger: log}).Register(xdsSrv)
 		serveGRPC(t, xdsSrv, lis)
 	}

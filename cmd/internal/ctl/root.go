@@ -100,6 +100,7 @@ func (c *cli) rootCmd() *cobra.Command {
 		c.usageCmd(),
 		c.notificationCmd(),
 		c.billingCmd(),
+		c.privacyCmd(),
 		c.statusCmd(),
 		c.versionCmd(),
 	)
