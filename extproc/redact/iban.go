@@ -1,12 +1,12 @@
 package redact
 
-// nextIBAN finds an International Bank Account Number: a country code, two
-// check digits and the account, written in capitals without spaces or in
-// groups split by single spaces ("DE89 3704 0044 0532 0130 00"), whose
-// length is right for its country (where the country is known; 15 to 34
-// characters otherwise) and whose ISO 7064 mod-97 check gives 1. Not
-// matched: lower-case IBANs, and anything failing the check (96 in 97
-// random strings of the right shape).
+// nextIBAN finds an International Bank Account Number: the code of a
+// country in SWIFT's IBAN registry, two check digits and the account,
+// written in capitals without spaces or in groups split by single spaces
+// ("DE89 3704 0044 0532 0130 00"), exactly as long as that country's IBANs,
+// whose ISO 7064 mod-97 check gives 1. Not matched: lower-case IBANs,
+// countries without IBANs, and anything failing the check (96 in 97 random
+// strings of the right shape).
 func nextIBAN(s string, from int) (int, int, bool) {
 	var buf [34]byte
 	for i := from; i+4 <= len(s); i++ {
@@ -14,14 +14,13 @@ func nextIBAN(s string, from int) (int, int, bool) {
 			continue
 		}
 		want := ibanLengths[s[i:i+2]]
-		// Collect characters, across single spaces, up to the country's
-		// length (or the longest IBAN).
-		limit := want
-		if limit == 0 {
-			limit = len(buf)
+		if want == 0 {
+			continue
 		}
+		// Collect characters, across single spaces, up to the country's
+		// length.
 		n, j, end := 0, i, i
-		for j < len(s) && n < limit {
+		for j < len(s) && n < want {
 			c := s[j]
 			if isUpper(c) || isDigit(c) {
 				buf[n] = c
@@ -36,7 +35,7 @@ func nextIBAN(s string, from int) (int, int, bool) {
 			}
 			break
 		}
-		if (want != 0 && n != want) || (want == 0 && n < 15) {
+		if n != want {
 			continue
 		}
 		// The IBAN must end where a word ends.
@@ -71,8 +70,7 @@ func mod97(iban []byte) int {
 }
 
 // ibanLengths are the IBAN lengths of the countries in SWIFT's IBAN
-// registry that use one widely (Europe and its neighbours, the Gulf,
-// others that publish one).
+// registry.
 var ibanLengths = map[string]int{
 	"AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29,
 	"BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29,
@@ -82,4 +80,5 @@ var ibanLengths = map[string]int{
 	"MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29,
 	"RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28,
 	"TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+	"BI": 27, "DJ": 27, "LY": 25, "RU": 33, "SD": 18,
 }

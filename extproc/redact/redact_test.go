@@ -68,6 +68,7 @@ var textCases = []struct {
 	{"not an IBAN: wrong length for DE", "DE89 3704 0044 0532", "DE89 3704 0044 0532"},
 	{"not an IBAN: lower case", "de89370400440532013000", "de89370400440532013000"},
 	{"not an IBAN: part of a word", "XDE89370400440532013000", "XDE89370400440532013000"},
+	{"not an IBAN: no such country", "AA00AA04000000000000 is a code", "AA00AA04000000000000 is a code"},
 
 	// Secrets.
 	{"secret OpenAI project key", "key sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z done", "key [SECRET] done"},
