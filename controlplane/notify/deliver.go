@@ -84,6 +84,7 @@ type Options struct {
 type Deliverer struct {
 	o       Options
 	webhook *http.Client
+	metrics *deliveryMetrics
 }
 
 // NewDeliverer checks o and fills in its defaults.
@@ -199,6 +200,9 @@ type result struct {
 	err  error
 	// permanent says that retrying cannot help (a 4xx, a bad address).
 	permanent bool
+	took      time.Duration
+	// outcome is what record made of it, for the metrics.
+	outcome string
 }
 
 func (d *Deliverer) send(ctx context.Context, batch []*ent.Notification) []result {
@@ -209,7 +213,9 @@ func (d *Deliverer) send(ctx context.Context, batch []*ent.Notification) []resul
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
+			start := time.Now()
 			results[i] = d.attempt(ctx, n)
+			results[i].took = time.Since(start)
 		})
 	}
 	wg.Wait()
@@ -252,17 +258,22 @@ func (d *Deliverer) record(ctx context.Context, results []result) error {
 	// job is being stopped.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	return d.o.Store.InTx(ctx, func(tx *ent.Tx) error {
+	err := d.o.Store.InTx(ctx, func(tx *ent.Tx) error {
 		now := d.o.Now().UTC()
-		for _, r := range results {
+		for i := range results {
+			r := &results[i]
 			u := tx.Notification.UpdateOneID(r.n.ID).SetResponseCode(r.code)
+			r.outcome = "retry"
 			switch {
 			case r.err == nil:
 				u.SetStatus(notification.StatusDelivered).SetDeliveredAt(now).SetLastError("")
+				r.outcome = "delivered"
 			case r.permanent:
 				u.SetStatus(notification.StatusFailed).SetLastError(clipError(r.err))
+				r.outcome = "failed"
 			case r.n.NextAttemptAt.Sub(r.n.CreatedAt) > d.o.Retry.MaxAge:
 				u.SetStatus(notification.StatusDead).SetLastError(clipError(r.err))
+				r.outcome = "dead"
 			default:
 				u.SetLastError(clipError(r.err))
 			}
@@ -276,6 +287,13 @@ func (d *Deliverer) record(ctx context.Context, results []result) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for _, r := range results {
+		d.metrics.attempted(ctx, r.n.EventType, string(r.n.Edges.Endpoint.Kind), r.outcome, r.took)
+	}
+	return nil
 }
 
 func clipError(err error) string {

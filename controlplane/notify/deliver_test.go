@@ -26,6 +26,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent"
 	"github.com/tollgate-dev/tollgate/ent/notification"
 	"github.com/tollgate-dev/tollgate/ent/notificationendpoint"
+	"github.com/tollgate-dev/tollgate/telemetry"
 )
 
 type clock struct {
@@ -259,10 +260,32 @@ func TestWebhookRefusalIsPermanentButTooManyRequestsIsRetried(t *testing.T) {
 		_, busy.secret = f.webhook(busy.URL)
 		enqueue(t, s, f.tenant, notify.TypeAdminTokenCreated)
 		d := f.deliverer(notify.Options{})
+		tel, err := telemetry.New(t.Context(), telemetry.Options{Service: "notify-test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tel.Shutdown(context.Background()) }()
+		if err := d.Instrument(tel.Meters()); err != nil {
+			t.Fatal(err)
+		}
 		f.runUntil(d, 5, func() bool {
 			_, _, ok, _ := busy.state()
 			return len(ok) == 1
 		})
+		fams, err := tel.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for outcome, want := range map[string]float64{"delivered": 1, "retry": 1, "failed": 1, "dead": 0} {
+			got, _ := fams.Sum("tollgate_notification_attempts_total", "tollgate_outcome", outcome,
+				"tollgate_notification_channel", "webhook", "tollgate_notification_type", notify.TypeAdminTokenCreated)
+			if got != want {
+				t.Errorf("attempts with outcome %s: %v, want %v", outcome, got, want)
+			}
+		}
+		if n, _ := fams.Sum("tollgate_notification_attempt_duration_seconds"); n != 3 {
+			t.Errorf("%v attempt durations, want 3", n)
+		}
 		if requests, _, _, _ := gone.state(); requests != 1 {
 			t.Errorf("a refused delivery was sent %d times, want 1", requests)
 		}

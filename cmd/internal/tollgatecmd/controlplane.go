@@ -219,6 +219,11 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	if err != nil {
 		return err
 	}
+	if cfg.telemetry != nil {
+		if err := notifier.Instrument(cfg.telemetry.tel.Meters()); err != nil {
+			return err
+		}
+	}
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(adm.UnaryInterceptor()),
 		grpc.ChainStreamInterceptor(adm.StreamInterceptor()),
