@@ -1,11 +1,18 @@
 package extproc
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	configv1 "github.com/tollgate-dev/tollgate/api/tollgate/config/v1"
+	"github.com/tollgate-dev/tollgate/telemetry"
 )
 
 // benchRequest drives one request through both streams as Envoy would:
@@ -38,13 +45,25 @@ func benchFixture(b *testing.B) *fixture {
 // chat completion (both streams, every message), in process.
 func BenchmarkNonStreamingRequest(b *testing.B) {
 	f := benchFixture(b)
-	answer := `{"id":"c1","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"Paris."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":2,"total_tokens":14}}`
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		i++
-		benchRequest(b, f, fmt.Sprint("r", i), chatBody, "application/json", []string{answer})
+		benchRequest(b, f, fmt.Sprint("r", i), chatBody, "application/json", []string{benchAnswer})
 	}
+}
+
+// benchAnswer is the provider's answer to a non-streaming request.
+const benchAnswer = `{"id":"c1","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"Paris."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":2,"total_tokens":14}}`
+
+// streamChunks are a streamed answer of 200 SSE chunks, one event each,
+// then the usage and [DONE].
+func streamChunks() []string {
+	chunks := make([]string, 0, 202)
+	for range 200 {
+		chunks = append(chunks, `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"word "},"finish_reason":null}]}`+"\n\n")
+	}
+	return append(chunks, `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":200,"total_tokens":212}}`+"\n\n", "data: [DONE]\n\n")
 }
 
 // BenchmarkStreamingRequest200Chunks is a streamed completion of 200 SSE
@@ -52,11 +71,7 @@ func BenchmarkNonStreamingRequest(b *testing.B) {
 func BenchmarkStreamingRequest200Chunks(b *testing.B) {
 	f := benchFixture(b)
 	body := strings.Replace(chatBody, `"model":"smart"`, `"model":"smart","stream":true`, 1)
-	chunks := make([]string, 0, 202)
-	for range 200 {
-		chunks = append(chunks, `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"word "},"finish_reason":null}]}`+"\n\n")
-	}
-	chunks = append(chunks, `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":200,"total_tokens":212}}`+"\n\n", "data: [DONE]\n\n")
+	chunks := streamChunks()
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
@@ -119,5 +134,68 @@ func BenchmarkRedaction(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// observedBenchFixture is benchFixture exporting metrics as `tollgate
+// extproc` does (the OpenTelemetry SDK and its Prometheus exporter), and,
+// when traced, sampling every request into spans that a batch processor
+// hands to an exporter that drops them.
+func observedBenchFixture(b *testing.B, traced bool) *fixture {
+	f := benchFixture(b)
+	tel, err := telemetry.New(b.Context(), telemetry.Options{Service: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	var tp trace.TracerProvider = tracenoop.NewTracerProvider()
+	if traced {
+		sdk := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discardSpans{}), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+		b.Cleanup(func() { _ = sdk.Shutdown(context.Background()) })
+		tp = sdk
+	}
+	f.server = New(Options{Config: f.cfg, Usage: f.usage, Now: func() time.Time { return f.clock }, Meters: tel.Meters(), Tracers: tp})
+	return f
+}
+
+type discardSpans struct{}
+
+func (discardSpans) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardSpans) Shutdown(context.Context) error                             { return nil }
+
+// BenchmarkNonStreamingRequestMetrics is BenchmarkNonStreamingRequest with
+// metrics exported and tracing off (no --otlp-endpoint): the default.
+func BenchmarkNonStreamingRequestMetrics(b *testing.B) {
+	benchObserved(b, false, false)
+}
+
+// BenchmarkNonStreamingRequestTraced adds a sampled trace per request.
+func BenchmarkNonStreamingRequestTraced(b *testing.B) {
+	benchObserved(b, false, true)
+}
+
+// BenchmarkStreamingRequest200ChunksMetrics is
+// BenchmarkStreamingRequest200Chunks with metrics exported.
+func BenchmarkStreamingRequest200ChunksMetrics(b *testing.B) {
+	benchObserved(b, true, false)
+}
+
+// BenchmarkStreamingRequest200ChunksTraced adds a sampled trace per request.
+func BenchmarkStreamingRequest200ChunksTraced(b *testing.B) {
+	benchObserved(b, true, true)
+}
+
+func benchObserved(b *testing.B, streamed, traced bool) {
+	f := observedBenchFixture(b, traced)
+	body, ct, chunks := chatBody, "application/json", []string{benchAnswer}
+	if streamed {
+		body = strings.Replace(chatBody, `"model":"smart"`, `"model":"smart","stream":true`, 1)
+		ct, chunks = "text/event-stream", streamChunks()
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		benchRequest(b, f, fmt.Sprint("r", i), body, ct, chunks)
 	}
 }

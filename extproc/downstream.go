@@ -39,7 +39,7 @@ type downstream struct {
 	// its logger, which carries its request id.
 	ctx  context.Context
 	span trace.Span
-	log  *slog.Logger
+	log  *requestLog
 }
 
 func (d *downstream) run(hh *extprocv3.HttpHeaders) error {
@@ -47,7 +47,7 @@ func (d *downstream) run(hh *extprocv3.HttpHeaders) error {
 	parent := traceContext.Extract(context.Background(), headerCarrier{hh.GetHeaders()})
 	d.ctx, d.span = d.s.tel.tracer.Start(parent, "tollgate.request", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start))
 	// Envoy's id until the request has one of ours (requestHeaders).
-	d.log = requestLogger(d.ctx, d.s.log, header(hh.GetHeaders(), "x-request-id"))
+	d.log = newRequestLog(d.ctx, d.s.log, header(hh.GetHeaders(), "x-request-id"))
 	defer d.finish()
 	resp := d.requestHeaders(hh)
 	d.s.tel.phaseDone(d.ctx, false, phaseRequestHeaders, start)
@@ -89,7 +89,9 @@ func (d *downstream) refuse(e *translate.Error) *extprocv3.ProcessingResponse {
 		tenantID = d.req.tenant.GetTenantId()
 	}
 	d.s.tel.rejected(d.ctx, e, tenantID)
-	d.log.Debug("request refused", "status", e.Status, "code", e.Code)
+	if d.log.enabled(slog.LevelDebug) {
+		d.log.write(slog.LevelDebug, "request refused", "status", e.Status, "code", e.Code)
+	}
 	return immediate(e.Status, "application/json", e.Body(d.api), "tollgate_"+e.Code)
 }
 
@@ -119,7 +121,7 @@ func (d *downstream) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.Proces
 		// log, the tries' streams and the record all carry the same one.
 		d.req = &request{id: uuid.NewString(), api: ep.api, start: now, tenant: tenant, key: key,
 			noStore: !allowsProviderStorage(tenant), keepContent: keepsContent(tenant, key), span: d.span}
-		d.log = requestLogger(d.ctx, d.s.log, d.req.id)
+		d.log.id = d.req.id
 		d.req.log = d.log
 	}
 	if authErr != nil {
@@ -227,7 +229,9 @@ func (d *downstream) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 	// Published only now, complete: the upstream streams read it from here,
 	// and the table's lock orders these writes before their reads.
 	d.s.inflight.add(r)
-	d.log.Debug("request admitted", "model", m.GetName(), "tenant_id", r.tenant.GetTenantId(), "key_id", r.key.GetKeyId(), "stream", r.stream)
+	if d.log.enabled(slog.LevelDebug) {
+		d.log.write(slog.LevelDebug, "request admitted", "model", m.GetName(), "tenant_id", r.tenant.GetTenantId(), "key_id", r.key.GetKeyId(), "stream", r.stream)
+	}
 	mut := &mutation{}
 	mut.setHeader(xdstranslate.RouteHeader, route)
 	return requestBodyReply(&extprocv3.CommonResponse{HeaderMutation: mut.proto(), ClearRouteCache: true})
@@ -321,7 +325,10 @@ func (d *downstream) finish() {
 			firstChunk = -1
 		}
 		d.s.tel.requestEnded(context.Background(), d.span, r.api, provider, firstChunk, rec)
-		d.log.Debug("request finished", "status", rec.GetStatusCode(), "error_type", rec.GetErrorType(), "model", rec.GetModel(),
+		if !d.log.enabled(slog.LevelDebug) {
+			return
+		}
+		d.log.write(slog.LevelDebug, "request finished", "status", rec.GetStatusCode(), "error_type", rec.GetErrorType(), "model", rec.GetModel(),
 			"provider", rec.GetProvider(), "upstream_model", rec.GetUpstreamModel(), "input_tokens", rec.GetInputTokens(),
 			"output_tokens", rec.GetOutputTokens(), "estimated", rec.GetEstimated(), "cost_micros", rec.GetCostMicros(),
 			"latency_ms", rec.GetLatencyMs(), "ttft_ms", rec.GetTtftMs())
@@ -355,7 +362,9 @@ func (d *downstream) settle(rec *usagev1.UsageRecord) {
 	} else {
 		events = res.Settle(quota.Cost{Tokens: rec.GetInputTokens() + rec.GetOutputTokens(), Micros: rec.GetCostMicros()})
 	}
-	logQuotaEvents(d.log, events)
+	if len(events) > 0 {
+		logQuotaEvents(d.log.logger(), events)
+	}
 }
 
 // usageRecord is the request's usage, from the outcome of its last try.

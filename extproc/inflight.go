@@ -1,7 +1,6 @@
 package extproc
 
 import (
-	"log/slog"
 	"sync"
 	"time"
 
@@ -49,7 +48,7 @@ type request struct {
 	// span is the request's trace span, the parent of its tries' spans;
 	// log carries the request's id on every line.
 	span trace.Span
-	log  *slog.Logger
+	log  *requestLog
 
 	mu             sync.Mutex
 	tries          int

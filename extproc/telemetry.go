@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -71,10 +72,34 @@ type instruments struct {
 	firstChunk metric.Float64Histogram
 	phase      metric.Float64Histogram
 	rejections metric.Int64Counter
-	tries      metric.Int64Counter
+	tryCount   metric.Int64Counter
 	// phaseOpts are the attribute sets of every stream and phase, made
 	// once: the hot path records with them and allocates nothing.
-	phaseOpts map[phaseKey]metric.RecordOption
+	phaseOpts map[phaseKey][]metric.RecordOption
+
+	// series holds the attribute sets of the request and try series seen
+	// so far, so that a request records its metrics without building them
+	// again. It holds one entry per series the SDK keeps anyway.
+	mu     sync.RWMutex
+	series map[seriesKey]*seriesOpts
+	tries  map[tryKey][]metric.AddOption
+}
+
+// seriesKey names a request series: the attributes of its metrics.
+type seriesKey struct {
+	operation, provider, requestModel, responseModel, errorType, tenant string
+	status                                                              int
+	hasProvider                                                         bool
+}
+
+type seriesOpts struct {
+	attrs                   []otelattr.KeyValue // for the request's span
+	duration, input, output []metric.RecordOption
+}
+
+type tryKey struct {
+	provider, errorType string
+	status              int
 }
 
 type phaseKey struct {
@@ -101,7 +126,8 @@ func newInstruments(mp metric.MeterProvider, tp trace.TracerProvider, tenantLabe
 	}
 	const scope = "github.com/tollgate-dev/tollgate/extproc"
 	m := mp.Meter(scope)
-	in := &instruments{tracer: tp.Tracer(scope), tenantLabels: tenantLabels, phaseOpts: map[phaseKey]metric.RecordOption{}}
+	in := &instruments{tracer: tp.Tracer(scope), tenantLabels: tenantLabels, phaseOpts: map[phaseKey][]metric.RecordOption{},
+		series: map[seriesKey]*seriesOpts{}, tries: map[tryKey][]metric.AddOption{}}
 	// The API returns a working no-op instrument with its error, and the
 	// names and options here are constants that a test checks: nothing to
 	// handle.
@@ -119,7 +145,7 @@ func newInstruments(mp metric.MeterProvider, tp trace.TracerProvider, tenantLabe
 		metric.WithExplicitBucketBoundaries(phaseBuckets...))
 	in.rejections, _ = m.Int64Counter("tollgate.extproc.rejections", metric.WithUnit("{request}"),
 		metric.WithDescription("Requests ext_proc answered itself with an error, by reason (the error code clients see) and status."))
-	in.tries, _ = m.Int64Counter("tollgate.extproc.tries", metric.WithUnit("{try}"),
+	in.tryCount, _ = m.Int64Counter("tollgate.extproc.tries", metric.WithUnit("{try}"),
 		metric.WithDescription("Tries sent to providers (a request's first try and each retry or fallback), by provider and response status."))
 	gauge, _ := m.Int64ObservableGauge("tollgate.extproc.requests.in_flight", metric.WithUnit("{request}"),
 		metric.WithDescription("Requests between their headers and the end of their downstream stream."))
@@ -134,7 +160,7 @@ func newInstruments(mp metric.MeterProvider, tp trace.TracerProvider, tenantLabe
 			stream = "upstream"
 		}
 		for _, p := range []string{phaseRequestHeaders, phaseRequestBody, phaseResponseHeaders, phaseResponseBody, phaseRequestTrailers, phaseResponseTrailers} {
-			in.phaseOpts[phaseKey{up, p}] = metric.WithAttributeSet(otelattr.NewSet(attrStream.String(stream), attrPhase.String(p)))
+			in.phaseOpts[phaseKey{up, p}] = []metric.RecordOption{metric.WithAttributeSet(otelattr.NewSet(attrStream.String(stream), attrPhase.String(p)))}
 		}
 	}
 	return in
@@ -163,8 +189,8 @@ func phaseOf(m *extprocv3.ProcessingRequest) string {
 // from start, and gives it a span under ctx's (a response body's chunks get
 // one span for them all, from the try: see upstream).
 func (in *instruments) phaseDone(ctx context.Context, upstream bool, phase string, start time.Time) {
-	if opt, ok := in.phaseOpts[phaseKey{upstream, phase}]; ok {
-		in.phase.Record(ctx, time.Since(start).Seconds(), opt)
+	if opts, ok := in.phaseOpts[phaseKey{upstream, phase}]; ok {
+		in.phase.Record(ctx, time.Since(start).Seconds(), opts...)
 	}
 	if phase == phaseResponseBody {
 		return
@@ -228,41 +254,24 @@ func errorTypeOf(rec *usagev1.UsageRecord) string {
 // was made); firstChunk is the time to its response's first chunk,
 // negative when none came.
 func (in *instruments) requestEnded(ctx context.Context, span trace.Span, api translate.ClientAPI, provider *configv1.Provider, firstChunk time.Duration, rec *usagev1.UsageRecord) {
-	attrs := make([]otelattr.KeyValue, 0, 8)
-	attrs = append(attrs, attrOperation.String(operationOf(api)), attrStatus.Int(int(rec.GetStatusCode())))
+	key := seriesKey{operation: operationOf(api), requestModel: rec.GetModel(), responseModel: rec.GetUpstreamModel(),
+		errorType: errorTypeOf(rec), status: int(rec.GetStatusCode()), hasProvider: provider != nil}
 	if provider != nil {
-		attrs = append(attrs, attrProvider.String(providerName(provider.GetKind())))
-	}
-	if rec.GetModel() != "" {
-		attrs = append(attrs, attrRequestModel.String(rec.GetModel()))
-	}
-	if rec.GetUpstreamModel() != "" {
-		attrs = append(attrs, attrResponseModel.String(rec.GetUpstreamModel()))
-	}
-	errType := errorTypeOf(rec)
-	if errType != "" {
-		attrs = append(attrs, attrErrorType.String(errType))
+		key.provider = providerName(provider.GetKind())
 	}
 	if in.tenantLabels {
-		attrs = append(attrs, attrTenant.String(rec.GetTenantId()))
+		key.tenant = rec.GetTenantId()
 	}
-	set := otelattr.NewSet(attrs...)
-	in.duration.Record(ctx, float64(rec.GetLatencyMs())/1000, metric.WithAttributeSet(set))
+	s := in.seriesOf(key)
+	in.duration.Record(ctx, float64(rec.GetLatencyMs())/1000, s.duration...)
 	if rec.GetStreamed() && firstChunk >= 0 {
-		in.firstChunk.Record(ctx, firstChunk.Seconds(), metric.WithAttributeSet(set))
+		in.firstChunk.Record(ctx, firstChunk.Seconds(), s.duration...)
 	}
 	if provider != nil {
-		// Token usage has no error.type or status in the conventions:
-		// a failed request's tokens count the same.
-		tokenAttrs := make([]otelattr.KeyValue, 0, len(attrs)+1)
-		for _, a := range attrs {
-			if a.Key != attrErrorType && a.Key != attrStatus {
-				tokenAttrs = append(tokenAttrs, a)
-			}
-		}
-		in.tokens.Record(ctx, rec.GetInputTokens(), metric.WithAttributeSet(otelattr.NewSet(append(tokenAttrs, attrTokenType.String("input"))...)))
-		in.tokens.Record(ctx, rec.GetOutputTokens(), metric.WithAttributeSet(otelattr.NewSet(append(tokenAttrs, attrTokenType.String("output"))...)))
+		in.tokens.Record(ctx, rec.GetInputTokens(), s.input...)
+		in.tokens.Record(ctx, rec.GetOutputTokens(), s.output...)
 	}
+	errType, attrs := key.errorType, s.attrs
 
 	if !span.IsRecording() {
 		span.End()
@@ -280,6 +289,51 @@ func (in *instruments) requestEnded(ctx context.Context, span trace.Span, api tr
 	span.End()
 }
 
+// seriesOf returns the attribute sets of the series k names, made once.
+func (in *instruments) seriesOf(k seriesKey) *seriesOpts {
+	in.mu.RLock()
+	s := in.series[k]
+	in.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	attrs := make([]otelattr.KeyValue, 0, 8)
+	attrs = append(attrs, attrOperation.String(k.operation), attrStatus.Int(k.status))
+	if k.hasProvider {
+		attrs = append(attrs, attrProvider.String(k.provider))
+	}
+	if k.requestModel != "" {
+		attrs = append(attrs, attrRequestModel.String(k.requestModel))
+	}
+	if k.responseModel != "" {
+		attrs = append(attrs, attrResponseModel.String(k.responseModel))
+	}
+	if k.errorType != "" {
+		attrs = append(attrs, attrErrorType.String(k.errorType))
+	}
+	if in.tenantLabels {
+		attrs = append(attrs, attrTenant.String(k.tenant))
+	}
+	// Token usage has no error.type or status in the conventions: a failed
+	// request's tokens count the same.
+	tokenAttrs := make([]otelattr.KeyValue, 0, len(attrs)+1)
+	for _, a := range attrs {
+		if a.Key != attrErrorType && a.Key != attrStatus {
+			tokenAttrs = append(tokenAttrs, a)
+		}
+	}
+	s = &seriesOpts{
+		attrs:    attrs,
+		duration: []metric.RecordOption{metric.WithAttributeSet(otelattr.NewSet(attrs...))},
+		input:    []metric.RecordOption{metric.WithAttributeSet(otelattr.NewSet(append(tokenAttrs, attrTokenType.String("input"))...))},
+		output:   []metric.RecordOption{metric.WithAttributeSet(otelattr.NewSet(append(tokenAttrs, attrTokenType.String("output"))...))},
+	}
+	in.mu.Lock()
+	in.series[k] = s
+	in.mu.Unlock()
+	return s
+}
+
 // rejected counts a request ext_proc answered itself with an error.
 func (in *instruments) rejected(ctx context.Context, e *translate.Error, tenantID string) {
 	attrs := []otelattr.KeyValue{attrReason.String(e.Code), attrStatus.Int(e.Status)}
@@ -291,26 +345,40 @@ func (in *instruments) rejected(ctx context.Context, e *translate.Error, tenantI
 
 // tryEnded counts a try and ends its span.
 func (in *instruments) tryEnded(ctx context.Context, span trace.Span, t try, chunks int) {
-	attrs := []otelattr.KeyValue{attrProvider.String(providerName(t.provider.GetKind())), attrStatus.Int(t.status)}
-	errType := t.errorType
-	if errType == "" && !t.complete {
-		errType = "incomplete_response"
+	k := tryKey{provider: providerName(t.provider.GetKind()), status: t.status, errorType: t.errorType}
+	if k.errorType == "" && !t.complete {
+		k.errorType = "incomplete_response"
 	}
-	if errType != "" {
-		attrs = append(attrs, attrErrorType.String(errType))
+	in.mu.RLock()
+	opts, ok := in.tries[k]
+	in.mu.RUnlock()
+	if !ok {
+		opts = []metric.AddOption{metric.WithAttributeSet(otelattr.NewSet(k.attrs()...))}
+		in.mu.Lock()
+		in.tries[k] = opts
+		in.mu.Unlock()
 	}
-	in.tries.Add(ctx, 1, metric.WithAttributes(attrs...))
+	in.tryCount.Add(ctx, 1, opts...)
 	if !span.IsRecording() {
 		span.End()
 		return
 	}
-	span.SetAttributes(attrs...)
+	errType := k.errorType
+	span.SetAttributes(k.attrs()...)
 	span.SetAttributes(attrInputTokens.Int64(t.usage.InputTokens), attrOutputTokens.Int64(t.usage.OutputTokens),
 		attrEstimated.Bool(t.usage.Estimated), attrChunks.Int(chunks))
 	if errType != "" {
 		span.SetStatus(codes.Error, errType)
 	}
 	span.End()
+}
+
+func (k tryKey) attrs() []otelattr.KeyValue {
+	attrs := []otelattr.KeyValue{attrProvider.String(k.provider), attrStatus.Int(k.status)}
+	if k.errorType != "" {
+		attrs = append(attrs, attrErrorType.String(k.errorType))
+	}
+	return attrs
 }
 
 // headerCarrier reads W3C trace context from the headers Envoy sent.
@@ -331,13 +399,38 @@ func (c mutationCarrier) inject(ctx context.Context) { traceContext.Inject(ctx, 
 // traceContext is the W3C propagator: traceparent and tracestate.
 var traceContext propagation.TraceContext
 
-// requestLogger is log with a request's id, and its trace id when it is
-// traced, on every line.
-func requestLogger(ctx context.Context, log *slog.Logger, id string) *slog.Logger {
+// requestLog writes a request's log lines, each with the request's id and,
+// when it is traced, its trace id. Callers check enabled before building a
+// line's arguments: at the default level (info) the hot path's debug lines
+// then cost nothing, not even the boxing of their arguments.
+type requestLog struct {
+	log     *slog.Logger
+	id      string
+	traceID string
+}
+
+func newRequestLog(ctx context.Context, log *slog.Logger, id string) *requestLog {
+	l := &requestLog{log: log, id: id}
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		return log.With("request_id", id, "trace_id", sc.TraceID().String())
+		l.traceID = sc.TraceID().String()
 	}
-	return log.With("request_id", id)
+	return l
+}
+
+func (l *requestLog) enabled(level slog.Level) bool {
+	return l.log.Enabled(context.Background(), level)
+}
+
+func (l *requestLog) write(level slog.Level, msg string, args ...any) {
+	l.logger().Log(context.Background(), level, msg, args...)
+}
+
+// logger is a logger whose every line carries the request's ids.
+func (l *requestLog) logger() *slog.Logger {
+	if l.traceID != "" {
+		return l.log.With("request_id", l.id, "trace_id", l.traceID)
+	}
+	return l.log.With("request_id", l.id)
 }
 
 // startSpan starts the try's span, numbered n, under the request's, and
@@ -351,8 +444,10 @@ func (u *upstream) startSpan(n int) {
 			attrRequestModel.String(u.try.deployment.GetUpstreamModel()), attrResponseModel.String(u.try.deployment.GetUpstreamModel()),
 			attrDeployment.String(u.try.deployment.GetDeploymentId()), attrTry.Int(n), attrRequestID.String(r.id))
 	}
-	u.log.Debug("try started", "try", n, "provider", u.try.provider.GetName(), "deployment_id", u.try.deployment.GetDeploymentId(),
-		"upstream_model", u.try.deployment.GetUpstreamModel())
+	if u.log.enabled(slog.LevelDebug) {
+		u.log.write(slog.LevelDebug, "try started", "try", n, "provider", u.try.provider.GetName(), "deployment_id", u.try.deployment.GetDeploymentId(),
+			"upstream_model", u.try.deployment.GetUpstreamModel())
+	}
 }
 
 // bodyChunk counts a response chunk; the first opens the body's span.
@@ -373,5 +468,7 @@ func (u *upstream) endSpans() {
 	t := *u.try
 	u.req.mu.Unlock()
 	u.s.tel.tryEnded(u.ctx, u.span, t, u.chunks)
-	u.log.Debug("try ended", "status", t.status, "error_type", t.errorType, "complete", t.complete, "chunks", u.chunks)
+	if u.log.enabled(slog.LevelDebug) {
+		u.log.write(slog.LevelDebug, "try ended", "status", t.status, "error_type", t.errorType, "complete", t.complete, "chunks", u.chunks)
+	}
 }

@@ -31,12 +31,12 @@ type upstream struct {
 	span     trace.Span
 	bodySpan trace.Span
 	chunks   int
-	log      *slog.Logger
+	log      *requestLog
 }
 
 func (u *upstream) run(hh *extprocv3.HttpHeaders, deploymentID string) error {
 	start := time.Now()
-	u.ctx, u.log = context.Background(), u.s.log.With("request_id", header(hh.GetHeaders(), "x-request-id"))
+	u.ctx, u.log = context.Background(), &requestLog{log: u.s.log, id: header(hh.GetHeaders(), "x-request-id")}
 	resp := u.requestHeaders(hh, deploymentID)
 	u.s.tel.phaseDone(u.ctx, true, phaseRequestHeaders, start)
 	if u.try != nil {
@@ -90,7 +90,7 @@ func (u *upstream) fail(status int, code, msg string) *extprocv3.ProcessingRespo
 	}
 	e := &translate.Error{Status: status, Type: "server_error", Code: code, Message: msg}
 	u.s.tel.rejected(u.ctx, e, "")
-	u.log.Warn("try failed in ext_proc", "status", status, "code", code)
+	u.log.write(slog.LevelWarn, "try failed in ext_proc", "status", status, "code", code)
 	return immediate(status, "application/json", e.Body(api), "tollgate_"+code)
 }
 
