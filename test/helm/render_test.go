@@ -26,6 +26,11 @@ import (
 	"strings"
 	"testing"
 
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3" // the bootstrap's typed_config
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"        // the bootstrap's typed_config
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
@@ -435,6 +440,7 @@ func checkBootstrap(t *testing.T, objs []object, p envoy.Params) {
 	if envoyC == nil || extproc == nil {
 		t.Fatalf("the Envoy pod needs an envoy container and an extproc sidecar: %+v", spec)
 	}
+	checkEnvoyLoads(t, cm.Data["bootstrap.yaml"], argAfter(envoyC.Args, "--config-yaml"))
 	configPath := argAfter(envoyC.Args, "--config-path")
 	if !mountsVolume(spec, *envoyC, filepath.Dir(configPath), func(v corev1.Volume) bool {
 		return v.ConfigMap != nil && v.ConfigMap.Name == cm.Name
@@ -562,5 +568,34 @@ func checkCertificates(t *testing.T, objs []object, envoyPod corev1.PodSpec, xds
 	}
 	if !slices.ContainsFunc(envoyPod.Volumes, func(v corev1.Volume) bool { return v.Secret != nil && v.Secret.SecretName == client.Spec.SecretName }) {
 		t.Errorf("the Envoy pod does not mount the client certificate's Secret %s", client.Spec.SecretName)
+	}
+}
+
+// checkEnvoyLoads does what Envoy does with the pod's arguments: it reads
+// the bootstrap file, merges the --config-yaml override over it (the pod
+// name as node id) and validates the result.
+func checkEnvoyLoads(t *testing.T, bootstrap, override string) {
+	t.Helper()
+	parse := func(what, text string) *bootstrapv3.Bootstrap {
+		js, err := yaml.YAMLToJSON([]byte(text))
+		if err != nil {
+			t.Fatalf("%s is not YAML: %v", what, err)
+		}
+		b := &bootstrapv3.Bootstrap{}
+		if err := protojson.Unmarshal(js, b); err != nil {
+			t.Fatalf("%s is not an Envoy Bootstrap: %v", what, err)
+		}
+		return b
+	}
+	b := parse("the bootstrap", bootstrap)
+	proto.Merge(b, parse("--config-yaml", override))
+	if err := b.ValidateAll(); err != nil {
+		t.Errorf("the bootstrap with the --config-yaml override is invalid: %v", err)
+	}
+	if got := b.GetNode().GetId(); got != "$(POD_NAME)" {
+		t.Errorf("Envoy's node id is %q, want the pod name ($(POD_NAME), which the kubelet expands)", got)
+	}
+	if got := b.GetNode().GetCluster(); got != "tollgate" {
+		t.Errorf("the override lost node.cluster: %q", got)
 	}
 }
