@@ -58,6 +58,9 @@ func resolveSubject(ctx context.Context, c *ent.Client, p Principal, in *adminv1
 	if in == nil {
 		return resolved{}, invalid.Field("subject", "is required: give subject.tenant, and subject.account_id for one account")
 	}
+	if err := privacySelfCheck(p, in); err != nil {
+		return resolved{}, err
+	}
 	var accountID uuid.UUID
 	if in.GetAccountId() != "" {
 		id, err := parseID("subject.account_id", in.GetAccountId())

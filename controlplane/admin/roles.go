@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
 	"github.com/tollgate-dev/tollgate/ent/account"
 )
 
@@ -46,6 +47,12 @@ var leastRoles = map[string]account.Role{
 	adminPrefix + "BillingService/ExportInvoice": account.RoleViewer,
 	// Anyone may correct their own name; changing others' needs admin.
 	adminPrefix + "AccountService/UpdateAccount": account.RoleViewer,
+	// Everyone has the rights of access, rectification and erasure over
+	// their own account (privacySelfCheck); a tenant's data needs admin.
+	adminPrefix + "PrivacyService/ExportData":     account.RoleViewer,
+	adminPrefix + "PrivacyService/CorrectData":    account.RoleViewer,
+	adminPrefix + "PrivacyService/PrepareErasure": account.RoleViewer,
+	adminPrefix + "PrivacyService/Erase":          account.RoleViewer,
 }
 
 // leastRole is the least role that may call fullMethod.
@@ -107,4 +114,13 @@ func ownerCheck(p Principal, roles ...account.Role) error {
 		}
 	}
 	return nil
+}
+
+// privacySelfCheck holds an account below admin to its own account as the
+// subject of a privacy request.
+func privacySelfCheck(p Principal, subj *adminv1.PrivacySubject) error {
+	if p.hasRole(account.RoleAdmin) || subj.GetAccountId() == p.AccountID.String() {
+		return nil
+	}
+	return status.Error(codes.PermissionDenied, "you may export, correct or erase only your own account's data; the tenant's needs an admin")
 }

@@ -71,6 +71,7 @@ type Server struct {
 	usage    adminv1.UsageServiceClient
 	policies adminv1.PolicyServiceClient
 	audit    adminv1.AuditServiceClient
+	privacy  adminv1.PrivacyServiceClient
 }
 
 // New checks cfg and builds the console.
@@ -103,6 +104,7 @@ func New(cfg Config) (*Server, error) {
 		usage:    adminv1.NewUsageServiceClient(cfg.Admin),
 		policies: adminv1.NewPolicyServiceClient(cfg.Admin),
 		audit:    adminv1.NewAuditServiceClient(cfg.Admin),
+		privacy:  adminv1.NewPrivacyServiceClient(cfg.Admin),
 	}
 	s.routes()
 	return s, nil
@@ -159,6 +161,10 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /t/{tenant}/keys/{id}/rotate", s.authed(s.rotateKey))
 	m.HandleFunc("GET /t/{tenant}/limits", s.authed(s.limitsPage))
 	m.HandleFunc("GET /t/{tenant}/audit", s.authed(s.auditPage))
+	m.HandleFunc("GET /t/{tenant}/privacy", s.authed(s.privacyPage))
+	m.HandleFunc("POST /t/{tenant}/privacy/export", s.authed(s.exportData))
+	m.HandleFunc("POST /t/{tenant}/privacy/erase/prepare", s.authed(s.prepareErasure))
+	m.HandleFunc("POST /t/{tenant}/privacy/erase", s.authed(s.erase))
 	m.HandleFunc("GET /t/{tenant}/people", s.authed(s.peoplePage))
 	m.HandleFunc("POST /t/{tenant}/people", s.authed(s.addPerson))
 	m.HandleFunc("POST /t/{tenant}/people/{id}", s.authed(s.updatePerson))

@@ -492,3 +492,57 @@ func TestMoneyAndNumbers(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestPrivacyExportAndErasure(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, st *store.Store) {
+		c := newConsole(t, st)
+		c.tenant("acme")
+		c.tenant("globex")
+		c.person("acme", "olga@acme.example", owner)
+		mo := c.person("acme", "mo@acme.example", member)
+		c.key("acme", "mo's key", mo.GetId())
+
+		mb := c.browser()
+		mb.signIn("mo@acme.example")
+		p := mb.get("/t/acme/privacy")
+		wantStatus(t, "privacy page", p, http.StatusOK)
+		wantIn(t, "privacy page", p, "Download my data", "Erase my account", "not restricted")
+		if strings.Contains(p.body, "Download all of") {
+			t.Error("a member is offered the tenant's export")
+		}
+		exp := mb.post("/t/acme/privacy/export", url.Values{"subject": {"me"}})
+		wantStatus(t, "member's export", exp, http.StatusOK)
+		if !strings.Contains(exp.header.Get("Content-Disposition"), "attachment") || !strings.HasPrefix(exp.body, `{"section":"export"`) || !strings.Contains(exp.body, "mo@acme.example") {
+			t.Errorf("export: %q\n%.300s", exp.header.Get("Content-Disposition"), exp.body)
+		}
+		if strings.Contains(exp.body, "olga@acme.example") {
+			t.Error("a member's export holds another person's data")
+		}
+		wantStatus(t, "member exports the tenant", mb.post("/t/acme/privacy/export", url.Values{"subject": {"tenant"}}), http.StatusForbidden)
+		wantStatus(t, "another tenant's export", mb.post("/t/globex/privacy/export", url.Values{"subject": {"me"}}), http.StatusNotFound)
+
+		ob := c.browser()
+		ob.signIn("olga@acme.example")
+		ob.get("/t/acme/privacy")
+		wantStatus(t, "owner exports the tenant", ob.post("/t/acme/privacy/export", url.Values{"subject": {"tenant"}}), http.StatusOK)
+
+		// Erasure needs the plan's token and the typed address.
+		mb.get("/t/acme/privacy")
+		prep := mb.post("/t/acme/privacy/erase/prepare", url.Values{"subject": {"me"}})
+		wantStatus(t, "prepare erasure", prep, http.StatusOK)
+		wantIn(t, "prepare erasure", prep, "Erase your account?", "1 key(s)")
+		token := regexp.MustCompile(`name="token" value="([^"]+)"`).FindStringSubmatch(prep.body)
+		if token == nil {
+			t.Fatal("no confirmation token on the page")
+		}
+		wrong := mb.post("/t/acme/privacy/erase", url.Values{"subject": {"me"}, "token": {token[1]}, "confirm": {"someone@else"}})
+		wantStatus(t, "erase without the address", wrong, http.StatusBadRequest)
+		done := mb.post("/t/acme/privacy/erase", url.Values{"subject": {"me"}, "token": {token[1]}, "confirm": {"MO@acme.example"}})
+		wantStatus(t, "erase", done, http.StatusOK)
+		wantIn(t, "erase", done, "Your account is erased")
+		if _, err := adminv1.NewAccountServiceClient(c.conn).GetAccount(c.op(), &adminv1.GetAccountRequest{Id: mo.GetId()}); err == nil {
+			t.Error("the account survived its erasure")
+		}
+		wantStatus(t, "after erasure", mb.get("/t/acme/"), http.StatusSeeOther)
+	})
+}

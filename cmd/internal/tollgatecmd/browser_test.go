@@ -192,12 +192,36 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Errorf("the usage chart: %s series drawn, %s requests plotted; want 1 and 1", drawn, points)
 	}
 	shots.take(ctx, "usage")
-	for name, path := range map[string]string{"overview": "/t/acme/", "keys": "/t/acme/keys", "limits": "/t/acme/limits", "people": "/t/acme/people", "audit": "/t/acme/audit", "account": "/account"} {
+	for name, path := range map[string]string{"overview": "/t/acme/", "keys": "/t/acme/keys", "limits": "/t/acme/limits", "people": "/t/acme/people", "audit": "/t/acme/audit", "account": "/account", "privacy": "/t/acme/privacy"} {
 		do(t, ctx, "open "+name, chromedp.Navigate(console+path), chromedp.WaitVisible(`main h1`))
 		if name == "overview" {
 			do(t, ctx, "overview charts", chromedp.WaitVisible(`.chart-area[data-drawn] canvas`))
 		}
 		shots.take(ctx, name)
+	}
+
+	// An export of one's own data downloads as NDJSON.
+	downloads := filepath.Join(dir, "downloads")
+	if _, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+		Behavior: browser.SetDownloadBehaviorBehaviorAllow, DownloadPath: downloads,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	do(t, ctx, "request an export", chromedp.Navigate(console+"/t/acme/privacy"), chromedp.Click(`#export-me`))
+	var export []byte
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		files, _ := filepath.Glob(filepath.Join(downloads, "tollgate-export-acme-account-*.ndjson"))
+		if len(files) == 1 {
+			if export, err = os.ReadFile(files[0]); err == nil && strings.Contains(string(export), "olga@acme.example") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no complete export was downloaded within 30s: %v %.200s", files, export)
+		}
+	}
+	if !strings.HasPrefix(string(export), `{"section":"export"`) || !strings.Contains(string(export), `"section":"accounts"`) {
+		t.Errorf("the export: %.300s", export)
 	}
 
 	// Keyboard: the skip link is the first stop and moves focus to main.
