@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -481,6 +483,46 @@ func TestPruneKeepsPendingDeliveries(t *testing.T) {
 		}
 		if left := f.notifications(); len(left) != 1 || left[0].ID != ns[2].ID {
 			t.Errorf("left %v, want the pending one", left)
+		}
+	})
+}
+
+// lossyTransport delivers every request but loses the first lost answers,
+// as when the control plane dies after sending and before recording.
+type lossyTransport struct {
+	mu   sync.Mutex
+	lost int
+}
+
+func (l *lossyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err == nil && l.lost > 0 {
+		l.lost--
+		_ = resp.Body.Close()
+		return nil, errors.New("connection reset after the request was sent")
+	}
+	return resp, err
+}
+
+// A delivery whose outcome was never learnt is sent again with the same
+// delivery id, so a receiver that drops repeats acts on it once.
+func TestUnrecordedDeliveryIsResentWithItsID(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		f := newFixture(t, s)
+		r := newReceiver(t, 0, 0)
+		_, r.secret = f.webhook(r.URL)
+		enqueue(t, s, f.tenant, notify.TypeKeyRevokedByOperator)
+		d := f.deliverer(notify.Options{HTTPClient: &http.Client{Transport: &lossyTransport{lost: 2}}})
+		f.runUntil(d, 5, func() bool { return f.notifications()[0].Status == notification.StatusDelivered })
+		requests, ids, accepted, _ := r.state()
+		processed := map[string]bool{}
+		for _, id := range ids {
+			processed[id] = true
+		}
+		if requests != 3 || len(accepted) != 3 || len(processed) != 1 {
+			t.Fatalf("%d requests (%d accepted) with %d distinct delivery ids; want 3 with one id", requests, len(accepted), len(processed))
 		}
 	})
 }
