@@ -285,6 +285,12 @@ func (s *policyService) UpdatePolicy(ctx context.Context, req *adminv1.UpdatePol
 		if err := spec.Validate(); err != nil {
 			return invalid.Prefix("policy", err)
 		}
+		if t.keyID != nil && spec.Privacy.AllowProviderStorage {
+			// ext_proc reads it from the tenant only: a key's policy can
+			// only be stricter, and accepting it here would look like a
+			// permission that is never applied.
+			return invalid.Field("policy.allow_provider_storage", "applies to a tenant's policy only; a key's policy can only be stricter than its tenant's")
+		}
 		if row == nil {
 			c := tx.GatewayPolicy.Create().SetSpec(spec)
 			if t.keyID != nil {

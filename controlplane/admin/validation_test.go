@@ -47,7 +47,7 @@ func TestBadInputNamesTheFieldAndWritesNothing(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, st *store.Store) {
 		h := newHarness(t, st)
 		acme := h.createTenant("acme")
-		h.createKey(h.op(), "acme", "k")
+		keyID := h.createKey(h.op(), "acme", "k").GetKey().GetId()
 		prov := h.createProvider(h.op(), &adminv1.Provider{Name: "openai", Kind: adminv1.ProviderKind_PROVIDER_KIND_OPENAI, BaseUrl: "https://api.openai.com", Credential: "sk-test"})
 		mdl, err := h.models().CreateModel(h.op(), &adminv1.CreateModelRequest{Model: &adminv1.Model{
 			Name: "gpt-4o-mini", Deployments: []*adminv1.Deployment{{ProviderId: prov.GetId(), UpstreamModel: "gpt-4o-mini"}},
@@ -218,6 +218,10 @@ func TestBadInputNamesTheFieldAndWritesNothing(t *testing.T) {
 				_, err := h.policies().UpdatePolicy(h.op(), &adminv1.UpdatePolicyRequest{Policy: &adminv1.Policy{Target: tenantTarget, ContentRetention: adminv1.ContentRetention_CONTENT_RETENTION_FULL}})
 				return err
 			}, "policy.retention.content_days"},
+			{"key policy allowing provider storage", func() error {
+				_, err := h.policies().UpdatePolicy(h.op(), &adminv1.UpdatePolicyRequest{Policy: &adminv1.Policy{Target: &adminv1.PolicyTarget{Target: &adminv1.PolicyTarget_KeyId{KeyId: keyID}}, AllowProviderStorage: true}})
+				return err
+			}, "policy.allow_provider_storage"},
 			{"policy key id", func() error {
 				_, err := h.policies().GetPolicy(h.op(), &adminv1.GetPolicyRequest{Target: &adminv1.PolicyTarget{Target: &adminv1.PolicyTarget_KeyId{KeyId: "nope"}}})
 				return err
