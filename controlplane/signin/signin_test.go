@@ -295,3 +295,31 @@ func TestSSOBindsByVerifiedEmailOnce(t *testing.T) {
 		}
 	})
 }
+
+func TestPruneDeletesWhatEndedADayAgo(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, st *store.Store) {
+		f := newFixture(t, st)
+		ctx := context.Background()
+		a := f.account("acme", "ann@example.com", pw)
+		old, _ := f.svc.SignIn(ctx, Attempt{Email: "ann@example.com", Password: pw})
+		if err := f.svc.SignOut(ctx, old.Secret); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.svc.IssuePasswordLink(ctx, a.ID); err != nil {
+			t.Fatal(err)
+		}
+		f.now = f.now.Add(26 * time.Hour) // the links ended at +1h, a day ago at +25h
+		live, _ := f.svc.SignIn(ctx, Attempt{Email: "ann@example.com", Password: pw})
+		n, err := f.svc.Prune(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The signed-out session, the reset's own link and the new link.
+		if n != 3 {
+			t.Errorf("pruned %d rows, want 3", n)
+		}
+		if _, err := f.svc.Lookup(ctx, live.Secret); err != nil {
+			t.Errorf("the live session was pruned: %v", err)
+		}
+	})
+}

@@ -275,7 +275,7 @@ func serve(ctx context.Context, cfg serveConfig) error {
 		return err
 	}
 	runner := jobs.New(cfg.store, replicaName(), cfg.log)
-	deps := jobDeps{store: cfg.store, authority: authority, notifier: notifier, purger: privacy.NewPurger(cfg.store, vault, cfg.log), billing: bill}
+	deps := jobDeps{store: cfg.store, authority: authority, notifier: notifier, purger: privacy.NewPurger(cfg.store, vault, cfg.log), billing: bill, sessions: sessions}
 	for _, j := range backgroundJobs(deps) {
 		runner.Add(j)
 	}

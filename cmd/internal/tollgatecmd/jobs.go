@@ -11,6 +11,7 @@ import (
 	"github.com/tollgate-dev/tollgate/controlplane/notify"
 	"github.com/tollgate-dev/tollgate/controlplane/privacy"
 	"github.com/tollgate-dev/tollgate/controlplane/quotaauthority"
+	"github.com/tollgate-dev/tollgate/controlplane/signin"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 )
 
@@ -21,6 +22,7 @@ type jobDeps struct {
 	notifier  *notify.Deliverer
 	purger    *privacy.Purger
 	billing   *billing.Service
+	sessions  *signin.Service
 }
 
 // backgroundJobs lists the control plane's background jobs. Every replica
@@ -45,6 +47,11 @@ func backgroundJobs(d jobDeps) []jobs.Job {
 			return err
 		}},
 		{Name: billing.JobName, Every: time.Hour, Run: d.billing.IssueDue},
+		{Name: "signin.prune", Every: time.Hour, Run: func(ctx context.Context) error {
+			// Web console sessions and password links a day past their end.
+			_, err := d.sessions.Prune(ctx)
+			return err
+		}},
 		{Name: "notify.prune", Every: time.Hour, Run: func(ctx context.Context) error {
 			_, err := d.notifier.Prune(ctx, time.Now().Add(-notify.DeliveryRetention))
 			return err

@@ -8,6 +8,8 @@ import (
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
 	"github.com/tollgate-dev/tollgate/controlplane/privacy"
 	"github.com/tollgate-dev/tollgate/controlplane/quotaauthority"
+	"github.com/tollgate-dev/tollgate/controlplane/secret"
+	"github.com/tollgate-dev/tollgate/controlplane/signin"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/controlplane/store/storetest"
 )
@@ -21,8 +23,16 @@ func TestBackgroundJobsRun(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		op, err := secret.New(secret.OperatorToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions, err := signin.New(st, signin.Options{OperatorToken: op.Plaintext, Argon2: signin.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
 		js := backgroundJobs(jobDeps{store: st, authority: quotaauthority.New(st, quotaauthority.Options{}), notifier: notifier,
-			purger: privacy.NewPurger(st, nil, nil), billing: billing.New(billing.Config{Store: st})})
+			purger: privacy.NewPurger(st, nil, nil), billing: billing.New(billing.Config{Store: st}), sessions: sessions})
 		if len(js) == 0 {
 			t.Fatal("no background jobs")
 		}
