@@ -24,9 +24,11 @@ func (p openAIPassthrough) request(t Target, body []byte) (ProviderRequest, erro
 		iStreamOptions
 		iStore
 		iMessages
+		iPrevious
+		iConversation
 		iLimits // the output limits, looked up only with a cap in force
 	)
-	names := []string{"model", "stream", "stream_options", "store", "messages"}
+	names := []string{"model", "stream", "stream_options", "store", "messages", "previous_response_id", "conversation"}
 	limits := p.outputLimits(t)
 	if t.MaxOutputTokens > 0 {
 		// A duplicate limit is refused only then: a provider that reads the
@@ -80,6 +82,19 @@ func (p openAIPassthrough) request(t Target, body []byte) (ProviderRequest, erro
 		edits = append(edits, developerToSystem(body, spans[iMessages])...)
 	}
 	if t.ForceNoStore && p.api != OpenAIEmbeddings && (t.Kind == KindOpenAI || t.Kind == KindAzureOpenAI) {
+		if p.api == OpenAIResponses {
+			// State kept at the provider: with storage forbidden there is
+			// none to continue, and the provider's own 404 would not say why.
+			for _, m := range []struct {
+				i    int
+				name string
+			}{{iPrevious, "previous_response_id"}, {iConversation, "conversation"}} {
+				if found[m.i] && !isNull(body[spans[m.i].start:spans[m.i].end]) {
+					return ProviderRequest{}, badRequest(CodeUnsupportedParameter, m.name,
+						"'%s' continues a conversation stored at the provider, and your organization's policy does not let providers store requests (Tollgate sends store: false). Send the earlier turns in 'input' instead.", m.name)
+				}
+			}
+		}
 		if found[iStore] {
 			edits = append(edits, edit{spans[iStore].start, spans[iStore].end, []byte("false")})
 		} else {

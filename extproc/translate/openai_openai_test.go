@@ -229,6 +229,28 @@ func TestOpenAIPassthroughRequestErrors(t *testing.T) {
 	}
 }
 
+// With provider storage forbidden, a Responses request that continues
+// stored state is refused with a reason instead of the provider's 404;
+// without the ban, or with the members null, it passes.
+func TestStoredStateWithStorageForbidden(t *testing.T) {
+	noStore := Target{Kind: KindOpenAI, UpstreamModel: "g", ForceNoStore: true}
+	assertRequestError(t, OpenAIResponses, noStore, `{"model":"m","input":"more","previous_response_id":"resp_1"}`, CodeUnsupportedParameter, "previous_response_id")
+	assertRequestError(t, OpenAIResponses, Target{Kind: KindAzureOpenAI, UpstreamModel: "d", ForceNoStore: true},
+		`{"model":"m","input":"more","conversation":"conv_1"}`, CodeUnsupportedParameter, "conversation")
+	for _, c := range []struct {
+		target Target
+		body   string
+	}{
+		{Target{Kind: KindOpenAI, UpstreamModel: "g"}, `{"model":"m","input":"more","previous_response_id":"resp_1"}`},
+		{noStore, `{"model":"m","input":"more","previous_response_id":null}`},
+		{Target{Kind: KindOpenAICompatible, UpstreamModel: "g", ForceNoStore: true}, `{"model":"m","input":"more","previous_response_id":"resp_1"}`},
+	} {
+		if _, err := TranslateRequest(OpenAIResponses, c.target, []byte(c.body)); err != nil {
+			t.Errorf("%+v %s: %v", c.target, c.body, err)
+		}
+	}
+}
+
 func TestOpenAIPassthroughResponse(t *testing.T) {
 	tests := []struct {
 		name         string
