@@ -3,12 +3,16 @@ package telemetry
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	collectormetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
+	"google.golang.org/grpc"
 )
 
 // OpenTelemetry names reach Prometheus in its own style: dots become
@@ -111,4 +115,53 @@ func TestTracesOnlyWithAnEndpoint(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel() // nothing listens there: do not wait for the export
 	_ = on.Shutdown(ctx)
+}
+
+// metricsReceiver is an in-process OTLP/gRPC metrics collector.
+type metricsReceiver struct {
+	collectormetrics.UnimplementedMetricsServiceServer
+	mu    sync.Mutex
+	names map[string]bool
+}
+
+func (r *metricsReceiver) Export(_ context.Context, req *collectormetrics.ExportMetricsServiceRequest) (*collectormetrics.ExportMetricsServiceResponse, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rm := range req.GetResourceMetrics() {
+		for _, sm := range rm.GetScopeMetrics() {
+			for _, m := range sm.GetMetrics() {
+				r.names[m.GetName()] = true
+			}
+		}
+	}
+	return &collectormetrics.ExportMetricsServiceResponse{}, nil
+}
+
+// With --otlp-metrics the same instruments are pushed to the collector,
+// under their OpenTelemetry names, beside /metrics.
+func TestMetricsArePushedOverOTLP(t *testing.T) {
+	r := &metricsReceiver{names: map[string]bool{}}
+	g := grpc.NewServer()
+	collectormetrics.RegisterMetricsServiceServer(g, r)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.Serve(lis) }()
+	defer g.Stop()
+	tel, err := New(t.Context(), Options{Service: "otlp-test", OTLPEndpoint: lis.Addr().String(), OTLPInsecure: true, OTLPMetrics: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tel.Shutdown(context.Background()) }()
+	c, _ := tel.Meters().Meter("test").Int64Counter("tollgate.extproc.rejections")
+	c.Add(t.Context(), 1)
+	if err := tel.ForceFlush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.names["tollgate.extproc.rejections"] {
+		t.Errorf("the collector received %v, not the counter", r.names)
+	}
 }

@@ -217,7 +217,10 @@ func startGateway(t *testing.T, st *store.Store) *gateway {
 		}
 	})
 	epSrv := grpc.NewServer()
-	extprocv3.RegisterExternalProcessorServer(epSrv, extproc.New(extproc.Options{Config: cfg, Usage: recorder, Quota: quota.New(quota.Options{}), Logger: log,
+	// ext_proc logs at debug level: a request's lines (admitted, tries,
+	// finished) are part of what the tests check.
+	epLog := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	extprocv3.RegisterExternalProcessorServer(epSrv, extproc.New(extproc.Options{Config: cfg, Usage: recorder, Quota: quota.New(quota.Options{}), Logger: epLog,
 		Meters: epTel.Meters(), Tracers: epTel.Tracers()}))
 	epLis := listen(t)
 	serveGRPC(t, epSrv, epLis)

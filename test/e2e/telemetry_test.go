@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -153,6 +154,32 @@ func TestMetricsAndTracesOfARequest(t *testing.T) {
 		want := "00-" + traceID + "-" + hex.EncodeToString(try.GetSpanId()) + "-01"
 		if got := last.Header.Get("traceparent"); got != want {
 			t.Errorf("the provider received traceparent %q, want the try's span %q", got, want)
+		}
+
+		// The logs: ext_proc's lines about the request carry its request id
+		// (the usage record's) and trace id; no line carries the prompt,
+		// the answer or the key.
+		lines := g.logs.String()
+		seen := map[string]bool{}
+		for _, line := range strings.Split(lines, "\n") {
+			var l map[string]any
+			if json.Unmarshal([]byte(line), &l) != nil || l["request_id"] != rec.RequestID || l["msg"] == nil {
+				continue
+			}
+			seen[l["msg"].(string)] = true
+			if l["trace_id"] != traceID {
+				t.Errorf("log line %q of the request has trace_id %v, want %s", l["msg"], l["trace_id"], traceID)
+			}
+		}
+		for _, msg := range []string{"request admitted", "try started", "try ended", "request finished"} {
+			if !seen[msg] {
+				t.Errorf("no %q line with the request's id %s among the logs", msg, rec.RequestID)
+			}
+		}
+		for _, secret := range []string{"capital of France", g.key, content.String()} {
+			if secret != "" && strings.Contains(lines, secret) {
+				t.Errorf("the logs carry %q", secret)
+			}
 		}
 	})
 }
