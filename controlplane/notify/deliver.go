@@ -174,7 +174,7 @@ func (d *Deliverer) claim(ctx context.Context) ([]*ent.Notification, error) {
 				if n.LastError == "" {
 					u.SetLastError("not delivered within the maximum age")
 				}
-			case n.Edges.Endpoint.Disabled:
+			case n.Edges.Endpoint.Disabled && n.EventType != TypeTest: // a test checks a disabled endpoint too
 				u.SetStatus(notification.StatusFailed).SetLastError("the endpoint is disabled")
 			default:
 				retry := now.Add(d.o.Retry.Backoff(n.Attempts+1, d.o.Jitter()))

@@ -526,3 +526,40 @@ func TestUnrecordedDeliveryIsResentWithItsID(t *testing.T) {
 		}
 	})
 }
+
+// A disabled endpoint's pending deliveries fail, but a test send still
+// reaches it: testing is how one checks an endpoint before enabling it.
+func TestDisabledEndpointsGetOnlyTests(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		f := newFixture(t, s)
+		r := newReceiver(t, 0, 0)
+		var ep *ent.NotificationEndpoint
+		ep, r.secret = f.webhook(r.URL)
+		enqueue(t, s, f.tenant, notify.TypeAdminTokenCreated)
+		if err := s.Client().NotificationEndpoint.UpdateOne(ep).SetDisabled(true).Exec(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ep.Disabled = true
+		if err := s.InTx(t.Context(), func(tx *ent.Tx) error {
+			_, err := notify.EnqueueTest(t.Context(), tx, ep, "operator")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.deliverer(notify.Options{}).Run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range f.notifications() {
+			want := notification.StatusFailed
+			if n.EventType == notify.TypeTest {
+				want = notification.StatusDelivered
+			}
+			if n.Status != want {
+				t.Errorf("%s to a disabled endpoint: %s (%q), want %s", n.EventType, n.Status, n.LastError, want)
+			}
+		}
+		if requests, _, _, _ := r.state(); requests != 1 {
+			t.Errorf("%d requests, want the test only", requests)
+		}
+	})
+}
