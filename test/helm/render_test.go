@@ -90,6 +90,7 @@ var cases = []renderCase{
 	{name: "cert-manager", bootstrap: bootstrapParams(tlsParams())},
 	{name: "hpa-off", bootstrap: bootstrapParams(tlsParams())},
 	{name: "notifications", bootstrap: bootstrapParams(tlsParams())},
+	{name: "web-sso", bootstrap: bootstrapParams(tlsParams())},
 }
 
 func (c renderCase) valuesArgs() []string {

@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -52,9 +51,9 @@ func TestDefaultInstallRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, xds, health, metrics := testport.Free(t), testport.Free(t), testport.Free(t), testport.Free(t)
+	admin, xds, health, metrics, web := testport.Free(t), testport.Free(t), testport.Free(t), testport.Free(t), testport.Free(t)
 	objs := decode(t, render(t, "--set", fmt.Sprintf(
-		"controlplane.ports.admin=%d,controlplane.ports.xds=%d,controlplane.ports.health=%d,metrics.controlplanePort=%d", admin, xds, health, metrics)))
+		"controlplane.ports.admin=%d,controlplane.ports.xds=%d,controlplane.ports.health=%d,metrics.controlplanePort=%d,web.port=%d", admin, xds, health, metrics, web)))
 
 	dir := t.TempDir()
 	tlsDir := filepath.Join(dir, "tls")
@@ -98,11 +97,6 @@ func TestDefaultInstallRuns(t *testing.T) {
 
 	cp := find[*appsv1.Deployment](t, objs, release+"-controlplane").Spec.Template.Spec.Containers[0]
 	cpArgs := args(cp)
-	if !slices.ContainsFunc(cpArgs, func(a string) bool { return strings.HasPrefix(a, "--web-addr") }) {
-		// The web console's default, 127.0.0.1:7080, is private to a pod
-		// but may be taken on a machine running other tests.
-		cpArgs = append(cpArgs, "--web-addr=127.0.0.1:0")
-	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cmd := exec.CommandContext(ctx, bin, cpArgs...)
 	cmd.Env = env(cp)
@@ -167,7 +161,21 @@ func TestDefaultInstallRuns(t *testing.T) {
 		t.Errorf("xDS with the client certificate: %v, want a call that reaches the server (Unimplemented)", err)
 	}
 
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics))
+	// The web console answers over TLS with the certificate of its Service
+	// name.
+	webClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: ca.pool, ServerName: release + "-web." + namespace + ".svc", MinVersion: tls.VersionTLS12,
+	}}}
+	resp, err := webClient.Get(fmt.Sprintf("https://127.0.0.1:%d/signin", web))
+	if err != nil {
+		t.Fatalf("the web console over TLS: %v", err)
+	}
+	_ = resp.Body.Close() // only the status matters
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("the web console's sign-in page: %s", resp.Status)
+	}
+
+	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics))
 	if err != nil {
 		t.Fatal(err)
 	}

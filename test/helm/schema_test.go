@@ -29,6 +29,9 @@ func TestBadValuesAreRejected(t *testing.T) {
 		{"in-chart CockroachDB and a DSN", []string{"--set", "cockroachdb.enabled=true,database.dsn=postgres://h/db"}, "leave database.dsn empty"},
 		{"grace period shorter than the preStop sleep", []string{"--set", "envoy.preStopSleepSeconds=60"}, "must exceed envoy.preStopSleepSeconds"},
 		{"TLS from Secrets without their names", []string{"--set", "tls.mode=secret"}, "tls.mode=secret needs tls.serverSecret and tls.clientSecret"},
+		{"single sign-on without its client secret", []string{"--set", "web.sso.issuer=https://id.example.com,web.sso.clientID=c,web.baseURL=https://console.example.com"}, "web.sso.issuer needs"},
+		{"single sign-on over plain HTTP", []string{"--set", "web.sso.issuer=http://id.example.com"}, "at '/web/sso/issuer'"},
+		{"unknown console Service type", []string{"--set", "web.service.type=NodePort"}, "at '/web/service/type': value must be one of"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -54,6 +54,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "tollgate.adminService" -}}{{ include "tollgate.fullname" . }}-admin{{- end -}}
 {{- define "tollgate.xdsService" -}}{{ include "tollgate.fullname" . }}-xds{{- end -}}
+{{- define "tollgate.webService" -}}{{ include "tollgate.fullname" . }}-web{{- end -}}
 {{/* The xDS host Envoy and ext_proc dial; the server certificate names it. */}}
 {{- define "tollgate.xdsHost" -}}{{ include "tollgate.xdsService" . }}.{{ .Release.Namespace }}.svc{{- end -}}
 {{- define "tollgate.cockroachdb" -}}{{ include "tollgate.fullname" . }}-cockroachdb{{- end -}}
@@ -106,6 +107,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- if and (eq .Values.tls.mode "secret") (or (not .Values.tls.serverSecret) (not .Values.tls.clientSecret)) -}}
 {{- fail "tls.mode=secret needs tls.serverSecret and tls.clientSecret" -}}
+{{- end -}}
+{{- with .Values.web.sso -}}
+{{- if and .issuer (or (not .clientID) (not .clientSecretSecret) (not $.Values.web.baseURL)) -}}
+{{- fail "web.sso.issuer needs web.sso.clientID, web.sso.clientSecretSecret and web.baseURL (the provider redirects back to it)" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
