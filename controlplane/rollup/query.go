@@ -69,7 +69,9 @@ func CountColumns() []string { return countColumns }
 
 // Sum adds up the rows f selects, grouped by dims, in one aggregate query
 // over an index range: (tenant_id, period, bucket_start) for a tenant,
-// (period, bucket_start) across tenants. Rows come in no particular order.
+// (period, bucket_start) across tenants. A daily read that neither filters
+// nor groups by key reads the every-key rows (AllKeys); every other read
+// leaves them out. Rows come in no particular order.
 func Sum(ctx context.Context, st *store.Store, f Filter, dims ...Dim) ([]Row, error) {
 	d := entdialect.Postgres
 	if st.Dialect() == store.SQLite {
@@ -96,8 +98,13 @@ func Sum(ctx context.Context, st *store.Store, f Filter, dims ...Dim) ([]Row, er
 	if f.TenantID != nil {
 		preds = append(preds, entsql.EQ(t.C(usagerollup.FieldTenantID), *f.TenantID))
 	}
-	if f.KeyID != nil {
-		preds = append(preds, entsql.EQ(t.C(usagerollup.FieldAPIKeyID), *f.KeyID))
+	if everyKey(f, dims) {
+		preds = append(preds, entsql.EQ(t.C(usagerollup.FieldAPIKeyID), AllKeys))
+	} else {
+		preds = append(preds, entsql.NEQ(t.C(usagerollup.FieldAPIKeyID), AllKeys))
+		if f.KeyID != nil {
+			preds = append(preds, entsql.EQ(t.C(usagerollup.FieldAPIKeyID), *f.KeyID))
+		}
 	}
 	if f.Model != "" {
 		preds = append(preds, entsql.EQ(t.C(usagerollup.FieldModel), f.Model))
@@ -129,6 +136,12 @@ func Sum(ctx context.Context, st *store.Store, f Filter, dims ...Dim) ([]Row, er
 		return nil, fmt.Errorf("summing usage rollups: %w", err)
 	}
 	return out, nil
+}
+
+// everyKey reports whether a read can use the daily rows of every key
+// together: it neither filters nor groups by key.
+func everyKey(f Filter, dims []Dim) bool {
+	return f.Period == Day && f.KeyID == nil && !slices.Contains(dims, ByKey)
 }
 
 func scanRow(rs *sql.Rows, dims []Dim) (Row, error) {

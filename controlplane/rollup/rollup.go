@@ -43,6 +43,12 @@ func (p Period) Start(t time.Time) time.Time {
 	return t.Truncate(time.Hour)
 }
 
+// AllKeys is the key id of the daily rows that add up every key (and no
+// key) of a tenant, model, provider and status class: questions that do not
+// ask about keys read those, a key's share of rows fewer. No key has this id
+// (keys are version-4 UUIDs; ingest refuses it).
+var AllKeys = uuid.Max
+
 // Key identifies one rollup row, shard aside.
 type Key struct {
 	Period      Period
@@ -100,7 +106,8 @@ type Record struct {
 	LatencyMs         int64
 }
 
-// Fold adds records into one delta per row, for both periods.
+// Fold adds records into one delta per row: hourly and daily rows per key,
+// and daily rows for every key together (AllKeys).
 func Fold(recs []Record) map[Key]*Counts {
 	out := map[Key]*Counts{}
 	for _, r := range recs {
@@ -122,9 +129,12 @@ func Fold(recs []Record) map[Key]*Counts {
 		if r.KeyID != nil {
 			key.KeyID = *r.KeyID
 		}
-		for _, p := range []Period{Hour, Day} {
-			k := key
-			k.Period, k.BucketStart = p, p.Start(r.Time)
+		hour, day := key, key
+		hour.Period, hour.BucketStart = Hour, Hour.Start(r.Time)
+		day.Period, day.BucketStart = Day, Day.Start(r.Time)
+		everyKey := day
+		everyKey.KeyID = AllKeys
+		for _, k := range []Key{hour, day, everyKey} {
 			if out[k] == nil {
 				out[k] = &Counts{Latency: make([]int64, Buckets)}
 			}

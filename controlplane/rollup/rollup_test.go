@@ -38,8 +38,8 @@ func TestFoldCountsEachRecordOncePerPeriod(t *testing.T) {
 		{Time: at, Model: "m", StatusCode: 200, CostMicros: 5, LatencyMs: 40},
 		{Time: at.Add(2 * time.Minute), Model: "m", StatusCode: 503, CostMicros: 7, LatencyMs: 40},
 	})
-	if len(got) != 4 { // two hours, two days
-		t.Fatalf("%d rows, want 4: %v", len(got), got)
+	if len(got) != 6 { // two hours, two days, two days of every key
+		t.Fatalf("%d rows, want 6: %v", len(got), got)
 	}
 	for k, c := range got {
 		if c.Requests != 1 || c.Latency[Bucket(40)] != 1 {

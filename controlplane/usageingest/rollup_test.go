@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -71,11 +72,37 @@ func recordTotals(t *testing.T, st *store.Store, p rollup.Period) map[rollup.Key
 	}
 	out := map[rollup.Key]rollup.Counts{}
 	for k, c := range rollup.Fold(in) {
-		if k.Period == p {
+		if k.Period == p && k.KeyID != rollup.AllKeys {
 			out[k] = *c
 		}
 	}
 	return out
+}
+
+// everyKeyTotals reads the daily rollups that a question without keys
+// reads (the every-key rows), and computes the same from the per-key
+// totals.
+func everyKeyTotals(t *testing.T, st *store.Store) (got, want map[rollup.Key]rollup.Counts) {
+	t.Helper()
+	end := time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+	rows, err := rollup.Sum(context.Background(), st, rollup.Filter{Period: rollup.Day, End: end},
+		rollup.ByBucket, rollup.ByTenant, rollup.ByModel, rollup.ByProvider, rollup.ByStatus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = map[rollup.Key]rollup.Counts{}
+	for _, r := range rows {
+		got[rollup.Key{Period: rollup.Day, BucketStart: r.Bucket, TenantID: r.TenantID, KeyID: rollup.AllKeys,
+			Model: r.Model, Provider: r.Provider, StatusClass: r.StatusClass}] = r.Counts
+	}
+	want = map[rollup.Key]rollup.Counts{}
+	for k, c := range rollupTotals(t, st, rollup.Day) {
+		k.KeyID = rollup.AllKeys
+		w := want[k]
+		w.Add(c)
+		want[k] = w
+	}
+	return got, want
 }
 
 func sameTotals(t *testing.T, what string, got, want map[rollup.Key]rollup.Counts) {
@@ -124,6 +151,8 @@ func TestRollupsAddUpStoredRecordsOnce(t *testing.T) {
 				t.Errorf("%s rollups count %d requests, want 900", p, total.Requests)
 			}
 		}
+		got, want := everyKeyTotals(t, st)
+		sameTotals(t, "every key", got, want)
 	})
 }
 
@@ -231,5 +260,13 @@ func BenchmarkHotRowIngest(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+func TestTheEveryKeyIDIsNoKeysID(t *testing.T) {
+	r := record(1)
+	r.KeyId = rollup.AllKeys.String()
+	if _, err := validate(r); err == nil || !strings.Contains(err.Error(), "reserved") {
+		t.Errorf("a record with key id %s: %v", r.KeyId, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	usagev1 "github.com/tollgate-dev/tollgate/api/tollgate/usage/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/invalid"
+	"github.com/tollgate-dev/tollgate/controlplane/rollup"
 )
 
 // maxTextBytes bounds the free-text fields (model, provider, upstream model,
@@ -60,6 +61,9 @@ func validate(r *usagev1.UsageRecord) (row, error) {
 		errs = append(errs, err)
 		if id, perr := uuid.Parse(keyID); perr == nil && err == nil {
 			out.keyID = &id
+			if id == rollup.AllKeys {
+				errs = append(errs, invalid.Field("key_id", "%s is reserved (rollups' every-key rows) and never a key's id", id))
+			}
 		}
 	}
 	for _, f := range []struct{ name, v string }{
