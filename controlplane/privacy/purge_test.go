@@ -21,6 +21,7 @@ import (
 	"github.com/tollgate-dev/tollgate/controlplane/usageingest"
 	"github.com/tollgate-dev/tollgate/ent"
 	entcontentlog "github.com/tollgate-dev/tollgate/ent/contentlog"
+	"github.com/tollgate-dev/tollgate/ent/invoice"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
 	"github.com/tollgate-dev/tollgate/ent/usagerollup"
 )
@@ -230,6 +231,50 @@ func TestPurgeDeletesExactlyTheExpiredRowsInBatchesUnderIngest(t *testing.T) {
 		// A second run finds nothing.
 		if again, err := p.Purge(ctx); err != nil || again.ExpiredContent+again.ShreddedContent+again.Usage != 0 {
 			t.Errorf("second run purged %+v, %v", again, err)
+		}
+	})
+}
+
+// Invoices of erased tenants are kept for the legal period after their
+// billing period ends, then deleted with their lines; a live tenant's
+// invoices are never purged.
+func TestPurgeDeletesErasedTenantsInvoicesAfterTheLegalPeriod(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		now := time.Date(2036, 6, 1, 0, 0, 0, 0, time.UTC)
+		live := mustTenant(t, st, "live", policy.Retention{})
+		erased := uuid.New() // no tenant row: erased
+		newInvoice := func(tenant uuid.UUID, end time.Time) uuid.UUID {
+			inv, err := st.Client().Invoice.Create().SetTenantID(tenant).SetNumber(uuid.NewString()).
+				SetPeriodStart(end.AddDate(0, -1, 0)).SetPeriodEnd(end).SetCurrency("USD").SetExchangeRateMicros(1_000_000).
+				SetTotalMicros(10).SetTotalCurrencyMicros(10).SetRequests(1).Save(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Client().InvoiceLine.Create().SetInvoiceID(inv.ID).SetPosition(0).SetKind("input").
+				SetAmountMicros(10).SetAmountCurrencyMicros(10).Exec(ctx); err != nil {
+				t.Fatal(err)
+			}
+			return inv.ID
+		}
+		old := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+		gone := newInvoice(erased, old)
+		keptRecent := newInvoice(erased, now.AddDate(-1, 0, 0))
+		keptLive := newInvoice(live, old)
+		p := privacy.NewPurger(st, nil, quiet())
+		p.Now = func() time.Time { return now }
+		p.InvoiceRetention = 10 * 365 * 24 * time.Hour
+		stats, err := p.Purge(ctx)
+		if err != nil || stats.Invoices != 1 {
+			t.Fatalf("purged %+v, %v; want the one old invoice of the erased tenant", stats, err)
+		}
+		for id, want := range map[uuid.UUID]bool{gone: false, keptRecent: true, keptLive: true} {
+			if ok, _ := st.Client().Invoice.Query().Where(invoice.ID(id)).Exist(ctx); ok != want {
+				t.Errorf("invoice %s exists %v, want %v", id, ok, want)
+			}
+		}
+		if n, _ := st.Client().InvoiceLine.Query().Count(ctx); n != 2 {
+			t.Errorf("%d invoice lines left, want the 2 of the kept invoices", n)
 		}
 	})
 }

@@ -88,7 +88,32 @@ func TestRequestContentRetention(t *testing.T) {
 		if err != nil || len(rows) == 0 || rows[0].ExpiresAt.Sub(rows[0].CreatedAt) != 7*24*time.Hour {
 			t.Errorf("content rows %v, %v: want expiry 7 days after arrival", rows, err)
 		}
+
+		// Erasing the tenant revokes its keys on the data path at once and
+		// destroys its content.
+		g.erase(t, &adminv1.PrivacySubject{Tenant: "keeper"})
+		g.eventually(defaultWait, "the erased tenant's key is refused", func() error {
+			if apiErr, err := g.chatError(t, key, "gpt-4o-mini", "hello"); apiErr == nil || apiErr.StatusCode != http.StatusUnauthorized {
+				return fmt.Errorf("still answered: %w", err)
+			}
+			return nil
+		})
+		if n, err := st.Client().ContentLog.Query().Count(t.Context()); err != nil || n != 0 {
+			t.Errorf("%d content rows after the erasure (%v)", n, err)
+		}
 	})
+}
+
+func (g *gateway) erase(t *testing.T, subj *adminv1.PrivacySubject) {
+	t.Helper()
+	client := adminv1.NewPrivacyServiceClient(g.admin)
+	prep, err := client.PrepareErasure(g.op, &adminv1.PrepareErasureRequest{Subject: subj})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Erase(g.op, &adminv1.EraseRequest{Subject: subj, ConfirmationToken: prep.GetConfirmationToken()}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // mixedWorkload sends each kind of request with a fresh marker in its

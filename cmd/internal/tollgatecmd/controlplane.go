@@ -50,11 +50,13 @@ type serverFlags struct {
 	logLevel      slog.Level
 	// maxContentDays caps every policy's content_retention_days.
 	maxContentDays int
-	dataPlane      xdstranslate.Options
-	telemetry      telemetryFlags
-	notify         notifyFlags
-	web            webFlags
-	billing        billingFlags
+	// invoiceRetentionDays is how long invoices of erased tenants are kept.
+	invoiceRetentionDays int
+	dataPlane            xdstranslate.Options
+	telemetry            telemetryFlags
+	notify               notifyFlags
+	web                  webFlags
+	billing              billingFlags
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet, defaultAdmin, defaultXDS, defaultListen string) {
@@ -77,6 +79,7 @@ func (f *serverFlags) register(fs *flag.FlagSet, defaultAdmin, defaultXDS, defau
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	f.telemetry.register(fs, "127.0.0.1:9464")
 	f.web.register(fs, "127.0.0.1:7080")
+	fs.IntVar(&f.invoiceRetentionDays, "invoice-retention-days", int(privacy.DefaultInvoiceRetention/(24*time.Hour)), "how long an erased tenant's invoices are kept (blanked) after their period ends: your legal retention period for invoices")
 	fs.IntVar(&f.maxContentDays, "max-content-days", contentlog.DefaultMaxDays, "the longest any tenant's request content is kept (caps each policy's content_retention_days; docs/privacy.md)")
 	f.notify.register(fs)
 	f.billing.register(fs)
@@ -212,6 +215,9 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	if err := cfg.flags.dataPlane.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
+	if cfg.flags.invoiceRetentionDays < 1 {
+		return fmt.Errorf("%w: --invoice-retention-days must be positive, got %d", errUsage, cfg.flags.invoiceRetentionDays)
+	}
 	if cfg.flags.maxContentDays < 1 || cfg.flags.maxContentDays > 3660 {
 		return fmt.Errorf("%w: --max-content-days must be between 1 and 3660, got %d", errUsage, cfg.flags.maxContentDays)
 	}
@@ -275,7 +281,9 @@ func serve(ctx context.Context, cfg serveConfig) error {
 		return err
 	}
 	runner := jobs.New(cfg.store, replicaName(), cfg.log)
-	deps := jobDeps{store: cfg.store, authority: authority, notifier: notifier, purger: privacy.NewPurger(cfg.store, vault, cfg.log), billing: bill, sessions: sessions}
+	purger := privacy.NewPurger(cfg.store, vault, cfg.log)
+	purger.InvoiceRetention = time.Duration(cfg.flags.invoiceRetentionDays) * 24 * time.Hour
+	deps := jobDeps{store: cfg.store, authority: authority, notifier: notifier, purger: purger, billing: bill, sessions: sessions}
 	for _, j := range backgroundJobs(deps) {
 		runner.Add(j)
 	}
