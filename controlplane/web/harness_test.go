@@ -21,13 +21,16 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
+	usagev1 "github.com/tollgate-dev/tollgate/api/tollgate/usage/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/admin"
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
 	"github.com/tollgate-dev/tollgate/controlplane/signin"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
+	"github.com/tollgate-dev/tollgate/controlplane/usageingest"
 )
 
 // console is a web console over a real admin API and store, served over
@@ -259,5 +262,19 @@ func wantIn(t *testing.T, what string, p page, parts ...string) {
 		if !strings.Contains(p.body, s) {
 			t.Errorf("%s: the page lacks %q", what, s)
 		}
+	}
+}
+
+// usage stores one request's usage through the real ingest path, which
+// keeps the rollups the pages read.
+func (c *console) usage(st *store.Store, tenantID, keyID, model string, at time.Time, in, out, cost int64) {
+	c.t.Helper()
+	req := &usagev1.IngestRequest{Records: []*usagev1.UsageRecord{{
+		RequestId: uuid.NewString(), TenantId: tenantID, KeyId: keyID, Model: model, Provider: "openai", UpstreamModel: model,
+		InputTokens: in, OutputTokens: out, CostMicros: cost, StatusCode: 200, LatencyMs: 120, Time: timestamppb.New(at),
+	}}}
+	resp, err := usageingest.New(st, slog.New(slog.DiscardHandler)).Store(context.Background(), req)
+	if err != nil || len(resp.GetRejected()) > 0 {
+		c.t.Fatalf("storing usage: %v %v", err, resp.GetRejected())
 	}
 }

@@ -62,6 +62,21 @@ var funcs = template.FuncMap{
 	"ago":       ago,
 	"join":      strings.Join,
 	"hasPrefix": strings.HasPrefix,
+	"invoiceStatus": func(st adminv1.InvoiceStatus) string {
+		return strings.ToLower(strings.TrimPrefix(st.String(), "INVOICE_STATUS_"))
+	},
+	"lineKind": func(k adminv1.InvoiceLineKind) string {
+		return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k.String(), "INVOICE_LINE_KIND_")), "_", " ")
+	},
+	"month": func(t *timestamppb.Timestamp) string {
+		if t == nil {
+			return ""
+		}
+		return t.AsTime().UTC().Format("January 2006")
+	},
+	"amount": func(micros int64, currency string) string {
+		return fmt.Sprintf("%s %.2f", currency, float64(micros)/1e6)
+	},
 	"statusName": func(st adminv1.TenantStatus) string {
 		return strings.ToLower(strings.TrimPrefix(st.String(), "TENANT_STATUS_"))
 	},

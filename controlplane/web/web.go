@@ -72,6 +72,7 @@ type Server struct {
 	policies adminv1.PolicyServiceClient
 	audit    adminv1.AuditServiceClient
 	privacy  adminv1.PrivacyServiceClient
+	billing  adminv1.BillingServiceClient
 }
 
 // New checks cfg and builds the console.
@@ -105,6 +106,7 @@ func New(cfg Config) (*Server, error) {
 		policies: adminv1.NewPolicyServiceClient(cfg.Admin),
 		audit:    adminv1.NewAuditServiceClient(cfg.Admin),
 		privacy:  adminv1.NewPrivacyServiceClient(cfg.Admin),
+		billing:  adminv1.NewBillingServiceClient(cfg.Admin),
 	}
 	s.routes()
 	return s, nil
@@ -161,6 +163,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /t/{tenant}/keys/{id}/rotate", s.authed(s.rotateKey))
 	m.HandleFunc("GET /t/{tenant}/limits", s.authed(s.limitsPage))
 	m.HandleFunc("GET /t/{tenant}/audit", s.authed(s.auditPage))
+	m.HandleFunc("GET /t/{tenant}/invoices", s.authed(s.invoicesPage))
+	m.HandleFunc("GET /t/{tenant}/invoices/{file}", s.authed(s.invoiceOrFile))
 	m.HandleFunc("GET /t/{tenant}/privacy", s.authed(s.privacyPage))
 	m.HandleFunc("POST /t/{tenant}/privacy/export", s.authed(s.exportData))
 	m.HandleFunc("POST /t/{tenant}/privacy/erase/prepare", s.authed(s.prepareErasure))

@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
+	"github.com/tollgate-dev/tollgate/controlplane/billing"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/controlplane/store/storetest"
 )
@@ -544,5 +546,48 @@ func TestPrivacyExportAndErasure(t *testing.T) {
 			t.Error("the account survived its erasure")
 		}
 		wantStatus(t, "after erasure", mb.get("/t/acme/"), http.StatusSeeOther)
+	})
+}
+
+func TestInvoicesListDetailAndDownload(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, st *store.Store) {
+		c := newConsole(t, st)
+		acme := c.tenant("acme")
+		globex := c.tenant("globex")
+		c.person("acme", "vi@acme.example", viewer)
+		bill := billing.New(billing.Config{Store: st})
+		lastMonth := monthStart(time.Now().UTC()).AddDate(0, -1, 0)
+		c.usage(st, acme.GetId(), "", "gpt-4o-mini", lastMonth.Add(36*time.Hour), 1000, 500, 1_500)
+		c.usage(st, globex.GetId(), "", "gpt-4o", lastMonth.Add(36*time.Hour), 1000, 500, 9_000)
+		inv, err := bill.CreateInvoice(context.Background(), uuid.MustParse(acme.GetId()), lastMonth, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ginv, err := bill.CreateInvoice(context.Background(), uuid.MustParse(globex.GetId()), lastMonth, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := c.browser()
+		b.signIn("vi@acme.example")
+		list := b.get("/t/acme/invoices")
+		wantStatus(t, "invoices", list, http.StatusOK)
+		wantIn(t, "invoices", list, inv.Number, "issued", lastMonth.Format("January 2006"))
+		detail := b.get("/t/acme/invoices/" + inv.ID.String())
+		wantStatus(t, "invoice", detail, http.StatusOK)
+		wantIn(t, "invoice", detail, "Invoice "+inv.Number, "Download CSV", "Total", "gpt-4o-mini", "$0.0015")
+		csv := b.get("/t/acme/invoices/" + inv.ID.String() + ".csv")
+		wantStatus(t, "invoice CSV", csv, http.StatusOK)
+		if !strings.HasPrefix(csv.header.Get("Content-Type"), "text/csv") || !strings.Contains(csv.header.Get("Content-Disposition"), inv.Number+".csv") {
+			t.Errorf("CSV headers: %v", csv.header)
+		}
+		wantStatus(t, "invoice JSON", b.get("/t/acme/invoices/"+inv.ID.String()+".json"), http.StatusOK)
+		wantStatus(t, "unknown format", b.get("/t/acme/invoices/"+inv.ID.String()+".pdf"), http.StatusNotFound)
+		for _, path := range []string{"/t/acme/invoices/" + ginv.ID.String(), "/t/acme/invoices/" + ginv.ID.String() + ".csv", "/t/globex/invoices"} {
+			p := b.get(path)
+			wantStatus(t, path, p, http.StatusNotFound)
+			if strings.Contains(p.body, ginv.Number) {
+				t.Errorf("%s shows globex's invoice", path)
+			}
+		}
 	})
 }
