@@ -385,11 +385,7 @@ func (s *notificationService) DeleteNotificationEndpoint(ctx context.Context, re
 		if err != nil {
 			return err
 		}
-		// Deleted explicitly rather than trusting the foreign key's cascade,
-		// which SQLite enforces only with foreign_keys on.
-		if _, err := tx.Notification.Delete().Where(notification.EndpointID(e.ID)).Exec(ctx); err != nil {
-			return err
-		}
+		// Its deliveries go with it (ON DELETE CASCADE).
 		if err := tx.NotificationEndpoint.DeleteOne(e).Exec(ctx); err != nil {
 			return err
 		}
