@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,11 +16,17 @@ import (
 
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
+	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
+	usagev1 "github.com/tollgate-dev/tollgate/api/tollgate/usage/v1"
+	"github.com/tollgate-dev/tollgate/controlplane/billing"
+	"github.com/tollgate-dev/tollgate/controlplane/store"
+	"github.com/tollgate-dev/tollgate/controlplane/usageingest"
 )
 
 // Environment of the browser tests.
@@ -55,7 +62,8 @@ func chromium(t *testing.T) string {
 // The console in a real browser, against `tollgate dev` with the test data
 // plane and fake providers: a new owner sets a password from a link, signs
 // in, creates a key and copies it; a request made with the key through the
-// data plane shows up on the usage page's chart and table.
+// data plane shows up on the usage page's chart and table; an export and
+// an invoice download.
 func TestConsoleInABrowser(t *testing.T) {
 	bin := chromium(t)
 	dir := t.TempDir()
@@ -222,6 +230,39 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	if !strings.HasPrefix(string(export), `{"section":"export"`) || !strings.Contains(string(export), `"section":"accounts"`) {
 		t.Errorf("the export: %.300s", export)
+	}
+
+	// Last month's invoice, made by the billing job's code from a request
+	// of last month, downloads as CSV.
+	st, err := store.Open(t.Context(), "sqlite://"+filepath.Join(dir, "tollgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	lastMonth := time.Date(time.Now().UTC().Year(), time.Now().UTC().Month(), 1, 0, 0, 0, 0, time.UTC).AddDate(0, -1, 0)
+	tenantID := acct.GetAccount().GetTenantId()
+	if resp, err := usageingest.New(st, slog.New(slog.DiscardHandler)).Store(t.Context(), &usagev1.IngestRequest{Records: []*usagev1.UsageRecord{{
+		RequestId: uuid.NewString(), TenantId: tenantID, Model: "gpt-4o-mini", Provider: "openai", UpstreamModel: "gpt-4o-mini",
+		InputTokens: 1200, OutputTokens: 800, CostMicros: 660, StatusCode: 200, LatencyMs: 90, Time: timestamppb.New(lastMonth.Add(48 * time.Hour)),
+	}}}); err != nil || len(resp.GetRejected()) > 0 {
+		t.Fatalf("storing last month's usage: %v %v", err, resp.GetRejected())
+	}
+	inv, err := billing.New(billing.Config{Store: st}).CreateInvoice(t.Context(), uuid.MustParse(tenantID), lastMonth, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	do(t, ctx, "open the invoices", chromedp.Navigate(console+"/t/acme/invoices"), chromedp.WaitVisible(`main h1`))
+	do(t, ctx, "open the invoice", chromedp.Click(`a[href$="/invoices/`+inv.ID.String()+`"]`), chromedp.WaitVisible(`a[href$=".csv"]`))
+	shots.take(ctx, "invoice")
+	do(t, ctx, "download the invoice", chromedp.Click(`a[href$=".csv"]`))
+	var csv []byte
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if csv, err = os.ReadFile(filepath.Join(downloads, inv.Number+".csv")); err == nil && strings.Contains(string(csv), "gpt-4o-mini") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the invoice was not downloaded within 30s: %v", err)
+		}
 	}
 
 	// Keyboard: the skip link is the first stop and moves focus to main.
