@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -105,8 +106,24 @@ func localPath(next string) string {
 	return next
 }
 
-// clientAddr is the address sign-in attempts are counted against.
-func clientAddr(r *http.Request) string {
+// clientAddr is the address sign-in attempts are counted against: the
+// connection's peer, or, behind a proxy (Config.ClientIPHeader), the
+// address that proxy puts in the header. For X-Forwarded-For that is the
+// last entry, the one the trusted proxy appended; earlier entries are the
+// client's to write.
+func (s *Server) clientAddr(r *http.Request) string {
+	if h := s.cfg.ClientIPHeader; h != "" {
+		v := r.Header.Values(h)
+		if len(v) > 0 {
+			last := v[len(v)-1]
+			if i := strings.LastIndexByte(last, ','); i >= 0 {
+				last = last[i+1:]
+			}
+			if a, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
+				return a.Unmap().String()
+			}
+		}
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
@@ -148,7 +165,7 @@ func (s *Server) signInPage(w http.ResponseWriter, r *http.Request, token string
 func (s *Server) signIn(w http.ResponseWriter, r *http.Request, token string) {
 	opened, err := s.cfg.Sessions.SignIn(r.Context(), signin.Attempt{
 		Email: r.PostFormValue("email"), Password: r.PostFormValue("password"), Tenant: r.PostFormValue("tenant"),
-		Addr: clientAddr(r), UserAgent: r.UserAgent(),
+		Addr: s.clientAddr(r), UserAgent: r.UserAgent(),
 	})
 	if err != nil {
 		v := view{Title: "Sign in", CSRF: token, Data: s.signInData(r)}
@@ -188,7 +205,7 @@ func (s *Server) operatorPage(w http.ResponseWriter, r *http.Request, token stri
 }
 
 func (s *Server) operatorSignIn(w http.ResponseWriter, r *http.Request, token string) {
-	opened, err := s.cfg.Sessions.SignInOperator(r.Context(), r.PostFormValue("token"), clientAddr(r), r.UserAgent())
+	opened, err := s.cfg.Sessions.SignInOperator(r.Context(), r.PostFormValue("token"), s.clientAddr(r), r.UserAgent())
 	if err != nil {
 		code := http.StatusUnauthorized
 		if errors.Is(err, signin.ErrThrottled) {

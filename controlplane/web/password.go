@@ -22,7 +22,7 @@ func (s *Server) forgot(w http.ResponseWriter, r *http.Request, token string) {
 		s.render(w, r, http.StatusServiceUnavailable, "forgot", v)
 		return
 	}
-	links, err := s.cfg.Sessions.RequestPasswordReset(r.Context(), r.PostFormValue("email"), clientAddr(r))
+	links, err := s.cfg.Sessions.RequestPasswordReset(r.Context(), r.PostFormValue("email"), s.clientAddr(r))
 	if errors.Is(err, signin.ErrThrottled) {
 		v.Error = err.Error()
 		s.render(w, r, http.StatusTooManyRequests, "forgot", v)

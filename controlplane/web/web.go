@@ -49,6 +49,11 @@ type Config struct {
 	Mailer Mailer
 	// SSO, if set, adds "Sign in with …" (OpenID Connect).
 	SSO *SSO
+	// ClientIPHeader names the header in which a proxy in front of the
+	// console passes the client's address (X-Forwarded-For, X-Real-IP), so
+	// that sign-in attempts are counted per client rather than per proxy.
+	// Set it only behind such a proxy: otherwise clients choose the value.
+	ClientIPHeader string
 	// InsecureCookies drops the Secure attribute, for plain HTTP on
 	// loopback only; every other deployment serves TLS.
 	InsecureCookies bool

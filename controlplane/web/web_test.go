@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"regexp"
@@ -590,4 +591,23 @@ func TestInvoicesListDetailAndDownload(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestClientAddressBehindAProxy(t *testing.T) {
+	direct := &Server{}
+	proxied := &Server{cfg: Config{ClientIPHeader: "X-Forwarded-For"}}
+	r := httptest.NewRequest(http.MethodPost, "/signin", nil)
+	r.RemoteAddr = "10.0.0.5:41000"
+	r.Header.Add("X-Forwarded-For", "203.0.113.9, 198.51.100.1")
+	r.Header.Add("X-Forwarded-For", "192.0.2.44")
+	if got := direct.clientAddr(r); got != "10.0.0.5" {
+		t.Errorf("without the header setting: %q, want the peer", got)
+	}
+	if got := proxied.clientAddr(r); got != "192.0.2.44" {
+		t.Errorf("behind the proxy: %q, want the last entry", got)
+	}
+	r.Header.Set("X-Forwarded-For", "not an address")
+	if got := proxied.clientAddr(r); got != "10.0.0.5" {
+		t.Errorf("a malformed header: %q, want the peer", got)
+	}
 }

@@ -28,6 +28,7 @@ type webFlags struct {
 	addr     string
 	insecure bool
 	baseURL  string
+	ipHeader string
 
 	ssoName, ssoIssuer, ssoClientID, ssoClientSecretFile string
 }
@@ -36,6 +37,7 @@ func (f *webFlags) register(fs *flag.FlagSet, defaultAddr string) {
 	fs.StringVar(&f.addr, "web-addr", defaultAddr, "address of the web console (empty: no console); TLS with --tls-cert and --tls-key like the admin API")
 	fs.BoolVar(&f.insecure, "web-insecure", false, "serve the web console without TLS on a non-loopback address: only behind a proxy that terminates TLS (cookies stay Secure)")
 	fs.StringVar(&f.baseURL, "web-base-url", os.Getenv("TOLLGATE_WEB_BASE_URL"), "the console's external URL, e.g. https://console.example.com, for e-mailed links and single sign-on (env TOLLGATE_WEB_BASE_URL)")
+	fs.StringVar(&f.ipHeader, "web-client-ip-header", "", "behind a proxy: the header it passes the client's address in (X-Forwarded-For: its last entry; X-Real-IP), for counting sign-in attempts per client; only set it when every request comes through that proxy")
 	fs.StringVar(&f.ssoIssuer, "sso-issuer", os.Getenv("TOLLGATE_SSO_ISSUER"), "OpenID Connect issuer URL for single sign-on to the console (env TOLLGATE_SSO_ISSUER)")
 	fs.StringVar(&f.ssoClientID, "sso-client-id", os.Getenv("TOLLGATE_SSO_CLIENT_ID"), "the console's client id at the OpenID Connect provider (env TOLLGATE_SSO_CLIENT_ID)")
 	fs.StringVar(&f.ssoClientSecretFile, "sso-client-secret-file", "", "file holding the OpenID Connect client secret (or env TOLLGATE_SSO_CLIENT_SECRET)")
@@ -104,7 +106,7 @@ func startWeb(ctx context.Context, cfg serveConfig, adm *admin.Server, sessions 
 		}
 		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	wc := web.Config{Sessions: sessions, BaseURL: f.baseURL, Logger: cfg.log.With("component", "web")}
+	wc := web.Config{Sessions: sessions, BaseURL: f.baseURL, ClientIPHeader: f.ipHeader, Logger: cfg.log.With("component", "web")}
 	// Password links go through the relay notifications use (--smtp-*).
 	smtp, err := cfg.flags.notify.smtpConfig()
 	if err != nil {
