@@ -91,6 +91,7 @@ var cases = []renderCase{
 	{name: "hpa-off", bootstrap: bootstrapParams(tlsParams())},
 	{name: "notifications", bootstrap: bootstrapParams(tlsParams())},
 	{name: "web-sso", bootstrap: bootstrapParams(tlsParams())},
+	{name: "telemetry", bootstrap: bootstrapParams(tlsParams())},
 }
 
 func (c renderCase) valuesArgs() []string {

@@ -31,6 +31,8 @@ func TestBadValuesAreRejected(t *testing.T) {
 		{"TLS from Secrets without their names", []string{"--set", "tls.mode=secret"}, "tls.mode=secret needs tls.serverSecret and tls.clientSecret"},
 		{"single sign-on without its client secret", []string{"--set", "web.sso.issuer=https://id.example.com,web.sso.clientID=c,web.baseURL=https://console.example.com"}, "web.sso.issuer needs"},
 		{"single sign-on over plain HTTP", []string{"--set", "web.sso.issuer=http://id.example.com"}, "at '/web/sso/issuer'"},
+		{"sample ratio above one", []string{"--set", "otlp.traceSampleRatio=2"}, "at '/otlp/traceSampleRatio': maximum"},
+		{"collector given as a URL", []string{"--set", "otlp.endpoint=http://collector:4317"}, "at '/otlp/endpoint'"},
 		{"unknown console Service type", []string{"--set", "web.service.type=NodePort"}, "at '/web/service/type': value must be one of"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -181,3 +181,22 @@ seccompProfile:
       protocol: TCP
 {{- end -}}
 {{- end -}}
+
+{{/* Telemetry flags shared by the control plane and ext_proc (docs/observability.md). */}}
+{{- define "tollgate.telemetryArgs" -}}
+{{- if .Values.metrics.tenantLabels }}
+- --metrics-tenant-labels
+{{- end }}
+{{- with .Values.otlp }}
+{{- if .endpoint }}
+- {{ printf "--otlp-endpoint=%s" .endpoint | quote }}
+- {{ printf "--trace-sample-ratio=%v" .traceSampleRatio | quote }}
+{{- if .insecure }}
+- --otlp-insecure
+{{- end }}
+{{- if .metrics }}
+- --otlp-metrics
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
