@@ -2,6 +2,7 @@ package ctl
 
 import (
 	"context"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -17,7 +18,7 @@ var accountRoles = map[string]adminv1.AccountRole{
 
 func (c *cli) accountCmd() *cobra.Command {
 	return resource("account", "accounts", "Manage the people of a tenant",
-		c.accountList(), c.accountGet(), c.accountCreate(), c.accountUpdate(), c.accountDelete())
+		c.accountList(), c.accountGet(), c.accountCreate(), c.accountUpdate(), c.accountDelete(), c.accountPasswordLink())
 }
 
 func (c *cli) accounts() (adminv1.AccountServiceClient, error) {
@@ -189,4 +190,35 @@ func (c *cli) accountDelete() *cobra.Command {
 			return c.printDeleted(resp, "account", args[0])
 		}),
 	}
+}
+
+func (c *cli) accountPasswordLink() *cobra.Command {
+	var console string
+	cmd := &cobra.Command{
+		Use:   "password-link ID",
+		Short: "Make a link that sets an account's web console password",
+		Long: `Make a single-use link, valid for an hour, that sets the account's password in
+the web console (docs/dashboard.md): for a new account, or a forgotten
+password. Give it to the account's owner only: whoever holds it can sign in
+as the account. Only an owner may make one for an owner.`,
+		Example: `  tollgatectl account password-link 0b7e… --console https://console.example.com`,
+		Args:    exactArgs("ID"),
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			client, err := c.accounts()
+			if err != nil {
+				return err
+			}
+			resp, err := client.CreatePasswordLink(cmd.Context(), &adminv1.CreatePasswordLinkRequest{Id: args[0]})
+			if err != nil {
+				return err
+			}
+			link := strings.TrimSuffix(console, "/") + "/signin/password?token=" + resp.GetSecret()
+			return c.printSecret(resp, resp.GetSecret(), func(t *table) {
+				t.row("LINK", "EXPIRES")
+				t.row(link, timestamp(resp.GetExpireTime()))
+			})
+		}),
+	}
+	cmd.Flags().StringVar(&console, "console", "http://127.0.0.1:7080", "the web console's address, to print the whole link")
+	return cmd
 }

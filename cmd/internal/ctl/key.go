@@ -14,7 +14,7 @@ import (
 
 func (c *cli) keyCmd() *cobra.Command {
 	return resource("key", "keys", "Manage data-plane API keys",
-		c.keyList(), c.keyGet(), c.keyCreate(), c.keyUpdate(), c.keyRevoke(), c.keyDelete())
+		c.keyList(), c.keyGet(), c.keyCreate(), c.keyUpdate(), c.keyRotate(), c.keyRevoke(), c.keyDelete())
 }
 
 func (c *cli) keys() (adminv1.KeyServiceClient, error) {
@@ -203,6 +203,29 @@ expiry.`,
 	f.StringVar(&expires, "expires", "", "RFC 3339 time, a duration from now (720h, 30d), or never")
 	f.StringVar(&key.AccountId, "account", "", `the id of the account the key belongs to; "" for none`)
 	return cmd
+}
+
+func (c *cli) keyRotate() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rotate ID",
+		Short: "Give an API key a new secret",
+		Long: `Rotate an API key: it gets a new secret, printed this once, and keeps its id,
+name, allowed models, expiry, policy and usage history. The old secret stops
+working within about a second.`,
+		Example: `  tollgatectl key rotate 5f1d7c1e-8f0a-4b8e-9a57-2d6c0a3e9b11`,
+		Args:    exactArgs("ID"),
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			client, err := c.keys()
+			if err != nil {
+				return err
+			}
+			resp, err := client.RotateKey(cmd.Context(), &adminv1.RotateKeyRequest{Id: args[0]})
+			if err != nil {
+				return err
+			}
+			return c.printSecret(resp, resp.GetSecret(), func(t *table) { keyTable(t, resp.GetKey()) })
+		}),
+	}
 }
 
 func (c *cli) keyRevoke() *cobra.Command {

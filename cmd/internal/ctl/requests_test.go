@@ -197,6 +197,20 @@ func TestRequests(t *testing.T) {
 			want:   &adminv1.RevokeKeyRequest{Id: keyID},
 		},
 		{
+			name:   "key rotate",
+			args:   []string{"key", "rotate", keyID},
+			setup:  func(f *fakeServer) { f.replyWith("RotateKey", &adminv1.RotateKeyResponse{Secret: "tg-x"}) },
+			method: "RotateKey",
+			want:   &adminv1.RotateKeyRequest{Id: keyID},
+		},
+		{
+			name:   "account password link",
+			args:   []string{"account", "password-link", keyID},
+			setup:  func(f *fakeServer) { f.replyWith("CreatePasswordLink", &adminv1.CreatePasswordLinkResponse{Secret: "tgpwd-x"}) },
+			method: "CreatePasswordLink",
+			want:   &adminv1.CreatePasswordLinkRequest{Id: keyID},
+		},
+		{
 			name:   "key delete",
 			args:   []string{"key", "delete", keyID},
 			method: "DeleteKey",
