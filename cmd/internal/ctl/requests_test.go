@@ -204,9 +204,11 @@ func TestRequests(t *testing.T) {
 			want:   &adminv1.RotateKeyRequest{Id: keyID},
 		},
 		{
-			name:   "account password link",
-			args:   []string{"account", "password-link", keyID},
-			setup:  func(f *fakeServer) { f.replyWith("CreatePasswordLink", &adminv1.CreatePasswordLinkResponse{Secret: "tgpwd-x"}) },
+			name: "account password link",
+			args: []string{"account", "password-link", keyID},
+			setup: func(f *fakeServer) {
+				f.replyWith("CreatePasswordLink", &adminv1.CreatePasswordLinkResponse{Secret: "tgpwd-x"})
+			},
 			method: "CreatePasswordLink",
 			want:   &adminv1.CreatePasswordLinkRequest{Id: keyID},
 		},
