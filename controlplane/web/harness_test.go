@@ -36,7 +36,7 @@ import (
 // console is a web console over a real admin API and store, served over
 // TLS by httptest so that Secure cookies behave as in production.
 type console struct {
-	t        *testing.T
+	t        testing.TB
 	srv      *httptest.Server
 	web      *Server
 	conn     *grpc.ClientConn
@@ -63,7 +63,7 @@ type consoleOption func(*Config)
 
 func withMail(m *fakeMailer) consoleOption { return func(c *Config) { c.Mailer = m } }
 
-func newConsole(t *testing.T, st *store.Store, opts ...consoleOption) *console {
+func newConsole(t testing.TB, st *store.Store, opts ...consoleOption) *console {
 	t.Helper()
 	ring, err := keyring.New(keyring.Key{ID: "test-1", Secret: bytes.Repeat([]byte{7}, 32)})
 	if err != nil {
