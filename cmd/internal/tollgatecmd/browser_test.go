@@ -205,6 +205,15 @@ func TestConsoleInABrowser(t *testing.T) {
 		if name == "overview" {
 			do(t, ctx, "overview charts", chromedp.WaitVisible(`.chart-area[data-drawn] canvas`))
 		}
+		// Every control has a label; one main landmark, one h1.
+		unlabelled := get(t, ctx, "labels on "+name, chromedp.Evaluate[string](`Array.from(document.querySelectorAll(
+			"main input:not([type=hidden]), main select, main textarea")).filter(e => e.labels.length === 0 && !e.getAttribute("aria-label")).map(e => e.id || e.name).join(",")`))
+		if unlabelled != "" {
+			t.Errorf("%s: controls without a label: %s", name, unlabelled)
+		}
+		if n := get(t, ctx, "landmarks on "+name, chromedp.Evaluate[int](`document.querySelectorAll("main").length * 10 + document.querySelectorAll("h1").length`)); n != 11 {
+			t.Errorf("%s: %d main landmarks and %d h1, want one of each", name, n/10, n%10)
+		}
 		shots.take(ctx, name)
 	}
 
