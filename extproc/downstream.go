@@ -315,7 +315,11 @@ func (d *downstream) finish() {
 	r.record = func() {
 		rec := d.usageRecord()
 		d.settle(rec)
-		d.s.usage.Record(rec)
+		// Metrics, span and log line first: once the record is handed to
+		// the recorder it belongs to the recorder's goroutine, and whoever
+		// sees the record stored (a test, a dashboard) must find the
+		// request's metrics already there.
+		defer d.s.usage.Record(rec)
 		t, _ := r.outcome()
 		provider, firstChunk := t.provider, t.firstByte.Sub(r.start)
 		if rec.GetProvider() == "" {
