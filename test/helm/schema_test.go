@@ -33,6 +33,7 @@ func TestBadValuesAreRejected(t *testing.T) {
 		{"single sign-on over plain HTTP", []string{"--set", "web.sso.issuer=http://id.example.com"}, "at '/web/sso/issuer'"},
 		{"sample ratio above one", []string{"--set", "otlp.traceSampleRatio=2"}, "at '/otlp/traceSampleRatio': maximum"},
 		{"collector given as a URL", []string{"--set", "otlp.endpoint=http://collector:4317"}, "at '/otlp/endpoint'"},
+		{"client address header that is not a header name", []string{"--set", "web.clientIPHeader=X-Forwarded-For: 1.2.3.4"}, "at '/web/clientIPHeader'"},
 		{"unknown console Service type", []string{"--set", "web.service.type=NodePort"}, "at '/web/service/type': value must be one of"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
