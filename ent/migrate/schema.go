@@ -861,9 +861,9 @@ var (
 				Columns: []*schema.Column{UsageRollupsColumns[3], UsageRollupsColumns[1], UsageRollupsColumns[2], UsageRollupsColumns[4], UsageRollupsColumns[5], UsageRollupsColumns[6], UsageRollupsColumns[7], UsageRollupsColumns[8]},
 			},
 			{
-				Name:    "usagerollup_period_bucket_start",
+				Name:    "usagerollup_period_bucket_start_api_key_id",
 				Unique:  false,
-				Columns: []*schema.Column{UsageRollupsColumns[1], UsageRollupsColumns[2]},
+				Columns: []*schema.Column{UsageRollupsColumns[1], UsageRollupsColumns[2], UsageRollupsColumns[4]},
 			},
 		},
 	}
