@@ -20747,6 +20747,7 @@ type UsageRecordMutation struct {
 	redacted_secrets       *int32
 	addredacted_secrets    *int32
 	created_at             *time.Time
+	rolled_up              *bool
 	clearedFields          map[string]struct{}
 	done                   bool
 	oldValue               func(context.Context) (*UsageRecord, error)
@@ -21958,6 +21959,42 @@ func (m *UsageRecordMutation) ResetCreatedAt() {
 	m.created_at = nil
 }
 
+// SetRolledUp sets the "rolled_up" field.
+func (m *UsageRecordMutation) SetRolledUp(b bool) {
+	m.rolled_up = &b
+}
+
+// RolledUp returns the value of the "rolled_up" field in the mutation.
+func (m *UsageRecordMutation) RolledUp() (r bool, exists bool) {
+	v := m.rolled_up
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRolledUp returns the old "rolled_up" field's value of the UsageRecord entity.
+// If the UsageRecord object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRecordMutation) OldRolledUp(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRolledUp is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRolledUp requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRolledUp: %w", err)
+	}
+	return oldValue.RolledUp, nil
+}
+
+// ResetRolledUp resets all changes to the "rolled_up" field.
+func (m *UsageRecordMutation) ResetRolledUp() {
+	m.rolled_up = nil
+}
+
 // Where appends a list predicates to the UsageRecordMutation builder.
 func (m *UsageRecordMutation) Where(ps ...predicate.UsageRecord) {
 	m.predicates = append(m.predicates, ps...)
@@ -21992,7 +22029,7 @@ func (m *UsageRecordMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *UsageRecordMutation) Fields() []string {
-	fields := make([]string, 0, 23)
+	fields := make([]string, 0, 24)
 	if m.request_id != nil {
 		fields = append(fields, usagerecord.FieldRequestID)
 	}
@@ -22062,6 +22099,9 @@ func (m *UsageRecordMutation) Fields() []string {
 	if m.created_at != nil {
 		fields = append(fields, usagerecord.FieldCreatedAt)
 	}
+	if m.rolled_up != nil {
+		fields = append(fields, usagerecord.FieldRolledUp)
+	}
 	return fields
 }
 
@@ -22116,6 +22156,8 @@ func (m *UsageRecordMutation) Field(name string) (ent.Value, bool) {
 		return m.RedactedSecrets()
 	case usagerecord.FieldCreatedAt:
 		return m.CreatedAt()
+	case usagerecord.FieldRolledUp:
+		return m.RolledUp()
 	}
 	return nil, false
 }
@@ -22171,6 +22213,8 @@ func (m *UsageRecordMutation) OldField(ctx context.Context, name string) (ent.Va
 		return m.OldRedactedSecrets(ctx)
 	case usagerecord.FieldCreatedAt:
 		return m.OldCreatedAt(ctx)
+	case usagerecord.FieldRolledUp:
+		return m.OldRolledUp(ctx)
 	}
 	return nil, fmt.Errorf("unknown UsageRecord field %s", name)
 }
@@ -22340,6 +22384,13 @@ func (m *UsageRecordMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetCreatedAt(v)
+		return nil
+	case usagerecord.FieldRolledUp:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRolledUp(v)
 		return nil
 	}
 	return fmt.Errorf("unknown UsageRecord field %s", name)
@@ -22626,6 +22677,9 @@ func (m *UsageRecordMutation) ResetField(name string) error {
 		return nil
 	case usagerecord.FieldCreatedAt:
 		m.ResetCreatedAt()
+		return nil
+	case usagerecord.FieldRolledUp:
+		m.ResetRolledUp()
 		return nil
 	}
 	return fmt.Errorf("unknown UsageRecord field %s", name)

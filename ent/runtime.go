@@ -1149,6 +1149,10 @@ func init() {
 	usagerecord.DefaultRedactedSecrets = usagerecordDescRedactedSecrets.Default.(int32)
 	// usagerecord.RedactedSecretsValidator is a validator for the "redacted_secrets" field. It is called by the builders before save.
 	usagerecord.RedactedSecretsValidator = usagerecordDescRedactedSecrets.Validators[0].(func(int32) error)
+	// usagerecordDescRolledUp is the schema descriptor for rolled_up field.
+	usagerecordDescRolledUp := usagerecordFields[23].Descriptor()
+	// usagerecord.DefaultRolledUp holds the default value on creation for the rolled_up field.
+	usagerecord.DefaultRolledUp = usagerecordDescRolledUp.Default.(bool)
 	// usagerecordDescID is the schema descriptor for id field.
 	usagerecordDescID := usagerecordMixinFields0[0].Descriptor()
 	// usagerecord.DefaultID holds the default value on creation for the id field.

@@ -63,7 +63,9 @@ type UsageRecord struct {
 	// RedactedSecrets holds the value of the "redacted_secrets" field.
 	RedactedSecrets int32 `json:"redacted_secrets,omitempty"`
 	// CreatedAt holds the value of the "created_at" field.
-	CreatedAt    time.Time `json:"created_at,omitempty"`
+	CreatedAt time.Time `json:"created_at,omitempty"`
+	// RolledUp holds the value of the "rolled_up" field.
+	RolledUp     bool `json:"rolled_up,omitempty"`
 	selectValues sql.SelectValues
 }
 
@@ -74,7 +76,7 @@ func (*UsageRecord) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case usagerecord.FieldAPIKeyID:
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
-		case usagerecord.FieldEstimated, usagerecord.FieldStreamed:
+		case usagerecord.FieldEstimated, usagerecord.FieldStreamed, usagerecord.FieldRolledUp:
 			values[i] = new(sql.NullBool)
 		case usagerecord.FieldInputTokens, usagerecord.FieldOutputTokens, usagerecord.FieldCachedInputTokens, usagerecord.FieldReasoningTokens, usagerecord.FieldCostMicros, usagerecord.FieldStatusCode, usagerecord.FieldLatencyMs, usagerecord.FieldTtftMs, usagerecord.FieldRedactedEmails, usagerecord.FieldRedactedPhones, usagerecord.FieldRedactedCards, usagerecord.FieldRedactedIbans, usagerecord.FieldRedactedSecrets:
 			values[i] = new(sql.NullInt64)
@@ -244,6 +246,12 @@ func (_m *UsageRecord) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.CreatedAt = value.Time
 			}
+		case usagerecord.FieldRolledUp:
+			if value, ok := values[i].(*sql.NullBool); !ok {
+				return fmt.Errorf("unexpected type %T for field rolled_up", values[i])
+			} else if value.Valid {
+				_m.RolledUp = value.Bool
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -350,6 +358,9 @@ func (_m *UsageRecord) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("created_at=")
 	builder.WriteString(_m.CreatedAt.Format(time.ANSIC))
+	builder.WriteString(", ")
+	builder.WriteString("rolled_up=")
+	builder.WriteString(fmt.Sprintf("%v", _m.RolledUp))
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -322,6 +322,20 @@ func (_c *UsageRecordCreate) SetCreatedAt(v time.Time) *UsageRecordCreate {
 	return _c
 }
 
+// SetRolledUp sets the "rolled_up" field.
+func (_c *UsageRecordCreate) SetRolledUp(v bool) *UsageRecordCreate {
+	_c.mutation.SetRolledUp(v)
+	return _c
+}
+
+// SetNillableRolledUp sets the "rolled_up" field if the given value is not nil.
+func (_c *UsageRecordCreate) SetNillableRolledUp(v *bool) *UsageRecordCreate {
+	if v != nil {
+		_c.SetRolledUp(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *UsageRecordCreate) SetID(v uuid.UUID) *UsageRecordCreate {
 	_c.mutation.SetID(v)
@@ -446,6 +460,10 @@ func (_c *UsageRecordCreate) defaults() {
 	if _, ok := _c.mutation.RedactedSecrets(); !ok {
 		v := usagerecord.DefaultRedactedSecrets
 		_c.mutation.SetRedactedSecrets(v)
+	}
+	if _, ok := _c.mutation.RolledUp(); !ok {
+		v := usagerecord.DefaultRolledUp
+		_c.mutation.SetRolledUp(v)
 	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := usagerecord.DefaultID()
@@ -586,6 +604,9 @@ func (_c *UsageRecordCreate) check() error {
 	if _, ok := _c.mutation.CreatedAt(); !ok {
 		return &ValidationError{Name: "created_at", err: errors.New(`ent: missing required field "UsageRecord.created_at"`)}
 	}
+	if _, ok := _c.mutation.RolledUp(); !ok {
+		return &ValidationError{Name: "rolled_up", err: errors.New(`ent: missing required field "UsageRecord.rolled_up"`)}
+	}
 	return nil
 }
 
@@ -714,6 +735,10 @@ func (_c *UsageRecordCreate) createSpec() (*UsageRecord, *sqlgraph.CreateSpec) {
 		_spec.SetField(usagerecord.FieldCreatedAt, field.TypeTime, value)
 		_node.CreatedAt = value
 	}
+	if value, ok := _c.mutation.RolledUp(); ok {
+		_spec.SetField(usagerecord.FieldRolledUp, field.TypeBool, value)
+		_node.RolledUp = value
+	}
 	return _node, _spec
 }
 
@@ -765,6 +790,18 @@ type (
 		*sql.UpdateSet
 	}
 )
+
+// SetRolledUp sets the "rolled_up" field.
+func (u *UsageRecordUpsert) SetRolledUp(v bool) *UsageRecordUpsert {
+	u.Set(usagerecord.FieldRolledUp, v)
+	return u
+}
+
+// UpdateRolledUp sets the "rolled_up" field to the value that was provided on create.
+func (u *UsageRecordUpsert) UpdateRolledUp() *UsageRecordUpsert {
+	u.SetExcluded(usagerecord.FieldRolledUp)
+	return u
+}
 
 // UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
 // Using this option is equivalent to using:
@@ -881,6 +918,20 @@ func (u *UsageRecordUpsertOne) Update(set func(*UsageRecordUpsert)) *UsageRecord
 		set(&UsageRecordUpsert{UpdateSet: update})
 	}))
 	return u
+}
+
+// SetRolledUp sets the "rolled_up" field.
+func (u *UsageRecordUpsertOne) SetRolledUp(v bool) *UsageRecordUpsertOne {
+	return u.Update(func(s *UsageRecordUpsert) {
+		s.SetRolledUp(v)
+	})
+}
+
+// UpdateRolledUp sets the "rolled_up" field to the value that was provided on create.
+func (u *UsageRecordUpsertOne) UpdateRolledUp() *UsageRecordUpsertOne {
+	return u.Update(func(s *UsageRecordUpsert) {
+		s.UpdateRolledUp()
+	})
 }
 
 // Exec executes the query.
@@ -1165,6 +1216,20 @@ func (u *UsageRecordUpsertBulk) Update(set func(*UsageRecordUpsert)) *UsageRecor
 		set(&UsageRecordUpsert{UpdateSet: update})
 	}))
 	return u
+}
+
+// SetRolledUp sets the "rolled_up" field.
+func (u *UsageRecordUpsertBulk) SetRolledUp(v bool) *UsageRecordUpsertBulk {
+	return u.Update(func(s *UsageRecordUpsert) {
+		s.SetRolledUp(v)
+	})
+}
+
+// UpdateRolledUp sets the "rolled_up" field to the value that was provided on create.
+func (u *UsageRecordUpsertBulk) UpdateRolledUp() *UsageRecordUpsertBulk {
+	return u.Update(func(s *UsageRecordUpsert) {
+		s.UpdateRolledUp()
+	})
 }
 
 // Exec executes the query.

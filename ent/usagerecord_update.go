@@ -27,6 +27,20 @@ func (_u *UsageRecordUpdate) Where(ps ...predicate.UsageRecord) *UsageRecordUpda
 	return _u
 }
 
+// SetRolledUp sets the "rolled_up" field.
+func (_u *UsageRecordUpdate) SetRolledUp(v bool) *UsageRecordUpdate {
+	_u.mutation.SetRolledUp(v)
+	return _u
+}
+
+// SetNillableRolledUp sets the "rolled_up" field if the given value is not nil.
+func (_u *UsageRecordUpdate) SetNillableRolledUp(v *bool) *UsageRecordUpdate {
+	if v != nil {
+		_u.SetRolledUp(*v)
+	}
+	return _u
+}
+
 // Mutation returns the UsageRecordMutation object of the builder.
 func (_u *UsageRecordUpdate) Mutation() *UsageRecordMutation {
 	return _u.mutation
@@ -71,6 +85,9 @@ func (_u *UsageRecordUpdate) sqlSave(ctx context.Context) (_node int, err error)
 	if _u.mutation.APIKeyIDCleared() {
 		_spec.ClearField(usagerecord.FieldAPIKeyID, field.TypeUUID)
 	}
+	if value, ok := _u.mutation.RolledUp(); ok {
+		_spec.SetField(usagerecord.FieldRolledUp, field.TypeBool, value)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{usagerecord.Label}
@@ -89,6 +106,20 @@ type UsageRecordUpdateOne struct {
 	fields   []string
 	hooks    []Hook
 	mutation *UsageRecordMutation
+}
+
+// SetRolledUp sets the "rolled_up" field.
+func (_u *UsageRecordUpdateOne) SetRolledUp(v bool) *UsageRecordUpdateOne {
+	_u.mutation.SetRolledUp(v)
+	return _u
+}
+
+// SetNillableRolledUp sets the "rolled_up" field if the given value is not nil.
+func (_u *UsageRecordUpdateOne) SetNillableRolledUp(v *bool) *UsageRecordUpdateOne {
+	if v != nil {
+		_u.SetRolledUp(*v)
+	}
+	return _u
 }
 
 // Mutation returns the UsageRecordMutation object of the builder.
@@ -164,6 +195,9 @@ func (_u *UsageRecordUpdateOne) sqlSave(ctx context.Context) (_node *UsageRecord
 	}
 	if _u.mutation.APIKeyIDCleared() {
 		_spec.ClearField(usagerecord.FieldAPIKeyID, field.TypeUUID)
+	}
+	if value, ok := _u.mutation.RolledUp(); ok {
+		_spec.SetField(usagerecord.FieldRolledUp, field.TypeBool, value)
 	}
 	_node = &UsageRecord{config: _u.config}
 	_spec.Assign = _node.assignValues

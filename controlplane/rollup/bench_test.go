@@ -271,7 +271,7 @@ func withPgx(ctx context.Context, db *sql.DB, fn func(*pgx.Conn) error) error {
 
 func copyRecords(ctx context.Context, db *sql.DB, recs []*usagev1.UsageRecord) error {
 	cols := []string{"id", "request_id", "tenant_id", "api_key_id", "model", "provider", "upstream_model", "input_tokens", "output_tokens",
-		"cached_input_tokens", "reasoning_tokens", "estimated", "cost_micros", "status_code", "error_type", "streamed", "latency_ms", "ttft_ms", "created_at"}
+		"cached_input_tokens", "reasoning_tokens", "estimated", "cost_micros", "status_code", "error_type", "streamed", "latency_ms", "ttft_ms", "created_at", "rolled_up"}
 	return withPgx(ctx, db, func(c *pgx.Conn) error {
 		_, err := c.CopyFrom(ctx, pgx.Identifier{"usage_records"}, cols, pgx.CopyFromSlice(len(recs), func(i int) ([]any, error) {
 			r := recs[i]
@@ -279,7 +279,7 @@ func copyRecords(ctx context.Context, db *sql.DB, recs []*usagev1.UsageRecord) e
 				[16]byte(uuid.New()), r.GetRequestId(), [16]byte(uuid.MustParse(r.GetTenantId())), [16]byte(uuid.MustParse(r.GetKeyId())),
 				r.GetModel(), r.GetProvider(), r.GetUpstreamModel(), r.GetInputTokens(), r.GetOutputTokens(), r.GetCachedInputTokens(),
 				r.GetReasoningTokens(), r.GetEstimated(), r.GetCostMicros(), r.GetStatusCode(), r.GetErrorType(), r.GetStreamed(),
-				r.GetLatencyMs(), r.GetTtftMs(), r.GetTime().AsTime(),
+				r.GetLatencyMs(), r.GetTtftMs(), r.GetTime().AsTime(), true, // its rollups are copied below
 			}, nil
 		}))
 		if err != nil {

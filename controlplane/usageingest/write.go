@@ -19,7 +19,7 @@ import (
 
 type entTx = ent.Tx
 
-// insertChunk bounds the rows of one INSERT statement. Each row binds 19
+// insertChunk bounds the rows of one INSERT statement. Each row binds 25
 // parameters (recordColumns); SQLite allows 32,766 per statement and
 // PostgreSQL 65,535.
 const insertChunk = 500
@@ -73,7 +73,7 @@ var recordColumns = []string{
 	usagerecord.FieldStatusCode, usagerecord.FieldErrorType, usagerecord.FieldStreamed,
 	usagerecord.FieldLatencyMs, usagerecord.FieldTtftMs, usagerecord.FieldCreatedAt,
 	usagerecord.FieldRedactedEmails, usagerecord.FieldRedactedPhones, usagerecord.FieldRedactedCards,
-	usagerecord.FieldRedactedIbans, usagerecord.FieldRedactedSecrets,
+	usagerecord.FieldRedactedIbans, usagerecord.FieldRedactedSecrets, usagerecord.FieldRolledUp,
 }
 
 func recordValues(rw row) []any {
@@ -91,6 +91,7 @@ func recordValues(rw row) []any {
 		r.GetStatusCode(), r.GetErrorType(), r.GetStreamed(),
 		r.GetLatencyMs(), r.GetTtftMs(), rw.time,
 		red.GetEmails(), red.GetPhones(), red.GetCards(), red.GetIbans(), red.GetSecrets(),
+		true, // counted in the rollups by the same transaction (storeRows)
 	}
 }
 

@@ -781,6 +781,7 @@ var (
 		{Name: "redacted_ibans", Type: field.TypeInt32, Default: 0},
 		{Name: "redacted_secrets", Type: field.TypeInt32, Default: 0},
 		{Name: "created_at", Type: field.TypeTime},
+		{Name: "rolled_up", Type: field.TypeBool, Default: false},
 	}
 	// UsageRecordsTable holds the schema information for the "usage_records" table.
 	UsageRecordsTable = &schema.Table{
@@ -802,6 +803,14 @@ var (
 				Name:    "usagerecord_created_at",
 				Unique:  false,
 				Columns: []*schema.Column{UsageRecordsColumns[23]},
+			},
+			{
+				Name:    "usagerecord_not_rolled_up",
+				Unique:  false,
+				Columns: []*schema.Column{UsageRecordsColumns[0]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "NOT rolled_up",
+				},
 			},
 		},
 	}

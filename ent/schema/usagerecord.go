@@ -2,6 +2,7 @@ package schema
 
 import (
 	"entgo.io/ent"
+	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
 )
@@ -43,6 +44,11 @@ func (UsageRecord) Fields() []ent.Field {
 		// created_at is when the request arrived at the gateway, not when the
 		// record reached the store.
 		field.Time("created_at").Immutable(),
+		// rolled_up says the record is counted in the usage rollups. Ingest
+		// stores records counted, in the transaction that counts them;
+		// records stored before the rollups existed start false, and the
+		// usage.rollup_backfill job counts them.
+		field.Bool("rolled_up").Default(false),
 	}
 }
 
@@ -53,5 +59,8 @@ func (UsageRecord) Indexes() []ent.Index {
 		// The operator's reads across tenants (newest first, or a time
 		// range summed) would otherwise scan the whole table.
 		index.Fields("created_at"),
+		// The backfill's queue: only records not yet counted, so the index
+		// is empty once an upgrade's backfill is done.
+		index.Fields("id").StorageKey("usagerecord_not_rolled_up").Annotations(entsql.IndexWhere("NOT rolled_up")),
 	}
 }

@@ -58,6 +58,8 @@ const (
 	FieldRedactedSecrets = "redacted_secrets"
 	// FieldCreatedAt holds the string denoting the created_at field in the database.
 	FieldCreatedAt = "created_at"
+	// FieldRolledUp holds the string denoting the rolled_up field in the database.
+	FieldRolledUp = "rolled_up"
 	// Table holds the table name of the usagerecord in the database.
 	Table = "usage_records"
 )
@@ -88,6 +90,7 @@ var Columns = []string{
 	FieldRedactedIbans,
 	FieldRedactedSecrets,
 	FieldCreatedAt,
+	FieldRolledUp,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -165,6 +168,8 @@ var (
 	DefaultRedactedSecrets int32
 	// RedactedSecretsValidator is a validator for the "redacted_secrets" field. It is called by the builders before save.
 	RedactedSecretsValidator func(int32) error
+	// DefaultRolledUp holds the default value on creation for the "rolled_up" field.
+	DefaultRolledUp bool
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -290,4 +295,9 @@ func ByRedactedSecrets(opts ...sql.OrderTermOption) OrderOption {
 // ByCreatedAt orders the results by the created_at field.
 func ByCreatedAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldCreatedAt, opts...).ToFunc()
+}
+
+// ByRolledUp orders the results by the rolled_up field.
+func ByRolledUp(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRolledUp, opts...).ToFunc()
 }

@@ -170,6 +170,11 @@ func CreatedAt(v time.Time) predicate.UsageRecord {
 	return predicate.UsageRecord(sql.FieldEQ(FieldCreatedAt, v))
 }
 
+// RolledUp applies equality check predicate on the "rolled_up" field. It's identical to RolledUpEQ.
+func RolledUp(v bool) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldEQ(FieldRolledUp, v))
+}
+
 // RequestIDEQ applies the EQ predicate on the "request_id" field.
 func RequestIDEQ(v string) predicate.UsageRecord {
 	return predicate.UsageRecord(sql.FieldEQ(FieldRequestID, v))
@@ -1163,6 +1168,16 @@ func CreatedAtLT(v time.Time) predicate.UsageRecord {
 // CreatedAtLTE applies the LTE predicate on the "created_at" field.
 func CreatedAtLTE(v time.Time) predicate.UsageRecord {
 	return predicate.UsageRecord(sql.FieldLTE(FieldCreatedAt, v))
+}
+
+// RolledUpEQ applies the EQ predicate on the "rolled_up" field.
+func RolledUpEQ(v bool) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldEQ(FieldRolledUp, v))
+}
+
+// RolledUpNEQ applies the NEQ predicate on the "rolled_up" field.
+func RolledUpNEQ(v bool) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldNEQ(FieldRolledUp, v))
 }
 
 // And groups predicates with the AND operator between them.

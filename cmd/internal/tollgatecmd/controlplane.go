@@ -283,7 +283,8 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	runner := jobs.New(cfg.store, replicaName(), cfg.log)
 	purger := privacy.NewPurger(cfg.store, vault, cfg.log)
 	purger.InvoiceRetention = time.Duration(cfg.flags.invoiceRetentionDays) * 24 * time.Hour
-	deps := jobDeps{store: cfg.store, authority: authority, notifier: notifier, purger: purger, billing: bill, sessions: sessions}
+	deps := jobDeps{store: cfg.store, authority: authority, notifier: notifier, purger: purger, billing: bill, sessions: sessions,
+		rollups: usageingest.New(cfg.store, cfg.log)}
 	for _, j := range backgroundJobs(deps) {
 		runner.Add(j)
 	}

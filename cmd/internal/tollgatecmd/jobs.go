@@ -13,6 +13,7 @@ import (
 	"github.com/tollgate-dev/tollgate/controlplane/quotaauthority"
 	"github.com/tollgate-dev/tollgate/controlplane/signin"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
+	"github.com/tollgate-dev/tollgate/controlplane/usageingest"
 )
 
 // jobDeps is what the background jobs need from the control plane.
@@ -23,6 +24,7 @@ type jobDeps struct {
 	purger    *privacy.Purger
 	billing   *billing.Service
 	sessions  *signin.Service
+	rollups   *usageingest.Server // for its backfill of the rollups
 }
 
 // backgroundJobs lists the control plane's background jobs. Every replica
@@ -50,6 +52,12 @@ func backgroundJobs(d jobDeps) []jobs.Job {
 		{Name: "signin.prune", Every: time.Hour, Run: func(ctx context.Context) error {
 			// Web console sessions and password links a day past their end.
 			_, err := d.sessions.Prune(ctx)
+			return err
+		}},
+		{Name: "usage.rollup_backfill", Every: time.Minute, Run: func(ctx context.Context) error {
+			// Counts records stored before the rollups existed (after an
+			// upgrade); with nothing to count it is one indexed query.
+			_, err := d.rollups.BackfillRollups(ctx)
 			return err
 		}},
 		{Name: "notify.prune", Every: time.Hour, Run: func(ctx context.Context) error {

@@ -12,6 +12,7 @@ import (
 	"github.com/tollgate-dev/tollgate/controlplane/signin"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/controlplane/store/storetest"
+	"github.com/tollgate-dev/tollgate/controlplane/usageingest"
 )
 
 // Every background job runs against a real store, and names follow the
@@ -32,7 +33,8 @@ func TestBackgroundJobsRun(t *testing.T) {
 			t.Fatal(err)
 		}
 		js := backgroundJobs(jobDeps{store: st, authority: quotaauthority.New(st, quotaauthority.Options{}), notifier: notifier,
-			purger: privacy.NewPurger(st, nil, nil), billing: billing.New(billing.Config{Store: st}), sessions: sessions})
+			purger: privacy.NewPurger(st, nil, nil), billing: billing.New(billing.Config{Store: st}), sessions: sessions,
+			rollups: usageingest.New(st, nil)})
 		if len(js) == 0 {
 			t.Fatal("no background jobs")
 		}
