@@ -50,6 +50,8 @@ type Server struct {
 
 	// content stores the request content records carry; nil discards it.
 	content *contentlog.Writer
+
+	metrics *ingestMetrics // nil until Instrument
 }
 
 // New returns a Server that writes to st. log may be nil.
@@ -106,6 +108,13 @@ func (s *Server) Ingest(stream usagev1.UsageIngestService_IngestServer) error {
 // Invalid records are listed as rejected and the rest are stored; an error
 // means nothing of the batch was stored (and it may be sent again).
 func (s *Server) Store(ctx context.Context, req *usagev1.IngestRequest) (*usagev1.IngestResponse, error) {
+	start := time.Now()
+	resp, err := s.store1(ctx, req)
+	s.metrics.batchDone(ctx, start, resp, err)
+	return resp, err
+}
+
+func (s *Server) store1(ctx context.Context, req *usagev1.IngestRequest) (*usagev1.IngestResponse, error) {
 	resp := &usagev1.IngestResponse{BatchId: req.GetBatchId()}
 	rows := make([]row, 0, len(req.GetRecords()))
 	seen := make(map[string]bool, len(req.GetRecords()))
@@ -138,8 +147,10 @@ func (s *Server) Store(ctx context.Context, req *usagev1.IngestRequest) (*usagev
 func (s *Server) write(ctx context.Context, req *usagev1.IngestRequest, resp *usagev1.IngestResponse, rows []row) (*usagev1.IngestResponse, error) {
 	keys := s.keysToTouch(rows)
 	shard := s.shard()
+	var stored int
 	err := s.store.InTx(ctx, func(tx *entTx) error {
-		if err := storeRows(ctx, tx, s.store.Dialect(), rows, shard); err != nil {
+		var err error
+		if stored, err = storeRows(ctx, tx, s.store.Dialect(), rows, shard); err != nil {
 			return err
 		}
 		if err := s.writeContent(ctx, tx, rows); err != nil {
@@ -156,6 +167,7 @@ func (s *Server) write(ctx context.Context, req *usagev1.IngestRequest, resp *us
 	if err != nil {
 		return nil, err
 	}
+	s.metrics.stored(ctx, stored)
 	s.rememberKeys(keys)
 	return resp, nil
 }
@@ -164,7 +176,12 @@ func (s *Server) write(ctx context.Context, req *usagev1.IngestRequest, resp *us
 // the database refuses.
 func (s *Server) storeOneByOne(ctx context.Context, req *usagev1.IngestRequest, resp *usagev1.IngestResponse, rows []row, keys map[uuid.UUID]time.Time) (*usagev1.IngestResponse, error) {
 	for _, rw := range rows {
-		err := s.store.InTx(ctx, func(tx *entTx) error { return storeRows(ctx, tx, s.store.Dialect(), []row{rw}, s.shard()) })
+		var stored int
+		err := s.store.InTx(ctx, func(tx *entTx) error {
+			var err error
+			stored, err = storeRows(ctx, tx, s.store.Dialect(), []row{rw}, s.shard())
+			return err
+		})
 		if isPoison(err) {
 			resp.Accepted--
 			rej := &usagev1.RejectedRecord{Index: int32(rw.batchIndex), RequestId: rw.requestID, Reason: "the store refused it: " + clip(err.Error())}
@@ -175,6 +192,7 @@ func (s *Server) storeOneByOne(ctx context.Context, req *usagev1.IngestRequest, 
 		if err != nil {
 			return nil, err
 		}
+		s.metrics.stored(ctx, stored)
 	}
 	if err := s.store.InTx(ctx, func(tx *entTx) error { return touchKeys(ctx, tx, s.store.Dialect(), keys) }); err != nil {
 		return nil, fmt.Errorf("updating keys' last use: %w", err)
@@ -184,14 +202,14 @@ func (s *Server) storeOneByOne(ctx context.Context, req *usagev1.IngestRequest, 
 }
 
 // storeRows inserts the rows not stored yet and adds them, and only them,
-// to the rollups, in tx. It may run more than once (retries) and leaves
-// rows as they are.
-func storeRows(ctx context.Context, tx *entTx, d store.Dialect, rows []row, shard int32) error {
+// to the rollups, in tx, and returns how many it inserted. It may run more
+// than once (retries) and leaves rows as they are.
+func storeRows(ctx context.Context, tx *entTx, d store.Dialect, rows []row, shard int32) (int, error) {
 	fresh, err := insertRows(ctx, tx, d, rows)
 	if err != nil || len(fresh) == 0 {
-		return err
+		return 0, err
 	}
-	return addRollups(ctx, tx, fresh, shard)
+	return len(fresh), addRollups(ctx, tx, fresh, shard)
 }
 
 func (s *Server) shard() int32 {

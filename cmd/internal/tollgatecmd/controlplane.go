@@ -34,6 +34,7 @@ import (
 	"github.com/tollgate-dev/tollgate/controlplane/usageingest"
 	"github.com/tollgate-dev/tollgate/controlplane/xds"
 	"github.com/tollgate-dev/tollgate/controlplane/xdstranslate"
+	"github.com/tollgate-dev/tollgate/telemetry"
 )
 
 // serverFlags are the flags of every command that serves the control plane.
@@ -234,6 +235,14 @@ func serve(ctx context.Context, cfg serveConfig) error {
 		grpc.ChainUnaryInterceptor(adm.UnaryInterceptor()),
 		grpc.ChainStreamInterceptor(adm.StreamInterceptor()),
 	}
+	if cfg.telemetry != nil {
+		// Outermost, so that calls refused by authentication count too.
+		unary, stream, err := telemetry.GRPCServerMetrics(cfg.telemetry.tel.Meters())
+		if err != nil {
+			return err
+		}
+		opts = append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)}, opts...)
+	}
 	creds, err := adminTLS(cfg.flags)
 	if err != nil {
 		return err
@@ -386,7 +395,14 @@ func xdsServer(ctx context.Context, cfg serveConfig, p *xds.Publisher, authority
 	xds.Register(ctx, g, p)
 	// ext_proc sends usage on the connection it holds for config: one
 	// channel to secure, and the same trust (see docs/usage.md).
-	usageingest.New(cfg.store, cfg.log).KeepContent(contentlog.NewWriter(vault, int32(cfg.flags.maxContentDays), cfg.log)).Register(g)
+	ingest := usageingest.New(cfg.store, cfg.log).KeepContent(contentlog.NewWriter(vault, int32(cfg.flags.maxContentDays), cfg.log))
+	if cfg.telemetry != nil {
+		if err := ingest.Instrument(cfg.telemetry.tel.Meters()); err != nil {
+			_ = lis.Close() // nothing was served on it
+			return nil, nil, err
+		}
+	}
+	ingest.Register(g)
 	authority.Register(g)
 	return g, lis, nil
 }

@@ -9,6 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
 	"github.com/tollgate-dev/tollgate/controlplane/secret"
 	"github.com/tollgate-dev/tollgate/telemetry"
@@ -110,10 +116,10 @@ func TestControlPlaneServesMetrics(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(tok.Plaintext), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := "127.0.0.1:" + freePort(t)
+	addr, adminAddr := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
 	logs := runUntilCancelled(t, "controlplane", "--database", "sqlite://"+filepath.Join(dir, "t.db"),
 		"--master-key-file", filepath.Join(dir, "master.key"), "--operator-token-file", filepath.Join(dir, "token"),
-		"--admin-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--metrics-addr", addr, "--web-addr", "")
+		"--admin-addr", adminAddr, "--xds-addr", "127.0.0.1:0", "--metrics-addr", addr, "--web-addr", "")
 	waitForLog(t, logs, "admin API listening")
 	fams := scrape(t, "http://"+addr+"/metrics", logs)
 	if got := serviceOf(fams); len(got) != 1 || got[0] != "tollgate-controlplane" {
@@ -137,6 +143,21 @@ func TestControlPlaneServesMetrics(t *testing.T) {
 	}
 	if _, ok := fams.Sum("db_client_connection_count", "db_system_name", "sqlite", "db_client_connection_state", "idle"); !ok {
 		t.Error("no db_client_connection_count: the store is not instrumented")
+	}
+
+	// The admin API counts the calls it answers, refused ones too.
+	conn, err := grpc.NewClient(adminAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	if _, err := adminv1.NewTenantServiceClient(conn).ListTenants(t.Context(), &adminv1.ListTenantsRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("listing tenants without a token: %v, want Unauthenticated", err)
+	}
+	fams = scrape(t, "http://"+addr+"/metrics", logs)
+	if n, _ := fams.Sum("rpc_server_call_duration_seconds", "rpc_method", "tollgate.admin.v1.TenantService/ListTenants",
+		"rpc_response_status_code", "UNAUTHENTICATED"); n != 1 {
+		t.Errorf("admin API calls refused for want of a token = %v, want 1", n)
 	}
 }
 
