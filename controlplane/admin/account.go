@@ -196,6 +196,11 @@ func (s *accountService) UpdateAccount(ctx context.Context, req *adminv1.UpdateA
 				return err
 			}
 		}
+		if slices.Contains(paths, "role") && role != account.RoleOwner {
+			if err := lastOwnerCheck(ctx, tx, a); err != nil {
+				return err
+			}
+		}
 		u := tx.Account.UpdateOne(a)
 		for _, path := range paths {
 			switch path {
@@ -229,6 +234,9 @@ func (s *accountService) DeleteAccount(ctx context.Context, req *adminv1.DeleteA
 			return err
 		}
 		if err := ownerCheck(p, a.Role); err != nil {
+			return err
+		}
+		if err := lastOwnerCheck(ctx, tx, a); err != nil {
 			return err
 		}
 		// Keys outlive the person who made them: they belong to the tenant.

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"strings"
 
 	"github.com/google/uuid"
@@ -8,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
+	"github.com/tollgate-dev/tollgate/ent"
 	"github.com/tollgate-dev/tollgate/ent/account"
 )
 
@@ -114,6 +116,25 @@ func ownerCheck(p Principal, roles ...account.Role) error {
 		}
 	}
 	return nil
+}
+
+// lastOwnerCheck refuses to take away a tenant's last owner (deleting the
+// account, or giving it another role): nobody could then manage the
+// tenant's owners from the console. Under serializable transactions two
+// owners demoting each other at once cannot both succeed. Erasure through
+// PrivacyService is not held back by it: the right to erasure comes first,
+// and an admin token or the operator can name a new owner.
+func lastOwnerCheck(ctx context.Context, tx *ent.Tx, a *ent.Account) error {
+	if a.Role != account.RoleOwner {
+		return nil
+	}
+	others, err := tx.Account.Query().
+		Where(account.TenantID(a.TenantID), account.RoleEQ(account.RoleOwner), account.IDNEQ(a.ID)).
+		Exist(ctx)
+	if err != nil || others {
+		return err
+	}
+	return status.Error(codes.FailedPrecondition, "this account is the tenant's last owner; make another account an owner first")
 }
 
 // privacySelfCheck holds an account below admin to its own account as the

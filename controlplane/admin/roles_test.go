@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
@@ -167,4 +168,52 @@ func bearerOf(ctx context.Context, t *testing.T) string {
 		t.Fatal("the context carries no bearer")
 	}
 	return strings.TrimPrefix(v[0], "Bearer ")
+}
+
+// A tenant keeps at least one owner: the last one cannot be deleted or
+// demoted, by anyone; with a second owner either may go.
+func TestATenantKeepsItsLastOwner(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, st *store.Store) {
+		h := newHarness(t, st)
+		h.createTenant("acme")
+		owner, first := h.signedIn("acme", "o1@acme.example", adminv1.AccountRole_ACCOUNT_ROLE_OWNER)
+		demote := func(ctx context.Context, id string) error {
+			_, err := h.accounts().UpdateAccount(ctx, &adminv1.UpdateAccountRequest{
+				Account:    &adminv1.Account{Id: id, Role: adminv1.AccountRole_ACCOUNT_ROLE_ADMIN},
+				UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"role"}},
+			})
+			return err
+		}
+		remove := func(ctx context.Context, id string) error {
+			_, err := h.accounts().DeleteAccount(ctx, &adminv1.DeleteAccountRequest{Id: id})
+			return err
+		}
+		for name, ctx := range map[string]context.Context{"the owner": owner, "the operator": h.op()} {
+			if err := demote(ctx, first.GetId()); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "last owner") {
+				t.Errorf("%s demoting the last owner: %v, want FailedPrecondition naming the last owner", name, err)
+			}
+			if err := remove(ctx, first.GetId()); status.Code(err) != codes.FailedPrecondition {
+				t.Errorf("%s deleting the last owner: %v, want FailedPrecondition", name, err)
+			}
+		}
+		// Renaming the last owner is fine.
+		if _, err := h.accounts().UpdateAccount(owner, &adminv1.UpdateAccountRequest{
+			Account:    &adminv1.Account{Id: first.GetId(), Name: "Olga"},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name"}},
+		}); err != nil {
+			t.Fatalf("renaming the last owner: %v", err)
+		}
+
+		_, second := h.signedIn("acme", "o2@acme.example", adminv1.AccountRole_ACCOUNT_ROLE_OWNER)
+		if err := demote(owner, first.GetId()); err != nil {
+			t.Fatalf("demoting one of two owners: %v", err)
+		}
+		if err := remove(h.op(), second.GetId()); status.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("deleting the owner left: %v, want FailedPrecondition", err)
+		}
+		got, err := h.accounts().GetAccount(h.op(), &adminv1.GetAccountRequest{Id: second.GetId()})
+		if err != nil || got.GetAccount().GetRole() != adminv1.AccountRole_ACCOUNT_ROLE_OWNER {
+			t.Fatalf("the owner left: %v %v", got, err)
+		}
+	})
 }
