@@ -6,8 +6,9 @@ import (
 )
 
 // Content capture (docs/privacy.md). Only a request whose effective
-// retention is full has its bodies captured: the request body as the client
-// sent it, which the request holds anyway for its tries, and the response
+// retention is full has its bodies captured: the request body as the tries
+// send it (redacted when the policy redacts), which the request holds anyway
+// for its tries, and the response
 // body as the client received it, copied chunk by chunk up to the capture
 // limit. They travel with the usage record to the control plane, which
 // checks the policy again and stores them sealed with the tenant's data key.

@@ -247,8 +247,8 @@ func (d *downstream) admit(f *requestFields) *extprocv3.ProcessingResponse {
 	r := d.req
 	input := r.first.Response.EstimatedInputTokens
 	output := f.maxOutput(r.model, input)
-	if limit, ok := maxOutputTokens(r.tenant, r.key); ok {
-		output = min(output, limit)
+	if r.outputCap > 0 { // the policy's limit, read in requestBody
+		output = min(output, r.outputCap)
 	}
 	worst := cost(priceAt(r.model.GetPrices(), r.start), translate.Usage{InputTokens: input, OutputTokens: output})
 	subjects := []quota.Subject{

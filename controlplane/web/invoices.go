@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -28,22 +29,12 @@ func (s *Server) invoicesPage(w http.ResponseWriter, r *http.Request, c *call) {
 	s.render(w, r, http.StatusOK, "invoices", v)
 }
 
-// loadInvoice loads the invoice in the URL, which must be the URL tenant's.
+// loadInvoice loads the invoice id (see inTenant).
 func (s *Server) loadInvoice(w http.ResponseWriter, r *http.Request, c *call, id string) (*adminv1.Tenant, *adminv1.Invoice, bool) {
-	t, ok := s.tenantOf(w, r, c)
-	if !ok {
-		return nil, nil, false
-	}
-	resp, err := s.billing.GetInvoice(c.ctx(r), &adminv1.GetInvoiceRequest{Id: id})
-	if err == nil && resp.GetInvoice().GetTenantId() != t.GetId() {
-		s.notFound(w, r)
-		return nil, nil, false
-	}
-	if err != nil {
-		s.fail(w, r, c, err)
-		return nil, nil, false
-	}
-	return t, resp.GetInvoice(), true
+	return inTenant(s, w, r, c, func(ctx context.Context) (*adminv1.Invoice, error) {
+		resp, err := s.billing.GetInvoice(ctx, &adminv1.GetInvoiceRequest{Id: id})
+		return resp.GetInvoice(), err
+	})
 }
 
 // invoiceOrFile serves /invoices/<id> (the page) and /invoices/<id>.csv or

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"slices"
@@ -184,24 +185,34 @@ type keyData struct {
 	Form      keyForm
 }
 
-// loadKey loads the key in the URL and checks that it is the URL tenant's:
-// /t/a/keys/<id of b's key> is NotFound even for the operator, so that a
-// URL always means one thing.
+// loadKey loads the key in the URL (see inTenant).
 func (s *Server) loadKey(w http.ResponseWriter, r *http.Request, c *call) (*adminv1.Tenant, *adminv1.Key, bool) {
+	return inTenant(s, w, r, c, func(ctx context.Context) (*adminv1.Key, error) {
+		resp, err := s.keys.GetKey(ctx, &adminv1.GetKeyRequest{Id: r.PathValue("id")})
+		return resp.GetKey(), err
+	})
+}
+
+// inTenant loads, with get, the object a URL under /t/<tenant>/ names and
+// checks that it is that tenant's: /t/a/keys/<id of b's key> is NotFound
+// even for the operator, so that a URL always means one thing. It answers
+// the request itself when it returns false.
+func inTenant[T interface{ GetTenantId() string }](s *Server, w http.ResponseWriter, r *http.Request, c *call, get func(context.Context) (T, error)) (*adminv1.Tenant, T, bool) {
+	var zero T
 	t, ok := s.tenantOf(w, r, c)
 	if !ok {
-		return nil, nil, false
+		return nil, zero, false
 	}
-	resp, err := s.keys.GetKey(c.ctx(r), &adminv1.GetKeyRequest{Id: r.PathValue("id")})
-	if err == nil && resp.GetKey().GetTenantId() != t.GetId() {
+	obj, err := get(c.ctx(r))
+	if err == nil && obj.GetTenantId() != t.GetId() {
 		s.notFound(w, r)
-		return nil, nil, false
+		return nil, zero, false
 	}
 	if err != nil {
 		s.fail(w, r, c, err)
-		return nil, nil, false
+		return nil, zero, false
 	}
-	return t, resp.GetKey(), true
+	return t, obj, true
 }
 
 func (s *Server) keyPage(w http.ResponseWriter, r *http.Request, c *call) {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"time"
@@ -170,22 +171,12 @@ func (s *Server) handOutLink(w http.ResponseWriter, r *http.Request, c *call, t 
 	s.renderPeople(w, r, c, http.StatusOK, peopleData{Link: s.baseURL(r) + "/signin/password?token=" + link.GetSecret(), LinkFor: a.GetEmail()}, "")
 }
 
-// person loads the account in the URL, which must be the URL tenant's.
+// person loads the account in the URL (see inTenant).
 func (s *Server) person(w http.ResponseWriter, r *http.Request, c *call) (*adminv1.Tenant, *adminv1.Account, bool) {
-	t, ok := s.tenantOf(w, r, c)
-	if !ok {
-		return nil, nil, false
-	}
-	resp, err := s.accounts.GetAccount(c.ctx(r), &adminv1.GetAccountRequest{Id: r.PathValue("id")})
-	if err == nil && resp.GetAccount().GetTenantId() != t.GetId() {
-		s.notFound(w, r)
-		return nil, nil, false
-	}
-	if err != nil {
-		s.fail(w, r, c, err)
-		return nil, nil, false
-	}
-	return t, resp.GetAccount(), true
+	return inTenant(s, w, r, c, func(ctx context.Context) (*adminv1.Account, error) {
+		resp, err := s.accounts.GetAccount(ctx, &adminv1.GetAccountRequest{Id: r.PathValue("id")})
+		return resp.GetAccount(), err
+	})
 }
 
 func (s *Server) updatePerson(w http.ResponseWriter, r *http.Request, c *call) {
