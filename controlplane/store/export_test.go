@@ -13,3 +13,11 @@ func SetMaxAttempts(s *Store, n int) { s.maxAttempts = n }
 // the adapter to cockroach-go can be exercised on PostgreSQL and SQLite,
 // both of which understand SAVEPOINT, RELEASE and ROLLBACK TO.
 func UseSavepointProtocol(s *Store) { s.dialect = CockroachDB }
+
+// OnOpenRetry makes Open call f before it tries a busy SQLite database
+// again; the returned function restores the previous hook.
+func OnOpenRetry(f func(err error)) (restore func()) {
+	prev := onOpenRetry
+	onOpenRetry = f
+	return func() { onOpenRetry = prev }
+}

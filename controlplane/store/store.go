@@ -66,7 +66,7 @@ func open(ctx context.Context, dsn string) (*Store, error) {
 		return nil, err
 	}
 	tunePool(db, t.dialect)
-	if err := db.PingContext(ctx); err != nil {
+	if err := ping(ctx, db, t.dialect); err != nil {
 		_ = db.Close() // the ping error is the one to report
 		return nil, fmt.Errorf("store: connecting to %s: %w", t.dialect, err)
 	}
@@ -83,6 +83,34 @@ func open(ctx context.Context, dsn string) (*Store, error) {
 		dialect:     d,
 		maxAttempts: defaultMaxAttempts,
 	}, nil
+}
+
+// openBusyAttempts bounds how often the first connection to a busy SQLite
+// database is tried again: with the transaction backoff that is about seven
+// seconds, on top of each attempt's busy timeout.
+const openBusyAttempts = defaultMaxAttempts
+
+// onOpenRetry, when set (by tests), is called before each retried ping.
+var onOpenRetry func(err error)
+
+// ping makes the first connection. A connection to SQLite runs the DSN's
+// pragmas as it opens, and switching a new database file to WAL needs an
+// exclusive lock that SQLite may refuse at once, without waiting out the
+// busy timeout, while another process (a replica starting at the same
+// moment) opens or converts the same file; such a refusal is tried again.
+func ping(ctx context.Context, db *sql.DB, d Dialect) error {
+	for attempt := 1; ; attempt++ {
+		err := db.PingContext(ctx)
+		if err == nil || d != SQLite || !IsRetryable(err) || attempt >= openBusyAttempts {
+			return err
+		}
+		if onOpenRetry != nil {
+			onOpenRetry(err)
+		}
+		if werr := wait(ctx, backoff(attempt)); werr != nil {
+			return err
+		}
+	}
 }
 
 func (t target) openDB() (*sql.DB, error) {

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"net/url"
 	"os"
 	"strings"
@@ -39,6 +40,75 @@ func TestOpenSQLiteEnforcesForeignKeysAndWAL(t *testing.T) {
 	}
 	if fk != 1 || mode != "wal" {
 		t.Errorf("foreign_keys = %d, journal_mode = %s; want 1 and wal", fk, mode)
+	}
+}
+
+// A replica starting while another process holds the SQLite file's lock
+// (converting a new file to WAL, say) is refused its first connection at
+// once; Open tries again until the lock is released instead of failing.
+func TestOpenSQLiteWaitsForALockedFile(t *testing.T) {
+	ctx := context.Background()
+	dsn := storetest.SQLiteDSN(t)
+	path := strings.TrimPrefix(dsn, "sqlite://")
+
+	// Another process's connection, in rollback-journal mode, holding the
+	// exclusive lock.
+	other, err := sql.Open("sqlite", "file:"+path+"?_journal_mode=DELETE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range []string{"CREATE TABLE t (x INTEGER)", "BEGIN EXCLUSIVE", "INSERT INTO t VALUES (1)"} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+
+	retried := make(chan error, 1)
+	defer store.OnOpenRetry(func(err error) {
+		select {
+		case retried <- err:
+		default:
+		}
+	})()
+	type result struct {
+		s   *store.Store
+		err error
+	}
+	opened := make(chan result, 1)
+	go func() {
+		// A busy timeout of 1 ms: without the retry the first refusal
+		// would be Open's error.
+		s, err := store.Open(ctx, dsn+"?_busy_timeout=1")
+		opened <- result{s, err}
+	}()
+	select {
+	case err := <-retried:
+		if !store.IsRetryable(err) {
+			t.Errorf("Open retried after %v, which is not a busy database", err)
+		}
+	case r := <-opened:
+		t.Fatalf("Open returned (%v) while the file was locked, without trying again", r.err)
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	r := <-opened
+	if r.err != nil {
+		t.Fatalf("Open after the lock was released: %v", r.err)
+	}
+	defer r.s.Close()
+	var mode string
+	if err := r.s.DB().QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		t.Fatal(err)
+	}
+	if mode != "wal" {
+		t.Errorf("journal_mode = %s, want wal", mode)
 	}
 }
 
