@@ -33,6 +33,8 @@ type Account struct {
 	Role account.Role `json:"role,omitempty"`
 	// Restricted holds the value of the "restricted" field.
 	Restricted bool `json:"restricted,omitempty"`
+	// RestrictionReason holds the value of the "restriction_reason" field.
+	RestrictionReason string `json:"restriction_reason,omitempty"`
 	// PasswordHash holds the value of the "password_hash" field.
 	PasswordHash string `json:"-"`
 	// FailedSignIns holds the value of the "failed_sign_ins" field.
@@ -109,7 +111,7 @@ func (*Account) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullBool)
 		case account.FieldFailedSignIns:
 			values[i] = new(sql.NullInt64)
-		case account.FieldEmail, account.FieldName, account.FieldRole, account.FieldPasswordHash, account.FieldSSOSubject:
+		case account.FieldEmail, account.FieldName, account.FieldRole, account.FieldRestrictionReason, account.FieldPasswordHash, account.FieldSSOSubject:
 			values[i] = new(sql.NullString)
 		case account.FieldCreatedAt, account.FieldUpdatedAt, account.FieldSignInLockedUntil:
 			values[i] = new(sql.NullTime)
@@ -177,6 +179,12 @@ func (_m *Account) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field restricted", values[i])
 			} else if value.Valid {
 				_m.Restricted = value.Bool
+			}
+		case account.FieldRestrictionReason:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field restriction_reason", values[i])
+			} else if value.Valid {
+				_m.RestrictionReason = value.String
 			}
 		case account.FieldPasswordHash:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -280,6 +288,9 @@ func (_m *Account) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("restricted=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Restricted))
+	builder.WriteString(", ")
+	builder.WriteString("restriction_reason=")
+	builder.WriteString(_m.RestrictionReason)
 	builder.WriteString(", ")
 	builder.WriteString("password_hash=<sensitive>")
 	builder.WriteString(", ")

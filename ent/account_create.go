@@ -110,6 +110,20 @@ func (_c *AccountCreate) SetNillableRestricted(v *bool) *AccountCreate {
 	return _c
 }
 
+// SetRestrictionReason sets the "restriction_reason" field.
+func (_c *AccountCreate) SetRestrictionReason(v string) *AccountCreate {
+	_c.mutation.SetRestrictionReason(v)
+	return _c
+}
+
+// SetNillableRestrictionReason sets the "restriction_reason" field if the given value is not nil.
+func (_c *AccountCreate) SetNillableRestrictionReason(v *string) *AccountCreate {
+	if v != nil {
+		_c.SetRestrictionReason(*v)
+	}
+	return _c
+}
+
 // SetPasswordHash sets the "password_hash" field.
 func (_c *AccountCreate) SetPasswordHash(v string) *AccountCreate {
 	_c.mutation.SetPasswordHash(v)
@@ -285,6 +299,10 @@ func (_c *AccountCreate) defaults() {
 		v := account.DefaultRestricted
 		_c.mutation.SetRestricted(v)
 	}
+	if _, ok := _c.mutation.RestrictionReason(); !ok {
+		v := account.DefaultRestrictionReason
+		_c.mutation.SetRestrictionReason(v)
+	}
 	if _, ok := _c.mutation.PasswordHash(); !ok {
 		v := account.DefaultPasswordHash
 		_c.mutation.SetPasswordHash(v)
@@ -336,6 +354,14 @@ func (_c *AccountCreate) check() error {
 	}
 	if _, ok := _c.mutation.Restricted(); !ok {
 		return &ValidationError{Name: "restricted", err: errors.New(`ent: missing required field "Account.restricted"`)}
+	}
+	if _, ok := _c.mutation.RestrictionReason(); !ok {
+		return &ValidationError{Name: "restriction_reason", err: errors.New(`ent: missing required field "Account.restriction_reason"`)}
+	}
+	if v, ok := _c.mutation.RestrictionReason(); ok {
+		if err := account.RestrictionReasonValidator(v); err != nil {
+			return &ValidationError{Name: "restriction_reason", err: fmt.Errorf(`ent: validator failed for field "Account.restriction_reason": %w`, err)}
+		}
 	}
 	if _, ok := _c.mutation.PasswordHash(); !ok {
 		return &ValidationError{Name: "password_hash", err: errors.New(`ent: missing required field "Account.password_hash"`)}
@@ -420,6 +446,10 @@ func (_c *AccountCreate) createSpec() (*Account, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Restricted(); ok {
 		_spec.SetField(account.FieldRestricted, field.TypeBool, value)
 		_node.Restricted = value
+	}
+	if value, ok := _c.mutation.RestrictionReason(); ok {
+		_spec.SetField(account.FieldRestrictionReason, field.TypeString, value)
+		_node.RestrictionReason = value
 	}
 	if value, ok := _c.mutation.PasswordHash(); ok {
 		_spec.SetField(account.FieldPasswordHash, field.TypeString, value)
@@ -614,6 +644,18 @@ func (u *AccountUpsert) UpdateRestricted() *AccountUpsert {
 	return u
 }
 
+// SetRestrictionReason sets the "restriction_reason" field.
+func (u *AccountUpsert) SetRestrictionReason(v string) *AccountUpsert {
+	u.Set(account.FieldRestrictionReason, v)
+	return u
+}
+
+// UpdateRestrictionReason sets the "restriction_reason" field to the value that was provided on create.
+func (u *AccountUpsert) UpdateRestrictionReason() *AccountUpsert {
+	u.SetExcluded(account.FieldRestrictionReason)
+	return u
+}
+
 // SetPasswordHash sets the "password_hash" field.
 func (u *AccountUpsert) SetPasswordHash(v string) *AccountUpsert {
 	u.Set(account.FieldPasswordHash, v)
@@ -801,6 +843,20 @@ func (u *AccountUpsertOne) SetRestricted(v bool) *AccountUpsertOne {
 func (u *AccountUpsertOne) UpdateRestricted() *AccountUpsertOne {
 	return u.Update(func(s *AccountUpsert) {
 		s.UpdateRestricted()
+	})
+}
+
+// SetRestrictionReason sets the "restriction_reason" field.
+func (u *AccountUpsertOne) SetRestrictionReason(v string) *AccountUpsertOne {
+	return u.Update(func(s *AccountUpsert) {
+		s.SetRestrictionReason(v)
+	})
+}
+
+// UpdateRestrictionReason sets the "restriction_reason" field to the value that was provided on create.
+func (u *AccountUpsertOne) UpdateRestrictionReason() *AccountUpsertOne {
+	return u.Update(func(s *AccountUpsert) {
+		s.UpdateRestrictionReason()
 	})
 }
 
@@ -1169,6 +1225,20 @@ func (u *AccountUpsertBulk) SetRestricted(v bool) *AccountUpsertBulk {
 func (u *AccountUpsertBulk) UpdateRestricted() *AccountUpsertBulk {
 	return u.Update(func(s *AccountUpsert) {
 		s.UpdateRestricted()
+	})
+}
+
+// SetRestrictionReason sets the "restriction_reason" field.
+func (u *AccountUpsertBulk) SetRestrictionReason(v string) *AccountUpsertBulk {
+	return u.Update(func(s *AccountUpsert) {
+		s.SetRestrictionReason(v)
+	})
+}
+
+// UpdateRestrictionReason sets the "restriction_reason" field to the value that was provided on create.
+func (u *AccountUpsertBulk) UpdateRestrictionReason() *AccountUpsertBulk {
+	return u.Update(func(s *AccountUpsert) {
+		s.UpdateRestrictionReason()
 	})
 }
 

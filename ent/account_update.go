@@ -94,6 +94,20 @@ func (_u *AccountUpdate) SetNillableRestricted(v *bool) *AccountUpdate {
 	return _u
 }
 
+// SetRestrictionReason sets the "restriction_reason" field.
+func (_u *AccountUpdate) SetRestrictionReason(v string) *AccountUpdate {
+	_u.mutation.SetRestrictionReason(v)
+	return _u
+}
+
+// SetNillableRestrictionReason sets the "restriction_reason" field if the given value is not nil.
+func (_u *AccountUpdate) SetNillableRestrictionReason(v *string) *AccountUpdate {
+	if v != nil {
+		_u.SetRestrictionReason(*v)
+	}
+	return _u
+}
+
 // SetPasswordHash sets the "password_hash" field.
 func (_u *AccountUpdate) SetPasswordHash(v string) *AccountUpdate {
 	_u.mutation.SetPasswordHash(v)
@@ -335,6 +349,11 @@ func (_u *AccountUpdate) check() error {
 			return &ValidationError{Name: "role", err: fmt.Errorf(`ent: validator failed for field "Account.role": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.RestrictionReason(); ok {
+		if err := account.RestrictionReasonValidator(v); err != nil {
+			return &ValidationError{Name: "restriction_reason", err: fmt.Errorf(`ent: validator failed for field "Account.restriction_reason": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.PasswordHash(); ok {
 		if err := account.PasswordHashValidator(v); err != nil {
 			return &ValidationError{Name: "password_hash", err: fmt.Errorf(`ent: validator failed for field "Account.password_hash": %w`, err)}
@@ -382,6 +401,9 @@ func (_u *AccountUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.Restricted(); ok {
 		_spec.SetField(account.FieldRestricted, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.RestrictionReason(); ok {
+		_spec.SetField(account.FieldRestrictionReason, field.TypeString, value)
 	}
 	if value, ok := _u.mutation.PasswordHash(); ok {
 		_spec.SetField(account.FieldPasswordHash, field.TypeString, value)
@@ -617,6 +639,20 @@ func (_u *AccountUpdateOne) SetRestricted(v bool) *AccountUpdateOne {
 func (_u *AccountUpdateOne) SetNillableRestricted(v *bool) *AccountUpdateOne {
 	if v != nil {
 		_u.SetRestricted(*v)
+	}
+	return _u
+}
+
+// SetRestrictionReason sets the "restriction_reason" field.
+func (_u *AccountUpdateOne) SetRestrictionReason(v string) *AccountUpdateOne {
+	_u.mutation.SetRestrictionReason(v)
+	return _u
+}
+
+// SetNillableRestrictionReason sets the "restriction_reason" field if the given value is not nil.
+func (_u *AccountUpdateOne) SetNillableRestrictionReason(v *string) *AccountUpdateOne {
+	if v != nil {
+		_u.SetRestrictionReason(*v)
 	}
 	return _u
 }
@@ -875,6 +911,11 @@ func (_u *AccountUpdateOne) check() error {
 			return &ValidationError{Name: "role", err: fmt.Errorf(`ent: validator failed for field "Account.role": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.RestrictionReason(); ok {
+		if err := account.RestrictionReasonValidator(v); err != nil {
+			return &ValidationError{Name: "restriction_reason", err: fmt.Errorf(`ent: validator failed for field "Account.restriction_reason": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.PasswordHash(); ok {
 		if err := account.PasswordHashValidator(v); err != nil {
 			return &ValidationError{Name: "password_hash", err: fmt.Errorf(`ent: validator failed for field "Account.password_hash": %w`, err)}
@@ -939,6 +980,9 @@ func (_u *AccountUpdateOne) sqlSave(ctx context.Context) (_node *Account, err er
 	}
 	if value, ok := _u.mutation.Restricted(); ok {
 		_spec.SetField(account.FieldRestricted, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.RestrictionReason(); ok {
+		_spec.SetField(account.FieldRestrictionReason, field.TypeString, value)
 	}
 	if value, ok := _u.mutation.PasswordHash(); ok {
 		_spec.SetField(account.FieldPasswordHash, field.TypeString, value)

@@ -1234,6 +1234,7 @@ type AccountMutation struct {
 	name                   *string
 	role                   *account.Role
 	restricted             *bool
+	restriction_reason     *string
 	password_hash          *string
 	failed_sign_ins        *int
 	addfailed_sign_ins     *int
@@ -1610,6 +1611,42 @@ func (m *AccountMutation) OldRestricted(ctx context.Context) (v bool, err error)
 // ResetRestricted resets all changes to the "restricted" field.
 func (m *AccountMutation) ResetRestricted() {
 	m.restricted = nil
+}
+
+// SetRestrictionReason sets the "restriction_reason" field.
+func (m *AccountMutation) SetRestrictionReason(s string) {
+	m.restriction_reason = &s
+}
+
+// RestrictionReason returns the value of the "restriction_reason" field in the mutation.
+func (m *AccountMutation) RestrictionReason() (r string, exists bool) {
+	v := m.restriction_reason
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRestrictionReason returns the old "restriction_reason" field's value of the Account entity.
+// If the Account object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccountMutation) OldRestrictionReason(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRestrictionReason is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRestrictionReason requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRestrictionReason: %w", err)
+	}
+	return oldValue.RestrictionReason, nil
+}
+
+// ResetRestrictionReason resets all changes to the "restriction_reason" field.
+func (m *AccountMutation) ResetRestrictionReason() {
+	m.restriction_reason = nil
 }
 
 // SetPasswordHash sets the "password_hash" field.
@@ -2025,7 +2062,7 @@ func (m *AccountMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *AccountMutation) Fields() []string {
-	fields := make([]string, 0, 11)
+	fields := make([]string, 0, 12)
 	if m.created_at != nil {
 		fields = append(fields, account.FieldCreatedAt)
 	}
@@ -2046,6 +2083,9 @@ func (m *AccountMutation) Fields() []string {
 	}
 	if m.restricted != nil {
 		fields = append(fields, account.FieldRestricted)
+	}
+	if m.restriction_reason != nil {
+		fields = append(fields, account.FieldRestrictionReason)
 	}
 	if m.password_hash != nil {
 		fields = append(fields, account.FieldPasswordHash)
@@ -2081,6 +2121,8 @@ func (m *AccountMutation) Field(name string) (ent.Value, bool) {
 		return m.Role()
 	case account.FieldRestricted:
 		return m.Restricted()
+	case account.FieldRestrictionReason:
+		return m.RestrictionReason()
 	case account.FieldPasswordHash:
 		return m.PasswordHash()
 	case account.FieldFailedSignIns:
@@ -2112,6 +2154,8 @@ func (m *AccountMutation) OldField(ctx context.Context, name string) (ent.Value,
 		return m.OldRole(ctx)
 	case account.FieldRestricted:
 		return m.OldRestricted(ctx)
+	case account.FieldRestrictionReason:
+		return m.OldRestrictionReason(ctx)
 	case account.FieldPasswordHash:
 		return m.OldPasswordHash(ctx)
 	case account.FieldFailedSignIns:
@@ -2177,6 +2221,13 @@ func (m *AccountMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetRestricted(v)
+		return nil
+	case account.FieldRestrictionReason:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRestrictionReason(v)
 		return nil
 	case account.FieldPasswordHash:
 		v, ok := value.(string)
@@ -2305,6 +2356,9 @@ func (m *AccountMutation) ResetField(name string) error {
 		return nil
 	case account.FieldRestricted:
 		m.ResetRestricted()
+		return nil
+	case account.FieldRestrictionReason:
+		m.ResetRestrictionReason()
 		return nil
 	case account.FieldPasswordHash:
 		m.ResetPasswordHash()
@@ -19196,6 +19250,7 @@ type TenantMutation struct {
 	name                          *string
 	slug                          *string
 	status                        *tenant.Status
+	restriction_reason            *string
 	billing_email                 *string
 	billing_reference             *string
 	plan                          *string
@@ -19512,6 +19567,42 @@ func (m *TenantMutation) OldStatus(ctx context.Context) (v tenant.Status, err er
 // ResetStatus resets all changes to the "status" field.
 func (m *TenantMutation) ResetStatus() {
 	m.status = nil
+}
+
+// SetRestrictionReason sets the "restriction_reason" field.
+func (m *TenantMutation) SetRestrictionReason(s string) {
+	m.restriction_reason = &s
+}
+
+// RestrictionReason returns the value of the "restriction_reason" field in the mutation.
+func (m *TenantMutation) RestrictionReason() (r string, exists bool) {
+	v := m.restriction_reason
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRestrictionReason returns the old "restriction_reason" field's value of the Tenant entity.
+// If the Tenant object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TenantMutation) OldRestrictionReason(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRestrictionReason is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRestrictionReason requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRestrictionReason: %w", err)
+	}
+	return oldValue.RestrictionReason, nil
+}
+
+// ResetRestrictionReason resets all changes to the "restriction_reason" field.
+func (m *TenantMutation) ResetRestrictionReason() {
+	m.restriction_reason = nil
 }
 
 // SetBillingEmail sets the "billing_email" field.
@@ -20179,7 +20270,7 @@ func (m *TenantMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *TenantMutation) Fields() []string {
-	fields := make([]string, 0, 11)
+	fields := make([]string, 0, 12)
 	if m.created_at != nil {
 		fields = append(fields, tenant.FieldCreatedAt)
 	}
@@ -20194,6 +20285,9 @@ func (m *TenantMutation) Fields() []string {
 	}
 	if m.status != nil {
 		fields = append(fields, tenant.FieldStatus)
+	}
+	if m.restriction_reason != nil {
+		fields = append(fields, tenant.FieldRestrictionReason)
 	}
 	if m.billing_email != nil {
 		fields = append(fields, tenant.FieldBillingEmail)
@@ -20231,6 +20325,8 @@ func (m *TenantMutation) Field(name string) (ent.Value, bool) {
 		return m.Slug()
 	case tenant.FieldStatus:
 		return m.Status()
+	case tenant.FieldRestrictionReason:
+		return m.RestrictionReason()
 	case tenant.FieldBillingEmail:
 		return m.BillingEmail()
 	case tenant.FieldBillingReference:
@@ -20262,6 +20358,8 @@ func (m *TenantMutation) OldField(ctx context.Context, name string) (ent.Value, 
 		return m.OldSlug(ctx)
 	case tenant.FieldStatus:
 		return m.OldStatus(ctx)
+	case tenant.FieldRestrictionReason:
+		return m.OldRestrictionReason(ctx)
 	case tenant.FieldBillingEmail:
 		return m.OldBillingEmail(ctx)
 	case tenant.FieldBillingReference:
@@ -20317,6 +20415,13 @@ func (m *TenantMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetStatus(v)
+		return nil
+	case tenant.FieldRestrictionReason:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRestrictionReason(v)
 		return nil
 	case tenant.FieldBillingEmail:
 		v, ok := value.(string)
@@ -20432,6 +20537,9 @@ func (m *TenantMutation) ResetField(name string) error {
 		return nil
 	case tenant.FieldStatus:
 		m.ResetStatus()
+		return nil
+	case tenant.FieldRestrictionReason:
+		m.ResetRestrictionReason()
 		return nil
 	case tenant.FieldBillingEmail:
 		m.ResetBillingEmail()

@@ -125,20 +125,26 @@ func init() {
 	accountDescRestricted := accountFields[4].Descriptor()
 	// account.DefaultRestricted holds the default value on creation for the restricted field.
 	account.DefaultRestricted = accountDescRestricted.Default.(bool)
+	// accountDescRestrictionReason is the schema descriptor for restriction_reason field.
+	accountDescRestrictionReason := accountFields[5].Descriptor()
+	// account.DefaultRestrictionReason holds the default value on creation for the restriction_reason field.
+	account.DefaultRestrictionReason = accountDescRestrictionReason.Default.(string)
+	// account.RestrictionReasonValidator is a validator for the "restriction_reason" field. It is called by the builders before save.
+	account.RestrictionReasonValidator = accountDescRestrictionReason.Validators[0].(func(string) error)
 	// accountDescPasswordHash is the schema descriptor for password_hash field.
-	accountDescPasswordHash := accountFields[5].Descriptor()
+	accountDescPasswordHash := accountFields[6].Descriptor()
 	// account.DefaultPasswordHash holds the default value on creation for the password_hash field.
 	account.DefaultPasswordHash = accountDescPasswordHash.Default.(string)
 	// account.PasswordHashValidator is a validator for the "password_hash" field. It is called by the builders before save.
 	account.PasswordHashValidator = accountDescPasswordHash.Validators[0].(func(string) error)
 	// accountDescFailedSignIns is the schema descriptor for failed_sign_ins field.
-	accountDescFailedSignIns := accountFields[6].Descriptor()
+	accountDescFailedSignIns := accountFields[7].Descriptor()
 	// account.DefaultFailedSignIns holds the default value on creation for the failed_sign_ins field.
 	account.DefaultFailedSignIns = accountDescFailedSignIns.Default.(int)
 	// account.FailedSignInsValidator is a validator for the "failed_sign_ins" field. It is called by the builders before save.
 	account.FailedSignInsValidator = accountDescFailedSignIns.Validators[0].(func(int) error)
 	// accountDescSSOSubject is the schema descriptor for sso_subject field.
-	accountDescSSOSubject := accountFields[8].Descriptor()
+	accountDescSSOSubject := accountFields[9].Descriptor()
 	// account.SSOSubjectValidator is a validator for the "sso_subject" field. It is called by the builders before save.
 	account.SSOSubjectValidator = accountDescSSOSubject.Validators[0].(func(string) error)
 	// accountDescID is the schema descriptor for id field.
@@ -992,32 +998,38 @@ func init() {
 			return nil
 		}
 	}()
+	// tenantDescRestrictionReason is the schema descriptor for restriction_reason field.
+	tenantDescRestrictionReason := tenantFields[3].Descriptor()
+	// tenant.DefaultRestrictionReason holds the default value on creation for the restriction_reason field.
+	tenant.DefaultRestrictionReason = tenantDescRestrictionReason.Default.(string)
+	// tenant.RestrictionReasonValidator is a validator for the "restriction_reason" field. It is called by the builders before save.
+	tenant.RestrictionReasonValidator = tenantDescRestrictionReason.Validators[0].(func(string) error)
 	// tenantDescBillingEmail is the schema descriptor for billing_email field.
-	tenantDescBillingEmail := tenantFields[3].Descriptor()
+	tenantDescBillingEmail := tenantFields[4].Descriptor()
 	// tenant.DefaultBillingEmail holds the default value on creation for the billing_email field.
 	tenant.DefaultBillingEmail = tenantDescBillingEmail.Default.(string)
 	// tenant.BillingEmailValidator is a validator for the "billing_email" field. It is called by the builders before save.
 	tenant.BillingEmailValidator = tenantDescBillingEmail.Validators[0].(func(string) error)
 	// tenantDescBillingReference is the schema descriptor for billing_reference field.
-	tenantDescBillingReference := tenantFields[4].Descriptor()
+	tenantDescBillingReference := tenantFields[5].Descriptor()
 	// tenant.DefaultBillingReference holds the default value on creation for the billing_reference field.
 	tenant.DefaultBillingReference = tenantDescBillingReference.Default.(string)
 	// tenant.BillingReferenceValidator is a validator for the "billing_reference" field. It is called by the builders before save.
 	tenant.BillingReferenceValidator = tenantDescBillingReference.Validators[0].(func(string) error)
 	// tenantDescPlan is the schema descriptor for plan field.
-	tenantDescPlan := tenantFields[5].Descriptor()
+	tenantDescPlan := tenantFields[6].Descriptor()
 	// tenant.DefaultPlan holds the default value on creation for the plan field.
 	tenant.DefaultPlan = tenantDescPlan.Default.(string)
 	// tenant.PlanValidator is a validator for the "plan" field. It is called by the builders before save.
 	tenant.PlanValidator = tenantDescPlan.Validators[0].(func(string) error)
 	// tenantDescCurrency is the schema descriptor for currency field.
-	tenantDescCurrency := tenantFields[6].Descriptor()
+	tenantDescCurrency := tenantFields[7].Descriptor()
 	// tenant.DefaultCurrency holds the default value on creation for the currency field.
 	tenant.DefaultCurrency = tenantDescCurrency.Default.(string)
 	// tenant.CurrencyValidator is a validator for the "currency" field. It is called by the builders before save.
 	tenant.CurrencyValidator = tenantDescCurrency.Validators[0].(func(string) error)
 	// tenantDescBudgetAlert is the schema descriptor for budget_alert field.
-	tenantDescBudgetAlert := tenantFields[8].Descriptor()
+	tenantDescBudgetAlert := tenantFields[9].Descriptor()
 	// tenant.DefaultBudgetAlert holds the default value on creation for the budget_alert field.
 	tenant.DefaultBudgetAlert = tenantDescBudgetAlert.Default.(string)
 	// tenant.BudgetAlertValidator is a validator for the "budget_alert" field. It is called by the builders before save.

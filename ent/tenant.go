@@ -30,6 +30,8 @@ type Tenant struct {
 	Slug string `json:"slug,omitempty"`
 	// Status holds the value of the "status" field.
 	Status tenant.Status `json:"status,omitempty"`
+	// RestrictionReason holds the value of the "restriction_reason" field.
+	RestrictionReason string `json:"restriction_reason,omitempty"`
 	// BillingEmail holds the value of the "billing_email" field.
 	BillingEmail string `json:"billing_email,omitempty"`
 	// BillingReference holds the value of the "billing_reference" field.
@@ -152,7 +154,7 @@ func (*Tenant) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case tenant.FieldName, tenant.FieldSlug, tenant.FieldStatus, tenant.FieldBillingEmail, tenant.FieldBillingReference, tenant.FieldPlan, tenant.FieldCurrency, tenant.FieldBudgetAlert:
+		case tenant.FieldName, tenant.FieldSlug, tenant.FieldStatus, tenant.FieldRestrictionReason, tenant.FieldBillingEmail, tenant.FieldBillingReference, tenant.FieldPlan, tenant.FieldCurrency, tenant.FieldBudgetAlert:
 			values[i] = new(sql.NullString)
 		case tenant.FieldCreatedAt, tenant.FieldUpdatedAt, tenant.FieldBudgetAlertAt:
 			values[i] = new(sql.NullTime)
@@ -208,6 +210,12 @@ func (_m *Tenant) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field status", values[i])
 			} else if value.Valid {
 				_m.Status = tenant.Status(value.String)
+			}
+		case tenant.FieldRestrictionReason:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field restriction_reason", values[i])
+			} else if value.Valid {
+				_m.RestrictionReason = value.String
 			}
 		case tenant.FieldBillingEmail:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -336,6 +344,9 @@ func (_m *Tenant) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("status=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Status))
+	builder.WriteString(", ")
+	builder.WriteString("restriction_reason=")
+	builder.WriteString(_m.RestrictionReason)
 	builder.WriteString(", ")
 	builder.WriteString("billing_email=")
 	builder.WriteString(_m.BillingEmail)

@@ -86,6 +86,20 @@ func (_c *TenantCreate) SetNillableStatus(v *tenant.Status) *TenantCreate {
 	return _c
 }
 
+// SetRestrictionReason sets the "restriction_reason" field.
+func (_c *TenantCreate) SetRestrictionReason(v string) *TenantCreate {
+	_c.mutation.SetRestrictionReason(v)
+	return _c
+}
+
+// SetNillableRestrictionReason sets the "restriction_reason" field if the given value is not nil.
+func (_c *TenantCreate) SetNillableRestrictionReason(v *string) *TenantCreate {
+	if v != nil {
+		_c.SetRestrictionReason(*v)
+	}
+	return _c
+}
+
 // SetBillingEmail sets the "billing_email" field.
 func (_c *TenantCreate) SetBillingEmail(v string) *TenantCreate {
 	_c.mutation.SetBillingEmail(v)
@@ -359,6 +373,10 @@ func (_c *TenantCreate) defaults() {
 		v := tenant.DefaultStatus
 		_c.mutation.SetStatus(v)
 	}
+	if _, ok := _c.mutation.RestrictionReason(); !ok {
+		v := tenant.DefaultRestrictionReason
+		_c.mutation.SetRestrictionReason(v)
+	}
 	if _, ok := _c.mutation.BillingEmail(); !ok {
 		v := tenant.DefaultBillingEmail
 		_c.mutation.SetBillingEmail(v)
@@ -415,6 +433,14 @@ func (_c *TenantCreate) check() error {
 	if v, ok := _c.mutation.Status(); ok {
 		if err := tenant.StatusValidator(v); err != nil {
 			return &ValidationError{Name: "status", err: fmt.Errorf(`ent: validator failed for field "Tenant.status": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.RestrictionReason(); !ok {
+		return &ValidationError{Name: "restriction_reason", err: errors.New(`ent: missing required field "Tenant.restriction_reason"`)}
+	}
+	if v, ok := _c.mutation.RestrictionReason(); ok {
+		if err := tenant.RestrictionReasonValidator(v); err != nil {
+			return &ValidationError{Name: "restriction_reason", err: fmt.Errorf(`ent: validator failed for field "Tenant.restriction_reason": %w`, err)}
 		}
 	}
 	if _, ok := _c.mutation.BillingEmail(); !ok {
@@ -512,6 +538,10 @@ func (_c *TenantCreate) createSpec() (*Tenant, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Status(); ok {
 		_spec.SetField(tenant.FieldStatus, field.TypeEnum, value)
 		_node.Status = value
+	}
+	if value, ok := _c.mutation.RestrictionReason(); ok {
+		_spec.SetField(tenant.FieldRestrictionReason, field.TypeString, value)
+		_node.RestrictionReason = value
 	}
 	if value, ok := _c.mutation.BillingEmail(); ok {
 		_spec.SetField(tenant.FieldBillingEmail, field.TypeString, value)
@@ -765,6 +795,18 @@ func (u *TenantUpsert) UpdateStatus() *TenantUpsert {
 	return u
 }
 
+// SetRestrictionReason sets the "restriction_reason" field.
+func (u *TenantUpsert) SetRestrictionReason(v string) *TenantUpsert {
+	u.Set(tenant.FieldRestrictionReason, v)
+	return u
+}
+
+// UpdateRestrictionReason sets the "restriction_reason" field to the value that was provided on create.
+func (u *TenantUpsert) UpdateRestrictionReason() *TenantUpsert {
+	u.SetExcluded(tenant.FieldRestrictionReason)
+	return u
+}
+
 // SetBillingEmail sets the "billing_email" field.
 func (u *TenantUpsert) SetBillingEmail(v string) *TenantUpsert {
 	u.Set(tenant.FieldBillingEmail, v)
@@ -947,6 +989,20 @@ func (u *TenantUpsertOne) SetStatus(v tenant.Status) *TenantUpsertOne {
 func (u *TenantUpsertOne) UpdateStatus() *TenantUpsertOne {
 	return u.Update(func(s *TenantUpsert) {
 		s.UpdateStatus()
+	})
+}
+
+// SetRestrictionReason sets the "restriction_reason" field.
+func (u *TenantUpsertOne) SetRestrictionReason(v string) *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetRestrictionReason(v)
+	})
+}
+
+// UpdateRestrictionReason sets the "restriction_reason" field to the value that was provided on create.
+func (u *TenantUpsertOne) UpdateRestrictionReason() *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateRestrictionReason()
 	})
 }
 
@@ -1312,6 +1368,20 @@ func (u *TenantUpsertBulk) SetStatus(v tenant.Status) *TenantUpsertBulk {
 func (u *TenantUpsertBulk) UpdateStatus() *TenantUpsertBulk {
 	return u.Update(func(s *TenantUpsert) {
 		s.UpdateStatus()
+	})
+}
+
+// SetRestrictionReason sets the "restriction_reason" field.
+func (u *TenantUpsertBulk) SetRestrictionReason(v string) *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetRestrictionReason(v)
+	})
+}
+
+// UpdateRestrictionReason sets the "restriction_reason" field to the value that was provided on create.
+func (u *TenantUpsertBulk) UpdateRestrictionReason() *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateRestrictionReason()
 	})
 }
 

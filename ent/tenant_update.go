@@ -85,6 +85,20 @@ func (_u *TenantUpdate) SetNillableStatus(v *tenant.Status) *TenantUpdate {
 	return _u
 }
 
+// SetRestrictionReason sets the "restriction_reason" field.
+func (_u *TenantUpdate) SetRestrictionReason(v string) *TenantUpdate {
+	_u.mutation.SetRestrictionReason(v)
+	return _u
+}
+
+// SetNillableRestrictionReason sets the "restriction_reason" field if the given value is not nil.
+func (_u *TenantUpdate) SetNillableRestrictionReason(v *string) *TenantUpdate {
+	if v != nil {
+		_u.SetRestrictionReason(*v)
+	}
+	return _u
+}
+
 // SetBillingEmail sets the "billing_email" field.
 func (_u *TenantUpdate) SetBillingEmail(v string) *TenantUpdate {
 	_u.mutation.SetBillingEmail(v)
@@ -499,6 +513,11 @@ func (_u *TenantUpdate) check() error {
 			return &ValidationError{Name: "status", err: fmt.Errorf(`ent: validator failed for field "Tenant.status": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.RestrictionReason(); ok {
+		if err := tenant.RestrictionReasonValidator(v); err != nil {
+			return &ValidationError{Name: "restriction_reason", err: fmt.Errorf(`ent: validator failed for field "Tenant.restriction_reason": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.BillingEmail(); ok {
 		if err := tenant.BillingEmailValidator(v); err != nil {
 			return &ValidationError{Name: "billing_email", err: fmt.Errorf(`ent: validator failed for field "Tenant.billing_email": %w`, err)}
@@ -550,6 +569,9 @@ func (_u *TenantUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.Status(); ok {
 		_spec.SetField(tenant.FieldStatus, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.RestrictionReason(); ok {
+		_spec.SetField(tenant.FieldRestrictionReason, field.TypeString, value)
 	}
 	if value, ok := _u.mutation.BillingEmail(); ok {
 		_spec.SetField(tenant.FieldBillingEmail, field.TypeString, value)
@@ -964,6 +986,20 @@ func (_u *TenantUpdateOne) SetStatus(v tenant.Status) *TenantUpdateOne {
 func (_u *TenantUpdateOne) SetNillableStatus(v *tenant.Status) *TenantUpdateOne {
 	if v != nil {
 		_u.SetStatus(*v)
+	}
+	return _u
+}
+
+// SetRestrictionReason sets the "restriction_reason" field.
+func (_u *TenantUpdateOne) SetRestrictionReason(v string) *TenantUpdateOne {
+	_u.mutation.SetRestrictionReason(v)
+	return _u
+}
+
+// SetNillableRestrictionReason sets the "restriction_reason" field if the given value is not nil.
+func (_u *TenantUpdateOne) SetNillableRestrictionReason(v *string) *TenantUpdateOne {
+	if v != nil {
+		_u.SetRestrictionReason(*v)
 	}
 	return _u
 }
@@ -1395,6 +1431,11 @@ func (_u *TenantUpdateOne) check() error {
 			return &ValidationError{Name: "status", err: fmt.Errorf(`ent: validator failed for field "Tenant.status": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.RestrictionReason(); ok {
+		if err := tenant.RestrictionReasonValidator(v); err != nil {
+			return &ValidationError{Name: "restriction_reason", err: fmt.Errorf(`ent: validator failed for field "Tenant.restriction_reason": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.BillingEmail(); ok {
 		if err := tenant.BillingEmailValidator(v); err != nil {
 			return &ValidationError{Name: "billing_email", err: fmt.Errorf(`ent: validator failed for field "Tenant.billing_email": %w`, err)}
@@ -1463,6 +1504,9 @@ func (_u *TenantUpdateOne) sqlSave(ctx context.Context) (_node *Tenant, err erro
 	}
 	if value, ok := _u.mutation.Status(); ok {
 		_spec.SetField(tenant.FieldStatus, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.RestrictionReason(); ok {
+		_spec.SetField(tenant.FieldRestrictionReason, field.TypeString, value)
 	}
 	if value, ok := _u.mutation.BillingEmail(); ok {
 		_spec.SetField(tenant.FieldBillingEmail, field.TypeString, value)

@@ -40,14 +40,15 @@ func accountRoleFromProto(field string, r adminv1.AccountRole) (account.Role, er
 
 func accountToProto(a *ent.Account) *adminv1.Account {
 	return &adminv1.Account{
-		Id:         a.ID.String(),
-		TenantId:   a.TenantID.String(),
-		Email:      a.Email,
-		Name:       a.Name,
-		Role:       accountRoleToProto[a.Role],
-		CreateTime: ts(a.CreatedAt),
-		UpdateTime: ts(a.UpdatedAt),
-		Restricted: a.Restricted,
+		Id:                a.ID.String(),
+		TenantId:          a.TenantID.String(),
+		Email:             a.Email,
+		Name:              a.Name,
+		Role:              accountRoleToProto[a.Role],
+		CreateTime:        ts(a.CreatedAt),
+		UpdateTime:        ts(a.UpdatedAt),
+		Restricted:        a.Restricted,
+		RestrictionReason: restrictionReason(a.Restricted, a.RestrictionReason),
 	}
 }
 

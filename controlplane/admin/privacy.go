@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
@@ -300,23 +301,41 @@ func (s *privacyService) Erase(ctx context.Context, req *adminv1.EraseRequest) (
 	return &adminv1.EraseResponse{Erased: planToProto(plan), CompleteTime: ts(s.clock())}, nil
 }
 
+// maxRestrictionReason bounds a restriction's reason (the column's size).
+const maxRestrictionReason = 500
+
 func (s *privacyService) Restrict(ctx context.Context, req *adminv1.RestrictRequest) (*adminv1.RestrictResponse, error) {
-	if err := s.setRestricted(ctx, req.GetSubject(), true); err != nil {
+	reason := strings.TrimSpace(req.GetReason())
+	if err := checkText("reason", reason, maxRestrictionReason, false); err != nil {
+		return nil, badRequest(err)
+	}
+	if err := s.setRestricted(ctx, req.GetSubject(), true, reason); err != nil {
 		return nil, err
 	}
 	return &adminv1.RestrictResponse{}, nil
 }
 
 func (s *privacyService) Unrestrict(ctx context.Context, req *adminv1.UnrestrictRequest) (*adminv1.UnrestrictResponse, error) {
-	if err := s.setRestricted(ctx, req.GetSubject(), false); err != nil {
+	if err := s.setRestricted(ctx, req.GetSubject(), false, ""); err != nil {
 		return nil, err
 	}
 	return &adminv1.UnrestrictResponse{}, nil
 }
 
-// setRestricted sets or lifts a restriction. It goes through mutate, so
-// ext_proc learns of it with the next configuration update.
-func (s *privacyService) setRestricted(ctx context.Context, in *adminv1.PrivacySubject, on bool) error {
+// restrictionReason is the reason to show: none once the restriction is
+// lifted (UpdateTenant may lift a tenant's without clearing it).
+func restrictionReason(restricted bool, reason string) string {
+	if !restricted {
+		return ""
+	}
+	return reason
+}
+
+// setRestricted sets or lifts a restriction, with its reason. It goes
+// through mutate, so ext_proc learns of it with the next configuration
+// update. Restricting what is already restricted changes only the reason
+// (audited as such); lifting what is not restricted changes nothing.
+func (s *privacyService) setRestricted(ctx context.Context, in *adminv1.PrivacySubject, on bool, reason string) error {
 	p := principalFrom(ctx)
 	action := "privacy.unrestrict"
 	if on {
@@ -331,10 +350,14 @@ func (s *privacyService) setRestricted(ctx context.Context, in *adminv1.PrivacyS
 			if err := ownerCheck(p, r.account.Role); err != nil {
 				return err
 			}
-			if err := tx.Account.UpdateOne(r.account).SetRestricted(on).Exec(ctx); err != nil {
+			fields := changedRestriction(r.account.Restricted, on, r.account.RestrictionReason, reason, "restricted")
+			if len(fields) == 0 {
+				return nil
+			}
+			if err := tx.Account.UpdateOne(r.account).SetRestricted(on).SetRestrictionReason(reason).Exec(ctx); err != nil {
 				return err
 			}
-			return s.audit(ctx, tx, p, r, action, []string{"restricted"})
+			return s.audit(ctx, tx, p, r, action, fields)
 		}
 		if err := requireOperator(p, "restrict or unrestrict a whole tenant"); err != nil {
 			return err
@@ -343,17 +366,31 @@ func (s *privacyService) setRestricted(ctx context.Context, in *adminv1.PrivacyS
 		if !on {
 			want, from = tenant.StatusActive, tenant.StatusRestricted
 		}
-		switch r.tenant.Status {
-		case want:
-			return nil // already so; nothing to audit
-		case from:
-		default:
+		if r.tenant.Status != want && r.tenant.Status != from {
 			return status.Errorf(codes.FailedPrecondition, "tenant %q is %s; lift that first (TenantService.UpdateTenant)", r.tenant.Slug, r.tenant.Status)
 		}
-		if err := tx.Tenant.UpdateOne(r.tenant).SetStatus(want).Exec(ctx); err != nil {
+		was := r.tenant.Status == tenant.StatusRestricted
+		fields := changedRestriction(was, on, restrictionReason(was, r.tenant.RestrictionReason), reason, "status")
+		if len(fields) == 0 {
+			return nil // already so; nothing to audit
+		}
+		if err := tx.Tenant.UpdateOne(r.tenant).SetStatus(want).SetRestrictionReason(reason).Exec(ctx); err != nil {
 			return err
 		}
-		return s.audit(ctx, tx, p, r, action, []string{"status"})
+		return s.audit(ctx, tx, p, r, action, fields)
 	})
 	return s.toStatus(ctx, action, err)
+}
+
+// changedRestriction names the fields a restriction change sets: the flag
+// (flagField) and the reason, each only if it changes.
+func changedRestriction(was, on bool, oldReason, reason, flagField string) []string {
+	var fields []string
+	if was != on {
+		fields = append(fields, flagField)
+	}
+	if oldReason != reason {
+		fields = append(fields, "restriction_reason")
+	}
+	return fields
 }

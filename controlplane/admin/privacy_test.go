@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -364,6 +365,89 @@ func TestCorrectAndRestrictAreAuditedByFieldName(t *testing.T) {
 		for _, f := range found {
 			if f.Table == "audit_events" {
 				t.Errorf("the audit log holds a corrected value: %s", f)
+			}
+		}
+	})
+}
+
+func TestRestrictionCarriesItsReasonUntilLifted(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, st *store.Store) {
+		h := newHarness(t, st)
+		ctx := context.Background()
+		_, alice, _ := privacyFixture(t, h)
+		admin := h.ctx(h.tenantAdmin("acme"))
+		acct := &adminv1.PrivacySubject{Tenant: "acme", AccountId: alice.id}
+		whole := &adminv1.PrivacySubject{Tenant: "acme"}
+		reasonOf := func() (string, string) {
+			a, err := h.accounts().GetAccount(admin, &adminv1.GetAccountRequest{Id: alice.id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tn, err := h.tenants().GetTenant(admin, &adminv1.GetTenantRequest{Tenant: "acme"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return a.GetAccount().GetRestrictionReason(), tn.GetTenant().GetRestrictionReason()
+		}
+
+		_, err := h.privacy().Restrict(admin, &adminv1.RestrictRequest{Subject: acct, Reason: strings.Repeat("x", 501)})
+		wantCode(t, err, codes.InvalidArgument)
+		_, err = h.privacy().Restrict(admin, &adminv1.RestrictRequest{Subject: acct, Reason: "two\nlines"})
+		wantCode(t, err, codes.InvalidArgument)
+
+		if _, err := h.privacy().Restrict(admin, &adminv1.RestrictRequest{Subject: acct, Reason: "  laptop-marker-91 stolen  "}); err != nil {
+			t.Fatal(err)
+		}
+		if a, _ := reasonOf(); a != "laptop-marker-91 stolen" {
+			t.Errorf("account's reason %q", a)
+		}
+		// A new reason for what is already restricted changes the reason alone.
+		if _, err := h.privacy().Restrict(admin, &adminv1.RestrictRequest{Subject: acct, Reason: "laptop-marker-91 found, checking"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.privacy().Restrict(h.op(), &adminv1.RestrictRequest{Subject: whole, Reason: "invoice-marker-92 unpaid"}); err != nil {
+			t.Fatal(err)
+		}
+		if a, tn := reasonOf(); a != "laptop-marker-91 found, checking" || tn != "invoice-marker-92 unpaid" {
+			t.Errorf("reasons %q, %q", a, tn)
+		}
+		// Lifting clears them; so does the operator setting the tenant's status.
+		if _, err := h.privacy().Unrestrict(admin, &adminv1.UnrestrictRequest{Subject: acct}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.tenants().UpdateTenant(h.op(), &adminv1.UpdateTenantRequest{
+			Tenant: &adminv1.Tenant{Id: "acme", Status: adminv1.TenantStatus_TENANT_STATUS_SUSPENDED}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"status"}}}); err != nil {
+			t.Fatal(err)
+		}
+		if a, tn := reasonOf(); a != "" || tn != "" {
+			t.Errorf("reasons after lifting %q, %q", a, tn)
+		}
+		// A suspended tenant is not restricted from here: lift the suspension first.
+		_, err = h.privacy().Restrict(h.op(), &adminv1.RestrictRequest{Subject: whole, Reason: "again"})
+		wantCode(t, err, codes.FailedPrecondition)
+
+		events, err := st.Client().AuditEvent.Query().Where(auditevent.ActionHasPrefix("privacy.")).All(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range events {
+			got = append(got, e.Action+":"+strings.Join(e.ChangedFields, ","))
+		}
+		want := []string{"privacy.restrict:restricted,restriction_reason", "privacy.restrict:restriction_reason",
+			"privacy.restrict:status,restriction_reason", "privacy.unrestrict:restricted,restriction_reason"}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("audited %v, want %v", got, want)
+		}
+		found, err := privacytest.Scan(ctx, st, "laptop-marker-91", "invoice-marker-92")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range found {
+			if f.Table == "audit_events" {
+				t.Errorf("the audit log holds a reason: %s", f)
 			}
 		}
 	})

@@ -49,6 +49,8 @@ func tenantToProto(t *ent.Tenant) *adminv1.Tenant {
 		BudgetAlertTime:  tsp(t.BudgetAlertAt),
 		BudgetAlert:      t.BudgetAlert,
 		Currency:         t.Currency,
+		// A reason outlives nothing: it is shown only while restricted.
+		RestrictionReason: restrictionReason(t.Status == tenant.StatusRestricted, t.RestrictionReason),
 	}
 }
 
@@ -214,6 +216,9 @@ func (s *tenantService) UpdateTenant(ctx context.Context, req *adminv1.UpdateTen
 				u.SetName(in.GetName())
 			case "status":
 				u.SetStatus(st)
+				if st != tenant.StatusRestricted {
+					u.SetRestrictionReason("")
+				}
 			case "billing_email":
 				u.SetBillingEmail(email)
 			case "billing_reference":

@@ -30,6 +30,8 @@ const (
 	FieldRole = "role"
 	// FieldRestricted holds the string denoting the restricted field in the database.
 	FieldRestricted = "restricted"
+	// FieldRestrictionReason holds the string denoting the restriction_reason field in the database.
+	FieldRestrictionReason = "restriction_reason"
 	// FieldPasswordHash holds the string denoting the password_hash field in the database.
 	FieldPasswordHash = "password_hash"
 	// FieldFailedSignIns holds the string denoting the failed_sign_ins field in the database.
@@ -88,6 +90,7 @@ var Columns = []string{
 	FieldName,
 	FieldRole,
 	FieldRestricted,
+	FieldRestrictionReason,
 	FieldPasswordHash,
 	FieldFailedSignIns,
 	FieldSignInLockedUntil,
@@ -119,6 +122,10 @@ var (
 	NameValidator func(string) error
 	// DefaultRestricted holds the default value on creation for the "restricted" field.
 	DefaultRestricted bool
+	// DefaultRestrictionReason holds the default value on creation for the "restriction_reason" field.
+	DefaultRestrictionReason string
+	// RestrictionReasonValidator is a validator for the "restriction_reason" field. It is called by the builders before save.
+	RestrictionReasonValidator func(string) error
 	// DefaultPasswordHash holds the default value on creation for the "password_hash" field.
 	DefaultPasswordHash string
 	// PasswordHashValidator is a validator for the "password_hash" field. It is called by the builders before save.
@@ -202,6 +209,11 @@ func ByRole(opts ...sql.OrderTermOption) OrderOption {
 // ByRestricted orders the results by the restricted field.
 func ByRestricted(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldRestricted, opts...).ToFunc()
+}
+
+// ByRestrictionReason orders the results by the restriction_reason field.
+func ByRestrictionReason(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRestrictionReason, opts...).ToFunc()
 }
 
 // ByPasswordHash orders the results by the password_hash field.

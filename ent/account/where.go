@@ -86,6 +86,11 @@ func Restricted(v bool) predicate.Account {
 	return predicate.Account(sql.FieldEQ(FieldRestricted, v))
 }
 
+// RestrictionReason applies equality check predicate on the "restriction_reason" field. It's identical to RestrictionReasonEQ.
+func RestrictionReason(v string) predicate.Account {
+	return predicate.Account(sql.FieldEQ(FieldRestrictionReason, v))
+}
+
 // PasswordHash applies equality check predicate on the "password_hash" field. It's identical to PasswordHashEQ.
 func PasswordHash(v string) predicate.Account {
 	return predicate.Account(sql.FieldEQ(FieldPasswordHash, v))
@@ -364,6 +369,71 @@ func RestrictedEQ(v bool) predicate.Account {
 // RestrictedNEQ applies the NEQ predicate on the "restricted" field.
 func RestrictedNEQ(v bool) predicate.Account {
 	return predicate.Account(sql.FieldNEQ(FieldRestricted, v))
+}
+
+// RestrictionReasonEQ applies the EQ predicate on the "restriction_reason" field.
+func RestrictionReasonEQ(v string) predicate.Account {
+	return predicate.Account(sql.FieldEQ(FieldRestrictionReason, v))
+}
+
+// RestrictionReasonNEQ applies the NEQ predicate on the "restriction_reason" field.
+func RestrictionReasonNEQ(v string) predicate.Account {
+	return predicate.Account(sql.FieldNEQ(FieldRestrictionReason, v))
+}
+
+// RestrictionReasonIn applies the In predicate on the "restriction_reason" field.
+func RestrictionReasonIn(vs ...string) predicate.Account {
+	return predicate.Account(sql.FieldIn(FieldRestrictionReason, vs...))
+}
+
+// RestrictionReasonNotIn applies the NotIn predicate on the "restriction_reason" field.
+func RestrictionReasonNotIn(vs ...string) predicate.Account {
+	return predicate.Account(sql.FieldNotIn(FieldRestrictionReason, vs...))
+}
+
+// RestrictionReasonGT applies the GT predicate on the "restriction_reason" field.
+func RestrictionReasonGT(v string) predicate.Account {
+	return predicate.Account(sql.FieldGT(FieldRestrictionReason, v))
+}
+
+// RestrictionReasonGTE applies the GTE predicate on the "restriction_reason" field.
+func RestrictionReasonGTE(v string) predicate.Account {
+	return predicate.Account(sql.FieldGTE(FieldRestrictionReason, v))
+}
+
+// RestrictionReasonLT applies the LT predicate on the "restriction_reason" field.
+func RestrictionReasonLT(v string) predicate.Account {
+	return predicate.Account(sql.FieldLT(FieldRestrictionReason, v))
+}
+
+// RestrictionReasonLTE applies the LTE predicate on the "restriction_reason" field.
+func RestrictionReasonLTE(v string) predicate.Account {
+	return predicate.Account(sql.FieldLTE(FieldRestrictionReason, v))
+}
+
+// RestrictionReasonContains applies the Contains predicate on the "restriction_reason" field.
+func RestrictionReasonContains(v string) predicate.Account {
+	return predicate.Account(sql.FieldContains(FieldRestrictionReason, v))
+}
+
+// RestrictionReasonHasPrefix applies the HasPrefix predicate on the "restriction_reason" field.
+func RestrictionReasonHasPrefix(v string) predicate.Account {
+	return predicate.Account(sql.FieldHasPrefix(FieldRestrictionReason, v))
+}
+
+// RestrictionReasonHasSuffix applies the HasSuffix predicate on the "restriction_reason" field.
+func RestrictionReasonHasSuffix(v string) predicate.Account {
+	return predicate.Account(sql.FieldHasSuffix(FieldRestrictionReason, v))
+}
+
+// RestrictionReasonEqualFold applies the EqualFold predicate on the "restriction_reason" field.
+func RestrictionReasonEqualFold(v string) predicate.Account {
+	return predicate.Account(sql.FieldEqualFold(FieldRestrictionReason, v))
+}
+
+// RestrictionReasonContainsFold applies the ContainsFold predicate on the "restriction_reason" field.
+func RestrictionReasonContainsFold(v string) predicate.Account {
+	return predicate.Account(sql.FieldContainsFold(FieldRestrictionReason, v))
 }
 
 // PasswordHashEQ applies the EQ predicate on the "password_hash" field.

@@ -60,6 +60,7 @@ var (
 		{Name: "name", Type: field.TypeString, Size: 200, Default: ""},
 		{Name: "role", Type: field.TypeEnum, Enums: []string{"owner", "admin", "member", "viewer"}, Default: "member"},
 		{Name: "restricted", Type: field.TypeBool, Default: false},
+		{Name: "restriction_reason", Type: field.TypeString, Size: 500, Default: ""},
 		{Name: "password_hash", Type: field.TypeString, Size: 200, Default: ""},
 		{Name: "failed_sign_ins", Type: field.TypeInt, Default: 0},
 		{Name: "sign_in_locked_until", Type: field.TypeTime, Nullable: true},
@@ -74,7 +75,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "accounts_tenants_accounts",
-				Columns:    []*schema.Column{AccountsColumns[11]},
+				Columns:    []*schema.Column{AccountsColumns[12]},
 				RefColumns: []*schema.Column{TenantsColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
@@ -83,7 +84,7 @@ var (
 			{
 				Name:    "account_tenant_id_email",
 				Unique:  true,
-				Columns: []*schema.Column{AccountsColumns[11], AccountsColumns[3]},
+				Columns: []*schema.Column{AccountsColumns[12], AccountsColumns[3]},
 			},
 			{
 				Name:    "account_email",
@@ -93,7 +94,7 @@ var (
 			{
 				Name:    "account_sso_subject",
 				Unique:  true,
-				Columns: []*schema.Column{AccountsColumns[10]},
+				Columns: []*schema.Column{AccountsColumns[11]},
 			},
 		},
 	}
@@ -742,6 +743,7 @@ var (
 		{Name: "name", Type: field.TypeString, Size: 200},
 		{Name: "slug", Type: field.TypeString, Unique: true, Size: 63},
 		{Name: "status", Type: field.TypeEnum, Enums: []string{"active", "suspended", "restricted"}, Default: "active"},
+		{Name: "restriction_reason", Type: field.TypeString, Size: 500, Default: ""},
 		{Name: "billing_email", Type: field.TypeString, Size: 320, Default: ""},
 		{Name: "billing_reference", Type: field.TypeString, Size: 200, Default: ""},
 		{Name: "plan", Type: field.TypeString, Size: 100, Default: ""},

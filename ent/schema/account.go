@@ -25,6 +25,8 @@ func (Account) Fields() []ent.Field {
 		// with its keys (the data subject's right to restriction), until it
 		// is lifted. Set by PrivacyService; the data plane reads it per key.
 		field.Bool("restricted").Default(false),
+		// restriction_reason says why, while restricted is set.
+		field.String("restriction_reason").Default("").MaxLen(500),
 		// password_hash is an argon2id hash in the PHC string format, salt and
 		// parameters included (controlplane/signin); empty until the person
 		// sets a password through an e-mailed link.

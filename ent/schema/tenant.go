@@ -18,6 +18,10 @@ func (Tenant) Fields() []ent.Field {
 		field.String("name").NotEmpty().MaxLen(200),
 		field.String("slug").NotEmpty().MaxLen(63).Unique(),
 		field.Enum("status").Values("active", "suspended", "restricted").Default("active"),
+		// restriction_reason says why processing is restricted (status
+		// restricted), for the tenant's people and the operator; set by
+		// PrivacyService.Restrict, cleared when the restriction is lifted.
+		field.String("restriction_reason").Default("").MaxLen(500),
 		field.String("billing_email").Default("").MaxLen(320),
 		field.String("billing_reference").Default("").MaxLen(200),
 		field.String("plan").Default("").MaxLen(100),

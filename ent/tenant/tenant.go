@@ -26,6 +26,8 @@ const (
 	FieldSlug = "slug"
 	// FieldStatus holds the string denoting the status field in the database.
 	FieldStatus = "status"
+	// FieldRestrictionReason holds the string denoting the restriction_reason field in the database.
+	FieldRestrictionReason = "restriction_reason"
 	// FieldBillingEmail holds the string denoting the billing_email field in the database.
 	FieldBillingEmail = "billing_email"
 	// FieldBillingReference holds the string denoting the billing_reference field in the database.
@@ -122,6 +124,7 @@ var Columns = []string{
 	FieldName,
 	FieldSlug,
 	FieldStatus,
+	FieldRestrictionReason,
 	FieldBillingEmail,
 	FieldBillingReference,
 	FieldPlan,
@@ -151,6 +154,10 @@ var (
 	NameValidator func(string) error
 	// SlugValidator is a validator for the "slug" field. It is called by the builders before save.
 	SlugValidator func(string) error
+	// DefaultRestrictionReason holds the default value on creation for the "restriction_reason" field.
+	DefaultRestrictionReason string
+	// RestrictionReasonValidator is a validator for the "restriction_reason" field. It is called by the builders before save.
+	RestrictionReasonValidator func(string) error
 	// DefaultBillingEmail holds the default value on creation for the "billing_email" field.
 	DefaultBillingEmail string
 	// BillingEmailValidator is a validator for the "billing_email" field. It is called by the builders before save.
@@ -233,6 +240,11 @@ func BySlug(opts ...sql.OrderTermOption) OrderOption {
 // ByStatus orders the results by the status field.
 func ByStatus(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldStatus, opts...).ToFunc()
+}
+
+// ByRestrictionReason orders the results by the restriction_reason field.
+func ByRestrictionReason(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRestrictionReason, opts...).ToFunc()
 }
 
 // ByBillingEmail orders the results by the billing_email field.

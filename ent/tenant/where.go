@@ -76,6 +76,11 @@ func Slug(v string) predicate.Tenant {
 	return predicate.Tenant(sql.FieldEQ(FieldSlug, v))
 }
 
+// RestrictionReason applies equality check predicate on the "restriction_reason" field. It's identical to RestrictionReasonEQ.
+func RestrictionReason(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldRestrictionReason, v))
+}
+
 // BillingEmail applies equality check predicate on the "billing_email" field. It's identical to BillingEmailEQ.
 func BillingEmail(v string) predicate.Tenant {
 	return predicate.Tenant(sql.FieldEQ(FieldBillingEmail, v))
@@ -334,6 +339,71 @@ func StatusIn(vs ...Status) predicate.Tenant {
 // StatusNotIn applies the NotIn predicate on the "status" field.
 func StatusNotIn(vs ...Status) predicate.Tenant {
 	return predicate.Tenant(sql.FieldNotIn(FieldStatus, vs...))
+}
+
+// RestrictionReasonEQ applies the EQ predicate on the "restriction_reason" field.
+func RestrictionReasonEQ(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldRestrictionReason, v))
+}
+
+// RestrictionReasonNEQ applies the NEQ predicate on the "restriction_reason" field.
+func RestrictionReasonNEQ(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNEQ(FieldRestrictionReason, v))
+}
+
+// RestrictionReasonIn applies the In predicate on the "restriction_reason" field.
+func RestrictionReasonIn(vs ...string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldIn(FieldRestrictionReason, vs...))
+}
+
+// RestrictionReasonNotIn applies the NotIn predicate on the "restriction_reason" field.
+func RestrictionReasonNotIn(vs ...string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNotIn(FieldRestrictionReason, vs...))
+}
+
+// RestrictionReasonGT applies the GT predicate on the "restriction_reason" field.
+func RestrictionReasonGT(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldGT(FieldRestrictionReason, v))
+}
+
+// RestrictionReasonGTE applies the GTE predicate on the "restriction_reason" field.
+func RestrictionReasonGTE(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldGTE(FieldRestrictionReason, v))
+}
+
+// RestrictionReasonLT applies the LT predicate on the "restriction_reason" field.
+func RestrictionReasonLT(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldLT(FieldRestrictionReason, v))
+}
+
+// RestrictionReasonLTE applies the LTE predicate on the "restriction_reason" field.
+func RestrictionReasonLTE(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldLTE(FieldRestrictionReason, v))
+}
+
+// RestrictionReasonContains applies the Contains predicate on the "restriction_reason" field.
+func RestrictionReasonContains(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldContains(FieldRestrictionReason, v))
+}
+
+// RestrictionReasonHasPrefix applies the HasPrefix predicate on the "restriction_reason" field.
+func RestrictionReasonHasPrefix(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldHasPrefix(FieldRestrictionReason, v))
+}
+
+// RestrictionReasonHasSuffix applies the HasSuffix predicate on the "restriction_reason" field.
+func RestrictionReasonHasSuffix(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldHasSuffix(FieldRestrictionReason, v))
+}
+
+// RestrictionReasonEqualFold applies the EqualFold predicate on the "restriction_reason" field.
+func RestrictionReasonEqualFold(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEqualFold(FieldRestrictionReason, v))
+}
+
+// RestrictionReasonContainsFold applies the ContainsFold predicate on the "restriction_reason" field.
+func RestrictionReasonContainsFold(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldContainsFold(FieldRestrictionReason, v))
 }
 
 // BillingEmailEQ applies the EQ predicate on the "billing_email" field.

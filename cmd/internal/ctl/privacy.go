@@ -241,6 +241,7 @@ billing contact. The command returns when the erasure is complete.`,
 
 func (c *cli) privacyRestrict(on bool) *cobra.Command {
 	subj := &adminv1.PrivacySubject{}
+	var reason string
 	use, short := "restrict", "Refuse every request of a tenant or an account, keeping its data"
 	if !on {
 		use, short = "unrestrict", "Lift a restriction"
@@ -260,7 +261,7 @@ func (c *cli) privacyRestrict(on bool) *cobra.Command {
 			}
 			var resp proto.Message
 			if on {
-				resp, err = client.Restrict(cmd.Context(), &adminv1.RestrictRequest{Subject: subj})
+				resp, err = client.Restrict(cmd.Context(), &adminv1.RestrictRequest{Subject: subj, Reason: reason})
 			} else {
 				resp, err = client.Unrestrict(cmd.Context(), &adminv1.UnrestrictRequest{Subject: subj})
 			}
@@ -274,5 +275,9 @@ func (c *cli) privacyRestrict(on bool) *cobra.Command {
 		}),
 	}
 	subjectFlags(cmd, subj)
+	if on {
+		cmd.Example += "\n  tollgatectl privacy restrict --tenant acme --reason \"invoice TG-202610-acme unpaid\""
+		cmd.Flags().StringVar(&reason, "reason", "", "why, shown to the tenant's people until the restriction is lifted (one line, at most 500 bytes)")
+	}
 	return cmd
 }

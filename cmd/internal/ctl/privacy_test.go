@@ -88,8 +88,11 @@ func TestPrivacyCommandsAgainstTheAdminAPI(t *testing.T) {
 	if r := cli("", "privacy", "correct", "--tenant", "acme", "--account", id, "--name", "Ada L."); r.code != 0 || !strings.Contains(r.stdout, "name") {
 		t.Errorf("correct: %+v", r)
 	}
-	if r := cli("", "privacy", "restrict", "--tenant", "acme", "--account", id); r.code != 0 {
+	if r := cli("", "privacy", "restrict", "--tenant", "acme", "--account", id, "--reason", "laptop stolen"); r.code != 0 {
 		t.Errorf("restrict: %+v", r)
+	}
+	if a, err := adminv1.NewAccountServiceClient(conn).GetAccount(op, &adminv1.GetAccountRequest{Id: id}); err != nil || !a.GetAccount().GetRestricted() || a.GetAccount().GetRestrictionReason() != "laptop stolen" {
+		t.Errorf("after restrict: %v, %v", a.GetAccount(), err)
 	}
 	// Erasure asks for the subject, and a wrong answer erases nothing.
 	if r := cli("nope\n", "privacy", "erase", "--tenant", "acme", "--account", id); r.code != 2 || !strings.Contains(r.stderr, "not confirmed") {

@@ -99,9 +99,11 @@ type Account struct {
 	// every request made with its keys is refused with 403
 	// processing_restricted, and its data is kept. PrivacyService sets and
 	// lifts it.
-	Restricted    bool `protobuf:"varint,8,opt,name=restricted,proto3" json:"restricted,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Restricted bool `protobuf:"varint,8,opt,name=restricted,proto3" json:"restricted,omitempty"`
+	// Output only. Why, while restricted (PrivacyService.Restrict's reason).
+	RestrictionReason string `protobuf:"bytes,9,opt,name=restriction_reason,json=restrictionReason,proto3" json:"restriction_reason,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Account) Reset() {
@@ -188,6 +190,13 @@ func (x *Account) GetRestricted() bool {
 		return x.Restricted
 	}
 	return false
+}
+
+func (x *Account) GetRestrictionReason() string {
+	if x != nil {
+		return x.RestrictionReason
+	}
+	return ""
 }
 
 type GetAccountRequest struct {
@@ -768,7 +777,7 @@ var File_tollgate_admin_v1_account_proto protoreflect.FileDescriptor
 
 const file_tollgate_admin_v1_account_proto_rawDesc = "" +
 	"\n" +
-	"\x1ftollgate/admin/v1/account.proto\x12\x11tollgate.admin.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x02\n" +
+	"\x1ftollgate/admin/v1/account.proto\x12\x11tollgate.admin.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x02\n" +
 	"\aAccount\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x14\n" +
@@ -781,7 +790,8 @@ const file_tollgate_admin_v1_account_proto_rawDesc = "" +
 	"updateTime\x12\x1e\n" +
 	"\n" +
 	"restricted\x18\b \x01(\bR\n" +
-	"restricted\"#\n" +
+	"restricted\x12-\n" +
+	"\x12restriction_reason\x18\t \x01(\tR\x11restrictionReason\"#\n" +
 	"\x11GetAccountRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"J\n" +
 	"\x12GetAccountResponse\x124\n" +

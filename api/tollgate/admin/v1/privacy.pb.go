@@ -592,8 +592,13 @@ func (x *EraseResponse) GetCompleteTime() *timestamppb.Timestamp {
 }
 
 type RestrictRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subject       *PrivacySubject        `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Subject *PrivacySubject        `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// Why processing is restricted, shown to the tenant's people and the
+	// operator (Tenant.restriction_reason, Account.restriction_reason) until
+	// the restriction is lifted. At most 500 characters; optional. The audit
+	// log records that it changed, never its text.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -633,6 +638,13 @@ func (x *RestrictRequest) GetSubject() *PrivacySubject {
 		return x.Subject
 	}
 	return nil
+}
+
+func (x *RestrictRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 type RestrictResponse struct {
@@ -792,9 +804,10 @@ const file_tollgate_admin_v1_privacy_proto_rawDesc = "" +
 	"\x12confirmation_token\x18\x02 \x01(\tR\x11confirmationToken\"\x88\x01\n" +
 	"\rEraseResponse\x126\n" +
 	"\x06erased\x18\x01 \x01(\v2\x1e.tollgate.admin.v1.ErasurePlanR\x06erased\x12?\n" +
-	"\rcomplete_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fcompleteTime\"N\n" +
+	"\rcomplete_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fcompleteTime\"f\n" +
 	"\x0fRestrictRequest\x12;\n" +
-	"\asubject\x18\x01 \x01(\v2!.tollgate.admin.v1.PrivacySubjectR\asubject\"\x12\n" +
+	"\asubject\x18\x01 \x01(\v2!.tollgate.admin.v1.PrivacySubjectR\asubject\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x12\n" +
 	"\x10RestrictResponse\"P\n" +
 	"\x11UnrestrictRequest\x12;\n" +
 	"\asubject\x18\x01 \x01(\v2!.tollgate.admin.v1.PrivacySubjectR\asubject\"\x14\n" +

@@ -59,7 +59,7 @@ type PrivacyServiceClient interface {
 	// Restrict keeps the subject's data but refuses every request of it
 	// (403 processing_restricted) until Unrestrict.
 	Restrict(ctx context.Context, in *RestrictRequest, opts ...grpc.CallOption) (*RestrictResponse, error)
-	// Unrestrict lifts a restriction.
+	// Unrestrict lifts a restriction and clears its reason.
 	Unrestrict(ctx context.Context, in *UnrestrictRequest, opts ...grpc.CallOption) (*UnrestrictResponse, error)
 }
 
@@ -172,7 +172,7 @@ type PrivacyServiceServer interface {
 	// Restrict keeps the subject's data but refuses every request of it
 	// (403 processing_restricted) until Unrestrict.
 	Restrict(context.Context, *RestrictRequest) (*RestrictResponse, error)
-	// Unrestrict lifts a restriction.
+	// Unrestrict lifts a restriction and clears its reason.
 	Unrestrict(context.Context, *UnrestrictRequest) (*UnrestrictResponse, error)
 	mustEmbedUnimplementedPrivacyServiceServer()
 }

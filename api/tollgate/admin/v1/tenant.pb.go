@@ -107,9 +107,12 @@ type Tenant struct {
 	// ISO 4217 code of the currency invoices are rendered in (amounts are
 	// kept in micro-dollars and converted at the operator's exchange rate).
 	// Defaults to USD; the operator only may change it.
-	Currency      string `protobuf:"bytes,12,opt,name=currency,proto3" json:"currency,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Currency string `protobuf:"bytes,12,opt,name=currency,proto3" json:"currency,omitempty"`
+	// Output only. Why processing is restricted, while status is
+	// TENANT_STATUS_RESTRICTED (PrivacyService.Restrict's reason).
+	RestrictionReason string `protobuf:"bytes,13,opt,name=restriction_reason,json=restrictionReason,proto3" json:"restriction_reason,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Tenant) Reset() {
@@ -222,6 +225,13 @@ func (x *Tenant) GetBudgetAlert() string {
 func (x *Tenant) GetCurrency() string {
 	if x != nil {
 		return x.Currency
+	}
+	return ""
+}
+
+func (x *Tenant) GetRestrictionReason() string {
+	if x != nil {
+		return x.RestrictionReason
 	}
 	return ""
 }
@@ -706,7 +716,7 @@ var File_tollgate_admin_v1_tenant_proto protoreflect.FileDescriptor
 
 const file_tollgate_admin_v1_tenant_proto_rawDesc = "" +
 	"\n" +
-	"\x1etollgate/admin/v1/tenant.proto\x12\x11tollgate.admin.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe0\x03\n" +
+	"\x1etollgate/admin/v1/tenant.proto\x12\x11tollgate.admin.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x04\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04slug\x18\x02 \x01(\tR\x04slug\x12\x12\n" +
@@ -722,7 +732,8 @@ const file_tollgate_admin_v1_tenant_proto_rawDesc = "" +
 	"\x11budget_alert_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\x0fbudgetAlertTime\x12!\n" +
 	"\fbudget_alert\x18\v \x01(\tR\vbudgetAlert\x12\x1a\n" +
-	"\bcurrency\x18\f \x01(\tR\bcurrency\"*\n" +
+	"\bcurrency\x18\f \x01(\tR\bcurrency\x12-\n" +
+	"\x12restriction_reason\x18\r \x01(\tR\x11restrictionReason\"*\n" +
 	"\x10GetTenantRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\"F\n" +
 	"\x11GetTenantResponse\x121\n" +
