@@ -37,6 +37,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/quotacounter"
 	"github.com/tollgate-dev/tollgate/ent/quotalease"
 	"github.com/tollgate-dev/tollgate/ent/session"
+	"github.com/tollgate-dev/tollgate/ent/signinthrottle"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
 	"github.com/tollgate-dev/tollgate/ent/usagerollup"
@@ -91,6 +92,8 @@ type Client struct {
 	QuotaLease *QuotaLeaseClient
 	// Session is the client for interacting with the Session builders.
 	Session *SessionClient
+	// SignInThrottle is the client for interacting with the SignInThrottle builders.
+	SignInThrottle *SignInThrottleClient
 	// Tenant is the client for interacting with the Tenant builders.
 	Tenant *TenantClient
 	// UsageRecord is the client for interacting with the UsageRecord builders.
@@ -129,6 +132,7 @@ func (c *Client) init() {
 	c.QuotaCounter = NewQuotaCounterClient(c.config)
 	c.QuotaLease = NewQuotaLeaseClient(c.config)
 	c.Session = NewSessionClient(c.config)
+	c.SignInThrottle = NewSignInThrottleClient(c.config)
 	c.Tenant = NewTenantClient(c.config)
 	c.UsageRecord = NewUsageRecordClient(c.config)
 	c.UsageRollup = NewUsageRollupClient(c.config)
@@ -245,6 +249,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		QuotaCounter:         NewQuotaCounterClient(cfg),
 		QuotaLease:           NewQuotaLeaseClient(cfg),
 		Session:              NewSessionClient(cfg),
+		SignInThrottle:       NewSignInThrottleClient(cfg),
 		Tenant:               NewTenantClient(cfg),
 		UsageRecord:          NewUsageRecordClient(cfg),
 		UsageRollup:          NewUsageRollupClient(cfg),
@@ -288,6 +293,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		QuotaCounter:         NewQuotaCounterClient(cfg),
 		QuotaLease:           NewQuotaLeaseClient(cfg),
 		Session:              NewSessionClient(cfg),
+		SignInThrottle:       NewSignInThrottleClient(cfg),
 		Tenant:               NewTenantClient(cfg),
 		UsageRecord:          NewUsageRecordClient(cfg),
 		UsageRollup:          NewUsageRollupClient(cfg),
@@ -323,8 +329,8 @@ func (c *Client) Use(hooks ...Hook) {
 		c.APIKey, c.Account, c.AdminToken, c.AuditEvent, c.ConfigChange, c.ContentLog,
 		c.DataKey, c.GatewayPolicy, c.Invoice, c.InvoiceLine, c.JobLease, c.Model,
 		c.ModelDeployment, c.ModelPrice, c.Notification, c.NotificationEndpoint,
-		c.PasswordToken, c.Provider, c.QuotaCounter, c.QuotaLease, c.Session, c.Tenant,
-		c.UsageRecord, c.UsageRollup,
+		c.PasswordToken, c.Provider, c.QuotaCounter, c.QuotaLease, c.Session,
+		c.SignInThrottle, c.Tenant, c.UsageRecord, c.UsageRollup,
 	} {
 		n.Use(hooks...)
 	}
@@ -337,8 +343,8 @@ func (c *Client) Intercept(interceptors ...Interceptor) {
 		c.APIKey, c.Account, c.AdminToken, c.AuditEvent, c.ConfigChange, c.ContentLog,
 		c.DataKey, c.GatewayPolicy, c.Invoice, c.InvoiceLine, c.JobLease, c.Model,
 		c.ModelDeployment, c.ModelPrice, c.Notification, c.NotificationEndpoint,
-		c.PasswordToken, c.Provider, c.QuotaCounter, c.QuotaLease, c.Session, c.Tenant,
-		c.UsageRecord, c.UsageRollup,
+		c.PasswordToken, c.Provider, c.QuotaCounter, c.QuotaLease, c.Session,
+		c.SignInThrottle, c.Tenant, c.UsageRecord, c.UsageRollup,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -389,6 +395,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.QuotaLease.mutate(ctx, m)
 	case *SessionMutation:
 		return c.Session.mutate(ctx, m)
+	case *SignInThrottleMutation:
+		return c.SignInThrottle.mutate(ctx, m)
 	case *TenantMutation:
 		return c.Tenant.mutate(ctx, m)
 	case *UsageRecordMutation:
@@ -3609,6 +3617,139 @@ func (c *SessionClient) mutate(ctx context.Context, m *SessionMutation) (Value, 
 	}
 }
 
+// SignInThrottleClient is a client for the SignInThrottle schema.
+type SignInThrottleClient struct {
+	config
+}
+
+// NewSignInThrottleClient returns a client for the SignInThrottle from the given config.
+func NewSignInThrottleClient(c config) *SignInThrottleClient {
+	return &SignInThrottleClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `signinthrottle.Hooks(f(g(h())))`.
+func (c *SignInThrottleClient) Use(hooks ...Hook) {
+	c.hooks.SignInThrottle = append(c.hooks.SignInThrottle, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `signinthrottle.Intercept(f(g(h())))`.
+func (c *SignInThrottleClient) Intercept(interceptors ...Interceptor) {
+	c.inters.SignInThrottle = append(c.inters.SignInThrottle, interceptors...)
+}
+
+// Create returns a builder for creating a SignInThrottle entity.
+func (c *SignInThrottleClient) Create() *SignInThrottleCreate {
+	mutation := newSignInThrottleMutation(c.config, OpCreate)
+	return &SignInThrottleCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of SignInThrottle entities.
+func (c *SignInThrottleClient) CreateBulk(builders ...*SignInThrottleCreate) *SignInThrottleCreateBulk {
+	return &SignInThrottleCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *SignInThrottleClient) MapCreateBulk(slice any, setFunc func(*SignInThrottleCreate, int)) *SignInThrottleCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &SignInThrottleCreateBulk{err: fmt.Errorf("calling to SignInThrottleClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*SignInThrottleCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &SignInThrottleCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for SignInThrottle.
+func (c *SignInThrottleClient) Update() *SignInThrottleUpdate {
+	mutation := newSignInThrottleMutation(c.config, OpUpdate)
+	return &SignInThrottleUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *SignInThrottleClient) UpdateOne(_m *SignInThrottle) *SignInThrottleUpdateOne {
+	mutation := newSignInThrottleMutation(c.config, OpUpdateOne, withSignInThrottle(_m))
+	return &SignInThrottleUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *SignInThrottleClient) UpdateOneID(id uuid.UUID) *SignInThrottleUpdateOne {
+	mutation := newSignInThrottleMutation(c.config, OpUpdateOne, withSignInThrottleID(id))
+	return &SignInThrottleUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for SignInThrottle.
+func (c *SignInThrottleClient) Delete() *SignInThrottleDelete {
+	mutation := newSignInThrottleMutation(c.config, OpDelete)
+	return &SignInThrottleDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *SignInThrottleClient) DeleteOne(_m *SignInThrottle) *SignInThrottleDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *SignInThrottleClient) DeleteOneID(id uuid.UUID) *SignInThrottleDeleteOne {
+	builder := c.Delete().Where(signinthrottle.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &SignInThrottleDeleteOne{builder}
+}
+
+// Query returns a query builder for SignInThrottle.
+func (c *SignInThrottleClient) Query() *SignInThrottleQuery {
+	return &SignInThrottleQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeSignInThrottle},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a SignInThrottle entity by its id.
+func (c *SignInThrottleClient) Get(ctx context.Context, id uuid.UUID) (*SignInThrottle, error) {
+	return c.Query().Where(signinthrottle.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *SignInThrottleClient) GetX(ctx context.Context, id uuid.UUID) *SignInThrottle {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *SignInThrottleClient) Hooks() []Hook {
+	return c.hooks.SignInThrottle
+}
+
+// Interceptors returns the client interceptors.
+func (c *SignInThrottleClient) Interceptors() []Interceptor {
+	return c.inters.SignInThrottle
+}
+
+func (c *SignInThrottleClient) mutate(ctx context.Context, m *SignInThrottleMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&SignInThrottleCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&SignInThrottleUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&SignInThrottleUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&SignInThrottleDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown SignInThrottle mutation op: %q", m.Op())
+	}
+}
+
 // TenantClient is a client for the Tenant schema.
 type TenantClient struct {
 	config
@@ -4142,13 +4283,14 @@ type (
 		APIKey, Account, AdminToken, AuditEvent, ConfigChange, ContentLog, DataKey,
 		GatewayPolicy, Invoice, InvoiceLine, JobLease, Model, ModelDeployment,
 		ModelPrice, Notification, NotificationEndpoint, PasswordToken, Provider,
-		QuotaCounter, QuotaLease, Session, Tenant, UsageRecord, UsageRollup []ent.Hook
+		QuotaCounter, QuotaLease, Session, SignInThrottle, Tenant, UsageRecord,
+		UsageRollup []ent.Hook
 	}
 	inters struct {
 		APIKey, Account, AdminToken, AuditEvent, ConfigChange, ContentLog, DataKey,
 		GatewayPolicy, Invoice, InvoiceLine, JobLease, Model, ModelDeployment,
 		ModelPrice, Notification, NotificationEndpoint, PasswordToken, Provider,
-		QuotaCounter, QuotaLease, Session, Tenant, UsageRecord,
+		QuotaCounter, QuotaLease, Session, SignInThrottle, Tenant, UsageRecord,
 		UsageRollup []ent.Interceptor
 	}
 )

@@ -33,6 +33,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/quotacounter"
 	"github.com/tollgate-dev/tollgate/ent/quotalease"
 	"github.com/tollgate-dev/tollgate/ent/session"
+	"github.com/tollgate-dev/tollgate/ent/signinthrottle"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
 	"github.com/tollgate-dev/tollgate/ent/usagerollup"
@@ -117,6 +118,7 @@ func checkColumn(t, c string) error {
 			quotacounter.Table:         quotacounter.ValidColumn,
 			quotalease.Table:           quotalease.ValidColumn,
 			session.Table:              session.ValidColumn,
+			signinthrottle.Table:       signinthrottle.ValidColumn,
 			tenant.Table:               tenant.ValidColumn,
 			usagerecord.Table:          usagerecord.ValidColumn,
 			usagerollup.Table:          usagerollup.ValidColumn,

@@ -28,6 +28,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/quotalease"
 	"github.com/tollgate-dev/tollgate/ent/schema"
 	"github.com/tollgate-dev/tollgate/ent/session"
+	"github.com/tollgate-dev/tollgate/ent/signinthrottle"
 	"github.com/tollgate-dev/tollgate/ent/tenant"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
 	"github.com/tollgate-dev/tollgate/ent/usagerollup"
@@ -945,6 +946,39 @@ func init() {
 	sessionDescID := sessionMixinFields0[0].Descriptor()
 	// session.DefaultID holds the default value on creation for the id field.
 	session.DefaultID = sessionDescID.Default.(func() uuid.UUID)
+	signinthrottleMixin := schema.SignInThrottle{}.Mixin()
+	signinthrottleMixinFields0 := signinthrottleMixin[0].Fields()
+	_ = signinthrottleMixinFields0
+	signinthrottleFields := schema.SignInThrottle{}.Fields()
+	_ = signinthrottleFields
+	// signinthrottleDescAddr is the schema descriptor for addr field.
+	signinthrottleDescAddr := signinthrottleFields[0].Descriptor()
+	// signinthrottle.AddrValidator is a validator for the "addr" field. It is called by the builders before save.
+	signinthrottle.AddrValidator = func() func([]byte) error {
+		validators := signinthrottleDescAddr.Validators
+		fns := [...]func([]byte) error{
+			validators[0].(func([]byte) error),
+			validators[1].(func([]byte) error),
+		}
+		return func(addr []byte) error {
+			for _, fn := range fns {
+				if err := fn(addr); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// signinthrottleDescAttempts is the schema descriptor for attempts field.
+	signinthrottleDescAttempts := signinthrottleFields[2].Descriptor()
+	// signinthrottle.DefaultAttempts holds the default value on creation for the attempts field.
+	signinthrottle.DefaultAttempts = signinthrottleDescAttempts.Default.(int64)
+	// signinthrottle.AttemptsValidator is a validator for the "attempts" field. It is called by the builders before save.
+	signinthrottle.AttemptsValidator = signinthrottleDescAttempts.Validators[0].(func(int64) error)
+	// signinthrottleDescID is the schema descriptor for id field.
+	signinthrottleDescID := signinthrottleMixinFields0[0].Descriptor()
+	// signinthrottle.DefaultID holds the default value on creation for the id field.
+	signinthrottle.DefaultID = signinthrottleDescID.Default.(func() uuid.UUID)
 	tenantMixin := schema.Tenant{}.Mixin()
 	tenantMixinFields0 := tenantMixin[0].Fields()
 	_ = tenantMixinFields0

@@ -56,6 +56,8 @@ type Tx struct {
 	QuotaLease *QuotaLeaseClient
 	// Session is the client for interacting with the Session builders.
 	Session *SessionClient
+	// SignInThrottle is the client for interacting with the SignInThrottle builders.
+	SignInThrottle *SignInThrottleClient
 	// Tenant is the client for interacting with the Tenant builders.
 	Tenant *TenantClient
 	// UsageRecord is the client for interacting with the UsageRecord builders.
@@ -214,6 +216,7 @@ func (tx *Tx) init() {
 	tx.QuotaCounter = NewQuotaCounterClient(tx.config)
 	tx.QuotaLease = NewQuotaLeaseClient(tx.config)
 	tx.Session = NewSessionClient(tx.config)
+	tx.SignInThrottle = NewSignInThrottleClient(tx.config)
 	tx.Tenant = NewTenantClient(tx.config)
 	tx.UsageRecord = NewUsageRecordClient(tx.config)
 	tx.UsageRollup = NewUsageRollupClient(tx.config)

@@ -45,7 +45,9 @@ type Options struct {
 	// PasswordLinkTTL is how long an e-mailed password link works (1h).
 	PasswordLinkTTL time.Duration
 	// AttemptsPerAddr and AttemptWindow limit sign-in attempts from one
-	// client address (20 per 10 minutes).
+	// client address (20 per 10 minutes), counted in the store so that
+	// every replica shares the limit; a negative AttemptsPerAddr turns the
+	// limit off.
 	AttemptsPerAddr int
 	AttemptWindow   time.Duration
 	// Now is the clock (time.Now).
@@ -72,18 +74,19 @@ type Service struct {
 	operatorHash []byte
 	operatorFP   []byte
 	dummyHash    string
-	ips          *ipThrottle
+	ips          *addrThrottle
 	log          *slog.Logger
 }
 
 // Errors callers branch on; their texts are fit to show.
 var (
-	ErrNoSession        = errors.New("not signed in, or the session ended; sign in again")
-	ErrWrongCredentials = errors.New("wrong e-mail or password, or too many wrong attempts; wait a minute and try again")
-	ErrThrottled        = errors.New("too many sign-in attempts from your address; wait a few minutes and try again")
-	ErrAmbiguous        = errors.New("this e-mail address has accounts in several tenants; give the tenant as well")
-	ErrLinkInvalid      = errors.New("this link is invalid, was used already or has expired; ask for a new one")
-	ErrNoAccount        = errors.New("no account matches this identity; ask an administrator of your tenant to add you")
+	ErrNoSession          = errors.New("not signed in, or the session ended; sign in again")
+	ErrWrongCredentials   = errors.New("wrong e-mail or password, or too many wrong attempts; wait a minute and try again")
+	ErrThrottled          = errors.New("too many sign-in attempts from your address; wait a few minutes and try again")
+	ErrWrongOperatorToken = errors.New("that is not the operator token")
+	ErrAmbiguous          = errors.New("this e-mail address has accounts in several tenants; give the tenant as well")
+	ErrLinkInvalid        = errors.New("this link is invalid, was used already or has expired; ask for a new one")
+	ErrNoAccount          = errors.New("no account matches this identity; ask an administrator of your tenant to add you")
 )
 
 // New returns a Service on st.
@@ -126,7 +129,7 @@ func New(st *store.Store, opt Options) (*Service, error) {
 		operatorHash: secret.Hash(opt.OperatorToken),
 		operatorFP:   operatorFingerprint(opt.OperatorToken),
 		dummyHash:    dummy,
-		ips:          newIPThrottle(opt.AttemptsPerAddr, opt.AttemptWindow),
+		ips:          newAddrThrottle(st, opt.OperatorToken, opt.AttemptsPerAddr, opt.AttemptWindow),
 		log:          opt.Logger,
 	}, nil
 }
@@ -244,8 +247,8 @@ type Attempt struct {
 // SignIn checks an e-mail and password and opens a session.
 func (s *Service) SignIn(ctx context.Context, a Attempt) (Opened, error) {
 	now := s.now()
-	if !s.ips.allow(a.Addr, now) {
-		return Opened{}, ErrThrottled
+	if ok, err := s.ips.allow(ctx, a.Addr, now); err != nil || !ok {
+		return Opened{}, throttled(err)
 	}
 	email := strings.ToLower(strings.TrimSpace(a.Email))
 	if email == "" || a.Password == "" || len(a.Password) > MaxPasswordLen {
@@ -360,12 +363,12 @@ func lockDelay(failures int) time.Duration {
 // SignInOperator opens an operator session for the operator token.
 func (s *Service) SignInOperator(ctx context.Context, token, addr, userAgent string) (Opened, error) {
 	now := s.now()
-	if !s.ips.allow(addr, now) {
-		return Opened{}, ErrThrottled
+	if ok, err := s.ips.allow(ctx, addr, now); err != nil || !ok {
+		return Opened{}, throttled(err)
 	}
 	token = strings.TrimSpace(token)
 	if !secret.Equal(secret.Hash(token), s.operatorHash) {
-		return Opened{}, errors.New("that is not the operator token")
+		return Opened{}, ErrWrongOperatorToken
 	}
 	var opened Opened
 	err := s.store.InTx(ctx, func(tx *ent.Tx) error {
@@ -557,8 +560,8 @@ type PasswordLink struct {
 // and sends the links in the background, so neither the answer nor its
 // timing tells whether the address has an account).
 func (s *Service) RequestPasswordReset(ctx context.Context, email, addr string) ([]PasswordLink, error) {
-	if !s.ips.allow(addr, s.now()) {
-		return nil, ErrThrottled
+	if ok, err := s.ips.allow(ctx, addr, s.now()); err != nil || !ok {
+		return nil, throttled(err)
 	}
 	email = strings.ToLower(strings.TrimSpace(email))
 	if email == "" {
@@ -712,18 +715,33 @@ func (s *Service) setPassword(ctx context.Context, tx *ent.Tx, a *ent.Account, p
 		SetTargetType("account").SetTargetID(a.ID.String()).SetTenantID(a.TenantID).Exec(ctx)
 }
 
+// throttled is the error of an attempt the address throttle refused, or
+// could not count.
+func throttled(err error) error {
+	if err != nil {
+		return err
+	}
+	return ErrThrottled
+}
+
 // Prune deletes sessions and password links that ended more than a day ago
-// (a day of history for the sessions list and for support questions).
+// (a day of history for the sessions list and for support questions), and
+// sign-in attempt counts whose windows have passed.
 func (s *Service) Prune(ctx context.Context) (int, error) {
-	cut := s.now().Add(-24 * time.Hour)
+	now := s.now()
+	throttles, err := s.ips.prune(ctx, now)
+	if err != nil {
+		return throttles, err
+	}
+	cut := now.Add(-24 * time.Hour)
 	c := s.store.Client()
 	n, err := c.Session.Delete().Where(entsession.Or(entsession.ExpiresAtLT(cut), entsession.RevokedAtLT(cut), entsession.LastSeenAtLT(cut.Add(-s.opt.IdleTimeout)))).Exec(ctx)
 	if err != nil {
-		return n, fmt.Errorf("pruning sessions: %w", err)
+		return throttles + n, fmt.Errorf("pruning sessions: %w", err)
 	}
 	m, err := c.PasswordToken.Delete().Where(passwordtoken.ExpiresAtLT(cut)).Exec(ctx)
 	if err != nil {
-		return n + m, fmt.Errorf("pruning password links: %w", err)
+		return throttles + n + m, fmt.Errorf("pruning password links: %w", err)
 	}
-	return n + m, nil
+	return throttles + n + m, nil
 }

@@ -1,9 +1,12 @@
 package signin
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,20 +175,139 @@ func TestWrongPasswordsLockTheAccountForAWhile(t *testing.T) {
 func TestAttemptsFromOneAddressAreLimited(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, st *store.Store) {
 		f := newFixture(t, st)
-		f.svc.ips = newIPThrottle(3, time.Minute)
+		f.svc.ips = newAddrThrottle(st, f.op, 3, time.Minute)
 		ctx := context.Background()
-		for range 3 {
-			_, _ = f.svc.SignIn(ctx, Attempt{Email: "x@example.com", Password: "y", Addr: "198.51.100.7"})
+		try := func(addr string) error {
+			_, err := f.svc.SignIn(ctx, Attempt{Email: "x@example.com", Password: "y", Addr: addr})
+			return err
 		}
-		if _, err := f.svc.SignIn(ctx, Attempt{Email: "x@example.com", Password: "y", Addr: "198.51.100.7"}); !errors.Is(err, ErrThrottled) {
+		for range 3 {
+			if err := try("198.51.100.7"); errors.Is(err, ErrThrottled) {
+				t.Fatal("throttled within the limit")
+			}
+		}
+		if err := try("198.51.100.7"); !errors.Is(err, ErrThrottled) {
 			t.Errorf("4th attempt: %v, want ErrThrottled", err)
 		}
-		if _, err := f.svc.SignIn(ctx, Attempt{Email: "x@example.com", Password: "y", Addr: "198.51.100.8"}); errors.Is(err, ErrThrottled) {
+		if err := try("198.51.100.8"); errors.Is(err, ErrThrottled) {
 			t.Error("another address was throttled")
 		}
+		// The operator's sign-in and password resets count too.
+		if _, err := f.svc.SignInOperator(ctx, f.op, "198.51.100.7", ""); !errors.Is(err, ErrThrottled) {
+			t.Errorf("operator sign-in from the address: %v, want ErrThrottled", err)
+		}
+		if _, err := f.svc.RequestPasswordReset(ctx, "x@example.com", "198.51.100.7"); !errors.Is(err, ErrThrottled) {
+			t.Errorf("password reset from the address: %v, want ErrThrottled", err)
+		}
+		// A window later, the previous window still weighs in fully...
 		f.now = f.now.Add(time.Minute)
-		if _, err := f.svc.SignIn(ctx, Attempt{Email: "x@example.com", Password: "y", Addr: "198.51.100.7"}); errors.Is(err, ErrThrottled) {
-			t.Error("the address is still throttled in the next window")
+		if err := try("198.51.100.7"); !errors.Is(err, ErrThrottled) {
+			t.Errorf("right after the window: %v, want ErrThrottled", err)
+		}
+		// ...and half a window on, half of it: 3·½ + 1 ≤ 3.
+		f.now = f.now.Add(30 * time.Second)
+		if err := try("198.51.100.7"); errors.Is(err, ErrThrottled) {
+			t.Error("the address is still throttled half a window later")
+		}
+		if err := try("198.51.100.7"); !errors.Is(err, ErrThrottled) {
+			t.Errorf("3·½ + 2 > 3: %v, want ErrThrottled", err)
+		}
+	})
+}
+
+func TestAnIPv6NetworkCountsAsOneAddress(t *testing.T) {
+	th := newAddrThrottle(nil, "tgop-x", 1, time.Minute)
+	same := [][2]string{
+		{"2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:fffe"},
+		{"192.0.2.1", "::ffff:192.0.2.1"},
+		{"fe80::1%eth0", "fe80::2"},
+	}
+	for _, p := range same {
+		if !bytes.Equal(th.addrKey(p[0]), th.addrKey(p[1])) {
+			t.Errorf("%s and %s are counted apart", p[0], p[1])
+		}
+	}
+	differ := [][2]string{{"2001:db8:1:2::1", "2001:db8:1:3::1"}, {"192.0.2.1", "192.0.2.2"}, {"", "192.0.2.1"}}
+	for _, p := range differ {
+		if bytes.Equal(th.addrKey(p[0]), th.addrKey(p[1])) {
+			t.Errorf("%s and %s are counted together", p[0], p[1])
+		}
+	}
+	if bytes.Equal(th.addrKey("192.0.2.1"), newAddrThrottle(nil, "tgop-y", 1, time.Minute).addrKey("192.0.2.1")) {
+		t.Error("the stored key does not depend on the secret")
+	}
+}
+
+// Two control-plane replicas share one limit per address, however their
+// attempts interleave, and when attempts race on both at once exactly the
+// limit gets through.
+func TestReplicasShareTheLimitOfAnAddress(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, st *store.Store) {
+		f := newFixture(t, st)
+		other, err := New(st, Options{OperatorToken: f.op, Argon2: cheap, Now: func() time.Time { return f.now }, AttemptsPerAddr: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.svc.ips = newAddrThrottle(st, f.op, 4, 10*time.Minute)
+		replicas := []*Service{f.svc, other}
+		ctx := context.Background()
+		for i := range 4 {
+			if _, err := replicas[i%2].SignIn(ctx, Attempt{Email: "x@example.com", Password: "y", Addr: "203.0.113.5"}); errors.Is(err, ErrThrottled) {
+				t.Fatalf("attempt %d throttled within the limit", i+1)
+			}
+		}
+		for i, r := range replicas {
+			if _, err := r.SignIn(ctx, Attempt{Email: "x@example.com", Password: "y", Addr: "203.0.113.5"}); !errors.Is(err, ErrThrottled) {
+				t.Errorf("replica %d let a 5th attempt through: %v", i, err)
+			}
+		}
+
+		const racers = 12
+		var (
+			wg      sync.WaitGroup
+			allowed atomic.Int32
+			errs    = make(chan error, racers)
+		)
+		for i := range racers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ok, err := replicas[i%2].ips.allow(ctx, "203.0.113.77", f.now)
+				if err != nil {
+					errs <- err
+				}
+				if ok {
+					allowed.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		if n := allowed.Load(); n != 4 {
+			t.Errorf("%d of %d racing attempts got through, want the limit, 4", n, racers)
+		}
+
+		// Pruning keeps the windows that still count and drops the rest.
+		count := func() int {
+			n, err := st.Client().SignInThrottle.Query().Count(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if n := count(); n != 2 {
+			t.Fatalf("%d counter rows, want 2 (two addresses, one window)", n)
+		}
+		f.now = f.now.Add(10 * time.Minute)
+		if _, err := f.svc.Prune(ctx); err != nil || count() != 2 {
+			t.Errorf("prune one window on: %v, %d rows left, want 2", err, count())
+		}
+		f.now = f.now.Add(10 * time.Minute)
+		if _, err := f.svc.Prune(ctx); err != nil || count() != 0 {
+			t.Errorf("prune two windows on: %v, %d rows left, want 0", err, count())
 		}
 	})
 }
@@ -314,9 +436,10 @@ func TestPruneDeletesWhatEndedADayAgo(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The signed-out session, the reset's own link and the new link.
-		if n != 3 {
-			t.Errorf("pruned %d rows, want 3", n)
+		// The signed-out session, the reset's own link, the new link and
+		// the first sign-in's attempt count (the second's still counts).
+		if n != 4 {
+			t.Errorf("pruned %d rows, want 4", n)
 		}
 		if _, err := f.svc.Lookup(ctx, live.Secret); err != nil {
 			t.Errorf("the live session was pruned: %v", err)

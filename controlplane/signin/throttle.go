@@ -1,64 +1,115 @@
 package signin
 
 import (
-	"sync"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"fmt"
+	"net/netip"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/controlplane/store"
+	"github.com/tollgate-dev/tollgate/ent"
+	"github.com/tollgate-dev/tollgate/ent/signinthrottle"
 )
 
-// ipThrottle counts sign-in attempts per client address in fixed windows.
-// It lives in memory, so each control-plane replica counts its own: with N
-// replicas behind a balancer an address gets up to N times the limit, which
-// still turns a password-guessing run from millions of tries into dozens.
-// The per-account lock (in the store) is shared by every replica.
-type ipThrottle struct {
-	mu     sync.Mutex
+// addrThrottle limits sign-in attempts (passwords, the operator token,
+// password resets) per client address. The counts are in the store
+// (sign_in_throttles), so every control-plane replica enforces one limit:
+// behind a balancer an address gets the limit once, not once per replica.
+//
+// Windows are aligned to the window's length, so all replicas count into
+// the same row, and the limit is applied to a sliding estimate: the current
+// window's count plus the previous window's, weighted by how much of it
+// the sliding window still covers. That keeps a client from spending two
+// windows' worth around a boundary. Refused attempts are not counted: the
+// limit is a rate, and a refusal then writes nothing, so a flood of refused
+// attempts does not turn into a flood of writes.
+type addrThrottle struct {
+	store  *store.Store
+	key    []byte
 	limit  int
 	window time.Duration
-	seen   map[string]*ipWindow
 }
 
-type ipWindow struct {
-	start time.Time
-	n     int
+func newAddrThrottle(st *store.Store, operatorToken string, limit int, window time.Duration) *addrThrottle {
+	// The key comes from the operator token, which every replica has: it
+	// makes the stored hashes useless to anyone who reads the table
+	// without the token (an IPv4 address hashed without a key is found by
+	// trying all 2^32). Rotating the token starts the counts afresh.
+	k := sha256.Sum256([]byte("tollgate sign-in throttle\x00" + operatorToken))
+	return &addrThrottle{store: st, key: k[:], limit: limit, window: window}
 }
 
-// maxTrackedAddrs bounds the map; past it, ended windows are dropped, and if
-// all are still live every count is forgotten (an attacker who can rotate
-// through that many addresses gains nothing over using fresh ones; the
-// per-account lock still holds).
-const maxTrackedAddrs = 100_000
-
-func newIPThrottle(limit int, window time.Duration) *ipThrottle {
-	return &ipThrottle{limit: limit, window: window, seen: map[string]*ipWindow{}}
+// addrKey is what an address is counted as: an IPv4 address itself, an
+// IPv6 address's /64 network (one subscriber usually holds a whole /64, and
+// would otherwise have 2^64 fresh addresses to try from), anything else
+// (no address at all) as it is; stored as a keyed hash.
+func (t *addrThrottle) addrKey(addr string) []byte {
+	s := addr
+	if a, err := netip.ParseAddr(addr); err == nil {
+		a = a.Unmap().WithZone("")
+		s = a.String()
+		if a.Is6() {
+			p, _ := a.Prefix(64) // cannot fail: 64 bits of an IPv6 address
+			s = p.String()
+		}
+	}
+	m := hmac.New(sha256.New, t.key)
+	m.Write([]byte(s))
+	return m.Sum(nil)[:16]
 }
 
 // allow counts one attempt from addr at now and reports whether it is
 // within the limit.
-func (t *ipThrottle) allow(addr string, now time.Time) bool {
+func (t *addrThrottle) allow(ctx context.Context, addr string, now time.Time) (bool, error) {
 	if t.limit <= 0 {
-		return true
+		return true, nil
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	w, ok := t.seen[addr]
-	if !ok || now.Sub(w.start) >= t.window {
-		if !ok && len(t.seen) >= maxTrackedAddrs {
-			t.prune(now)
+	key := t.addrKey(addr)
+	cur := now.UTC().Truncate(t.window)
+	prev := cur.Add(-t.window)
+	// How much of the previous window the sliding window [now-window, now]
+	// still covers.
+	weight := 1 - float64(now.Sub(cur))/float64(t.window)
+	allowed := false
+	err := t.store.InTx(ctx, func(tx *ent.Tx) error {
+		allowed = false
+		rows, err := tx.SignInThrottle.Query().
+			Where(signinthrottle.Addr(key), signinthrottle.WindowStartIn(prev, cur)).All(ctx)
+		if err != nil {
+			return fmt.Errorf("reading the attempts: %w", err)
 		}
-		w = &ipWindow{start: now}
-		t.seen[addr] = w
+		var before, current int64
+		for _, r := range rows {
+			if r.WindowStart.Equal(cur) {
+				current = r.Attempts
+			} else {
+				before = r.Attempts
+			}
+		}
+		if float64(before)*weight+float64(current+1) > float64(t.limit) {
+			return nil
+		}
+		allowed = true
+		// Serializable: two replicas counting the same attempt row at once
+		// cannot both read the old count and commit; one is retried.
+		return tx.SignInThrottle.Create().SetAddr(key).SetWindowStart(cur).SetAttempts(1).
+			OnConflictColumns(signinthrottle.FieldAddr, signinthrottle.FieldWindowStart).
+			AddAttempts(1).Exec(ctx)
+	})
+	if err != nil {
+		return false, fmt.Errorf("counting a sign-in attempt: %w", err)
 	}
-	w.n++
-	return w.n <= t.limit
+	return allowed, nil
 }
 
-func (t *ipThrottle) prune(now time.Time) {
-	for a, w := range t.seen {
-		if now.Sub(w.start) >= t.window {
-			delete(t.seen, a)
-		}
+// prune deletes windows that no longer count, and returns how many.
+func (t *addrThrottle) prune(ctx context.Context, now time.Time) (int, error) {
+	n, err := t.store.Client().SignInThrottle.Delete().
+		Where(signinthrottle.WindowStartLT(now.UTC().Truncate(t.window).Add(-t.window))).Exec(ctx)
+	if err != nil {
+		return n, fmt.Errorf("pruning sign-in attempt counts: %w", err)
 	}
-	if len(t.seen) >= maxTrackedAddrs {
-		clear(t.seen)
-	}
+	return n, nil
 }

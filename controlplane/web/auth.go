@@ -207,11 +207,17 @@ func (s *Server) operatorPage(w http.ResponseWriter, r *http.Request, token stri
 func (s *Server) operatorSignIn(w http.ResponseWriter, r *http.Request, token string) {
 	opened, err := s.cfg.Sessions.SignInOperator(r.Context(), r.PostFormValue("token"), s.clientAddr(r), r.UserAgent())
 	if err != nil {
+		v := view{Title: "Operator sign-in", CSRF: token, Error: err.Error()}
 		code := http.StatusUnauthorized
-		if errors.Is(err, signin.ErrThrottled) {
+		switch {
+		case errors.Is(err, signin.ErrWrongOperatorToken):
+		case errors.Is(err, signin.ErrThrottled):
 			code = http.StatusTooManyRequests
+		default:
+			s.log.ErrorContext(r.Context(), "web: operator sign-in", "err", err)
+			v.Error, code = "Signing in failed; try again in a moment.", http.StatusServiceUnavailable
 		}
-		s.render(w, r, code, "operator", view{Title: "Operator sign-in", CSRF: token, Error: err.Error()})
+		s.render(w, r, code, "operator", v)
 		return
 	}
 	s.startSession(w, r, opened, "/tenants")

@@ -735,6 +735,31 @@ var (
 			},
 		},
 	}
+	// SignInThrottlesColumns holds the columns for the "sign_in_throttles" table.
+	SignInThrottlesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "addr", Type: field.TypeBytes, Size: 32},
+		{Name: "window_start", Type: field.TypeTime},
+		{Name: "attempts", Type: field.TypeInt64, Default: 0},
+	}
+	// SignInThrottlesTable holds the schema information for the "sign_in_throttles" table.
+	SignInThrottlesTable = &schema.Table{
+		Name:       "sign_in_throttles",
+		Columns:    SignInThrottlesColumns,
+		PrimaryKey: []*schema.Column{SignInThrottlesColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "signinthrottle_addr_window_start",
+				Unique:  true,
+				Columns: []*schema.Column{SignInThrottlesColumns[1], SignInThrottlesColumns[2]},
+			},
+			{
+				Name:    "signinthrottle_window_start",
+				Unique:  false,
+				Columns: []*schema.Column{SignInThrottlesColumns[2]},
+			},
+		},
+	}
 	// TenantsColumns holds the columns for the "tenants" table.
 	TenantsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -901,6 +926,7 @@ var (
 		QuotaCountersTable,
 		QuotaLeasesTable,
 		SessionsTable,
+		SignInThrottlesTable,
 		TenantsTable,
 		UsageRecordsTable,
 		UsageRollupsTable,

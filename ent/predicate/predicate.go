@@ -69,6 +69,9 @@ type QuotaLease func(*sql.Selector)
 // Session is the predicate function for session builders.
 type Session func(*sql.Selector)
 
+// SignInThrottle is the predicate function for signinthrottle builders.
+type SignInThrottle func(*sql.Selector)
+
 // Tenant is the predicate function for tenant builders.
 type Tenant func(*sql.Selector)
 
