@@ -21,6 +21,13 @@ var flashes = map[string]string{
 	"password": "Your password is changed. Your other sessions are signed out.",
 	"sessions": "Your other sessions are signed out.",
 	"session":  "The session is signed out.",
+	// Restriction, erasure and invoices.
+	"restricted":   "Processing is restricted: requests are refused within about a second, and the data is kept.",
+	"unrestricted": "The restriction is lifted: requests are served again within about a second.",
+	"erased":       "The tenant is erased: its keys are refused, its content destroyed, its people's accounts gone. Its invoices are kept for the legal period without their billing contact.",
+	"issued":       "The invoice is issued; its amounts no longer change.",
+	"paid":         "The invoice is marked paid.",
+	"voided":       "The invoice is void.",
 }
 
 func flashFor(r *http.Request) string { return flashes[r.URL.Query().Get("done")] }

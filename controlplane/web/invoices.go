@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	adminv1 "github.com/tollgate-dev/tollgate/api/tollgate/admin/v1"
@@ -53,9 +54,89 @@ func (s *Server) invoicePage(w http.ResponseWriter, r *http.Request, c *call) {
 	if !ok {
 		return
 	}
+	s.renderInvoice(w, r, c, t, inv, http.StatusOK, flashFor(r))
+}
+
+type invoiceData struct {
+	*adminv1.Invoice
+	// Moves are the status changes the operator may make from here.
+	Moves []invoiceMove
+}
+
+// invoiceMove is one status change offered on the invoice page.
+type invoiceMove struct {
+	Status, Label, Confirm string
+	Danger                 bool
+}
+
+// invoiceMoves are the changes from an invoice's status, as BillingService
+// allows them: draft → issued or void, issued → paid or void.
+func invoiceMoves(inv *adminv1.Invoice) []invoiceMove {
+	issue := invoiceMove{Status: "issued", Label: "Issue", Confirm: "Issue invoice " + inv.GetNumber() + "? Its amounts will never change again."}
+	pay := invoiceMove{Status: "paid", Label: "Mark paid", Confirm: "Mark invoice " + inv.GetNumber() + " as paid?"}
+	void := invoiceMove{Status: "void", Label: "Void", Confirm: "Void invoice " + inv.GetNumber() + "? A void invoice stays void.", Danger: true}
+	switch inv.GetStatus() {
+	case adminv1.InvoiceStatus_INVOICE_STATUS_DRAFT:
+		return []invoiceMove{issue, void}
+	case adminv1.InvoiceStatus_INVOICE_STATUS_ISSUED:
+		return []invoiceMove{pay, void}
+	}
+	return nil
+}
+
+func (s *Server) renderInvoice(w http.ResponseWriter, r *http.Request, c *call, t *adminv1.Tenant, inv *adminv1.Invoice, code int, msg string) {
+	d := invoiceData{Invoice: inv}
+	// Only the operator changes an invoice's status; the API refuses
+	// everyone else, so nobody else is offered it.
+	if c.id.Operator {
+		d.Moves = invoiceMoves(inv)
+	}
 	v := c.view("Invoice "+inv.GetNumber(), "invoices")
-	v.Tenant, v.Data = t, inv
-	s.render(w, r, http.StatusOK, "invoice", v)
+	v.Tenant, v.Data = t, d
+	if code >= 400 {
+		v.Error = msg
+	} else {
+		v.Flash = msg
+	}
+	s.render(w, r, code, "invoice", v)
+}
+
+// invoiceStatuses are the statuses a form may ask for, and the flash that
+// confirms each.
+var invoiceStatuses = map[string]struct {
+	status adminv1.InvoiceStatus
+	done   string
+}{
+	"issued": {adminv1.InvoiceStatus_INVOICE_STATUS_ISSUED, "issued"},
+	"paid":   {adminv1.InvoiceStatus_INVOICE_STATUS_PAID, "paid"},
+	"void":   {adminv1.InvoiceStatus_INVOICE_STATUS_VOID, "voided"},
+}
+
+// transitionInvoice changes an invoice's status (BillingService.
+// TransitionInvoice, the operator's). A change the invoice's status does
+// not allow (paying a draft, issuing a void invoice, or one another
+// operator made first) is shown on the invoice page, which then shows the
+// status as it is now.
+func (s *Server) transitionInvoice(w http.ResponseWriter, r *http.Request, c *call) {
+	t, inv, ok := s.loadInvoice(w, r, c, r.PathValue("id"))
+	if !ok {
+		return
+	}
+	to, ok := invoiceStatuses[r.PostFormValue("status")]
+	if !ok {
+		s.renderInvoice(w, r, c, t, inv, http.StatusBadRequest, "Choose a status: issued, paid or void. Nothing was changed.")
+		return
+	}
+	_, err := s.billing.TransitionInvoice(c.ctx(r), &adminv1.TransitionInvoiceRequest{Id: inv.GetId(), Status: to.status})
+	if err != nil {
+		if formError(err) {
+			s.renderInvoice(w, r, c, t, inv, http.StatusBadRequest, errorText(err)+" Nothing was changed.")
+			return
+		}
+		s.fail(w, r, c, err)
+		return
+	}
+	http.Redirect(w, r, tenantPath(t, "/invoices/"+url.PathEscape(inv.GetId())+"?done="+to.done), http.StatusSeeOther)
 }
 
 // invoiceFile downloads an invoice as CSV or JSON (BillingService.ExportInvoice).

@@ -209,6 +209,43 @@ func (s *Server) deletePerson(w http.ResponseWriter, r *http.Request, c *call) {
 	http.Redirect(w, r, tenantPath(t, "/people?done=removed"), http.StatusSeeOther)
 }
 
+// restrictPerson restricts processing for one account: its keys are
+// refused until the restriction is lifted (PrivacyService.Restrict; admins,
+// and only owners for an owner).
+func (s *Server) restrictPerson(w http.ResponseWriter, r *http.Request, c *call) {
+	t, a, ok := s.person(w, r, c)
+	if !ok {
+		return
+	}
+	reason := strings.TrimSpace(r.PostFormValue("reason"))
+	if reason == "" {
+		s.renderPeople(w, r, c, http.StatusBadRequest, peopleData{}, "Give a reason for restricting "+a.GetEmail()+": they see it while it lasts. Nothing was restricted.")
+		return
+	}
+	_, err := s.privacy.Restrict(c.ctx(r), &adminv1.RestrictRequest{Subject: &adminv1.PrivacySubject{Tenant: t.GetId(), AccountId: a.GetId()}, Reason: reason})
+	if err != nil {
+		if formError(err) {
+			s.renderPeople(w, r, c, http.StatusBadRequest, peopleData{}, errorText(err))
+			return
+		}
+		s.fail(w, r, c, err)
+		return
+	}
+	http.Redirect(w, r, tenantPath(t, "/people?done=restricted"), http.StatusSeeOther)
+}
+
+func (s *Server) unrestrictPerson(w http.ResponseWriter, r *http.Request, c *call) {
+	t, a, ok := s.person(w, r, c)
+	if !ok {
+		return
+	}
+	if _, err := s.privacy.Unrestrict(c.ctx(r), &adminv1.UnrestrictRequest{Subject: &adminv1.PrivacySubject{Tenant: t.GetId(), AccountId: a.GetId()}}); err != nil {
+		s.fail(w, r, c, err)
+		return
+	}
+	http.Redirect(w, r, tenantPath(t, "/people?done=unrestricted"), http.StatusSeeOther)
+}
+
 func (s *Server) sendPasswordLink(w http.ResponseWriter, r *http.Request, c *call) {
 	t, a, ok := s.person(w, r, c)
 	if !ok {
@@ -358,7 +395,7 @@ func (s *Server) tenantList(w http.ResponseWriter, r *http.Request, c *call) {
 		return
 	}
 	v := c.view("Tenants", "tenants")
-	v.Data = d
+	v.Data, v.Flash = d, flashFor(r)
 	s.render(w, r, http.StatusOK, "tenants", v)
 }
 

@@ -12,8 +12,11 @@ import (
 
 // The privacy page carries out the rights of the people whose data the
 // gateway holds (PrivacyService): everyone may download, and erase, their
-// own account's data; a tenant's admins may download the tenant's. The
-// admin API decides (controlplane/admin/roles.go: privacySelfCheck).
+// own account's data; a tenant's admins may download the tenant's; the
+// operator restricts a tenant, lifts its restriction and erases it. The
+// admin API decides (controlplane/admin/roles.go: privacySelfCheck, and
+// requireOperator for a whole tenant); the pages only leave out what it
+// would refuse.
 
 type privacyData struct {
 	Account *adminv1.Account
@@ -25,8 +28,11 @@ type privacyData struct {
 type erasureData struct {
 	Plan    *adminv1.ErasurePlan
 	Token   string
-	Subject string // "me", or an account id
-	Email   string
+	Subject string // "me" or "tenant"
+	// Confirm is what the person types to confirm: their e-mail address
+	// for their account, the tenant's short name for a tenant.
+	Confirm string
+	Expires string
 }
 
 func (s *Server) privacyPage(w http.ResponseWriter, r *http.Request, c *call) {
@@ -115,16 +121,16 @@ func (s *Server) exportData(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 }
 
-// prepareErasure shows what erasing one's own account removes, and asks
-// for confirmation.
+// prepareErasure shows what erasing one's own account, or (the operator) a
+// whole tenant, removes, and asks for confirmation.
 func (s *Server) prepareErasure(w http.ResponseWriter, r *http.Request, c *call) {
 	t, ok := s.tenantOf(w, r, c)
 	if !ok {
 		return
 	}
-	subj, _, ok := c.subjectOf(r, t)
-	if !ok || subj.GetAccountId() == "" {
-		s.renderPrivacy(w, r, c, t, http.StatusBadRequest, privacyData{}, "The console erases only your own account; an operator erases a tenant.")
+	subj, kind, ok := c.subjectOf(r, t)
+	if !ok {
+		s.renderPrivacy(w, r, c, t, http.StatusBadRequest, privacyData{}, "Choose what to erase: your own account, or (the operator) the tenant.")
 		return
 	}
 	resp, err := s.privacy.PrepareErasure(c.ctx(r), &adminv1.PrepareErasureRequest{Subject: subj})
@@ -132,24 +138,33 @@ func (s *Server) prepareErasure(w http.ResponseWriter, r *http.Request, c *call)
 		s.fail(w, r, c, err)
 		return
 	}
-	s.renderPrivacy(w, r, c, t, http.StatusOK, privacyData{Erasure: &erasureData{
-		Plan: resp.GetPlan(), Token: resp.GetConfirmationToken(), Subject: "me", Email: c.id.Email,
-	}}, "")
+	d := &erasureData{Plan: resp.GetPlan(), Token: resp.GetConfirmationToken(), Subject: "me", Confirm: c.id.Email, Expires: tsText(resp.GetExpireTime())}
+	if kind == "tenant" {
+		d.Subject, d.Confirm = "tenant", t.GetSlug()
+	}
+	s.renderPrivacy(w, r, c, t, http.StatusOK, privacyData{Erasure: d}, "")
 }
 
 // erase erases the signed-in person's account once they typed their
-// e-mail address to confirm.
+// e-mail address to confirm, or, for the operator, the whole tenant once
+// its short name is typed. The API checks the confirmation token: it was
+// issued for this subject and this caller, minutes ago.
 func (s *Server) erase(w http.ResponseWriter, r *http.Request, c *call) {
 	t, ok := s.tenantOf(w, r, c)
 	if !ok {
 		return
 	}
-	subj, _, ok := c.subjectOf(r, t)
-	if !ok || subj.GetAccountId() == "" {
-		s.renderPrivacy(w, r, c, t, http.StatusBadRequest, privacyData{}, "The console erases only your own account.")
+	subj, kind, ok := c.subjectOf(r, t)
+	if !ok {
+		s.renderPrivacy(w, r, c, t, http.StatusBadRequest, privacyData{}, "Choose what to erase. Nothing was erased.")
 		return
 	}
-	if !strings.EqualFold(strings.TrimSpace(r.PostFormValue("confirm")), c.id.Email) {
+	typed := strings.TrimSpace(r.PostFormValue("confirm"))
+	if kind == "tenant" && typed != t.GetSlug() {
+		s.renderPrivacy(w, r, c, t, http.StatusBadRequest, privacyData{}, "Type the tenant's short name exactly to confirm the erasure. Nothing was erased.")
+		return
+	}
+	if kind == "account" && !strings.EqualFold(typed, c.id.Email) {
 		s.renderPrivacy(w, r, c, t, http.StatusBadRequest, privacyData{}, "Type your e-mail address exactly to confirm the erasure. Nothing was erased.")
 		return
 	}
@@ -162,8 +177,54 @@ func (s *Server) erase(w http.ResponseWriter, r *http.Request, c *call) {
 		s.fail(w, r, c, err)
 		return
 	}
+	if kind == "tenant" {
+		http.Redirect(w, r, "/tenants?done=erased", http.StatusSeeOther)
+		return
+	}
 	// The account and its sessions are gone.
 	s.setCookie(w, "session", "", -1)
 	s.render(w, r, http.StatusOK, "error", view{Title: "Your account is erased",
 		Flash: "Your account, its keys and its stored request content are erased. Usage records stay for billing, no longer linked to you."})
+}
+
+// restrictTenant restricts processing for the whole tenant (the operator's;
+// the API refuses everyone else), with the reason its people will see.
+func (s *Server) restrictTenant(w http.ResponseWriter, r *http.Request, c *call) {
+	t, ok := s.tenantOf(w, r, c)
+	if !ok {
+		return
+	}
+	reason := strings.TrimSpace(r.PostFormValue("reason"))
+	if reason == "" {
+		s.renderPrivacy(w, r, c, t, http.StatusBadRequest, privacyData{}, "Give a reason: the tenant's people see it while the restriction lasts. Nothing was restricted.")
+		return
+	}
+	_, err := s.privacy.Restrict(c.ctx(r), &adminv1.RestrictRequest{Subject: &adminv1.PrivacySubject{Tenant: t.GetId()}, Reason: reason})
+	if err != nil {
+		if formError(err) {
+			s.renderPrivacy(w, r, c, t, http.StatusBadRequest, privacyData{}, errorText(err))
+			return
+		}
+		s.fail(w, r, c, err)
+		return
+	}
+	http.Redirect(w, r, tenantPath(t, "/privacy?done=restricted"), http.StatusSeeOther)
+}
+
+// unrestrictTenant lifts the tenant's restriction.
+func (s *Server) unrestrictTenant(w http.ResponseWriter, r *http.Request, c *call) {
+	t, ok := s.tenantOf(w, r, c)
+	if !ok {
+		return
+	}
+	_, err := s.privacy.Unrestrict(c.ctx(r), &adminv1.UnrestrictRequest{Subject: &adminv1.PrivacySubject{Tenant: t.GetId()}})
+	if err != nil {
+		if formError(err) {
+			s.renderPrivacy(w, r, c, t, http.StatusBadRequest, privacyData{}, errorText(err))
+			return
+		}
+		s.fail(w, r, c, err)
+		return
+	}
+	http.Redirect(w, r, tenantPath(t, "/privacy?done=unrestricted"), http.StatusSeeOther)
 }

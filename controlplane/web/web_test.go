@@ -233,7 +233,7 @@ func TestPostsWithoutTheFormTokenFail(t *testing.T) {
 			"/signout":                              nil,
 		}
 		for path, form := range forms {
-			for name, token := range map[string]string{"none": "", "wrong": "x" + b.csrf[1:]} {
+			for name, token := range map[string]string{"none": "", "wrong": wrongToken(b.csrf)} {
 				f := url.Values{}
 				for k, v := range form {
 					f[k] = v
