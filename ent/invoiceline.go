@@ -37,6 +37,8 @@ type InvoiceLine struct {
 	AmountMicros int64 `json:"amount_micros,omitempty"`
 	// AmountCurrencyMicros holds the value of the "amount_currency_micros" field.
 	AmountCurrencyMicros int64 `json:"amount_currency_micros,omitempty"`
+	// ServicePeriodStart holds the value of the "service_period_start" field.
+	ServicePeriodStart *time.Time `json:"service_period_start,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the InvoiceLineQuery when eager-loading is set.
 	Edges        InvoiceLineEdges `json:"edges"`
@@ -72,7 +74,7 @@ func (*InvoiceLine) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullInt64)
 		case invoiceline.FieldModel, invoiceline.FieldKind:
 			values[i] = new(sql.NullString)
-		case invoiceline.FieldPriceEffectiveFrom:
+		case invoiceline.FieldPriceEffectiveFrom, invoiceline.FieldServicePeriodStart:
 			values[i] = new(sql.NullTime)
 		case invoiceline.FieldID, invoiceline.FieldInvoiceID:
 			values[i] = new(uuid.UUID)
@@ -152,6 +154,13 @@ func (_m *InvoiceLine) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.AmountCurrencyMicros = value.Int64
 			}
+		case invoiceline.FieldServicePeriodStart:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field service_period_start", values[i])
+			} else if value.Valid {
+				_m.ServicePeriodStart = new(time.Time)
+				*_m.ServicePeriodStart = value.Time
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -221,6 +230,11 @@ func (_m *InvoiceLine) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("amount_currency_micros=")
 	builder.WriteString(fmt.Sprintf("%v", _m.AmountCurrencyMicros))
+	builder.WriteString(", ")
+	if v := _m.ServicePeriodStart; v != nil {
+		builder.WriteString("service_period_start=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
 	builder.WriteByte(')')
 	return builder.String()
 }

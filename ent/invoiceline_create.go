@@ -111,6 +111,20 @@ func (_c *InvoiceLineCreate) SetAmountCurrencyMicros(v int64) *InvoiceLineCreate
 	return _c
 }
 
+// SetServicePeriodStart sets the "service_period_start" field.
+func (_c *InvoiceLineCreate) SetServicePeriodStart(v time.Time) *InvoiceLineCreate {
+	_c.mutation.SetServicePeriodStart(v)
+	return _c
+}
+
+// SetNillableServicePeriodStart sets the "service_period_start" field if the given value is not nil.
+func (_c *InvoiceLineCreate) SetNillableServicePeriodStart(v *time.Time) *InvoiceLineCreate {
+	if v != nil {
+		_c.SetServicePeriodStart(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *InvoiceLineCreate) SetID(v uuid.UUID) *InvoiceLineCreate {
 	_c.mutation.SetID(v)
@@ -300,6 +314,10 @@ func (_c *InvoiceLineCreate) createSpec() (*InvoiceLine, *sqlgraph.CreateSpec) {
 		_spec.SetField(invoiceline.FieldAmountCurrencyMicros, field.TypeInt64, value)
 		_node.AmountCurrencyMicros = value
 	}
+	if value, ok := _c.mutation.ServicePeriodStart(); ok {
+		_spec.SetField(invoiceline.FieldServicePeriodStart, field.TypeTime, value)
+		_node.ServicePeriodStart = &value
+	}
 	if nodes := _c.mutation.InvoiceIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.M2O,
@@ -412,6 +430,9 @@ func (u *InvoiceLineUpsertOne) UpdateNewValues() *InvoiceLineUpsertOne {
 		}
 		if _, exists := u.create.mutation.AmountCurrencyMicros(); exists {
 			s.SetIgnore(invoiceline.FieldAmountCurrencyMicros)
+		}
+		if _, exists := u.create.mutation.ServicePeriodStart(); exists {
+			s.SetIgnore(invoiceline.FieldServicePeriodStart)
 		}
 	}))
 	return u
@@ -653,6 +674,9 @@ func (u *InvoiceLineUpsertBulk) UpdateNewValues() *InvoiceLineUpsertBulk {
 			}
 			if _, exists := b.mutation.AmountCurrencyMicros(); exists {
 				s.SetIgnore(invoiceline.FieldAmountCurrencyMicros)
+			}
+			if _, exists := b.mutation.ServicePeriodStart(); exists {
+				s.SetIgnore(invoiceline.FieldServicePeriodStart)
 			}
 		}
 	}))

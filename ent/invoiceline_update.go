@@ -82,6 +82,9 @@ func (_u *InvoiceLineUpdate) sqlSave(ctx context.Context) (_node int, err error)
 	if _u.mutation.PriceEffectiveFromCleared() {
 		_spec.ClearField(invoiceline.FieldPriceEffectiveFrom, field.TypeTime)
 	}
+	if _u.mutation.ServicePeriodStartCleared() {
+		_spec.ClearField(invoiceline.FieldServicePeriodStart, field.TypeTime)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{invoiceline.Label}
@@ -186,6 +189,9 @@ func (_u *InvoiceLineUpdateOne) sqlSave(ctx context.Context) (_node *InvoiceLine
 	}
 	if _u.mutation.PriceEffectiveFromCleared() {
 		_spec.ClearField(invoiceline.FieldPriceEffectiveFrom, field.TypeTime)
+	}
+	if _u.mutation.ServicePeriodStartCleared() {
+		_spec.ClearField(invoiceline.FieldServicePeriodStart, field.TypeTime)
 	}
 	_node = &InvoiceLine{config: _u.config}
 	_spec.Assign = _node.assignValues

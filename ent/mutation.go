@@ -8086,6 +8086,7 @@ type InvoiceLineMutation struct {
 	addamount_micros              *int64
 	amount_currency_micros        *int64
 	addamount_currency_micros     *int64
+	service_period_start          *time.Time
 	clearedFields                 map[string]struct{}
 	invoice                       *uuid.UUID
 	clearedinvoice                bool
@@ -8635,6 +8636,55 @@ func (m *InvoiceLineMutation) ResetAmountCurrencyMicros() {
 	m.addamount_currency_micros = nil
 }
 
+// SetServicePeriodStart sets the "service_period_start" field.
+func (m *InvoiceLineMutation) SetServicePeriodStart(t time.Time) {
+	m.service_period_start = &t
+}
+
+// ServicePeriodStart returns the value of the "service_period_start" field in the mutation.
+func (m *InvoiceLineMutation) ServicePeriodStart() (r time.Time, exists bool) {
+	v := m.service_period_start
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldServicePeriodStart returns the old "service_period_start" field's value of the InvoiceLine entity.
+// If the InvoiceLine object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *InvoiceLineMutation) OldServicePeriodStart(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldServicePeriodStart is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldServicePeriodStart requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldServicePeriodStart: %w", err)
+	}
+	return oldValue.ServicePeriodStart, nil
+}
+
+// ClearServicePeriodStart clears the value of the "service_period_start" field.
+func (m *InvoiceLineMutation) ClearServicePeriodStart() {
+	m.service_period_start = nil
+	m.clearedFields[invoiceline.FieldServicePeriodStart] = struct{}{}
+}
+
+// ServicePeriodStartCleared returns if the "service_period_start" field was cleared in this mutation.
+func (m *InvoiceLineMutation) ServicePeriodStartCleared() bool {
+	_, ok := m.clearedFields[invoiceline.FieldServicePeriodStart]
+	return ok
+}
+
+// ResetServicePeriodStart resets all changes to the "service_period_start" field.
+func (m *InvoiceLineMutation) ResetServicePeriodStart() {
+	m.service_period_start = nil
+	delete(m.clearedFields, invoiceline.FieldServicePeriodStart)
+}
+
 // ClearInvoice clears the "invoice" edge to the Invoice entity.
 func (m *InvoiceLineMutation) ClearInvoice() {
 	m.clearedinvoice = true
@@ -8696,7 +8746,7 @@ func (m *InvoiceLineMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *InvoiceLineMutation) Fields() []string {
-	fields := make([]string, 0, 9)
+	fields := make([]string, 0, 10)
 	if m.invoice != nil {
 		fields = append(fields, invoiceline.FieldInvoiceID)
 	}
@@ -8724,6 +8774,9 @@ func (m *InvoiceLineMutation) Fields() []string {
 	if m.amount_currency_micros != nil {
 		fields = append(fields, invoiceline.FieldAmountCurrencyMicros)
 	}
+	if m.service_period_start != nil {
+		fields = append(fields, invoiceline.FieldServicePeriodStart)
+	}
 	return fields
 }
 
@@ -8750,6 +8803,8 @@ func (m *InvoiceLineMutation) Field(name string) (ent.Value, bool) {
 		return m.AmountMicros()
 	case invoiceline.FieldAmountCurrencyMicros:
 		return m.AmountCurrencyMicros()
+	case invoiceline.FieldServicePeriodStart:
+		return m.ServicePeriodStart()
 	}
 	return nil, false
 }
@@ -8777,6 +8832,8 @@ func (m *InvoiceLineMutation) OldField(ctx context.Context, name string) (ent.Va
 		return m.OldAmountMicros(ctx)
 	case invoiceline.FieldAmountCurrencyMicros:
 		return m.OldAmountCurrencyMicros(ctx)
+	case invoiceline.FieldServicePeriodStart:
+		return m.OldServicePeriodStart(ctx)
 	}
 	return nil, fmt.Errorf("unknown InvoiceLine field %s", name)
 }
@@ -8848,6 +8905,13 @@ func (m *InvoiceLineMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetAmountCurrencyMicros(v)
+		return nil
+	case invoiceline.FieldServicePeriodStart:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetServicePeriodStart(v)
 		return nil
 	}
 	return fmt.Errorf("unknown InvoiceLine field %s", name)
@@ -8945,6 +9009,9 @@ func (m *InvoiceLineMutation) ClearedFields() []string {
 	if m.FieldCleared(invoiceline.FieldPriceEffectiveFrom) {
 		fields = append(fields, invoiceline.FieldPriceEffectiveFrom)
 	}
+	if m.FieldCleared(invoiceline.FieldServicePeriodStart) {
+		fields = append(fields, invoiceline.FieldServicePeriodStart)
+	}
 	return fields
 }
 
@@ -8961,6 +9028,9 @@ func (m *InvoiceLineMutation) ClearField(name string) error {
 	switch name {
 	case invoiceline.FieldPriceEffectiveFrom:
 		m.ClearPriceEffectiveFrom()
+		return nil
+	case invoiceline.FieldServicePeriodStart:
+		m.ClearServicePeriodStart()
 		return nil
 	}
 	return fmt.Errorf("unknown InvoiceLine nullable field %s", name)
@@ -8996,6 +9066,9 @@ func (m *InvoiceLineMutation) ResetField(name string) error {
 		return nil
 	case invoiceline.FieldAmountCurrencyMicros:
 		m.ResetAmountCurrencyMicros()
+		return nil
+	case invoiceline.FieldServicePeriodStart:
+		m.ResetServicePeriodStart()
 		return nil
 	}
 	return fmt.Errorf("unknown InvoiceLine field %s", name)
@@ -21334,6 +21407,8 @@ type UsageRecordMutation struct {
 	addredacted_secrets    *int32
 	created_at             *time.Time
 	rolled_up              *bool
+	late                   *bool
+	late_invoice_id        *uuid.UUID
 	clearedFields          map[string]struct{}
 	done                   bool
 	oldValue               func(context.Context) (*UsageRecord, error)
@@ -22581,6 +22656,91 @@ func (m *UsageRecordMutation) ResetRolledUp() {
 	m.rolled_up = nil
 }
 
+// SetLate sets the "late" field.
+func (m *UsageRecordMutation) SetLate(b bool) {
+	m.late = &b
+}
+
+// Late returns the value of the "late" field in the mutation.
+func (m *UsageRecordMutation) Late() (r bool, exists bool) {
+	v := m.late
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLate returns the old "late" field's value of the UsageRecord entity.
+// If the UsageRecord object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRecordMutation) OldLate(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLate is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLate requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLate: %w", err)
+	}
+	return oldValue.Late, nil
+}
+
+// ResetLate resets all changes to the "late" field.
+func (m *UsageRecordMutation) ResetLate() {
+	m.late = nil
+}
+
+// SetLateInvoiceID sets the "late_invoice_id" field.
+func (m *UsageRecordMutation) SetLateInvoiceID(u uuid.UUID) {
+	m.late_invoice_id = &u
+}
+
+// LateInvoiceID returns the value of the "late_invoice_id" field in the mutation.
+func (m *UsageRecordMutation) LateInvoiceID() (r uuid.UUID, exists bool) {
+	v := m.late_invoice_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLateInvoiceID returns the old "late_invoice_id" field's value of the UsageRecord entity.
+// If the UsageRecord object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UsageRecordMutation) OldLateInvoiceID(ctx context.Context) (v *uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLateInvoiceID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLateInvoiceID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLateInvoiceID: %w", err)
+	}
+	return oldValue.LateInvoiceID, nil
+}
+
+// ClearLateInvoiceID clears the value of the "late_invoice_id" field.
+func (m *UsageRecordMutation) ClearLateInvoiceID() {
+	m.late_invoice_id = nil
+	m.clearedFields[usagerecord.FieldLateInvoiceID] = struct{}{}
+}
+
+// LateInvoiceIDCleared returns if the "late_invoice_id" field was cleared in this mutation.
+func (m *UsageRecordMutation) LateInvoiceIDCleared() bool {
+	_, ok := m.clearedFields[usagerecord.FieldLateInvoiceID]
+	return ok
+}
+
+// ResetLateInvoiceID resets all changes to the "late_invoice_id" field.
+func (m *UsageRecordMutation) ResetLateInvoiceID() {
+	m.late_invoice_id = nil
+	delete(m.clearedFields, usagerecord.FieldLateInvoiceID)
+}
+
 // Where appends a list predicates to the UsageRecordMutation builder.
 func (m *UsageRecordMutation) Where(ps ...predicate.UsageRecord) {
 	m.predicates = append(m.predicates, ps...)
@@ -22615,7 +22775,7 @@ func (m *UsageRecordMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *UsageRecordMutation) Fields() []string {
-	fields := make([]string, 0, 24)
+	fields := make([]string, 0, 26)
 	if m.request_id != nil {
 		fields = append(fields, usagerecord.FieldRequestID)
 	}
@@ -22688,6 +22848,12 @@ func (m *UsageRecordMutation) Fields() []string {
 	if m.rolled_up != nil {
 		fields = append(fields, usagerecord.FieldRolledUp)
 	}
+	if m.late != nil {
+		fields = append(fields, usagerecord.FieldLate)
+	}
+	if m.late_invoice_id != nil {
+		fields = append(fields, usagerecord.FieldLateInvoiceID)
+	}
 	return fields
 }
 
@@ -22744,6 +22910,10 @@ func (m *UsageRecordMutation) Field(name string) (ent.Value, bool) {
 		return m.CreatedAt()
 	case usagerecord.FieldRolledUp:
 		return m.RolledUp()
+	case usagerecord.FieldLate:
+		return m.Late()
+	case usagerecord.FieldLateInvoiceID:
+		return m.LateInvoiceID()
 	}
 	return nil, false
 }
@@ -22801,6 +22971,10 @@ func (m *UsageRecordMutation) OldField(ctx context.Context, name string) (ent.Va
 		return m.OldCreatedAt(ctx)
 	case usagerecord.FieldRolledUp:
 		return m.OldRolledUp(ctx)
+	case usagerecord.FieldLate:
+		return m.OldLate(ctx)
+	case usagerecord.FieldLateInvoiceID:
+		return m.OldLateInvoiceID(ctx)
 	}
 	return nil, fmt.Errorf("unknown UsageRecord field %s", name)
 }
@@ -22977,6 +23151,20 @@ func (m *UsageRecordMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetRolledUp(v)
+		return nil
+	case usagerecord.FieldLate:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLate(v)
+		return nil
+	case usagerecord.FieldLateInvoiceID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLateInvoiceID(v)
 		return nil
 	}
 	return fmt.Errorf("unknown UsageRecord field %s", name)
@@ -23170,6 +23358,9 @@ func (m *UsageRecordMutation) ClearedFields() []string {
 	if m.FieldCleared(usagerecord.FieldAPIKeyID) {
 		fields = append(fields, usagerecord.FieldAPIKeyID)
 	}
+	if m.FieldCleared(usagerecord.FieldLateInvoiceID) {
+		fields = append(fields, usagerecord.FieldLateInvoiceID)
+	}
 	return fields
 }
 
@@ -23186,6 +23377,9 @@ func (m *UsageRecordMutation) ClearField(name string) error {
 	switch name {
 	case usagerecord.FieldAPIKeyID:
 		m.ClearAPIKeyID()
+		return nil
+	case usagerecord.FieldLateInvoiceID:
+		m.ClearLateInvoiceID()
 		return nil
 	}
 	return fmt.Errorf("unknown UsageRecord nullable field %s", name)
@@ -23266,6 +23460,12 @@ func (m *UsageRecordMutation) ResetField(name string) error {
 		return nil
 	case usagerecord.FieldRolledUp:
 		m.ResetRolledUp()
+		return nil
+	case usagerecord.FieldLate:
+		m.ResetLate()
+		return nil
+	case usagerecord.FieldLateInvoiceID:
+		m.ResetLateInvoiceID()
 		return nil
 	}
 	return fmt.Errorf("unknown UsageRecord field %s", name)

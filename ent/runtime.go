@@ -1199,6 +1199,10 @@ func init() {
 	usagerecordDescRolledUp := usagerecordFields[23].Descriptor()
 	// usagerecord.DefaultRolledUp holds the default value on creation for the rolled_up field.
 	usagerecord.DefaultRolledUp = usagerecordDescRolledUp.Default.(bool)
+	// usagerecordDescLate is the schema descriptor for late field.
+	usagerecordDescLate := usagerecordFields[24].Descriptor()
+	// usagerecord.DefaultLate holds the default value on creation for the late field.
+	usagerecord.DefaultLate = usagerecordDescLate.Default.(bool)
 	// usagerecordDescID is the schema descriptor for id field.
 	usagerecordDescID := usagerecordMixinFields0[0].Descriptor()
 	// usagerecord.DefaultID holds the default value on creation for the id field.

@@ -65,8 +65,12 @@ type UsageRecord struct {
 	// CreatedAt holds the value of the "created_at" field.
 	CreatedAt time.Time `json:"created_at,omitempty"`
 	// RolledUp holds the value of the "rolled_up" field.
-	RolledUp     bool `json:"rolled_up,omitempty"`
-	selectValues sql.SelectValues
+	RolledUp bool `json:"rolled_up,omitempty"`
+	// Late holds the value of the "late" field.
+	Late bool `json:"late,omitempty"`
+	// LateInvoiceID holds the value of the "late_invoice_id" field.
+	LateInvoiceID *uuid.UUID `json:"late_invoice_id,omitempty"`
+	selectValues  sql.SelectValues
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -74,9 +78,9 @@ func (*UsageRecord) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case usagerecord.FieldAPIKeyID:
+		case usagerecord.FieldAPIKeyID, usagerecord.FieldLateInvoiceID:
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
-		case usagerecord.FieldEstimated, usagerecord.FieldStreamed, usagerecord.FieldRolledUp:
+		case usagerecord.FieldEstimated, usagerecord.FieldStreamed, usagerecord.FieldRolledUp, usagerecord.FieldLate:
 			values[i] = new(sql.NullBool)
 		case usagerecord.FieldInputTokens, usagerecord.FieldOutputTokens, usagerecord.FieldCachedInputTokens, usagerecord.FieldReasoningTokens, usagerecord.FieldCostMicros, usagerecord.FieldStatusCode, usagerecord.FieldLatencyMs, usagerecord.FieldTtftMs, usagerecord.FieldRedactedEmails, usagerecord.FieldRedactedPhones, usagerecord.FieldRedactedCards, usagerecord.FieldRedactedIbans, usagerecord.FieldRedactedSecrets:
 			values[i] = new(sql.NullInt64)
@@ -252,6 +256,19 @@ func (_m *UsageRecord) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.RolledUp = value.Bool
 			}
+		case usagerecord.FieldLate:
+			if value, ok := values[i].(*sql.NullBool); !ok {
+				return fmt.Errorf("unexpected type %T for field late", values[i])
+			} else if value.Valid {
+				_m.Late = value.Bool
+			}
+		case usagerecord.FieldLateInvoiceID:
+			if value, ok := values[i].(*sql.NullScanner); !ok {
+				return fmt.Errorf("unexpected type %T for field late_invoice_id", values[i])
+			} else if value.Valid {
+				_m.LateInvoiceID = new(uuid.UUID)
+				*_m.LateInvoiceID = *value.S.(*uuid.UUID)
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -361,6 +378,14 @@ func (_m *UsageRecord) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("rolled_up=")
 	builder.WriteString(fmt.Sprintf("%v", _m.RolledUp))
+	builder.WriteString(", ")
+	builder.WriteString("late=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Late))
+	builder.WriteString(", ")
+	if v := _m.LateInvoiceID; v != nil {
+		builder.WriteString("late_invoice_id=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -336,6 +336,34 @@ func (_c *UsageRecordCreate) SetNillableRolledUp(v *bool) *UsageRecordCreate {
 	return _c
 }
 
+// SetLate sets the "late" field.
+func (_c *UsageRecordCreate) SetLate(v bool) *UsageRecordCreate {
+	_c.mutation.SetLate(v)
+	return _c
+}
+
+// SetNillableLate sets the "late" field if the given value is not nil.
+func (_c *UsageRecordCreate) SetNillableLate(v *bool) *UsageRecordCreate {
+	if v != nil {
+		_c.SetLate(*v)
+	}
+	return _c
+}
+
+// SetLateInvoiceID sets the "late_invoice_id" field.
+func (_c *UsageRecordCreate) SetLateInvoiceID(v uuid.UUID) *UsageRecordCreate {
+	_c.mutation.SetLateInvoiceID(v)
+	return _c
+}
+
+// SetNillableLateInvoiceID sets the "late_invoice_id" field if the given value is not nil.
+func (_c *UsageRecordCreate) SetNillableLateInvoiceID(v *uuid.UUID) *UsageRecordCreate {
+	if v != nil {
+		_c.SetLateInvoiceID(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *UsageRecordCreate) SetID(v uuid.UUID) *UsageRecordCreate {
 	_c.mutation.SetID(v)
@@ -464,6 +492,10 @@ func (_c *UsageRecordCreate) defaults() {
 	if _, ok := _c.mutation.RolledUp(); !ok {
 		v := usagerecord.DefaultRolledUp
 		_c.mutation.SetRolledUp(v)
+	}
+	if _, ok := _c.mutation.Late(); !ok {
+		v := usagerecord.DefaultLate
+		_c.mutation.SetLate(v)
 	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := usagerecord.DefaultID()
@@ -607,6 +639,9 @@ func (_c *UsageRecordCreate) check() error {
 	if _, ok := _c.mutation.RolledUp(); !ok {
 		return &ValidationError{Name: "rolled_up", err: errors.New(`ent: missing required field "UsageRecord.rolled_up"`)}
 	}
+	if _, ok := _c.mutation.Late(); !ok {
+		return &ValidationError{Name: "late", err: errors.New(`ent: missing required field "UsageRecord.late"`)}
+	}
 	return nil
 }
 
@@ -739,6 +774,14 @@ func (_c *UsageRecordCreate) createSpec() (*UsageRecord, *sqlgraph.CreateSpec) {
 		_spec.SetField(usagerecord.FieldRolledUp, field.TypeBool, value)
 		_node.RolledUp = value
 	}
+	if value, ok := _c.mutation.Late(); ok {
+		_spec.SetField(usagerecord.FieldLate, field.TypeBool, value)
+		_node.Late = value
+	}
+	if value, ok := _c.mutation.LateInvoiceID(); ok {
+		_spec.SetField(usagerecord.FieldLateInvoiceID, field.TypeUUID, value)
+		_node.LateInvoiceID = &value
+	}
 	return _node, _spec
 }
 
@@ -800,6 +843,36 @@ func (u *UsageRecordUpsert) SetRolledUp(v bool) *UsageRecordUpsert {
 // UpdateRolledUp sets the "rolled_up" field to the value that was provided on create.
 func (u *UsageRecordUpsert) UpdateRolledUp() *UsageRecordUpsert {
 	u.SetExcluded(usagerecord.FieldRolledUp)
+	return u
+}
+
+// SetLate sets the "late" field.
+func (u *UsageRecordUpsert) SetLate(v bool) *UsageRecordUpsert {
+	u.Set(usagerecord.FieldLate, v)
+	return u
+}
+
+// UpdateLate sets the "late" field to the value that was provided on create.
+func (u *UsageRecordUpsert) UpdateLate() *UsageRecordUpsert {
+	u.SetExcluded(usagerecord.FieldLate)
+	return u
+}
+
+// SetLateInvoiceID sets the "late_invoice_id" field.
+func (u *UsageRecordUpsert) SetLateInvoiceID(v uuid.UUID) *UsageRecordUpsert {
+	u.Set(usagerecord.FieldLateInvoiceID, v)
+	return u
+}
+
+// UpdateLateInvoiceID sets the "late_invoice_id" field to the value that was provided on create.
+func (u *UsageRecordUpsert) UpdateLateInvoiceID() *UsageRecordUpsert {
+	u.SetExcluded(usagerecord.FieldLateInvoiceID)
+	return u
+}
+
+// ClearLateInvoiceID clears the value of the "late_invoice_id" field.
+func (u *UsageRecordUpsert) ClearLateInvoiceID() *UsageRecordUpsert {
+	u.SetNull(usagerecord.FieldLateInvoiceID)
 	return u
 }
 
@@ -931,6 +1004,41 @@ func (u *UsageRecordUpsertOne) SetRolledUp(v bool) *UsageRecordUpsertOne {
 func (u *UsageRecordUpsertOne) UpdateRolledUp() *UsageRecordUpsertOne {
 	return u.Update(func(s *UsageRecordUpsert) {
 		s.UpdateRolledUp()
+	})
+}
+
+// SetLate sets the "late" field.
+func (u *UsageRecordUpsertOne) SetLate(v bool) *UsageRecordUpsertOne {
+	return u.Update(func(s *UsageRecordUpsert) {
+		s.SetLate(v)
+	})
+}
+
+// UpdateLate sets the "late" field to the value that was provided on create.
+func (u *UsageRecordUpsertOne) UpdateLate() *UsageRecordUpsertOne {
+	return u.Update(func(s *UsageRecordUpsert) {
+		s.UpdateLate()
+	})
+}
+
+// SetLateInvoiceID sets the "late_invoice_id" field.
+func (u *UsageRecordUpsertOne) SetLateInvoiceID(v uuid.UUID) *UsageRecordUpsertOne {
+	return u.Update(func(s *UsageRecordUpsert) {
+		s.SetLateInvoiceID(v)
+	})
+}
+
+// UpdateLateInvoiceID sets the "late_invoice_id" field to the value that was provided on create.
+func (u *UsageRecordUpsertOne) UpdateLateInvoiceID() *UsageRecordUpsertOne {
+	return u.Update(func(s *UsageRecordUpsert) {
+		s.UpdateLateInvoiceID()
+	})
+}
+
+// ClearLateInvoiceID clears the value of the "late_invoice_id" field.
+func (u *UsageRecordUpsertOne) ClearLateInvoiceID() *UsageRecordUpsertOne {
+	return u.Update(func(s *UsageRecordUpsert) {
+		s.ClearLateInvoiceID()
 	})
 }
 
@@ -1229,6 +1337,41 @@ func (u *UsageRecordUpsertBulk) SetRolledUp(v bool) *UsageRecordUpsertBulk {
 func (u *UsageRecordUpsertBulk) UpdateRolledUp() *UsageRecordUpsertBulk {
 	return u.Update(func(s *UsageRecordUpsert) {
 		s.UpdateRolledUp()
+	})
+}
+
+// SetLate sets the "late" field.
+func (u *UsageRecordUpsertBulk) SetLate(v bool) *UsageRecordUpsertBulk {
+	return u.Update(func(s *UsageRecordUpsert) {
+		s.SetLate(v)
+	})
+}
+
+// UpdateLate sets the "late" field to the value that was provided on create.
+func (u *UsageRecordUpsertBulk) UpdateLate() *UsageRecordUpsertBulk {
+	return u.Update(func(s *UsageRecordUpsert) {
+		s.UpdateLate()
+	})
+}
+
+// SetLateInvoiceID sets the "late_invoice_id" field.
+func (u *UsageRecordUpsertBulk) SetLateInvoiceID(v uuid.UUID) *UsageRecordUpsertBulk {
+	return u.Update(func(s *UsageRecordUpsert) {
+		s.SetLateInvoiceID(v)
+	})
+}
+
+// UpdateLateInvoiceID sets the "late_invoice_id" field to the value that was provided on create.
+func (u *UsageRecordUpsertBulk) UpdateLateInvoiceID() *UsageRecordUpsertBulk {
+	return u.Update(func(s *UsageRecordUpsert) {
+		s.UpdateLateInvoiceID()
+	})
+}
+
+// ClearLateInvoiceID clears the value of the "late_invoice_id" field.
+func (u *UsageRecordUpsertBulk) ClearLateInvoiceID() *UsageRecordUpsertBulk {
+	return u.Update(func(s *UsageRecordUpsert) {
+		s.ClearLateInvoiceID()
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
+	"github.com/google/uuid"
 	"github.com/tollgate-dev/tollgate/ent/predicate"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
 )
@@ -38,6 +39,40 @@ func (_u *UsageRecordUpdate) SetNillableRolledUp(v *bool) *UsageRecordUpdate {
 	if v != nil {
 		_u.SetRolledUp(*v)
 	}
+	return _u
+}
+
+// SetLate sets the "late" field.
+func (_u *UsageRecordUpdate) SetLate(v bool) *UsageRecordUpdate {
+	_u.mutation.SetLate(v)
+	return _u
+}
+
+// SetNillableLate sets the "late" field if the given value is not nil.
+func (_u *UsageRecordUpdate) SetNillableLate(v *bool) *UsageRecordUpdate {
+	if v != nil {
+		_u.SetLate(*v)
+	}
+	return _u
+}
+
+// SetLateInvoiceID sets the "late_invoice_id" field.
+func (_u *UsageRecordUpdate) SetLateInvoiceID(v uuid.UUID) *UsageRecordUpdate {
+	_u.mutation.SetLateInvoiceID(v)
+	return _u
+}
+
+// SetNillableLateInvoiceID sets the "late_invoice_id" field if the given value is not nil.
+func (_u *UsageRecordUpdate) SetNillableLateInvoiceID(v *uuid.UUID) *UsageRecordUpdate {
+	if v != nil {
+		_u.SetLateInvoiceID(*v)
+	}
+	return _u
+}
+
+// ClearLateInvoiceID clears the value of the "late_invoice_id" field.
+func (_u *UsageRecordUpdate) ClearLateInvoiceID() *UsageRecordUpdate {
+	_u.mutation.ClearLateInvoiceID()
 	return _u
 }
 
@@ -88,6 +123,15 @@ func (_u *UsageRecordUpdate) sqlSave(ctx context.Context) (_node int, err error)
 	if value, ok := _u.mutation.RolledUp(); ok {
 		_spec.SetField(usagerecord.FieldRolledUp, field.TypeBool, value)
 	}
+	if value, ok := _u.mutation.Late(); ok {
+		_spec.SetField(usagerecord.FieldLate, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.LateInvoiceID(); ok {
+		_spec.SetField(usagerecord.FieldLateInvoiceID, field.TypeUUID, value)
+	}
+	if _u.mutation.LateInvoiceIDCleared() {
+		_spec.ClearField(usagerecord.FieldLateInvoiceID, field.TypeUUID)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{usagerecord.Label}
@@ -119,6 +163,40 @@ func (_u *UsageRecordUpdateOne) SetNillableRolledUp(v *bool) *UsageRecordUpdateO
 	if v != nil {
 		_u.SetRolledUp(*v)
 	}
+	return _u
+}
+
+// SetLate sets the "late" field.
+func (_u *UsageRecordUpdateOne) SetLate(v bool) *UsageRecordUpdateOne {
+	_u.mutation.SetLate(v)
+	return _u
+}
+
+// SetNillableLate sets the "late" field if the given value is not nil.
+func (_u *UsageRecordUpdateOne) SetNillableLate(v *bool) *UsageRecordUpdateOne {
+	if v != nil {
+		_u.SetLate(*v)
+	}
+	return _u
+}
+
+// SetLateInvoiceID sets the "late_invoice_id" field.
+func (_u *UsageRecordUpdateOne) SetLateInvoiceID(v uuid.UUID) *UsageRecordUpdateOne {
+	_u.mutation.SetLateInvoiceID(v)
+	return _u
+}
+
+// SetNillableLateInvoiceID sets the "late_invoice_id" field if the given value is not nil.
+func (_u *UsageRecordUpdateOne) SetNillableLateInvoiceID(v *uuid.UUID) *UsageRecordUpdateOne {
+	if v != nil {
+		_u.SetLateInvoiceID(*v)
+	}
+	return _u
+}
+
+// ClearLateInvoiceID clears the value of the "late_invoice_id" field.
+func (_u *UsageRecordUpdateOne) ClearLateInvoiceID() *UsageRecordUpdateOne {
+	_u.mutation.ClearLateInvoiceID()
 	return _u
 }
 
@@ -198,6 +276,15 @@ func (_u *UsageRecordUpdateOne) sqlSave(ctx context.Context) (_node *UsageRecord
 	}
 	if value, ok := _u.mutation.RolledUp(); ok {
 		_spec.SetField(usagerecord.FieldRolledUp, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.Late(); ok {
+		_spec.SetField(usagerecord.FieldLate, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.LateInvoiceID(); ok {
+		_spec.SetField(usagerecord.FieldLateInvoiceID, field.TypeUUID, value)
+	}
+	if _u.mutation.LateInvoiceIDCleared() {
+		_spec.ClearField(usagerecord.FieldLateInvoiceID, field.TypeUUID)
 	}
 	_node = &UsageRecord{config: _u.config}
 	_spec.Assign = _node.assignValues

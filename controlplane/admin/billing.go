@@ -79,6 +79,7 @@ func invoiceToProto(inv *ent.Invoice, lines []*ent.InvoiceLine) *adminv1.Invoice
 			Quantity:               l.Quantity,
 			AmountMicros:           l.AmountMicros,
 			AmountCurrencyMicros:   l.AmountCurrencyMicros,
+			ServicePeriodStartTime: tsp(l.ServicePeriodStart),
 		})
 	}
 	return out
@@ -249,5 +250,6 @@ func (s *billingService) VerifyInvoice(ctx context.Context, req *adminv1.VerifyI
 	return &adminv1.VerifyInvoiceResponse{
 		Matches: len(v.Differences) == 0, Differences: v.Differences,
 		RecomputedTotalMicros: v.Recomputed.Total, RecomputedRequests: v.Recomputed.Requests,
+		PendingLateRequests: v.PendingLate,
 	}, nil
 }

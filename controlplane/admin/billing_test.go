@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
@@ -92,14 +93,51 @@ func TestInvoicesThroughTheAPI(t *testing.T) {
 
 		// Verification against the records.
 		v, err := h.billing().VerifyInvoice(h.op(), &adminv1.VerifyInvoiceRequest{Id: acmeInv})
-		if err != nil || !v.GetMatches() || v.GetRecomputedTotalMicros() != 10600 {
+		if err != nil || !v.GetMatches() || v.GetRecomputedTotalMicros() != 10600 || v.GetPendingLateRequests() != 0 {
 			t.Errorf("verify: %v %v", v, err)
+		}
+
+		// A March record arriving now is late: March's invoice still
+		// matches and counts it pending; April's bills it on a line that
+		// names March, in the JSON and the CSV.
+		h.addUsage(use{f.acme.GetId(), f.acmeKey1, "gpt-4o", "openai", day0.Add(3 * time.Hour), 10, 1, 20, 200})
+		v, err = h.billing().VerifyInvoice(h.op(), &adminv1.VerifyInvoiceRequest{Id: acmeInv})
+		if err != nil || !v.GetMatches() || v.GetPendingLateRequests() != 1 {
+			t.Errorf("verify after a late record: %v %v", v, err)
+		}
+		april, err := billing.New(billing.Config{Store: h.store}).CreateInvoice(context.Background(), uuid.MustParse(f.acme.GetId()), day0.AddDate(0, 1, 0), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ap, err := h.billing().GetInvoice(h.op(), &adminv1.GetInvoiceRequest{Id: april.ID.String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var priorLines int
+		for _, l := range ap.GetInvoice().GetLines() {
+			if l.GetServicePeriodStartTime() == nil || !l.GetServicePeriodStartTime().AsTime().Equal(day0) {
+				t.Errorf("April's line %v does not name March", l)
+			}
+			priorLines++
+		}
+		if priorLines == 0 || ap.GetInvoice().GetTotalMicros() != 20 || ap.GetInvoice().GetRequests() != 1 {
+			t.Errorf("April's invoice: %v", ap.GetInvoice())
+		}
+		apCSV, err := h.billing().ExportInvoice(h.op(), &adminv1.ExportInvoiceRequest{Id: april.ID.String(), Format: adminv1.InvoiceFormat_INVOICE_FORMAT_CSV})
+		if err != nil || !strings.Contains(string(apCSV.GetContent()), ",2026-03-01\n") {
+			t.Errorf("April's CSV (%v):\n%s", err, apCSV.GetContent())
+		}
+		for _, id := range []string{acmeInv, april.ID.String()} {
+			v, err = h.billing().VerifyInvoice(h.op(), &adminv1.VerifyInvoiceRequest{Id: id})
+			if err != nil || !v.GetMatches() || v.GetPendingLateRequests() != 0 {
+				t.Errorf("verify %s once the late record is billed: %v %v", id, v, err)
+			}
 		}
 
 		// A tenant admin reads its own invoices only, and moves none.
 		admin := h.ctx(f.acmeAdmin)
 		own, err := h.billing().ListInvoices(admin, &adminv1.ListInvoicesRequest{})
-		if err != nil || len(own.GetInvoices()) != 1 || own.GetInvoices()[0].GetId() != acmeInv {
+		if err != nil || len(own.GetInvoices()) != 2 || own.GetInvoices()[1].GetId() != acmeInv {
 			t.Errorf("acme's admin lists %v (%v)", own.GetInvoices(), err)
 		}
 		_, err = h.billing().GetInvoice(admin, &adminv1.GetInvoiceRequest{Id: globexInv})

@@ -7,8 +7,13 @@
 // currency at the operator's exchange rate, and issues it. One invoice per
 // tenant and month is guaranteed by a unique index: a second replica, or a
 // second run, that computes the same invoice fails to insert it and moves
-// on. An invoice's lines and totals are never recomputed; Verify
-// recomputes them from the raw records to show that they still match.
+// on. The job goes back to every closed month with usage and no invoice
+// (catch-up after downtime). A record that reaches the store after its
+// month's invoice was made is marked late by ingest (controlplane/
+// usageingest) and billed on the tenant's next invoice as prior-period
+// usage, stamped with that invoice in the transaction that creates it. An
+// invoice's lines and totals are never recomputed; Verify recomputes them
+// from the records it billed to show that they still match.
 //
 // Status: draft → issued → paid, and draft or issued → void; nothing else.
 // Every invoice that becomes issued does so in Service.issue, inside the
@@ -33,6 +38,8 @@ import (
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/ent"
 	"github.com/tollgate-dev/tollgate/ent/invoice"
+	"github.com/tollgate-dev/tollgate/ent/usagerecord"
+	"github.com/tollgate-dev/tollgate/ent/usagerollup"
 )
 
 // JobName names the monthly invoice job's lease.
@@ -143,72 +150,130 @@ var ErrNoUsage = errors.New("no usage in the period")
 // month exists already.
 var ErrExists = errors.New("the invoice exists already")
 
-// IssueDue is the job: once the grace after last month's end has passed,
-// it creates (and, unless Drafts, issues) last month's invoice for every
-// tenant that had usage and has none, one transaction per tenant. It
-// returns the first error after trying every tenant, so that one tenant
-// (a currency without a rate, say) does not hold up the others.
+// IssueDue is the job. It invoices, oldest month first, every month that
+// has ended (and whose grace has passed) for every tenant with usage in it
+// and no invoice for it, from the earliest month in the daily rollups: a
+// control plane that was down for months catches up, and a month that gets
+// its first records of a tenant late (a replay) gets that tenant's invoice
+// then. For the last closed month it also invoices the tenants whose only
+// billable usage is late records of earlier months. One transaction per
+// invoice. It returns the first errors after trying every tenant and month,
+// so that one tenant (a currency without a rate, say) does not hold up the
+// others.
 func (s *Service) IssueDue(ctx context.Context) error {
-	now := s.cfg.Now().UTC()
-	thisMonth, _ := Month(now)
-	start := thisMonth.AddDate(0, -1, 0)
-	if now.Before(thisMonth.Add(s.cfg.Grace)) {
-		return nil
-	}
-	tenants, err := s.tenantsWithUsage(ctx, start, thisMonth)
-	if err != nil {
+	last := s.lastClosedMonth()
+	first, ok, err := s.firstUsageMonth(ctx)
+	if err != nil || !ok {
 		return err
 	}
 	var errs []error
-	for _, id := range tenants {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	for m := first; !m.After(last); m = m.AddDate(0, 1, 0) {
+		tenants, err := s.tenantsToInvoice(ctx, m, m.Equal(last))
+		if err != nil {
+			errs = append(errs, err)
+			continue
 		}
-		inv, err := s.CreateInvoice(ctx, id, start, !s.cfg.Drafts)
-		switch {
-		case errors.Is(err, ErrExists), errors.Is(err, ErrNoUsage):
-		case err != nil:
-			errs = append(errs, fmt.Errorf("tenant %s: %w", id, err))
-		default:
-			s.cfg.Log.InfoContext(ctx, "invoice created", "invoice_id", inv.ID, "tenant_id", id,
-				"period", start.Format("2006-01"), "status", inv.Status, "total_micros", inv.TotalMicros)
+		for _, id := range tenants {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			inv, err := s.CreateInvoice(ctx, id, m, !s.cfg.Drafts)
+			switch {
+			case errors.Is(err, ErrExists), errors.Is(err, ErrNoUsage):
+			case err != nil:
+				errs = append(errs, fmt.Errorf("tenant %s, %s: %w", id, m.Format("2006-01"), err))
+			default:
+				s.cfg.Log.InfoContext(ctx, "invoice created", "invoice_id", inv.ID, "tenant_id", id,
+					"period", m.Format("2006-01"), "status", inv.Status, "total_micros", inv.TotalMicros,
+					"requests", inv.Requests)
+			}
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// tenantsWithUsage lists the tenants with usage in the month, from the
-// daily rollups (one small query rather than a scan of the month's
-// records), that have no invoice for it yet.
-func (s *Service) tenantsWithUsage(ctx context.Context, start, end time.Time) ([]uuid.UUID, error) {
+// lastClosedMonth is the latest month whose grace has passed: the previous
+// month once the grace after its end is over, else the one before.
+func (s *Service) lastClosedMonth() time.Time {
+	now := s.cfg.Now().UTC()
+	thisMonth, _ := Month(now)
+	last := thisMonth.AddDate(0, -1, 0)
+	if now.Before(thisMonth.Add(s.cfg.Grace)) {
+		last = last.AddDate(0, -1, 0)
+	}
+	return last
+}
+
+// firstUsageMonth is the month of the earliest daily rollup row (one read at
+// the start of the (period, bucket_start) index); ok is false without any.
+// Every usage record is counted in the rollups, late ones included.
+func (s *Service) firstUsageMonth(ctx context.Context) (time.Time, bool, error) {
+	r, err := s.cfg.Store.Client().UsageRollup.Query().Where(usagerollup.PeriodEQ(usagerollup.PeriodDay)).
+		Order(ent.Asc(usagerollup.FieldBucketStart)).Select(usagerollup.FieldBucketStart).First(ctx)
+	if ent.IsNotFound(err) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("finding the first month with usage: %w", err)
+	}
+	m, _ := Month(r.BucketStart)
+	return m, true, nil
+}
+
+// tenantsToInvoice lists the tenants with usage in the month that starts at
+// start, from the daily rollups (one small query rather than a scan of the
+// month's records), and with pending too those with late records waiting
+// for an invoice (from their partial index), less those with an invoice
+// for the month.
+func (s *Service) tenantsToInvoice(ctx context.Context, start time.Time, pending bool) ([]uuid.UUID, error) {
+	_, end := Month(start)
 	rows, err := rollup.Sum(ctx, s.cfg.Store, rollup.Filter{Period: rollup.Day, Start: start, End: end}, rollup.ByTenant)
 	if err != nil {
 		return nil, err
 	}
-	done, err := s.cfg.Store.Client().Invoice.Query().Where(invoice.PeriodStart(start)).
-		Select(invoice.FieldTenantID).All(ctx)
+	var ids []uuid.UUID
+	for _, r := range rows {
+		ids = append(ids, r.TenantID)
+	}
+	c := s.cfg.Store.Client()
+	if pending {
+		var late []struct {
+			TenantID uuid.UUID `sql:"tenant_id"`
+		}
+		err := c.UsageRecord.Query().Where(pendingLate()).GroupBy(usagerecord.FieldTenantID).Scan(ctx, &late)
+		if err != nil {
+			return nil, fmt.Errorf("listing tenants with late usage records: %w", err)
+		}
+		for _, r := range late {
+			ids = append(ids, r.TenantID)
+		}
+	}
+	done, err := c.Invoice.Query().Where(invoice.PeriodStart(start)).Select(invoice.FieldTenantID).All(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("listing invoices of %s: %w", start.Format("2006-01"), err)
 	}
-	invoiced := map[uuid.UUID]bool{}
+	skip := map[uuid.UUID]bool{}
 	for _, inv := range done {
-		invoiced[inv.TenantID] = true
+		skip[inv.TenantID] = true
 	}
 	var out []uuid.UUID
-	for _, r := range rows {
-		if !invoiced[r.TenantID] {
-			out = append(out, r.TenantID)
+	for _, id := range ids {
+		if !skip[id] {
+			skip[id] = true
+			out = append(out, id)
 		}
 	}
 	return out, nil
 }
 
 // CreateInvoice computes and stores the tenant's invoice for the month that
-// starts at start, issued when issue is true, in one transaction. It
-// returns ErrExists when the invoice exists (also when another replica
-// stored it first) and ErrNoUsage for a month without usage. A tenant that
-// no longer exists is invoiced in US dollars with no contact: its usage
-// still has to add up.
+// starts at start, issued when issue is true, in one transaction: the
+// month's own records, and the tenant's late records of earlier months that
+// no invoice has billed yet, which it stamps with the invoice's id in the
+// same transaction so that they are billed once. It returns ErrExists when
+// the invoice exists (also when another replica stored it first) and
+// ErrNoUsage when there is nothing to bill. A tenant that no longer exists
+// is invoiced in US dollars with no contact: its usage still has to add up.
 func (s *Service) CreateInvoice(ctx context.Context, tenantID uuid.UUID, start time.Time, issue bool) (*ent.Invoice, error) {
 	start, end := Month(start)
 	var created *ent.Invoice
@@ -250,7 +315,8 @@ func (s *Service) CreateInvoice(ctx context.Context, tenantID uuid.UUID, start t
 			totalCur += cur
 			lines[i] = tx.InvoiceLine.Create().SetInvoiceID(id).SetPosition(i).SetModel(l.Model).SetKind(l.Kind).
 				SetNillablePriceEffectiveFrom(l.PriceFrom).SetUnitPriceMicrosPerMtok(l.UnitPrice).
-				SetQuantity(l.Quantity).SetAmountMicros(l.Amount).SetAmountCurrencyMicros(cur)
+				SetQuantity(l.Quantity).SetAmountMicros(l.Amount).SetAmountCurrencyMicros(cur).
+				SetNillableServicePeriodStart(l.Period)
 		}
 		inv, err := tx.Invoice.Create().SetID(id).SetTenantID(tenantID).
 			SetNumber(fmt.Sprintf("TG-%s-%s", start.Format("200601"), slug)).
@@ -263,6 +329,17 @@ func (s *Service) CreateInvoice(ctx context.Context, tenantID uuid.UUID, start t
 		}
 		if err := tx.InvoiceLine.CreateBulk(lines...).Exec(ctx); err != nil {
 			return fmt.Errorf("storing invoice lines: %w", err)
+		}
+		// The late records just billed are this invoice's, and no other's.
+		stamped, err := tx.UsageRecord.Update().Where(PendingLate(tenantID)...).
+			Where(usagerecord.CreatedAtLT(start)).SetLateInvoiceID(id).Save(ctx)
+		if err != nil {
+			return fmt.Errorf("stamping late usage records with their invoice: %w", err)
+		}
+		if int64(stamped) != c.LateRequests {
+			// Serializable isolation makes this impossible; committing
+			// would bill records the lines do not show, or twice.
+			return fmt.Errorf("stamped %d late usage records, billed %d", stamped, c.LateRequests)
 		}
 		if err := audit(ctx, tx, "system:"+JobName, "invoice.create", inv); err != nil {
 			return err
@@ -363,13 +440,21 @@ func audit(ctx context.Context, tx *ent.Tx, actor, action string, inv *ent.Invoi
 type Verification struct {
 	Recomputed  Computed
 	Differences []string // empty when the invoice matches
+	// PendingLate counts the tenant's late records waiting for its next
+	// invoice.
+	PendingLate int64
 }
 
-// Verify recomputes inv from the raw usage records and price history and
-// lists every difference from its stored lines and totals. Records that
-// arrived after the invoice was created are the usual cause of one.
+// Verify recomputes inv from the raw usage records it bills — its month's
+// records that are not late, and the late records stamped with it — and
+// the price history, and lists every difference from its stored lines and
+// totals. A record that arrives after the invoice was made is late and
+// billed by the next invoice, so it makes no difference here; deleted
+// records (a usage retention purge) do, as do records that arrived late
+// before late records were tracked.
 func (s *Service) Verify(ctx context.Context, inv *ent.Invoice) (Verification, error) {
-	c, err := Compute(ctx, s.cfg.Store.Client(), inv.TenantID, inv.PeriodStart.UTC(), inv.PeriodEnd.UTC())
+	c := s.cfg.Store.Client()
+	computed, err := computeInvoice(ctx, c, inv.TenantID, inv.PeriodStart.UTC(), inv.PeriodEnd.UTC(), BilledLate(inv.ID))
 	if err != nil {
 		return Verification{}, err
 	}
@@ -379,34 +464,41 @@ func (s *Service) Verify(ctx context.Context, inv *ent.Invoice) (Verification, e
 			return Verification{}, fmt.Errorf("reading invoice lines: %w", err)
 		}
 	}
-	v := Verification{Recomputed: c}
-	if c.Total != inv.TotalMicros {
-		v.Differences = append(v.Differences, fmt.Sprintf("total: invoice %d, records %d micro-dollars", inv.TotalMicros, c.Total))
+	pending, err := c.UsageRecord.Query().Where(PendingLate(inv.TenantID)...).Count(ctx)
+	if err != nil {
+		return Verification{}, fmt.Errorf("counting late usage records: %w", err)
 	}
-	if c.Requests != inv.Requests {
-		v.Differences = append(v.Differences, fmt.Sprintf("requests: invoice %d, records %d", inv.Requests, c.Requests))
+	v := Verification{Recomputed: computed, PendingLate: int64(pending)}
+	if computed.Total != inv.TotalMicros {
+		v.Differences = append(v.Differences, fmt.Sprintf("total: invoice %d, records %d micro-dollars", inv.TotalMicros, computed.Total))
+	}
+	if computed.Requests != inv.Requests {
+		v.Differences = append(v.Differences, fmt.Sprintf("requests: invoice %d, records %d", inv.Requests, computed.Requests))
 	}
 	describe := func(l Line) string {
-		from := ""
+		from, period := "", ""
 		if l.PriceFrom != nil {
 			from = " from " + l.PriceFrom.UTC().Format(time.RFC3339)
 		}
-		return fmt.Sprintf("%s %s%s: %d tokens at %d, %d micro-dollars", l.Model, l.Kind, from, l.Quantity, l.UnitPrice, l.Amount)
+		if l.Period != nil {
+			period = "prior period " + l.Period.UTC().Format("2006-01") + ": "
+		}
+		return fmt.Sprintf("%s%s %s%s: %d tokens at %d, %d micro-dollars", period, l.Model, l.Kind, from, l.Quantity, l.UnitPrice, l.Amount)
 	}
 	want := map[string]bool{}
-	for _, l := range c.Lines {
+	for _, l := range computed.Lines {
 		want[describe(l)] = true
 	}
 	have := map[string]bool{}
 	for _, l := range stored {
 		d := describe(Line{Model: l.Model, Kind: l.Kind, PriceFrom: l.PriceEffectiveFrom, UnitPrice: l.UnitPriceMicrosPerMtok,
-			Quantity: l.Quantity, Amount: l.AmountMicros})
+			Quantity: l.Quantity, Amount: l.AmountMicros, Period: l.ServicePeriodStart})
 		have[d] = true
 		if !want[d] {
 			v.Differences = append(v.Differences, "only on the invoice: "+d)
 		}
 	}
-	for _, l := range c.Lines {
+	for _, l := range computed.Lines {
 		if d := describe(l); !have[d] {
 			v.Differences = append(v.Differences, "only in the records: "+d)
 		}

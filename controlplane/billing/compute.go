@@ -15,6 +15,7 @@ import (
 	"github.com/tollgate-dev/tollgate/ent/invoiceline"
 	"github.com/tollgate-dev/tollgate/ent/model"
 	"github.com/tollgate-dev/tollgate/ent/modelprice"
+	"github.com/tollgate-dev/tollgate/ent/predicate"
 	"github.com/tollgate-dev/tollgate/ent/usagerecord"
 )
 
@@ -26,6 +27,9 @@ type Line struct {
 	UnitPrice int64      // micro-dollars per million tokens
 	Quantity  int64      // tokens
 	Amount    int64
+	// Period is, on a prior-period line, the first instant of the month
+	// its (late) records were made in; nil for the invoice's own month.
+	Period *time.Time
 }
 
 // Computed is an invoice's content as the usage records and price history
@@ -34,6 +38,9 @@ type Computed struct {
 	Lines    []Line
 	Total    int64 // micro-dollars: the sum of the records' cost
 	Requests int64
+	// LateRequests are the late records of earlier months among Requests,
+	// billed as prior-period usage.
+	LateRequests int64
 }
 
 // modelSums adds up one model's records in one interval.
@@ -46,10 +53,11 @@ type modelSums struct {
 	Cost        int64  `sql:"cost_micros"`
 }
 
-// sumByModel adds up a tenant's records in [from, to) per model, in one
-// aggregate query over the (tenant_id, created_at) index range. Cached
-// tokens count at most a record's input, as ext_proc charges them.
-func sumByModel(ctx context.Context, c *ent.Client, tenantID uuid.UUID, from, to time.Time) ([]modelSums, error) {
+// sumByModel adds up a tenant's records in [from, to) that where selects
+// per model, in one aggregate query over an index range ((tenant_id,
+// created_at), or a late-record index). Cached tokens count at most a
+// record's input, as ext_proc charges them.
+func sumByModel(ctx context.Context, c *ent.Client, where []predicate.UsageRecord, from, to time.Time) ([]modelSums, error) {
 	// SUM of integers is NUMERIC on PostgreSQL and DECIMAL on CockroachDB,
 	// and NULL over no rows: cast back, default 0.
 	agg := func(as string, expr func(s *entsql.Selector) string) ent.AggregateFunc {
@@ -62,7 +70,8 @@ func sumByModel(ctx context.Context, c *ent.Client, tenantID uuid.UUID, from, to
 	}
 	var rows []modelSums
 	err := c.UsageRecord.Query().
-		Where(usagerecord.TenantID(tenantID), usagerecord.CreatedAtGTE(from), usagerecord.CreatedAtLT(to)).
+		Where(where...).
+		Where(usagerecord.CreatedAtGTE(from), usagerecord.CreatedAtLT(to)).
 		GroupBy(usagerecord.FieldModel).
 		Aggregate(
 			func(s *entsql.Selector) string { return entsql.As("COUNT(*)", "requests") },
@@ -114,17 +123,107 @@ func priceAt(ps []*ent.ModelPrice, t time.Time) *ent.ModelPrice {
 	return in
 }
 
-// Compute adds up a tenant's usage records in [start, end) into invoice
-// lines: per model, its uncached input, cached input and output tokens at
-// each price that was in force during the period (a price change splits the
-// period where it takes effect), and an adjustment line that makes the
-// model's lines add up to exactly what its records were charged. The total
-// is therefore the sum of the records' cost_micros, to the micro-dollar.
-// Compute reads only immutable data (records, and prices that are never
-// edited nor back-dated), so it gives the same result every time it runs
-// over a closed period.
+// OwnRecords selects the tenant's records an invoice of their month bills:
+// those that are not late. (A late record reached the store after its
+// month's invoice was made; the tenant's next invoice bills it.)
+func OwnRecords(tenantID uuid.UUID) []predicate.UsageRecord {
+	return []predicate.UsageRecord{usagerecord.TenantID(tenantID), usagerecord.Late(false)}
+}
+
+// PendingLate selects the tenant's late records that no invoice has billed
+// yet, written as the partial index usagerecord_late_unbilled is, so that
+// SQLite and PostgreSQL both read that index (SQLite only when the query
+// repeats the index's terms).
+func PendingLate(tenantID uuid.UUID) []predicate.UsageRecord {
+	return []predicate.UsageRecord{usagerecord.TenantID(tenantID), pendingLate()}
+}
+
+func pendingLate() predicate.UsageRecord {
+	return func(s *entsql.Selector) {
+		s.Where(entsql.And(
+			entsql.P(func(b *entsql.Builder) { b.Ident(s.C(usagerecord.FieldLate)) }),
+			entsql.IsNull(s.C(usagerecord.FieldLateInvoiceID)),
+		))
+	}
+}
+
+// BilledLate selects the late records an invoice billed as prior-period
+// usage.
+func BilledLate(invoiceID uuid.UUID) []predicate.UsageRecord {
+	return []predicate.UsageRecord{usagerecord.LateInvoiceID(invoiceID)}
+}
+
+// Compute is what the tenant's invoice for the month [start, end) bills if
+// it is made now: the month's own records (OwnRecords), and the late
+// records of earlier months that no invoice has billed (PendingLate), as
+// prior-period lines per month.
 func Compute(ctx context.Context, c *ent.Client, tenantID uuid.UUID, start, end time.Time) (Computed, error) {
-	whole, err := sumByModel(ctx, c, tenantID, start, end)
+	pending := append(PendingLate(tenantID), usagerecord.CreatedAtLT(start))
+	return computeInvoice(ctx, c, tenantID, start, end, pending)
+}
+
+// computeInvoice adds up the month's own records and, month by month, the
+// late records late selects.
+func computeInvoice(ctx context.Context, c *ent.Client, tenantID uuid.UUID, start, end time.Time, late []predicate.UsageRecord) (Computed, error) {
+	out, err := computeRecords(ctx, c, tenantID, OwnRecords(tenantID), start, end)
+	if err != nil {
+		return Computed{}, err
+	}
+	months, err := monthsOf(ctx, c, late)
+	if err != nil {
+		return Computed{}, err
+	}
+	for _, m := range months {
+		mEnd := m.AddDate(0, 1, 0)
+		prior, err := computeRecords(ctx, c, tenantID, late, m, mEnd)
+		if err != nil {
+			return Computed{}, err
+		}
+		for _, l := range prior.Lines {
+			l.Period = &m
+			out.Lines = append(out.Lines, l)
+		}
+		out.Total += prior.Total
+		out.Requests += prior.Requests
+		out.LateRequests += prior.Requests
+	}
+	slices.SortFunc(out.Lines, compareLines)
+	return out, nil
+}
+
+// monthsOf lists the months (their first instants, UTC) that hold records
+// where selects, oldest first: one indexed read of the earliest record
+// per month found, so a handful of late records cost a handful of reads.
+func monthsOf(ctx context.Context, c *ent.Client, where []predicate.UsageRecord) ([]time.Time, error) {
+	var out []time.Time
+	for {
+		q := c.UsageRecord.Query().Where(where...)
+		if len(out) > 0 {
+			q.Where(usagerecord.CreatedAtGTE(out[len(out)-1].AddDate(0, 1, 0)))
+		}
+		r, err := q.Order(ent.Asc(usagerecord.FieldCreatedAt)).Select(usagerecord.FieldCreatedAt).First(ctx)
+		if ent.IsNotFound(err) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("finding the months of late usage records: %w", err)
+		}
+		m, _ := Month(r.CreatedAt)
+		out = append(out, m)
+	}
+}
+
+// computeRecords adds up the tenant's records in [start, end) that where
+// selects into invoice lines: per model, its uncached input, cached input
+// and output tokens at each price that was in force during the period (a
+// price change splits the period where it takes effect), and an adjustment
+// line that makes the model's lines add up to exactly what its records were
+// charged. The total is therefore the sum of the records' cost_micros, to
+// the micro-dollar. It reads only immutable data (records, and prices that
+// are never edited nor back-dated), so it gives the same result every time
+// it runs over the same records.
+func computeRecords(ctx context.Context, c *ent.Client, tenantID uuid.UUID, where []predicate.UsageRecord, start, end time.Time) (Computed, error) {
+	whole, err := sumByModel(ctx, c, where, start, end)
 	if err != nil {
 		return Computed{}, err
 	}
@@ -156,7 +255,7 @@ func Compute(ctx context.Context, c *ent.Client, tenantID uuid.UUID, start, end 
 	for i := 0; i+1 < len(cuts); i++ {
 		sums := whole
 		if len(cuts) > 2 {
-			if sums, err = sumByModel(ctx, c, tenantID, cuts[i], cuts[i+1]); err != nil {
+			if sums, err = sumByModel(ctx, c, where, cuts[i], cuts[i+1]); err != nil {
 				return Computed{}, err
 			}
 		}
@@ -208,12 +307,28 @@ var kindOrder = map[invoiceline.Kind]int{
 	invoiceline.KindInput: 0, invoiceline.KindCachedInput: 1, invoiceline.KindOutput: 2, invoiceline.KindAdjustment: 3,
 }
 
+// compareLines orders an invoice's lines: its own month's first, then
+// prior-period usage oldest month first; within a month by model, kind and
+// price.
 func compareLines(a, b Line) int {
 	return cmp.Or(
+		comparePeriods(a.Period, b.Period),
 		cmp.Compare(a.Model, b.Model),
 		cmp.Compare(kindOrder[a.Kind], kindOrder[b.Kind]),
 		compareTimes(a.PriceFrom, b.PriceFrom),
 	)
+}
+
+func comparePeriods(a, b *time.Time) int {
+	switch {
+	case a == nil && b == nil:
+		return 0
+	case a == nil:
+		return -1
+	case b == nil:
+		return 1
+	}
+	return a.Compare(*b)
 }
 
 func compareTimes(a, b *time.Time) int {

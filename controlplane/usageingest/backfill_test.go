@@ -33,8 +33,11 @@ func storeUncounted(t *testing.T, st *store.Store, recs []*usagev1.UsageRecord) 
 		}
 		builders[i] = b
 	}
-	if err := st.Client().UsageRecord.CreateBulk(builders...).Exec(context.Background()); err != nil {
-		t.Fatal(err)
+	// In chunks: SQLite binds at most 32,766 parameters per statement.
+	for start := 0; start < len(builders); start += insertChunk {
+		if err := st.Client().UsageRecord.CreateBulk(builders[start:min(start+insertChunk, len(builders))]...).Exec(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -6,8 +6,9 @@
 // again (ext_proc resends whatever it has no acknowledgement for) never
 // counts a request twice. The same transaction adds the records it
 // inserted (RETURNING tells which), and only those, to the hourly and daily
-// usage rollups (controlplane/rollup), and moves api_keys.last_used_at
-// forward. The batch is acknowledged only after the commit: an
+// usage rollups (controlplane/rollup), marks late those of past months whose
+// invoice exists already (billed by the tenant's next invoice), and moves
+// api_keys.last_used_at forward. The batch is acknowledged only after the commit: an
 // acknowledgement means the records are durable.
 package usageingest
 
@@ -150,7 +151,7 @@ func (s *Server) write(ctx context.Context, req *usagev1.IngestRequest, resp *us
 	var stored int
 	err := s.store.InTx(ctx, func(tx *entTx) error {
 		var err error
-		if stored, err = storeRows(ctx, tx, s.store.Dialect(), rows, shard); err != nil {
+		if stored, err = storeRows(ctx, tx, s.store.Dialect(), rows, shard, monthOf(time.Now())); err != nil {
 			return err
 		}
 		if err := s.writeContent(ctx, tx, rows); err != nil {
@@ -179,7 +180,7 @@ func (s *Server) storeOneByOne(ctx context.Context, req *usagev1.IngestRequest, 
 		var stored int
 		err := s.store.InTx(ctx, func(tx *entTx) error {
 			var err error
-			stored, err = storeRows(ctx, tx, s.store.Dialect(), []row{rw}, s.shard())
+			stored, err = storeRows(ctx, tx, s.store.Dialect(), []row{rw}, s.shard(), monthOf(time.Now()))
 			return err
 		})
 		if isPoison(err) {
@@ -201,15 +202,19 @@ func (s *Server) storeOneByOne(ctx context.Context, req *usagev1.IngestRequest, 
 	return resp, nil
 }
 
-// storeRows inserts the rows not stored yet and adds them, and only them,
-// to the rollups, in tx, and returns how many it inserted. It may run more
-// than once (retries) and leaves rows as they are.
-func storeRows(ctx context.Context, tx *entTx, d store.Dialect, rows []row, shard int32) (int, error) {
+// storeRows inserts the rows not stored yet, adds them, and only them, to
+// the rollups, and marks late those of months before thisMonth that their
+// tenant's invoice was made without, in tx, and returns how many it
+// inserted. It may run more than once (retries) and leaves rows as they are.
+func storeRows(ctx context.Context, tx *entTx, d store.Dialect, rows []row, shard int32, thisMonth time.Time) (int, error) {
 	fresh, err := insertRows(ctx, tx, d, rows)
 	if err != nil || len(fresh) == 0 {
 		return 0, err
 	}
-	return len(fresh), addRollups(ctx, tx, fresh, shard)
+	if err := addRollups(ctx, tx, fresh, shard); err != nil {
+		return 0, err
+	}
+	return len(fresh), markLate(ctx, tx, fresh, thisMonth)
 }
 
 func (s *Server) shard() int32 {

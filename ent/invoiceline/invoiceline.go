@@ -33,6 +33,8 @@ const (
 	FieldAmountMicros = "amount_micros"
 	// FieldAmountCurrencyMicros holds the string denoting the amount_currency_micros field in the database.
 	FieldAmountCurrencyMicros = "amount_currency_micros"
+	// FieldServicePeriodStart holds the string denoting the service_period_start field in the database.
+	FieldServicePeriodStart = "service_period_start"
 	// EdgeInvoice holds the string denoting the invoice edge name in mutations.
 	EdgeInvoice = "invoice"
 	// Table holds the table name of the invoiceline in the database.
@@ -58,6 +60,7 @@ var Columns = []string{
 	FieldQuantity,
 	FieldAmountMicros,
 	FieldAmountCurrencyMicros,
+	FieldServicePeriodStart,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -163,6 +166,11 @@ func ByAmountMicros(opts ...sql.OrderTermOption) OrderOption {
 // ByAmountCurrencyMicros orders the results by the amount_currency_micros field.
 func ByAmountCurrencyMicros(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldAmountCurrencyMicros, opts...).ToFunc()
+}
+
+// ByServicePeriodStart orders the results by the service_period_start field.
+func ByServicePeriodStart(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldServicePeriodStart, opts...).ToFunc()
 }
 
 // ByInvoiceField orders the results by invoice field.

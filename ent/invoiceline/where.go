@@ -96,6 +96,11 @@ func AmountCurrencyMicros(v int64) predicate.InvoiceLine {
 	return predicate.InvoiceLine(sql.FieldEQ(FieldAmountCurrencyMicros, v))
 }
 
+// ServicePeriodStart applies equality check predicate on the "service_period_start" field. It's identical to ServicePeriodStartEQ.
+func ServicePeriodStart(v time.Time) predicate.InvoiceLine {
+	return predicate.InvoiceLine(sql.FieldEQ(FieldServicePeriodStart, v))
+}
+
 // InvoiceIDEQ applies the EQ predicate on the "invoice_id" field.
 func InvoiceIDEQ(v uuid.UUID) predicate.InvoiceLine {
 	return predicate.InvoiceLine(sql.FieldEQ(FieldInvoiceID, v))
@@ -449,6 +454,56 @@ func AmountCurrencyMicrosLT(v int64) predicate.InvoiceLine {
 // AmountCurrencyMicrosLTE applies the LTE predicate on the "amount_currency_micros" field.
 func AmountCurrencyMicrosLTE(v int64) predicate.InvoiceLine {
 	return predicate.InvoiceLine(sql.FieldLTE(FieldAmountCurrencyMicros, v))
+}
+
+// ServicePeriodStartEQ applies the EQ predicate on the "service_period_start" field.
+func ServicePeriodStartEQ(v time.Time) predicate.InvoiceLine {
+	return predicate.InvoiceLine(sql.FieldEQ(FieldServicePeriodStart, v))
+}
+
+// ServicePeriodStartNEQ applies the NEQ predicate on the "service_period_start" field.
+func ServicePeriodStartNEQ(v time.Time) predicate.InvoiceLine {
+	return predicate.InvoiceLine(sql.FieldNEQ(FieldServicePeriodStart, v))
+}
+
+// ServicePeriodStartIn applies the In predicate on the "service_period_start" field.
+func ServicePeriodStartIn(vs ...time.Time) predicate.InvoiceLine {
+	return predicate.InvoiceLine(sql.FieldIn(FieldServicePeriodStart, vs...))
+}
+
+// ServicePeriodStartNotIn applies the NotIn predicate on the "service_period_start" field.
+func ServicePeriodStartNotIn(vs ...time.Time) predicate.InvoiceLine {
+	return predicate.InvoiceLine(sql.FieldNotIn(FieldServicePeriodStart, vs...))
+}
+
+// ServicePeriodStartGT applies the GT predicate on the "service_period_start" field.
+func ServicePeriodStartGT(v time.Time) predicate.InvoiceLine {
+	return predicate.InvoiceLine(sql.FieldGT(FieldServicePeriodStart, v))
+}
+
+// ServicePeriodStartGTE applies the GTE predicate on the "service_period_start" field.
+func ServicePeriodStartGTE(v time.Time) predicate.InvoiceLine {
+	return predicate.InvoiceLine(sql.FieldGTE(FieldServicePeriodStart, v))
+}
+
+// ServicePeriodStartLT applies the LT predicate on the "service_period_start" field.
+func ServicePeriodStartLT(v time.Time) predicate.InvoiceLine {
+	return predicate.InvoiceLine(sql.FieldLT(FieldServicePeriodStart, v))
+}
+
+// ServicePeriodStartLTE applies the LTE predicate on the "service_period_start" field.
+func ServicePeriodStartLTE(v time.Time) predicate.InvoiceLine {
+	return predicate.InvoiceLine(sql.FieldLTE(FieldServicePeriodStart, v))
+}
+
+// ServicePeriodStartIsNil applies the IsNil predicate on the "service_period_start" field.
+func ServicePeriodStartIsNil() predicate.InvoiceLine {
+	return predicate.InvoiceLine(sql.FieldIsNull(FieldServicePeriodStart))
+}
+
+// ServicePeriodStartNotNil applies the NotNil predicate on the "service_period_start" field.
+func ServicePeriodStartNotNil() predicate.InvoiceLine {
+	return predicate.InvoiceLine(sql.FieldNotNull(FieldServicePeriodStart))
 }
 
 // HasInvoice applies the HasEdge predicate on the "invoice" edge.

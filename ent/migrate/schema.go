@@ -312,6 +312,7 @@ var (
 		{Name: "quantity", Type: field.TypeInt64, Default: 0},
 		{Name: "amount_micros", Type: field.TypeInt64},
 		{Name: "amount_currency_micros", Type: field.TypeInt64},
+		{Name: "service_period_start", Type: field.TypeTime, Nullable: true},
 		{Name: "invoice_id", Type: field.TypeUUID},
 	}
 	// InvoiceLinesTable holds the schema information for the "invoice_lines" table.
@@ -322,7 +323,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "invoice_lines_invoices_lines",
-				Columns:    []*schema.Column{InvoiceLinesColumns[9]},
+				Columns:    []*schema.Column{InvoiceLinesColumns[10]},
 				RefColumns: []*schema.Column{InvoicesColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
@@ -331,7 +332,7 @@ var (
 			{
 				Name:    "invoiceline_invoice_id_position",
 				Unique:  true,
-				Columns: []*schema.Column{InvoiceLinesColumns[9], InvoiceLinesColumns[1]},
+				Columns: []*schema.Column{InvoiceLinesColumns[10], InvoiceLinesColumns[1]},
 			},
 		},
 	}
@@ -809,6 +810,8 @@ var (
 		{Name: "redacted_secrets", Type: field.TypeInt32, Default: 0},
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "rolled_up", Type: field.TypeBool, Default: false},
+		{Name: "late", Type: field.TypeBool, Default: false},
+		{Name: "late_invoice_id", Type: field.TypeUUID, Nullable: true},
 	}
 	// UsageRecordsTable holds the schema information for the "usage_records" table.
 	UsageRecordsTable = &schema.Table{
@@ -837,6 +840,22 @@ var (
 				Columns: []*schema.Column{UsageRecordsColumns[0]},
 				Annotation: &entsql.IndexAnnotation{
 					Where: "NOT rolled_up",
+				},
+			},
+			{
+				Name:    "usagerecord_late_unbilled",
+				Unique:  false,
+				Columns: []*schema.Column{UsageRecordsColumns[2], UsageRecordsColumns[23]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "late AND late_invoice_id IS NULL",
+				},
+			},
+			{
+				Name:    "usagerecord_late_billed",
+				Unique:  false,
+				Columns: []*schema.Column{UsageRecordsColumns[26], UsageRecordsColumns[23]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "late_invoice_id IS NOT NULL",
 				},
 			},
 		},

@@ -39,12 +39,14 @@ func (Invoice) Fields() []ent.Field {
 		// 1000000).
 		field.String("currency").MaxLen(3).Immutable(),
 		field.Int64("exchange_rate_micros").Positive().Immutable(),
-		// Sum of the lines in micro-dollars: equal to the sum of the
-		// period's usage records' cost.
+		// Sum of the lines in micro-dollars: equal to the sum of the cost
+		// of the usage records it bills (the month's, and late records of
+		// earlier months).
 		field.Int64("total_micros").Immutable(),
 		// Sum of the lines converted one by one, in micro-units of currency.
 		field.Int64("total_currency_micros").Immutable(),
-		// Usage records the invoice adds up.
+		// Usage records the invoice adds up: the month's, and the late
+		// records of earlier months it bills as prior-period usage.
 		field.Int64("requests").NonNegative().Immutable(),
 		// Billing contact at creation; personal data (see above).
 		field.String("billing_name").Default("").MaxLen(200),
@@ -93,6 +95,9 @@ func (InvoiceLine) Fields() []ent.Field {
 		field.Int64("quantity").Default(0).NonNegative().Immutable(),
 		field.Int64("amount_micros").Immutable(),
 		field.Int64("amount_currency_micros").Immutable(),
+		// Prior-period usage: the first instant of the month (UTC) whose
+		// late records the line bills. Unset for the invoice's own month.
+		field.Time("service_period_start").Optional().Nillable().Immutable(),
 	}
 }
 

@@ -49,6 +49,16 @@ func (UsageRecord) Fields() []ent.Field {
 		// records stored before the rollups existed start false, and the
 		// usage.rollup_backfill job counts them.
 		field.Bool("rolled_up").Default(false),
+		// late says the record reached the store after its month's invoice
+		// for its tenant was created, so that invoice does not bill it.
+		// Ingest sets it, in the transaction that stores the record, after
+		// looking the invoice up (only for records of past months); records
+		// stored before this column existed are not late.
+		field.Bool("late").Default(false),
+		// late_invoice_id is the invoice that billed a late record as
+		// prior-period usage, stamped in the transaction that created that
+		// invoice (the tenant's next one). Unset while the record waits.
+		field.UUID("late_invoice_id", uuidType).Optional().Nillable(),
 	}
 }
 
@@ -62,5 +72,12 @@ func (UsageRecord) Indexes() []ent.Index {
 		// The backfill's queue: only records not yet counted, so the index
 		// is empty once an upgrade's backfill is done.
 		index.Fields("id").StorageKey("usagerecord_not_rolled_up").Annotations(entsql.IndexWhere("NOT rolled_up")),
+		// The invoice job's queue of late records still to bill: empty but
+		// for the few replays that arrive after their month's invoice.
+		index.Fields("tenant_id", "created_at").StorageKey("usagerecord_late_unbilled").
+			Annotations(entsql.IndexWhere("late AND late_invoice_id IS NULL")),
+		// Late records by the invoice that billed them, for verification.
+		index.Fields("late_invoice_id", "created_at").StorageKey("usagerecord_late_billed").
+			Annotations(entsql.IndexWhere("late_invoice_id IS NOT NULL")),
 	}
 }

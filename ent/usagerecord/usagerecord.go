@@ -60,6 +60,10 @@ const (
 	FieldCreatedAt = "created_at"
 	// FieldRolledUp holds the string denoting the rolled_up field in the database.
 	FieldRolledUp = "rolled_up"
+	// FieldLate holds the string denoting the late field in the database.
+	FieldLate = "late"
+	// FieldLateInvoiceID holds the string denoting the late_invoice_id field in the database.
+	FieldLateInvoiceID = "late_invoice_id"
 	// Table holds the table name of the usagerecord in the database.
 	Table = "usage_records"
 )
@@ -91,6 +95,8 @@ var Columns = []string{
 	FieldRedactedSecrets,
 	FieldCreatedAt,
 	FieldRolledUp,
+	FieldLate,
+	FieldLateInvoiceID,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -170,6 +176,8 @@ var (
 	RedactedSecretsValidator func(int32) error
 	// DefaultRolledUp holds the default value on creation for the "rolled_up" field.
 	DefaultRolledUp bool
+	// DefaultLate holds the default value on creation for the "late" field.
+	DefaultLate bool
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -300,4 +308,14 @@ func ByCreatedAt(opts ...sql.OrderTermOption) OrderOption {
 // ByRolledUp orders the results by the rolled_up field.
 func ByRolledUp(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldRolledUp, opts...).ToFunc()
+}
+
+// ByLate orders the results by the late field.
+func ByLate(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldLate, opts...).ToFunc()
+}
+
+// ByLateInvoiceID orders the results by the late_invoice_id field.
+func ByLateInvoiceID(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldLateInvoiceID, opts...).ToFunc()
 }

@@ -175,6 +175,16 @@ func RolledUp(v bool) predicate.UsageRecord {
 	return predicate.UsageRecord(sql.FieldEQ(FieldRolledUp, v))
 }
 
+// Late applies equality check predicate on the "late" field. It's identical to LateEQ.
+func Late(v bool) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldEQ(FieldLate, v))
+}
+
+// LateInvoiceID applies equality check predicate on the "late_invoice_id" field. It's identical to LateInvoiceIDEQ.
+func LateInvoiceID(v uuid.UUID) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldEQ(FieldLateInvoiceID, v))
+}
+
 // RequestIDEQ applies the EQ predicate on the "request_id" field.
 func RequestIDEQ(v string) predicate.UsageRecord {
 	return predicate.UsageRecord(sql.FieldEQ(FieldRequestID, v))
@@ -1178,6 +1188,66 @@ func RolledUpEQ(v bool) predicate.UsageRecord {
 // RolledUpNEQ applies the NEQ predicate on the "rolled_up" field.
 func RolledUpNEQ(v bool) predicate.UsageRecord {
 	return predicate.UsageRecord(sql.FieldNEQ(FieldRolledUp, v))
+}
+
+// LateEQ applies the EQ predicate on the "late" field.
+func LateEQ(v bool) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldEQ(FieldLate, v))
+}
+
+// LateNEQ applies the NEQ predicate on the "late" field.
+func LateNEQ(v bool) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldNEQ(FieldLate, v))
+}
+
+// LateInvoiceIDEQ applies the EQ predicate on the "late_invoice_id" field.
+func LateInvoiceIDEQ(v uuid.UUID) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldEQ(FieldLateInvoiceID, v))
+}
+
+// LateInvoiceIDNEQ applies the NEQ predicate on the "late_invoice_id" field.
+func LateInvoiceIDNEQ(v uuid.UUID) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldNEQ(FieldLateInvoiceID, v))
+}
+
+// LateInvoiceIDIn applies the In predicate on the "late_invoice_id" field.
+func LateInvoiceIDIn(vs ...uuid.UUID) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldIn(FieldLateInvoiceID, vs...))
+}
+
+// LateInvoiceIDNotIn applies the NotIn predicate on the "late_invoice_id" field.
+func LateInvoiceIDNotIn(vs ...uuid.UUID) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldNotIn(FieldLateInvoiceID, vs...))
+}
+
+// LateInvoiceIDGT applies the GT predicate on the "late_invoice_id" field.
+func LateInvoiceIDGT(v uuid.UUID) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldGT(FieldLateInvoiceID, v))
+}
+
+// LateInvoiceIDGTE applies the GTE predicate on the "late_invoice_id" field.
+func LateInvoiceIDGTE(v uuid.UUID) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldGTE(FieldLateInvoiceID, v))
+}
+
+// LateInvoiceIDLT applies the LT predicate on the "late_invoice_id" field.
+func LateInvoiceIDLT(v uuid.UUID) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldLT(FieldLateInvoiceID, v))
+}
+
+// LateInvoiceIDLTE applies the LTE predicate on the "late_invoice_id" field.
+func LateInvoiceIDLTE(v uuid.UUID) predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldLTE(FieldLateInvoiceID, v))
+}
+
+// LateInvoiceIDIsNil applies the IsNil predicate on the "late_invoice_id" field.
+func LateInvoiceIDIsNil() predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldIsNull(FieldLateInvoiceID))
+}
+
+// LateInvoiceIDNotNil applies the NotNil predicate on the "late_invoice_id" field.
+func LateInvoiceIDNotNil() predicate.UsageRecord {
+	return predicate.UsageRecord(sql.FieldNotNull(FieldLateInvoiceID))
 }
 
 // And groups predicates with the AND operator between them.

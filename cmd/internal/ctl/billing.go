@@ -56,16 +56,21 @@ func invoiceTable(t *table, invs ...*adminv1.Invoice) {
 func invoiceDetail(t *table, inv *adminv1.Invoice) {
 	invoiceTable(t, inv)
 	t.row()
-	t.row("MODEL", "KIND", "PRICE_FROM", "UNIT_PRICE/MTOK", "QUANTITY", "AMOUNT", "AMOUNT_IN_CURRENCY")
+	t.row("USAGE_MONTH", "MODEL", "KIND", "PRICE_FROM", "UNIT_PRICE/MTOK", "QUANTITY", "AMOUNT", "AMOUNT_IN_CURRENCY")
 	for _, l := range inv.GetLines() {
 		from := "-"
 		if l.GetPriceEffectiveTime() != nil {
 			from = timestamp(l.GetPriceEffectiveTime())
 		}
-		t.row(l.GetModel(), enumName(l.GetKind(), "INVOICE_LINE_KIND_"), from, dollars(l.GetUnitPriceMicrosPerMtok()),
+		// Late records of an earlier month, billed on this invoice.
+		usageMonth := month(inv)
+		if p := l.GetServicePeriodStartTime(); p != nil {
+			usageMonth = p.AsTime().UTC().Format("2006-01") + " (prior period)"
+		}
+		t.row(usageMonth, l.GetModel(), enumName(l.GetKind(), "INVOICE_LINE_KIND_"), from, dollars(l.GetUnitPriceMicrosPerMtok()),
 			itoa(l.GetQuantity()), dollars(l.GetAmountMicros()), money(l.GetAmountCurrencyMicros(), inv.GetCurrency()))
 	}
-	t.row("TOTAL", "", "", "", "", dollars(inv.GetTotalMicros()), money(inv.GetTotalCurrencyMicros(), inv.GetCurrency()))
+	t.row("TOTAL", "", "", "", "", "", dollars(inv.GetTotalMicros()), money(inv.GetTotalCurrencyMicros(), inv.GetCurrency()))
 }
 
 func (c *cli) billing() (adminv1.BillingServiceClient, error) {
@@ -126,7 +131,9 @@ func (c *cli) billingGet() *cobra.Command {
 		Short: "Show an invoice with its lines",
 		Long: `Show an invoice and its lines: per model, the input, cached input and output
 tokens at each price in force during the month, and an adjustment that makes
-the lines add up to what the requests were charged.`,
+the lines add up to what the requests were charged. Usage records that reached
+the control plane after their month's invoice was made follow as prior-period
+lines of their own month (USAGE_MONTH "2026-03 (prior period)").`,
 		Example: `  tollgatectl billing get 3f0c9a52-1b7e-4d55-9a0e-6c1d2b3a4f5e`,
 		Args:    exactArgs("ID"),
 		RunE: action(func(cmd *cobra.Command, args []string) error {
@@ -213,10 +220,12 @@ func (c *cli) billingVerify() *cobra.Command {
 	return &cobra.Command{
 		Use:   "verify ID",
 		Short: "Recompute an invoice from the usage records and compare",
-		Long: `Recompute an invoice from the raw usage records and the price history and list
-every difference. Exits 0 either way; the MATCHES column (or "matches" in JSON)
-says whether the invoice still adds up. Usage records that arrived after the
-invoice was made are the usual cause of a difference.`,
+		Long: `Recompute an invoice from the raw usage records it bills (its month's, and the
+late records of earlier months it bills as prior-period usage) and the price
+history, and list every difference. Exits 0 either way; the MATCHES column (or
+"matches" in JSON) says whether the invoice still adds up. Records that arrive
+after an invoice was made do not change it: they are billed by the tenant's
+next invoice, and PENDING_LATE counts those still waiting.`,
 		Example: `  tollgatectl billing verify 3f0c9a52-1b7e-4d55-9a0e-6c1d2b3a4f5e`,
 		Args:    exactArgs("ID"),
 		RunE: action(func(cmd *cobra.Command, args []string) error {
@@ -229,8 +238,9 @@ invoice was made are the usual cause of a difference.`,
 				return err
 			}
 			return c.print(resp, func(t *table) {
-				t.row("MATCHES", "RECOMPUTED_TOTAL", "RECOMPUTED_REQUESTS")
-				t.row(fmt.Sprint(resp.GetMatches()), dollars(resp.GetRecomputedTotalMicros()), itoa(resp.GetRecomputedRequests()))
+				t.row("MATCHES", "RECOMPUTED_TOTAL", "RECOMPUTED_REQUESTS", "PENDING_LATE")
+				t.row(fmt.Sprint(resp.GetMatches()), dollars(resp.GetRecomputedTotalMicros()), itoa(resp.GetRecomputedRequests()),
+					itoa(resp.GetPendingLateRequests()))
 				for _, d := range resp.GetDifferences() {
 					t.row("difference:", d)
 				}

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -16,7 +17,7 @@ const invoiceID = "3f0c9a52-1b7e-4d55-9a0e-6c1d2b3a4f5e"
 var testInvoice = &adminv1.Invoice{
 	Id: invoiceID, TenantId: tenantUUID, Number: "TG-202511-acme", PeriodStartTime: created, PeriodEndTime: updated,
 	Status: adminv1.InvoiceStatus_INVOICE_STATUS_ISSUED, Currency: "EUR", ExchangeRateMicros: 920_000,
-	TotalMicros: 4_250_003, TotalCurrencyMicros: 3_910_003, Requests: 1608, BillingName: "Acme Corp", BillingEmail: "ap@acme.example",
+	TotalMicros: 4_250_153, TotalCurrencyMicros: 3_910_141, Requests: 1609, BillingName: "Acme Corp", BillingEmail: "ap@acme.example",
 	CreateTime: updated, IssueTime: updated,
 	Lines: []*adminv1.InvoiceLine{
 		{Model: "gpt-4o", Kind: adminv1.InvoiceLineKind_INVOICE_LINE_KIND_INPUT, PriceEffectiveTime: created, UnitPriceMicrosPerMtok: 2_500_000,
@@ -24,6 +25,9 @@ var testInvoice = &adminv1.Invoice{
 		{Model: "gpt-4o", Kind: adminv1.InvoiceLineKind_INVOICE_LINE_KIND_OUTPUT, PriceEffectiveTime: created, UnitPriceMicrosPerMtok: 10_000_000,
 			Quantity: 175_000, AmountMicros: 1_750_000, AmountCurrencyMicros: 1_610_000},
 		{Model: "gpt-4o", Kind: adminv1.InvoiceLineKind_INVOICE_LINE_KIND_ADJUSTMENT, AmountMicros: 3, AmountCurrencyMicros: 3},
+		// A request of October that arrived after October's invoice.
+		{Model: "gpt-4o", Kind: adminv1.InvoiceLineKind_INVOICE_LINE_KIND_INPUT, PriceEffectiveTime: ts(time.Date(2025, 9, 1, 0, 0, 0, 0, time.UTC)), UnitPriceMicrosPerMtok: 2_500_000,
+			Quantity: 60, AmountMicros: 150, AmountCurrencyMicros: 138, ServicePeriodStartTime: ts(time.Date(2025, 10, 1, 0, 0, 0, 0, time.UTC))},
 	},
 }
 
@@ -113,7 +117,7 @@ func TestBillingGolden(t *testing.T) {
 		{"billing-list.table", []string{"billing", "list"}, &adminv1.ListInvoicesResponse{Invoices: []*adminv1.Invoice{testInvoice}}, "ListInvoices"},
 		{"billing-verify.table", []string{"billing", "verify", invoiceID}, &adminv1.VerifyInvoiceResponse{
 			Matches: false, Differences: []string{"total: invoice 4250003, records 4250153 micro-dollars"},
-			RecomputedTotalMicros: 4_250_153, RecomputedRequests: 1609}, "VerifyInvoice"},
+			RecomputedTotalMicros: 4_250_153, RecomputedRequests: 1609, PendingLateRequests: 2}, "VerifyInvoice"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeServer(t)

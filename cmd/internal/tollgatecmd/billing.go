@@ -31,7 +31,7 @@ func (f *billingFlags) register(fs *flag.FlagSet) {
 		}
 		return nil
 	})
-	fs.DurationVar(&f.grace, "invoice-grace", billing.DefaultGrace, "how long after a month ends its invoices wait for late usage records")
+	fs.DurationVar(&f.grace, "invoice-grace", billing.DefaultGrace, "how long after a month ends its invoices wait for usage records still on their way (later ones are billed on the tenant's next invoice); replicas' clocks must agree within it")
 	fs.BoolVar(&f.drafts, "invoice-drafts", false, "leave each month's invoices as drafts for the operator to issue (tollgatectl billing issue) instead of issuing them")
 }
 

@@ -197,7 +197,9 @@ func (InvoiceFormat) EnumDescriptor() ([]byte, []int) {
 	return file_tollgate_admin_v1_billing_proto_rawDescGZIP(), []int{2}
 }
 
-// InvoiceLine is one model's tokens of one kind at one price.
+// InvoiceLine is one model's tokens of one kind at one price, for the
+// invoice's month or, as prior-period usage, for an earlier month whose
+// invoice was made before those records arrived (service_period_start_time).
 type InvoiceLine struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
@@ -213,8 +215,14 @@ type InvoiceLine struct {
 	AmountMicros int64 `protobuf:"varint,6,opt,name=amount_micros,json=amountMicros,proto3" json:"amount_micros,omitempty"`
 	// The amount in micro-units of the invoice's currency.
 	AmountCurrencyMicros int64 `protobuf:"varint,7,opt,name=amount_currency_micros,json=amountCurrencyMicros,proto3" json:"amount_currency_micros,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Prior-period usage: the first instant of the month (UTC) the line's
+	// requests were made in. Usage records that reach the control plane
+	// after their month's invoice was made are billed on the tenant's next
+	// invoice, on lines of their own month. Unset for the invoice's own
+	// month.
+	ServicePeriodStartTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=service_period_start_time,json=servicePeriodStartTime,proto3" json:"service_period_start_time,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *InvoiceLine) Reset() {
@@ -296,6 +304,13 @@ func (x *InvoiceLine) GetAmountCurrencyMicros() int64 {
 	return 0
 }
 
+func (x *InvoiceLine) GetServicePeriodStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ServicePeriodStartTime
+	}
+	return nil
+}
+
 // Invoice is one tenant's bill for one calendar month (UTC).
 type Invoice struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -311,12 +326,12 @@ type Invoice struct {
 	// dollar, times a million (1000000 for USD).
 	Currency           string `protobuf:"bytes,7,opt,name=currency,proto3" json:"currency,omitempty"`
 	ExchangeRateMicros int64  `protobuf:"varint,8,opt,name=exchange_rate_micros,json=exchangeRateMicros,proto3" json:"exchange_rate_micros,omitempty"`
-	// Micro-dollars: the sum of the lines, equal to the sum of the month's
-	// usage records' cost.
+	// Micro-dollars: the sum of the lines, equal to the sum of the cost of
+	// the usage records billed (the month's, and prior-period usage).
 	TotalMicros int64 `protobuf:"varint,9,opt,name=total_micros,json=totalMicros,proto3" json:"total_micros,omitempty"`
 	// Micro-units of the currency: the sum of the lines' converted amounts.
 	TotalCurrencyMicros int64 `protobuf:"varint,10,opt,name=total_currency_micros,json=totalCurrencyMicros,proto3" json:"total_currency_micros,omitempty"`
-	// Usage records (requests) added up.
+	// Usage records (requests) added up, prior-period usage included.
 	Requests int64 `protobuf:"varint,11,opt,name=requests,proto3" json:"requests,omitempty"`
 	// The tenant's billing contact when the invoice was made.
 	BillingName      string                 `protobuf:"bytes,12,opt,name=billing_name,json=billingName,proto3" json:"billing_name,omitempty"`
@@ -966,14 +981,19 @@ type VerifyInvoiceResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// True when the records and prices give the invoice's lines and totals.
 	Matches bool `protobuf:"varint,1,opt,name=matches,proto3" json:"matches,omitempty"`
-	// One sentence per difference; records stored after the invoice was
-	// made are the usual cause.
+	// One sentence per difference. The records an invoice bills never
+	// change once it is made (records arriving later are billed by the
+	// next one), so a difference means records were deleted (a usage
+	// retention purge) or an invoice made before late records were tracked.
 	Differences []string `protobuf:"bytes,2,rep,name=differences,proto3" json:"differences,omitempty"`
 	// What the records give today.
 	RecomputedTotalMicros int64 `protobuf:"varint,3,opt,name=recomputed_total_micros,json=recomputedTotalMicros,proto3" json:"recomputed_total_micros,omitempty"`
 	RecomputedRequests    int64 `protobuf:"varint,4,opt,name=recomputed_requests,json=recomputedRequests,proto3" json:"recomputed_requests,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// Usage records of the invoice's tenant that arrived after their
+	// month's invoice was made and wait for the tenant's next invoice.
+	PendingLateRequests int64 `protobuf:"varint,5,opt,name=pending_late_requests,json=pendingLateRequests,proto3" json:"pending_late_requests,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *VerifyInvoiceResponse) Reset() {
@@ -1034,11 +1054,18 @@ func (x *VerifyInvoiceResponse) GetRecomputedRequests() int64 {
 	return 0
 }
 
+func (x *VerifyInvoiceResponse) GetPendingLateRequests() int64 {
+	if x != nil {
+		return x.PendingLateRequests
+	}
+	return 0
+}
+
 var File_tollgate_admin_v1_billing_proto protoreflect.FileDescriptor
 
 const file_tollgate_admin_v1_billing_proto_rawDesc = "" +
 	"\n" +
-	"\x1ftollgate/admin/v1/billing.proto\x12\x11tollgate.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x02\n" +
+	"\x1ftollgate/admin/v1/billing.proto\x12\x11tollgate.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x03\n" +
 	"\vInvoiceLine\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x126\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\".tollgate.admin.v1.InvoiceLineKindR\x04kind\x12L\n" +
@@ -1046,7 +1073,8 @@ const file_tollgate_admin_v1_billing_proto_rawDesc = "" +
 	"\x1aunit_price_micros_per_mtok\x18\x04 \x01(\x03R\x16unitPriceMicrosPerMtok\x12\x1a\n" +
 	"\bquantity\x18\x05 \x01(\x03R\bquantity\x12#\n" +
 	"\ramount_micros\x18\x06 \x01(\x03R\famountMicros\x124\n" +
-	"\x16amount_currency_micros\x18\a \x01(\x03R\x14amountCurrencyMicros\"\xe8\x06\n" +
+	"\x16amount_currency_micros\x18\a \x01(\x03R\x14amountCurrencyMicros\x12U\n" +
+	"\x19service_period_start_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x16servicePeriodStartTime\"\xe8\x06\n" +
 	"\aInvoice\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x16\n" +
@@ -1096,12 +1124,13 @@ const file_tollgate_admin_v1_billing_proto_rawDesc = "" +
 	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x12\x1a\n" +
 	"\bfilename\x18\x03 \x01(\tR\bfilename\"&\n" +
 	"\x14VerifyInvoiceRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xbc\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xf0\x01\n" +
 	"\x15VerifyInvoiceResponse\x12\x18\n" +
 	"\amatches\x18\x01 \x01(\bR\amatches\x12 \n" +
 	"\vdifferences\x18\x02 \x03(\tR\vdifferences\x126\n" +
 	"\x17recomputed_total_micros\x18\x03 \x01(\x03R\x15recomputedTotalMicros\x12/\n" +
-	"\x13recomputed_requests\x18\x04 \x01(\x03R\x12recomputedRequests*\x96\x01\n" +
+	"\x13recomputed_requests\x18\x04 \x01(\x03R\x12recomputedRequests\x122\n" +
+	"\x15pending_late_requests\x18\x05 \x01(\x03R\x13pendingLateRequests*\x96\x01\n" +
 	"\rInvoiceStatus\x12\x1e\n" +
 	"\x1aINVOICE_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14INVOICE_STATUS_DRAFT\x10\x01\x12\x19\n" +
@@ -1161,35 +1190,36 @@ var file_tollgate_admin_v1_billing_proto_goTypes = []any{
 var file_tollgate_admin_v1_billing_proto_depIdxs = []int32{
 	1,  // 0: tollgate.admin.v1.InvoiceLine.kind:type_name -> tollgate.admin.v1.InvoiceLineKind
 	15, // 1: tollgate.admin.v1.InvoiceLine.price_effective_time:type_name -> google.protobuf.Timestamp
-	15, // 2: tollgate.admin.v1.Invoice.period_start_time:type_name -> google.protobuf.Timestamp
-	15, // 3: tollgate.admin.v1.Invoice.period_end_time:type_name -> google.protobuf.Timestamp
-	0,  // 4: tollgate.admin.v1.Invoice.status:type_name -> tollgate.admin.v1.InvoiceStatus
-	15, // 5: tollgate.admin.v1.Invoice.create_time:type_name -> google.protobuf.Timestamp
-	15, // 6: tollgate.admin.v1.Invoice.issue_time:type_name -> google.protobuf.Timestamp
-	15, // 7: tollgate.admin.v1.Invoice.pay_time:type_name -> google.protobuf.Timestamp
-	15, // 8: tollgate.admin.v1.Invoice.void_time:type_name -> google.protobuf.Timestamp
-	3,  // 9: tollgate.admin.v1.Invoice.lines:type_name -> tollgate.admin.v1.InvoiceLine
-	0,  // 10: tollgate.admin.v1.ListInvoicesRequest.status:type_name -> tollgate.admin.v1.InvoiceStatus
-	4,  // 11: tollgate.admin.v1.ListInvoicesResponse.invoices:type_name -> tollgate.admin.v1.Invoice
-	4,  // 12: tollgate.admin.v1.GetInvoiceResponse.invoice:type_name -> tollgate.admin.v1.Invoice
-	0,  // 13: tollgate.admin.v1.TransitionInvoiceRequest.status:type_name -> tollgate.admin.v1.InvoiceStatus
-	4,  // 14: tollgate.admin.v1.TransitionInvoiceResponse.invoice:type_name -> tollgate.admin.v1.Invoice
-	2,  // 15: tollgate.admin.v1.ExportInvoiceRequest.format:type_name -> tollgate.admin.v1.InvoiceFormat
-	5,  // 16: tollgate.admin.v1.BillingService.ListInvoices:input_type -> tollgate.admin.v1.ListInvoicesRequest
-	7,  // 17: tollgate.admin.v1.BillingService.GetInvoice:input_type -> tollgate.admin.v1.GetInvoiceRequest
-	9,  // 18: tollgate.admin.v1.BillingService.TransitionInvoice:input_type -> tollgate.admin.v1.TransitionInvoiceRequest
-	11, // 19: tollgate.admin.v1.BillingService.ExportInvoice:input_type -> tollgate.admin.v1.ExportInvoiceRequest
-	13, // 20: tollgate.admin.v1.BillingService.VerifyInvoice:input_type -> tollgate.admin.v1.VerifyInvoiceRequest
-	6,  // 21: tollgate.admin.v1.BillingService.ListInvoices:output_type -> tollgate.admin.v1.ListInvoicesResponse
-	8,  // 22: tollgate.admin.v1.BillingService.GetInvoice:output_type -> tollgate.admin.v1.GetInvoiceResponse
-	10, // 23: tollgate.admin.v1.BillingService.TransitionInvoice:output_type -> tollgate.admin.v1.TransitionInvoiceResponse
-	12, // 24: tollgate.admin.v1.BillingService.ExportInvoice:output_type -> tollgate.admin.v1.ExportInvoiceResponse
-	14, // 25: tollgate.admin.v1.BillingService.VerifyInvoice:output_type -> tollgate.admin.v1.VerifyInvoiceResponse
-	21, // [21:26] is the sub-list for method output_type
-	16, // [16:21] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	15, // 2: tollgate.admin.v1.InvoiceLine.service_period_start_time:type_name -> google.protobuf.Timestamp
+	15, // 3: tollgate.admin.v1.Invoice.period_start_time:type_name -> google.protobuf.Timestamp
+	15, // 4: tollgate.admin.v1.Invoice.period_end_time:type_name -> google.protobuf.Timestamp
+	0,  // 5: tollgate.admin.v1.Invoice.status:type_name -> tollgate.admin.v1.InvoiceStatus
+	15, // 6: tollgate.admin.v1.Invoice.create_time:type_name -> google.protobuf.Timestamp
+	15, // 7: tollgate.admin.v1.Invoice.issue_time:type_name -> google.protobuf.Timestamp
+	15, // 8: tollgate.admin.v1.Invoice.pay_time:type_name -> google.protobuf.Timestamp
+	15, // 9: tollgate.admin.v1.Invoice.void_time:type_name -> google.protobuf.Timestamp
+	3,  // 10: tollgate.admin.v1.Invoice.lines:type_name -> tollgate.admin.v1.InvoiceLine
+	0,  // 11: tollgate.admin.v1.ListInvoicesRequest.status:type_name -> tollgate.admin.v1.InvoiceStatus
+	4,  // 12: tollgate.admin.v1.ListInvoicesResponse.invoices:type_name -> tollgate.admin.v1.Invoice
+	4,  // 13: tollgate.admin.v1.GetInvoiceResponse.invoice:type_name -> tollgate.admin.v1.Invoice
+	0,  // 14: tollgate.admin.v1.TransitionInvoiceRequest.status:type_name -> tollgate.admin.v1.InvoiceStatus
+	4,  // 15: tollgate.admin.v1.TransitionInvoiceResponse.invoice:type_name -> tollgate.admin.v1.Invoice
+	2,  // 16: tollgate.admin.v1.ExportInvoiceRequest.format:type_name -> tollgate.admin.v1.InvoiceFormat
+	5,  // 17: tollgate.admin.v1.BillingService.ListInvoices:input_type -> tollgate.admin.v1.ListInvoicesRequest
+	7,  // 18: tollgate.admin.v1.BillingService.GetInvoice:input_type -> tollgate.admin.v1.GetInvoiceRequest
+	9,  // 19: tollgate.admin.v1.BillingService.TransitionInvoice:input_type -> tollgate.admin.v1.TransitionInvoiceRequest
+	11, // 20: tollgate.admin.v1.BillingService.ExportInvoice:input_type -> tollgate.admin.v1.ExportInvoiceRequest
+	13, // 21: tollgate.admin.v1.BillingService.VerifyInvoice:input_type -> tollgate.admin.v1.VerifyInvoiceRequest
+	6,  // 22: tollgate.admin.v1.BillingService.ListInvoices:output_type -> tollgate.admin.v1.ListInvoicesResponse
+	8,  // 23: tollgate.admin.v1.BillingService.GetInvoice:output_type -> tollgate.admin.v1.GetInvoiceResponse
+	10, // 24: tollgate.admin.v1.BillingService.TransitionInvoice:output_type -> tollgate.admin.v1.TransitionInvoiceResponse
+	12, // 25: tollgate.admin.v1.BillingService.ExportInvoice:output_type -> tollgate.admin.v1.ExportInvoiceResponse
+	14, // 26: tollgate.admin.v1.BillingService.VerifyInvoice:output_type -> tollgate.admin.v1.VerifyInvoiceResponse
+	22, // [22:27] is the sub-list for method output_type
+	17, // [17:22] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_admin_v1_billing_proto_init() }

@@ -45,8 +45,8 @@ type BillingServiceClient interface {
 	TransitionInvoice(ctx context.Context, in *TransitionInvoiceRequest, opts ...grpc.CallOption) (*TransitionInvoiceResponse, error)
 	// ExportInvoice renders an invoice as JSON or CSV.
 	ExportInvoice(ctx context.Context, in *ExportInvoiceRequest, opts ...grpc.CallOption) (*ExportInvoiceResponse, error)
-	// VerifyInvoice recomputes an invoice from the raw usage records and the
-	// price history and reports every difference.
+	// VerifyInvoice recomputes an invoice from the raw usage records it
+	// bills and the price history and reports every difference.
 	VerifyInvoice(ctx context.Context, in *VerifyInvoiceRequest, opts ...grpc.CallOption) (*VerifyInvoiceResponse, error)
 }
 
@@ -127,8 +127,8 @@ type BillingServiceServer interface {
 	TransitionInvoice(context.Context, *TransitionInvoiceRequest) (*TransitionInvoiceResponse, error)
 	// ExportInvoice renders an invoice as JSON or CSV.
 	ExportInvoice(context.Context, *ExportInvoiceRequest) (*ExportInvoiceResponse, error)
-	// VerifyInvoice recomputes an invoice from the raw usage records and the
-	// price history and reports every difference.
+	// VerifyInvoice recomputes an invoice from the raw usage records it
+	// bills and the price history and reports every difference.
 	VerifyInvoice(context.Context, *VerifyInvoiceRequest) (*VerifyInvoiceResponse, error)
 	mustEmbedUnimplementedBillingServiceServer()
 }
