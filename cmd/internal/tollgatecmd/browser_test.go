@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
@@ -63,7 +64,8 @@ func chromium(t *testing.T) string {
 // plane and fake providers: a new owner sets a password from a link, signs
 // in, creates a key and copies it; a request made with the key through the
 // data plane shows up on the usage page's chart and table; an export and
-// an invoice download.
+// an invoice download; then the operator's invoice status change,
+// restriction (seen on the data plane) and erasure plan.
 func TestConsoleInABrowser(t *testing.T) {
 	bin := chromium(t)
 	dir := t.TempDir()
@@ -205,15 +207,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		if name == "overview" {
 			do(t, ctx, "overview charts", chromedp.WaitVisible(`.chart-area[data-drawn] canvas`))
 		}
-		// Every control has a label; one main landmark, one h1.
-		unlabelled := get(t, ctx, "labels on "+name, chromedp.Evaluate[string](`Array.from(document.querySelectorAll(
-			"main input:not([type=hidden]), main select, main textarea")).filter(e => e.labels.length === 0 && !e.getAttribute("aria-label")).map(e => e.id || e.name).join(",")`))
-		if unlabelled != "" {
-			t.Errorf("%s: controls without a label: %s", name, unlabelled)
-		}
-		if n := get(t, ctx, "landmarks on "+name, chromedp.Evaluate[int](`document.querySelectorAll("main").length * 10 + document.querySelectorAll("h1").length`)); n != 11 {
-			t.Errorf("%s: %d main landmarks and %d h1, want one of each", name, n/10, n%10)
-		}
+		accessible(t, ctx, name)
 		shots.take(ctx, name)
 	}
 
@@ -279,6 +273,113 @@ func TestConsoleInABrowser(t *testing.T) {
 	focused := get(t, ctx, "the focused element", chromedp.Evaluate[string](`document.activeElement.className`))
 	if focused != "skip" {
 		t.Errorf("the first Tab stop is %q, want the skip link", focused)
+	}
+
+	// The operator: accepts each form's confirmation dialog, marks the
+	// invoice paid, restricts the tenant with a reason (its key is then
+	// refused on the data plane) and lifts it, and opens the tenant's
+	// erasure plan without confirming it.
+	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	confirmations := make(chan string, 8)
+	go func() {
+		for ev, err := range dialogs {
+			if err != nil {
+				return
+			}
+			confirmations <- ev.Message
+			if _, err := chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true}); err != nil && ctx.Err() == nil {
+				t.Errorf("accepting a confirmation: %v", err)
+			}
+		}
+	}()
+	confirmed := func(want string) {
+		t.Helper()
+		select {
+		case msg := <-confirmations:
+			if !strings.Contains(msg, want) {
+				t.Errorf("the confirmation asked %q, want %q in it", msg, want)
+			}
+		default:
+			t.Errorf("no confirmation was asked before %q", want)
+		}
+	}
+	do(t, ctx, "sign out", chromedp.Submit(`form[action="/signout"] button`), chromedp.WaitVisible(`#email`))
+	do(t, ctx, "operator sign-in",
+		chromedp.Navigate(console+"/signin/operator"),
+		chromedp.WaitVisible(`#token`),
+		chromedp.SendKeys(`#token`, strings.TrimSpace(string(token))),
+		chromedp.Submit(`#token`),
+		chromedp.WaitVisible(`main table`),
+	)
+	do(t, ctx, "mark the invoice paid",
+		chromedp.Navigate(console+"/t/acme/invoices/"+inv.ID.String()),
+		chromedp.Click(`form:has(input[name=status][value=paid]) button`),
+		chromedp.WaitVisible(`p.flash`),
+	)
+	confirmed("Mark invoice " + inv.Number + " as paid?")
+	if flash := get(t, ctx, "the invoice's flash", chromedp.Text(`p.flash`)); !strings.Contains(flash, "marked paid") {
+		t.Errorf("after marking paid: %q", flash)
+	}
+	do(t, ctx, "restrict the tenant",
+		chromedp.Navigate(console+"/t/acme/privacy"),
+		chromedp.WaitVisible(`#restrict-reason`),
+		chromedp.SendKeys(`#restrict-reason`, "Payment dispute over "+inv.Number),
+		// A click, not Submit: form.submit() skips the confirmation.
+		chromedp.Click(`form[action$="/privacy/restrict"] button`),
+		chromedp.WaitVisible(`#unrestrict-tenant`),
+	)
+	confirmed("Restrict Acme Corp?")
+	accessible(t, ctx, "the operator's privacy page")
+	shots.take(ctx, "restricted")
+	chat := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+d.traffic+"/v1/chat/completions", strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+copied)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == want {
+				if want == http.StatusForbidden && !strings.Contains(string(got), "processing_restricted") {
+					t.Errorf("the restricted tenant's refusal: %s", got)
+				}
+				return
+			}
+			// The change reaches ext_proc within about a second.
+			if time.Now().After(deadline) {
+				t.Fatalf("chat completion: %d %s, want %d", resp.StatusCode, got, want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	chat(http.StatusForbidden)
+	do(t, ctx, "lift the restriction", chromedp.Click(`#unrestrict-tenant`), chromedp.WaitVisible(`p.flash`), chromedp.WaitNotPresent(`#unrestrict-tenant`))
+	confirmed("Lift the restriction of Acme Corp?")
+	chat(http.StatusOK)
+	do(t, ctx, "the erasure plan", chromedp.Click(`#erase-tenant`), chromedp.WaitVisible(`#confirm`))
+	accessible(t, ctx, "the erasure plan")
+	if plan := get(t, ctx, "the erasure plan", chromedp.Text(`main`)); !strings.Contains(plan, "cannot be undone") {
+		t.Errorf("the erasure plan does not say it is irreversible: %q", plan)
+	}
+	do(t, ctx, "cancel the erasure", chromedp.Click(`main a[href="/t/acme/privacy"]`), chromedp.WaitVisible(`#erase-tenant`))
+}
+
+// accessible checks the page: every control has a label; one main
+// landmark, one h1.
+func accessible(t *testing.T, ctx context.Context, name string) { //nolint:revive // t first, as in every helper here
+	t.Helper()
+	unlabelled := get(t, ctx, "labels on "+name, chromedp.Evaluate[string](`Array.from(document.querySelectorAll(
+		"main input:not([type=hidden]), main select, main textarea")).filter(e => e.labels.length === 0 && !e.getAttribute("aria-label")).map(e => e.id || e.name).join(",")`))
+	if unlabelled != "" {
+		t.Errorf("%s: controls without a label: %s", name, unlabelled)
+	}
+	if n := get(t, ctx, "landmarks on "+name, chromedp.Evaluate[int](`document.querySelectorAll("main").length * 10 + document.querySelectorAll("h1").length`)); n != 11 {
+		t.Errorf("%s: %d main landmarks and %d h1, want one of each", name, n/10, n%10)
 	}
 }
 
