@@ -30,6 +30,7 @@ func listener(o Options) *listenerv3.Listener {
 		NormalizePath:     wrapperspb.Bool(true),
 		MergeSlashes:      true,
 		AccessLog:         accessLog(),
+		LocalReplyConfig:  localReplyConfig(o),
 	}
 	return &listenerv3.Listener{
 		Name:    ListenerName,

@@ -50,6 +50,7 @@ var knownOperators = map[string]bool{
 	"ROUTE_NAME": true, "UPSTREAM_CLUSTER": true, "UPSTREAM_HOST": true,
 	"UPSTREAM_TRANSPORT_FAILURE_REASON": true, "BYTES_RECEIVED": true, "BYTES_SENT": true,
 	"DURATION": true, "UPSTREAM_REQUEST_ATTEMPT_COUNT": true, "DOWNSTREAM_REMOTE_ADDRESS": true,
+	"LOCAL_REPLY_BODY": true,
 }
 
 func buildAccessLogFormat(s *streamv3.StdoutAccessLog) (*accessLogFormat, error) {
@@ -64,15 +65,50 @@ func buildAccessLogFormat(s *streamv3.StdoutAccessLog) (*accessLogFormat, error)
 		if err != nil {
 			return nil, err
 		}
+		if jsonUses(m, "LOCAL_REPLY_BODY") {
+			return nil, errLocalReplyBodyInAccessLog
+		}
 		return &accessLogFormat{json: m}, nil
 	case lf.GetTextFormatSource() != nil:
 		t, err := parseTemplate(lf.GetTextFormatSource().GetInlineString())
 		if err != nil {
 			return nil, err
 		}
+		if t.uses("LOCAL_REPLY_BODY") {
+			return nil, errLocalReplyBodyInAccessLog
+		}
 		return &accessLogFormat{text: t}, nil
 	}
 	return nil, errors.New("log_format has no format")
+}
+
+// errLocalReplyBodyInAccessLog: %LOCAL_REPLY_BODY% is modelled in local
+// reply formats only.
+var errLocalReplyBodyInAccessLog = errors.New("%LOCAL_REPLY_BODY% in an access log is not modelled")
+
+func (t template) uses(op string) bool {
+	for _, p := range t {
+		if p.op != nil && p.op.name == op {
+			return true
+		}
+	}
+	return false
+}
+
+func jsonUses(m map[string]any, op string) bool {
+	for _, v := range m {
+		switch x := v.(type) {
+		case template:
+			if x.uses(op) {
+				return true
+			}
+		case map[string]any:
+			if jsonUses(x, op) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func parseJSONFormat(s *structpb.Struct) (map[string]any, error) {
@@ -186,6 +222,7 @@ type logEntry struct {
 	bytesSent        int64
 	attempts         int
 	downstreamRemote string
+	localReplyBody   string // the body of the stream's local reply, if it made one
 }
 
 // eval returns the operator's value: a string, an int64, or nil when unset.
@@ -248,6 +285,8 @@ func (op *operator) eval(e *logEntry) any {
 		return int64(e.attempts)
 	case "DOWNSTREAM_REMOTE_ADDRESS":
 		return str(e.downstreamRemote)
+	case "LOCAL_REPLY_BODY":
+		return str(e.localReplyBody)
 	}
 	return nil
 }

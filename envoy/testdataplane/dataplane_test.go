@@ -3,8 +3,11 @@ package testdataplane
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -581,10 +584,13 @@ func TestUpstreamRouteTimeoutIs504(t *testing.T) {
 	route, _ := tg.model("a", deployment{provider: p, weight: 1})
 	e.proc.script(routeByModel(map[string]string{"a": route}), nil)
 	e.start(&tg.g)
-	code, _, body := e.post("/v1/chat/completions", `{"model":"a"}`)
-	if code != 504 || body != "upstream request timeout" {
+	code, hdr, body := e.post("/v1/chat/completions", `{"model":"a"}`)
+	if code != 504 {
 		t.Fatalf("got %d %q", code, body)
 	}
+	// The control plane's local_reply_config gives the router's reply
+	// OpenAI's error shape, with Envoy's own text inside.
+	wantJSONError(t, hdr, body, `{"error":{"code":"upstream_unavailable","message":"The gateway could not get a response from the provider: upstream request timeout","type":"server_error"}}`)
 	if line := e.lastAccess(1); line["flags"] != "UT" || line["details"] != "upstream_response_timeout" {
 		t.Errorf("flags %v details %v", line["flags"], line["details"])
 	}
@@ -595,10 +601,71 @@ func TestOversizedBufferedBodyIs413(t *testing.T) {
 	tg, ua, _, _, _ := twoModels(t)
 	e.start(&tg.g)
 	big := `{"model":"a","x":"` + strings.Repeat("x", int(e.opts.MaxRequestBytes)) + `"}`
-	if code, _, _ := e.post("/v1/chat/completions", big); code != 413 {
-		t.Errorf("status %d, want 413", code)
+	msg := fmt.Sprintf("The request body is larger than this gateway accepts (%d bytes). Send a smaller request.", e.opts.MaxRequestBytes)
+	for path, want := range map[string]string{
+		"/v1/chat/completions":    `{"error":{"code":"request_too_large","message":"` + msg + `","type":"invalid_request_error"}}`,
+		"/v1/messages?beta=true":  `{"type":"error","error":{"type":"request_too_large","message":"` + msg + `"}}`,
+		"/v1/messages/count_toke": `{"type":"error","error":{"type":"request_too_large","message":"` + msg + `"}}`,
+	} {
+		code, hdr, body := e.post(path, big)
+		if code != 413 {
+			t.Errorf("%s: status %d, want 413", path, code)
+			continue
+		}
+		wantJSONError(t, hdr, body, want)
+		if line := e.lastAccess(1); line["details"] != "request_payload_too_large" {
+			t.Errorf("%s: details %v", path, line["details"])
+		}
 	}
 	if len(ua.requests()) != 0 {
 		t.Error("the upstream was called")
+	}
+}
+
+// Replies ext_proc makes are local replies too, but no mapper matches them:
+// a 503 from ext_proc carries no response flag, so its body, already in the
+// client's shape, is left alone.
+func TestLocalReplyMappersLeaveExtProcRepliesAlone(t *testing.T) {
+	e := newEnv(t)
+	tg, _, _, _, _ := twoModels(t)
+	const refusal = `{"error":{"message":"no","type":"server_error","param":null,"code":"x"}}`
+	e.proc.script(func(_ *procStream, req *extprocsvc.ProcessingRequest) (*extprocsvc.ProcessingResponse, error) {
+		if req.GetRequestHeaders() == nil {
+			return nil, nil
+		}
+		return &extprocsvc.ProcessingResponse{Response: &extprocsvc.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocsvc.ImmediateResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
+			Headers: setHeaders("content-type", "application/json"),
+			Body:    []byte(refusal),
+		}}}, nil
+	}, nil)
+	e.start(&tg.g)
+	for _, path := range []string{"/v1/chat/completions", "/v1/messages"} {
+		code, _, body := e.post(path, `{"model":"a"}`)
+		if code != 503 || body != refusal {
+			t.Errorf("%s: ImmediateResponse 503 became %d %q", path, code, body)
+		}
+	}
+}
+
+// wantJSONError checks a mapped local reply: JSON, with a content length
+// that matches, and equal to want as JSON.
+func wantJSONError(t *testing.T, hdr http.Header, body, want string) {
+	t.Helper()
+	if ct := hdr.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("content-type %q, want application/json", ct)
+	}
+	if cl := hdr.Get("Content-Length"); cl != strconv.Itoa(len(body)) {
+		t.Errorf("content-length %s for a body of %d bytes", cl, len(body))
+	}
+	var got, w any
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatalf("body %q is not JSON: %v", body, err)
+	}
+	if err := json.Unmarshal([]byte(want), &w); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, w) {
+		t.Errorf("body %s\nwant %s", body, want)
 	}
 }

@@ -335,20 +335,24 @@ func (s *stream) sendLocalReply(lr *localReply) {
 		s.reset(lr.details, lr.flags...)
 		return
 	}
+	s.details = lr.details
+	s.addFlags(lr.flags...)
+	body, contentType := lr.body, "text/plain"
+	if b, ct, ok := s.mapLocalReply(lr); ok {
+		body, contentType = b, ct
+	}
 	h := &headerMap{}
 	h.add(":status", strconv.Itoa(lr.status))
-	if lr.body != "" {
-		h.add("content-type", "text/plain")
+	if body != "" {
+		h.add("content-type", contentType)
 	}
-	h.add("content-length", strconv.Itoa(len(lr.body)))
+	h.add("content-length", strconv.Itoa(len(body)))
 	if lr.mutate != nil {
 		lr.mutate(h)
 	}
-	s.details = lr.details
-	s.addFlags(lr.flags...)
 	s.writeResponseHeaders(h)
-	if lr.body != "" && s.r.Method != http.MethodHead {
-		_ = s.writeBody([]byte(lr.body))
+	if body != "" && s.r.Method != http.MethodHead {
+		_ = s.writeBody([]byte(body))
 	}
 }
 
@@ -663,6 +667,11 @@ func (s *stream) clearRouteCache() {
 }
 
 func (s *stream) logAccess() {
+	s.dp.accessLog.write(s.hcm.accessLogs, s.logEntry())
+}
+
+// logEntry is what the stream's access log and local reply formats read.
+func (s *stream) logEntry() *logEntry {
 	e := &logEntry{
 		start:            s.start,
 		duration:         time.Since(s.start),
@@ -683,7 +692,7 @@ func (s *stream) logAccess() {
 	if s.cachedRoute != nil {
 		e.routeName = s.cachedRoute.name
 	}
-	s.dp.accessLog.write(s.hcm.accessLogs, e)
+	return e
 }
 
 // idleTimer ends a stream that sees no activity for its timeout (the HCM's

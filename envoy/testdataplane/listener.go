@@ -46,6 +46,7 @@ type hcmConfig struct {
 	mergeSlashes                 bool
 	serverName                   string
 	accessLogs                   []*accessLogFormat
+	localReplyMappers            []*localReplyMapper
 	// extProc are the HTTP filters before the router, in order; the
 	// router is always last (Envoy requires a terminal filter).
 	extProc              []*extProcConfig
@@ -165,6 +166,11 @@ func buildHCM(h *hcmv3.HttpConnectionManager) (*hcmConfig, error) {
 		}
 		out.accessLogs = append(out.accessLogs, f)
 	}
+	mappers, err := buildLocalReplyConfig(h.GetLocalReplyConfig())
+	if err != nil {
+		errs = append(errs, err)
+	}
+	out.localReplyMappers = mappers
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

@@ -85,6 +85,18 @@ func merge(ms ...map[string]rule) map[string]rule {
 	return out
 }
 
+// replyFilterRules are the AccessLogFilter fields a local reply mapper's
+// filter may use (localreply.go), at its top and inside one and_filter.
+var replyFilterRules = map[string]rule{
+	"status_code_filter.comparison.op":                  enums("EQ", "GE", "LE"),
+	"status_code_filter.comparison.value.default_value": leaf,
+	"status_code_filter.comparison.value.runtime_key":   leaf,
+	"response_flag_filter.flags":                        leaf,
+	"header_filter.header.name":                         leaf,
+	"header_filter.header.string_match.prefix":          leaf,
+	"header_filter.header.string_match.exact":           leaf,
+}
+
 // modelled is the allow-list: for every message type the harness accepts at
 // the top of a resource (or inside an Any), the field paths it implements.
 // A path is the dotted proto field names from that message; repeated and map
@@ -123,28 +135,32 @@ var modelled = map[protoreflect.FullName]map[string]rule{
 		"filter_chains.filters.typed_config": anyOf(typeHCM),
 	},
 
-	fullName(&hcmv3.HttpConnectionManager{}): {
-		// Stats are not modelled, so a stat prefix has nothing to change.
-		"stat_prefix":                            leaf,
-		"codec_type":                             enums("AUTO", "HTTP1"),
-		"rds.route_config_name":                  leaf,
-		"rds.config_source.ads":                  leaf,
-		"rds.config_source.resource_api_version": enums("V3"),
-		"http_filters.name":                      leaf,
-		"http_filters.typed_config":              anyOf(typeExtProc, typeRouter),
-		"generate_request_id":                    leaf,
-		"preserve_external_request_id":           leaf,
-		"always_set_request_id_in_response":      leaf,
-		"use_remote_address":                     leaf,
-		"xff_num_trusted_hops":                   leaf,
-		"skip_xff_append":                        leaf,
-		"stream_idle_timeout":                    leaf,
-		"normalize_path":                         leaf,
-		"merge_slashes":                          leaf,
-		"server_name":                            leaf,
-		"access_log.name":                        leaf,
-		"access_log.typed_config":                anyOf(typeStdoutAccessLog),
-	},
+	fullName(&hcmv3.HttpConnectionManager{}): merge(
+		paths("local_reply_config.mappers.filter.", replyFilterRules),
+		paths("local_reply_config.mappers.filter.and_filter.filters.", replyFilterRules),
+		map[string]rule{
+			// Stats are not modelled, so a stat prefix has nothing to change.
+			"stat_prefix":                            leaf,
+			"codec_type":                             enums("AUTO", "HTTP1"),
+			"rds.route_config_name":                  leaf,
+			"rds.config_source.ads":                  leaf,
+			"rds.config_source.resource_api_version": enums("V3"),
+			"http_filters.name":                      leaf,
+			"http_filters.typed_config":              anyOf(typeExtProc, typeRouter),
+			"generate_request_id":                    leaf,
+			"preserve_external_request_id":           leaf,
+			"always_set_request_id_in_response":      leaf,
+			"use_remote_address":                     leaf,
+			"xff_num_trusted_hops":                   leaf,
+			"skip_xff_append":                        leaf,
+			"stream_idle_timeout":                    leaf,
+			"normalize_path":                         leaf,
+			"merge_slashes":                          leaf,
+			"server_name":                            leaf,
+			"access_log.name":                        leaf,
+			"access_log.typed_config":                anyOf(typeStdoutAccessLog),
+			"local_reply_config.mappers.body_format_override.json_format": leaf,
+		}),
 
 	fullName(&streamv3.StdoutAccessLog{}): {
 		"log_format.json_format":                      leaf,

@@ -95,6 +95,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Run("a stream cut mid-way", func(t *testing.T) { g.cutStream(t) })
 		t.Run("a provider's 429 reaches the client with retry-after", func(t *testing.T) { g.rateLimited(t) })
 		t.Run("bad requests are refused before any provider", func(t *testing.T) { g.badRequests(t) })
+		t.Run("an oversized body gets each SDK's error", func(t *testing.T) { g.oversizedBody(t) })
 		t.Run("a budget holds under 200 concurrent requests", func(t *testing.T) { g.budgetUnderConcurrency(t) })
 	})
 }
@@ -417,6 +418,33 @@ func (g *gateway) badRequests(t *testing.T) {
 	}
 	if n := len(oa.Requests()) - seen; n != 0 {
 		t.Errorf("%d bad requests reached the provider", n)
+	}
+}
+
+// A body over the data plane's buffer limit is answered by Envoy itself,
+// before ext_proc sees it; the control plane's local_reply_config gives that
+// 413 the error shape each SDK parses.
+func (g *gateway) oversizedBody(t *testing.T) {
+	big := strings.Repeat("x", int(g.maxRequestBytes))
+	oc, ac := g.openai(g.key), g.anthropic(g.key)
+	_, err := oc.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{
+		Model:    "gpt-4o-mini",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(big)},
+	})
+	var oe *openai.Error
+	if !errors.As(err, &oe) || oe.StatusCode != http.StatusRequestEntityTooLarge || oe.Code != "request_too_large" ||
+		oe.Type != "invalid_request_error" || !strings.Contains(oe.Message, "larger than this gateway accepts") {
+		t.Errorf("OpenAI SDK: %v", err)
+	}
+	_, err = ac.Messages.New(t.Context(), anthropic.MessageNewParams{
+		Model:     "claude-sonnet-4-5",
+		MaxTokens: 16,
+		Messages:  []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock(big))},
+	})
+	var ae *anthropic.Error
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusRequestEntityTooLarge || ae.Type() != "request_too_large" ||
+		!strings.Contains(ae.Message, "larger than this gateway accepts") {
+		t.Errorf("Anthropic SDK: %v", err)
 	}
 }
 

@@ -62,6 +62,8 @@ type gateway struct {
 	key         string
 	keyID       string
 	logs        *lockedBuffer
+	// maxRequestBytes is the data plane's buffer limit for a request body.
+	maxRequestBytes uint32
 	// xdsAddr is the control plane's xDS port (config, usage, quota), and
 	// restartControlPlane stops what serves it and starts it again on the
 	// same address and store.
@@ -143,6 +145,9 @@ func startGateway(t *testing.T, st *store.Store) *gateway {
 	}
 	opts := xdstranslate.DefaultOptions()
 	opts.ListenAddress, opts.ListenPort = "127.0.0.1", uint32(freePort(t))
+	// Small enough that the oversized-body test sends little.
+	opts.MaxRequestBytes = 256 << 10
+	g.maxRequestBytes = opts.MaxRequestBytes
 	g.otlp = startOTLPReceiver(t)
 	cpTel, cpURL := startTelemetry(t, "tollgate-controlplane", "")
 	epTel, epURL := startTelemetry(t, "tollgate-extproc", g.otlp.addr)
