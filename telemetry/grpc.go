@@ -6,12 +6,56 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
 	codepb "google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 )
+
+// GRPCServerTraces returns the option that gives each call a gRPC server
+// answers a server span in tp (OpenTelemetry's RPC conventions, through
+// otelgrpc's stats handler): named for the method, with rpc.system.name,
+// rpc.method and rpc.response.status_code (and server.address and
+// server.port, the server's own). A caller's W3C trace context in the call's
+// metadata (traceparent, tracestate) makes the span its child, so a client
+// that traces joins the server's spans to its own; the sampler follows the
+// caller's decision (parent-based, as for ext_proc's requests).
+//
+// The spans carry no request or response field and no metadata value: only
+// the method, the status code and, for the codes the server is to blame for
+// (INTERNAL, UNAVAILABLE, ...), the status message, which the admin API
+// keeps free of data. Health checks and reflection get no span: probes
+// would otherwise start a trace every few seconds. otelgrpc's own metrics
+// are off (GRPCServerMetrics counts the calls, once).
+func GRPCServerTraces(tp trace.TracerProvider) grpc.ServerOption {
+	return grpc.StatsHandler(otelgrpc.NewServerHandler(
+		otelgrpc.WithTracerProvider(tp),
+		otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()),
+		otelgrpc.WithPropagators(Propagator()),
+		otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool { return traced(info.FullMethodName) }),
+	))
+}
+
+// untracedServices are the services whose calls get no span.
+var untracedServices = []string{
+	"/grpc.health.v1.Health/",
+	"/grpc.reflection.v1.ServerReflection/",
+	"/grpc.reflection.v1alpha.ServerReflection/",
+}
+
+func traced(fullMethod string) bool {
+	for _, p := range untracedServices {
+		if strings.HasPrefix(fullMethod, p) {
+			return false
+		}
+	}
+	return true
+}
 
 // GRPCServerMetrics returns interceptors that record each call a gRPC
 // server answers as rpc.server.call.duration (OpenTelemetry's RPC

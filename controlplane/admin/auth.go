@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -91,6 +93,7 @@ func (s *Server) UnaryInterceptor() grpc.UnaryServerInterceptor {
 			s.log.WarnContext(ctx, "admin call refused", "method", info.FullMethod, "code", status.Code(err).String())
 			return nil, err
 		}
+		traceCaller(ctx, p)
 		resp, err := handler(context.WithValue(ctx, principalKey{}, p), req)
 		s.log.InfoContext(ctx, "admin call", "method", info.FullMethod, "actor", p.Actor(),
 			"code", status.Code(err).String(), "duration_ms", time.Since(start).Milliseconds())
@@ -111,8 +114,33 @@ func (s *Server) StreamInterceptor() grpc.StreamServerInterceptor {
 		if err != nil {
 			return err
 		}
+		traceCaller(ss.Context(), p)
 		return handler(srv, &principalStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), principalKey{}, p)})
 	}
+}
+
+// traceCaller names the authenticated caller on the call's span (the
+// server span telemetry.GRPCServerTraces starts), by ids only: its role
+// ("operator", "admin_token" or the account's role), its tenant's id, and
+// the actor that audit events name ("account:<id>", "admin-token:<id>"), so
+// that a trace leads to the audit log. Never a token, a name or an e-mail.
+func traceCaller(ctx context.Context, p Principal) {
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	role := "admin_token"
+	switch {
+	case p.Operator:
+		role = "operator"
+	case p.AccountID != uuid.Nil:
+		role = string(p.Role)
+	}
+	attrs := []attribute.KeyValue{attribute.String("tollgate.caller.role", role), attribute.String("tollgate.actor", p.Actor())}
+	if !p.Operator {
+		attrs = append(attrs, attribute.String("tollgate.tenant.id", p.TenantID.String()))
+	}
+	span.SetAttributes(attrs...)
 }
 
 type principalStream struct {

@@ -54,7 +54,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newHarness(t *testing.T, st *store.Store) *harness {
+// newHarness serves the admin API on st; opts are more server options
+// (telemetry).
+func newHarness(t *testing.T, st *store.Store, opts ...grpc.ServerOption) *harness {
 	t.Helper()
 	ring, err := keyring.New(keyring.Key{ID: "test-1", Secret: bytes.Repeat([]byte{7}, 32)})
 	if err != nil {
@@ -77,7 +79,7 @@ func newHarness(t *testing.T, st *store.Store) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer(grpc.ChainUnaryInterceptor(srv.UnaryInterceptor()), grpc.ChainStreamInterceptor(srv.StreamInterceptor()))
+	g := grpc.NewServer(append(opts, grpc.ChainUnaryInterceptor(srv.UnaryInterceptor()), grpc.ChainStreamInterceptor(srv.StreamInterceptor()))...)
 	srv.Register(g)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -25,31 +25,38 @@ const (
 // what that demands of fn and for how errors are reported.
 func (s *Store) InTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
 	start := time.Now()
-	var err error
+	ctx, span := s.startTxSpan(ctx)
+	var (
+		attempts int
+		err      error
+	)
 	if s.dialect == CockroachDB {
-		err = s.inSavepointTx(ctx, fn)
+		attempts, err = s.inSavepointTx(ctx, fn)
 	} else {
-		err = s.inRetriedTx(ctx, fn)
+		attempts, err = s.inRetriedTx(ctx, fn)
 	}
 	s.metrics.txDone(ctx, start, err)
+	countTx(ctx, attempts)
+	endTxSpan(span, attempts, err)
 	return err
 }
 
-// inRetriedTx retries the whole transaction, for PostgreSQL and SQLite.
-func (s *Store) inRetriedTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
+// inRetriedTx retries the whole transaction, for PostgreSQL and SQLite,
+// and returns how many attempts it made.
+func (s *Store) inRetriedTx(ctx context.Context, fn func(tx *ent.Tx) error) (int, error) {
 	for attempt := 1; ; attempt++ {
 		err := s.attempt(ctx, fn)
 		if err == nil || !IsRetryable(err) {
-			return err
+			return attempt, err
 		}
 		if attempt >= s.maxAttempts {
-			return fmt.Errorf("store: transaction retries exhausted after %d attempts: %w", attempt, err)
+			return attempt, fmt.Errorf("store: transaction retries exhausted after %d attempts: %w", attempt, err)
 		}
 		s.retries.Add(1)
 		if werr := wait(ctx, backoff(attempt)); werr != nil {
 			// The last error is kept for the message only: the caller
 			// gave up, so the error must not look retryable.
-			return fmt.Errorf("store: transaction abandoned after %d attempts: %w (last attempt: %v)", attempt, werr, err) //nolint:errorlint // err must not be wrapped; see above
+			return attempt, fmt.Errorf("store: transaction abandoned after %d attempts: %w (last attempt: %v)", attempt, werr, err) //nolint:errorlint // err must not be wrapped; see above
 		}
 	}
 }
@@ -120,16 +127,17 @@ func wait(ctx context.Context, d time.Duration) error {
 
 // inSavepointTx runs fn under cockroach-go's savepoint protocol, for
 // CockroachDB only: there RELEASE SAVEPOINT cockroach_restart is the commit,
-// so the final COMMIT that ExecuteInTx ignores cannot fail.
-func (s *Store) inSavepointTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
+// so the final COMMIT that ExecuteInTx ignores cannot fail. It returns how
+// many times fn ran (the attempts; at least 1).
+func (s *Store) inSavepointTx(ctx context.Context, fn func(tx *ent.Tx) error) (int, error) {
 	tx, err := s.begin(ctx)
 	if err != nil {
-		return fmt.Errorf("store: begin: %w", err)
+		return 1, fmt.Errorf("store: begin: %w", err)
 	}
 	runs := 0
 	// crdb reads 0 as "retry forever".
 	ctx = crdb.WithMaxRetries(ctx, max(s.maxAttempts-1, 1))
-	return crdb.ExecuteInTx(ctx, savepointTx{tx}, func() error {
+	err = crdb.ExecuteInTx(ctx, savepointTx{tx}, func() error {
 		if runs++; runs > 1 {
 			s.retries.Add(1)
 		}
@@ -147,6 +155,7 @@ func (s *Store) inSavepointTx(ctx context.Context, fn func(tx *ent.Tx) error) er
 		returned = true
 		return err
 	})
+	return max(runs, 1), err
 }
 
 // savepointTx adapts an ent transaction to crdb.Tx.

@@ -241,7 +241,8 @@ func serve(ctx context.Context, cfg serveConfig) error {
 		if err != nil {
 			return err
 		}
-		opts = append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)}, opts...)
+		opts = append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream),
+			telemetry.GRPCServerTraces(cfg.telemetry.tel.Tracers())}, opts...)
 	}
 	creds, err := adminTLS(cfg.flags)
 	if err != nil {
