@@ -418,5 +418,6 @@ func (d *downstream) usageRecord() *usagev1.UsageRecord {
 	if r.keepContent && r.body != nil {
 		rec.Content = r.content(t, d.s.contentLimit)
 	}
+	rec.TraceContext = traceContextOf(d.span)
 	return rec
 }

@@ -399,6 +399,22 @@ func (c mutationCarrier) inject(ctx context.Context) { traceContext.Inject(ctx, 
 // traceContext is the W3C propagator: traceparent and tracestate.
 var traceContext propagation.TraceContext
 
+// traceContextOf is the W3C trace context of a request's span for its usage
+// record, so that the control plane's span for the batch that stores the
+// record joins the request's trace; nil when the request is not sampled
+// (the control plane would not record a span under it either), and when
+// ext_proc does not trace (a no-op span that merely carries the client's
+// context).
+func traceContextOf(span trace.Span) map[string]string {
+	sc := span.SpanContext()
+	if !span.IsRecording() || !sc.IsSampled() {
+		return nil
+	}
+	carrier := propagation.MapCarrier{}
+	traceContext.Inject(trace.ContextWithSpanContext(context.Background(), sc), carrier)
+	return carrier
+}
+
 // requestLog writes a request's log lines, each with the request's id and,
 // when it is traced, its trace id. Callers check enabled before building a
 // line's arguments: at the default level (info) the hot path's debug lines

@@ -221,6 +221,11 @@ func TestRequestTraceContinuesAndPropagatesTraceContext(t *testing.T) {
 	if toProvider["traceparent"] != want {
 		t.Errorf("traceparent to the provider = %q, want the try's span %q", toProvider["traceparent"], want)
 	}
+	// The usage record names the request's span, for the control plane's
+	// span of the batch that stores it.
+	if recs := o.usage.records(); len(recs) != 1 || recs[0].GetTraceContext()["traceparent"] != "00-"+clientTrace+"-"+root.SpanContext().SpanID().String()+"-01" {
+		t.Errorf("usage records %v: want one whose trace context names the request span %s", recs, root.SpanContext().SpanID())
+	}
 	attrs := map[string]string{}
 	for _, a := range root.Attributes() {
 		attrs[string(a.Key)] = a.Value.String()
@@ -230,6 +235,18 @@ func TestRequestTraceContinuesAndPropagatesTraceContext(t *testing.T) {
 		if attrs[k] != v {
 			t.Errorf("request span %s = %q, want %q", k, attrs[k], v)
 		}
+	}
+}
+
+// Without a tracer provider ext_proc traces nothing, and its usage records
+// carry no trace context, even for a client whose traceparent says sampled.
+func TestUntracedRequestRecordsNoTraceContext(t *testing.T) {
+	f := newFixture(t)
+	f.cfg.models[0].Deployments = f.cfg.models[0].Deployments[1:]
+	f.server = New(Options{Config: f.cfg, Usage: f.usage, Now: func() time.Time { return f.clock }})
+	(&observed{fixture: f}).request(t)
+	if recs := f.usage.records(); len(recs) != 1 || recs[0].GetTraceContext() != nil {
+		t.Errorf("usage records %v: want one without trace context", recs)
 	}
 }
 

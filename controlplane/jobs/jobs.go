@@ -24,6 +24,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/ent"
 	"github.com/tollgate-dev/tollgate/ent/joblease"
@@ -59,6 +63,8 @@ type Runner struct {
 	TTL  time.Duration
 	Poll time.Duration
 	Now  func() time.Time
+	// Tracers, if set, gets a root span per run (see RunIfDue).
+	Tracers trace.TracerProvider
 
 	mu   sync.Mutex
 	jobs []Job
@@ -123,6 +129,8 @@ func (r *Runner) RunIfDue(ctx context.Context, j Job) (ran bool, err error) {
 	if err != nil || !ok {
 		return false, err
 	}
+	ctx, span := r.startRun(ctx, j)
+	defer func() { endRun(span, err) }()
 	jobCtx, cancel := context.WithCancelCause(ctx)
 	renewed := make(chan struct{})
 	go func() {
@@ -149,6 +157,39 @@ func (r *Runner) RunIfDue(ctx context.Context, j Job) (ran bool, err error) {
 }
 
 var errLeaseLost = errors.New("lease lost to another replica")
+
+// startRun starts the root span of a run of j: a trace of its own (sampled
+// at the configured ratio) whose children are the run's transactions. Taking
+// the lease is not in it: a replica looks for due jobs every Poll, and a
+// trace per look would be noise.
+func (r *Runner) startRun(ctx context.Context, j Job) (context.Context, trace.Span) {
+	if r.Tracers == nil {
+		return ctx, trace.SpanFromContext(context.Background()) // a no-op span
+	}
+	return r.Tracers.Tracer("github.com/tollgate-dev/tollgate/controlplane/jobs").Start(ctx, "job "+j.Name,
+		trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithAttributes(attribute.String("tollgate.job.name", j.Name), attribute.String("tollgate.job.holder", r.holder)))
+}
+
+// endRun ends a run's span with its outcome: succeeded, failed, or
+// lease_lost (another replica took the lease; the job stopped). The error's
+// text is the job's last_error in the store (tollgatectl status), not an
+// attribute: a job's error may quote what it worked on.
+func endRun(span trace.Span, err error) {
+	outcome := "succeeded"
+	switch {
+	case errors.Is(err, errLeaseLost):
+		outcome = "lease_lost"
+	case err != nil:
+		outcome = "failed"
+	}
+	span.SetAttributes(attribute.String("tollgate.outcome", outcome))
+	if err != nil {
+		span.SetAttributes(attribute.String("error.type", outcome))
+		span.SetStatus(codes.Error, outcome)
+	}
+	span.End()
+}
 
 // acquire takes j's lease if j is due and the lease is free or lapsed.
 // The store runs transactions SERIALIZABLE (SQLite: one writer), so two

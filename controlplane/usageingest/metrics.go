@@ -61,7 +61,10 @@ func (m *ingestMetrics) batchDone(ctx context.Context, start time.Time, resp *us
 	m.records.Add(ctx, int64(len(resp.GetRejected())), m.rejected)
 }
 
+// stored counts n records new to the store, in the metrics and on the
+// batch's span.
 func (m *ingestMetrics) stored(ctx context.Context, n int) {
+	batchOf(ctx).addStored(n)
 	if m == nil || n == 0 {
 		return
 	}

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -48,6 +49,10 @@ type Server struct {
 	// over; each batch adds to one shard picked at random. 1 keeps one row
 	// per combination. Set it before serving.
 	RollupShards int
+
+	// Tracers, if set, gets a span per batch (trace.go). Set it before
+	// serving.
+	Tracers trace.TracerProvider
 
 	// content stores the request content records carry; nil discards it.
 	content *contentlog.Writer
@@ -110,8 +115,10 @@ func (s *Server) Ingest(stream usagev1.UsageIngestService_IngestServer) error {
 // means nothing of the batch was stored (and it may be sent again).
 func (s *Server) Store(ctx context.Context, req *usagev1.IngestRequest) (*usagev1.IngestResponse, error) {
 	start := time.Now()
+	ctx, batch := s.startBatch(ctx, req)
 	resp, err := s.store1(ctx, req)
 	s.metrics.batchDone(ctx, start, resp, err)
+	batch.end(resp, err)
 	return resp, err
 }
 
@@ -148,6 +155,7 @@ func (s *Server) store1(ctx context.Context, req *usagev1.IngestRequest) (*usage
 func (s *Server) write(ctx context.Context, req *usagev1.IngestRequest, resp *usagev1.IngestResponse, rows []row) (*usagev1.IngestResponse, error) {
 	keys := s.keysToTouch(rows)
 	shard := s.shard()
+	batchOf(ctx).setShard(shard)
 	var stored int
 	err := s.store.InTx(ctx, func(tx *entTx) error {
 		var err error

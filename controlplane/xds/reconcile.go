@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tollgate-dev/tollgate/controlplane/ir"
 	"github.com/tollgate-dev/tollgate/controlplane/keyring"
@@ -28,6 +31,8 @@ type Reconciler struct {
 	// ResyncInterval rebuilds everything even without a change, for what
 	// changes with time alone (expired keys leave the view). Default 5m.
 	ResyncInterval time.Duration
+	// Tracers, if set, gets a root span per reconciliation (see Reconcile).
+	Tracers trace.TracerProvider
 
 	trigger chan struct{}
 }
@@ -82,14 +87,23 @@ func (r *Reconciler) Run(ctx context.Context) {
 
 // Reconcile rebuilds and publishes once. A failure to read the store keeps
 // the last published configuration.
-func (r *Reconciler) Reconcile(ctx context.Context) error {
+//
+// With Tracers, each reconciliation is a root span, tollgate.xds.reconcile
+// (it runs once per change, not per poll): the size of what was read, the
+// Envoy snapshot's version served afterwards, the nodes connected, the
+// configuration errors, and the outcome.
+func (r *Reconciler) Reconcile(ctx context.Context) (err error) {
 	start := time.Now()
+	ctx, span := r.startSpan(ctx)
+	defer func() { r.endSpan(span, err) }()
 	g, err := ir.Load(ctx, r.Store, time.Now())
 	if err != nil {
 		r.Log.Error("xds: loading the gateway; still serving the last configuration", "err", err)
 		r.Publisher.observer().reconciled(start, err)
 		return err
 	}
+	span.SetAttributes(attribute.Int("tollgate.xds.keys", len(g.Keys)), attribute.Int("tollgate.xds.tenants", len(g.Tenants)),
+		attribute.Int("tollgate.xds.models", len(g.Models)))
 	envoy, envoyErr := xdstranslate.TranslateEnvoy(g, r.Options)
 	cfg, cfgErr := xdstranslate.TranslateConfig(g, func(sealed []byte, id uuid.UUID) ([]byte, error) {
 		return r.Keyring.Open(sealed, ir.CredentialAD(id))
@@ -108,4 +122,28 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	r.Log.Info("xds: configuration published", "models", len(g.Models), "keys", len(g.Keys),
 		"tenants", len(g.Tenants), "duration_ms", time.Since(start).Milliseconds())
 	return nil
+}
+
+func (r *Reconciler) startSpan(ctx context.Context) (context.Context, trace.Span) {
+	if r.Tracers == nil {
+		return ctx, trace.SpanFromContext(context.Background()) // a no-op span
+	}
+	return r.Tracers.Tracer("github.com/tollgate-dev/tollgate/controlplane/xds").Start(ctx, "tollgate.xds.reconcile", trace.WithNewRoot())
+}
+
+// endSpan ends a reconciliation's span. Neither the errors' text (which
+// names models and providers) nor the nodes' ids are attributes: counts only.
+func (r *Reconciler) endSpan(span trace.Span, err error) {
+	if !span.IsRecording() {
+		return
+	}
+	st := r.Publisher.Status()
+	outcome := "published"
+	if err != nil {
+		outcome = "error"
+		span.SetStatus(codes.Error, "the last configuration is still served")
+	}
+	span.SetAttributes(attribute.String("tollgate.xds.version", st.Version), attribute.Int("tollgate.xds.nodes", len(st.Nodes)),
+		attribute.Int("tollgate.xds.config_errors", len(st.Errors)), attribute.String("tollgate.outcome", outcome))
+	span.End()
 }

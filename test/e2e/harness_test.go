@@ -70,12 +70,13 @@ type gateway struct {
 	xdsAddr             string
 	restartControlPlane func()
 	// Telemetry, as `tollgate controlplane` and `tollgate extproc` export
-	// it: each one's /metrics URL, ext_proc's providers (its traces go to
+	// it: each one's /metrics URL and providers (both send their traces to
 	// the OTLP receiver).
-	controlPlaneMetrics string
-	extprocMetrics      string
-	extprocTelemetry    *telemetry.Telemetry
-	otlp                *otlpReceiver
+	controlPlaneMetrics   string
+	extprocMetrics        string
+	controlPlaneTelemetry *telemetry.Telemetry
+	extprocTelemetry      *telemetry.Telemetry
+	otlp                  *otlpReceiver
 }
 
 type lockedBuffer struct {
@@ -149,9 +150,9 @@ func startGateway(t *testing.T, st *store.Store) *gateway {
 	opts.MaxRequestBytes = 256 << 10
 	g.maxRequestBytes = opts.MaxRequestBytes
 	g.otlp = startOTLPReceiver(t)
-	cpTel, cpURL := startTelemetry(t, "tollgate-controlplane", "")
+	cpTel, cpURL := startTelemetry(t, "tollgate-controlplane", g.otlp.addr)
 	epTel, epURL := startTelemetry(t, "tollgate-extproc", g.otlp.addr)
-	g.controlPlaneMetrics, g.extprocMetrics, g.extprocTelemetry = cpURL, epURL, epTel
+	g.controlPlaneMetrics, g.extprocMetrics, g.controlPlaneTelemetry, g.extprocTelemetry = cpURL, epURL, cpTel, epTel
 	if err := st.Instrument(cpTel.Meters()); err != nil {
 		t.Fatal(err)
 	}
@@ -159,13 +160,13 @@ func startGateway(t *testing.T, st *store.Store) *gateway {
 	if err := pub.Instrument(cpTel.Meters()); err != nil {
 		t.Fatal(err)
 	}
-	rec := &xds.Reconciler{Store: st, Keyring: ring, Options: opts, Publisher: pub, Log: log, PollInterval: 100 * time.Millisecond}
+	rec := &xds.Reconciler{Store: st, Keyring: ring, Options: opts, Publisher: pub, Log: log, PollInterval: 100 * time.Millisecond, Tracers: cpTel.Tracers()}
 	rec.Init()
 	adm, err := admin.New(admin.Config{Store: st, Keyring: ring, OperatorToken: op.Plaintext, Logger: log, Changed: rec.Notify})
 	if err != nil {
 		t.Fatal(err)
 	}
-	adminSrv := grpc.NewServer(grpc.ChainUnaryInterceptor(adm.UnaryInterceptor()), grpc.ChainStreamInterceptor(adm.StreamInterceptor()))
+	adminSrv := grpc.NewServer(telemetry.GRPCServerTraces(cpTel.Tracers()), grpc.ChainUnaryInterceptor(adm.UnaryInterceptor()), grpc.ChainStreamInterceptor(adm.StreamInterceptor()))
 	adm.Register(adminSrv)
 	adminLis := listen(t)
 	serveGRPC(t, adminSrv, adminLis)
@@ -174,9 +175,14 @@ func startGateway(t *testing.T, st *store.Store) *gateway {
 		t.Fatal(err)
 	}
 	content := contentlog.NewWriter(vault, contentlog.DefaultMaxDays, log)
+	newIngest := func() *usageingest.Server {
+		in := usageingest.New(st, log).KeepContent(content)
+		in.Tracers = cpTel.Tracers()
+		return in
+	}
 	xdsSrv := grpc.NewServer()
 	xds.Register(ctx, xdsSrv, pub)
-	usageingest.New(st, log).KeepContent(content).Register(xdsSrv)
+	newIngest().Register(xdsSrv)
 	quotaauthority.New(st, quotaauthority.Options{Logger: log}).Register(xdsSrv)
 	xdsLis := listen(t)
 	serveGRPC(t, xdsSrv, xdsLis)
@@ -193,7 +199,7 @@ func startGateway(t *testing.T, st *store.Store) *gateway {
 		}
 		xdsSrv = grpc.NewServer()
 		xds.Register(ctx, xdsSrv, pub)
-		usageingest.New(st, log).KeepContent(content).Register(xdsSrv)
+		newIngest().Register(xdsSrv)
 		quotaauthority.New(st, quotaauthority.Options{Logger: log}).Register(xdsSrv)
 		serveGRPC(t, xdsSrv, lis)
 	}

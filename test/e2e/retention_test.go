@@ -43,7 +43,9 @@ func TestRequestContentRetention(t *testing.T) {
 			}
 			return nil
 		})
-		if err := g.extprocTelemetry.ForceFlush(t.Context()); err != nil {
+		// Both processes' spans: ext_proc's requests, the control plane's
+		// admin calls, usage batches and transactions.
+		if err := errors.Join(g.extprocTelemetry.ForceFlush(t.Context()), g.controlPlaneTelemetry.ForceFlush(t.Context())); err != nil {
 			t.Fatal(err)
 		}
 		n, err := st.Client().ContentLog.Query().Count(t.Context())

@@ -13,6 +13,7 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/controlplane/store/storetest"
@@ -156,6 +157,54 @@ func TestMetricsAndTracesOfARequest(t *testing.T) {
 			t.Errorf("the provider received traceparent %q, want the try's span %q", got, want)
 		}
 
+		// The control plane's: the span of the usage batch that stored the
+		// request's record is in the request's trace, under its span, with
+		// its transaction under it; the admin calls that configured the
+		// gateway are server spans naming the operator, without its token.
+		var batch *tracepb.Span
+		g.eventually(10*time.Second, "the usage batch's span reaches the OTLP receiver", func() error {
+			if err := g.controlPlaneTelemetry.ForceFlush(flushCtx); err != nil {
+				return err
+			}
+			for _, s := range g.otlp.trace(id) {
+				if s.GetName() == "tollgate.usage.ingest" {
+					batch = s
+					return nil
+				}
+			}
+			return fmt.Errorf("spans of the trace: %v", spanNames(g.otlp.trace(id)))
+		})
+		if string(batch.GetParentSpanId()) != string(root.GetSpanId()) {
+			t.Errorf("the usage batch's span has parent %x, want the request's span %x", batch.GetParentSpanId(), root.GetSpanId())
+		}
+		if v, ok := intAttr(batch, "tollgate.usage.records.stored"); !ok || v != 1 {
+			t.Errorf("the usage batch stored %d records (found %v), want the request's", v, ok)
+		}
+		var batchTx bool
+		for _, s := range g.otlp.trace(id) {
+			batchTx = batchTx || (s.GetName() == "tollgate.db.transaction" && string(s.GetParentSpanId()) == string(batch.GetSpanId()))
+		}
+		if !batchTx {
+			t.Errorf("no transaction span under the usage batch's among %v", spanNames(g.otlp.trace(id)))
+		}
+		createTenant := false
+		g.otlp.mu.Lock()
+		for _, s := range g.otlp.spans {
+			createTenant = createTenant || (s.GetName() == "tollgate.admin.v1.TenantService/CreateTenant" && s.GetKind() == tracepb.Span_SPAN_KIND_SERVER &&
+				strAttr(s, "tollgate.caller.role") == "operator")
+		}
+		g.otlp.mu.Unlock()
+		if !createTenant {
+			t.Error("no CreateTenant server span naming the operator among the spans received")
+		}
+		opToken := strings.TrimPrefix(mdOf(g.op).Get("authorization")[0], "Bearer ")
+		text := g.spanText()
+		for _, secret := range []string{opToken, g.key} {
+			if strings.Contains(text, secret) {
+				t.Errorf("a span carries a secret (%.8s…)", secret)
+			}
+		}
+
 		// The logs: ext_proc's lines about the request carry its request id
 		// (the usage record's) and trace id; no line carries the prompt,
 		// the answer or the key.
@@ -182,6 +231,32 @@ func TestMetricsAndTracesOfARequest(t *testing.T) {
 			}
 		}
 	})
+}
+
+// intAttr is span's integer attribute key.
+func intAttr(span *tracepb.Span, key string) (int64, bool) {
+	for _, a := range span.GetAttributes() {
+		if a.GetKey() == key {
+			return a.GetValue().GetIntValue(), true
+		}
+	}
+	return 0, false
+}
+
+// strAttr is span's string attribute key ("" when it has none).
+func strAttr(span *tracepb.Span, key string) string {
+	for _, a := range span.GetAttributes() {
+		if a.GetKey() == key {
+			return a.GetValue().GetStringValue()
+		}
+	}
+	return ""
+}
+
+// mdOf is the outgoing metadata of ctx.
+func mdOf(ctx context.Context) metadata.MD {
+	md, _ := metadata.FromOutgoingContext(ctx)
+	return md
 }
 
 func spanNames(spans []*tracepb.Span) []string {

@@ -193,6 +193,9 @@ func serve(ctx context.Context, cfg serveConfig) error {
 		}
 	}
 	rec := &xds.Reconciler{Store: cfg.store, Keyring: cfg.keyring, Options: cfg.flags.dataPlane, Publisher: publisher, Log: cfg.log}
+	if cfg.telemetry != nil {
+		rec.Tracers = cfg.telemetry.tel.Tracers()
+	}
 	rec.Init()
 	sessions, err := signin.New(cfg.store, signin.Options{OperatorToken: cfg.operatorToken, Logger: cfg.log})
 	if err != nil {
@@ -291,6 +294,9 @@ func serve(ctx context.Context, cfg serveConfig) error {
 		return err
 	}
 	runner := jobs.New(cfg.store, replicaName(), cfg.log)
+	if cfg.telemetry != nil {
+		runner.Tracers = cfg.telemetry.tel.Tracers()
+	}
 	purger := privacy.NewPurger(cfg.store, vault, cfg.log)
 	purger.InvoiceRetention = time.Duration(cfg.flags.invoiceRetentionDays) * 24 * time.Hour
 	deps := jobDeps{store: cfg.store, authority: authority, notifier: notifier, purger: purger, billing: bill, sessions: sessions,
@@ -402,6 +408,7 @@ func xdsServer(ctx context.Context, cfg serveConfig, p *xds.Publisher, authority
 			_ = lis.Close() // nothing was served on it
 			return nil, nil, err
 		}
+		ingest.Tracers = cfg.telemetry.tel.Tracers()
 	}
 	ingest.Register(g)
 	authority.Register(g)

@@ -72,7 +72,12 @@ type UsageRecord struct {
 	ContentLost bool `protobuf:"varint,20,opt,name=content_lost,json=contentLost,proto3" json:"content_lost,omitempty"`
 	// What redaction replaced in the prompt (the tenant's or key's policy
 	// privacy.redact), by kind; unset when redaction was off.
-	Redactions    *Redactions `protobuf:"bytes,21,opt,name=redactions,proto3" json:"redactions,omitempty"`
+	Redactions *Redactions `protobuf:"bytes,21,opt,name=redactions,proto3" json:"redactions,omitempty"`
+	// The W3C trace context (traceparent, and tracestate when there is one)
+	// of the request's span, when the request was traced (sampled): the
+	// control plane's span for the batch that stores the record joins the
+	// request's trace. Ids and sampling flags only.
+	TraceContext  map[string]string `protobuf:"bytes,22,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -250,6 +255,13 @@ func (x *UsageRecord) GetContentLost() bool {
 func (x *UsageRecord) GetRedactions() *Redactions {
 	if x != nil {
 		return x.Redactions
+	}
+	return nil
+}
+
+func (x *UsageRecord) GetTraceContext() map[string]string {
+	if x != nil {
+		return x.TraceContext
 	}
 	return nil
 }
@@ -586,7 +598,7 @@ var File_tollgate_usage_v1_usage_proto protoreflect.FileDescriptor
 
 const file_tollgate_usage_v1_usage_proto_rawDesc = "" +
 	"\n" +
-	"\x1dtollgate/usage/v1/usage.proto\x12\x11tollgate.usage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf7\x05\n" +
+	"\x1dtollgate/usage/v1/usage.proto\x12\x11tollgate.usage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\a\n" +
 	"\vUsageRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1b\n" +
@@ -616,7 +628,11 @@ const file_tollgate_usage_v1_usage_proto_rawDesc = "" +
 	"\fcontent_lost\x18\x14 \x01(\bR\vcontentLost\x12=\n" +
 	"\n" +
 	"redactions\x18\x15 \x01(\v2\x1d.tollgate.usage.v1.RedactionsR\n" +
-	"redactions\"\x82\x01\n" +
+	"redactions\x12U\n" +
+	"\rtrace_context\x18\x16 \x03(\v20.tollgate.usage.v1.UsageRecord.TraceContextEntryR\ftraceContext\x1a?\n" +
+	"\x11TraceContextEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x82\x01\n" +
 	"\n" +
 	"Redactions\x12\x16\n" +
 	"\x06emails\x18\x01 \x01(\x05R\x06emails\x12\x16\n" +
@@ -655,7 +671,7 @@ func file_tollgate_usage_v1_usage_proto_rawDescGZIP() []byte {
 	return file_tollgate_usage_v1_usage_proto_rawDescData
 }
 
-var file_tollgate_usage_v1_usage_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_tollgate_usage_v1_usage_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_tollgate_usage_v1_usage_proto_goTypes = []any{
 	(*UsageRecord)(nil),           // 0: tollgate.usage.v1.UsageRecord
 	(*Redactions)(nil),            // 1: tollgate.usage.v1.Redactions
@@ -663,21 +679,23 @@ var file_tollgate_usage_v1_usage_proto_goTypes = []any{
 	(*IngestRequest)(nil),         // 3: tollgate.usage.v1.IngestRequest
 	(*IngestResponse)(nil),        // 4: tollgate.usage.v1.IngestResponse
 	(*RejectedRecord)(nil),        // 5: tollgate.usage.v1.RejectedRecord
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	nil,                           // 6: tollgate.usage.v1.UsageRecord.TraceContextEntry
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
 }
 var file_tollgate_usage_v1_usage_proto_depIdxs = []int32{
-	6, // 0: tollgate.usage.v1.UsageRecord.time:type_name -> google.protobuf.Timestamp
+	7, // 0: tollgate.usage.v1.UsageRecord.time:type_name -> google.protobuf.Timestamp
 	2, // 1: tollgate.usage.v1.UsageRecord.content:type_name -> tollgate.usage.v1.Content
 	1, // 2: tollgate.usage.v1.UsageRecord.redactions:type_name -> tollgate.usage.v1.Redactions
-	0, // 3: tollgate.usage.v1.IngestRequest.records:type_name -> tollgate.usage.v1.UsageRecord
-	5, // 4: tollgate.usage.v1.IngestResponse.rejected:type_name -> tollgate.usage.v1.RejectedRecord
-	3, // 5: tollgate.usage.v1.UsageIngestService.Ingest:input_type -> tollgate.usage.v1.IngestRequest
-	4, // 6: tollgate.usage.v1.UsageIngestService.Ingest:output_type -> tollgate.usage.v1.IngestResponse
-	6, // [6:7] is the sub-list for method output_type
-	5, // [5:6] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	6, // 3: tollgate.usage.v1.UsageRecord.trace_context:type_name -> tollgate.usage.v1.UsageRecord.TraceContextEntry
+	0, // 4: tollgate.usage.v1.IngestRequest.records:type_name -> tollgate.usage.v1.UsageRecord
+	5, // 5: tollgate.usage.v1.IngestResponse.rejected:type_name -> tollgate.usage.v1.RejectedRecord
+	3, // 6: tollgate.usage.v1.UsageIngestService.Ingest:input_type -> tollgate.usage.v1.IngestRequest
+	4, // 7: tollgate.usage.v1.UsageIngestService.Ingest:output_type -> tollgate.usage.v1.IngestResponse
+	7, // [7:8] is the sub-list for method output_type
+	6, // [6:7] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_usage_v1_usage_proto_init() }
@@ -691,7 +709,7 @@ func file_tollgate_usage_v1_usage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tollgate_usage_v1_usage_proto_rawDesc), len(file_tollgate_usage_v1_usage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
