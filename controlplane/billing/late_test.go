@@ -16,6 +16,7 @@ import (
 	usagev1 "github.com/tollgate-dev/tollgate/api/tollgate/usage/v1"
 	"github.com/tollgate-dev/tollgate/controlplane/store"
 	"github.com/tollgate-dev/tollgate/controlplane/store/storetest"
+	"github.com/tollgate-dev/tollgate/controlplane/usageingest"
 	"github.com/tollgate-dev/tollgate/ent"
 	"github.com/tollgate-dev/tollgate/ent/invoice"
 	"github.com/tollgate-dev/tollgate/ent/invoiceline"
@@ -367,4 +368,52 @@ func TestPurgedLateRecordIsNotBilled(t *testing.T) {
 		t.Errorf("%d invoices, want March's only", n)
 	}
 	verifyClean(t, jobAt(st, mayRunAt), invoiceOf(t, st, acme, march), 0)
+}
+
+// BenchmarkIssueDueAfterThreeYears is the hourly run's cost once a
+// deployment has three years of history, every month invoiced: the walk
+// over 36 closed months (a rollup sum and an invoice list per month) and
+// the partial index of late records.
+func BenchmarkIssueDueAfterThreeYears(b *testing.B) {
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		b.Run(dialect, func(b *testing.B) {
+			st := storetest.SQLite(b)
+			if dialect == "postgres" {
+				st = storetest.Postgres(b)
+			}
+			ctx := context.Background()
+			ingest := usageingest.New(st, quiet())
+			first := march.AddDate(-3, 0, 0)
+			var recs []*usagev1.UsageRecord
+			for i := range 10 {
+				t, err := st.Client().Tenant.Create().SetSlug(fmt.Sprint("t", i)).SetName("t").Save(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for m := first; m.Before(march); m = m.AddDate(0, 1, 0) {
+					for d := range 28 {
+						recs = append(recs, usage(t.ID, "m", m.AddDate(0, 0, d).Add(time.Hour), 10, 0, 10, 5))
+					}
+				}
+			}
+			for start := 0; start < len(recs); start += 500 {
+				if _, err := ingest.Store(ctx, &usagev1.IngestRequest{Records: recs[start:min(start+500, len(recs))]}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			svc := jobAt(st, march.Add(DefaultGrace+time.Hour))
+			if err := svc.IssueDue(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if n := st.Client().Invoice.Query().CountX(ctx); n != 360 {
+				b.Fatalf("%d invoices, want 360", n)
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				if err := svc.IssueDue(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
