@@ -63,6 +63,17 @@ type invoiceData struct {
 	Moves []invoiceMove
 }
 
+// PriorPeriod reports whether the invoice bills usage of earlier months
+// (records that arrived after their own month's invoice was made).
+func (d invoiceData) PriorPeriod() bool {
+	for _, l := range d.GetLines() {
+		if l.GetServicePeriodStartTime() != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // invoiceMove is one status change offered on the invoice page.
 type invoiceMove struct {
 	Status, Label, Confirm string

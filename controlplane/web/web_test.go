@@ -558,6 +558,14 @@ func TestInvoicesListDetailAndDownload(t *testing.T) {
 		c.person("acme", "vi@acme.example", viewer)
 		bill := billing.New(billing.Config{Store: st})
 		lastMonth := monthStart(time.Now().UTC()).AddDate(0, -1, 0)
+		// A record of the month before that arrives after that month's
+		// invoice: last month's invoice bills it as prior-period usage.
+		before := lastMonth.AddDate(0, -1, 0)
+		c.usage(st, acme.GetId(), "", "gpt-4o-mini", before.Add(36*time.Hour), 100, 50, 150)
+		if _, err := bill.CreateInvoice(context.Background(), uuid.MustParse(acme.GetId()), before, true); err != nil {
+			t.Fatal(err)
+		}
+		c.usage(st, acme.GetId(), "", "o3-late", before.Add(48*time.Hour), 100, 50, 700)
 		c.usage(st, acme.GetId(), "", "gpt-4o-mini", lastMonth.Add(36*time.Hour), 1000, 500, 1_500)
 		c.usage(st, globex.GetId(), "", "gpt-4o", lastMonth.Add(36*time.Hour), 1000, 500, 9_000)
 		inv, err := bill.CreateInvoice(context.Background(), uuid.MustParse(acme.GetId()), lastMonth, true)
@@ -575,7 +583,11 @@ func TestInvoicesListDetailAndDownload(t *testing.T) {
 		wantIn(t, "invoices", list, inv.Number, "issued", lastMonth.Format("January 2006"))
 		detail := b.get("/t/acme/invoices/" + inv.ID.String())
 		wantStatus(t, "invoice", detail, http.StatusOK)
-		wantIn(t, "invoice", detail, "Invoice "+inv.Number, "Download CSV", "Total", "gpt-4o-mini", "$0.0015")
+		wantIn(t, "invoice", detail, "Invoice "+inv.Number, "Download CSV", "Total", "gpt-4o-mini", "$0.0015",
+			"o3-late<br><span class=\"hint\">used in "+before.Format("January 2006"), "billed once, here")
+		if n := strings.Count(detail.body, `<span class="hint">used in `); n != 1 {
+			t.Errorf("the invoice marks %d lines as prior-period usage, want 1", n)
+		}
 		csv := b.get("/t/acme/invoices/" + inv.ID.String() + ".csv")
 		wantStatus(t, "invoice CSV", csv, http.StatusOK)
 		if !strings.HasPrefix(csv.header.Get("Content-Type"), "text/csv") || !strings.Contains(csv.header.Get("Content-Disposition"), inv.Number+".csv") {
