@@ -90,13 +90,13 @@ func (s *Server) UnaryInterceptor() grpc.UnaryServerInterceptor {
 			err = authorizeRole(p, info.FullMethod)
 		}
 		if err != nil {
-			s.log.WarnContext(ctx, "admin call refused", "method", info.FullMethod, "code", status.Code(err).String())
+			s.log.WarnContext(ctx, "admin call refused", withTraceID(ctx, "method", info.FullMethod, "code", status.Code(err).String())...)
 			return nil, err
 		}
 		traceCaller(ctx, p)
 		resp, err := handler(context.WithValue(ctx, principalKey{}, p), req)
-		s.log.InfoContext(ctx, "admin call", "method", info.FullMethod, "actor", p.Actor(),
-			"code", status.Code(err).String(), "duration_ms", time.Since(start).Milliseconds())
+		s.log.InfoContext(ctx, "admin call", withTraceID(ctx, "method", info.FullMethod, "actor", p.Actor(),
+			"code", status.Code(err).String(), "duration_ms", time.Since(start).Milliseconds())...)
 		return resp, err
 	}
 }
@@ -141,6 +141,15 @@ func traceCaller(ctx context.Context, p Principal) {
 		attrs = append(attrs, attribute.String("tollgate.tenant.id", p.TenantID.String()))
 	}
 	span.SetAttributes(attrs...)
+}
+
+// withTraceID adds the call's trace id to a log line's arguments when the
+// call is traced, as ext_proc's lines carry their request's.
+func withTraceID(ctx context.Context, args ...any) []any {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
+		args = append(args, "trace_id", sc.TraceID().String())
+	}
+	return args
 }
 
 type principalStream struct {

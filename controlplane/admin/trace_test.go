@@ -43,6 +43,10 @@ func TestAdminCallsAreTraced(t *testing.T) {
 		_, err = h.tenants().GetTenant(h.ctx(tok.GetSecret()+"x"), &adminv1.GetTenantRequest{Tenant: "acme"})
 		wantCode(t, err, codes.Unauthenticated)
 
+		if !strings.Contains(h.logs.String(), `"trace_id":"`+traceID+`"`) {
+			t.Error("the traced call's log line has no trace_id")
+		}
+
 		byMethod := map[string]sdktrace.ReadOnlySpan{}
 		var txUnderCreate bool
 		for _, s := range spans.Ended() {

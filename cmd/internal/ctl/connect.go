@@ -13,9 +13,12 @@ import (
 	"path/filepath"
 	"strings"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/tollgate-dev/tollgate/cmd/internal/datadir"
 )
@@ -37,10 +40,15 @@ func (c *cli) connect() (*grpc.ClientConn, error) {
 		return nil, err
 	}
 	c.tokenSource = source
+	tc, err := traceContextFromEnv()
+	if err != nil {
+		return nil, err
+	}
 	conn, err := grpc.NewClient(target,
 		grpc.WithTransportCredentials(transport),
 		grpc.WithPerRPCCredentials(bearer{token: token, requireTLS: c.tlsWanted()}),
-		grpc.WithUnaryInterceptor(c.deadline),
+		grpc.WithChainUnaryInterceptor(c.deadline, tc.unary),
+		grpc.WithStreamInterceptor(tc.stream),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", target, err)
@@ -221,4 +229,44 @@ func (c *cli) deadline(ctx context.Context, method string, req, reply any, cc *g
 		defer cancel()
 	}
 	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+// traceContext is the W3C trace context (traceparent, tracestate) every
+// call carries, from the TRACEPARENT and TRACESTATE environment variables
+// (OpenTelemetry's environment carriers): a script or CI job that traces
+// runs tollgatectl with them set, and the admin API's spans of its calls
+// join the job's trace. Empty when TRACEPARENT is unset.
+type traceContext []string // key, value, key, value
+
+func traceContextFromEnv() (traceContext, error) {
+	parent := os.Getenv("TRACEPARENT")
+	if parent == "" {
+		return nil, nil
+	}
+	var w3c propagation.TraceContext
+	ctx := w3c.Extract(context.Background(), propagation.MapCarrier{"traceparent": parent, "tracestate": os.Getenv("TRACESTATE")})
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return nil, &usageError{terse: true, msg: fmt.Sprintf("TRACEPARENT %q is not a W3C traceparent (00-<32 hex digits>-<16 hex digits>-<2 hex digits>); unset it or fix it", parent)}
+	}
+	out := propagation.MapCarrier{}
+	w3c.Inject(ctx, out)
+	var tc traceContext
+	for _, k := range out.Keys() {
+		tc = append(tc, k, out[k])
+	}
+	return tc, nil
+}
+
+func (tc traceContext) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if len(tc) > 0 {
+		ctx = metadata.AppendToOutgoingContext(ctx, tc...)
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+func (tc traceContext) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	if len(tc) > 0 {
+		ctx = metadata.AppendToOutgoingContext(ctx, tc...)
+	}
+	return streamer(ctx, desc, cc, method, opts...)
 }

@@ -148,6 +148,38 @@ func TestServerFromEnv(t *testing.T) {
 	f.only(t, "GetTenant")
 }
 
+// With TRACEPARENT (and TRACESTATE) set, every call carries the W3C trace
+// context, so the admin API's spans join the caller's trace; a malformed
+// one is refused before anything is sent.
+func TestTraceContextFromEnv(t *testing.T) {
+	f := newFakeServer(t)
+	cleanEnv(t)
+	t.Setenv("TOLLGATE_TOKEN", testToken)
+	t.Setenv("TOLLGATE_SERVER", f.addr)
+	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	t.Setenv("TRACEPARENT", parent)
+	t.Setenv("TRACESTATE", "vendor=x")
+	if r := runCLI(t, "", "tenant", "get", "acme"); r.code != exitOK {
+		t.Fatal(r)
+	}
+	c := f.only(t, "GetTenant")
+	if got := c.md.Get("traceparent"); len(got) != 1 || got[0] != parent {
+		t.Errorf("traceparent %v, want %s", got, parent)
+	}
+	if got := c.md.Get("tracestate"); len(got) != 1 || got[0] != "vendor=x" {
+		t.Errorf("tracestate %v, want vendor=x", got)
+	}
+
+	t.Setenv("TRACEPARENT", "not-a-traceparent")
+	r := runCLI(t, "", "tenant", "get", "acme")
+	if r.code == exitOK || !strings.Contains(r.stderr, "TRACEPARENT") {
+		t.Errorf("a malformed TRACEPARENT: exit %d, stderr %q; want a refusal naming it", r.code, r.stderr)
+	}
+	if n := len(f.recorded()); n != 1 {
+		t.Errorf("%d calls, want none after the first", n-1)
+	}
+}
+
 func TestIsLoopback(t *testing.T) {
 	for target, want := range map[string]bool{
 		"127.0.0.1:7070":             true,

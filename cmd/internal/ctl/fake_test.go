@@ -203,7 +203,7 @@ func (r result) String() string {
 // an empty temporary one.
 func cleanEnv(t *testing.T) {
 	t.Helper()
-	for _, v := range []string{"TOLLGATE_SERVER", "TOLLGATE_TOKEN", "TOLLGATE_TOKEN_FILE", "XDG_DATA_HOME"} {
+	for _, v := range []string{"TOLLGATE_SERVER", "TOLLGATE_TOKEN", "TOLLGATE_TOKEN_FILE", "XDG_DATA_HOME", "TRACEPARENT", "TRACESTATE"} {
 		t.Setenv(v, "")
 	}
 	t.Setenv("TOLLGATE_DATA_DIR", t.TempDir())

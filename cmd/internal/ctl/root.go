@@ -33,6 +33,9 @@ else the file named by $TOLLGATE_TOKEN_FILE, else the operator-token file that
 ` + "`tollgate dev`" + ` writes to its data directory. It is sent only as gRPC
 metadata and never printed.
 
+With $TRACEPARENT (and $TRACESTATE) set to a W3C trace context, every call
+carries it, and the admin API's spans of the calls join that trace.
+
 Output is a table by default. With -o json each command prints one JSON
 document: the API's response message in protobuf's JSON mapping. A list verb
 follows every next_page_token and prints one List…Response holding all the
