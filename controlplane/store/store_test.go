@@ -57,12 +57,12 @@ func TestOpenSQLiteWaitsForALockedFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer other.Close()
+	t.Cleanup(func() { _ = other.Close() })
 	conn, err := other.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { _ = conn.Close() })
 	for _, q := range []string{"CREATE TABLE t (x INTEGER)", "BEGIN EXCLUSIVE", "INSERT INTO t VALUES (1)"} {
 		if _, err := conn.ExecContext(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
@@ -70,12 +70,13 @@ func TestOpenSQLiteWaitsForALockedFile(t *testing.T) {
 	}
 
 	retried := make(chan error, 1)
-	defer store.OnOpenRetry(func(err error) {
+	restore := store.OnOpenRetry(func(err error) {
 		select {
 		case retried <- err:
 		default:
 		}
-	})()
+	})
+	t.Cleanup(restore)
 	type result struct {
 		s   *store.Store
 		err error
@@ -102,7 +103,7 @@ func TestOpenSQLiteWaitsForALockedFile(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("Open after the lock was released: %v", r.err)
 	}
-	defer r.s.Close()
+	t.Cleanup(func() { _ = r.s.Close() })
 	var mode string
 	if err := r.s.DB().QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		t.Fatal(err)
