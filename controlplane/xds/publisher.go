@@ -73,6 +73,7 @@ type Publisher struct {
 	served  map[string]map[string]proto.Message // ext_proc resources by type and name
 	status  Status
 	metrics *xdsMetrics // nil until Instrument
+	acks    *acks
 }
 
 // NewPublisher returns a publisher with empty caches.
@@ -83,6 +84,7 @@ func NewPublisher(log *slog.Logger) *Publisher {
 		config:    map[string]*cache.LinearCache{},
 		nodes:     map[string]bool{},
 		served:    map[string]map[string]proto.Message{},
+		acks:      newAcks(),
 	}
 	for _, t := range ConfigTypes {
 		p.config[t] = cache.NewLinearCache(t)

@@ -41,11 +41,15 @@ func callbacks(p *Publisher) serverv3.Callbacks {
 			m.opened(id, true)
 			return nil
 		},
-		StreamClosedFunc:      func(id int64, _ *corev3.Node) { m.closed(id, false) },
+		StreamClosedFunc: func(id int64, _ *corev3.Node) {
+			m.closed(id, false)
+			p.acks.closed(id)
+		},
 		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { m.closed(id, true) },
 		StreamRequestFunc: func(id int64, r *discoverygrpc.DiscoveryRequest) error {
 			seen(context.Background(), r.GetNode())
 			m.requested(id, false, r.GetNode())
+			p.acks.request(id, r)
 			return nil
 		},
 		StreamDeltaRequestFunc: func(id int64, r *discoverygrpc.DeltaDiscoveryRequest) error {

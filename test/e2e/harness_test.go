@@ -64,6 +64,8 @@ type gateway struct {
 	logs        *lockedBuffer
 	// maxRequestBytes is the data plane's buffer limit for a request body.
 	maxRequestBytes uint32
+	// publisher serves the data plane (node envoyNodeID) its configuration.
+	publisher *xds.Publisher
 	// xdsAddr is the control plane's xDS port (config, usage, quota), and
 	// restartControlPlane stops what serves it and starts it again on the
 	// same address and store.
@@ -157,6 +159,7 @@ func startGateway(t *testing.T, st *store.Store) *gateway {
 		t.Fatal(err)
 	}
 	pub := xds.NewPublisher(log)
+	g.publisher = pub
 	if err := pub.Instrument(cpTel.Meters()); err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +252,7 @@ func startGateway(t *testing.T, st *store.Store) *gateway {
 	// The data plane, from the same bootstrap real Envoy uses.
 	xh, xp := hostPort(t, xdsLis.Addr())
 	eh, ep := hostPort(t, epLis.Addr())
-	boot, err := envoy.Render(envoy.Params{NodeID: "envoy-e2e", AdminPort: freePort(t), XDSHost: xh, XDSPort: xp, ExtProcHost: eh, ExtProcPort: ep})
+	boot, err := envoy.Render(envoy.Params{NodeID: envoyNodeID, AdminPort: freePort(t), XDSHost: xh, XDSPort: xp, ExtProcHost: eh, ExtProcPort: ep})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +419,18 @@ func (g *gateway) configure() {
 		}
 		return nil
 	})
+	// ext_proc learns the models over its own stream; Envoy's routes to
+	// them arrive over ADS, and may come a moment later.
+	g.eventually(10*time.Second, "the data plane runs the configuration with every model", func() error {
+		if !g.publisher.Accepted(envoyNodeID) {
+			return fmt.Errorf("node %s has not accepted version %s", envoyNodeID, g.publisher.Status().Version)
+		}
+		return nil
+	})
 }
+
+// envoyNodeID is the data plane's node id.
+const envoyNodeID = "envoy-e2e"
 
 // newKey makes a key of acme; expire may be nil.
 func (g *gateway) newKey(name string, mutate func(*adminv1.Key)) (secretText, id string) {
