@@ -145,8 +145,8 @@ func TestDashboardQueriesNameExposedMetrics(t *testing.T) {
 			if status == http.StatusOK {
 				break
 			}
-			if time.Since(start) > 10*time.Second {
-				t.Fatalf("chat completion: status %d after 10s; logs:\n%s", status, d.logs)
+			if time.Since(start) > settleTime {
+				t.Fatalf("chat completion: status %d after %v; logs:\n%s", status, settleTime, d.logs)
 			}
 		}
 	}
