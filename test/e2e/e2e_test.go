@@ -295,11 +295,13 @@ func (g *gateway) badKeys(t *testing.T) {
 	}
 
 	key, id := g.newKey("to-revoke", nil)
-	g.eventually(2*time.Second, "the new key works", func() error { return ask(key) })
+	g.eventually(defaultWait, "the new key works", func() error { return ask(key) })
 	if _, err := adminv1.NewKeyServiceClient(g.admin).RevokeKey(g.op, &adminv1.RevokeKeyRequest{Id: id}); err != nil {
 		t.Fatal(err)
 	}
-	took := g.eventually(time.Second, "the revoked key is refused", func() error {
+	// About 100 ms on an idle machine (the figure is logged); the bound
+	// leaves room for a loaded one.
+	took := g.eventually(defaultWait, "the revoked key is refused", func() error {
 		if err := ask(key); statusOf(err) != http.StatusUnauthorized {
 			return fmt.Errorf("still accepted: %w", err)
 		}
@@ -307,9 +309,13 @@ func (g *gateway) badKeys(t *testing.T) {
 	})
 	t.Logf("revocation took effect in %v", took)
 
-	expiring, _ := g.newKey("expiring", func(k *adminv1.Key) { k.ExpireTime = timestamppb.New(time.Now().Add(1500 * time.Millisecond)) })
-	g.eventually(time.Second, "the expiring key works before its expiry", func() error { return ask(expiring) })
-	time.Sleep(1600 * time.Millisecond)
+	// The key must reach ext_proc and work before it expires, then be
+	// refused after: its lifetime leaves a loaded machine seconds for the
+	// first part.
+	expiry := time.Now().Add(6 * time.Second)
+	expiring, _ := g.newKey("expiring", func(k *adminv1.Key) { k.ExpireTime = timestamppb.New(expiry) })
+	g.eventually(5*time.Second, "the expiring key works before its expiry", func() error { return ask(expiring) })
+	time.Sleep(time.Until(expiry) + 100*time.Millisecond)
 	err = ask(expiring)
 	var oe *openai.Error
 	if !errors.As(err, &oe) || oe.StatusCode != http.StatusUnauthorized || oe.Code != "expired_api_key" || !strings.Contains(oe.Message, "expired") {
@@ -466,7 +472,7 @@ func (g *gateway) budgetUnderConcurrency(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	g.eventually(2*time.Second, "the key works", func() error {
+	g.eventually(defaultWait, "the key works", func() error {
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, g.traffic+"/v1/models", nil)
 		req.Header.Set("Authorization", "Bearer "+key)
 		resp, err := http.DefaultClient.Do(req)

@@ -112,7 +112,7 @@ func (g *gateway) tenantKey(t *testing.T, slug, accountEmail string) (key, tenan
 
 // defaultWait bounds how long a configuration change may take to reach the
 // data plane here (it takes well under a second).
-const defaultWait = 5 * time.Second
+const defaultWait = 15 * time.Second
 
 func (g *gateway) restrictedTenant(t *testing.T) {
 	key, tenantID, _ := g.tenantKey(t, "restricted-co", "")

@@ -232,7 +232,7 @@ func (g *gateway) replicasShareABudget(t *testing.T, restart bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.eventually(5*time.Second, "every replica has the key's budget and the model", func() error {
+	g.eventually(defaultWait, "every replica has the key's budget and the model", func() error {
 		for _, r := range replicas {
 			m := r.cfg.Model(acme.ID.String(), "gpt-4o-mini")
 			if m == nil || len(m.GetDeployments()) == 0 {
