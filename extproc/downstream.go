@@ -391,6 +391,11 @@ func (d *downstream) usageRecord() *usagev1.UsageRecord {
 	switch {
 	case d.refusedStatus != 0:
 		rec.StatusCode, rec.ErrorType = int32(d.refusedStatus), d.refusedType
+	case tries == 0 && r.model == nil:
+		// The body never reached ext_proc: Envoy answered while buffering
+		// it (413 for a body over its limit) or the client left while
+		// sending it.
+		rec.StatusCode, rec.ErrorType = 0, "no_request_body"
 	case tries == 0:
 		// Envoy answered without reaching a provider (no healthy
 		// deployment, a timeout before any try, the client left).

@@ -332,6 +332,26 @@ func TestUpstreamWithoutItsRequestFailsClearly(t *testing.T) {
 	}
 }
 
+// A request whose body never reaches ext_proc (Envoy answered 413 while
+// buffering it, or the client left) is recorded as such, not as a request
+// that found no provider.
+func TestRequestEndingBeforeItsBodyIsRecordedAsSuch(t *testing.T) {
+	f := newFixture(t)
+	ds := f.open()
+	r := ds.exchange(t, reqHeaders(false, ":method", "POST", ":path", "/v1/messages", "authorization", "Bearer "+f.key))
+	if r.GetImmediateResponse() != nil {
+		t.Fatalf("refused at headers: %s", r.GetImmediateResponse().GetBody())
+	}
+	ds.close(t)
+	recs := f.usage.records()
+	if len(recs) != 1 {
+		t.Fatalf("%d usage records, want 1", len(recs))
+	}
+	if r := recs[0]; r.GetErrorType() != "no_request_body" || r.GetStatusCode() != 0 || r.GetModel() != "" || r.GetCostMicros() != 0 {
+		t.Errorf("usage record = %v", r)
+	}
+}
+
 // Envoy (since 1.37) ends the downstream stream right after the response
 // headers, while the body still streams through the try: the usage record
 // waits for the try and carries its full usage.
