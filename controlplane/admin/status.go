@@ -16,7 +16,16 @@ type ConfigStatus struct {
 	PublishTime time.Time
 	Errors      []string
 	Nodes       []string
+	NodeStates  []NodeConfigState
 	Resources   map[string]int
+}
+
+// NodeConfigState is what one node has accepted and refused
+// (adminv1.NodeConfigStatus).
+type NodeConfigState struct {
+	Node                      string
+	Envoy, Connected, Current bool
+	Accepted, Rejections      map[string]string
 }
 
 type statusService struct {
@@ -38,6 +47,12 @@ func (s *statusService) GetConfigStatus(ctx context.Context, _ *adminv1.GetConfi
 	}
 	for t, n := range st.Resources {
 		resp.Resources[t] = int64(n)
+	}
+	for _, ns := range st.NodeStates {
+		resp.NodeStatuses = append(resp.NodeStatuses, &adminv1.NodeConfigStatus{
+			Node: ns.Node, Envoy: ns.Envoy, Connected: ns.Connected, Current: ns.Current,
+			AcceptedVersions: ns.Accepted, Rejections: ns.Rejections,
+		})
 	}
 	return resp, nil
 }

@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"maps"
+	"slices"
 	"sync"
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -10,19 +12,30 @@ import (
 // EnvoyTypes are the resource types of Envoy's snapshot.
 var EnvoyTypes = []string{resource.ListenerType, resource.RouteType, resource.ClusterType}
 
-// acks follows what each node has accepted over state-of-the-world
-// streams: a request that answers a response (it carries the response's
-// nonce) without an error_detail accepts the version it names. Envoy sends
-// its node only on a stream's first request
+// maxRejectionBytes bounds the error text kept from a node's NACK.
+const maxRejectionBytes = 1024
+
+// acks follows what each node has accepted and refused over
+// state-of-the-world streams: a request that answers a response (it
+// carries the response's nonce) accepts the version it names (ACK), or,
+// with an error_detail, refuses the response and names the version it keeps
+// (NACK). Envoy sends its node only on a stream's first request
 // (set_node_on_first_message_only), so the node is remembered per stream.
 type acks struct {
 	mu       sync.Mutex
 	streams  map[int64]string             // stream id → node id
 	accepted map[string]map[string]string // node id → type URL → version
+	rejected map[string]map[string]string // node id → type URL → the last NACK's error, until an ACK
+	envoy    map[string]bool              // node ids that asked for one of EnvoyTypes
 }
 
 func newAcks() *acks {
-	return &acks{streams: map[int64]string{}, accepted: map[string]map[string]string{}}
+	return &acks{
+		streams:  map[int64]string{},
+		accepted: map[string]map[string]string{},
+		rejected: map[string]map[string]string{},
+		envoy:    map[string]bool{},
+	}
 }
 
 func (a *acks) request(stream int64, r *discoverygrpc.DiscoveryRequest) {
@@ -34,15 +47,35 @@ func (a *acks) request(stream int64, r *discoverygrpc.DiscoveryRequest) {
 	} else {
 		node = a.streams[stream]
 	}
-	if node == "" || r.GetResponseNonce() == "" || r.GetErrorDetail() != nil {
+	if node == "" {
 		return
 	}
-	byType := a.accepted[node]
+	typ := r.GetTypeUrl()
+	if slices.Contains(EnvoyTypes, typ) {
+		a.envoy[node] = true
+	}
+	if r.GetResponseNonce() == "" {
+		return // a subscription, not an answer
+	}
+	if e := r.GetErrorDetail(); e != nil {
+		msg := e.GetMessage()
+		if len(msg) > maxRejectionBytes {
+			msg = msg[:maxRejectionBytes] + "…"
+		}
+		setIn(a.rejected, node, typ, msg)
+		return
+	}
+	setIn(a.accepted, node, typ, r.GetVersionInfo())
+	delete(a.rejected[node], typ)
+}
+
+func setIn(m map[string]map[string]string, node, typ, v string) {
+	byType := m[node]
 	if byType == nil {
 		byType = map[string]string{}
-		a.accepted[node] = byType
+		m[node] = byType
 	}
-	byType[r.GetTypeUrl()] = r.GetVersionInfo()
+	byType[typ] = v
 }
 
 func (a *acks) closed(stream int64) {
@@ -57,6 +90,44 @@ func (a *acks) version(node, typeURL string) string {
 	return a.accepted[node][typeURL]
 }
 
+// NodeState is what one node runs, as far as its xDS answers tell.
+type NodeState struct {
+	Node string
+	// Envoy: the node asked for Envoy's resource types (ext_proc nodes
+	// ask only for Tollgate's, over delta xDS, which is not followed).
+	Envoy bool
+	// Connected: the node has an open state-of-the-world stream.
+	Connected bool
+	// Current: an Envoy node that accepted the served version of every
+	// Envoy type.
+	Current bool
+	// Accepted is the last version of each type the node accepted.
+	Accepted map[string]string
+	// Rejections is the error of the node's last NACK of each type it has
+	// not accepted a version of since.
+	Rejections map[string]string
+}
+
+// nodeState reports node against the versions served (by type URL).
+func (a *acks) nodeState(node string, served map[string]string) NodeState {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := NodeState{
+		Node:       node,
+		Envoy:      a.envoy[node],
+		Connected:  slices.Contains(slices.Collect(maps.Values(a.streams)), node),
+		Accepted:   maps.Clone(a.accepted[node]),
+		Rejections: maps.Clone(a.rejected[node]),
+	}
+	st.Current = st.Envoy && len(served) > 0
+	for _, t := range EnvoyTypes {
+		if st.Accepted[t] != served[t] {
+			st.Current = false
+		}
+	}
+	return st
+}
+
 // Acked is the last version of typeURL that node accepted; empty when none.
 func (p *Publisher) Acked(node, typeURL string) string { return p.acks.version(node, typeURL) }
 
@@ -65,16 +136,24 @@ func (p *Publisher) Acked(node, typeURL string) string { return p.acks.version(n
 // current configuration. Only state-of-the-world streams are followed
 // (Envoy's ADS, as Tollgate's bootstrap configures it).
 func (p *Publisher) Accepted(node string) bool {
+	return p.acks.nodeState(node, p.servedVersions()).Current
+}
+
+// servedVersions are the versions of Envoy's types currently served; empty
+// before the first publication.
+func (p *Publisher) servedVersions() map[string]string {
 	p.mu.Lock()
-	cur := p.current
-	p.mu.Unlock()
-	if cur == nil {
-		return false
+	defer p.mu.Unlock()
+	return p.servedVersionsLocked()
+}
+
+func (p *Publisher) servedVersionsLocked() map[string]string {
+	if p.current == nil {
+		return nil
 	}
+	out := make(map[string]string, len(EnvoyTypes))
 	for _, t := range EnvoyTypes {
-		if p.Acked(node, t) != cur.GetVersion(t) {
-			return false
-		}
+		out[t] = p.current.GetVersion(t)
 	}
-	return true
+	return out
 }

@@ -3,7 +3,6 @@ package xds_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -299,17 +298,24 @@ func TestPublisherKnowsWhatANodeAccepted(t *testing.T) {
 		last := map[string]*discoverygrpc.DiscoveryResponse{}
 		for _, typ := range xds.EnvoyTypes {
 			send(&discoverygrpc.DiscoveryRequest{TypeUrl: typ, ResourceNames: resourceNamesOf(typ)})
-			last[typ] = recv()
-			if p.publisher.Accepted(nodeID) {
-				t.Fatalf("in step before ACKing %s", typ)
-			}
 		}
-		for i, typ := range xds.EnvoyTypes {
-			ack(last[typ])
-			want := i == len(xds.EnvoyTypes)-1
-			eventually(t, 10*time.Second, fmt.Sprintf("Accepted = %v after the ACK of %s", want, typ), func() bool {
-				return p.publisher.Accepted(nodeID) == want
+		// ACK what arrives until the node is in step (the set-up may still
+		// be publishing); before its first ACK it is not.
+		acked := 0
+		for !p.publisher.Accepted(nodeID) {
+			resp := recv()
+			if acked == 0 && p.publisher.Accepted(nodeID) {
+				t.Fatal("in step before any ACK")
+			}
+			ack(resp)
+			acked++
+			last[resp.GetTypeUrl()] = resp
+			eventually(t, 10*time.Second, "the ACK of "+resp.GetTypeUrl()+" is seen", func() bool {
+				return p.publisher.Acked(nodeID, resp.GetTypeUrl()) == resp.GetVersionInfo()
 			})
+		}
+		if acked < len(xds.EnvoyTypes) {
+			t.Fatalf("in step after %d ACKs", acked)
 		}
 
 		// A new model: new clusters and routes, not yet accepted.
@@ -335,9 +341,13 @@ func TestPublisherKnowsWhatANodeAccepted(t *testing.T) {
 					ResponseNonce: resp.GetNonce(), ResourceNames: resourceNamesOf(resp.GetTypeUrl()),
 					ErrorDetail: &statuspb.Status{Code: 3, Message: "refused"}})
 				// The NACK is a request like the others: once it is seen,
-				// the clusters' accepted version is still the old one.
-				if p.publisher.Accepted(nodeID) {
-					t.Fatal("in step after a NACK")
+				// the clusters' accepted version is still the old one, and
+				// the status carries Envoy's error.
+				eventually(t, 10*time.Second, "the NACK is in the status", func() bool {
+					return nodeStateOf(p.publisher.Status(), nodeID).Rejections[resource.ClusterType] == "refused"
+				})
+				if ns := nodeStateOf(p.publisher.Status(), nodeID); ns.Current || !ns.Envoy || !ns.Connected {
+					t.Fatalf("after a NACK: %+v", ns)
 				}
 			}
 			ack(resp)
@@ -349,10 +359,28 @@ func TestPublisherKnowsWhatANodeAccepted(t *testing.T) {
 		if !nacked {
 			t.Error("no new cluster version arrived after adding a model")
 		}
+		if ns := nodeStateOf(p.publisher.Status(), nodeID); !ns.Current || len(ns.Rejections) != 0 {
+			t.Errorf("after ACKing everything: %+v", ns)
+		}
+		if err := ads.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "the node is shown disconnected", func() bool {
+			return !nodeStateOf(p.publisher.Status(), nodeID).Connected
+		})
 		if got := p.publisher.Acked(nodeID, resource.ClusterType); got != p.publisher.Status().Version[strings.LastIndexByte(p.publisher.Status().Version, '.')+1:] {
 			t.Errorf("accepted clusters %s, served %s", got, p.publisher.Status().Version)
 		}
 	})
+}
+
+func nodeStateOf(st xds.Status, node string) xds.NodeState {
+	for _, ns := range st.NodeStates {
+		if ns.Node == node {
+			return ns
+		}
+	}
+	return xds.NodeState{}
 }
 
 func resourceNamesOf(typeURL string) []string {

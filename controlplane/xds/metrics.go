@@ -48,7 +48,7 @@ type streamState struct {
 func (p *Publisher) Instrument(mp metric.MeterProvider) error {
 	m := mp.Meter("github.com/tollgate-dev/tollgate/controlplane/xds")
 	x := &xdsMetrics{streams: map[streamKey]*streamState{}}
-	var errs [7]error
+	var errs [9]error
 	x.push, errs[0] = m.Float64Histogram("tollgate.xds.push.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time from a new configuration being published to the first response of each resource type on each stream that was open then, by resource type."),
 		metric.WithExplicitBucketBoundaries(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
@@ -65,7 +65,11 @@ func (p *Publisher) Instrument(mp metric.MeterProvider) error {
 		metric.WithDescription("Resources served, by type."))
 	errorLines, e6 := m.Int64ObservableGauge("tollgate.xds.config.errors",
 		metric.WithDescription("Parts of the configuration the last translation could not serve (tollgatectl status lists them); 0 when everything is served."))
-	errs[3], errs[4], errs[5], errs[6] = e3, e4, e5, e6
+	behind, e7 := m.Int64ObservableGauge("tollgate.xds.nodes.behind", metric.WithUnit("{node}"),
+		metric.WithDescription("Connected Envoy nodes that have not accepted the configuration served (briefly non-zero after each publication; lasting means a node cannot apply it)."))
+	rejecting, e8 := m.Int64ObservableGauge("tollgate.xds.nodes.rejecting", metric.WithUnit("{node}"),
+		metric.WithDescription("Nodes whose last answer to some resource type was a NACK (tollgatectl status shows the error)."))
+	errs[3], errs[4], errs[5], errs[6], errs[7], errs[8] = e3, e4, e5, e6, e7, e8
 	for _, err := range errs {
 		if err != nil {
 			return fmt.Errorf("xds: creating metrics: %w", err)
@@ -95,8 +99,19 @@ func (p *Publisher) Instrument(mp metric.MeterProvider) error {
 			o.ObserveInt64(resources, int64(n), metric.WithAttributes(attribute.String("tollgate.xds.type", shortType(t))))
 		}
 		o.ObserveInt64(errorLines, int64(len(st.Errors)))
+		var nBehind, nRejecting int64
+		for _, ns := range st.NodeStates {
+			if ns.Envoy && ns.Connected && !ns.Current {
+				nBehind++
+			}
+			if ns.Connected && len(ns.Rejections) > 0 {
+				nRejecting++
+			}
+		}
+		o.ObserveInt64(behind, nBehind)
+		o.ObserveInt64(rejecting, nRejecting)
 		return nil
-	}, streams, nodes, resources, errorLines); err != nil {
+	}, streams, nodes, resources, errorLines, behind, rejecting); err != nil {
 		return fmt.Errorf("xds: registering the metrics callback: %w", err)
 	}
 	p.mu.Lock()

@@ -77,6 +77,14 @@ func TestXDSMetrics(t *testing.T) {
 		if n, ok := fams.Sum("tollgate_xds_config_errors"); !ok || n != 0 {
 			t.Errorf("config errors = %v, want 0", n)
 		}
+		// The Envoy node asked for clusters and never ACKed them: behind,
+		// not rejecting. The ext_proc node is neither.
+		if n, ok := fams.Sum("tollgate_xds_nodes_behind"); !ok || n != 1 {
+			t.Errorf("nodes behind = %v, want 1", n)
+		}
+		if n, ok := fams.Sum("tollgate_xds_nodes_rejecting"); !ok || n != 0 {
+			t.Errorf("nodes rejecting = %v, want 0", n)
+		}
 		cancel()
 		stopADS()
 		<-done
@@ -84,7 +92,8 @@ func TestXDSMetrics(t *testing.T) {
 			f := gather()
 			n, _ := f.Sum("tollgate_xds_nodes_connected")
 			s, _ := f.Sum("tollgate_xds_streams")
-			return n == 0 && s == 0
+			behind, _ := f.Sum("tollgate_xds_nodes_behind")
+			return n == 0 && s == 0 && behind == 0
 		})
 	})
 }

@@ -57,6 +57,8 @@ type Status struct {
 	Errors []string
 	// Nodes are the node ids that have connected.
 	Nodes []string
+	// NodeStates says, for each of Nodes, what it has accepted and refused.
+	NodeStates []NodeState
 	// Resources counts what is served, by type URL.
 	Resources map[string]int
 }
@@ -235,6 +237,10 @@ func (p *Publisher) Status() Status {
 		s.Nodes = append(s.Nodes, n)
 	}
 	sort.Strings(s.Nodes)
+	served := p.servedVersionsLocked()
+	for _, n := range s.Nodes {
+		s.NodeStates = append(s.NodeStates, p.acks.nodeState(n, served))
+	}
 	return s
 }
 

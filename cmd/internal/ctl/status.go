@@ -18,7 +18,10 @@ func (c *cli) statusCmd() *cobra.Command {
 it was published, how many listeners, routes, clusters, keys, tenants,
 providers and models it holds, which Envoy and ext_proc nodes have
 connected, and anything that could not be served (for example, a model whose
-provider URL is broken). Operator only.`,
+provider URL is broken). For each Envoy node it says whether the node runs
+the configuration served or is BEHIND (with the versions it accepted), and
+the error of any version it refused (NACK). The nodes are those of the
+replica that answers. Operator only.`,
 		Example: `  tollgatectl status
   tollgatectl status -o json`,
 		Args: exactArgs(),
@@ -52,11 +55,24 @@ func statusTable(t *table, s *adminv1.GetConfigStatusResponse) {
 	for _, k := range types {
 		t.row(shortType(k), fmt.Sprint(s.GetResources()[k]))
 	}
-	nodes := "-"
-	if len(s.GetNodes()) > 0 {
-		nodes = strings.Join(s.GetNodes(), ",")
+	if len(s.GetNodeStatuses()) == 0 {
+		nodes := "-"
+		if len(s.GetNodes()) > 0 {
+			nodes = strings.Join(s.GetNodes(), ",")
+		}
+		t.row("nodes", nodes)
 	}
-	t.row("nodes", nodes)
+	for _, n := range s.GetNodeStatuses() {
+		t.row("node "+n.GetNode(), nodeState(n))
+		rejected := make([]string, 0, len(n.GetRejections()))
+		for typ := range n.GetRejections() {
+			rejected = append(rejected, typ)
+		}
+		sort.Strings(rejected)
+		for _, typ := range rejected {
+			t.row("rejected "+n.GetNode()+" "+shortType(typ), n.GetRejections()[typ])
+		}
+	}
 	if len(s.GetErrors()) == 0 {
 		t.row("errors", "-")
 	}
@@ -64,6 +80,38 @@ func statusTable(t *table, s *adminv1.GetConfigStatusResponse) {
 		t.row("error", e)
 	}
 }
+
+// nodeState says in a few words whether a node runs what is served.
+func nodeState(n *adminv1.NodeConfigStatus) string {
+	state := []string{}
+	switch {
+	case !n.GetEnvoy():
+		state = append(state, "ext_proc or other client")
+	case n.GetCurrent():
+		state = append(state, "envoy, runs the current configuration")
+	default:
+		behind := []string{}
+		for _, typ := range []string{listenerType, routeType, clusterType} {
+			v := n.GetAcceptedVersions()[typ]
+			if v == "" {
+				v = "none"
+			}
+			behind = append(behind, shortType(typ)+" "+v)
+		}
+		state = append(state, "envoy, BEHIND: accepted "+strings.Join(behind, ", "))
+	}
+	if !n.GetConnected() {
+		state = append(state, "not connected to this replica")
+	}
+	return strings.Join(state, "; ")
+}
+
+// Envoy's resource types, in the order of the status version.
+const (
+	listenerType = "type.googleapis.com/envoy.config.listener.v3.Listener"
+	routeType    = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+	clusterType  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+)
 
 // shortType turns type.googleapis.com/envoy.config.cluster.v3.Cluster into
 // "clusters" for the table.

@@ -35,6 +35,41 @@ func TestStatusShowsWhatIsServedAndWhatIsNot(t *testing.T) {
 	assertProto(t, f.only(t, "GetConfigStatus").req, proto.Message(&adminv1.GetConfigStatusRequest{}))
 }
 
+// Each node's state: current, behind with what it accepted, the error of a
+// refused version, and whether it is connected.
+func TestStatusShowsWhatEachNodeRuns(t *testing.T) {
+	f := newFakeServer(t)
+	f.replyWith("GetConfigStatus", &adminv1.GetConfigStatusResponse{
+		Version: "l1.r2.c2",
+		Nodes:   []string{"envoy-0", "envoy-1", "extproc-0"},
+		NodeStatuses: []*adminv1.NodeConfigStatus{
+			{Node: "envoy-0", Envoy: true, Connected: true, Current: true,
+				AcceptedVersions: map[string]string{listenerType: "l1", routeType: "r2", clusterType: "c2"}},
+			{Node: "envoy-1", Envoy: true, Connected: true,
+				AcceptedVersions: map[string]string{listenerType: "l1", routeType: "r1", clusterType: "c1"},
+				Rejections:       map[string]string{clusterType: "cluster model-x: unknown field"}},
+			{Node: "extproc-0", Connected: false},
+		},
+	})
+	res := f.run(t, "status")
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res)
+	}
+	for _, want := range []string{
+		"node envoy-0", "envoy, runs the current configuration",
+		"node envoy-1", "envoy, BEHIND: accepted listeners l1, routeconfigurations r1, clusters c1",
+		"rejected envoy-1 clusters", "cluster model-x: unknown field",
+		"node extproc-0", "ext_proc or other client; not connected to this replica",
+	} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("status output lacks %q:\n%s", want, res.stdout)
+		}
+	}
+	if strings.Contains(res.stdout, "envoy-0,envoy-1") {
+		t.Errorf("the plain node list is shown beside the node states:\n%s", res.stdout)
+	}
+}
+
 // A tenant whose budget crossed its soft limit shows the alert in the table.
 func TestTenantTableShowsTheBudgetAlert(t *testing.T) {
 	f := newFakeServer(t)

@@ -210,7 +210,14 @@ func serve(ctx context.Context, cfg serveConfig) error {
 		Changed: rec.Notify, Sessions: sessions, Billing: bill,
 		ConfigStatus: func() admin.ConfigStatus {
 			st := publisher.Status()
-			return admin.ConfigStatus{Version: st.Version, PublishTime: st.PublishTime, Errors: st.Errors, Nodes: st.Nodes, Resources: st.Resources}
+			out := admin.ConfigStatus{Version: st.Version, PublishTime: st.PublishTime, Errors: st.Errors, Nodes: st.Nodes, Resources: st.Resources}
+			for _, ns := range st.NodeStates {
+				out.NodeStates = append(out.NodeStates, admin.NodeConfigState{
+					Node: ns.Node, Envoy: ns.Envoy, Connected: ns.Connected, Current: ns.Current,
+					Accepted: ns.Accepted, Rejections: ns.Rejections,
+				})
+			}
+			return out
 		},
 	})
 	if err != nil {

@@ -69,7 +69,9 @@ type GetConfigStatusResponse struct {
 	// Node ids of the Envoy and ext_proc clients that have connected.
 	Nodes []string `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	// Resources served, by type URL.
-	Resources     map[string]int64 `protobuf:"bytes,5,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Resources map[string]int64 `protobuf:"bytes,5,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// What each of nodes has accepted and refused, in the order of nodes.
+	NodeStatuses  []*NodeConfigStatus `protobuf:"bytes,6,rep,name=node_statuses,json=nodeStatuses,proto3" json:"node_statuses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -139,21 +141,138 @@ func (x *GetConfigStatusResponse) GetResources() map[string]int64 {
 	return nil
 }
 
+func (x *GetConfigStatusResponse) GetNodeStatuses() []*NodeConfigStatus {
+	if x != nil {
+		return x.NodeStatuses
+	}
+	return nil
+}
+
+// NodeConfigStatus is what one node runs, as far as its xDS answers tell:
+// Envoy acknowledges (ACK) or refuses (NACK) each version it is sent.
+type NodeConfigStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// The node asked for Envoy's resource types (listeners, routes,
+	// clusters). ext_proc nodes do not; their answers are not followed.
+	Envoy bool `protobuf:"varint,2,opt,name=envoy,proto3" json:"envoy,omitempty"`
+	// The node has an open xDS stream to this control plane replica.
+	Connected bool `protobuf:"varint,3,opt,name=connected,proto3" json:"connected,omitempty"`
+	// An Envoy node that accepted the version served of every Envoy type.
+	Current bool `protobuf:"varint,4,opt,name=current,proto3" json:"current,omitempty"`
+	// By type URL, the last version the node accepted.
+	AcceptedVersions map[string]string `protobuf:"bytes,5,rep,name=accepted_versions,json=acceptedVersions,proto3" json:"accepted_versions,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// By type URL, Envoy's error when it last refused a version of that type
+	// and has accepted none since (at most 1 KiB). A lasting rejection means
+	// the node keeps running an older configuration.
+	Rejections    map[string]string `protobuf:"bytes,6,rep,name=rejections,proto3" json:"rejections,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeConfigStatus) Reset() {
+	*x = NodeConfigStatus{}
+	mi := &file_tollgate_admin_v1_status_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeConfigStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeConfigStatus) ProtoMessage() {}
+
+func (x *NodeConfigStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_admin_v1_status_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeConfigStatus.ProtoReflect.Descriptor instead.
+func (*NodeConfigStatus) Descriptor() ([]byte, []int) {
+	return file_tollgate_admin_v1_status_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *NodeConfigStatus) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *NodeConfigStatus) GetEnvoy() bool {
+	if x != nil {
+		return x.Envoy
+	}
+	return false
+}
+
+func (x *NodeConfigStatus) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *NodeConfigStatus) GetCurrent() bool {
+	if x != nil {
+		return x.Current
+	}
+	return false
+}
+
+func (x *NodeConfigStatus) GetAcceptedVersions() map[string]string {
+	if x != nil {
+		return x.AcceptedVersions
+	}
+	return nil
+}
+
+func (x *NodeConfigStatus) GetRejections() map[string]string {
+	if x != nil {
+		return x.Rejections
+	}
+	return nil
+}
+
 var File_tollgate_admin_v1_status_proto protoreflect.FileDescriptor
 
 const file_tollgate_admin_v1_status_proto_rawDesc = "" +
 	"\n" +
 	"\x1etollgate/admin/v1/status.proto\x12\x11tollgate.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x18\n" +
-	"\x16GetConfigStatusRequest\"\xb7\x02\n" +
+	"\x16GetConfigStatusRequest\"\x81\x03\n" +
 	"\x17GetConfigStatusResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12=\n" +
 	"\fpublish_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vpublishTime\x12\x16\n" +
 	"\x06errors\x18\x03 \x03(\tR\x06errors\x12\x14\n" +
 	"\x05nodes\x18\x04 \x03(\tR\x05nodes\x12W\n" +
-	"\tresources\x18\x05 \x03(\v29.tollgate.admin.v1.GetConfigStatusResponse.ResourcesEntryR\tresources\x1a<\n" +
+	"\tresources\x18\x05 \x03(\v29.tollgate.admin.v1.GetConfigStatusResponse.ResourcesEntryR\tresources\x12H\n" +
+	"\rnode_statuses\x18\x06 \x03(\v2#.tollgate.admin.v1.NodeConfigStatusR\fnodeStatuses\x1a<\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012y\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xb5\x03\n" +
+	"\x10NodeConfigStatus\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
+	"\x05envoy\x18\x02 \x01(\bR\x05envoy\x12\x1c\n" +
+	"\tconnected\x18\x03 \x01(\bR\tconnected\x12\x18\n" +
+	"\acurrent\x18\x04 \x01(\bR\acurrent\x12f\n" +
+	"\x11accepted_versions\x18\x05 \x03(\v29.tollgate.admin.v1.NodeConfigStatus.AcceptedVersionsEntryR\x10acceptedVersions\x12S\n" +
+	"\n" +
+	"rejections\x18\x06 \x03(\v23.tollgate.admin.v1.NodeConfigStatus.RejectionsEntryR\n" +
+	"rejections\x1aC\n" +
+	"\x15AcceptedVersionsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a=\n" +
+	"\x0fRejectionsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012y\n" +
 	"\rStatusService\x12h\n" +
 	"\x0fGetConfigStatus\x12).tollgate.admin.v1.GetConfigStatusRequest\x1a*.tollgate.admin.v1.GetConfigStatusResponseB@Z>github.com/tollgate-dev/tollgate/api/tollgate/admin/v1;adminv1b\x06proto3"
 
@@ -169,23 +288,29 @@ func file_tollgate_admin_v1_status_proto_rawDescGZIP() []byte {
 	return file_tollgate_admin_v1_status_proto_rawDescData
 }
 
-var file_tollgate_admin_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_tollgate_admin_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_tollgate_admin_v1_status_proto_goTypes = []any{
 	(*GetConfigStatusRequest)(nil),  // 0: tollgate.admin.v1.GetConfigStatusRequest
 	(*GetConfigStatusResponse)(nil), // 1: tollgate.admin.v1.GetConfigStatusResponse
-	nil,                             // 2: tollgate.admin.v1.GetConfigStatusResponse.ResourcesEntry
-	(*timestamppb.Timestamp)(nil),   // 3: google.protobuf.Timestamp
+	(*NodeConfigStatus)(nil),        // 2: tollgate.admin.v1.NodeConfigStatus
+	nil,                             // 3: tollgate.admin.v1.GetConfigStatusResponse.ResourcesEntry
+	nil,                             // 4: tollgate.admin.v1.NodeConfigStatus.AcceptedVersionsEntry
+	nil,                             // 5: tollgate.admin.v1.NodeConfigStatus.RejectionsEntry
+	(*timestamppb.Timestamp)(nil),   // 6: google.protobuf.Timestamp
 }
 var file_tollgate_admin_v1_status_proto_depIdxs = []int32{
-	3, // 0: tollgate.admin.v1.GetConfigStatusResponse.publish_time:type_name -> google.protobuf.Timestamp
-	2, // 1: tollgate.admin.v1.GetConfigStatusResponse.resources:type_name -> tollgate.admin.v1.GetConfigStatusResponse.ResourcesEntry
-	0, // 2: tollgate.admin.v1.StatusService.GetConfigStatus:input_type -> tollgate.admin.v1.GetConfigStatusRequest
-	1, // 3: tollgate.admin.v1.StatusService.GetConfigStatus:output_type -> tollgate.admin.v1.GetConfigStatusResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	6, // 0: tollgate.admin.v1.GetConfigStatusResponse.publish_time:type_name -> google.protobuf.Timestamp
+	3, // 1: tollgate.admin.v1.GetConfigStatusResponse.resources:type_name -> tollgate.admin.v1.GetConfigStatusResponse.ResourcesEntry
+	2, // 2: tollgate.admin.v1.GetConfigStatusResponse.node_statuses:type_name -> tollgate.admin.v1.NodeConfigStatus
+	4, // 3: tollgate.admin.v1.NodeConfigStatus.accepted_versions:type_name -> tollgate.admin.v1.NodeConfigStatus.AcceptedVersionsEntry
+	5, // 4: tollgate.admin.v1.NodeConfigStatus.rejections:type_name -> tollgate.admin.v1.NodeConfigStatus.RejectionsEntry
+	0, // 5: tollgate.admin.v1.StatusService.GetConfigStatus:input_type -> tollgate.admin.v1.GetConfigStatusRequest
+	1, // 6: tollgate.admin.v1.StatusService.GetConfigStatus:output_type -> tollgate.admin.v1.GetConfigStatusResponse
+	6, // [6:7] is the sub-list for method output_type
+	5, // [5:6] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_admin_v1_status_proto_init() }
@@ -199,7 +324,7 @@ func file_tollgate_admin_v1_status_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tollgate_admin_v1_status_proto_rawDesc), len(file_tollgate_admin_v1_status_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
