@@ -24,6 +24,7 @@ const maxRejectionBytes = 1024
 type acks struct {
 	mu       sync.Mutex
 	streams  map[int64]string             // stream id → node id
+	deltas   map[int64]string             // delta stream id → node id (ext_proc's streams)
 	accepted map[string]map[string]string // node id → type URL → version
 	rejected map[string]map[string]string // node id → type URL → the last NACK's error, until an ACK
 	envoy    map[string]bool              // node ids that asked for one of EnvoyTypes
@@ -32,6 +33,7 @@ type acks struct {
 func newAcks() *acks {
 	return &acks{
 		streams:  map[int64]string{},
+		deltas:   map[int64]string{},
 		accepted: map[string]map[string]string{},
 		rejected: map[string]map[string]string{},
 		envoy:    map[string]bool{},
@@ -84,6 +86,22 @@ func (a *acks) closed(stream int64) {
 	delete(a.streams, stream)
 }
 
+// deltaRequest notes which node a delta stream serves (for Connected only:
+// delta answers are not followed).
+func (a *acks) deltaRequest(stream int64, r *discoverygrpc.DeltaDiscoveryRequest) {
+	if node := r.GetNode().GetId(); node != "" {
+		a.mu.Lock()
+		a.deltas[stream] = node
+		a.mu.Unlock()
+	}
+}
+
+func (a *acks) deltaClosed(stream int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.deltas, stream)
+}
+
 func (a *acks) version(node, typeURL string) string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -96,7 +114,7 @@ type NodeState struct {
 	// Envoy: the node asked for Envoy's resource types (ext_proc nodes
 	// ask only for Tollgate's, over delta xDS, which is not followed).
 	Envoy bool
-	// Connected: the node has an open state-of-the-world stream.
+	// Connected: the node has an open xDS stream to this replica.
 	Connected bool
 	// Current: an Envoy node that accepted the served version of every
 	// Envoy type.
@@ -115,7 +133,7 @@ func (a *acks) nodeState(node string, served map[string]string) NodeState {
 	st := NodeState{
 		Node:       node,
 		Envoy:      a.envoy[node],
-		Connected:  slices.Contains(slices.Collect(maps.Values(a.streams)), node),
+		Connected:  slices.Contains(slices.Collect(maps.Values(a.streams)), node) || slices.Contains(slices.Collect(maps.Values(a.deltas)), node),
 		Accepted:   maps.Clone(a.accepted[node]),
 		Rejections: maps.Clone(a.rejected[node]),
 	}

@@ -85,6 +85,14 @@ func TestXDSMetrics(t *testing.T) {
 		if n, ok := fams.Sum("tollgate_xds_nodes_rejecting"); !ok || n != 0 {
 			t.Errorf("nodes rejecting = %v, want 0", n)
 		}
+		// The status says the same: ext_proc (delta streams) is connected
+		// and no Envoy; the Envoy node is connected and not current.
+		if ns := nodeStateOf(p.publisher.Status(), "extproc-metrics"); !ns.Connected || ns.Envoy || ns.Current {
+			t.Errorf("ext_proc node state %+v", ns)
+		}
+		if ns := nodeStateOf(p.publisher.Status(), "envoy-metrics"); !ns.Connected || !ns.Envoy || ns.Current {
+			t.Errorf("Envoy node state %+v", ns)
+		}
 		cancel()
 		stopADS()
 		<-done
@@ -95,5 +103,10 @@ func TestXDSMetrics(t *testing.T) {
 			behind, _ := f.Sum("tollgate_xds_nodes_behind")
 			return n == 0 && s == 0 && behind == 0
 		})
+		for _, node := range []string{"extproc-metrics", "envoy-metrics"} {
+			eventually(t, 10*time.Second, node+" is shown disconnected", func() bool {
+				return !nodeStateOf(p.publisher.Status(), node).Connected
+			})
+		}
 	})
 }

@@ -45,7 +45,10 @@ func callbacks(p *Publisher) serverv3.Callbacks {
 			m.closed(id, false)
 			p.acks.closed(id)
 		},
-		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { m.closed(id, true) },
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) {
+			m.closed(id, true)
+			p.acks.deltaClosed(id)
+		},
 		StreamRequestFunc: func(id int64, r *discoverygrpc.DiscoveryRequest) error {
 			seen(context.Background(), r.GetNode())
 			m.requested(id, false, r.GetNode())
@@ -55,6 +58,7 @@ func callbacks(p *Publisher) serverv3.Callbacks {
 		StreamDeltaRequestFunc: func(id int64, r *discoverygrpc.DeltaDiscoveryRequest) error {
 			seen(context.Background(), r.GetNode())
 			m.requested(id, true, r.GetNode())
+			p.acks.deltaRequest(id, r)
 			return nil
 		},
 		StreamResponseFunc: func(_ context.Context, id int64, _ *discoverygrpc.DiscoveryRequest, r *discoverygrpc.DiscoveryResponse) {
