@@ -80,10 +80,47 @@ func setIn(m map[string]map[string]string, node, typ, v string) {
 	byType[typ] = v
 }
 
-func (a *acks) closed(stream int64) {
+// closed forgets a state-of-the-world stream. It returns the stream's node
+// when that node has no stream left, having forgotten what it accepted and
+// refused: a node that connects again (an Envoy restarted with the same
+// node id) starts from nothing, and the node ids of pods long gone do not
+// pile up.
+func (a *acks) closed(stream int64) (gone string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	node := a.streams[stream]
 	delete(a.streams, stream)
+	return a.forgetIfGoneLocked(node)
+}
+
+func (a *acks) forgetIfGoneLocked(node string) string {
+	if node == "" || a.connectedLocked(node) {
+		return ""
+	}
+	delete(a.accepted, node)
+	delete(a.rejected, node)
+	delete(a.envoy, node)
+	return node
+}
+
+func (a *acks) connected(node string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.connectedLocked(node)
+}
+
+func (a *acks) connectedLocked(node string) bool {
+	for _, n := range a.streams {
+		if n == node {
+			return true
+		}
+	}
+	for _, n := range a.deltas {
+		if n == node {
+			return true
+		}
+	}
+	return false
 }
 
 // deltaRequest notes which node a delta stream serves (for Connected only:
@@ -96,10 +133,13 @@ func (a *acks) deltaRequest(stream int64, r *discoverygrpc.DeltaDiscoveryRequest
 	}
 }
 
-func (a *acks) deltaClosed(stream int64) {
+// deltaClosed forgets a delta stream, as closed does.
+func (a *acks) deltaClosed(stream int64) (gone string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	node := a.deltas[stream]
 	delete(a.deltas, stream)
+	return a.forgetIfGoneLocked(node)
 }
 
 func (a *acks) version(node, typeURL string) string {
@@ -133,11 +173,11 @@ func (a *acks) nodeState(node string, served map[string]string) NodeState {
 	st := NodeState{
 		Node:       node,
 		Envoy:      a.envoy[node],
-		Connected:  slices.Contains(slices.Collect(maps.Values(a.streams)), node) || slices.Contains(slices.Collect(maps.Values(a.deltas)), node),
+		Connected:  a.connectedLocked(node),
 		Accepted:   maps.Clone(a.accepted[node]),
 		Rejections: maps.Clone(a.rejected[node]),
 	}
-	st.Current = st.Envoy && len(served) > 0
+	st.Current = st.Envoy && st.Connected && len(served) > 0
 	for _, t := range EnvoyTypes {
 		if st.Accepted[t] != served[t] {
 			st.Current = false

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -362,14 +363,35 @@ func TestPublisherKnowsWhatANodeAccepted(t *testing.T) {
 		if ns := nodeStateOf(p.publisher.Status(), nodeID); !ns.Current || len(ns.Rejections) != 0 {
 			t.Errorf("after ACKing everything: %+v", ns)
 		}
+		if got := p.publisher.Acked(nodeID, resource.ClusterType); got != p.publisher.Status().Version[strings.LastIndexByte(p.publisher.Status().Version, '.')+1:] {
+			t.Errorf("accepted clusters %s, served %s", got, p.publisher.Status().Version)
+		}
+
+		// Its stream closes: the node is forgotten (an Envoy restarted
+		// with the same node id has accepted nothing yet).
 		if err := ads.CloseSend(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 10*time.Second, "the node is shown disconnected", func() bool {
-			return !nodeStateOf(p.publisher.Status(), nodeID).Connected
+		eventually(t, 10*time.Second, "the node is forgotten", func() bool {
+			return !slices.Contains(p.publisher.Status().Nodes, nodeID) && p.publisher.Acked(nodeID, resource.ClusterType) == ""
 		})
-		if got := p.publisher.Acked(nodeID, resource.ClusterType); got != p.publisher.Status().Version[strings.LastIndexByte(p.publisher.Status().Version, '.')+1:] {
-			t.Errorf("accepted clusters %s, served %s", got, p.publisher.Status().Version)
+		if p.publisher.Accepted(nodeID) {
+			t.Error("a node without a stream is in step")
+		}
+		// It connects again and is served at once, like a new node.
+		again, err := discoverygrpc.NewAggregatedDiscoveryServiceClient(p.conn).StreamAggregatedResources(p.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := again.Send(&discoverygrpc.DiscoveryRequest{Node: &corev3.Node{Id: nodeID}, TypeUrl: resource.ClusterType}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := recvWithin(again, 10*time.Second)
+		if err != nil || len(resp.GetResources()) != 2 {
+			t.Fatalf("the reconnected node got %v clusters (%v)", len(resp.GetResources()), err)
+		}
+		if ns := nodeStateOf(p.publisher.Status(), nodeID); !ns.Connected || ns.Current {
+			t.Errorf("reconnected, before any ACK: %+v", ns)
 		}
 	})
 }

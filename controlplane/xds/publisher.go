@@ -55,7 +55,7 @@ type Status struct {
 	// Errors of the last translation: parts of the configuration that are
 	// not served. A failed publication keeps the previous snapshot.
 	Errors []string
-	// Nodes are the node ids that have connected.
+	// Nodes are the node ids connected to this replica.
 	Nodes []string
 	// NodeStates says, for each of Nodes, what it has accepted and refused.
 	NodeStates []NodeState
@@ -225,6 +225,25 @@ func (p *Publisher) nodeConnected(ctx context.Context, node string) {
 			p.log.Error("setting the snapshot of a new node", "node", node, "err", err)
 		}
 	}
+}
+
+// nodeGone forgets a node whose last stream closed: its snapshot, and its
+// place in Status. It connects again like a new node. node may be empty.
+func (p *Publisher) nodeGone(node string) {
+	if node == "" {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// A new stream of the node may have registered since its last one
+	// closed (an Envoy reconnecting): then it stays. Otherwise the new
+	// stream's first request finds the node unknown and sets its snapshot,
+	// since streams register before nodeConnected (callbacks).
+	if p.acks.connected(node) {
+		return
+	}
+	delete(p.nodes, node)
+	p.snapshots.ClearSnapshot(node)
 }
 
 // Status reports what is served.

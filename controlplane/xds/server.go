@@ -43,22 +43,25 @@ func callbacks(p *Publisher) serverv3.Callbacks {
 		},
 		StreamClosedFunc: func(id int64, _ *corev3.Node) {
 			m.closed(id, false)
-			p.acks.closed(id)
+			p.nodeGone(p.acks.closed(id))
 		},
 		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) {
 			m.closed(id, true)
-			p.acks.deltaClosed(id)
+			p.nodeGone(p.acks.deltaClosed(id))
 		},
 		StreamRequestFunc: func(id int64, r *discoverygrpc.DiscoveryRequest) error {
+			// The stream is registered before the node is seen, so that
+			// nodeGone, for another of the node's streams closing now,
+			// finds this one.
+			p.acks.request(id, r)
 			seen(context.Background(), r.GetNode())
 			m.requested(id, false, r.GetNode())
-			p.acks.request(id, r)
 			return nil
 		},
 		StreamDeltaRequestFunc: func(id int64, r *discoverygrpc.DeltaDiscoveryRequest) error {
+			p.acks.deltaRequest(id, r)
 			seen(context.Background(), r.GetNode())
 			m.requested(id, true, r.GetNode())
-			p.acks.deltaRequest(id, r)
 			return nil
 		},
 		StreamResponseFunc: func(_ context.Context, id int64, _ *discoverygrpc.DiscoveryRequest, r *discoverygrpc.DiscoveryResponse) {
