@@ -116,7 +116,7 @@ var tables = []table{
 	{name: "job_leases", erasure: "no subject's data: background job leases"},
 	{name: "quota_counters", erasure: "no subject's data: counters by tenant and key id, pruned as their windows pass"},
 	{name: "quota_leases", erasure: "no subject's data: leases by tenant and key id, pruned as they end"},
-	{name: "sign_in_throttles", erasure: "no subject's data: sign-in attempt counts per client address, stored as a keyed hash (the key is derived from the operator token) and linked to no account, pruned two windows (20 minutes by default) after they start"},
+	{name: "sign_in_throttles", erasure: "no subject's data: sign-in attempt counts per client address, stored as a keyed hash (the key is derived from the operator token) and linked to no account, deleted by the hourly signin.prune job once two windows have passed since they start, so a row lives at most two windows plus an hour (80 minutes by default)"},
 }
 
 // tableNamed returns the rule for a table.

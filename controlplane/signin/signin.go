@@ -728,20 +728,19 @@ func throttled(err error) error {
 // (a day of history for the sessions list and for support questions), and
 // sign-in attempt counts whose windows have passed.
 func (s *Service) Prune(ctx context.Context) (int, error) {
+	// Each kind is pruned whatever happened to the others: one failing
+	// table does not leave the rest growing.
 	now := s.now()
-	throttles, err := s.ips.prune(ctx, now)
-	if err != nil {
-		return throttles, err
-	}
+	throttles, errThrottles := s.ips.prune(ctx, now)
 	cut := now.Add(-24 * time.Hour)
 	c := s.store.Client()
-	n, err := c.Session.Delete().Where(entsession.Or(entsession.ExpiresAtLT(cut), entsession.RevokedAtLT(cut), entsession.LastSeenAtLT(cut.Add(-s.opt.IdleTimeout)))).Exec(ctx)
-	if err != nil {
-		return throttles + n, fmt.Errorf("pruning sessions: %w", err)
+	sessions, errSessions := c.Session.Delete().Where(entsession.Or(entsession.ExpiresAtLT(cut), entsession.RevokedAtLT(cut), entsession.LastSeenAtLT(cut.Add(-s.opt.IdleTimeout)))).Exec(ctx)
+	if errSessions != nil {
+		errSessions = fmt.Errorf("pruning sessions: %w", errSessions)
 	}
-	m, err := c.PasswordToken.Delete().Where(passwordtoken.ExpiresAtLT(cut)).Exec(ctx)
-	if err != nil {
-		return throttles + n + m, fmt.Errorf("pruning password links: %w", err)
+	links, errLinks := c.PasswordToken.Delete().Where(passwordtoken.ExpiresAtLT(cut)).Exec(ctx)
+	if errLinks != nil {
+		errLinks = fmt.Errorf("pruning password links: %w", errLinks)
 	}
-	return throttles + n + m, nil
+	return throttles + sessions + links, errors.Join(errThrottles, errSessions, errLinks)
 }

@@ -186,18 +186,28 @@ func TestAttemptsFromOneAddressAreLimited(t *testing.T) {
 				t.Fatal("throttled within the limit")
 			}
 		}
-		if err := try("198.51.100.7"); !errors.Is(err, ErrThrottled) {
+		// A refusal is decided on a plain read: it opens no transaction,
+		// which on SQLite would take the single writer lock.
+		refusedCtx, txs := store.WithTxStats(ctx)
+		if _, err := f.svc.SignIn(refusedCtx, Attempt{Email: "x@example.com", Password: "y", Addr: "198.51.100.7"}); !errors.Is(err, ErrThrottled) {
 			t.Errorf("4th attempt: %v, want ErrThrottled", err)
 		}
-		if err := try("198.51.100.8"); errors.Is(err, ErrThrottled) {
-			t.Error("another address was throttled")
-		}
 		// The operator's sign-in and password resets count too.
-		if _, err := f.svc.SignInOperator(ctx, f.op, "198.51.100.7", ""); !errors.Is(err, ErrThrottled) {
+		if _, err := f.svc.SignInOperator(refusedCtx, f.op, "198.51.100.7", ""); !errors.Is(err, ErrThrottled) {
 			t.Errorf("operator sign-in from the address: %v, want ErrThrottled", err)
 		}
-		if _, err := f.svc.RequestPasswordReset(ctx, "x@example.com", "198.51.100.7"); !errors.Is(err, ErrThrottled) {
+		if _, err := f.svc.RequestPasswordReset(refusedCtx, "x@example.com", "198.51.100.7"); !errors.Is(err, ErrThrottled) {
 			t.Errorf("password reset from the address: %v, want ErrThrottled", err)
+		}
+		if n := txs.Transactions(); n != 0 {
+			t.Errorf("3 refused attempts ran %d transactions, want 0", n)
+		}
+		allowedCtx, txs := store.WithTxStats(ctx)
+		if ok, err := f.svc.ips.allow(allowedCtx, "198.51.100.8", f.now); err != nil || !ok {
+			t.Errorf("another address: %v, %v, want allowed", ok, err)
+		}
+		if n := txs.Transactions(); n != 1 {
+			t.Errorf("an allowed attempt ran %d transactions, want 1 (the count)", n)
 		}
 		// A window later, the previous window still weighs in fully...
 		f.now = f.now.Add(time.Minute)
@@ -443,6 +453,38 @@ func TestPruneDeletesWhatEndedADayAgo(t *testing.T) {
 		}
 		if _, err := f.svc.Lookup(ctx, live.Secret); err != nil {
 			t.Errorf("the live session was pruned: %v", err)
+		}
+	})
+}
+
+// A throttle table that cannot be pruned does not keep sessions and
+// password links from being pruned; the error is still returned.
+func TestPruneGoesOnPastAFailure(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, st *store.Store) {
+		f := newFixture(t, st)
+		ctx := context.Background()
+		// A store without the schema: pruning the counts there fails.
+		empty, err := store.Open(ctx, storetest.SQLiteDSN(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = empty.Close() })
+		f.svc.ips = newAddrThrottle(empty, f.op, 0, 10*time.Minute)
+		a := f.account("acme", "ann@example.com", pw)
+		if _, err := f.svc.IssuePasswordLink(ctx, a.ID); err != nil {
+			t.Fatal(err)
+		}
+		f.now = f.now.Add(26 * time.Hour)
+		n, err := f.svc.Prune(ctx)
+		if err == nil || !strings.Contains(err.Error(), "pruning sign-in attempt counts") {
+			t.Errorf("prune: %v, want the throttle's error", err)
+		}
+		// The reset's own link and the new one.
+		if n != 2 {
+			t.Errorf("pruned %d rows, want 2", n)
+		}
+		if left, err := st.Client().PasswordToken.Query().Count(ctx); err != nil || left != 0 {
+			t.Errorf("%d password links left (%v), want 0", left, err)
 		}
 	})
 }

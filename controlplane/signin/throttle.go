@@ -23,8 +23,9 @@ import (
 // window's count plus the previous window's, weighted by how much of it
 // the sliding window still covers. That keeps a client from spending two
 // windows' worth around a boundary. Refused attempts are not counted: the
-// limit is a rate, and a refusal then writes nothing, so a flood of refused
-// attempts does not turn into a flood of writes.
+// limit is a rate, and a refusal is decided on a plain read, outside any
+// transaction, so a flood of refused attempts is neither a flood of writes
+// nor of write locks.
 type addrThrottle struct {
 	store  *store.Store
 	key    []byte
@@ -62,6 +63,14 @@ func (t *addrThrottle) addrKey(addr string) []byte {
 
 // allow counts one attempt from addr at now and reports whether it is
 // within the limit.
+//
+// The counts are read first with a plain query, outside any transaction:
+// an address over the limit is refused on that read alone, so a flood of
+// refused attempts takes no write lock (on SQLite a transaction is BEGIN
+// IMMEDIATE, the single writer lock usage ingest needs too). Only an
+// attempt that looks allowed opens the write transaction, which reads the
+// counts again and decides: two replicas racing past the first read still
+// let exactly the limit through.
 func (t *addrThrottle) allow(ctx context.Context, addr string, now time.Time) (bool, error) {
 	if t.limit <= 0 {
 		return true, nil
@@ -72,13 +81,11 @@ func (t *addrThrottle) allow(ctx context.Context, addr string, now time.Time) (b
 	// How much of the previous window the sliding window [now-window, now]
 	// still covers.
 	weight := 1 - float64(now.Sub(cur))/float64(t.window)
-	allowed := false
-	err := t.store.InTx(ctx, func(tx *ent.Tx) error {
-		allowed = false
-		rows, err := tx.SignInThrottle.Query().
+	within := func(c *ent.SignInThrottleClient) (bool, error) {
+		rows, err := c.Query().
 			Where(signinthrottle.Addr(key), signinthrottle.WindowStartIn(prev, cur)).All(ctx)
 		if err != nil {
-			return fmt.Errorf("reading the attempts: %w", err)
+			return false, fmt.Errorf("reading the attempts: %w", err)
 		}
 		var before, current int64
 		for _, r := range rows {
@@ -88,10 +95,21 @@ func (t *addrThrottle) allow(ctx context.Context, addr string, now time.Time) (b
 				before = r.Attempts
 			}
 		}
-		if float64(before)*weight+float64(current+1) > float64(t.limit) {
-			return nil
+		return float64(before)*weight+float64(current+1) <= float64(t.limit), nil
+	}
+	ok, err := within(t.store.Client().SignInThrottle)
+	if err != nil {
+		return false, fmt.Errorf("counting a sign-in attempt: %w", err)
+	}
+	if !ok {
+		return false, nil
+	}
+	allowed := false
+	err = t.store.InTx(ctx, func(tx *ent.Tx) error {
+		ok, err := within(tx.SignInThrottle)
+		if allowed = ok; err != nil || !ok {
+			return err
 		}
-		allowed = true
 		// Serializable: two replicas counting the same attempt row at once
 		// cannot both read the old count and commit; one is retried.
 		return tx.SignInThrottle.Create().SetAddr(key).SetWindowStart(cur).SetAttempts(1).

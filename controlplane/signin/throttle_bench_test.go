@@ -11,8 +11,9 @@ import (
 )
 
 // BenchmarkAddrThrottle is what the shared per-address limit adds to a
-// sign-in attempt: one serializable transaction that reads two windows and
-// counts the attempt (allowed), or only reads (refused).
+// sign-in attempt: a read of two windows and one serializable transaction
+// that reads them again and counts the attempt (allowed), or the read
+// alone, outside any transaction (refused).
 func BenchmarkAddrThrottle(b *testing.B) {
 	for _, db := range []struct {
 		name string
