@@ -29,6 +29,7 @@ import (
 	"math/big"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -114,7 +115,20 @@ type Config struct {
 }
 
 // Service creates, issues and moves invoices.
-type Service struct{ cfg Config }
+type Service struct {
+	cfg Config
+
+	mu sync.Mutex
+	// gone holds the tenant months the job found counted in the rollups
+	// but without usage records left to bill, so that each is reported
+	// once per process rather than every run.
+	gone map[tenantMonth]bool
+}
+
+type tenantMonth struct {
+	tenant uuid.UUID
+	month  time.Time
+}
 
 // New returns a Service.
 func New(cfg Config) *Service {
@@ -132,7 +146,7 @@ func New(cfg Config) *Service {
 		rates[k] = v
 	}
 	cfg.Rates = rates
-	return &Service{cfg: cfg}
+	return &Service{cfg: cfg, gone: map[tenantMonth]bool{}}
 }
 
 // Month returns the calendar month (UTC) that holds t: its first instant
@@ -152,17 +166,20 @@ var ErrExists = errors.New("the invoice exists already")
 
 // IssueDue is the job. It invoices, oldest month first, every month that
 // has ended (and whose grace has passed) for every tenant with usage in it
-// and no invoice for it, from the earliest month in the daily rollups: a
-// control plane that was down for months catches up, and a month that gets
-// its first records of a tenant late (a replay) gets that tenant's invoice
-// then. For the last closed month it also invoices the tenants whose only
-// billable usage is late records of earlier months. One transaction per
-// invoice. It returns the first errors after trying every tenant and month,
-// so that one tenant (a currency without a rate, say) does not hold up the
-// others.
+// and no invoice for it, from the month of the earliest invoice, or without
+// any invoice yet from the earliest month in the daily rollups (firstMonth):
+// a control plane that was down for months catches up, and a month that
+// gets its first records of a tenant late (a replay) gets that tenant's
+// invoice then. For the last closed month it also invoices the tenants
+// whose only billable usage is late records of earlier months. One
+// transaction per invoice. It returns the errors after trying every tenant
+// and month, so that one tenant (a currency without a rate, say) does not
+// hold up the others. A tenant month the rollups count but whose usage
+// records are gone (usage retention deleted them before the month was
+// invoiced) gets no invoice, and a warning, once per process.
 func (s *Service) IssueDue(ctx context.Context) error {
 	last := s.lastClosedMonth()
-	first, ok, err := s.firstUsageMonth(ctx)
+	first, ok, err := s.firstMonth(ctx)
 	if err != nil || !ok {
 		return err
 	}
@@ -179,7 +196,9 @@ func (s *Service) IssueDue(ctx context.Context) error {
 			}
 			inv, err := s.CreateInvoice(ctx, id, m, !s.cfg.Drafts)
 			switch {
-			case errors.Is(err, ErrExists), errors.Is(err, ErrNoUsage):
+			case errors.Is(err, ErrExists):
+			case errors.Is(err, ErrNoUsage):
+				s.warnGone(ctx, id, m)
 			case err != nil:
 				errs = append(errs, fmt.Errorf("tenant %s, %s: %w", id, m.Format("2006-01"), err))
 			default:
@@ -202,6 +221,43 @@ func (s *Service) lastClosedMonth() time.Time {
 		last = last.AddDate(0, -1, 0)
 	}
 	return last
+}
+
+// warnGone reports, once per process, a tenant month that the rollups
+// count but that has no usage records left to bill: they were deleted
+// (usage retention) before the month was invoiced, so its usage cannot be
+// billed, and the job finds the month again every run.
+func (s *Service) warnGone(ctx context.Context, tenant uuid.UUID, month time.Time) {
+	s.mu.Lock()
+	seen := s.gone[tenantMonth{tenant, month}]
+	s.gone[tenantMonth{tenant, month}] = true
+	s.mu.Unlock()
+	if !seen {
+		s.cfg.Log.WarnContext(ctx, "month not invoiced: the rollups count the tenant's usage but its usage records are gone (usage retention deleted them before the month was invoiced); reported once per process",
+			"tenant_id", tenant, "period", month.Format("2006-01"))
+	}
+}
+
+// firstMonth is where the job's walk starts: the month of the earliest
+// invoice, or without any invoice the month of the earliest daily rollup
+// row; ok is false without either. Months before the first invoice ever
+// made are not billing's business: they were used before billing was
+// (the release before catch-up invoiced only the previous month, and an
+// upgrade must not invoice and issue years of history), while a
+// deployment that has made no invoice yet invoices all its usage. Each is
+// one read at the start of an index (invoices' period_start, rollups'
+// (period, bucket_start)).
+func (s *Service) firstMonth(ctx context.Context) (time.Time, bool, error) {
+	inv, err := s.cfg.Store.Client().Invoice.Query().Order(ent.Asc(invoice.FieldPeriodStart)).
+		Select(invoice.FieldPeriodStart).First(ctx)
+	switch {
+	case err == nil:
+		m, _ := Month(inv.PeriodStart)
+		return m, true, nil
+	case !ent.IsNotFound(err):
+		return time.Time{}, false, fmt.Errorf("finding the first invoiced month: %w", err)
+	}
+	return s.firstUsageMonth(ctx)
 }
 
 // firstUsageMonth is the month of the earliest daily rollup row (one read at

@@ -191,12 +191,30 @@ func mustCSV(t *testing.T, inv *ent.Invoice, ls []*ent.InvoiceLine) []byte {
 type logged struct {
 	mu      sync.Mutex
 	periods []string
+	// warnings are "tenant_id period" of each warning.
+	warnings []string
 }
 
 func (l *logged) Enabled(context.Context, slog.Level) bool { return true }
 func (l *logged) WithAttrs([]slog.Attr) slog.Handler       { return l }
 func (l *logged) WithGroup(string) slog.Handler            { return l }
 func (l *logged) Handle(_ context.Context, r slog.Record) error {
+	if r.Level == slog.LevelWarn {
+		var tenant, period string
+		r.Attrs(func(a slog.Attr) bool {
+			switch a.Key {
+			case "tenant_id":
+				tenant = a.Value.String()
+			case "period":
+				period = a.Value.String()
+			}
+			return true
+		})
+		l.mu.Lock()
+		l.warnings = append(l.warnings, tenant+" "+period)
+		l.mu.Unlock()
+		return nil
+	}
 	if r.Message != "invoice created" {
 		return nil
 	}
@@ -270,6 +288,83 @@ func TestCatchUpInvoicesEveryMissedMonthOldestFirst(t *testing.T) {
 			}
 		}
 		verifyClean(t, svc, inv, 0)
+	})
+}
+
+// After an upgrade from the release that invoiced only the previous
+// month, the job catches up from the month of the first invoice ever made:
+// a month it missed since then is invoiced, but the usage from before
+// billing was used is not (no invoices issued, no notifications, for
+// years of history at once).
+func TestCatchUpStartsAtTheFirstInvoice(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		f := newFixture(t, st)
+		acme, old := f.tenant("acme", USD), f.tenant("old", USD)
+		dec, jan, feb := march.AddDate(0, -3, 0), march.AddDate(0, -2, 0), march.AddDate(0, -1, 0)
+		f.store(usage(acme, "m", dec.Add(time.Hour), 10, 0, 10, 50),
+			usage(old, "m", dec.Add(time.Hour), 10, 0, 10, 60),
+			usage(acme, "m", jan.Add(time.Hour), 10, 0, 10, 100),
+			usage(acme, "m", feb.Add(time.Hour), 10, 0, 10, 200),
+			usage(acme, "m", march.Add(time.Hour), 10, 0, 10, 300))
+		// The previous release invoiced January in February, then was down
+		// through March.
+		if _, err := jobAt(st, runAt).CreateInvoice(ctx, acme, jan, true); err != nil {
+			t.Fatal(err)
+		}
+		var issued []string
+		log := &logged{}
+		svc := New(Config{Log: slog.New(log), Store: st, Now: func() time.Time { return runAt },
+			OnIssued: func(_ context.Context, _ *ent.Tx, inv *ent.Invoice) error {
+				issued = append(issued, inv.PeriodStart.UTC().Format("2006-01"))
+				return nil
+			}})
+		if err := svc.IssueDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(log.periods, " "); got != "2026-02 2026-03" {
+			t.Errorf("the job invoiced %q, want 2026-02 2026-03", got)
+		}
+		if got := strings.Join(issued, " "); got != "2026-02 2026-03" {
+			t.Errorf("the job issued %q, want 2026-02 2026-03", got)
+		}
+		if n := st.Client().Invoice.Query().Where(invoice.PeriodStart(dec)).CountX(ctx); n != 0 {
+			t.Errorf("%d invoices of December, before the first invoice, want none", n)
+		}
+	})
+}
+
+// A month the rollups count but whose usage records usage retention
+// deleted before it was invoiced cannot be billed: the job says so once,
+// naming the tenant and month, not every hour, and bills the rest.
+func TestMonthWithoutRecordsLeftIsReportedOnce(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		f := newFixture(t, st)
+		acme := f.tenant("acme", USD)
+		jan, feb := march.AddDate(0, -2, 0), march.AddDate(0, -1, 0)
+		f.store(usage(acme, "m", jan.Add(time.Hour), 10, 0, 10, 100),
+			usage(acme, "m", feb.Add(time.Hour), 10, 0, 10, 200),
+			usage(acme, "m", march.Add(time.Hour), 10, 0, 10, 300))
+		if _, err := jobAt(st, runAt).CreateInvoice(ctx, acme, jan, true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Client().UsageRecord.Delete().Where(usagerecord.CreatedAtGTE(feb), usagerecord.CreatedAtLT(march)).Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		log := &logged{}
+		svc := New(Config{Log: slog.New(log), Store: st, Now: func() time.Time { return runAt }})
+		for range 3 {
+			if err := svc.IssueDue(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, want := strings.Join(log.warnings, ", "), acme.String()+" 2026-02"; got != want {
+			t.Errorf("warnings %q, want one: %q", got, want)
+		}
+		if got := strings.Join(log.periods, " "); got != "2026-03" {
+			t.Errorf("the job invoiced %q, want 2026-03", got)
+		}
 	})
 }
 
