@@ -149,7 +149,9 @@ func (d *downstream) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.Proces
 	m := &mutation{}
 	m.removeHeader(translate.ClientCredentialHeaders()...)
 	m.setHeader("x-request-id", d.req.id)
-	return requestHeadersReply(continueWith(m))
+	resp := requestHeadersReply(continueWith(m))
+	resp.DynamicMetadata = clientAPIMetadata(d.api)
+	return resp
 }
 
 // requestFields are the fields of every client API that ext_proc reads.

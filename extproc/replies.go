@@ -5,6 +5,10 @@ import (
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/tollgate-dev/tollgate/controlplane/xdstranslate"
+	"github.com/tollgate-dev/tollgate/extproc/translate"
 )
 
 // mutation collects header changes for one reply. Values travel in
@@ -97,4 +101,28 @@ func streamResponseBody() *filterv3.ProcessingMode {
 		RequestTrailerMode:  filterv3.ProcessingMode_SKIP,
 		ResponseTrailerMode: filterv3.ProcessingMode_SKIP,
 	}
+}
+
+// clientAPIMetadata is the stream dynamic metadata that names the client's
+// API for Envoy's local reply mappers: after a try the request's :path is
+// the provider's, so they cannot tell from it which error shape the client
+// reads (controlplane/xdstranslate/localreply.go).
+func clientAPIMetadata(api translate.ClientAPI) *structpb.Struct {
+	if api == translate.AnthropicMessages {
+		return anthropicClientMetadata
+	}
+	return openAIClientMetadata
+}
+
+var (
+	anthropicClientMetadata = clientMetadata(xdstranslate.ClientAPIAnthropic)
+	openAIClientMetadata    = clientMetadata(xdstranslate.ClientAPIOpenAI)
+)
+
+func clientMetadata(api string) *structpb.Struct {
+	return &structpb.Struct{Fields: map[string]*structpb.Value{
+		xdstranslate.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			xdstranslate.ClientAPIKey: structpb.NewStringValue(api),
+		}}),
+	}}
 }

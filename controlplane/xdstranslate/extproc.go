@@ -34,6 +34,11 @@ func downstreamExtProc(o Options) *hcmv3.HttpFilter {
 		MessageTimeout:    dur(o.MessageTimeout),
 		// The client's address, for IP allow lists.
 		RequestAttributes: []string{"source.address"},
+		// ext_proc names the client's API in the stream's dynamic metadata
+		// (ClientAPIKey), for the local reply mappers (localreply.go).
+		MetadataOptions: &extprocv3.MetadataOptions{
+			ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{MetadataNamespace}},
+		},
 	}
 	return &hcmv3.HttpFilter{
 		Name:       DownstreamFilterName,

@@ -8,6 +8,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // upstreamFailureFlags are the response flags of the router's own replies
@@ -21,8 +22,8 @@ var upstreamFailureFlags = []string{"UH", "UF", "UC", "UR", "UO", "UT", "URX"}
 // localReplyConfig gives the replies Envoy makes itself the error shape of
 // the client's API, so that the SDKs read a message and a type from them
 // instead of a line of plain text: a request body over the buffer limit
-// (413, which Envoy answers before ext_proc sees the body) and the router's
-// upstream failures (503, 504).
+// (413, which Envoy answers before ext_proc sees the body, so :path is still
+// the client's) and the router's upstream failures (503, 504).
 //
 // Only these are mapped. The replies ext_proc makes (ImmediateResponse, also
 // a local reply to Envoy) already have the client's shape: they never use
@@ -40,6 +41,20 @@ func localReplyConfig(o Options) *hcmv3.LocalReplyConfig {
 			Filter:             statusIs(413),
 			BodyFormatOverride: jsonBody(openAIError("invalid_request_error", "request_too_large", tooLarge)),
 		},
+		// After a try, :path is the provider's (the upstream ext_proc
+		// rewrote the request headers, which are the ones Envoy's local
+		// reply sees): the client's API comes from the dynamic metadata
+		// the downstream ext_proc wrote before routing.
+		{
+			Filter:             and(upstreamFailed(), clientAPIIs(ClientAPIAnthropic)),
+			BodyFormatOverride: jsonBody(anthropicError("api_error", upstream)),
+		},
+		{
+			Filter:             and(upstreamFailed(), clientAPIIs(ClientAPIOpenAI)),
+			BodyFormatOverride: jsonBody(openAIError("server_error", "upstream_unavailable", upstream)),
+		},
+		// Without it (no try can start before ext_proc routed the request,
+		// so only if ext_proc did not write it), the path decides.
 		{
 			Filter:             and(upstreamFailed(), anthropicPath()),
 			BodyFormatOverride: jsonBody(anthropicError("api_error", upstream)),
@@ -47,6 +62,23 @@ func localReplyConfig(o Options) *hcmv3.LocalReplyConfig {
 		{
 			Filter:             upstreamFailed(),
 			BodyFormatOverride: jsonBody(openAIError("server_error", "upstream_unavailable", upstream)),
+		},
+	}}
+}
+
+// clientAPIIs matches the client API ext_proc wrote in the stream's
+// dynamic metadata; not when it wrote none.
+func clientAPIIs(api string) *accesslogv3.AccessLogFilter {
+	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_MetadataFilter{
+		MetadataFilter: &accesslogv3.MetadataFilter{
+			Matcher: &matcherv3.MetadataMatcher{
+				Filter: MetadataNamespace,
+				Path:   []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: ClientAPIKey}}},
+				Value: &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+					MatchPattern: &matcherv3.StringMatcher_Exact{Exact: api},
+				}}},
+			},
+			MatchIfKeyNotFound: wrapperspb.Bool(false),
 		},
 	}}
 }

@@ -34,8 +34,13 @@ const (
 	ExtProcCluster = "tollgate_extproc"
 	// RouteHeader carries the route ext_proc chose; internal only.
 	RouteHeader = "x-tollgate-route"
-	// MetadataNamespace holds Tollgate's endpoint metadata.
-	MetadataNamespace = "tollgate"
+	// MetadataNamespace holds Tollgate's endpoint metadata, and the stream
+	// dynamic metadata the downstream ext_proc may write: ClientAPIKey
+	// names the client's API, ClientAPIAnthropic or ClientAPIOpenAI.
+	MetadataNamespace  = "tollgate"
+	ClientAPIKey       = "client_api"
+	ClientAPIAnthropic = "anthropic"
+	ClientAPIOpenAI    = "openai"
 	// DeploymentAttribute is the CEL attribute by which the upstream ext_proc
 	// learns which deployment Envoy selected for a try.
 	DeploymentAttribute = "xds.upstream_host_metadata.filter_metadata['tollgate']['deployment']"

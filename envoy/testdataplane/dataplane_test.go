@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/tollgate-dev/tollgate/controlplane/ir"
 	"github.com/tollgate-dev/tollgate/controlplane/xdstranslate"
@@ -594,6 +595,41 @@ func TestUpstreamRouteTimeoutIs504(t *testing.T) {
 	if line := e.lastAccess(1); line["flags"] != "UT" || line["details"] != "upstream_response_timeout" {
 		t.Errorf("flags %v details %v", line["flags"], line["details"])
 	}
+}
+
+// The client's API that ext_proc writes in the stream's dynamic metadata
+// decides the shape of the router's reply, whatever the request's path.
+func TestClientAPIMetadataShapesTheUpstreamFailure(t *testing.T) {
+	e := newEnv(t)
+	e.opts.RouteTimeout = 300 * time.Millisecond
+	slow := newUpstream(t, func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		select {
+		case <-time.After(3 * time.Second):
+		case <-r.Context().Done():
+		}
+	})
+	tg := &testGateway{}
+	p := tg.provider(ir.KindOpenAICompatible, slow.URL)
+	route, _ := tg.model("a", deployment{provider: p, weight: 1})
+	routing := routeByModel(map[string]string{"a": route})
+	e.proc.script(func(ps *procStream, req *extprocsvc.ProcessingRequest) (*extprocsvc.ProcessingResponse, error) {
+		if req.GetRequestHeaders() == nil {
+			return routing(ps, req)
+		}
+		resp := continueReply(req)
+		resp.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{
+			xdstranslate.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+				xdstranslate.ClientAPIKey: structpb.NewStringValue(xdstranslate.ClientAPIAnthropic),
+			}}),
+		}}
+		return resp, nil
+	}, nil)
+	e.start(&tg.g)
+	code, hdr, body := e.post("/v1/chat/completions", `{"model":"a"}`)
+	if code != 504 {
+		t.Fatalf("got %d %q", code, body)
+	}
+	wantJSONError(t, hdr, body, `{"type":"error","error":{"type":"api_error","message":"The gateway could not get a response from the provider: upstream request timeout"}}`)
 }
 
 func TestOversizedBufferedBodyIs413(t *testing.T) {

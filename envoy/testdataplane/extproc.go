@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -215,6 +216,7 @@ func (e *extProcStream) exchange(ctx context.Context, req *extprocsvc.Processing
 				}
 				continue
 			}
+			e.receiveMetadata(resp.GetDynamicMetadata())
 			if e.cfg.allowModeOverride && want.headers() && resp.GetModeOverride() != nil {
 				if m, ok := e.cfg.overrideMode(resp.GetModeOverride()); ok {
 					e.mode = m
@@ -778,4 +780,21 @@ func (b *streamedBody) next(ctx context.Context) ([]byte, bool, error) {
 		b.e.lastReplyOf(b.dir)
 	}
 	return data, eos, nil
+}
+
+// receiveMetadata merges a reply's dynamic_metadata into the stream's, for
+// the namespaces the filter may write (receiving_namespaces.untyped);
+// others are dropped, as Envoy drops them. Within a namespace, fields are
+// merged: a field written again is replaced.
+func (e *extProcStream) receiveMetadata(m *structpb.Struct) {
+	for ns, v := range m.GetFields() {
+		if !slices.Contains(e.cfg.receivingNamespaces, ns) {
+			e.s.dp.log.Debug("ext_proc dynamic metadata in a namespace the filter may not write; dropped", "filter", e.cfg.name, "namespace", ns)
+			continue
+		}
+		if v.GetStructValue() == nil {
+			continue
+		}
+		e.s.setDynamicMetadata(ns, v.GetStructValue())
+	}
 }

@@ -31,6 +31,9 @@ type extProcConfig struct {
 	disableImmediateResponse bool
 	routeCacheAction         extprocv3.ExternalProcessor_RouteCacheAction
 	statusOnError            int
+	// receivingNamespaces are the untyped dynamic metadata namespaces the
+	// processor may write (metadata_options.receiving_namespaces).
+	receivingNamespaces []string
 }
 
 // celAttribute is one request attribute: Envoy evaluates a CEL expression;
@@ -109,6 +112,17 @@ func buildExtProc(name string, c *extprocv3.ExternalProcessor, upstream bool) (*
 	}
 	if s := c.GetStatusOnError(); s != nil {
 		out.statusOnError = int(s.GetCode())
+	}
+	if ns := c.GetMetadataOptions().GetReceivingNamespaces(); ns != nil {
+		if len(ns.GetTyped()) > 0 {
+			errs = append(errs, errors.New("metadata_options.receiving_namespaces.typed: Envoy does not support receiving typed metadata"))
+		}
+		if upstream && len(ns.GetUntyped()) > 0 {
+			// An upstream filter writes the try's stream info, which no
+			// modelled consumer reads.
+			errs = append(errs, errors.New("metadata_options.receiving_namespaces in an upstream filter is not modelled"))
+		}
+		out.receivingNamespaces = ns.GetUntyped()
 	}
 	for _, expr := range c.GetRequestAttributes() {
 		a, err := parseAttribute(expr)

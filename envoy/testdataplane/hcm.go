@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // Causes that end a stream's context.
@@ -201,14 +202,18 @@ type stream struct {
 	cachedRoute *route
 
 	// What the access log reports.
-	protocol        string
-	respStarted     bool
-	respHeaders     *headerMap
-	code            int
-	bytesReceived   atomic.Int64
-	bytesSent       int64
-	declaredLength  int64 // the response's content-length, -1 if none
-	flags           map[string]bool
+	protocol       string
+	respStarted    bool
+	respHeaders    *headerMap
+	code           int
+	bytesReceived  atomic.Int64
+	bytesSent      int64
+	declaredLength int64 // the response's content-length, -1 if none
+	flags          map[string]bool
+	// dynMeta is the stream's dynamic metadata (namespace → fields), as
+	// processors wrote it; read by local reply mappers.
+	dynMetaMu       sync.Mutex
+	dynMeta         map[string]map[string]*structpb.Value
 	details         string
 	upstreamCluster string
 	upstreamHost    string
@@ -741,4 +746,38 @@ func (t *idleTimer) stop() {
 	if t.t != nil {
 		t.t.Stop()
 	}
+}
+
+func (s *stream) setDynamicMetadata(ns string, v *structpb.Struct) {
+	s.dynMetaMu.Lock()
+	defer s.dynMetaMu.Unlock()
+	if s.dynMeta == nil {
+		s.dynMeta = map[string]map[string]*structpb.Value{}
+	}
+	fields := s.dynMeta[ns]
+	if fields == nil {
+		fields = map[string]*structpb.Value{}
+		s.dynMeta[ns] = fields
+	}
+	for k, f := range v.GetFields() {
+		fields[k] = f
+	}
+}
+
+// dynamicMetadata returns the value at ns and path, and whether it is set.
+func (s *stream) dynamicMetadata(ns string, path []string) (*structpb.Value, bool) {
+	s.dynMetaMu.Lock()
+	defer s.dynMetaMu.Unlock()
+	fields, ok := s.dynMeta[ns]
+	if !ok || len(path) == 0 {
+		return nil, false
+	}
+	v, ok := fields[path[0]]
+	for _, k := range path[1:] {
+		if !ok || v.GetStructValue() == nil {
+			return nil, false
+		}
+		v, ok = v.GetStructValue().GetFields()[k]
+	}
+	return v, ok
 }

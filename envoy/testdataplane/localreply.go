@@ -7,6 +7,7 @@ import (
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // localReplyMapper is one of the HCM's local_reply_config mappers: a filter
@@ -22,11 +23,13 @@ type localReplyMapper struct {
 type replyFilter func(r *replyFacts) bool
 
 // replyFacts is what a mapper's filter sees: the reply's status, the
-// stream's response flags, and the request headers.
+// stream's response flags, the request headers (as filters left them: an
+// upstream filter's changes included), and the stream's dynamic metadata.
 type replyFacts struct {
 	status int
 	flags  map[string]bool
 	req    *headerMap
+	meta   func(ns string, path []string) (*structpb.Value, bool)
 }
 
 func buildLocalReplyConfig(c *hcmv3.LocalReplyConfig) ([]*localReplyMapper, error) {
@@ -111,6 +114,28 @@ func buildReplyFilter(f *accesslogv3.AccessLogFilter) (replyFilter, error) {
 			v, ok := r.req.joined(name)
 			return ok && match(v)
 		}, nil
+	case f.GetMetadataFilter() != nil:
+		mf := f.GetMetadataFilter()
+		m := mf.GetMatcher()
+		var path []string
+		for _, seg := range m.GetPath() {
+			path = append(path, seg.GetKey())
+		}
+		want := m.GetValue().GetStringMatch().GetExact()
+		if want == "" {
+			return nil, errors.New("metadata_filter: only a value string_match exact is modelled")
+		}
+		// Envoy: a filter without a matcher matches everything; a key
+		// that is not found matches unless match_if_key_not_found is false.
+		ifMissing := mf.GetMatchIfKeyNotFound() == nil || mf.GetMatchIfKeyNotFound().GetValue()
+		return func(r *replyFacts) bool {
+			v, ok := r.meta(m.GetFilter(), path)
+			if !ok {
+				return ifMissing
+			}
+			sv, isString := v.GetKind().(*structpb.Value_StringValue)
+			return isString && sv.StringValue == want
+		}, nil
 	case f.GetAndFilter() != nil:
 		var fs []replyFilter
 		for i, sub := range f.GetAndFilter().GetFilters() {
@@ -129,7 +154,7 @@ func buildReplyFilter(f *accesslogv3.AccessLogFilter) (replyFilter, error) {
 			return true
 		}, nil
 	}
-	return nil, errors.New("only status_code_filter, response_flag_filter, header_filter and and_filter are modelled")
+	return nil, errors.New("only status_code_filter, response_flag_filter, header_filter, metadata_filter and and_filter are modelled")
 }
 
 // mapLocalReply applies the first mapper whose filter matches: the reply's
@@ -137,7 +162,7 @@ func buildReplyFilter(f *accesslogv3.AccessLogFilter) (replyFilter, error) {
 // %LOCAL_REPLY_BODY%, and its content type application/json. Without a
 // match the reply is unchanged (no body_format is modelled).
 func (s *stream) mapLocalReply(lr *localReply) (body, contentType string, mapped bool) {
-	facts := &replyFacts{status: lr.status, flags: s.flags, req: s.req}
+	facts := &replyFacts{status: lr.status, flags: s.flags, req: s.req, meta: s.dynamicMetadata}
 	for _, m := range s.hcm.localReplyMappers {
 		if !m.filter(facts) {
 			continue

@@ -3,6 +3,7 @@ package testdataplane
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -34,27 +35,37 @@ func TestControlPlaneLocalReplyMappers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		name   string
-		path   string
-		status int
-		body   string
-		flags  []string
-		want   string // "" when the reply must be left alone
+		name      string
+		path      string
+		clientAPI string // in the stream's dynamic metadata; "" for none
+		status    int
+		body      string
+		flags     []string
+		want      string // "" when the reply must be left alone
 	}{
-		{"anthropic no healthy upstream", "/v1/messages", 503, "no healthy upstream", []string{"UH"},
+		// After a try the request's :path is the provider's: the client's
+		// API comes from the metadata ext_proc wrote.
+		{"anthropic client, openai provider timed out", "/v1/chat/completions", "anthropic", 504, "upstream request timeout", []string{"UT"},
+			`{"type":"error","error":{"type":"api_error","message":"The gateway could not get a response from the provider: upstream request timeout"}}`},
+		{"openai client, anthropic provider reset", "/v1/messages", "openai", 503, "upstream connect error or disconnect/reset before headers. reset reason: connection termination", []string{"UC"},
+			`{"error":{"type":"server_error","code":"upstream_unavailable","message":"The gateway could not get a response from the provider: upstream connect error or disconnect/reset before headers. reset reason: connection termination"}}`},
+		{"anthropic no healthy upstream", "/v1/messages", "", 503, "no healthy upstream", []string{"UH"},
 			`{"type":"error","error":{"type":"api_error","message":"The gateway could not get a response from the provider: no healthy upstream"}}`},
-		{"openai retries exhausted", "/v1/responses", 503, "upstream connect error or disconnect/reset before headers. reset reason: connection failure", []string{"UF", "URX"},
+		{"openai retries exhausted", "/v1/responses", "", 503, "upstream connect error or disconnect/reset before headers. reset reason: connection failure", []string{"UF", "URX"},
 			`{"error":{"type":"server_error","code":"upstream_unavailable","message":"The gateway could not get a response from the provider: upstream connect error or disconnect/reset before headers. reset reason: connection failure"}}`},
-		{"openai 413", "/v1/embeddings", 413, "Payload Too Large", nil,
+		{"openai 413", "/v1/embeddings", "", 413, "Payload Too Large", nil,
 			`{"error":{"type":"invalid_request_error","code":"request_too_large","message":"The request body is larger than this gateway accepts (33554432 bytes). Send a smaller request."}}`},
-		{"a flag the mappers do not list", "/v1/chat/completions", 408, "stream timeout", []string{"SI"}, ""},
-		{"no route", "/v1/chat/completions", 404, "", []string{"NR"}, ""},
-		{"a 503 without a flag", "/v1/messages", 503, `{"type":"error"}`, nil, ""},
+		{"a flag the mappers do not list", "/v1/chat/completions", "", 408, "stream timeout", []string{"SI"}, ""},
+		{"no route", "/v1/chat/completions", "", 404, "", []string{"NR"}, ""},
+		{"a 503 without a flag", "/v1/messages", "anthropic", 503, `{"type":"error"}`, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &stream{hcm: cfg, flags: map[string]bool{}, req: &headerMap{}}
 			s.req.add(":path", tc.path)
 			s.addFlags(tc.flags...)
+			if tc.clientAPI != "" {
+				s.setDynamicMetadata("tollgate", &structpb.Struct{Fields: map[string]*structpb.Value{"client_api": structpb.NewStringValue(tc.clientAPI)}})
+			}
 			body, ct, mapped := s.mapLocalReply(&localReply{status: tc.status, body: tc.body})
 			if tc.want == "" {
 				if mapped {
@@ -146,6 +157,31 @@ func TestLocalReplyBodyInAnAccessLogIsRefused(t *testing.T) {
 		_, err := buildAccessLogFormat(&streamv3.StdoutAccessLog{AccessLogFormat: &streamv3.StdoutAccessLog_LogFormat{LogFormat: lf}})
 		if !errors.Is(err, errLocalReplyBodyInAccessLog) {
 			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+}
+
+// A processor writes dynamic metadata only in the namespaces its filter
+// lists; fields of a namespace merge.
+func TestExtProcDynamicMetadataNamespaces(t *testing.T) {
+	s := &stream{dp: &DataPlane{log: slog.New(slog.DiscardHandler)}}
+	e := &extProcStream{s: s, cfg: &extProcConfig{name: "ep", receivingNamespaces: []string{"tollgate"}}}
+	str := func(kv ...string) *structpb.Value {
+		f := map[string]*structpb.Value{}
+		for i := 0; i < len(kv); i += 2 {
+			f[kv[i]] = structpb.NewStringValue(kv[i+1])
+		}
+		return structpb.NewStructValue(&structpb.Struct{Fields: f})
+	}
+	e.receiveMetadata(&structpb.Struct{Fields: map[string]*structpb.Value{"tollgate": str("a", "1"), "other": str("b", "2")}})
+	e.receiveMetadata(&structpb.Struct{Fields: map[string]*structpb.Value{"tollgate": str("c", "3")}})
+	for _, tc := range []struct {
+		ns, key, want string
+		ok            bool
+	}{{"tollgate", "a", "1", true}, {"tollgate", "c", "3", true}, {"other", "b", "", false}} {
+		v, ok := s.dynamicMetadata(tc.ns, []string{tc.key})
+		if ok != tc.ok || v.GetStringValue() != tc.want {
+			t.Errorf("%s.%s = %v (%v), want %q (%v)", tc.ns, tc.key, v, ok, tc.want, tc.ok)
 		}
 	}
 }

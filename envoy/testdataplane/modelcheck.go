@@ -95,6 +95,10 @@ var replyFilterRules = map[string]rule{
 	"header_filter.header.name":                         leaf,
 	"header_filter.header.string_match.prefix":          leaf,
 	"header_filter.header.string_match.exact":           leaf,
+	"metadata_filter.matcher.filter":                    leaf,
+	"metadata_filter.matcher.path.key":                  leaf,
+	"metadata_filter.matcher.value.string_match.exact":  leaf,
+	"metadata_filter.match_if_key_not_found":            leaf,
 }
 
 // modelled is the allow-list: for every message type the harness accepts at
@@ -175,16 +179,17 @@ var modelled = map[protoreflect.FullName]map[string]rule{
 
 	fullName(&extprocv3.ExternalProcessor{}): merge(
 		map[string]rule{
-			"grpc_service.envoy_grpc.cluster_name": leaf,
-			"failure_mode_allow":                   leaf,
-			"allow_mode_override":                  leaf,
-			"message_timeout":                      leaf,
-			"max_message_timeout":                  leaf,
-			"request_attributes":                   leaf, // each expression is checked when built
-			"disable_immediate_response":           leaf,
-			"disable_clear_route_cache":            leaf,
-			"route_cache_action":                   enums("DEFAULT", "CLEAR", "RETAIN"),
-			"status_on_error.code":                 {anyEnum: true},
+			"grpc_service.envoy_grpc.cluster_name":          leaf,
+			"failure_mode_allow":                            leaf,
+			"allow_mode_override":                           leaf,
+			"message_timeout":                               leaf,
+			"max_message_timeout":                           leaf,
+			"request_attributes":                            leaf, // each expression is checked when built
+			"disable_immediate_response":                    leaf,
+			"disable_clear_route_cache":                     leaf,
+			"route_cache_action":                            enums("DEFAULT", "CLEAR", "RETAIN"),
+			"status_on_error.code":                          {anyEnum: true},
+			"metadata_options.receiving_namespaces.untyped": leaf,
 		},
 		paths("processing_mode.", processingModeRules),
 		paths("allowed_override_modes.", processingModeRules),

@@ -96,6 +96,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Run("a provider's 429 reaches the client with retry-after", func(t *testing.T) { g.rateLimited(t) })
 		t.Run("bad requests are refused before any provider", func(t *testing.T) { g.badRequests(t) })
 		t.Run("an oversized body gets each SDK's error", func(t *testing.T) { g.oversizedBody(t) })
+		t.Run("an unreachable provider of another API gets the client's error shape", func(t *testing.T) { g.unreachableProvider(t) })
 		t.Run("a budget holds under 200 concurrent requests", func(t *testing.T) { g.budgetUnderConcurrency(t) })
 	})
 }
@@ -451,6 +452,36 @@ func (g *gateway) oversizedBody(t *testing.T) {
 	if !errors.As(err, &ae) || ae.StatusCode != http.StatusRequestEntityTooLarge || ae.Type() != "request_too_large" ||
 		!strings.Contains(ae.Message, "larger than this gateway accepts") {
 		t.Errorf("Anthropic SDK: %v", err)
+	}
+}
+
+// A model served by an OpenAI provider that cannot be reached, asked by the
+// Anthropic SDK: the router's 503 comes after the upstream ext_proc
+// rewrote the request for OpenAI (its :path is OpenAI's), yet the client
+// gets Anthropic's error shape, from the client API ext_proc wrote in the
+// stream's dynamic metadata. The OpenAI SDK gets OpenAI's.
+func (g *gateway) unreachableProvider(t *testing.T) {
+	dead, err := adminv1.NewProviderServiceClient(g.admin).CreateProvider(g.op, &adminv1.CreateProviderRequest{Provider: &adminv1.Provider{
+		Name: "unreachable", Kind: adminv1.ProviderKind_PROVIDER_KIND_OPENAI,
+		BaseUrl: fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), Credential: "sk-unused",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.privateModel(t, "unreachable-model", g.key, &adminv1.Deployment{ProviderId: dead.GetProvider().GetId(), UpstreamModel: "gpt-4o-mini"})
+	ac := g.anthropic(g.key)
+	_, err = ac.Messages.New(t.Context(), anthropic.MessageNewParams{
+		Model: "unreachable-model", MaxTokens: 16,
+		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))},
+	})
+	var ae *anthropic.Error
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusServiceUnavailable || ae.Type() != "api_error" ||
+		!strings.Contains(ae.Message, "could not get a response from the provider") {
+		t.Errorf("Anthropic SDK: %v", err)
+	}
+	oe, err := g.chatError(t, g.key, "unreachable-model", "hi")
+	if oe == nil || oe.StatusCode != http.StatusServiceUnavailable || oe.Code != "upstream_unavailable" || oe.Type != "server_error" {
+		t.Errorf("OpenAI SDK: %v", err)
 	}
 }
 
