@@ -412,6 +412,9 @@ func traceContextOf(span trace.Span) map[string]string {
 	}
 	carrier := propagation.MapCarrier{}
 	traceContext.Inject(trace.ContextWithSpanContext(context.Background(), sc), carrier)
+	// tracestate comes from the client (vendors' opaque data, up to 512
+	// bytes); the batch's span needs only the ids and the sampling flag.
+	delete(carrier, "tracestate")
 	return carrier
 }
 

@@ -83,6 +83,7 @@ const (
 	// A client's W3C trace context: ext_proc continues its trace.
 	clientTrace  = "4bf92f3577b34da6a3ce929d0e0e4736"
 	clientParent = "00-" + clientTrace + "-00f067aa0ba902b7-01"
+	clientState  = "vendor=client-data"
 )
 
 // request sends one chat completion through both streams, with the
@@ -92,7 +93,7 @@ func (o *observed) request(t *testing.T) (id string, toProvider map[string]strin
 	t.Helper()
 	ds := o.open()
 	set, _, _ := mutations(ds.exchange(t, reqHeaders(false, ":method", "POST", ":path", "/v1/chat/completions",
-		"x-request-id", "envoy-id", "authorization", "Bearer "+o.key, "traceparent", clientParent)))
+		"x-request-id", "envoy-id", "authorization", "Bearer "+o.key, "traceparent", clientParent, "tracestate", clientState)))
 	id = set["x-request-id"]
 	ds.exchange(t, reqBody(chatBody))
 	us := o.open()
@@ -223,8 +224,10 @@ func TestRequestTraceContinuesAndPropagatesTraceContext(t *testing.T) {
 	}
 	// The usage record names the request's span, for the control plane's
 	// span of the batch that stores it.
-	if recs := o.usage.records(); len(recs) != 1 || recs[0].GetTraceContext()["traceparent"] != "00-"+clientTrace+"-"+root.SpanContext().SpanID().String()+"-01" {
-		t.Errorf("usage records %v: want one whose trace context names the request span %s", recs, root.SpanContext().SpanID())
+	// The client's tracestate (its own data) is not carried.
+	if recs := o.usage.records(); len(recs) != 1 || recs[0].GetTraceContext()["traceparent"] != "00-"+clientTrace+"-"+root.SpanContext().SpanID().String()+"-01" ||
+		len(recs[0].GetTraceContext()) != 1 {
+		t.Errorf("usage records %v: want one whose trace context names the request span %s, and nothing else", recs, root.SpanContext().SpanID())
 	}
 	attrs := map[string]string{}
 	for _, a := range root.Attributes() {

@@ -73,10 +73,11 @@ type UsageRecord struct {
 	// What redaction replaced in the prompt (the tenant's or key's policy
 	// privacy.redact), by kind; unset when redaction was off.
 	Redactions *Redactions `protobuf:"bytes,21,opt,name=redactions,proto3" json:"redactions,omitempty"`
-	// The W3C trace context (traceparent, and tracestate when there is one)
-	// of the request's span, when the request was traced (sampled): the
-	// control plane's span for the batch that stores the record joins the
-	// request's trace. Ids and sampling flags only.
+	// The W3C trace context of the request's span (its traceparent only),
+	// when the request was traced (sampled): the control plane's span for the
+	// batch that stores the record joins the request's trace. Ids and the
+	// sampling flag only: tracestate, which the client may fill with data of
+	// its own, is not carried.
 	TraceContext  map[string]string `protobuf:"bytes,22,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
