@@ -216,7 +216,6 @@ func (e *extProcStream) exchange(ctx context.Context, req *extprocsvc.Processing
 				}
 				continue
 			}
-			e.receiveMetadata(resp.GetDynamicMetadata())
 			if e.cfg.allowModeOverride && want.headers() && resp.GetModeOverride() != nil {
 				if m, ok := e.cfg.overrideMode(resp.GetModeOverride()); ok {
 					e.mode = m
@@ -228,10 +227,14 @@ func (e *extProcStream) exchange(ctx context.Context, req *extprocsvc.Processing
 				if e.cfg.disableImmediateResponse {
 					return nil, e.spurious("immediate response while disable_immediate_response is set")
 				}
+				e.receiveMetadata(resp.GetDynamicMetadata())
 				e.complete = true
 				e.close()
 				return nil, e.immediateResponse(ir)
 			}
+			// Envoy writes a reply's dynamic metadata before it handles
+			// the reply (even one it then finds out of order).
+			e.receiveMetadata(resp.GetDynamicMetadata())
 			if !replyMatches(resp, want) {
 				return nil, e.spurious(fmt.Sprintf("reply %T to a %s message", resp.GetResponse(), want))
 			}
