@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	codepb "google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 )
@@ -100,4 +101,52 @@ func GRPCServerMetrics(mp metric.MeterProvider) (grpc.UnaryServerInterceptor, gr
 		return err
 	}
 	return unary, stream, nil
+}
+
+// GRPCClientTraceContext returns dial options that send the W3C trace
+// context of each call's context (traceparent, tracestate) in the call's
+// metadata, so that a server with GRPCServerTraces makes the caller's span
+// the parent of its own. They start no span: for a client in the same
+// process as its server (the web console's admin calls), a client span
+// would only repeat the server's.
+func GRPCClientTraceContext() []grpc.DialOption {
+	prop := Propagator()
+	inject := func(ctx context.Context) context.Context {
+		if !trace.SpanContextFromContext(ctx).IsValid() {
+			return ctx
+		}
+		md, _ := metadata.FromOutgoingContext(ctx)
+		md = md.Copy()
+		prop.Inject(ctx, metadataCarrier(md))
+		return metadata.NewOutgoingContext(ctx, md)
+	}
+	return []grpc.DialOption{
+		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			return invoker(inject(ctx), method, req, reply, cc, opts...)
+		}),
+		grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			return streamer(inject(ctx), desc, cc, method, opts...)
+		}),
+	}
+}
+
+// metadataCarrier writes a propagator's fields into gRPC metadata,
+// replacing any value the caller had set.
+type metadataCarrier metadata.MD
+
+func (c metadataCarrier) Get(key string) string {
+	if v := metadata.MD(c).Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (c metadataCarrier) Set(key, value string) { metadata.MD(c).Set(key, value) }
+
+func (c metadataCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
 }

@@ -154,3 +154,64 @@ func TestGRPCServerTraces(t *testing.T) {
 		t.Errorf("%v observations of the two calls, want 2: traces must not count calls again", n)
 	}
 }
+
+type metadataEcho struct {
+	testgrpc.UnimplementedTestServiceServer
+	got chan metadata.MD
+}
+
+func (e metadataEcho) EmptyCall(ctx context.Context, _ *testgrpc.Empty) (*testgrpc.Empty, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	e.got <- md
+	return &testgrpc.Empty{}, nil
+}
+
+// A client with GRPCClientTraceContext sends its context's span, so the
+// server's span is its child; it keeps the call's other metadata, replaces
+// a traceparent the context already carried, and starts no span itself.
+func TestGRPCClientTraceContext(t *testing.T) {
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	echo := metadataEcho{got: make(chan metadata.MD, 1)}
+	g := grpc.NewServer(GRPCServerTraces(tp))
+	testgrpc.RegisterTestServiceServer(g, echo)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.Serve(lis) }()
+	defer g.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), append(GRPCClientTraceContext(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+
+	ctx, parent := tp.Tracer("test").Start(t.Context(), "console request")
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer s3cret", "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	if _, err := testgrpc.NewTestServiceClient(conn).EmptyCall(ctx, &testgrpc.Empty{}); err != nil {
+		t.Fatal(err)
+	}
+	parent.End()
+	md := <-echo.got
+	if got := md.Get("authorization"); len(got) != 1 || got[0] != "Bearer s3cret" {
+		t.Errorf("authorization %q, want the caller's", got)
+	}
+	if got := md.Get("traceparent"); len(got) != 1 {
+		t.Errorf("traceparent %q, want one value", got)
+	}
+
+	ended := spans.Ended()
+	if len(ended) != 2 {
+		t.Fatalf("%d spans, want the caller's and the server's", len(ended))
+	}
+	server := ended[0]
+	if server.SpanKind() != oteltrace.SpanKindServer {
+		t.Fatalf("first span %q is a %v span, want the server's", server.Name(), server.SpanKind())
+	}
+	pc := parent.SpanContext()
+	if server.SpanContext().TraceID() != pc.TraceID() || server.Parent().SpanID() != pc.SpanID() {
+		t.Errorf("server span in trace %s under %s, want the caller's %s under %s",
+			server.SpanContext().TraceID(), server.Parent().SpanID(), pc.TraceID(), pc.SpanID())
+	}
+}

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -241,18 +243,9 @@ func serve(ctx context.Context, cfg serveConfig) error {
 			return err
 		}
 	}
-	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(adm.UnaryInterceptor()),
-		grpc.ChainStreamInterceptor(adm.StreamInterceptor()),
-	}
-	if cfg.telemetry != nil {
-		// Outermost, so that calls refused by authentication count too.
-		unary, stream, err := telemetry.GRPCServerMetrics(cfg.telemetry.tel.Meters())
-		if err != nil {
-			return err
-		}
-		opts = append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream),
-			telemetry.GRPCServerTraces(cfg.telemetry.tel.Tracers())}, opts...)
+	opts, err := adminServerOptions(adm, cfg.telemetry.meters(), cfg.telemetry.tracers())
+	if err != nil {
+		return err
 	}
 	creds, err := adminTLS(cfg.flags)
 	if err != nil {
@@ -361,6 +354,27 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	}
 	cfg.log.Info("control plane stopped")
 	return serveErr
+}
+
+// adminServerOptions are the options of an admin API server, the network
+// one or the console's in-process one: the admin interceptors and, with
+// telemetry (mp not nil), each call counted in rpc.server.call.duration and
+// a server span in tp.
+func adminServerOptions(adm *admin.Server, mp metric.MeterProvider, tp trace.TracerProvider) ([]grpc.ServerOption, error) {
+	opts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(adm.UnaryInterceptor()),
+		grpc.ChainStreamInterceptor(adm.StreamInterceptor()),
+	}
+	if mp == nil {
+		return opts, nil
+	}
+	// Outermost, so that calls refused by authentication count too.
+	unary, stream, err := telemetry.GRPCServerMetrics(mp)
+	if err != nil {
+		return nil, err
+	}
+	return append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream),
+		telemetry.GRPCServerTraces(tp)}, opts...), nil
 }
 
 // stopGracefully lets calls in flight finish, for at most 10 seconds; xDS

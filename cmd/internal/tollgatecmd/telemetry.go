@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tollgate-dev/tollgate/telemetry"
 )
 
@@ -73,6 +76,22 @@ func startTelemetry(ctx context.Context, f telemetryFlags, service, instance str
 		log.Info("exporting traces over OTLP", "endpoint", f.otlpEndpoint, "sample_ratio", f.traceSampleRatio, "metrics", f.otlpMetrics)
 	}
 	return rt, nil
+}
+
+// meters is rt's meter provider; nil without telemetry.
+func (rt *runningTelemetry) meters() metric.MeterProvider {
+	if rt == nil {
+		return nil
+	}
+	return rt.tel.Meters()
+}
+
+// tracers is rt's tracer provider; nil without telemetry.
+func (rt *runningTelemetry) tracers() trace.TracerProvider {
+	if rt == nil {
+		return nil
+	}
+	return rt.tel.Tracers()
 }
 
 // metricsURL is where /metrics is served, or "" when it is not.

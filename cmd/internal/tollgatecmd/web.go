@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
@@ -21,6 +23,7 @@ import (
 	"github.com/tollgate-dev/tollgate/controlplane/notify"
 	"github.com/tollgate-dev/tollgate/controlplane/signin"
 	"github.com/tollgate-dev/tollgate/controlplane/web"
+	"github.com/tollgate-dev/tollgate/telemetry"
 )
 
 // webFlags configure the web console.
@@ -145,30 +148,25 @@ func startWeb(ctx context.Context, cfg serveConfig, adm *admin.Server, sessions 
 	// send Secure cookies to plain http:// everywhere, so leave it off there.
 	wc.InsecureCookies = tlsConf == nil && !f.insecure
 
-	inproc := grpc.NewServer(grpc.ChainUnaryInterceptor(adm.UnaryInterceptor()), grpc.ChainStreamInterceptor(adm.StreamInterceptor()))
-	adm.Register(inproc)
-	buf := bufconn.Listen(1 << 20)
-	conn, err := grpc.NewClient("passthrough:///tollgate-admin",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return buf.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	inproc, conn, err := consoleAdmin(adm, cfg.telemetry.meters(), cfg.telemetry.tracers())
 	if err != nil {
-		_ = lis.Close() // the client error is the one to report
-		return nil, fmt.Errorf("connecting the web console to the admin API: %w", err)
+		_ = lis.Close() // the admin API's error is the one to report
+		return nil, err
 	}
 	wc.Admin = conn
 	console, err := web.New(wc)
 	if err != nil {
 		_ = lis.Close() // likewise
 		_ = conn.Close()
+		inproc.Stop()
 		return nil, err
 	}
 	hs := &http.Server{
-		Handler: console, TLSConfig: tlsConf,
+		Handler: consoleHandler(console, cfg.telemetry.tracers()), TLSConfig: tlsConf,
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(cfg.log.Handler(), slog.LevelWarn),
 	}
 	rw := &runningWeb{addr: lis.Addr(), tls: tlsConf != nil, http: hs, inproc: inproc, conn: conn, errc: make(chan error, 2), done: make(chan struct{})}
-	go func() { _ = inproc.Serve(buf) }() // ends with Stop below
 	go func() {
 		defer close(rw.done)
 		console.Run(ctx)
@@ -186,6 +184,42 @@ func startWeb(ctx context.Context, cfg serveConfig, adm *admin.Server, sessions 
 	}()
 	cfg.log.Info("web console listening", "url", rw.URL(), "email", wc.Mailer != nil, "sso", wc.SSO != nil)
 	return rw, nil
+}
+
+// consoleAdmin serves adm's services on an in-process listener for the
+// console, with the network admin server's options (adminServerOptions),
+// and connects to it. With telemetry (tp not nil), each call also carries
+// the trace context of the console request that makes it, so that the
+// call's server span is a child of the request's span.
+func consoleAdmin(adm *admin.Server, mp metric.MeterProvider, tp trace.TracerProvider) (*grpc.Server, *grpc.ClientConn, error) {
+	opts, err := adminServerOptions(adm, mp, tp)
+	if err != nil {
+		return nil, nil, err
+	}
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if tp != nil {
+		dial = append(dial, telemetry.GRPCClientTraceContext()...)
+	}
+	buf := bufconn.Listen(1 << 20)
+	dial = append(dial, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return buf.DialContext(ctx) }))
+	conn, err := grpc.NewClient("passthrough:///tollgate-admin", dial...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connecting the web console to the admin API: %w", err)
+	}
+	g := grpc.NewServer(opts...)
+	adm.Register(g)
+	go func() { _ = g.Serve(buf) }() // ends with Stop
+	return g, conn, nil
+}
+
+// consoleHandler is the console with, when telemetry is on (tp not nil), a
+// server span per request. Static files and health checks get none: a page
+// loads several files, and a probe would start a trace every few seconds.
+func consoleHandler(console *web.Server, tp trace.TracerProvider) http.Handler {
+	if tp == nil {
+		return console
+	}
+	return telemetry.HTTPServerTraces(tp, console, "/static/", "/healthz")
 }
 
 // stop ends the console: requests in flight get up to 10 seconds.
