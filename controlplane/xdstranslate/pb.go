@@ -10,10 +10,13 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// mustAny wraps m. Marshalling a message built here cannot fail.
+// mustAny wraps m. Marshalling a message built here cannot fail. It is
+// deterministic: the bytes of a Struct (a local reply's json_format) would
+// otherwise follow map order, and the same configuration, translated
+// again, would hash to a new version that every Envoy is sent.
 func mustAny(m proto.Message) *anypb.Any {
-	a, err := anypb.New(m)
-	if err != nil {
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
 		panic(err)
 	}
 	return a
