@@ -23,6 +23,12 @@ var bootstrap = template.Must(template.New("bootstrap").Option("missingkey=error
 type Params struct {
 	// NodeID names this Envoy to the control plane, e.g. the pod name.
 	NodeID string
+	// ListenPort, when not 0, asks the control plane for a client-facing
+	// listener on this port instead of the one it gives every node (its
+	// --listen-port), so that several Envoys can share one host. It is
+	// written into node.metadata (tollgate.listen_port), which Envoy
+	// passes on to the control plane and otherwise ignores.
+	ListenPort uint16
 	// AdminPort is Envoy's admin interface, bound to 127.0.0.1.
 	AdminPort uint16
 	// XDSHost and XDSPort are where the control plane serves xDS.
@@ -58,6 +64,9 @@ func Render(p Params) ([]byte, error) {
 	}
 	if p.AdminPort == 0 {
 		errs = append(errs, errors.New("the admin port is required"))
+	}
+	if p.ListenPort != 0 && p.ListenPort == p.AdminPort {
+		errs = append(errs, fmt.Errorf("the listen port and the admin port are both %d", p.ListenPort))
 	}
 	if t := p.XDSTLS; t != nil && (t.CertFile == "" || t.KeyFile == "" || t.CAFile == "" || t.ServerName == "") {
 		errs = append(errs, errors.New("xDS TLS needs a certificate, a key, a CA and the server name"))

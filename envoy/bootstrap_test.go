@@ -1,6 +1,9 @@
 package envoy
 
 import (
+	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -18,6 +21,7 @@ import (
 func TestBootstrapIsValidEnvoyConfig(t *testing.T) {
 	for name, p := range map[string]Params{
 		"loopback ext_proc": {NodeID: "envoy-0", AdminPort: 9901, XDSHost: "127.0.0.1", XDSPort: 7071, ExtProcHost: "127.0.0.1", ExtProcPort: 7072},
+		"own listen port":   {NodeID: "edge-2", AdminPort: 9902, ListenPort: 10002, XDSHost: "127.0.0.1", XDSPort: 7071, ExtProcHost: "127.0.0.1", ExtProcPort: 7073},
 		"socket and mTLS": {NodeID: `pod "a"`, AdminPort: 9901, XDSHost: "tollgate-xds.tollgate.svc", XDSPort: 7071, ExtProcSocket: "/run/tollgate/extproc.sock",
 			XDSTLS: &TLSFiles{CertFile: "/tls/tls.crt", KeyFile: "/tls/tls.key", CAFile: "/tls/ca.crt", ServerName: "tollgate-xds.tollgate.svc"}},
 	} {
@@ -48,6 +52,15 @@ func TestBootstrapIsValidEnvoyConfig(t *testing.T) {
 			if !names[xdstranslate.ExtProcCluster] || !names["tollgate_xds"] {
 				t.Errorf("static clusters %v lack %s or tollgate_xds", names, xdstranslate.ExtProcCluster)
 			}
+			// The listen port is node metadata for the control plane
+			// (controlplane/xds reads it by these names), absent unless set.
+			port := b.GetNode().GetMetadata().GetFields()[xdstranslate.MetadataNamespace].GetStructValue().GetFields()[xdstranslate.NodeListenPortKey]
+			if got := port.GetNumberValue(); got != float64(p.ListenPort) {
+				t.Errorf("node.metadata.%s.%s = %v, want %d", xdstranslate.MetadataNamespace, xdstranslate.NodeListenPortKey, port, p.ListenPort)
+			}
+			if p.ListenPort == 0 && b.GetNode().GetMetadata() != nil {
+				t.Errorf("node metadata %v without a listen port", b.GetNode().GetMetadata())
+			}
 			if (p.XDSTLS != nil) != strings.Contains(string(out), "UpstreamTlsContext") {
 				t.Error("mutual TLS to xDS present when not asked for, or missing when asked for")
 			}
@@ -59,5 +72,46 @@ func TestBootstrapRefusesMissingParameters(t *testing.T) {
 	_, err := Render(Params{NodeID: "x"})
 	if err == nil || !strings.Contains(err.Error(), "xDS host") || !strings.Contains(err.Error(), "ext_proc") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+func TestBootstrapRefusesTheAdminPortAsListenPort(t *testing.T) {
+	_, err := Render(Params{NodeID: "x", AdminPort: 9901, ListenPort: 9901, XDSHost: "127.0.0.1", XDSPort: 7071, ExtProcSocket: "/s"})
+	if err == nil || !strings.Contains(err.Error(), "listen port and the admin port are both 9901") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden bootstraps in testdata")
+
+// The rendered bootstraps, whole: a change to the template shows in review
+// as a change to these files (go test ./envoy -update rewrites them).
+func TestBootstrapGolden(t *testing.T) {
+	for name, p := range map[string]Params{
+		"shared-listener": {NodeID: "envoy-0", AdminPort: 9901, XDSHost: "127.0.0.1", XDSPort: 7071, ExtProcSocket: "/run/tollgate/extproc.sock"},
+		"own-listen-port": {NodeID: "edge-2", AdminPort: 9902, ListenPort: 10002, XDSHost: "127.0.0.1", XDSPort: 7071, ExtProcHost: "127.0.0.1", ExtProcPort: 7073},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := Render(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", name+".yaml")
+			if *update {
+				if err := os.MkdirAll("testdata", 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (go test ./envoy -update writes it)", err)
+			}
+			if string(got) != string(want) {
+				t.Errorf("Render(%+v) differs from %s (go test ./envoy -update rewrites it):\n%s", p, path, got)
+			}
+		})
 	}
 }

@@ -156,8 +156,8 @@ type NodeState struct {
 	Envoy bool
 	// Connected: the node has an open xDS stream to this replica.
 	Connected bool
-	// Current: an Envoy node that accepted the served version of every
-	// Envoy type.
+	// Current: an Envoy node that accepted the version served to it of
+	// every Envoy type.
 	Current bool
 	// Accepted is the last version of each type the node accepted.
 	Accepted map[string]string
@@ -190,28 +190,34 @@ func (a *acks) nodeState(node string, served map[string]string) NodeState {
 func (p *Publisher) Acked(node, typeURL string) string { return p.acks.version(node, typeURL) }
 
 // Accepted reports whether node has accepted, for each of Envoy's resource
-// types, the version currently served: the Envoy with that node id runs the
+// types, the version currently served to it (its own listener's, when it
+// asked for a listen port): the Envoy with that node id runs the
 // current configuration. Only state-of-the-world streams are followed
 // (Envoy's ADS, as Tollgate's bootstrap configures it).
 func (p *Publisher) Accepted(node string) bool {
-	return p.acks.nodeState(node, p.servedVersions()).Current
+	return p.acks.nodeState(node, p.servedVersions(node)).Current
 }
 
-// servedVersions are the versions of Envoy's types currently served; empty
-// before the first publication.
-func (p *Publisher) servedVersions() map[string]string {
+// servedVersions are the versions of Envoy's types currently served to
+// node; empty before the first publication, and for a node not connected.
+func (p *Publisher) servedVersions(node string) map[string]string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.servedVersionsLocked()
+	return p.servedVersionsLocked(node)
 }
 
-func (p *Publisher) servedVersionsLocked() map[string]string {
-	if p.current == nil {
+func (p *Publisher) servedVersionsLocked(node string) map[string]string {
+	info, ok := p.nodes[node]
+	if !ok {
+		return nil
+	}
+	snap, err := p.snapshotForLocked(info.listenPort)
+	if err != nil || snap == nil {
 		return nil
 	}
 	out := make(map[string]string, len(EnvoyTypes))
 	for _, t := range EnvoyTypes {
-		out[t] = p.current.GetVersion(t)
+		out[t] = snap.GetVersion(t)
 	}
 	return out
 }

@@ -4,6 +4,11 @@
 // all behind one aggregated (ADS) server that speaks both the
 // state-of-the-world and the delta protocol.
 //
+// Nodes share one Envoy snapshot unless their bootstrap metadata asks for a
+// listener port of their own (node.metadata.tollgate.listen_port, so that
+// several Envoys can share a host): those get the same snapshot with the
+// listener bound to their port, built once per publication and port.
+//
 // Publisher is the one place that publishes: it checks a new Envoy snapshot
 // with Consistent() (every resource was already checked with ValidateAll()
 // by the translator) and keeps serving the last good one when a
@@ -49,11 +54,14 @@ func typeURL(m proto.Message) string {
 
 // Status is what the admin API reports about publishing.
 type Status struct {
-	// Version of the Envoy snapshot being served; empty before the first.
+	// Version of the shared Envoy snapshot being served; empty before the
+	// first. A node with a listen port of its own is served other listener
+	// versions (NodeState.Current compares it with its own).
 	Version     string
 	PublishTime time.Time
 	// Errors of the last translation: parts of the configuration that are
-	// not served. A failed publication keeps the previous snapshot.
+	// not served. A failed publication keeps the previous snapshot. Then
+	// one line per connected node whose bootstrap metadata was refused.
 	Errors []string
 	// Nodes are the node ids connected to this replica.
 	Nodes []string
@@ -69,9 +77,13 @@ type Publisher struct {
 	snapshots cache.SnapshotCache
 	config    map[string]*cache.LinearCache
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// current is the shared snapshot, served to nodes without a listen
+	// port of their own; own holds the snapshots built from it for the
+	// ports nodes ask for, until the next publication.
 	current *cache.Snapshot
-	nodes   map[string]bool
+	own     map[uint32]*cache.Snapshot
+	nodes   map[string]nodeInfo
 	served  map[string]map[string]proto.Message // ext_proc resources by type and name
 	status  Status
 	metrics *xdsMetrics // nil until Instrument
@@ -84,7 +96,8 @@ func NewPublisher(log *slog.Logger) *Publisher {
 		log:       log,
 		snapshots: cache.NewSnapshotCache(true, cache.IDHash{}, nil),
 		config:    map[string]*cache.LinearCache{},
-		nodes:     map[string]bool{},
+		own:       map[uint32]*cache.Snapshot{},
+		nodes:     map[string]nodeInfo{},
 		served:    map[string]map[string]proto.Message{},
 		acks:      newAcks(),
 	}
@@ -138,8 +151,9 @@ func (p *Publisher) Publish(ctx context.Context, envoy *xdstranslate.Envoy, cfg 
 			snap.GetVersion(resource.RouteType) != p.current.GetVersion(resource.RouteType) ||
 			snap.GetVersion(resource.ClusterType) != p.current.GetVersion(resource.ClusterType):
 			p.current, changed = snap, true
-			for node := range p.nodes {
-				if err := p.snapshots.SetSnapshot(ctx, node, snap); err != nil {
+			clear(p.own)
+			for node, info := range p.nodes {
+				if err := p.setNodeSnapshotLocked(ctx, node, info); err != nil {
 					errs = append(errs, fmt.Errorf("setting the snapshot of node %s: %w", node, err))
 				}
 			}
@@ -211,22 +225,6 @@ func (p *Publisher) countResources() map[string]int {
 	return out
 }
 
-// nodeConnected gives a node that has not connected before the current
-// snapshot, before its first watch is created.
-func (p *Publisher) nodeConnected(ctx context.Context, node string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.nodes[node] {
-		return
-	}
-	p.nodes[node] = true
-	if p.current != nil {
-		if err := p.snapshots.SetSnapshot(ctx, node, p.current); err != nil {
-			p.log.Error("setting the snapshot of a new node", "node", node, "err", err)
-		}
-	}
-}
-
 // nodeGone forgets a node whose last stream closed: its snapshot, and its
 // place in Status. It connects again like a new node. node may be empty.
 func (p *Publisher) nodeGone(node string) {
@@ -242,7 +240,9 @@ func (p *Publisher) nodeGone(node string) {
 	if p.acks.connected(node) {
 		return
 	}
+	info := p.nodes[node]
 	delete(p.nodes, node)
+	p.dropUnusedLocked(info.listenPort)
 	p.snapshots.ClearSnapshot(node)
 }
 
@@ -256,9 +256,11 @@ func (p *Publisher) Status() Status {
 		s.Nodes = append(s.Nodes, n)
 	}
 	sort.Strings(s.Nodes)
-	served := p.servedVersionsLocked()
 	for _, n := range s.Nodes {
-		s.NodeStates = append(s.NodeStates, p.acks.nodeState(n, served))
+		s.NodeStates = append(s.NodeStates, p.acks.nodeState(n, p.servedVersionsLocked(n)))
+		if problem := p.nodes[n].problem; problem != "" {
+			s.Errors = append(s.Errors, fmt.Sprintf("node %s: %s", n, problem))
+		}
 	}
 	return s
 }

@@ -26,9 +26,9 @@ func Register(ctx context.Context, g *grpc.Server, p *Publisher) {
 // cache keeps one per node id, and a node it has never seen would
 // otherwise wait for the next publication.
 func callbacks(p *Publisher) serverv3.Callbacks {
-	seen := func(ctx context.Context, n *corev3.Node) {
+	seen := func(ctx context.Context, n *corev3.Node, typeURL string) {
 		if n.GetId() != "" {
-			p.nodeConnected(ctx, n.GetId())
+			p.nodeConnected(ctx, n, typeURL)
 		}
 	}
 	m := p.observer() // nil without Instrument: its methods do nothing
@@ -54,13 +54,13 @@ func callbacks(p *Publisher) serverv3.Callbacks {
 			// nodeGone, for another of the node's streams closing now,
 			// finds this one.
 			p.acks.request(id, r)
-			seen(context.Background(), r.GetNode())
+			seen(context.Background(), r.GetNode(), r.GetTypeUrl())
 			m.requested(id, false, r.GetNode())
 			return nil
 		},
 		StreamDeltaRequestFunc: func(id int64, r *discoverygrpc.DeltaDiscoveryRequest) error {
 			p.acks.deltaRequest(id, r)
-			seen(context.Background(), r.GetNode())
+			seen(context.Background(), r.GetNode(), r.GetTypeUrl())
 			m.requested(id, true, r.GetNode())
 			return nil
 		},

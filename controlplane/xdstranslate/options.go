@@ -41,6 +41,11 @@ const (
 	ClientAPIKey       = "client_api"
 	ClientAPIAnthropic = "anthropic"
 	ClientAPIOpenAI    = "openai"
+	// NodeListenPortKey, in a node's bootstrap metadata under
+	// MetadataNamespace (node.metadata.tollgate.listen_port), asks the
+	// control plane for a listener on that port instead of ListenPort, so
+	// that several Envoys can share one host. Envoy ignores it.
+	NodeListenPortKey = "listen_port"
 	// DeploymentAttribute is the CEL attribute by which the upstream ext_proc
 	// learns which deployment Envoy selected for a try.
 	DeploymentAttribute = "xds.upstream_host_metadata.filter_metadata['tollgate']['deployment']"

@@ -8,6 +8,7 @@ import (
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
 	"sigs.k8s.io/yaml"
 )
 
@@ -15,6 +16,9 @@ import (
 type bootstrapInfo struct {
 	nodeID      string
 	nodeCluster string
+	// nodeMetadata is passed on to the control plane with the node, as
+	// Envoy does; nothing here reads it.
+	nodeMetadata *structpb.Struct
 	// adminAddress is where /ready is served; empty when there is no admin.
 	adminAddress string
 	// xdsCluster names the static cluster ADS is reached through.
@@ -43,9 +47,10 @@ func parseBootstrap(yamlText []byte) (*bootstrapInfo, error) {
 		return nil, err
 	}
 	out := &bootstrapInfo{
-		nodeID:      b.GetNode().GetId(),
-		nodeCluster: b.GetNode().GetCluster(),
-		static:      map[string]*clusterConfig{},
+		nodeID:       b.GetNode().GetId(),
+		nodeCluster:  b.GetNode().GetCluster(),
+		nodeMetadata: b.GetNode().GetMetadata(),
+		static:       map[string]*clusterConfig{},
 	}
 	var errs []error
 	if out.nodeID == "" {

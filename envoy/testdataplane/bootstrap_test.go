@@ -14,13 +14,19 @@ func TestBootstrapIsRead(t *testing.T) {
 	certFile, keyFile := writeKeyPair(t, dir, "tls", cert)
 
 	for name, tc := range map[string]struct {
-		p       envoy.Params
-		extProc string
-		xdsTLS  bool
+		p          envoy.Params
+		extProc    string
+		xdsTLS     bool
+		listenPort float64
 	}{
 		"loopback ext_proc": {
 			p:       envoy.Params{NodeID: "envoy-0", AdminPort: 9901, XDSHost: "127.0.0.1", XDSPort: 7071, ExtProcHost: "127.0.0.1", ExtProcPort: 7072},
 			extProc: "127.0.0.1:7072",
+		},
+		"own listen port": {
+			p:          envoy.Params{NodeID: "envoy-0", AdminPort: 9901, ListenPort: 10001, XDSHost: "127.0.0.1", XDSPort: 7071, ExtProcHost: "127.0.0.1", ExtProcPort: 7072},
+			extProc:    "127.0.0.1:7072",
+			listenPort: 10001,
 		},
 		"socket and mTLS": {
 			p: envoy.Params{NodeID: "pod-a", AdminPort: 9901, XDSHost: "tollgate-xds.tollgate.svc", XDSPort: 7071, ExtProcSocket: "/run/tollgate/extproc.sock",
@@ -40,6 +46,11 @@ func TestBootstrapIsRead(t *testing.T) {
 			}
 			if b.nodeID != tc.p.NodeID || b.xdsCluster != "tollgate_xds" || !b.setNodeOnFirstMessageOnly || b.adminAddress != "127.0.0.1:9901" {
 				t.Errorf("bootstrap read as %+v", b)
+			}
+			// node.metadata is the control plane's: kept to be sent with
+			// the node, not interpreted.
+			if got := b.nodeMetadata.GetFields()["tollgate"].GetStructValue().GetFields()["listen_port"].GetNumberValue(); got != tc.listenPort {
+				t.Errorf("node metadata listen_port %v, want %v", got, tc.listenPort)
 			}
 			ep := b.static["tollgate_extproc"]
 			if ep == nil || ep.protocol != protoHTTP2 {

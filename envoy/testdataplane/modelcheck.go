@@ -116,6 +116,9 @@ var modelled = map[protoreflect.FullName]map[string]rule{
 	fullName(&bootstrapv3.Bootstrap{}): {
 		"node.id":      leaf,
 		"node.cluster": leaf,
+		// Data for the control plane, sent with the node on the ADS
+		// stream; Envoy itself ignores it, and so does the harness.
+		"node.metadata": leaf,
 		// The harness serves /ready on the admin address (nothing else).
 		"admin.address.socket_address.address":                               leaf,
 		"admin.address.socket_address.port_value":                            leaf,

@@ -53,7 +53,7 @@ func newADSClient(d *DataPlane) (*adsClient, error) {
 	return &adsClient{
 		dp:       d,
 		conn:     conn,
-		node:     &corev3.Node{Id: d.boot.nodeID, Cluster: d.boot.nodeCluster, UserAgentName: "tollgate-testdataplane"},
+		node:     &corev3.Node{Id: d.boot.nodeID, Cluster: d.boot.nodeCluster, Metadata: d.boot.nodeMetadata, UserAgentName: "tollgate-testdataplane"},
 		accepted: map[string]string{},
 	}, nil
 }

@@ -23,12 +23,14 @@ func runEnvoyBootstrap(_ context.Context, args []string, stdout, stderr io.Write
 		xdsAddr  string
 		extproc  string
 		admin    uint
+		listen   uint
 		tlsFiles envoy.TLSFiles
 	)
 	fs.StringVar(&p.NodeID, "node-id", host, "this Envoy's node id (e.g. the pod name)")
 	fs.StringVar(&xdsAddr, "xds-addr", "127.0.0.1:7071", "host:port of the control plane's xDS server")
 	fs.StringVar(&extproc, "extproc", "127.0.0.1:7072", "the ext_proc sidecar: host:port, or unix:/path/to.sock")
 	fs.UintVar(&admin, "admin-port", 9901, "Envoy's admin port (bound to 127.0.0.1)")
+	fs.UintVar(&listen, "listen-port", 0, "this Envoy's own client-facing port, so that several Envoys can share a host (default: the control plane's --listen-port, shared by every Envoy)")
 	fs.StringVar(&tlsFiles.CertFile, "xds-tls-cert", "", "client certificate for mutual TLS to xDS")
 	fs.StringVar(&tlsFiles.KeyFile, "xds-tls-key", "", "client key for mutual TLS to xDS")
 	fs.StringVar(&tlsFiles.CAFile, "xds-tls-ca", "", "CA of the control plane's certificate")
@@ -50,6 +52,10 @@ func runEnvoyBootstrap(_ context.Context, args []string, stdout, stderr io.Write
 		return fmt.Errorf("%w: --admin-port %d is out of range", errUsage, admin)
 	}
 	p.AdminPort = uint16(admin)
+	if listen > 65535 {
+		return fmt.Errorf("%w: --listen-port %d is out of range", errUsage, listen)
+	}
+	p.ListenPort = uint16(listen)
 	if tlsFiles.CertFile != "" || tlsFiles.KeyFile != "" || tlsFiles.CAFile != "" {
 		if tlsFiles.ServerName == "" {
 			tlsFiles.ServerName = h

@@ -307,8 +307,20 @@ func TestEnvoyBootstrapCommand(t *testing.T) {
 			t.Errorf("bootstrap lacks %q:\n%s", want, out.String())
 		}
 	}
-	errb.Reset()
-	if code := Main(t.Context(), []string{"envoy-bootstrap", "--xds-addr", "nohost"}, &out, &errb); code != 2 {
-		t.Errorf("bad --xds-addr: exit %d, want 2 (%s)", code, errb.String())
+	if strings.Contains(out.String(), "listen_port") {
+		t.Errorf("a bootstrap without --listen-port asks for a port of its own:\n%s", out.String())
+	}
+	out.Reset()
+	if code := Main(t.Context(), []string{"envoy-bootstrap", "--node-id", "edge-8", "--listen-port", "10008"}, &out, &errb); code != 0 {
+		t.Fatalf("--listen-port: exit %d: %s", code, errb.String())
+	}
+	if want := "tollgate: { listen_port: 10008 }"; !strings.Contains(out.String(), want) {
+		t.Errorf("bootstrap lacks %q:\n%s", want, out.String())
+	}
+	for _, bad := range [][]string{{"--xds-addr", "nohost"}, {"--listen-port", "65536"}, {"--listen-port", "9901"}, {"--listen-port", "-1"}} {
+		errb.Reset()
+		if code := Main(t.Context(), append([]string{"envoy-bootstrap"}, bad...), &out, &errb); code != 2 {
+			t.Errorf("envoy-bootstrap %v: exit %d, want 2 (%s)", bad, code, errb.String())
+		}
 	}
 }
