@@ -26,6 +26,7 @@ type NodeConfigState struct {
 	Node                      string
 	Envoy, Connected, Current bool
 	Accepted, Rejections      map[string]string
+	ListenPort                uint32
 }
 
 type statusService struct {
@@ -51,7 +52,7 @@ func (s *statusService) GetConfigStatus(ctx context.Context, _ *adminv1.GetConfi
 	for _, ns := range st.NodeStates {
 		resp.NodeStatuses = append(resp.NodeStatuses, &adminv1.NodeConfigStatus{
 			Node: ns.Node, Envoy: ns.Envoy, Connected: ns.Connected, Current: ns.Current,
-			AcceptedVersions: ns.Accepted, Rejections: ns.Rejections,
+			AcceptedVersions: ns.Accepted, Rejections: ns.Rejections, ListenPort: ns.ListenPort,
 		})
 	}
 	return resp, nil

@@ -20,7 +20,7 @@ func TestConfigStatusReportsEachNode(t *testing.T) {
 		return ConfigStatus{
 			Version: "l.r.c", Nodes: []string{"envoy-0"}, Resources: map[string]int{clusters: 2},
 			NodeStates: []NodeConfigState{{
-				Node: "envoy-0", Envoy: true, Connected: true,
+				Node: "envoy-0", Envoy: true, Connected: true, ListenPort: 10001,
 				Accepted: map[string]string{clusters: "c0"}, Rejections: map[string]string{clusters: "bad cluster"},
 			}},
 		}
@@ -31,7 +31,7 @@ func TestConfigStatusReportsEachNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &adminv1.NodeConfigStatus{
-		Node: "envoy-0", Envoy: true, Connected: true,
+		Node: "envoy-0", Envoy: true, Connected: true, ListenPort: 10001,
 		AcceptedVersions: map[string]string{clusters: "c0"}, Rejections: map[string]string{clusters: "bad cluster"},
 	}
 	if len(resp.GetNodeStatuses()) != 1 || !proto.Equal(resp.GetNodeStatuses()[0], want) || resp.GetResources()[clusters] != 2 {

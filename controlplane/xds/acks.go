@@ -164,6 +164,9 @@ type NodeState struct {
 	// Rejections is the error of the node's last NACK of each type it has
 	// not accepted a version of since.
 	Rejections map[string]string
+	// ListenPort is the port of the node's own listener, which its
+	// bootstrap metadata asked for; 0 when it shares the default one.
+	ListenPort uint32
 }
 
 // nodeState reports node against the versions served (by type URL).

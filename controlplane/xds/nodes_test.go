@@ -198,8 +198,9 @@ func TestNodesWithAListenPortOfTheirOwn(t *testing.T) {
 	}
 	st := p.Status()
 	for _, n := range nodes {
-		if ns := nodeStateOf(st, n.id); !ns.Current || !ns.Connected || !ns.Envoy {
-			t.Errorf("node state of %s: %+v", n.id, ns)
+		want := map[string]uint32{"envoy-shared": 0, "edge-1": 10001, "edge-2": 10002}[n.id]
+		if ns := nodeStateOf(st, n.id); !ns.Current || !ns.Connected || !ns.Envoy || ns.ListenPort != want {
+			t.Errorf("node state of %s: %+v, want current on port %d", n.id, ns, want)
 		}
 	}
 	if len(st.Errors) != 0 {

@@ -257,7 +257,9 @@ func (p *Publisher) Status() Status {
 	}
 	sort.Strings(s.Nodes)
 	for _, n := range s.Nodes {
-		s.NodeStates = append(s.NodeStates, p.acks.nodeState(n, p.servedVersionsLocked(n)))
+		ns := p.acks.nodeState(n, p.servedVersionsLocked(n))
+		ns.ListenPort = p.nodes[n].listenPort
+		s.NodeStates = append(s.NodeStates, ns)
 		if problem := p.nodes[n].problem; problem != "" {
 			s.Errors = append(s.Errors, fmt.Sprintf("node %s: %s", n, problem))
 		}

@@ -100,6 +100,9 @@ func nodeState(n *adminv1.NodeConfigStatus) string {
 		}
 		state = append(state, "envoy, BEHIND: accepted "+strings.Join(behind, ", "))
 	}
+	if p := n.GetListenPort(); p != 0 {
+		state = append(state, fmt.Sprintf("own listener on port %d", p))
+	}
 	if !n.GetConnected() {
 		state = append(state, "not connected to this replica")
 	}

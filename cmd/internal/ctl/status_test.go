@@ -43,7 +43,7 @@ func TestStatusShowsWhatEachNodeRuns(t *testing.T) {
 		Version: "l1.r2.c2",
 		Nodes:   []string{"envoy-0", "envoy-1", "extproc-0"},
 		NodeStatuses: []*adminv1.NodeConfigStatus{
-			{Node: "envoy-0", Envoy: true, Connected: true, Current: true,
+			{Node: "envoy-0", Envoy: true, Connected: true, Current: true, ListenPort: 10001,
 				AcceptedVersions: map[string]string{listenerType: "l1", routeType: "r2", clusterType: "c2"}},
 			{Node: "envoy-1", Envoy: true, Connected: true,
 				AcceptedVersions: map[string]string{listenerType: "l1", routeType: "r1", clusterType: "c1"},
@@ -56,7 +56,7 @@ func TestStatusShowsWhatEachNodeRuns(t *testing.T) {
 		t.Fatalf("exit %d: %s", res.code, res)
 	}
 	for _, want := range []string{
-		"node envoy-0", "envoy, runs the current configuration",
+		"node envoy-0", "envoy, runs the current configuration; own listener on port 10001",
 		"node envoy-1", "envoy, BEHIND: accepted listeners l1, routeconfigurations r1, clusters c1",
 		"rejected envoy-1 clusters", "cluster model-x: unknown field",
 		"node extproc-0", "ext_proc or other client; not connected to this replica",

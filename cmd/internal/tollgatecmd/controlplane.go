@@ -216,7 +216,7 @@ func serve(ctx context.Context, cfg serveConfig) error {
 			for _, ns := range st.NodeStates {
 				out.NodeStates = append(out.NodeStates, admin.NodeConfigState{
 					Node: ns.Node, Envoy: ns.Envoy, Connected: ns.Connected, Current: ns.Current,
-					Accepted: ns.Accepted, Rejections: ns.Rejections,
+					Accepted: ns.Accepted, Rejections: ns.Rejections, ListenPort: ns.ListenPort,
 				})
 			}
 			return out

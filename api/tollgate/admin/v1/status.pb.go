@@ -165,7 +165,11 @@ type NodeConfigStatus struct {
 	// By type URL, Envoy's error when it last refused a version of that type
 	// and has accepted none since (at most 1 KiB). A lasting rejection means
 	// the node keeps running an older configuration.
-	Rejections    map[string]string `protobuf:"bytes,6,rep,name=rejections,proto3" json:"rejections,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Rejections map[string]string `protobuf:"bytes,6,rep,name=rejections,proto3" json:"rejections,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The port of the node's own listener, which its bootstrap asked for
+	// (node.metadata tollgate.listen_port, `tollgate envoy-bootstrap
+	// --listen-port`); 0 when it shares the control plane's listener.
+	ListenPort    uint32 `protobuf:"varint,7,opt,name=listen_port,json=listenPort,proto3" json:"listen_port,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -242,6 +246,13 @@ func (x *NodeConfigStatus) GetRejections() map[string]string {
 	return nil
 }
 
+func (x *NodeConfigStatus) GetListenPort() uint32 {
+	if x != nil {
+		return x.ListenPort
+	}
+	return 0
+}
+
 var File_tollgate_admin_v1_status_proto protoreflect.FileDescriptor
 
 const file_tollgate_admin_v1_status_proto_rawDesc = "" +
@@ -257,7 +268,7 @@ const file_tollgate_admin_v1_status_proto_rawDesc = "" +
 	"\rnode_statuses\x18\x06 \x03(\v2#.tollgate.admin.v1.NodeConfigStatusR\fnodeStatuses\x1a<\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xb5\x03\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xd6\x03\n" +
 	"\x10NodeConfigStatus\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
 	"\x05envoy\x18\x02 \x01(\bR\x05envoy\x12\x1c\n" +
@@ -266,7 +277,9 @@ const file_tollgate_admin_v1_status_proto_rawDesc = "" +
 	"\x11accepted_versions\x18\x05 \x03(\v29.tollgate.admin.v1.NodeConfigStatus.AcceptedVersionsEntryR\x10acceptedVersions\x12S\n" +
 	"\n" +
 	"rejections\x18\x06 \x03(\v23.tollgate.admin.v1.NodeConfigStatus.RejectionsEntryR\n" +
-	"rejections\x1aC\n" +
+	"rejections\x12\x1f\n" +
+	"\vlisten_port\x18\a \x01(\rR\n" +
+	"listenPort\x1aC\n" +
 	"\x15AcceptedVersionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a=\n" +
