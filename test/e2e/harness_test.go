@@ -230,7 +230,9 @@ func startGateway(t *testing.T, st *store.Store) *gateway {
 			t.Errorf("closing the usage recorder: %v", err)
 		}
 	})
-	epSrv := grpc.NewServer()
+	// Stop (the test's cleanup) waits for the handlers: a request that
+	// ends then still records its usage before the recorder closes.
+	epSrv := grpc.NewServer(grpc.WaitForHandlers(true))
 	// ext_proc logs at debug level: a request's lines (admitted, tries,
 	// finished) are part of what the tests check.
 	epLog := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -152,7 +152,13 @@ func serveExtProc(ctx context.Context, f extprocFlags, tel *runningTelemetry, lo
 	}
 	// Envoy keeps one HTTP/2 connection and a stream per request.
 	g := grpc.NewServer(grpc.MaxConcurrentStreams(1<<20),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		// When the graceful stop runs out of time, Stop cancels the
+		// remaining streams; it must also wait for their handlers, which
+		// then record those requests' usage, before the recorder is
+		// flushed and closed below. Otherwise a long stream cut at
+		// shutdown would lose its usage record.
+		grpc.WaitForHandlers(true))
 	extprocv3.RegisterExternalProcessorServer(g, srv)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(g, hs)
