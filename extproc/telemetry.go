@@ -410,11 +410,11 @@ func traceContextOf(span trace.Span) map[string]string {
 	if !span.IsRecording() || !sc.IsSampled() {
 		return nil
 	}
+	// Without the tracestate, which comes from the client (vendors' opaque
+	// data, up to 512 bytes): the batch's span needs only the ids and the
+	// sampling flag, the traceparent.
 	carrier := propagation.MapCarrier{}
-	traceContext.Inject(trace.ContextWithSpanContext(context.Background(), sc), carrier)
-	// tracestate comes from the client (vendors' opaque data, up to 512
-	// bytes); the batch's span needs only the ids and the sampling flag.
-	delete(carrier, "tracestate")
+	traceContext.Inject(trace.ContextWithSpanContext(context.Background(), sc.WithTraceState(trace.TraceState{})), carrier)
 	return carrier
 }
 

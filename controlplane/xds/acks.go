@@ -25,6 +25,7 @@ type acks struct {
 	mu       sync.Mutex
 	streams  map[int64]string             // stream id → node id
 	deltas   map[int64]string             // delta stream id → node id (ext_proc's streams)
+	open     map[string]int               // node id → its streams in streams and deltas
 	accepted map[string]map[string]string // node id → type URL → version
 	rejected map[string]map[string]string // node id → type URL → the last NACK's error, until an ACK
 	envoy    map[string]bool              // node ids that asked for one of EnvoyTypes
@@ -34,6 +35,7 @@ func newAcks() *acks {
 	return &acks{
 		streams:  map[int64]string{},
 		deltas:   map[int64]string{},
+		open:     map[string]int{},
 		accepted: map[string]map[string]string{},
 		rejected: map[string]map[string]string{},
 		envoy:    map[string]bool{},
@@ -43,12 +45,7 @@ func newAcks() *acks {
 func (a *acks) request(stream int64, r *discoverygrpc.DiscoveryRequest) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	node := r.GetNode().GetId()
-	if node != "" {
-		a.streams[stream] = node
-	} else {
-		node = a.streams[stream]
-	}
+	node := a.registerLocked(a.streams, stream, r.GetNode().GetId())
 	if node == "" {
 		return
 	}
@@ -71,6 +68,36 @@ func (a *acks) request(stream int64, r *discoverygrpc.DiscoveryRequest) {
 	delete(a.rejected[node], typ)
 }
 
+// registerLocked notes that stream (a key of streams, one of a's two maps)
+// serves node, the first time a request names it, and returns the node the
+// stream serves; empty until a request has named one.
+func (a *acks) registerLocked(streams map[int64]string, stream int64, node string) string {
+	if known, ok := streams[stream]; ok || node == "" {
+		return known
+	}
+	streams[stream] = node
+	a.open[node]++
+	return node
+}
+
+// unregisterLocked forgets stream (a key of streams) and returns its node
+// when that node has no stream left, as closed describes.
+func (a *acks) unregisterLocked(streams map[int64]string, stream int64) (gone string) {
+	node, ok := streams[stream]
+	if !ok {
+		return ""
+	}
+	delete(streams, stream)
+	if a.open[node]--; a.open[node] > 0 {
+		return ""
+	}
+	delete(a.open, node)
+	delete(a.accepted, node)
+	delete(a.rejected, node)
+	delete(a.envoy, node)
+	return node
+}
+
 func setIn(m map[string]map[string]string, node, typ, v string) {
 	byType := m[node]
 	if byType == nil {
@@ -88,58 +115,28 @@ func setIn(m map[string]map[string]string, node, typ, v string) {
 func (a *acks) closed(stream int64) (gone string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	node := a.streams[stream]
-	delete(a.streams, stream)
-	return a.forgetIfGoneLocked(node)
-}
-
-func (a *acks) forgetIfGoneLocked(node string) string {
-	if node == "" || a.connectedLocked(node) {
-		return ""
-	}
-	delete(a.accepted, node)
-	delete(a.rejected, node)
-	delete(a.envoy, node)
-	return node
+	return a.unregisterLocked(a.streams, stream)
 }
 
 func (a *acks) connected(node string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.connectedLocked(node)
-}
-
-func (a *acks) connectedLocked(node string) bool {
-	for _, n := range a.streams {
-		if n == node {
-			return true
-		}
-	}
-	for _, n := range a.deltas {
-		if n == node {
-			return true
-		}
-	}
-	return false
+	return a.open[node] > 0
 }
 
 // deltaRequest notes which node a delta stream serves (for Connected only:
 // delta answers are not followed).
 func (a *acks) deltaRequest(stream int64, r *discoverygrpc.DeltaDiscoveryRequest) {
-	if node := r.GetNode().GetId(); node != "" {
-		a.mu.Lock()
-		a.deltas[stream] = node
-		a.mu.Unlock()
-	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.registerLocked(a.deltas, stream, r.GetNode().GetId())
 }
 
 // deltaClosed forgets a delta stream, as closed does.
 func (a *acks) deltaClosed(stream int64) (gone string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	node := a.deltas[stream]
-	delete(a.deltas, stream)
-	return a.forgetIfGoneLocked(node)
+	return a.unregisterLocked(a.deltas, stream)
 }
 
 func (a *acks) version(node, typeURL string) string {
@@ -176,7 +173,7 @@ func (a *acks) nodeState(node string, served map[string]string) NodeState {
 	st := NodeState{
 		Node:       node,
 		Envoy:      a.envoy[node],
-		Connected:  a.connectedLocked(node),
+		Connected:  a.open[node] > 0,
 		Accepted:   maps.Clone(a.accepted[node]),
 		Rejections: maps.Clone(a.rejected[node]),
 	}

@@ -32,6 +32,8 @@ var upstreamFailureFlags = []string{"UH", "UF", "UC", "UR", "UO", "UT", "URX"}
 func localReplyConfig(o Options) *hcmv3.LocalReplyConfig {
 	tooLarge := fmt.Sprintf("The request body is larger than this gateway accepts (%d bytes). Send a smaller request.", o.MaxRequestBytes)
 	upstream := "The gateway could not get a response from the provider: %LOCAL_REPLY_BODY%"
+	anthropicUpstream := jsonBody(anthropicError("api_error", upstream))
+	openAIUpstream := jsonBody(openAIError("server_error", "upstream_unavailable", upstream))
 	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{
 		{
 			Filter:             and(statusIs(413), anthropicPath()),
@@ -47,21 +49,21 @@ func localReplyConfig(o Options) *hcmv3.LocalReplyConfig {
 		// the downstream ext_proc wrote before routing.
 		{
 			Filter:             and(upstreamFailed(), clientAPIIs(ClientAPIAnthropic)),
-			BodyFormatOverride: jsonBody(anthropicError("api_error", upstream)),
+			BodyFormatOverride: anthropicUpstream,
 		},
 		{
 			Filter:             and(upstreamFailed(), clientAPIIs(ClientAPIOpenAI)),
-			BodyFormatOverride: jsonBody(openAIError("server_error", "upstream_unavailable", upstream)),
+			BodyFormatOverride: openAIUpstream,
 		},
 		// Without it (no try can start before ext_proc routed the request,
 		// so only if ext_proc did not write it), the path decides.
 		{
 			Filter:             and(upstreamFailed(), anthropicPath()),
-			BodyFormatOverride: jsonBody(anthropicError("api_error", upstream)),
+			BodyFormatOverride: anthropicUpstream,
 		},
 		{
 			Filter:             upstreamFailed(),
-			BodyFormatOverride: jsonBody(openAIError("server_error", "upstream_unavailable", upstream)),
+			BodyFormatOverride: openAIUpstream,
 		},
 	}}
 }

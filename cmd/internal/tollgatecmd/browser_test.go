@@ -3,7 +3,6 @@ package tollgatecmd
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -157,33 +156,18 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	// A request through the data plane with the copied key.
 	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello from the browser test"}]}`
-	deadline := time.Now().Add(settleTime)
-	for {
-		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+d.traffic+"/v1/chat/completions", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+copied)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, _ := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			break
-		}
-		// A new key reaches ext_proc within about a second.
-		if (resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusNotFound) || time.Now().After(deadline) {
-			t.Fatalf("chat completion: %d %s", resp.StatusCode, got)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	// A new key reaches ext_proc within about a second (401 until then),
+	// the model's route the data plane (404 until then).
+	chatUntil(t, d.traffic, copied, body, http.StatusOK, func(status int) bool {
+		return status == http.StatusUnauthorized || status == http.StatusNotFound
+	})
 
 	// The usage page: reload until the request's rollup is in (usage
 	// arrives in batches), then the chart is drawn and the table names the
 	// model.
 	usageURL := console + "/t/acme/usage?metric=requests&group=model"
 	var rows string
-	deadline = time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		do(t, ctx, "open the usage page", chromedp.Navigate(usageURL), chromedp.WaitVisible(`#table-title`))
 		rows = get(t, ctx, "the usage table", chromedp.Text(`#usage-table tbody`))
@@ -331,36 +315,14 @@ func TestConsoleInABrowser(t *testing.T) {
 	confirmed("Restrict Acme Corp?")
 	accessible(t, ctx, "the operator's privacy page")
 	shots.take(ctx, "restricted")
-	chat := func(want int) {
-		t.Helper()
-		deadline := time.Now().Add(settleTime)
-		for {
-			req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+d.traffic+"/v1/chat/completions", strings.NewReader(body))
-			req.Header.Set("Authorization", "Bearer "+copied)
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, _ := io.ReadAll(resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == want {
-				if want == http.StatusForbidden && !strings.Contains(string(got), "processing_restricted") {
-					t.Errorf("the restricted tenant's refusal: %s", got)
-				}
-				return
-			}
-			// The change reaches ext_proc within about a second.
-			if time.Now().After(deadline) {
-				t.Fatalf("chat completion: %d %s, want %d", resp.StatusCode, got, want)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+	// A restriction, and its lifting, reach ext_proc within about a second.
+	until := func(int) bool { return true }
+	if got := chatUntil(t, d.traffic, copied, body, http.StatusForbidden, until); !strings.Contains(string(got), "processing_restricted") {
+		t.Errorf("the restricted tenant's refusal: %s", got)
 	}
-	chat(http.StatusForbidden)
 	do(t, ctx, "lift the restriction", chromedp.Click(`#unrestrict-tenant`), chromedp.WaitVisible(`p.flash`), chromedp.WaitNotPresent(`#unrestrict-tenant`))
 	confirmed("Lift the restriction of Acme Corp?")
-	chat(http.StatusOK)
+	chatUntil(t, d.traffic, copied, body, http.StatusOK, until)
 	do(t, ctx, "the erasure plan", chromedp.Click(`#erase-tenant`), chromedp.WaitVisible(`#confirm`))
 	accessible(t, ctx, "the erasure plan")
 	if plan := get(t, ctx, "the erasure plan", chromedp.Text(`main`)); !strings.Contains(plan, "cannot be undone") {

@@ -205,9 +205,16 @@ func devKey(t *testing.T, d devAddrs, dir string) string {
 	return key.GetSecret()
 }
 
-// post sends a chat completion to the data plane and returns its status,
-// having read the whole response.
+// post sends a chat completion to the data plane and returns its status.
 func post(t *testing.T, traffic, key, body string) int {
+	t.Helper()
+	status, _ := postChat(t, traffic, key, body)
+	return status
+}
+
+// postChat sends a chat completion to the data plane and returns its
+// status and body.
+func postChat(t *testing.T, traffic, key, body string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+traffic+"/v1/chat/completions", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+key)
@@ -216,7 +223,25 @@ func post(t *testing.T, traffic, key, body string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
+	got, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
-	return resp.StatusCode
+	return resp.StatusCode, got
+}
+
+// chatUntil repeats a chat completion until it answers want, for up to
+// settleTime, while settling(status) says the answer may still change (a
+// key or restriction on its way to ext_proc); it returns the last body.
+func chatUntil(t *testing.T, traffic, key, body string, want int, settling func(status int) bool) []byte {
+	t.Helper()
+	deadline := time.Now().Add(settleTime)
+	for {
+		status, got := postChat(t, traffic, key, body)
+		if status == want {
+			return got
+		}
+		if !settling(status) || time.Now().After(deadline) {
+			t.Fatalf("chat completion: %d %s, want %d", status, got, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
